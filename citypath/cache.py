@@ -1,0 +1,146 @@
+"""Where generated data lives on disk, and how it is written and checked.
+
+A cache entry is a directory named after what it holds and a key derived from the
+config and source data that produced it. It is written into a temporary sibling
+directory and renamed into place only when complete; its `manifest.json` lists every
+file with its size and BLAKE2b digest. A reader that finds no manifest, a missing file
+or a digest mismatch treats the entry as absent, so an interrupted build or a
+corrupted file is rebuilt, never silently used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import uuid
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+
+
+class CacheError(OSError):
+    """A cache entry could not be written (unwritable directory, full disk, ...)."""
+
+
+def _writable(directory: Path) -> bool:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory):
+            pass
+        return True
+    except OSError:
+        return False
+
+
+def cache_root(preferred: str | os.PathLike | None = None) -> Path:
+    """The cache directory: `preferred`, else $CITYPATH_CACHE_DIR, else ~/.cache/citypath.
+
+    An unwritable choice falls back to a directory under the system temp dir, with a warning.
+    """
+    if preferred is not None:
+        root = Path(preferred)
+    elif os.environ.get("CITYPATH_CACHE_DIR"):
+        root = Path(os.environ["CITYPATH_CACHE_DIR"])
+    else:
+        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "citypath"
+    if _writable(root):
+        return root
+    fallback = Path(tempfile.gettempdir()) / "citypath-cache"
+    if not _writable(fallback):
+        raise CacheError(f"cache directory {root} is not writable, nor is the fallback {fallback}; "
+                         "set CITYPATH_CACHE_DIR to a writable directory")
+    warnings.warn(f"cache directory {root} is not writable; using {fallback} instead", stacklevel=2)
+    return fallback
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """BLAKE2b hex digest of a file's bytes, read in 1 MiB chunks."""
+    h = hashlib.blake2b(digest_size=20)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def config_key(*parts: Any) -> str:
+    """A short stable hex key for JSON-serialisable config parts."""
+    blob = json.dumps([FORMAT_VERSION, *parts], sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+class CacheEntry:
+    """One directory of generated files under the cache root, valid only if its manifest checks out."""
+
+    def __init__(self, root: Path, name: str, key: str):
+        self.root = root
+        self.dir = root / f"{name}-{key}"
+
+    def path(self, filename: str) -> Path:
+        return self.dir / filename
+
+    def load(self, verify: bool = True) -> dict | None:
+        """The entry's metadata if it is complete and intact, else None."""
+        try:
+            manifest = json.loads((self.dir / MANIFEST).read_text())
+            for name, info in manifest["files"].items():
+                p = self.dir / name
+                if p.stat().st_size != info["size"]:
+                    return None
+                if verify and file_digest(p) != info["digest"]:
+                    return None
+            return manifest.get("meta", {})
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    @contextlib.contextmanager
+    def writer(self, meta: dict | None = None) -> Iterator[Path]:
+        """Yield a temp directory to write files into; on success it becomes this entry atomically.
+
+        Files written there are listed in the manifest; `meta` (updated in place by the
+        caller if it likes) is stored with them.
+        """
+        meta = {} if meta is None else meta
+        tmp = self.dir.with_name(f".{self.dir.name}.tmp-{uuid.uuid4().hex[:8]}")
+        try:
+            tmp.mkdir(parents=True)
+            yield tmp
+            files = {p.name: {"size": p.stat().st_size, "digest": file_digest(p)}
+                     for p in sorted(tmp.iterdir()) if p.is_file()}
+            write_atomic(tmp / MANIFEST, json.dumps({"files": files, "meta": meta}, indent=1, sort_keys=True))
+            old = None
+            if self.dir.exists():
+                old = self.dir.with_name(f".{self.dir.name}.old-{uuid.uuid4().hex[:8]}")
+                os.replace(self.dir, old)
+            os.replace(tmp, self.dir)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise CacheError(f"could not write cache entry {self.dir}: {e.strerror or e}") from e
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+
+def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
+    """Write a file via a temp file in the same directory and a rename: readers never see half of it."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

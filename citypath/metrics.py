@@ -1,0 +1,188 @@
+"""Path-quality metrics: the post's three (illegal jumps, bounded length, reaching the target) and more.
+
+A path is a sequence of city ids. Anything else in it (a negative or out-of-range id, a
+float, None) is an *unknown id*: kept in the count of cities, never a legal hop. Every
+metric has a one-sentence definition below; `evaluate_paths` computes all of them for a
+batch at once (vectorised), and `evaluate_path` is that for one path.
+
+    >>> m = evaluate_path(g, g.shortest_path(s, t), s, t)  # doctest: +SKIP
+    >>> m["valid"], m["length_ratio"]                       # doctest: +SKIP
+    (True, 1.0)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import shapely
+
+from citypath.geo import haversine_km, midpoint, project_aeqd_km
+from citypath.graph import CityGraph
+
+DEFAULT_TOLERANCE = 0.05
+
+METRIC_DEFINITIONS = {
+    "cities": "Number of entries in the path.",
+    "hops": "Number of consecutive pairs in the path (cities - 1, or 0 for an empty path).",
+    "unknown_ids": "Number of entries that are not city ids of the graph.",
+    "illegal_jumps": "Number of hops between cities farther apart than the graph's radius_km, "
+                     "counting every hop to or from an unknown id as illegal.",
+    "starts_at_source": "The path's first entry is the source city.",
+    "reaches_target": "The path's last entry is the target city.",
+    "valid": "The path starts at the source, reaches the target and has no illegal jumps.",
+    "length_km": "Sum of the great-circle lengths of the path's hops between known cities, in km.",
+    "optimal_km": "Length of the optimal (Dijkstra) path from source to target, in km.",
+    "length_ratio": "length_km / optimal_km (1.0 for the optimal path; for src == dst, 1.0 if the path "
+                    "has no length, else inf).",
+    "bounded": "The path starts at the source, reaches the target and length_ratio <= 1 + tolerance.",
+    "exact_match": "The path is identical to the optimal path, city by city.",
+    "frechet_km": "Discrete Fréchet distance in km between the path's known cities and the optimal path "
+                  "(azimuthal equidistant projection about the pair's midpoint; NaN for no known city).",
+}
+
+
+def as_ids(path, n_cities: int) -> np.ndarray:
+    """A path as int64 ids, with -1 for every entry that is not a city id in 0..n_cities-1."""
+    arr = np.asarray(path) if not isinstance(path, np.ndarray) else path
+    if arr.ndim == 1 and arr.dtype.kind in "iu":
+        ids = arr.astype(np.int64, copy=True)
+    else:
+        ids = np.array([int(c) if isinstance(c, (int, np.integer)) and not isinstance(c, (bool, np.bool_))
+                        and -2**62 < int(c) < 2**62 else -1 for c in list(path)], dtype=np.int64)
+    ids[(ids < 0) | (ids >= n_cities)] = -1
+    return ids
+
+
+def _frechet_km(g: CityGraph, paths: list[np.ndarray], refs: list[np.ndarray],
+                centres: np.ndarray) -> np.ndarray:
+    """Discrete Fréchet distance per (path, reference) pair, in km, via shapely in a local projection."""
+    def lines(seqs):
+        idx, pid = [], []
+        for i, s in enumerate(seqs):
+            s = s[s >= 0]
+            if len(s) == 1:
+                s = np.r_[s, s]                  # a one-city path is a degenerate line
+            idx.append(s)
+            pid.append(np.full(len(s), i))
+        idx, pid = np.concatenate(idx), np.concatenate(pid)
+        x, y = project_aeqd_km(g.lat[idx], g.lon[idx], centres[pid, 0], centres[pid, 1])
+        out = np.full(len(seqs), None, dtype=object)
+        present = np.unique(pid)
+        if len(present):
+            _, compact = np.unique(pid, return_inverse=True)
+            out[present] = shapely.linestrings(np.column_stack([x, y]), indices=compact)
+        return out
+
+    with np.errstate(invalid="ignore"):
+        return np.asarray(shapely.frechet_distance(lines(paths), lines(refs)), dtype=np.float64)
+
+
+def evaluate_paths(g: CityGraph, paths: Sequence, srcs: Sequence[int], dsts: Sequence[int], *,
+                   tolerance: float = DEFAULT_TOLERANCE) -> pd.DataFrame:
+    """All metrics for a batch of paths, one row per path (columns as in METRIC_DEFINITIONS)."""
+    if not (len(paths) == len(srcs) == len(dsts)):
+        raise ValueError(f"got {len(paths)} paths for {len(srcs)} sources and {len(dsts)} targets")
+    srcs = np.array([g.check_id(s) for s in srcs], dtype=np.int64)
+    dsts = np.array([g.check_id(t) for t in dsts], dtype=np.int64)
+    n = len(paths)
+    ids = [as_ids(p, g.n_cities) for p in paths]
+    lens = np.array([len(p) for p in ids], dtype=np.int64)
+    flat = np.concatenate(ids) if n else np.zeros(0, np.int64)
+    owner = np.repeat(np.arange(n), lens)
+
+    known = flat >= 0
+    a, b = flat[:-1], flat[1:]
+    is_hop = owner[:-1] == owner[1:]
+    both = is_hop & known[:-1] & known[1:]
+    d = np.zeros(len(a))
+    d[both] = haversine_km(g.lat[a[both]], g.lon[a[both]], g.lat[b[both]], g.lon[b[both]])
+    illegal = is_hop & (~both | (d > g.radius_km))
+    hop_owner = owner[:-1]
+
+    illegal_jumps = np.bincount(hop_owner[illegal], minlength=n)
+    length_km = np.bincount(hop_owner[both], weights=d[both], minlength=n).astype(np.float64)
+    unknown_ids = np.bincount(owner[~known], minlength=n)
+    first = np.array([p[0] if len(p) else -2 for p in ids], dtype=np.int64)
+    last = np.array([p[-1] if len(p) else -2 for p in ids], dtype=np.int64)
+    starts, reaches = first == srcs, last == dsts
+
+    optimal = [np.asarray(g.shortest_path(s, t)) for s, t in zip(srcs.tolist(), dsts.tolist())]
+    optimal_km = np.array([g.shortest_path_length_km(s, t) for s, t in zip(srcs.tolist(), dsts.tolist())])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(optimal_km > 0, length_km / np.where(optimal_km > 0, optimal_km, 1.0),
+                         np.where(length_km > 0, np.inf, 1.0))
+    exact = np.array([len(p) == len(o) and bool(np.all(p == o)) for p, o in zip(ids, optimal)], dtype=bool)
+    centres = np.array([midpoint(g.lat[s], g.lon[s], g.lat[t], g.lon[t]) for s, t in zip(srcs, dsts)]).reshape(n, 2)
+    frechet = _frechet_km(g, ids, optimal, centres) if n else np.zeros(0)
+
+    valid = starts & reaches & (illegal_jumps == 0)
+    return pd.DataFrame({
+        "src": srcs, "dst": dsts, "cities": lens, "hops": np.maximum(lens - 1, 0),
+        "unknown_ids": unknown_ids, "illegal_jumps": illegal_jumps,
+        "starts_at_source": starts, "reaches_target": reaches, "valid": valid,
+        "length_km": length_km, "optimal_km": optimal_km, "length_ratio": ratio,
+        "bounded": starts & reaches & (ratio <= 1 + tolerance),
+        "exact_match": exact, "frechet_km": frechet,
+    })
+
+
+def evaluate_path(g: CityGraph, path: Sequence, src: int, dst: int, *,
+                  tolerance: float = DEFAULT_TOLERANCE) -> dict:
+    """All metrics of one path from src to dst, as a dict of plain Python values.
+
+    >>> evaluate_path(g, [s, t], s, t)["illegal_jumps"]  # doctest: +SKIP
+    1
+    """
+    row = evaluate_paths(g, [path], [src], [dst], tolerance=tolerance).iloc[0]
+    return {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+
+
+# -- single metrics, for readers who want one number ----------------------------------
+
+def illegal_jumps(g: CityGraph, path: Sequence) -> int:
+    """Number of hops between cities farther apart than radius_km, hops touching an unknown id included."""
+    ids = as_ids(path, g.n_cities)
+    if len(ids) < 2:
+        return 0
+    a, b = ids[:-1], ids[1:]
+    ok = (a >= 0) & (b >= 0)
+    d = np.full(len(a), np.inf)
+    d[ok] = haversine_km(g.lat[a[ok]], g.lon[a[ok]], g.lat[b[ok]], g.lon[b[ok]])
+    return int((d > g.radius_km).sum())
+
+
+def starts_at_source(path: Sequence, src: int) -> bool:
+    """The path's first entry is the source city."""
+    return len(path) > 0 and path[0] == src
+
+
+def reaches_target(path: Sequence, dst: int) -> bool:
+    """The path's last entry is the target city."""
+    return len(path) > 0 and path[-1] == dst
+
+
+def valid(g: CityGraph, path: Sequence, src: int, dst: int) -> bool:
+    """The path starts at the source, reaches the target and has no illegal jumps."""
+    return starts_at_source(path, src) and reaches_target(path, dst) and illegal_jumps(g, path) == 0
+
+
+def length_ratio(g: CityGraph, path: Sequence, src: int, dst: int) -> float:
+    """Length of the path's hops between known cities divided by the optimal src->dst length."""
+    return float(evaluate_path(g, path, src, dst)["length_ratio"])
+
+
+def bounded(g: CityGraph, path: Sequence, src: int, dst: int, tolerance: float = DEFAULT_TOLERANCE) -> bool:
+    """The path joins src to dst and its length_ratio is at most 1 + tolerance."""
+    return bool(evaluate_path(g, path, src, dst, tolerance=tolerance)["bounded"])
+
+
+def exact_match(g: CityGraph, path: Sequence, src: int, dst: int) -> bool:
+    """The path equals the optimal (Dijkstra) path city by city."""
+    return list(as_ids(path, g.n_cities)) == g.shortest_path(src, dst)
+
+
+def frechet_km(g: CityGraph, path: Sequence, src: int, dst: int) -> float:
+    """Discrete Fréchet distance in km between the path and the optimal src->dst path."""
+    return float(evaluate_path(g, path, src, dst)["frechet_km"])

@@ -1,0 +1,70 @@
+"""Model families and the registry that loads them by checkpoint name.
+
+    >>> m = load_model("gru-small")                   # doctest: +SKIP
+    >>> paths = list(m.refine(g, src, dst, steps=8))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+
+from citypath.models.base import (
+    CheckpointError,
+    IncompatibleGraph,
+    ModelError,
+    ModelNotFound,
+    RoutingModel,
+    read_card,
+)
+
+# family name -> "module:class"; imported only when a checkpoint of that family is loaded.
+FAMILIES = {
+    "gru": "citypath.models.gru:GRUModel",
+    "refiner": "citypath.models.refiner:RefinerModel",
+    "gnn": "citypath.models.gnn:GNNModel",
+}
+
+REPO_CHECKPOINTS = Path(__file__).resolve().parents[2] / "checkpoints"
+
+
+def checkpoints_dir(directory: str | os.PathLike | None = None) -> Path:
+    """`directory`, else $CITYPATH_CHECKPOINTS, else the repository's checkpoints/."""
+    return Path(directory or os.environ.get("CITYPATH_CHECKPOINTS") or REPO_CHECKPOINTS)
+
+
+def list_models(directory: str | os.PathLike | None = None) -> list[str]:
+    """Names of the checkpoints available (a card and weights side by side), sorted."""
+    d = checkpoints_dir(directory)
+    if not d.is_dir():
+        return []
+    return sorted(p.stem for p in d.glob("*.json") if p.with_suffix(".safetensors").is_file())
+
+
+def family_class(family: str) -> type[RoutingModel]:
+    if family not in FAMILIES:
+        raise CheckpointError(f"unknown model family {family!r}; known: {', '.join(FAMILIES)}")
+    module, cls = FAMILIES[family].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def load_model(name: str, *, directory: str | os.PathLike | None = None, graph=None) -> RoutingModel:
+    """The model saved as checkpoint `name` (see `list_models()`), ready to `refine`.
+
+    Raises ModelNotFound (listing what exists), CheckpointError for a broken file (naming it),
+    IncompatibleGraph if `graph` is given and is not the graph the model was trained on.
+    """
+    d = checkpoints_dir(directory)
+    available = list_models(d)
+    if name not in available:
+        raise ModelNotFound(f"no checkpoint named {name!r:.80} in {d}; available: {', '.join(available) or 'none'}")
+    card = read_card(d / f"{name}.json")
+    model = family_class(card["family"]).from_checkpoint(name, card, d / f"{name}.safetensors")
+    if graph is not None:
+        model.check_graph(graph)
+    return model
+
+
+__all__ = ["CheckpointError", "FAMILIES", "IncompatibleGraph", "ModelError", "ModelNotFound", "RoutingModel",
+           "checkpoints_dir", "family_class", "list_models", "load_model"]

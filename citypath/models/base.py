@@ -1,0 +1,137 @@
+"""The one protocol every model family implements, and the checkpoint format they share.
+
+A model answers a (src, dst) query with a sequence of paths, one per step of test-time
+compute: `refine(g, src, dst, steps=K)` yields exactly K paths (lists of city ids); step
+k's path is the model's answer after k steps. The app, the evaluation harness and the CLI
+only ever use this protocol, never a family's internals.
+
+A checkpoint is `checkpoints/<name>.safetensors` (weights; never pickle) beside
+`checkpoints/<name>.json` (the card: family, size, parameters, config, the graph it was
+trained on, how it was trained, its measured metrics).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from pathlib import Path
+
+from citypath.cache import write_atomic
+from citypath.graph import CityGraph
+
+# Past this many steps a request is refused rather than left to run for hours.
+STEPS_LIMIT = 1024
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+
+
+class ModelError(Exception):
+    """Base for everything that can go wrong finding, loading or running a model."""
+
+
+class ModelNotFound(ModelError, LookupError):
+    """No checkpoint of that name; the message lists the available ones."""
+
+
+class CheckpointError(ModelError):
+    """A checkpoint exists but cannot be used (corrupt, truncated, unknown family); names the file."""
+
+
+class IncompatibleGraph(CheckpointError):
+    """The checkpoint was trained on another graph than the one it is asked to route on."""
+
+
+def check_steps(steps: object, max_steps: int | None = None) -> int:
+    """`steps` as a positive int, or ValueError saying what is allowed."""
+    if isinstance(steps, bool) or not isinstance(steps, int) and not hasattr(steps, "__index__"):
+        raise ValueError(f"steps must be a positive integer, not {steps!r:.40}")
+    steps = int(steps)
+    if steps < 1:
+        raise ValueError(f"steps={steps}: at least 1 step is needed")
+    if steps > STEPS_LIMIT:
+        raise ValueError(f"steps={steps} is over the limit of {STEPS_LIMIT} steps per query")
+    return steps
+
+
+class RoutingModel(ABC):
+    """A model that routes between cities and can spend more steps to refine its answer.
+
+    Subclasses set `family` and implement `refine` (and `from_checkpoint`). Inference must not
+    mutate the model, so one loaded model serves many threads.
+    """
+
+    family: str = "abstract"
+
+    def __init__(self, name: str, card: dict):
+        self.name = name
+        self.card = card
+
+    @property
+    def num_parameters(self) -> int:
+        return int(self.card["num_parameters"])
+
+    @property
+    def max_steps(self) -> int:
+        """The most steps this model was trained or tuned for (more may still be asked for)."""
+        return int(self.card["max_steps"])
+
+    @property
+    def graph_fingerprint(self) -> str:
+        return self.card["graph"]["fingerprint"]
+
+    def check_graph(self, g: CityGraph) -> None:
+        """Refuse a graph other than the one the checkpoint was trained on."""
+        if g.fingerprint != self.graph_fingerprint:
+            raise IncompatibleGraph(
+                f"model {self.name!r} was trained on graph {self.graph_fingerprint[:12]} "
+                f"({self.card['graph'].get('config')}), not on {g.fingerprint[:12]} ({g.config}); "
+                "load the graph it was trained on, or retrain it")
+
+    def check_query(self, g: CityGraph, src: int, dst: int, steps: object) -> tuple[int, int, int]:
+        """Validate a refine() call; returns (src, dst, steps)."""
+        self.check_graph(g)
+        return g.check_id(src), g.check_id(dst), check_steps(steps)
+
+    @abstractmethod
+    def refine(self, g: CityGraph, src: int, dst: int, steps: int = 1, *, seed: int = 0) -> Iterator[list[int]]:
+        """Yield exactly `steps` paths from src to dst; path k is the answer after k steps.
+
+        Deterministic for a given seed. src == dst yields [src] at every step.
+        """
+
+    def flops_per_step(self, g: CityGraph, src: int, dst: int) -> float:
+        """Estimated floating-point operations of one step on this query (for compute plots)."""
+        return float("nan")
+
+    @classmethod
+    @abstractmethod
+    def from_checkpoint(cls, name: str, card: dict, weights_path: Path) -> RoutingModel:
+        """Build the model from its card and safetensors weights."""
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(name={self.name!r}, family={self.family!r}, "
+                f"num_parameters={self.num_parameters:,}, max_steps={self.max_steps})")
+
+
+def check_name(name: object) -> str:
+    """A checkpoint name safe to use as a file name, or ValueError."""
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise ModelNotFound(f"{name!r:.80} is not a checkpoint name (lower-case letters, digits, '-', '_', '.')")
+    return name
+
+
+def read_card(path: Path) -> dict:
+    """A checkpoint's JSON card, or CheckpointError naming the file."""
+    try:
+        card = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"checkpoint card {path} cannot be read: {e}") from e
+    missing = [k for k in ("family", "num_parameters", "max_steps", "graph") if k not in card]
+    if missing:
+        raise CheckpointError(f"checkpoint card {path} lacks {', '.join(missing)}")
+    return card
+
+
+def write_card(path: Path, card: dict) -> None:
+    write_atomic(path, json.dumps(card, indent=2, sort_keys=False) + "\n")
