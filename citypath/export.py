@@ -1,0 +1,257 @@
+"""Path comparisons as files: a publication-quality PNG, an animated GIF of the steps, GeoJSON and CSV.
+
+Everything is drawn offline with matplotlib's object API (a bare `Figure`, no pyplot state, so the
+app's download threads can render at once) over the same simplified state outlines as
+the app's map, in an equirectangular projection with the aspect corrected for latitude.
+The app's download buttons and `python -m citypath route --png/--gif` both call these.
+
+    >>> png = render_png(g, src, dst, [ExportRun("gru-small", paths, step=8)])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from PIL import Image
+
+from citypath.basemap import rings_in_box
+from citypath.graph import CityGraph
+from citypath.maplayers import ILLEGAL_RGB, OPTIMAL_RGB, illegal_segments, model_rgb, rgb_hex
+from citypath.metrics import as_ids, evaluate_paths
+
+PNG_DPI = 200
+GIF_DPI = 90
+
+
+@dataclass
+class ExportRun:
+    """One model's refinement: all its step paths, the step to draw, and its colour."""
+
+    name: str
+    paths: Sequence[Sequence]
+    step: int
+    rgb: tuple[int, int, int] | None = None
+
+    def path(self, step: int | None = None) -> list:
+        k = self.step if step is None else step
+        if not self.paths:
+            return []
+        return list(self.paths[min(max(k, 1), len(self.paths)) - 1])
+
+
+def _rgb(run: ExportRun, i: int) -> str:
+    return rgb_hex(run.rgb or model_rgb(i))
+
+
+def _box(g: CityGraph, ids: np.ndarray, pad: float = 0.12) -> tuple[float, float, float, float]:
+    lon, lat = g.lon[ids], g.lat[ids]
+    w, e, s, n = lon.min(), lon.max(), lat.min(), lat.max()
+    span = max(e - w, (n - s) * 1.3, 0.3)
+    cx, cy = (w + e) / 2, (s + n) / 2
+    half_w = span * (0.5 + pad)
+    half_h = max((n - s) * (0.5 + pad), half_w * 0.55 * math.cos(math.radians(cy)))
+    return cx - half_w, cy - half_h, cx + half_w, cy + half_h
+
+
+def _known(g: CityGraph, path: Sequence) -> np.ndarray:
+    ids = as_ids(path, g.n_cities)
+    return ids[ids >= 0]
+
+
+def _draw_base(ax, g: CityGraph, box: tuple[float, float, float, float]) -> None:
+    west, south, east, north = box
+    for ring in rings_in_box(west, south, east, north):
+        ax.fill(ring.lonlat[:, 0], ring.lonlat[:, 1], facecolor="#f1eee6", edgecolor="#a0a0aa", linewidth=0.6,
+                zorder=0)
+    inside = (g.lon >= west) & (g.lon <= east) & (g.lat >= south) & (g.lat <= north)
+    ax.scatter(g.lon[inside], g.lat[inside], s=0.6, c="#5a6478", alpha=0.25, linewidths=0, zorder=1,
+               rasterized=True)
+    ax.set_xlim(west, east)
+    ax.set_ylim(south, north)
+    ax.set_aspect(1 / math.cos(math.radians((south + north) / 2)))
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    ax.set_facecolor("#dde7ef")
+
+
+def _draw_paths(ax, g: CityGraph, src: int, dst: int, optimal: np.ndarray, runs: Sequence[ExportRun],
+                step: int | None, ghost: bool) -> list:
+    artists = []
+    opt_hex = rgb_hex(OPTIMAL_RGB)
+    artists += ax.plot(g.lon[optimal], g.lat[optimal], color=opt_hex, lw=5, alpha=0.55, solid_capstyle="round",
+                       zorder=3, label=f"optimal (Dijkstra), {len(optimal) - 1} hops")
+    for i, run in enumerate(runs):
+        k = run.step if step is None else step
+        colour = _rgb(run, i)
+        if ghost and k > 1:
+            prev = _known(g, run.path(k - 1))
+            artists += ax.plot(g.lon[prev], g.lat[prev], color=colour, lw=1.2, alpha=0.3, zorder=4)
+        ids = _known(g, run.path(k))
+        artists += ax.plot(g.lon[ids], g.lat[ids], color=colour, lw=1.8, marker="o", ms=2.4, zorder=5,
+                           label=f"{run.name}, step {k}")
+        segs = [[(g.lon[a], g.lat[a]), (g.lon[b], g.lat[b])] for a, b, _ in illegal_segments(g, run.path(k))]
+        if segs:
+            artists.append(ax.add_collection(LineCollection(segs, colors=rgb_hex(ILLEGAL_RGB), linewidths=1.8,
+                                                            linestyles="--", zorder=6)))
+    artists += ax.plot(g.lon[[src, dst]], g.lat[[src, dst]], "o", color="#111111", ms=7, mec="white", mew=1.5,
+                       zorder=7)
+    return artists
+
+
+def _legend(ax, runs_present_illegal: bool) -> None:
+    handles, labels = ax.get_legend_handles_labels()
+    if runs_present_illegal:
+        handles.append(Line2D([], [], color=rgb_hex(ILLEGAL_RGB), lw=1.8, ls="--"))
+        labels.append("illegal jump (> radius)")
+    ax.legend(handles, labels, loc="lower left", fontsize=7, frameon=True, framealpha=0.9)
+
+
+def metrics_rows(g: CityGraph, src: int, dst: int, runs: Sequence[ExportRun]) -> list[list[str]]:
+    """The table under the PNG: one row per model at its step, the optimal path first."""
+    optimal = g.shortest_path(src, dst)
+    paths = [optimal] + [r.path() for r in runs]
+    df = evaluate_paths(g, paths, [src] * len(paths), [dst] * len(paths))
+    names = ["optimal"] + [f"{r.name} @ {r.step}" for r in runs]
+    rows = []
+    for name, (_, m) in zip(names, df.iterrows()):
+        pct = (m["length_ratio"] - 1) * 100
+        rows.append([name, "yes" if m["valid"] else "no", f"{int(m['illegal_jumps'])}",
+                     "yes" if m["reaches_target"] else "no", f"{int(m['hops'])}", f"{m['length_km']:,.0f}",
+                     f"{pct:+.1f}%" if np.isfinite(pct) else "–",
+                     f"{m['frechet_km']:,.0f}" if np.isfinite(m["frechet_km"]) else "–"])
+    return rows
+
+
+TABLE_HEADER = ["path", "valid", "illegal", "reaches", "hops", "km", "vs optimal", "Fréchet km"]
+
+
+def _figure(g: CityGraph, src: int, dst: int, runs: Sequence[ExportRun], *, table: bool, width_in: float = 8.0):
+    optimal = np.asarray(g.shortest_path(src, dst), dtype=np.int64)
+    box = _box(g, np.unique(np.r_[optimal, [src, dst]]))
+    west, south, east, north = box
+    # Size the map panel to the box's true aspect so the saved figure has no empty bands.
+    aspect = (north - south) / ((east - west) * math.cos(math.radians((south + north) / 2)))
+    map_h = min(max(width_in * aspect, 3.0), 9.0)
+    table_h = 0.24 * (len(runs) + 2) if table else 0.0
+    fig = Figure(figsize=(width_in, map_h + table_h + 0.6))
+    if table:
+        gs = fig.add_gridspec(2, 1, height_ratios=[map_h, table_h], hspace=0.04)
+        ax, tax = fig.add_subplot(gs[0]), fig.add_subplot(gs[1])
+        tax.axis("off")
+        t = tax.table(cellText=metrics_rows(g, src, dst, runs), colLabels=TABLE_HEADER, loc="center",
+                      cellLoc="center")
+        t.auto_set_font_size(False)
+        t.set_fontsize(7.5)
+        t.scale(1, 1.2)
+        for (r, _), cell in t.get_celld().items():
+            cell.set_edgecolor("#bbbbbb")
+            if r == 0:
+                cell.set_text_props(weight="bold")
+                cell.set_facecolor("#eef0f3")
+    else:
+        ax = fig.add_subplot(1, 1, 1)
+    _draw_base(ax, g, box)
+    return fig, ax, optimal
+
+
+def _title(g: CityGraph, src: int, dst: int, runs: Sequence[ExportRun], step: int | None) -> str:
+    who = ", ".join(r.name for r in runs) or "no model"
+    k = f"step {step}" if step is not None else ", ".join(f"step {r.step}" for r in runs[:1]) or ""
+    return f"{g.label(src)} → {g.label(dst)}\n{who}" + (f" · {k}" if runs else "")
+
+
+def render_png(g: CityGraph, src: int, dst: int, runs: Sequence[ExportRun], *, dpi: int = PNG_DPI,
+               table: bool = True) -> bytes:
+    """A PNG comparing the optimal path with each run's path at its step, with legend and metrics table."""
+    fig, ax, optimal = _figure(g, src, dst, runs, table=table)
+    _draw_paths(ax, g, src, dst, optimal, runs, None, ghost=False)
+    _legend(ax, any(illegal_segments(g, r.path()) for r in runs))
+    ax.set_title(_title(g, src, dst, runs, None), fontsize=11)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, facecolor="white", bbox_inches="tight", pad_inches=0.12)
+    return buf.getvalue()
+
+
+def render_gif(g: CityGraph, src: int, dst: int, runs: Sequence[ExportRun], *, dpi: int = GIF_DPI,
+               frame_ms: int = 600, last_frame_ms: int = 2000) -> bytes:
+    """An animated GIF: one frame per refinement step (all runs side by side on one map)."""
+    steps = max((len(r.paths) for r in runs), default=1)
+    fig, ax, optimal = _figure(g, src, dst, runs, table=False, width_in=7.0)
+    frames: list[Image.Image] = []
+    for k in range(1, steps + 1):
+        artists = _draw_paths(ax, g, src, dst, optimal, runs, k, ghost=True)
+        _legend(ax, any(illegal_segments(g, r.path(k)) for r in runs))
+        ax.set_title(_title(g, src, dst, runs, k), fontsize=10)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=dpi, facecolor="white")
+        frames.append(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+        for a in artists:
+            a.remove()
+    out = io.BytesIO()
+    palette = [f.quantize(colors=128, method=Image.Quantize.MEDIANCUT) for f in frames]
+    durations = [frame_ms] * (len(palette) - 1) + [last_frame_ms]
+    palette[0].save(out, format="GIF", save_all=True, append_images=palette[1:], duration=durations, loop=0,
+                    optimize=False)
+    return out.getvalue()
+
+
+# -- data exports -------------------------------------------------------------------------
+
+def _feature(g: CityGraph, path: Sequence, props: dict) -> dict:
+    ids = _known(g, path)
+    coords = [[round(float(g.lon[c]), 6), round(float(g.lat[c]), 6)] for c in ids]
+    geometry = {"type": "LineString", "coordinates": coords} if len(coords) >= 2 else (
+        {"type": "Point", "coordinates": coords[0]} if coords else None)
+    return {"type": "Feature", "geometry": geometry,
+            "properties": {**props, "city_ids": [c if isinstance(c, (int, float, str)) or c is None else str(c)
+                                                 for c in path]}}
+
+
+def to_geojson(g: CityGraph, src: int, dst: int, runs: Sequence[ExportRun], *, all_steps: bool = False) -> str:
+    """A GeoJSON FeatureCollection: the optimal path and each run's path (at its step, or every step)."""
+    optimal = g.shortest_path(src, dst)
+    features = [_feature(g, optimal, {"kind": "optimal", "source": g.label(src), "target": g.label(dst),
+                                      "length_km": round(g.path_length_km(optimal), 3)})]
+    for r in runs:
+        steps = range(1, len(r.paths) + 1) if all_steps else [r.step]
+        for k in steps:
+            path = r.path(k)
+            m = evaluate_paths(g, [path], [src], [dst]).iloc[0]
+            features.append(_feature(g, path, {
+                "kind": "model", "model": r.name, "step": k, "valid": bool(m["valid"]),
+                "illegal_jumps": int(m["illegal_jumps"]), "reaches_target": bool(m["reaches_target"]),
+                "length_km": round(float(m["length_km"]), 3),
+                "length_ratio": float(m["length_ratio"]) if np.isfinite(m["length_ratio"]) else None}))
+    return json.dumps({"type": "FeatureCollection", "features": features}, indent=1)
+
+
+def to_csv(g: CityGraph, src: int, dst: int, runs: Sequence[ExportRun], *, all_steps: bool = True) -> str:
+    """One row per hop: kind, model, step, hop, city_id, label, lat, lon (unknown ids kept, coordinates blank)."""
+    out = io.StringIO()
+    w = csv.writer(out)
+    w.writerow(["kind", "model", "step", "hop", "city_id", "label", "lat", "lon"])
+
+    def rows(kind: str, model: str, step: int | str, path: Sequence) -> None:
+        ids = as_ids(path, g.n_cities)
+        for hop, (raw, c) in enumerate(zip(path, ids.tolist())):
+            if c >= 0:
+                w.writerow([kind, model, step, hop, c, g.label(c), f"{g.lat[c]:.6f}", f"{g.lon[c]:.6f}"])
+            else:
+                w.writerow([kind, model, step, hop, str(raw)[:40], "(unknown id)", "", ""])
+
+    rows("optimal", "", "", g.shortest_path(src, dst))
+    for r in runs:
+        for k in (range(1, len(r.paths) + 1) if all_steps else [r.step]):
+            rows("model", r.name, k, r.path(k))
+    return out.getvalue()

@@ -1,0 +1,244 @@
+"""The pydeck map: state outlines, all cities, the optimal path and each model's path.
+
+Layers, bottom to top: state fills and outlines (offline, from `citypath.basemap`), every city
+as a faint pickable dot (click one to set an end of the route), the previous step of each
+model as a faint ghost, the optimal path, each model's current path in its own colour with
+its hops as dots, illegal jumps as red straight segments, and the two endpoints.
+
+The all-cities layer is the only heavy one (~21k points). The app serves it once as a static
+JSON file and passes its URL as the layer's data, so an animation frame resends only the
+paths: a few kilobytes instead of ~1.5 MB (see docs/app.md).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydeck as pdk
+from pydeck.bindings.json_tools import default_serialize
+
+from citypath.basemap import state_rings
+from citypath.graph import CityGraph
+from citypath.metrics import as_ids
+
+# Okabe-Ito colours (colour-blind safe); red is kept for illegal jumps only.
+OPTIMAL_RGB = (0, 158, 115)
+MODEL_RGBS = ((0, 114, 178), (230, 159, 0), (204, 121, 167), (86, 180, 233), (120, 94, 240), (140, 86, 75))
+ILLEGAL_RGB = (220, 38, 38)
+SOURCE_RGB = (17, 17, 17)
+TARGET_RGB = (17, 17, 17)
+CITY_RGBA = (90, 100, 120, 70)
+STATE_FILL_RGBA = (241, 238, 230, 255)
+STATE_LINE_RGBA = (160, 160, 170, 255)
+TOOLTIP = {"html": "{tip}", "style": {"backgroundColor": "#1f2937", "color": "white", "fontSize": "12px",
+                                      "padding": "4px 8px", "borderRadius": "4px"}}
+CITIES_LAYER_ID = "cities"
+
+
+class CompactDeck(pdk.Deck):
+    """A Deck whose JSON has no indentation: st.pydeck_chart sends `to_json()` as is, and pydeck's
+    indent=2 default triples the bytes of every frame."""
+
+    def to_json(self) -> str:
+        return json.dumps(self, sort_keys=True, default=default_serialize, separators=(",", ":"))
+
+
+def model_rgb(index: int) -> tuple[int, int, int]:
+    return MODEL_RGBS[index % len(MODEL_RGBS)]
+
+
+def rgb_hex(rgb: Sequence[int]) -> str:
+    return "#" + "".join(f"{int(c):02x}" for c in rgb[:3])
+
+
+@dataclass
+class MapRun:
+    """One model's contribution to a frame: its current path and the previous step's."""
+
+    name: str
+    path: list
+    previous: list | None
+    rgb: tuple[int, int, int]
+    step: int
+
+
+def _tip(g: CityGraph, city: int, extra: str = "") -> str:
+    row = g.cities.iloc[city]
+    return f"<b>{row['label']}</b><br/>pop {int(row['population']):,}{extra}"
+
+
+# -- the heavy, static layer ------------------------------------------------------------
+
+def cities_records(g: CityGraph) -> list[dict]:
+    """Every city as {id, p: [lon, lat], tip}, the data of the pickable all-cities layer."""
+    lon = np.round(g.lon, 4).tolist()
+    lat = np.round(g.lat, 4).tolist()
+    labels = g.cities["label"].tolist()
+    pops = g.cities["population"].tolist()
+    return [{"id": i, "p": [lon[i], lat[i]], "tip": f"<b>{labels[i]}</b><br/>pop {pops[i]:,}"}
+            for i in range(g.n_cities)]
+
+
+def cities_layer(data: str | list[dict]) -> pdk.Layer:
+    """All cities as a faint pickable scatter; `data` is a URL (served once) or the records."""
+    return pdk.Layer("ScatterplotLayer", data, id=CITIES_LAYER_ID, get_position="p", get_fill_color=list(CITY_RGBA),
+                     get_radius=1500, radius_min_pixels=1.2, radius_max_pixels=6, pickable=True,
+                     auto_highlight=True, highlight_color=[17, 17, 17, 200])
+
+
+def states_records() -> list[dict]:
+    return [{"path": r.lonlat.tolist(), "name": r.name} for r in state_rings()]
+
+
+def write_static_json(g: CityGraph, directory: str | Path) -> dict[str, Path]:
+    """Write the frame-independent layer data (cities, states) into `directory` once; returns their paths."""
+    directory = Path(directory)
+    out = {"cities": directory / f"cities-{g.fingerprint[:16]}.json", "states": directory / "states-v1.json"}
+    for key, path in out.items():
+        if not path.is_file():
+            directory.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{id(path)}.tmp")
+            tmp.write_text(json.dumps(cities_records(g) if key == "cities" else states_records(),
+                                      separators=(",", ":")))
+            tmp.replace(path)
+    return out
+
+
+def state_layers(data: str | list[dict] | None = None) -> list[pdk.Layer]:
+    """Filled states with grey outlines: a readable map without any tiles (`data`: a URL or the records)."""
+    rings = states_records() if data is None else data
+    fill = pdk.Layer("PolygonLayer", rings, id="state-fill", get_polygon="path", filled=True, stroked=False,
+                     get_fill_color=list(STATE_FILL_RGBA), pickable=False)
+    line = pdk.Layer("PathLayer", rings, id="state-lines", get_path="path", get_color=list(STATE_LINE_RGBA),
+                     get_width=1, width_units="pixels", pickable=False)
+    return [fill, line]
+
+
+# -- the per-frame layers ---------------------------------------------------------------
+
+def _known(g: CityGraph, path: Sequence) -> np.ndarray:
+    ids = as_ids(path, g.n_cities)
+    return ids[ids >= 0]
+
+
+def _coords(g: CityGraph, ids: np.ndarray) -> list[list[float]]:
+    return np.column_stack([np.round(g.lon[ids], 5), np.round(g.lat[ids], 5)]).tolist()
+
+
+def illegal_segments(g: CityGraph, path: Sequence) -> list[tuple[int, int, float]]:
+    """(a, b, km) for each hop between known cities that is longer than the radius."""
+    ids = as_ids(path, g.n_cities)
+    out = []
+    for a, b in zip(ids[:-1].tolist(), ids[1:].tolist()):
+        if a >= 0 and b >= 0:
+            km = g.distance_km(a, b)
+            if km > g.radius_km:
+                out.append((a, b, km))
+    return out
+
+
+def path_layers(g: CityGraph, optimal: Sequence[int], runs: Sequence[MapRun]) -> list[pdk.Layer]:
+    """Ghosts, the optimal path, the models' paths with their hops, illegal jumps: one frame's layers."""
+    layers = []
+    ghosts = [{"path": _coords(g, _known(g, r.previous)), "tip": f"{r.name}, step {r.step - 1}",
+               "color": [*r.rgb, 70]} for r in runs if r.previous is not None and len(_known(g, r.previous)) > 1]
+    if ghosts:
+        layers.append(pdk.Layer("PathLayer", ghosts, id="ghosts", get_path="path", get_color="color", get_width=3,
+                                width_units="pixels", width_min_pixels=2, pickable=True, joint_rounded=True))
+    opt = np.asarray(optimal, dtype=np.int64)
+    if len(opt) > 1:
+        layers.append(pdk.Layer(
+            "PathLayer", [{"path": _coords(g, opt), "tip": f"<b>optimal</b> (Dijkstra): {len(opt) - 1} hops, "
+                                                            f"{g.path_length_km(opt):,.0f} km"}],
+            id="optimal", get_path="path", get_color=[*OPTIMAL_RGB, 150], get_width=9, width_units="pixels",
+            pickable=True, joint_rounded=True, cap_rounded=True))
+    for i, r in enumerate(runs):
+        known = _known(g, r.path)
+        if len(known) > 1:
+            layers.append(pdk.Layer(
+                "PathLayer", [{"path": _coords(g, known), "tip": f"<b>{r.name}</b>, step {r.step}"}],
+                id=f"model-{i}", get_path="path", get_color=[*r.rgb, 235], get_width=3.5, width_units="pixels",
+                pickable=True, joint_rounded=True, cap_rounded=True))
+        if len(known):
+            hops = [{"id": int(c), "p": [round(float(g.lon[c]), 5), round(float(g.lat[c]), 5)],
+                     "tip": _tip(g, int(c), f"<br/>{r.name}: hop {h}")} for h, c in enumerate(known.tolist())]
+            layers.append(pdk.Layer("ScatterplotLayer", hops, id=f"hops-{i}", get_position="p",
+                                    get_fill_color=[*r.rgb, 255], get_line_color=[255, 255, 255], stroked=True,
+                                    line_width_min_pixels=1, get_radius=900, radius_min_pixels=2.5,
+                                    radius_max_pixels=7, pickable=True))
+    jumps = [{"a": _coords(g, np.array([a]))[0], "b": _coords(g, np.array([b]))[0],
+              "tip": f"<b>illegal jump</b> ({r.name}): {g.label(a)} → {g.label(b)}, {km:,.0f} km "
+                     f"&gt; {g.radius_km:g} km"}
+             for r in runs for a, b, km in illegal_segments(g, r.path)]
+    if jumps:
+        layers.append(pdk.Layer("LineLayer", jumps, id="illegal", get_source_position="a", get_target_position="b",
+                                get_color=[*ILLEGAL_RGB, 230], get_width=3, width_units="pixels", pickable=True))
+    return layers
+
+
+def endpoint_layer(g: CityGraph, src: int, dst: int) -> pdk.Layer:
+    pts = [{"id": int(c), "p": [float(g.lon[c]), float(g.lat[c])], "tip": _tip(g, c, f"<br/>{role}"),
+            "fill": list(rgb)} for c, role, rgb in ((src, "source", SOURCE_RGB), (dst, "target", TARGET_RGB))]
+    return pdk.Layer("ScatterplotLayer", pts, id="endpoints", get_position="p", get_fill_color="fill",
+                     get_line_color=[255, 255, 255], stroked=True, line_width_min_pixels=2, get_radius=4000,
+                     radius_min_pixels=7, radius_max_pixels=14, pickable=True)
+
+
+def label_layer(g: CityGraph, src: int, dst: int) -> pdk.Layer:
+    pts = [{"p": [float(g.lon[c]), float(g.lat[c])], "text": str(g.cities.iloc[c]["name"])} for c in {src, dst}]
+    return pdk.Layer("TextLayer", pts, id="endpoint-labels", get_position="p", get_text="text", get_size=14,
+                     get_color=[17, 17, 17], get_pixel_offset=[0, -18], font_weight=700,
+                     outline_width=3, outline_color=[255, 255, 255], font_settings={"sdf": True})
+
+
+# -- the view ---------------------------------------------------------------------------
+
+def fit_view(lons: Sequence[float], lats: Sequence[float], *, width_px: int = 900, height_px: int = 560,
+             padding: float = 0.18, max_zoom: float = 10.0) -> pdk.ViewState:
+    """A Web-Mercator view that shows all the points with some padding."""
+    lons, lats = np.asarray(lons, float), np.asarray(lats, float)
+    west, east, south, north = lons.min(), lons.max(), lats.min(), lats.max()
+
+    def merc_y(lat: float) -> float:
+        lat = math.radians(max(min(lat, 85.0), -85.0))
+        return math.log(math.tan(math.pi / 4 + lat / 2))
+
+    dx = max(east - west, 0.05) / 360.0
+    dy = max(merc_y(north) - merc_y(south), 0.001) / (2 * math.pi)
+    usable_w, usable_h = width_px * (1 - 2 * padding), height_px * (1 - 2 * padding)
+    zoom = min(math.log2(usable_w / 512.0 / dx), math.log2(usable_h / 512.0 / dy), max_zoom)
+    centre_y = (merc_y(north) + merc_y(south)) / 2
+    centre_lat = math.degrees(2 * math.atan(math.exp(centre_y)) - math.pi / 2)
+    return pdk.ViewState(latitude=round(centre_lat, 4), longitude=round((west + east) / 2, 4),
+                         zoom=round(max(zoom, 1.0), 2), pitch=0, bearing=0)
+
+
+def view_for_pair(g: CityGraph, src: int, dst: int, optimal: Sequence[int] = ()) -> pdk.ViewState:
+    """The view for a route: fitted to its endpoints and optimal path (not to the models' paths,
+    so the map holds still while a model wanders)."""
+    ids = np.unique(np.r_[np.asarray(optimal, dtype=np.int64), [src, dst]])
+    return fit_view(g.lon[ids], g.lat[ids])
+
+
+def build_deck(g: CityGraph, src: int, dst: int, optimal: Sequence[int], runs: Sequence[MapRun], *,
+               cities: str | list[dict] | None = None, states: str | list[dict] | None = None,
+               view: pdk.ViewState | None = None, basemap: bool = False) -> pdk.Deck:
+    """The whole map of one frame.
+
+    `cities` is the URL of the all-cities JSON (or the records themselves, or None to leave the
+    layer out); `states` the URL of the outlines (None: inline). `basemap=True` swaps the outlines
+    for CARTO light tiles (needs internet).
+    """
+    layers = [] if basemap else state_layers(states)
+    if cities is not None:
+        layers.append(cities_layer(cities))
+    layers += path_layers(g, optimal, runs)
+    layers += [endpoint_layer(g, src, dst), label_layer(g, src, dst)]
+    return CompactDeck(layers=layers, initial_view_state=view or view_for_pair(g, src, dst, optimal),
+                    map_provider="carto" if basemap else None, map_style="light" if basemap else None,
+                    tooltip=TOOLTIP)

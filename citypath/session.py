@@ -1,0 +1,376 @@
+"""What the app knows about one visitor's view, as plain functions the tests reach without a browser.
+
+- `ViewState`: the shareable part of a view (source, target, models, steps, seed) and its
+  round trip through URL query parameters (`parse_query_params`, `to_query_params`); a bad
+  or stale link falls back to defaults and says what was wrong.
+- `city_from_selection` / `apply_click`: a click on the map as a city id, and which end it sets.
+- `compute_replay`: the K paths of one (model, pair, seed), timed per step and scored per step,
+  computed once so that the animation only replays them. A model that raises or yields garbage
+  gives a replay that says so (garbage is drawn and scored, never a traceback).
+- `load_models`: every checkpoint that loads, and for each one that does not, why.
+- `metric_cards`: the live metrics of one step with deltas against the previous step.
+
+Nothing here imports streamlit; `citypath.ui` wraps these in Streamlit caches.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from citypath.graph import CityGraph, CityNotFound
+from citypath.metrics import evaluate_paths
+from citypath.models import ModelError, RoutingModel, list_models, load_model
+from citypath.split import heldout_mask
+
+DEFAULT_STEPS = 8
+MAX_SEED = 2**31 - 1
+MAX_DEFAULT_MODELS = 3
+QUERY_KEYS = ("source", "target", "models", "steps", "seed")
+
+
+# -- the shareable view ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ViewState:
+    """Everything a link reproduces: the pair, the models compared, the step budget, the seed."""
+
+    source: int
+    target: int
+    models: tuple[str, ...]
+    steps: int = DEFAULT_STEPS
+    seed: int = 0
+
+
+def default_pair(g: CityGraph, candidates: int = 120) -> tuple[int, int]:
+    """A fixed, held-out pair of well-known cities, far enough apart to need many hops.
+
+    City ids are ordered by population, so the first `candidates` ids are the big cities.
+    Among their held-out pairs (never trained on) it picks the one whose distance is closest
+    to ~1,200 km, or to half the graph's extent on a small regional graph.
+    """
+    n = min(candidates, g.n_cities)
+    if n < 2:
+        return 0, 0
+    ids = np.arange(n)
+    a, b = np.meshgrid(ids, ids, indexing="ij")
+    a, b = a[a < b], b[a < b]
+    from citypath.geo import haversine_km
+
+    d = haversine_km(g.lat[a], g.lon[a], g.lat[b], g.lon[b])
+    extent = float(haversine_km(g.lat.min(), g.lon.min(), g.lat.max(), g.lon.max()))
+    goal = min(1200.0, 0.5 * extent)
+    held = heldout_mask(a, b)
+    pool = np.flatnonzero(held) if held.any() else np.arange(len(a))
+    best = pool[np.argmin(np.abs(d[pool] - goal))]
+    return int(a[best]), int(b[best])
+
+
+def default_state(g: CityGraph, models: Sequence[str]) -> ViewState:
+    src, dst = default_pair(g)
+    return ViewState(src, dst, tuple(models[:MAX_DEFAULT_MODELS]), DEFAULT_STEPS, 0)
+
+
+def _first(value: str | list[str] | None) -> str | None:
+    if isinstance(value, list):
+        return value[-1] if value else None
+    return value
+
+
+def _parse_int(text: str | None, name: str, lo: int, hi: int, notices: list[str]) -> int | None:
+    if text is None or text == "":
+        return None
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        notices.append(f"{name}={str(text)[:40]!r} is not a whole number")
+        return None
+    if not lo <= value <= hi:
+        clamped = min(max(value, lo), hi)
+        notices.append(f"{name}={value} is outside {lo}..{hi}; using {clamped}")
+        return clamped
+    return value
+
+
+def _parse_city(g: CityGraph, text: str | None, name: str, notices: list[str]) -> int | None:
+    if text is None or text == "":
+        return None
+    try:
+        return g.find_city(int(text) if text.strip().isdigit() else text)
+    except (CityNotFound, ValueError) as e:
+        notices.append(f"{name}: {e}")
+        return None
+
+
+def parse_query_params(params: Mapping[str, str | list[str]], g: CityGraph, models: Sequence[str], *,
+                       max_steps: int) -> tuple[ViewState, list[str]]:
+    """The view a link asks for, with defaults for whatever is missing or wrong.
+
+    Returns (state, notices): one short notice per value that could not be used, so the app
+    can say "this link was partly stale" instead of failing. `models` are the names that loaded.
+    """
+    notices: list[str] = []
+    base = default_state(g, models)
+    src = _parse_city(g, _first(params.get("source")), "source", notices)
+    dst = _parse_city(g, _first(params.get("target")), "target", notices)
+    if (src is None) != (dst is None) and not notices:
+        notices.append("the link names only one end of the route")
+    if src is None or dst is None:
+        src, dst = base.source, base.target
+
+    chosen = base.models
+    raw_models = _first(params.get("models"))
+    if raw_models is not None:
+        names = [m.strip() for m in raw_models.split(",") if m.strip()]
+        known = tuple(dict.fromkeys(m for m in names if m in models))
+        unknown = [m for m in names if m not in models]
+        if unknown:
+            notices.append(f"model(s) not available: {', '.join(n[:40] for n in unknown[:5])}")
+        chosen = known if known or not names else base.models
+    steps = _parse_int(_first(params.get("steps")), "steps", 1, max_steps, notices) or base.steps
+    seed = _parse_int(_first(params.get("seed")), "seed", 0, MAX_SEED, notices)
+    return ViewState(src, dst, chosen, min(steps, max_steps), seed if seed is not None else 0), notices
+
+
+def to_query_params(state: ViewState, g: CityGraph) -> dict[str, str]:
+    """The query parameters that reproduce `state` (labels, not ids, so links stay readable)."""
+    return {"source": g.label(state.source), "target": g.label(state.target),
+            "models": ",".join(state.models), "steps": str(state.steps), "seed": str(state.seed)}
+
+
+# -- picking cities ---------------------------------------------------------------------
+
+def city_from_selection(selection: Mapping | None, n_cities: int) -> int | None:
+    """The city a map click picked, from `st.pydeck_chart`'s selection state, or None.
+
+    The selection looks like {"objects": {layer_id: [object, ...]}, ...}; every pickable city
+    object carries its id under "id". Objects without a usable id (a path, a state) are ignored.
+    """
+    if not selection:
+        return None
+    objects = selection.get("objects") if isinstance(selection, Mapping) else None
+    if not isinstance(objects, Mapping):
+        return None
+    for picked in objects.values():
+        for obj in picked or []:
+            city = obj.get("id") if isinstance(obj, Mapping) else None
+            if isinstance(city, (int, np.integer)) and not isinstance(city, bool) and 0 <= city < n_cities:
+                return int(city)
+    return None
+
+
+CLICK_MODES = ("alternate", "source", "target")
+
+
+def apply_click(source: int, target: int, city: int, mode: str, next_end: str = "source") -> tuple[int, int, str]:
+    """Set one end of the route from a clicked city; returns (source, target, next_end).
+
+    mode "source"/"target" always sets that end; "alternate" sets `next_end` and flips it,
+    so two clicks choose a whole new route.
+    """
+    if mode not in CLICK_MODES:
+        raise ValueError(f"click mode {mode!r}: use one of {', '.join(CLICK_MODES)}")
+    end = next_end if mode == "alternate" else mode
+    if end == "source":
+        source = city
+    else:
+        target = city
+    return source, target, ("target" if end == "source" else "source")
+
+
+def random_heldout_pair(g: CityGraph, rng: np.random.Generator, *, heldout: bool = True,
+                        tries: int = 100_000) -> tuple[int, int]:
+    """A uniformly random pair of distinct cities, held out from training unless heldout=False."""
+    if g.n_cities < 2:
+        raise ValueError("a graph needs at least two cities to pick a pair")
+    for _ in range(max(1, tries // 1000)):
+        a = rng.integers(0, g.n_cities, 1000)
+        b = rng.integers(0, g.n_cities, 1000)
+        ok = a != b
+        if heldout:
+            ok &= heldout_mask(a, b)
+        hit = np.flatnonzero(ok)
+        if len(hit):
+            return int(a[hit[0]]), int(b[hit[0]])
+    raise ValueError("no held-out pair found in this graph")
+
+
+# -- models -------------------------------------------------------------------------------
+
+@dataclass
+class ModelSet:
+    """The models that loaded, by name, and for each that did not, the reason."""
+
+    models: dict[str, RoutingModel] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.models)
+
+
+def available_models(directory=None) -> list[str]:
+    """Names of the checkpoints the app offers (the registry's list; tests point it elsewhere)."""
+    return list_models(directory)
+
+
+def load_models(g: CityGraph, names: Iterable[str] | None = None, *, directory=None,
+                loader: Callable[..., RoutingModel] = load_model) -> ModelSet:
+    """Load every named checkpoint for graph `g`; one that fails is reported, never fatal."""
+    out = ModelSet()
+    for name in (available_models(directory) if names is None else names):
+        try:
+            out.models[name] = loader(name, directory=directory, graph=g)
+        except ModelError as e:
+            out.failures[name] = str(e)
+        except Exception as e:  # a broken checkpoint must not take the app down with it
+            out.failures[name] = f"{type(e).__name__}: {e}"
+    return out
+
+
+def model_label(m: RoutingModel) -> str:
+    """'gru-small · gru · 1.2M params', the name a picker shows."""
+    return f"{m.name} · {m.family} · {human_count(m.num_parameters)} params"
+
+
+def human_count(n: float) -> str:
+    if not math.isfinite(n):
+        return "?"
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.3g}{unit}"
+    return f"{n:g}"
+
+
+# -- replays ------------------------------------------------------------------------------
+
+@dataclass
+class Replay:
+    """The K paths one model produced for one query, each with its metrics and time."""
+
+    model: str
+    source: int
+    target: int
+    steps: int
+    seed: int
+    paths: list[list]                # paths[k-1]: the answer after k steps (may hold garbage)
+    step_ms: list[float]             # wall time of each step, ms
+    metrics: pd.DataFrame            # one row per step; "step" is 1-based
+    error: str | None = None         # what went wrong, if the model raised or yielded too few paths
+
+    def path(self, step: int) -> list:
+        """The answer after `step` steps (clamped to what exists; [] if nothing)."""
+        if not self.paths:
+            return []
+        return self.paths[min(max(step, 1), len(self.paths)) - 1]
+
+
+def clean_path(raw: object) -> list:
+    """A model's output as a list, whatever it was; entries are kept as they are (metrics judge them)."""
+    if raw is None or isinstance(raw, (str, bytes)):
+        return []
+    if isinstance(raw, np.ndarray):
+        return raw.ravel().tolist()
+    try:
+        return [c.item() if isinstance(c, np.generic) else c for c in raw]
+    except TypeError:
+        return []
+
+
+def compute_replay(model: RoutingModel, g: CityGraph, src: int, dst: int, steps: int, seed: int = 0) -> Replay:
+    """Run `model.refine` once for K steps, timing each step and scoring each path."""
+    paths: list[list] = []
+    step_ms: list[float] = []
+    error = None
+    try:
+        it = iter(model.refine(g, src, dst, steps=steps, seed=seed))
+        while len(paths) < steps:
+            t0 = time.perf_counter()
+            try:
+                raw = next(it)
+            except StopIteration:
+                error = f"{model.name} yielded {len(paths)} paths for {steps} steps"
+                break
+            step_ms.append((time.perf_counter() - t0) * 1e3)
+            paths.append(clean_path(raw))
+    except Exception as e:  # the app shows a failing model's error next to its last good step
+        error = f"{model.name} failed after {len(paths)} of {steps} steps: {type(e).__name__}: {e}"
+    return Replay(model.name, src, dst, steps, seed, paths, step_ms, score_paths(g, paths, src, dst, step_ms), error)
+
+
+def score_paths(g: CityGraph, paths: list[list], src: int, dst: int, step_ms: list[float]) -> pd.DataFrame:
+    """evaluate_paths for each step's path, plus step, ms and length vs optimal in %."""
+    if not paths:
+        return pd.DataFrame(columns=["step", "ms", "length_pct"])
+    df = evaluate_paths(g, paths, [src] * len(paths), [dst] * len(paths))
+    df.insert(0, "step", np.arange(1, len(paths) + 1))
+    df["ms"] = step_ms[:len(paths)]
+    with np.errstate(invalid="ignore"):
+        df["length_pct"] = (df["length_ratio"] - 1.0) * 100.0
+    return df
+
+
+# -- live metrics -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class MetricCard:
+    """One `st.metric`: label, value, delta vs the previous step, and whether down is good."""
+
+    label: str
+    value: str
+    delta: str | None
+    delta_color: str  # "normal" (up is good), "inverse" (down is good) or "off"
+    help: str
+
+
+def _fmt_km(v: float) -> str:
+    return "–" if not np.isfinite(v) else f"{v:,.0f} km"
+
+
+def _fmt_pct(v: float) -> str:
+    return "–" if not np.isfinite(v) else f"{v:+.1f}%"
+
+
+def metric_cards(metrics: pd.DataFrame, step: int) -> list[MetricCard]:
+    """The metrics of `step` (1-based) with deltas against step-1 (none at step 1)."""
+    if metrics is None or len(metrics) == 0:
+        return []
+    step = min(max(step, 1), len(metrics))
+    row = metrics.iloc[step - 1]
+    prev = metrics.iloc[step - 2] if step > 1 else None
+
+    def delta(col: str, fmt: Callable[[float], str]) -> str | None:
+        if prev is None:
+            return None
+        a, b = float(row[col]), float(prev[col])
+        if not (np.isfinite(a) and np.isfinite(b)):
+            return None
+        return None if a == b else fmt(a - b)
+
+    def flag(col: str) -> str | None:
+        if prev is None or bool(row[col]) == bool(prev[col]):
+            return None
+        return "+ now yes" if bool(row[col]) else "- now no"
+
+    return [
+        MetricCard("Valid", "yes" if row["valid"] else "no", flag("valid"), "normal",
+                   "Starts at the source, reaches the target, no illegal jumps."),
+        MetricCard("Illegal jumps", f"{int(row['illegal_jumps'])}", delta("illegal_jumps", lambda d: f"{d:+.0f}"),
+                   "inverse", "Hops longer than the graph radius (or to unknown ids), drawn in red."),
+        MetricCard("Reaches target", "yes" if row["reaches_target"] else "no", flag("reaches_target"), "normal",
+                   "The path ends at the target city."),
+        MetricCard("Hops", f"{int(row['hops'])}", delta("hops", lambda d: f"{d:+.0f}"), "off",
+                   "Number of hops in the path."),
+        MetricCard("Length", _fmt_km(float(row["length_km"])), delta("length_km", lambda d: f"{d:+,.0f} km"),
+                   "inverse", "Great-circle length of the path's hops."),
+        MetricCard("vs optimal", _fmt_pct(float(row["length_pct"])), delta("length_pct", lambda d: f"{d:+.1f} pt"),
+                   "inverse", "How much longer than the optimal (Dijkstra) path, in %."),
+        MetricCard("Fréchet", _fmt_km(float(row["frechet_km"])), delta("frechet_km", lambda d: f"{d:+,.0f} km"),
+                   "inverse", "Discrete Fréchet distance to the optimal path: how far the route strays."),
+        MetricCard("Step time", f"{float(row['ms']):.1f} ms", None, "off", "Wall time of this refinement step."),
+    ]
