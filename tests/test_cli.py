@@ -1,0 +1,35 @@
+import subprocess
+import sys
+
+from citypath.cli import main
+
+
+def test_route_prints_the_optimal_path(capsys, small_graph):
+    assert main(["route", "Providence, RI", "Boston, MA", "--states", "RI,MA"]) == 0
+    out = capsys.readouterr().out
+    s, t = small_graph.find_city("Providence, RI"), small_graph.find_city("Boston, MA")
+    path = small_graph.shortest_path(s, t)
+    assert f"{len(path) - 1} hops" in out
+    assert f"{small_graph.path_length_km(path):,.1f} km" in out
+    assert out.count("\n") == len(path) + 1
+
+
+def test_unknown_city_exits_2_with_suggestions(capsys):
+    assert main(["route", "Provdence, RI", "Boston, MA", "--states", "RI,MA"]) == 2
+    err = capsys.readouterr().err
+    assert "did you mean" in err and "Providence, RI" in err
+
+
+def test_cities_search_and_build(capsys):
+    assert main(["cities", "provid", "--states", "RI"]) == 0
+    assert "Providence, RI" in capsys.readouterr().out
+    assert main(["cities", "zzzz", "--states", "RI"]) == 1
+    assert main(["build", "--states", "RI"]) == 0
+    assert '"cities"' in capsys.readouterr().out
+    assert main(["route", "Providence, RI", "Boston, MA", "--radius-km", "-5"]) == 2
+
+
+def test_help_runs_as_a_module():
+    out = subprocess.run([sys.executable, "-m", "citypath", "--help"], capture_output=True, text=True, check=True)
+    for command in ("cities", "build", "route"):
+        assert command in out.stdout
