@@ -38,6 +38,9 @@ STATE_LINE_RGBA = (160, 160, 170, 255)
 TOOLTIP = {"html": "{tip}", "style": {"backgroundColor": "#1f2937", "color": "white", "fontSize": "12px",
                                       "padding": "4px 8px", "borderRadius": "4px"}}
 CITIES_LAYER_ID = "cities"
+# pydeck turns a bare string kwarg into an accessor expression ("@@=pixels"); quotes keep it a string.
+PIXELS = '"pixels"'
+
 
 
 class CompactDeck(pdk.Deck):
@@ -115,7 +118,7 @@ def state_layers(data: str | list[dict] | None = None) -> list[pdk.Layer]:
     fill = pdk.Layer("PolygonLayer", rings, id="state-fill", get_polygon="path", filled=True, stroked=False,
                      get_fill_color=list(STATE_FILL_RGBA), pickable=False)
     line = pdk.Layer("PathLayer", rings, id="state-lines", get_path="path", get_color=list(STATE_LINE_RGBA),
-                     get_width=1, width_units="pixels", pickable=False)
+                     get_width=1, width_units=PIXELS, pickable=False)
     return [fill, line]
 
 
@@ -149,20 +152,20 @@ def path_layers(g: CityGraph, optimal: Sequence[int], runs: Sequence[MapRun]) ->
                "color": [*r.rgb, 70]} for r in runs if r.previous is not None and len(_known(g, r.previous)) > 1]
     if ghosts:
         layers.append(pdk.Layer("PathLayer", ghosts, id="ghosts", get_path="path", get_color="color", get_width=3,
-                                width_units="pixels", width_min_pixels=2, pickable=True, joint_rounded=True))
+                                width_units=PIXELS, width_min_pixels=2, pickable=True, joint_rounded=True))
     opt = np.asarray(optimal, dtype=np.int64)
     if len(opt) > 1:
         layers.append(pdk.Layer(
             "PathLayer", [{"path": _coords(g, opt), "tip": f"<b>optimal</b> (Dijkstra): {len(opt) - 1} hops, "
                                                             f"{g.path_length_km(opt):,.0f} km"}],
-            id="optimal", get_path="path", get_color=[*OPTIMAL_RGB, 150], get_width=9, width_units="pixels",
+            id="optimal", get_path="path", get_color=[*OPTIMAL_RGB, 150], get_width=9, width_units=PIXELS,
             pickable=True, joint_rounded=True, cap_rounded=True))
     for i, r in enumerate(runs):
         known = _known(g, r.path)
         if len(known) > 1:
             layers.append(pdk.Layer(
                 "PathLayer", [{"path": _coords(g, known), "tip": f"<b>{r.name}</b>, step {r.step}"}],
-                id=f"model-{i}", get_path="path", get_color=[*r.rgb, 235], get_width=3.5, width_units="pixels",
+                id=f"model-{i}", get_path="path", get_color=[*r.rgb, 235], get_width=3.5, width_units=PIXELS,
                 pickable=True, joint_rounded=True, cap_rounded=True))
         if len(known):
             hops = [{"id": int(c), "p": [round(float(g.lon[c]), 5), round(float(g.lat[c]), 5)],
@@ -177,7 +180,7 @@ def path_layers(g: CityGraph, optimal: Sequence[int], runs: Sequence[MapRun]) ->
              for r in runs for a, b, km in illegal_segments(g, r.path)]
     if jumps:
         layers.append(pdk.Layer("LineLayer", jumps, id="illegal", get_source_position="a", get_target_position="b",
-                                get_color=[*ILLEGAL_RGB, 230], get_width=3, width_units="pixels", pickable=True))
+                                get_color=[*ILLEGAL_RGB, 230], get_width=3, width_units=PIXELS, pickable=True))
     return layers
 
 

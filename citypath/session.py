@@ -16,6 +16,7 @@ Nothing here imports streamlit; `citypath.ui` wraps these in Streamlit caches.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -212,6 +213,23 @@ class ModelSet:
     @property
     def names(self) -> list[str]:
         return list(self.models)
+
+
+def register_families_from_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Extra model families named in $CITYPATH_MODEL_FAMILIES ("family=module:Class,..."), added to the registry.
+
+    This is how a subprocess app (the browser test) gets test-only families; shipped families
+    are in `citypath.models.FAMILIES` already and are never overridden.
+    """
+    from citypath.models import FAMILIES
+
+    spec = (env if env is not None else os.environ).get("CITYPATH_MODEL_FAMILIES", "")
+    added = {}
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        family, _, target = item.partition("=")
+        if family and ":" in target and family not in FAMILIES:
+            FAMILIES[family] = added[family] = target
+    return added
 
 
 def available_models(directory=None) -> list[str]:

@@ -1,0 +1,181 @@
+"""citypath: watch a small neural model refine its route between two US cities.
+
+    streamlit run app.py
+
+Layout and widget wiring only; everything computed lives in citypath/ (ui, session, maplayers,
+export). See docs/app.md for what each control does.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from citypath import export, session, ui
+from citypath.maplayers import ILLEGAL_RGB, OPTIMAL_RGB, MapRun, build_deck, model_rgb, rgb_hex, view_for_pair
+
+st.set_page_config(page_title="citypath · test-time compute", page_icon="🗺️", layout="wide")
+ss = st.session_state
+# Eight metrics per model share one row: a smaller value font keeps "1,197 km" from being cut.
+st.markdown("<style>[data-testid='stMetricValue']{font-size:1.35rem}"
+            "[data-testid='stMetricLabel'] p{font-size:0.8rem}"
+            ".block-container{padding-top:2.2rem}"
+            "[data-testid='stSidebar']{min-width:330px}</style>", unsafe_allow_html=True)
+
+g = ui.graph()
+mset = ui.models(g)
+ui.init_state(g, mset)
+labels = ui.labels(g, g.fingerprint)
+model_labels = {name: session.model_label(m) for name, m in mset.models.items()}
+steps_max = ui.max_steps(mset)
+
+# -- sidebar: the question -----------------------------------------------------------------
+with st.sidebar:
+    st.subheader("Route")
+    st.selectbox("From", labels, key=ui.K_SRC, on_change=ui._new_route,
+                 help="Type to search any of the cities in the graph.")
+    st.selectbox("To", labels, key=ui.K_DST, on_change=ui._new_route)
+    c1, c2, c3 = st.columns(3)
+    c1.button("Swap", on_click=ui.on_swap, width="stretch", key="swap")
+    c2.button("Random", on_click=ui.on_random_pair, args=(g, True), width="stretch",
+              key="random", help="A random held-out pair: the models never saw it in training.")
+    c3.button("Reset", on_click=ui.on_reset, args=(g, mset), width="stretch",
+              key="reset")
+    st.radio("A click on the map sets", session.CLICK_MODES, key=ui.K_CLICK, horizontal=True,
+             format_func={"alternate": "source, then target", "source": "source", "target": "target"}.get)
+
+    st.subheader("Models")
+    st.multiselect("Compare", mset.names, key=ui.K_MODELS, format_func=model_labels.get,
+                   placeholder="no model: optimal path only", on_change=ui._new_route)
+    st.slider("Refinement steps (test-time compute)", 1, steps_max, key=ui.K_STEPS, on_change=ui.on_steps_change,
+              help="How many times each model may refine its answer. Each step costs one more forward pass.")
+    st.number_input("Seed", 0, session.MAX_SEED, step=1, key=ui.K_SEED, on_change=ui._new_route)
+    st.toggle("Basemap tiles (needs internet)", key=ui.K_BASEMAP)
+
+view = ui.current_view(g)
+ui.sync_url(view, g)
+
+# -- header -------------------------------------------------------------------------------------
+st.title("Can a small model think its way to a better route?")
+st.caption(
+    f"A neural model routes between {g.n_cities:,} US cities (hops of at most {g.radius_km:g} km). "
+    "It answers, then **refines its answer step by step**: more steps = more compute spent at test time. "
+    "Press **▶ Play** and watch each model's path (coloured) move toward the optimal Dijkstra path (green); "
+    "red segments are illegal jumps longer than the radius.")
+
+for notice in ss.get(ui.K_NOTICES, []):
+    st.warning(f"This link was partly stale, so defaults are shown instead: {notice}", icon="🔗")
+if mset.failures:
+    with st.expander(f"⚠️ {len(mset.failures)} checkpoint(s) could not be loaded; the others work", expanded=False):
+        for name, why in mset.failures.items():
+            st.markdown(f"- **{name}**: {why}")
+if not mset.models:
+    st.info("No model checkpoints are available yet, so only the optimal path is shown. "
+            "Train one with `python -m citypath train ...` (see the README).")
+if view.source == view.target:
+    st.info("Source and target are the same city: pick two different cities to see a route.")
+
+optimal = g.shortest_path(view.source, view.target)
+with st.spinner("Running the models…"):
+    replays = {name: ui.replay(mset, g, name, view) for name in view.models}
+colours = {name: model_rgb(mset.names.index(name)) for name in view.models}
+urls = ui.static_urls(g, g.fingerprint)
+map_view = view_for_pair(g, view.source, view.target, optimal)
+
+for r in replays.values():
+    if r.error:
+        st.error(r.error, icon="🧨")
+
+playing = bool(ss[ui.K_PLAY]) and ui.animation_enabled()
+
+
+@st.fragment(run_every=(1.0 / ss[ui.K_SPEED]) if playing else None)
+def player() -> None:
+    """One animation frame: controls, map, live metrics and charts for the current step."""
+    if ss.pop(ui.K_FULL_RERUN, False) or (bool(ss[ui.K_PLAY]) and ui.animation_enabled()) != playing:
+        st.rerun(scope="app")
+    t0 = time.perf_counter()
+    if ss[ui.K_PLAY]:
+        if not ui.advance(view.steps):
+            st.rerun(scope="app")  # reached the last step: stop the timer
+    ss[ui.K_STEP] = int(min(max(ss.get(ui.K_STEP, view.steps), 1), view.steps))
+    step = ss[ui.K_STEP]
+
+    b1, b2, b3, b4, b5 = st.columns([1, 1.3, 1, 1.6, 5.1], vertical_alignment="bottom")
+    b1.button("Back", icon=":material/skip_previous:", on_click=ui.on_step, args=(-1,), width="stretch",
+              disabled=step <= 1)
+    b2.button("Pause" if ss[ui.K_PLAY] else "Play", icon=":material/pause:" if ss[ui.K_PLAY] else
+              ":material/play_arrow:", on_click=ui.on_play, type="primary",
+              width="stretch", key="play_button")
+    b3.button("Next", icon=":material/skip_next:", on_click=ui.on_step, args=(1,), width="stretch",
+              disabled=step >= view.steps)
+    b4.select_slider("Speed (steps/s)", ui.SPEEDS, key=ui.K_SPEED)
+    if view.steps > 1:
+        b5.slider("Showing step", 1, view.steps, key=ui.K_STEP, on_change=lambda: ss.update({ui.K_PLAY: False}))
+    else:
+        b5.markdown("Showing step **1** of 1")
+
+    runs = [MapRun(name, r.path(step), r.path(step - 1) if step > 1 else None, colours[name], step)
+            for name, r in replays.items()]
+    deck = build_deck(g, view.source, view.target, optimal, runs,
+                      cities=urls["cities"] if urls else ui.city_records(g, g.fingerprint),
+                      states=urls["states"] if urls else None, view=map_view, basemap=ss[ui.K_BASEMAP])
+    st.pydeck_chart(deck, on_select=functools.partial(ui.on_map_select, g), selection_mode="single-object",
+                    key=ui.K_MAP, height=560)
+    legend = [(rgb_hex(OPTIMAL_RGB), f"optimal ({len(optimal) - 1} hops, {g.path_length_km(optimal):,.0f} km)",
+               "line")]
+    legend += [(rgb_hex(colours[n]), f"{n} · step {step}", "line") for n in replays]
+    if step > 1 and replays:
+        legend.append(("#777777", "previous step (ghost)", "ghost"))
+    legend += [(rgb_hex(ILLEGAL_RGB), f"illegal jump (> {g.radius_km:g} km)", "dash"),
+               ("#111111", "source / target", "dot")]
+    st.markdown(ui.legend_html(legend), unsafe_allow_html=True)
+
+    for name, r in replays.items():
+        cards = session.metric_cards(r.metrics, step)
+        st.markdown(f"<span style='color:{rgb_hex(colours[name])};font-size:1.2rem'>●</span> "
+                    f"**{model_labels[name]}** — step {step} of {view.steps}", unsafe_allow_html=True)
+        for col, card in zip(st.columns(len(cards)), cards):
+            col.metric(card.label, card.value, card.delta, delta_color=card.delta_color, help=card.help)
+
+    if replays:
+        frames = [r.metrics.assign(model=name).iloc[:step] for name, r in replays.items() if len(r.metrics)]
+        if frames:
+            df = pd.concat(frames, ignore_index=True)
+            scale = alt.Scale(domain=list(replays), range=[rgb_hex(colours[n]) for n in replays])
+            x = alt.X("step:Q", scale=alt.Scale(domain=[1, max(view.steps, 2)]), title="refinement step")
+
+            def chart(col: str, title: str) -> alt.Chart:
+                return (alt.Chart(df, title=alt.Title(title, fontSize=12)).mark_line(point=True)
+                        .encode(x=x, y=alt.Y(f"{col}:Q", title=None), color=alt.Color("model:N", scale=scale,
+                                                                                      legend=None),
+                                tooltip=["model", "step", alt.Tooltip(col, format=".2f")])
+                        .properties(height=170))
+
+            c1, c2, c3 = st.columns(3)
+            c1.altair_chart(chart("length_pct", "length vs optimal (%)"), width="stretch")
+            c2.altair_chart(chart("illegal_jumps", "illegal jumps"), width="stretch")
+            c3.altair_chart(chart("frechet_km", "Fréchet distance (km)"), width="stretch")
+
+    export_runs = [export.ExportRun(name, r.paths, step, colours[name]) for name, r in replays.items()]
+    stem = f"citypath-{g.cities.iloc[view.source]['name']}-{g.cities.iloc[view.target]['name']}-step{step}"
+    stem = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in stem)
+    downloads = [("PNG (this step)", ":material/image:", export.render_png, "png", "image/png"),
+                 ("GIF (all steps)", ":material/animation:", export.render_gif, "gif", "image/gif"),
+                 ("GeoJSON", ":material/map:", export.to_geojson, "geojson", "application/geo+json"),
+                 ("CSV (all steps)", ":material/table:", export.to_csv, "csv", "text/csv")]
+    for col, (label, icon, render, ext, mime) in zip(st.columns(4), downloads):
+        # Deferred: the file is rendered only when someone clicks, in a thread of its own.
+        col.download_button(label, functools.partial(render, g, view.source, view.target, export_runs),
+                            f"{stem}.{ext}", mime, icon=icon, on_click="ignore", width="stretch",
+                            disabled=ext == "gif" and not export_runs)
+    ss["_frame_ms"] = (time.perf_counter() - t0) * 1e3
+
+
+player()
+st.caption(f"server time of the last frame: {ss.get('_frame_ms', 0):.0f} ms · graph {g.fingerprint[:12]} · "
+           f"{len(mset.models)} model(s) loaded")

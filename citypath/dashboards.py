@@ -1,0 +1,207 @@
+"""The tables behind the app's pages: quality vs test-time compute, training curves, dataset statistics.
+
+Each function turns something citypath already has (evaluation results, checkpoint cards,
+the graph) into a tidy DataFrame that a page plots as is, so the pages stay layout only.
+
+- `results_table(results)`: one row per (model, steps) from results/eval.json, accepting the
+  harness's documented layout and falling back gracefully on older ones.
+- `card_table(models)`: the same rows from the checkpoint cards' `metrics.by_steps`.
+- `quick_eval(...)`: re-runs a small harness on N fresh held-out pairs, with a progress callback.
+- `curves_table(models)`: training curves from the cards, long format.
+- `degree_counts`, `component_sizes`, `path_length_sample`: the Dataset page.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from citypath.graph import CityGraph
+from citypath.metrics import evaluate_paths
+from citypath.models import RoutingModel
+from citypath.split import heldout_mask
+
+RESULTS_PATH = Path(__file__).resolve().parents[1] / "results" / "eval.json"
+QUALITY_COLUMNS = ("valid", "reaches_target", "illegal_jumps", "length_ratio", "bounded", "exact_match")
+
+
+# -- quality vs steps -------------------------------------------------------------------------
+
+def _rows_from_by_steps(model: str, by_steps: Mapping, extra: Mapping | None = None) -> list[dict]:
+    rows = []
+    for k, metrics in by_steps.items():
+        try:
+            steps = int(k)
+        except (TypeError, ValueError):
+            continue
+        if isinstance(metrics, Mapping):
+            rows.append({"model": model, "steps": steps, **(extra or {}),
+                         **{m: v for m, v in metrics.items() if isinstance(v, (int, float)) or v is None}})
+    return rows
+
+
+def results_table(results: Mapping | list | None) -> pd.DataFrame:
+    """One row per (model, steps) with every numeric metric the results hold.
+
+    Accepts {"models": {name: {"by_steps": {k: {...}}, ...}}}, {name: {"by_steps": ...}},
+    or a list of flat rows with "model" and "steps". Unknown layouts give an empty table.
+    """
+    rows: list[dict] = []
+    if isinstance(results, Mapping):
+        models = results.get("models", results)
+        if isinstance(models, Mapping):
+            for name, entry in models.items():
+                if isinstance(entry, Mapping) and isinstance(entry.get("by_steps"), Mapping):
+                    extra = {k: entry[k] for k in ("family", "num_parameters", "flops_per_step") if k in entry}
+                    rows += _rows_from_by_steps(str(name), entry["by_steps"], extra)
+        elif isinstance(models, list):
+            rows = [r for r in models if isinstance(r, Mapping) and "model" in r and "steps" in r]
+        if not rows and isinstance(results.get("rows"), list):
+            rows = [r for r in results["rows"] if isinstance(r, Mapping) and "model" in r and "steps" in r]
+    elif isinstance(results, list):
+        rows = [r for r in results if isinstance(r, Mapping) and "model" in r and "steps" in r]
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return pd.DataFrame(columns=["model", "steps"])
+    df["steps"] = df["steps"].astype(int)
+    return df.sort_values(["model", "steps"]).reset_index(drop=True)
+
+
+def load_results_table(path: str | Path = RESULTS_PATH) -> tuple[pd.DataFrame, str | None]:
+    """results/eval.json as a table, and a reason if it could not be read (missing, broken)."""
+    path = Path(path)
+    if not path.is_file():
+        return results_table(None), f"{path.name} does not exist yet"
+    try:
+        try:
+            from citypath.evaluate import load_results  # the harness's own reader, when it exists
+        except ImportError:
+            import json
+
+            def load_results(p):
+                return json.loads(Path(p).read_text())
+        return results_table(load_results(path)), None
+    except Exception as e:  # a broken results file must not break the page
+        return results_table(None), f"{path.name} cannot be read: {type(e).__name__}: {e}"
+
+
+def card_table(models: Mapping[str, RoutingModel]) -> pd.DataFrame:
+    """Quality vs steps as measured on each checkpoint's card (metrics.by_steps)."""
+    rows = []
+    for name, m in models.items():
+        by_steps = (m.card.get("metrics") or {}).get("by_steps") or {}
+        rows += _rows_from_by_steps(name, by_steps, {"family": m.family, "num_parameters": m.num_parameters})
+    return results_table(rows)
+
+
+def quick_eval(models: Mapping[str, RoutingModel], g: CityGraph, n_pairs: int, steps: Iterable[int], *,
+               seed: int = 0, progress: Callable[[float, str], None] | None = None) -> pd.DataFrame:
+    """Score every model on `n_pairs` fresh random held-out pairs at each step count in `steps`.
+
+    One `refine` call per (model, pair) with K = max(steps): path k of it is, by the protocol,
+    the answer after k steps. Returns one row per (model, steps): mean metrics, the median
+    length ratio of paths that reach the target, measured ms per query, and FLOPs if known.
+    """
+    steps = sorted({int(k) for k in steps if int(k) >= 1})
+    if not steps or n_pairs < 1:
+        return pd.DataFrame(columns=["model", "steps"])
+    rng = np.random.default_rng(seed)
+    src, dst = np.zeros(0, np.int64), np.zeros(0, np.int64)
+    while len(src) < n_pairs:
+        a, b = rng.integers(0, g.n_cities, 4096), rng.integers(0, g.n_cities, 4096)
+        keep = (a != b) & heldout_mask(a, b)
+        src, dst = np.r_[src, a[keep]], np.r_[dst, b[keep]]
+    src, dst = src[:n_pairs], dst[:n_pairs]
+    k_max, total, done = steps[-1], len(models) * n_pairs, 0
+    rows = []
+    for name, model in models.items():
+        paths = {k: [] for k in steps}
+        ms = {k: [] for k in steps}
+        flops = []
+        for i, (s, t) in enumerate(zip(src.tolist(), dst.tolist()), start=1):
+            t0 = time.perf_counter()
+            got = []
+            try:
+                for k, path in enumerate(model.refine(g, s, t, steps=k_max, seed=seed), start=1):
+                    got.append(list(path) if path is not None else [])
+                    if k in ms:
+                        ms[k].append((time.perf_counter() - t0) * 1e3)
+            except Exception:  # a failing model scores as if it gave no path from then on
+                pass
+            for k in steps:
+                paths[k].append(got[k - 1] if len(got) >= k else [])
+                if len(ms[k]) < len(paths[k]):
+                    ms[k].append(np.nan)
+            flops.append(model.flops_per_step(g, s, t))
+            done += 1
+            if progress:
+                progress(done / total, f"{name}: pair {i} of {n_pairs}")
+        for k in steps:
+            df = evaluate_paths(g, paths[k], src, dst)
+            reach = df[df["reaches_target"]]
+            rows.append({"model": name, "family": model.family, "num_parameters": model.num_parameters,
+                         "steps": k, "pairs": n_pairs, **{c: float(df[c].mean()) for c in QUALITY_COLUMNS},
+                         "length_ratio_median": float(reach["length_ratio"].median()) if len(reach) else np.nan,
+                         "ms": float(np.nanmean(ms[k])) if np.isfinite(ms[k]).any() else np.nan,
+                         "flops": float(np.nanmean(flops)) * k if np.isfinite(flops).any() else np.nan})
+    return pd.DataFrame(rows)
+
+
+# -- training ---------------------------------------------------------------------------------
+
+def curves_table(models: Mapping[str, RoutingModel]) -> pd.DataFrame:
+    """Every checkpoint's training curve in long format: model, paths_seen, metric, value."""
+    rows = []
+    for name, m in models.items():
+        for point in m.card.get("curves") or []:
+            if not isinstance(point, Mapping):
+                continue
+            x = point.get("paths_seen", point.get("step"))
+            for key, value in point.items():
+                if key not in {"epoch", "step", "seconds", "paths_seen"} and isinstance(value, (int, float)):
+                    rows.append({"model": name, "family": m.family, "paths_seen": x, "metric": key,
+                                 "value": float(value)})
+    return pd.DataFrame(rows, columns=["model", "family", "paths_seen", "metric", "value"])
+
+
+# -- the dataset ------------------------------------------------------------------------------
+
+def degree_counts(g: CityGraph) -> pd.DataFrame:
+    """How many cities have each number of neighbours (binned for the plot)."""
+    deg = np.diff(g.adjacency.indptr)
+    edges = np.unique(np.linspace(deg.min(), deg.max() + 1, 41).round()).astype(int)
+    counts, _ = np.histogram(deg, bins=edges)
+    return pd.DataFrame({"degree_from": edges[:-1], "degree_to": edges[1:] - 1, "cities": counts})
+
+
+def component_sizes(g: CityGraph) -> pd.DataFrame:
+    """The graph's component (kept) and the groups of cities left out as disconnected, by size."""
+    rows = [{"component": "main (kept)", "cities": g.n_cities}]
+    dropped = g.dropped
+    if len(dropped):
+        for _, grp in dropped.groupby("component"):
+            rows.append({"component": f"{grp['label'].iloc[0]} group", "cities": len(grp)})
+    return pd.DataFrame(rows).sort_values("cities", ascending=False).reset_index(drop=True)
+
+
+def path_length_sample(g: CityGraph, sources: int = 12, seed: int = 0) -> pd.DataFrame:
+    """Optimal path lengths (km and hops) from a few random sources to every city.
+
+    Hops come from the Dijkstra predecessor tree: visiting cities in order of distance, a city's
+    hop count is its predecessor's plus one (the predecessor is always nearer).
+    """
+    rng = np.random.default_rng(seed)
+    out = []
+    for s in rng.choice(g.n_cities, size=min(sources, g.n_cities), replace=False).tolist():
+        dist, pred = g.distances_from(s)
+        order = np.argsort(dist, kind="stable")
+        hops = np.zeros(g.n_cities, np.int64)
+        for c in order[1:]:
+            hops[c] = hops[pred[c]] + 1 if pred[c] >= 0 else 0
+        keep = np.arange(g.n_cities) != s
+        out.append(pd.DataFrame({"source": s, "km": dist[keep], "hops": hops[keep]}))
+    return pd.concat(out, ignore_index=True)

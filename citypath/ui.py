@@ -1,0 +1,255 @@
+"""Streamlit glue shared by `app.py` and `pages/`: cached loaders, session state, callbacks.
+
+The app files only lay out widgets; what they show comes from here and from the plain
+modules underneath (`session`, `maplayers`, `export`). Configuration comes from the
+environment so tests and demos can run the app on a small graph:
+
+    CITYPATH_STATES=RI,MA        graph of those states only (default: contiguous US)
+    CITYPATH_RADIUS_KM=90        connection radius
+    CITYPATH_CHECKPOINTS=dir     where checkpoints are listed from (default: checkpoints/)
+    CITYPATH_ANIMATION=off       Play advances one step per click instead of on a timer (tests)
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from citypath import session
+from citypath.graph import DEFAULT_RADIUS_KM, CityGraph, load_graph
+from citypath.maplayers import cities_records, write_static_json
+from citypath.models import checkpoints_dir
+from citypath.session import ModelSet, Replay, ViewState
+
+REPO = Path(__file__).resolve().parents[1]
+STATIC_DIR = REPO / "static"  # served by Streamlit at app/static/ (server.enableStaticServing)
+
+# Session-state keys; the widget keys double as the names tests set.
+K_SRC, K_DST, K_MODELS, K_STEPS, K_SEED = "source", "target", "models", "steps", "seed"
+K_STEP, K_PLAY, K_SPEED, K_CLICK, K_NEXT = "step", "playing", "speed", "click_mode", "click_next"
+K_VIEW, K_NOTICES, K_MAP, K_FULL_RERUN, K_BASEMAP = "_view", "_notices", "map", "_full_rerun", "basemap"
+SPEEDS = (0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+# -- configuration and cached resources ---------------------------------------------------
+
+def graph_kwargs_from_env() -> dict:
+    """load_graph arguments from CITYPATH_STATES / CITYPATH_RADIUS_KM."""
+    states = os.environ.get("CITYPATH_STATES", "").strip()
+    radius = os.environ.get("CITYPATH_RADIUS_KM", "").strip()
+    return {"states": tuple(s.strip().upper() for s in states.split(",") if s.strip()) or None,
+            "radius_km": float(radius) if radius else DEFAULT_RADIUS_KM}
+
+
+def animation_enabled() -> bool:
+    return os.environ.get("CITYPATH_ANIMATION", "on").lower() not in {"0", "off", "false", "no"}
+
+
+@st.cache_resource(show_spinner="Loading the city graph (the first run ever builds it: about a minute)…")
+def graph() -> CityGraph:
+    return load_graph(**graph_kwargs_from_env(), verbose=True)
+
+
+def _checkpoint_stamp() -> tuple:
+    """Names and mtimes of the checkpoint files, so a new or retrained checkpoint is picked up."""
+    d = checkpoints_dir()
+    if not d.is_dir():
+        return (str(d),)
+    return (str(d), *sorted((p.name, p.stat().st_mtime_ns) for p in d.iterdir()
+                            if p.suffix in {".json", ".safetensors"}))
+
+
+@st.cache_resource(show_spinner="Loading models…", max_entries=4)
+def _models(_g: CityGraph, fingerprint: str, stamp: tuple) -> ModelSet:
+    session.register_families_from_env()
+    return session.load_models(_g)
+
+
+def models(g: CityGraph) -> ModelSet:
+    """Every checkpoint that loads for graph `g`, and the ones that do not with their reasons."""
+    return _models(g, g.fingerprint, _checkpoint_stamp())
+
+
+@st.cache_data(show_spinner=False)
+def labels(_g: CityGraph, fingerprint: str) -> list[str]:
+    return _g.cities["label"].tolist()
+
+
+@st.cache_data(show_spinner=False)
+def label_index(_g: CityGraph, fingerprint: str) -> dict[str, int]:
+    return {label: i for i, label in enumerate(labels(_g, fingerprint))}
+
+
+@st.cache_data(show_spinner=False)
+def city_records(_g: CityGraph, fingerprint: str) -> list[dict]:
+    """The all-cities layer inline (when static serving is off): ~1.5 MB per frame on the full graph."""
+    return cities_records(_g)
+
+
+@st.cache_resource(show_spinner="Preparing the map layers…")
+def static_urls(_g: CityGraph, fingerprint: str) -> dict[str, str] | None:
+    """URLs of the all-cities and state-outline JSON, written once under static/; None if not servable."""
+    if not st.get_option("server.enableStaticServing"):
+        return None
+    try:
+        paths = write_static_json(_g, STATIC_DIR)
+    except OSError:
+        return None
+    return {k: f"app/static/{p.name}" for k, p in paths.items()}
+
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def _replay(_model, _g: CityGraph, model_key: tuple, fingerprint: str, src: int, dst: int, steps: int,
+            seed: int) -> Replay:
+    return session.compute_replay(_model, _g, src, dst, steps, seed)
+
+
+def replay(mset: ModelSet, g: CityGraph, name: str, view: ViewState) -> Replay:
+    """The K paths of model `name` on the view's pair, computed once per (model, pair, steps, seed)."""
+    m = mset.models[name]
+    key = (name, m.card.get("weights_sha256", ""), m.family)
+    return _replay(m, g, key, g.fingerprint, view.source, view.target, view.steps, view.seed)
+
+
+def max_steps(mset: ModelSet) -> int:
+    """The steps slider's upper end: the largest max_steps of the models (at least 16, at most 128)."""
+    return int(min(max([16, *(m.max_steps for m in mset.models.values())]), 128))
+
+
+# -- session state <-> the view ------------------------------------------------------------
+
+def init_state(g: CityGraph, mset: ModelSet) -> None:
+    """Fill session state from the URL on a session's first run; restore widget keys after page switches."""
+    ss = st.session_state
+    if K_VIEW not in ss:
+        view, notices = session.parse_query_params(st.query_params.to_dict(), g, mset.names,
+                                                   max_steps=max_steps(mset))
+        ss[K_VIEW] = view
+        ss[K_NOTICES] = notices
+        ss[K_STEP] = view.steps
+        ss[K_PLAY] = False
+    view = ss[K_VIEW]
+    # Streamlit forgets a widget's value when its page is not shown; put them back from the view.
+    defaults = {K_SRC: g.label(view.source), K_DST: g.label(view.target), K_MODELS: list(view.models),
+                K_STEPS: view.steps, K_SEED: view.seed, K_SPEED: 2.0, K_CLICK: "alternate",
+                K_NEXT: "source", K_STEP: view.steps, K_PLAY: False, K_BASEMAP: False}
+    for key, value in defaults.items():
+        if key not in ss:
+            ss[key] = value
+    ss[K_MODELS] = [m for m in ss[K_MODELS] if m in mset.models]
+
+
+def current_view(g: CityGraph) -> ViewState:
+    """The view the widgets now show (and remember it for the next run and other pages)."""
+    ss = st.session_state
+    idx = label_index(g, g.fingerprint)
+    view = ViewState(idx.get(ss[K_SRC], ss[K_VIEW].source), idx.get(ss[K_DST], ss[K_VIEW].target),
+                     tuple(ss[K_MODELS]), int(ss[K_STEPS]), int(ss[K_SEED]))
+    ss[K_VIEW] = view
+    return view
+
+
+def sync_url(view: ViewState, g: CityGraph) -> None:
+    """Write the view into the URL so the link reproduces it (only when it changed)."""
+    params = session.to_query_params(view, g)
+    if st.query_params.to_dict() != params:
+        st.query_params.from_dict(params)
+
+
+def _new_route() -> None:
+    ss = st.session_state
+    ss[K_STEP] = ss[K_STEPS]
+    ss[K_PLAY] = False
+
+
+def on_swap() -> None:
+    ss = st.session_state
+    ss[K_SRC], ss[K_DST] = ss[K_DST], ss[K_SRC]
+    _new_route()
+
+
+def on_random_pair(g: CityGraph, heldout: bool) -> None:
+    ss = st.session_state
+    rng = np.random.default_rng(time.time_ns() % 2**32)
+    src, dst = session.random_heldout_pair(g, rng, heldout=heldout)
+    ss[K_SRC], ss[K_DST] = g.label(src), g.label(dst)
+    _new_route()
+
+
+def on_reset(g: CityGraph, mset: ModelSet) -> None:
+    ss = st.session_state
+    view = session.default_state(g, mset.names)
+    ss[K_SRC], ss[K_DST] = g.label(view.source), g.label(view.target)
+    ss[K_MODELS], ss[K_STEPS], ss[K_SEED] = list(view.models), view.steps, view.seed
+    ss[K_NOTICES] = []
+    _new_route()
+
+
+def on_steps_change() -> None:
+    _new_route()
+
+
+def on_map_select(g: CityGraph) -> None:
+    """A click on the map: the picked city becomes the source or target (see the click rule)."""
+    ss = st.session_state
+    event = ss.get(K_MAP) or {}
+    city = session.city_from_selection(event.get("selection") if isinstance(event, dict) else
+                                       getattr(event, "selection", None), g.n_cities)
+    if city is None:
+        return
+    idx = label_index(g, g.fingerprint)
+    src, dst = idx.get(ss[K_SRC], 0), idx.get(ss[K_DST], 0)
+    src, dst, ss[K_NEXT] = session.apply_click(src, dst, city, ss[K_CLICK], ss[K_NEXT])
+    ss[K_SRC], ss[K_DST] = g.label(src), g.label(dst)
+    _new_route()
+    ss[K_FULL_RERUN] = True  # the map lives in a fragment; the new route needs the whole page
+
+
+# -- playback ---------------------------------------------------------------------------------
+
+def on_play() -> None:
+    ss = st.session_state
+    if ss[K_PLAY]:
+        ss[K_PLAY] = False
+    else:
+        if ss.get(K_STEP, 1) >= ss[K_STEPS]:
+            ss[K_STEP] = 0  # replay from the start; the first frame advances to step 1
+        ss[K_PLAY] = True
+
+
+def on_step(delta: int) -> None:
+    ss = st.session_state
+    ss[K_PLAY] = False
+    ss[K_STEP] = int(min(max(ss.get(K_STEP, 1) + delta, 1), ss[K_STEPS]))
+
+
+def advance(steps: int) -> bool:
+    """Move playback one step on; returns False (and stops) once the last step is shown."""
+    ss = st.session_state
+    nxt = int(ss.get(K_STEP, 0)) + 1
+    if nxt >= steps:
+        ss[K_STEP] = steps
+        ss[K_PLAY] = False
+        return False
+    ss[K_STEP] = nxt
+    return True
+
+
+def legend_html(entries: list[tuple[str, str, str]]) -> str:
+    """A one-line legend: (css colour, label, style) where style is 'line', 'ghost', 'dash' or 'dot'."""
+    chips = []
+    for colour, label, style in entries:
+        if style == "dot":
+            mark = f'<span style="display:inline-block;width:10px;height:10px;border-radius:50%;background:{colour};' \
+                   'border:2px solid white;box-shadow:0 0 0 1px #999;margin-right:5px"></span>'
+        else:
+            border = {"line": "solid", "ghost": "solid", "dash": "dashed"}[style]
+            opacity = "0.35" if style == "ghost" else "1"
+            mark = f'<span style="display:inline-block;width:22px;height:0;border-top:4px {border} {colour};' \
+                   f'opacity:{opacity};vertical-align:middle;margin-right:5px"></span>'
+        chips.append(f'<span style="margin-right:16px;white-space:nowrap">{mark}{label}</span>')
+    return f'<div style="font-size:0.85rem;line-height:1.8">{"".join(chips)}</div>'
