@@ -175,7 +175,8 @@ class CityGraph:
             return self._label_index[query]
         key = _normalise(query[:MAX_QUERY_CHARS])
         if not key:
-            raise CityNotFound("empty city name: type a name like 'Boston, MA'", query)
+            raise CityNotFound(f"{query!r:.40} has no letters or digits to look up; type a name like 'Boston, MA'",
+                               query)
         labels = self._normalised_labels
         exact = np.flatnonzero(labels == key)
         if len(exact) == 1:

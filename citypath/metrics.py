@@ -22,6 +22,8 @@ from citypath.geo import haversine_km, midpoint, project_aeqd_km
 from citypath.graph import CityGraph
 
 DEFAULT_TOLERANCE = 0.05
+# GEOS's discrete Fréchet needs memory for every pair of points; no real route has this many.
+FRECHET_MAX_CITIES = 5_000
 
 METRIC_DEFINITIONS = {
     "cities": "Number of entries in the path.",
@@ -39,14 +41,17 @@ METRIC_DEFINITIONS = {
     "bounded": "The path starts at the source, reaches the target and length_ratio <= 1 + tolerance.",
     "exact_match": "The path is identical to the optimal path, city by city.",
     "frechet_km": "Discrete Fréchet distance in km between the path's known cities and the optimal path "
-                  "(azimuthal equidistant projection about the pair's midpoint; NaN for no known city).",
+                  "(azimuthal equidistant projection about the pair's midpoint; NaN for no known city, or over 5,000).",
 }
 
 
 def as_ids(path, n_cities: int) -> np.ndarray:
     """A path as int64 ids, with -1 for every entry that is not a city id in 0..n_cities-1."""
-    arr = np.asarray(path) if not isinstance(path, np.ndarray) else path
-    if arr.ndim == 1 and arr.dtype.kind in "iu":
+    try:
+        arr = path if isinstance(path, np.ndarray) else np.asarray(list(path))
+    except (ValueError, TypeError, OverflowError, UnicodeError):
+        arr = np.zeros(0, dtype=object)  # ragged or undecodable: checked entry by entry below
+    if arr.ndim == 1 and arr.dtype.kind in "iu" and len(arr) == len(path):
         ids = arr.astype(np.int64, copy=True)
     else:
         ids = np.array([int(c) if isinstance(c, (int, np.integer)) and not isinstance(c, (bool, np.bool_))
@@ -62,6 +67,8 @@ def _frechet_km(g: CityGraph, paths: list[np.ndarray], refs: list[np.ndarray],
         idx, pid = [], []
         for i, s in enumerate(seqs):
             s = s[s >= 0]
+            if len(s) > FRECHET_MAX_CITIES:
+                s = s[:0]                        # far too long to be a route: NaN, not gigabytes
             if len(s) == 1:
                 s = np.r_[s, s]                  # a one-city path is a degenerate line
             idx.append(s)
