@@ -105,7 +105,7 @@ def player() -> None:
     ss[ui.K_STEP] = int(min(max(ss.get(ui.K_STEP, view.steps), 1), view.steps))
     step = ss[ui.K_STEP]
 
-    b1, b2, b3, b4, b5 = st.columns([1, 1.3, 1, 1.6, 5.1], vertical_alignment="bottom")
+    b1, b2, b3, b4, b5 = st.columns([1.15, 1.25, 1.1, 1.6, 4.9], vertical_alignment="bottom")
     b1.button("Back", icon=":material/skip_previous:", on_click=ui.on_step, args=(-1,), width="stretch",
               disabled=step <= 1)
     b2.button("Pause" if ss[ui.K_PLAY] else "Play", icon=":material/pause:" if ss[ui.K_PLAY] else

@@ -27,6 +27,7 @@ from citypath.basemap import rings_in_box
 from citypath.graph import CityGraph
 from citypath.maplayers import ILLEGAL_RGB, OPTIMAL_RGB, illegal_segments, model_rgb, rgb_hex
 from citypath.metrics import as_ids, evaluate_paths
+from citypath.session import clean_path
 
 PNG_DPI = 200
 GIF_DPI = 90
@@ -45,7 +46,7 @@ class ExportRun:
         k = self.step if step is None else step
         if not self.paths:
             return []
-        return list(self.paths[min(max(k, 1), len(self.paths)) - 1])
+        return clean_path(self.paths[min(max(k, 1), len(self.paths)) - 1])
 
 
 def _rgb(run: ExportRun, i: int) -> str:

@@ -1,0 +1,167 @@
+"""The Streamlit app through `streamlit.testing.v1.AppTest`: every flow runs without an exception.
+
+The app runs on the RI+MA graph with test-only models (tests/fake_models.py) registered for
+the session, and with CITYPATH_ANIMATION=off so Play advances one step per run, not on a timer.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from citypath.models import FAMILIES
+from tests.fake_models import FAKE_FAMILIES, write_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
+TIMEOUT = 60
+
+
+@pytest.fixture
+def app_env(tmp_path, small_graph, monkeypatch):
+    """Checkpoints: a refining model, a garbage one, one that crashes, one for another graph, a broken card."""
+    ckpt = tmp_path / "checkpoints"
+    write_checkpoint(ckpt, "demo-refining", "fake-refining", small_graph)
+    write_checkpoint(ckpt, "demo-garbage", "fake-garbage", small_graph)
+    write_checkpoint(ckpt, "demo-crash", "fake-crashing", small_graph)
+    write_checkpoint(ckpt, "demo-othergraph", "fake-refining", small_graph, fingerprint="0" * 64)
+    (ckpt / "demo-broken.json").write_text("{not json")
+    (ckpt / "demo-broken.safetensors").write_bytes(b"")
+    monkeypatch.setenv("CITYPATH_STATES", "RI,MA")
+    monkeypatch.setenv("CITYPATH_CHECKPOINTS", str(ckpt))
+    monkeypatch.setenv("CITYPATH_ANIMATION", "off")
+    for family, target in FAKE_FAMILIES.items():
+        monkeypatch.setitem(FAMILIES, family, target)
+    return ckpt
+
+
+def run_app(query: dict | None = None) -> AppTest:
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
+    for k, v in (query or {}).items():
+        at.query_params[k] = v
+    return at.run()
+
+
+def no_exceptions(at: AppTest) -> None:
+    assert not at.exception, [e.message for e in at.exception]
+
+
+def deck_spec(at: AppTest) -> dict:
+    decks = at.get("deck_gl_json_chart")
+    assert decks, "no map on the page"
+    return json.loads(decks[0].proto.json)
+
+
+def layer_ids(at: AppTest) -> list[str]:
+    return [layer["id"] for layer in deck_spec(at)["layers"]]
+
+
+def test_default_page_draws_both_paths(app_env):
+    at = run_app({"models": "demo-refining"})
+    no_exceptions(at)
+    ids = layer_ids(at)
+    assert "optimal" in ids and "model-0" in ids and "endpoints" in ids and "cities" in ids
+    assert "state-lines" in ids  # offline outlines, no tiles
+    assert deck_spec(at).get("mapProvider") in (None, "")
+    assert len(at.get("download_button")) == 4
+    assert [m.label for m in at.metric][:3] == ["Valid", "Illegal jumps", "Reaches target"]
+    assert at.query_params["models"] == "demo-refining"
+
+
+def test_failed_checkpoints_are_named_and_the_rest_still_run(app_env):
+    at = run_app({"models": "demo-refining,demo-garbage,demo-crash"})
+    no_exceptions(at)
+    failures = " ".join(md.value for md in at.markdown)
+    assert "demo-broken" in failures and "demo-othergraph" in failures
+    assert any("demo-crash failed" in e.value for e in at.error)
+    assert "model-0" in layer_ids(at)
+
+
+def test_choosing_cities_updates_map_and_url(app_env):
+    at = run_app({"models": "demo-refining"})
+    at.selectbox(key="source").set_value("Worcester, MA")
+    at.selectbox(key="target").set_value("Springfield, MA").run()
+    no_exceptions(at)
+    assert at.query_params["source"] == "Worcester, MA"
+    assert at.query_params["target"] == "Springfield, MA"
+    at.button(key="swap").click().run()
+    assert at.query_params["source"] == "Springfield, MA"
+    at.button(key="random").click().run()
+    no_exceptions(at)
+    at.button(key="reset").click().run()
+    no_exceptions(at)
+
+
+def test_steps_slider_playback_and_models(app_env):
+    at = run_app({"models": "demo-refining", "steps": "4"})
+    assert at.session_state["step"] == 4
+    at.slider(key="steps").set_value(6).run()
+    no_exceptions(at)
+    assert at.session_state["step"] == 6 and at.query_params["steps"] == "6"
+    at.button(key="play_button").click().run()  # restarts from the first step
+    assert at.session_state["step"] == 1 and at.session_state["playing"]
+    at.run()
+    assert at.session_state["step"] == 2
+    at.button(key="play_button").click().run()  # pause
+    assert not at.session_state["playing"]
+    at.slider(key="step").set_value(5).run()
+    no_exceptions(at)
+    assert "ghosts" in layer_ids(at)
+    at.multiselect(key="models").set_value(["demo-refining", "demo-garbage"]).run()
+    no_exceptions(at)
+    assert [m.label for m in at.metric].count("Valid") == 2  # side by side: one row of metrics per model
+
+
+def test_garbage_model_is_drawn_and_scored(app_env):
+    at = run_app({"models": "demo-garbage", "steps": "5"})
+    for step in range(1, 6):
+        at.slider(key="step").set_value(step).run()
+        no_exceptions(at)
+        assert at.metric[0].label == "Valid"
+
+
+@pytest.mark.parametrize("query, fragment", [
+    ({"source": "Atlantis, ZZ"}, "source"),
+    ({"source": "Boston, MA", "target": "Denver, CO"}, "target"),
+    ({"steps": "lots"}, "steps"),
+    ({"steps": "100000"}, "steps"),
+    ({"models": "no-such-model"}, "no-such-model"),
+    ({"seed": "-3"}, "seed"),
+])
+def test_bad_links_fall_back_with_a_notice(app_env, query, fragment):
+    at = run_app(query)
+    no_exceptions(at)
+    notices = " ".join(w.value for w in at.warning)
+    assert fragment in notices
+    assert "optimal" in layer_ids(at)
+
+
+def test_same_source_and_target(app_env):
+    at = run_app({"source": "Boston, MA", "target": "Boston, MA", "models": "demo-refining"})
+    no_exceptions(at)
+    assert any("same city" in i.value for i in at.info)
+
+
+@pytest.mark.parametrize("page", ["pages/1_Test-time_compute.py", "pages/2_Training.py", "pages/3_Dataset.py"])
+def test_pages_run(app_env, page):
+    at = AppTest.from_file(str(REPO / page), default_timeout=TIMEOUT).run()
+    no_exceptions(at)
+
+
+def test_harness_rerun_with_progress(app_env):
+    at = AppTest.from_file(str(REPO / "pages/1_Test-time_compute.py"), default_timeout=TIMEOUT).run()
+    at.number_input[0].set_value(3)
+    at.button[0].click().run()
+    no_exceptions(at)
+    assert "fresh run on 3 held-out pairs" in " ".join(md.value for md in at.markdown)
+    assert len(at.dataframe) == 1
+
+
+def test_no_models_at_all(app_env, tmp_path, monkeypatch):
+    monkeypatch.setenv("CITYPATH_CHECKPOINTS", str(tmp_path / "empty"))
+    at = run_app()
+    no_exceptions(at)
+    assert any("No model checkpoints" in i.value for i in at.info)
+    assert "optimal" in layer_ids(at)

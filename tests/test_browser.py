@@ -1,0 +1,131 @@
+"""The app in a real browser: `streamlit run app.py` on a loopback port, driven by headless Chromium.
+
+Runs on the RI+MA graph with two test-only model families (see tests/fake_models.py), so it
+needs no trained checkpoint and no internet. Screenshots go to test-output/browser/.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.fake_models import FAKE_FAMILIES, write_checkpoint
+
+pytestmark = pytest.mark.browser
+REPO = Path(__file__).resolve().parents[1]
+OUTPUT = REPO / "test-output" / "browser"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--enable-unsafe-swiftshader", "--use-angle=swiftshader",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--no-first-run", "--disable-quic"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory, small_graph):
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (see the README's test command)")
+    ckpt = tmp_path_factory.mktemp("checkpoints")
+    write_checkpoint(ckpt, "demo-refining", "fake-refining", small_graph)
+    write_checkpoint(ckpt, "demo-garbage", "fake-garbage", small_graph)
+    port = _free_port()
+    env = {**os.environ, "CITYPATH_STATES": "RI,MA", "CITYPATH_CHECKPOINTS": str(ckpt),
+           "CITYPATH_MODEL_FAMILIES": ",".join(f"{k}={v}" for k, v in FAKE_FAMILIES.items()),
+           "PYTHONPATH": str(REPO)}
+    log = open(tmp_path_factory.mktemp("log") / "streamlit.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                             "--server.address", "127.0.0.1", "--server.headless", "true"],
+                            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
+                break
+            except OSError:
+                if time.time() > deadline or proc.poll() is not None:
+                    raise RuntimeError(f"streamlit did not start; see {log.name}") from None
+                time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def _canvas_not_blank(page) -> bool:
+    """The map's WebGL canvas drew something: many distinct colours, not one flat fill."""
+    from PIL import Image
+
+    png = page.locator("canvas").first.screenshot()
+    img = Image.open(io.BytesIO(png)).convert("RGB").resize((200, 120))
+    return len(img.getcolors(maxcolors=100_000) or range(100_001)) > 20
+
+
+def _shown_step(page) -> int:
+    thumb = page.locator("[data-testid=stSlider]", has_text="Showing step").locator(
+        "[data-testid=stSliderThumbValue]")
+    return int(thumb.inner_text())
+
+
+def test_app_in_browser(app_url):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1500})
+        try:
+            page.goto(f"{app_url}/?models=demo-refining,demo-garbage&steps=6", wait_until="networkidle",
+                      timeout=90_000)
+            page.wait_for_selector("canvas", timeout=90_000)
+
+            # Set both cities through the searchable select boxes.
+            for label, city in (("From", "Worcester, MA"), ("To", "Providence, RI")):
+                box = page.locator("[data-testid=stSelectbox]", has_text=label)
+                box.click()
+                page.keyboard.type(city)
+                page.get_by_role("option", name=city, exact=True).first.click()
+                page.wait_for_function(
+                    "city => decodeURIComponent(location.search.replace(/\\+/g, ' ')).includes(city)", arg=city,
+                    timeout=30_000)
+            page.wait_for_selector("canvas", timeout=30_000)
+            assert _shown_step(page) == 6  # a new route shows the final answer first
+
+            # Play: the step counter restarts at 1 and advances on its own.
+            page.get_by_role("button", name="Play").click()
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('[data-testid=stSlider]')].some("
+                "s => s.innerText.includes('Showing step') && "
+                "Number(s.querySelector('[data-testid=stSliderThumbValue]').innerText) >= 3)", timeout=30_000)
+            page.wait_for_timeout(1500)
+            page.screenshot(path=str(OUTPUT / "app-playing.png"))
+            assert _canvas_not_blank(page)
+            assert page.locator("[data-testid=stException]").count() == 0
+            body = page.inner_text("body")
+            assert "Traceback" not in body and "Error" not in body.replace("Errors", "")
+
+            for name in ("Test-time compute", "Training", "Dataset"):
+                page.goto(f"{app_url}/{name.replace(' ', '_')}", wait_until="networkidle", timeout=60_000)
+                page.wait_for_timeout(1000)
+                assert page.locator("[data-testid=stException]").count() == 0, name
+            page.screenshot(path=str(OUTPUT / "dataset-page.png"))
+        finally:
+            browser.close()

@@ -1,0 +1,50 @@
+"""citypath.dashboards: the tables behind the Test-time compute, Training and Dataset pages."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from citypath import dashboards
+from tests.fake_models import RefiningFake
+
+
+def test_results_table_layouts():
+    nested = {"models": {"a": {"family": "gru", "by_steps": {"1": {"valid": 0.1}, "4": {"valid": 0.5}}}}}
+    df = dashboards.results_table(nested)
+    assert list(df["steps"]) == [1, 4] and list(df["valid"]) == [0.1, 0.5] and df["family"].iloc[0] == "gru"
+    flat = dashboards.results_table([{"model": "a", "steps": "2", "valid": 1.0}, {"junk": 1}])
+    assert len(flat) == 1 and flat["steps"].iloc[0] == 2
+    assert dashboards.results_table({"weird": 1}).empty and dashboards.results_table(None).empty
+
+
+def test_missing_results_file(tmp_path):
+    df, problem = dashboards.load_results_table(tmp_path / "eval.json")
+    assert df.empty and "does not exist" in problem
+    (tmp_path / "eval.json").write_text("{broken")
+    df, problem = dashboards.load_results_table(tmp_path / "eval.json")
+    assert df.empty and "cannot be read" in problem
+
+
+def test_quick_eval_and_cards(small_graph):
+    g = small_graph
+    m = RefiningFake("r", {"num_parameters": 5, "max_steps": 8, "graph": {"fingerprint": g.fingerprint},
+                           "metrics": {"by_steps": {"1": {"valid": 0.2}}},
+                           "curves": [{"epoch": 1, "paths_seen": 10, "train_loss": 1.0, "val_valid": 0.3}]})
+    seen = []
+    df = dashboards.quick_eval({"r": m}, g, 4, [1, 2, 8], progress=lambda f, text: seen.append(f))
+    assert list(df["steps"]) == [1, 2, 8] and (df["pairs"] == 4).all()
+    assert df["valid"].iloc[-1] >= df["valid"].iloc[0]
+    assert seen[-1] == 1.0
+    assert dashboards.card_table({"r": m})["valid"].tolist() == [0.2]
+    curves = dashboards.curves_table({"r": m})
+    assert set(curves["metric"]) == {"train_loss", "val_valid"}
+
+
+def test_dataset_tables(small_graph):
+    g = small_graph
+    deg = dashboards.degree_counts(g)
+    assert deg["cities"].sum() == g.n_cities
+    comp = dashboards.component_sizes(g)
+    assert comp["cities"].iloc[0] == g.n_cities
+    sample = dashboards.path_length_sample(g, sources=3)
+    assert len(sample) == 3 * (g.n_cities - 1) and (sample["hops"] >= 1).all() and np.isfinite(sample["km"]).all()

@@ -1,0 +1,61 @@
+"""citypath.maplayers and citypath.basemap: the pydeck spec of a frame, offline outlines, view fitting."""
+
+from __future__ import annotations
+
+import json
+
+from citypath import maplayers
+from citypath.basemap import rings_in_box, state_rings
+
+
+def test_state_rings_are_simplified_and_skip_alaska_hawaii():
+    rings = state_rings()
+    codes = {r.code for r in rings}
+    assert len(codes) == 49 and "AK" not in codes and "HI" not in codes
+    assert sum(len(r.lonlat) for r in rings) < 5000
+    assert {r.code for r in rings_in_box(-72, 41, -70, 43)} >= {"MA", "RI"}
+
+
+def test_frame_spec_has_paths_ghost_illegal_and_is_compact(small_graph):
+    g = small_graph
+    src, dst = 0, 5
+    optimal = g.shortest_path(src, dst)
+    far = int(max(range(g.n_cities), key=lambda c: g.distance_km(src, c)))
+    bad = [src, far, -1, "x", dst]
+    runs = [maplayers.MapRun("m", bad, [src, dst], maplayers.model_rgb(0), 2)]
+    deck = maplayers.build_deck(g, src, dst, optimal, runs, cities="app/static/c.json", states="app/static/s.json")
+    text = deck.to_json()
+    assert "\n" not in text  # compact: every frame is resent
+    spec = json.loads(text)
+    layers = {layer["id"]: layer for layer in spec["layers"]}
+    assert {"optimal", "model-0", "hops-0", "ghosts", "illegal", "endpoints", "cities", "state-lines"} <= set(layers)
+    assert layers["cities"]["data"] == "app/static/c.json" and layers["cities"]["pickable"]
+    assert layers["optimal"]["widthUnits"] == "pixels"  # a string, not an accessor expression
+    assert len(layers["illegal"]["data"]) == len(maplayers.illegal_segments(g, bad)) >= 1
+    assert [c["id"] for c in layers["hops-0"]["data"]] == [src, far, dst]  # unknown ids are skipped
+    assert len(text) < 20_000
+
+
+def test_inline_layers_and_no_model(small_graph):
+    g = small_graph
+    deck = maplayers.build_deck(g, 0, 0, [0], [], cities=maplayers.cities_records(g))
+    spec = json.loads(deck.to_json())
+    ids = [layer["id"] for layer in spec["layers"]]
+    assert "optimal" not in ids and "cities" in ids and "state-fill" in ids
+    cities = next(layer for layer in spec["layers"] if layer["id"] == "cities")["data"]
+    assert len(cities) == g.n_cities and {"id", "p", "tip"} <= set(cities[0])
+
+
+def test_fit_view_contains_points():
+    view = maplayers.fit_view([-124, -67], [25, 49])
+    assert 2.5 < view.zoom < 5 and -100 < view.longitude < -90
+    small = maplayers.fit_view([-71.1, -71.0], [42.3, 42.4])
+    assert small.zoom > 8
+
+
+def test_static_json_written_once(tmp_path, small_graph):
+    paths = maplayers.write_static_json(small_graph, tmp_path)
+    first = paths["cities"].stat().st_mtime_ns
+    assert maplayers.write_static_json(small_graph, tmp_path)["cities"].stat().st_mtime_ns == first
+    assert len(json.loads(paths["cities"].read_text())) == small_graph.n_cities
+    assert json.loads(paths["states"].read_text())[0]["path"]

@@ -1,0 +1,147 @@
+"""citypath.session: links, clicks, replays and live metrics, without a browser."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from citypath import session
+from citypath.models import FAMILIES
+from citypath.session import ViewState
+from tests.fake_models import FAKE_FAMILIES, CrashingFake, GarbageFake, RefiningFake, write_checkpoint
+
+
+def fake(cls, g, name="m"):
+    return cls(name, {"num_parameters": 10, "max_steps": 8, "graph": {"fingerprint": g.fingerprint}})
+
+
+def test_default_pair_is_heldout_and_distinct(small_graph):
+    src, dst = session.default_pair(small_graph)
+    assert src != dst
+    from citypath import is_heldout
+    assert is_heldout(src, dst)
+
+
+def test_query_params_round_trip(small_graph):
+    g = small_graph
+    state = ViewState(g.find_city("Worcester, MA"), g.find_city("Providence, RI"), ("a", "b"), 5, 7)
+    params = session.to_query_params(state, g)
+    assert params["source"] == "Worcester, MA"
+    parsed, notices = session.parse_query_params(params, g, ["a", "b", "c"], max_steps=16)
+    assert parsed == state and notices == []
+
+
+def test_missing_params_give_defaults_silently(small_graph):
+    parsed, notices = session.parse_query_params({}, small_graph, ["a", "b", "c", "d"], max_steps=16)
+    assert notices == []
+    assert parsed.models == ("a", "b", "c")  # at most three models by default
+    assert (parsed.source, parsed.target) == session.default_pair(small_graph)
+
+
+@pytest.mark.parametrize("params, word", [
+    ({"source": "Nowhere, XX", "target": "Boston, MA"}, "source"),
+    ({"source": "Boston, MA", "target": "Honolulu, HI"}, "Honolulu"),  # a real city outside the graph
+    ({"source": "Boston, MA"}, "one end"),
+    ({"steps": "0"}, "steps"),
+    ({"steps": "abc"}, "whole number"),
+    ({"seed": "99999999999"}, "seed"),
+    ({"models": "zzz,a"}, "zzz"),
+])
+def test_bad_params_give_notices(small_graph, params, word):
+    parsed, notices = session.parse_query_params(params, small_graph, ["a"], max_steps=16)
+    assert any(word in n for n in notices), notices
+    assert 1 <= parsed.steps <= 16 and 0 <= parsed.seed <= session.MAX_SEED
+    assert 0 <= parsed.source < small_graph.n_cities
+
+
+def test_params_accept_lists_and_ids(small_graph):
+    parsed, notices = session.parse_query_params({"source": ["3"], "target": ["5"], "steps": ["2"]}, small_graph,
+                                                 [], max_steps=16)
+    assert (parsed.source, parsed.target, parsed.steps) == (3, 5, 2) and not notices
+
+
+def test_city_from_selection():
+    sel = {"indices": {"cities": [4]}, "objects": {"cities": [{"id": 42, "tip": "x"}]}}
+    assert session.city_from_selection(sel, 100) == 42
+    assert session.city_from_selection({"objects": {"optimal": [{"path": [], "tip": "x"}]}}, 100) is None
+    assert session.city_from_selection({"objects": {"cities": [{"id": 400}]}}, 100) is None
+    assert session.city_from_selection({"objects": {"cities": [{"id": True}]}}, 100) is None
+    assert session.city_from_selection(None, 100) is None
+    assert session.city_from_selection({}, 100) is None
+    assert session.city_from_selection({"objects": {"a": [], "hops-0": [{"id": 7}]}}, 100) == 7
+
+
+def test_apply_click_rules():
+    assert session.apply_click(1, 2, 9, "source") == (9, 2, "target")
+    assert session.apply_click(1, 2, 9, "target") == (1, 9, "source")
+    src, dst, nxt = session.apply_click(1, 2, 9, "alternate", "source")
+    assert (src, dst, nxt) == (9, 2, "target")
+    assert session.apply_click(src, dst, 8, "alternate", nxt) == (9, 8, "source")
+    with pytest.raises(ValueError):
+        session.apply_click(1, 2, 3, "middle")
+
+
+def test_random_pair_is_heldout(small_graph):
+    from citypath import is_heldout
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        a, b = session.random_heldout_pair(small_graph, rng)
+        assert a != b and is_heldout(a, b)
+
+
+def test_replay_of_a_refining_model(small_graph):
+    g = small_graph
+    src, dst = session.default_pair(g)
+    r = session.compute_replay(fake(RefiningFake, g), g, src, dst, 6, seed=1)
+    assert r.error is None and len(r.paths) == 6 and len(r.step_ms) == 6
+    assert list(r.metrics["step"]) == [1, 2, 3, 4, 5, 6]
+    assert r.path(99) == r.paths[-1] and r.path(0) == r.paths[0]
+    assert r.metrics["valid"].iloc[-1]
+
+
+def test_replay_of_garbage_is_scored_not_raised(small_graph):
+    g = small_graph
+    r = session.compute_replay(fake(GarbageFake, g), g, 0, 5, 5)
+    assert r.error is None and len(r.metrics) == 5
+    assert not r.metrics["valid"].any()
+    assert r.metrics["unknown_ids"].iloc[1] >= 4
+    assert r.paths[3] == [] and r.paths[4] == []
+
+
+def test_replay_of_a_crash_keeps_what_came_before(small_graph):
+    r = session.compute_replay(fake(CrashingFake, small_graph), small_graph, 0, 5, 4)
+    assert len(r.paths) == 1 and "simulated failure" in r.error
+
+
+def test_metric_cards_and_deltas(small_graph):
+    g = small_graph
+    src, dst = session.default_pair(g)
+    r = session.compute_replay(fake(RefiningFake, g), g, src, dst, 6)
+    first = session.metric_cards(r.metrics, 1)
+    assert [c.label for c in first][:3] == ["Valid", "Illegal jumps", "Reaches target"]
+    assert all(c.delta is None for c in first)
+    later = {c.label: c for c in session.metric_cards(r.metrics, 6)}
+    assert later["Illegal jumps"].delta_color == "inverse"
+    assert session.metric_cards(r.metrics.iloc[:0], 1) == []
+
+
+def test_load_models_reports_failures(tmp_path, small_graph, monkeypatch):
+    for family, target in FAKE_FAMILIES.items():
+        monkeypatch.setitem(FAMILIES, family, target)
+    write_checkpoint(tmp_path, "good", "fake-refining", small_graph)
+    write_checkpoint(tmp_path, "other-graph", "fake-refining", small_graph, fingerprint="f" * 64)
+    write_checkpoint(tmp_path, "unknown-family", "no-such-family", small_graph)
+    (tmp_path / "broken.json").write_text("{")
+    (tmp_path / "broken.safetensors").write_bytes(b"")
+    ms = session.load_models(small_graph, directory=tmp_path)
+    assert ms.names == ["good"]
+    assert set(ms.failures) == {"other-graph", "unknown-family", "broken"}
+    assert "trained on graph" in ms.failures["other-graph"]
+    assert session.model_label(ms.models["good"]) == "good · fake-refining · 1.23k params"
+
+
+def test_register_families_from_env(monkeypatch):
+    monkeypatch.setattr("citypath.models.FAMILIES", dict(FAMILIES))
+    from citypath import models
+    added = session.register_families_from_env({"CITYPATH_MODEL_FAMILIES": "x-fam=mod:Cls, gru=evil:Cls, bad"})
+    assert added == {"x-fam": "mod:Cls"} and models.FAMILIES["gru"] != "evil:Cls"
