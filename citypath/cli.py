@@ -65,6 +65,45 @@ def cmd_route(args) -> int:
     for hop, city in enumerate(path):
         row = g.cities.loc[city]
         print(f"{hop:4d}  {row['label']:<40} pop {row['population']:>9,}  ({row['lat']:.4f}, {row['lon']:.4f})")
+    if args.model or args.png or args.gif or args.geojson or args.csv:
+        return _route_models(args, g, src, dst)
+    return 0
+
+
+def _route_models(args, g, src: int, dst: int) -> int:
+    """`route --model M --steps K`: each model's refinement, step by step, and the image/data exports."""
+    from pathlib import Path
+
+    from citypath import export
+    from citypath.models import ModelError, load_model
+    from citypath.session import compute_replay
+
+    runs = []
+    for name in args.model or []:
+        try:
+            model = load_model(name, graph=g)
+        except ModelError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        r = compute_replay(model, g, src, dst, args.steps, args.seed)
+        print(f"\n{name} ({model.family}, {model.num_parameters:,} parameters), seed {args.seed}:")
+        print("step  valid  illegal  reaches  hops   length km  vs optimal  frechet km      ms")
+        for _, m in r.metrics.iterrows():
+            print(f"{int(m['step']):4d}  {'yes' if m['valid'] else 'no':>5}  {int(m['illegal_jumps']):7d}  "
+                  f"{'yes' if m['reaches_target'] else 'no':>7}  {int(m['hops']):4d}  {m['length_km']:10,.1f}  "
+                  f"{m['length_pct']:+9.1f}%  {m['frechet_km']:10,.1f}  {m['ms']:6.1f}")
+        if r.error:
+            print(f"warning: {r.error}", file=sys.stderr)
+        runs.append(export.ExportRun(name, r.paths, args.steps))
+    outputs = [(args.png, lambda: export.render_png(g, src, dst, runs)),
+               (args.gif, lambda: export.render_gif(g, src, dst, runs)),
+               (args.geojson, lambda: export.to_geojson(g, src, dst, runs, all_steps=True)),
+               (args.csv, lambda: export.to_csv(g, src, dst, runs))]
+    for path, render in outputs:
+        if path:
+            data = render()
+            Path(path).write_bytes(data if isinstance(data, bytes) else data.encode())
+            print(f"wrote {path}")
     return 0
 
 
@@ -92,6 +131,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("route", help="the optimal path between two cities")
     p.add_argument("source", help="a city label or unique prefix, e.g. 'Boston, MA'")
     p.add_argument("target", help="a city label or unique prefix, e.g. 'Denver, CO'")
+    p.add_argument("--model", action="append", metavar="M",
+                   help="also run checkpoint M (repeatable, e.g. --model gru-small --model gru-large)")
+    p.add_argument("--steps", type=int, default=8, help="refinement steps per model (default 8)")
+    p.add_argument("--seed", type=int, default=0, help="model seed (default 0)")
+    p.add_argument("--png", metavar="FILE", help="write a PNG comparing the paths at the last step")
+    p.add_argument("--gif", metavar="FILE", help="write an animated GIF of the refinement steps")
+    p.add_argument("--geojson", metavar="FILE", help="write the paths of every step as GeoJSON")
+    p.add_argument("--csv", metavar="FILE", help="write the paths of every step as CSV, one row per hop")
     _graph_args(p)
     p.set_defaults(func=cmd_route)
     return parser
