@@ -1,0 +1,701 @@
+"""The refiner: a tiny walker that re-draws its route again and again, each time guided by the last one.
+
+Step 0 is a directionally correct draft: the cities nearest to evenly spaced points on the
+great circle from source to target (it may jump over gaps). Every step then applies the
+same weight-shared block to (source, target, previous path) and walks a new path from the
+source: at each hop a small MLP scores the current city's graph neighbours (a pointer among
+at most `candidates` of them, the ones nearest the target) from coordinate features only, and
+the walk takes the best one. The features re-inject source, target and coordinates at every
+step ("recall") and describe the previous path as a guide: where it goes 1, 2, 4 and 8 hops
+ahead of the walker and whether that stretch of it was legal. A void that the previous walk
+only discovered when it reached it (a lake, a desert) is therefore visible from the start of
+the next walk, which can turn early; that is what the extra steps buy.
+
+Legality holds by construction: every hop is to a graph neighbour, a city is never visited
+twice, and as soon as the target is within the radius the walk jumps to it (the direct hop is
+then optimal, by the triangle inequality). What the model must learn is to *reach* the
+target, and by a short route; report reach-target and length ratio as the real measures.
+
+No city has an embedding. Each city carries a fixed descriptor computed from the graph's
+geometry when it is loaded: for 16 compass directions, how far one can progress that way in
+1, 2, 4 and 8 hops (a max-plus recursion over the edges). It shows walls and dead ends a few
+hops ahead, so a policy learned in one region transfers to another.
+
+Training (`train_refiner`) is DAgger with a progressive schedule: a pool of pairs is walked
+by the current model again and again, each walk guided by that pair's previous walk, for up
+to `max_steps` walks; every decision is trained towards the cities with small regret
+(hop km + remaining optimal km from one Dijkstra per target), soft-maxed over near ties.
+Pairs are sampled from the training side of the split only (`heldout_mask`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.spatial import cKDTree
+from torch import nn
+
+from citypath.geo import EARTH_RADIUS_KM, haversine_km, unit_vectors
+from citypath.graph import CityGraph
+from citypath.models.base import CheckpointError, RoutingModel
+from citypath.split import heldout_mask
+
+SIZES = {
+    "small": {"hidden": 96, "layers": 2},
+    "tiny": {"hidden": 32, "layers": 1},
+}
+
+
+@dataclass
+class RefinerConfig:
+    """Hyper-parameters of the walker; stored in the card, enough to rebuild the model."""
+
+    hidden: int = 96
+    layers: int = 2
+    candidates: int = 64            # neighbours scored per hop (those nearest the target)
+    sectors: int = 16               # compass directions of the reach descriptor
+    reach_hops: tuple[int, ...] = (1, 2, 4, 8)
+    lookahead: tuple[int, ...] = (1, 2, 4, 8, 16)   # guide vertices ahead of the walker
+    guide_window: int = 12          # guide vertices searched to place the walker on the guide
+    max_steps: int = 8              # refinement steps per pair in training
+    # training only
+    tau_km: float = 3.0             # softness of the regret targets
+    expert_fraction: float = 0.15   # share of training over which expert moves fade out
+    sources_per_target: int = 4     # training pairs sharing one Dijkstra
+
+    @property
+    def n_context(self) -> int:
+        return 12 + 4 * len(self.lookahead)
+
+    @property
+    def n_candidate(self) -> int:
+        return 6 + len(self.lookahead) + 1 + self.sectors * len(self.reach_hops)
+
+
+# -- per-graph tables ------------------------------------------------------------------
+
+class GraphTables:
+    """What the walker needs from a graph, computed once per graph and shared (read-only)."""
+
+    def __init__(self, g: CityGraph, config: RefinerConfig):
+        self.radius_km = g.radius_km
+        self.indptr = g.adjacency.indptr.astype(np.int64)
+        self.indices = g.adjacency.indices.astype(np.int64)
+        self.xyz = unit_vectors(g.lat, g.lon)
+        lat, lon = np.radians(g.lat), np.radians(g.lon)
+        self.east = np.column_stack([-np.sin(lon), np.cos(lon), np.zeros_like(lon)])
+        self.north = np.column_stack([-np.sin(lat) * np.cos(lon), -np.sin(lat) * np.sin(lon), np.cos(lat)])
+        self.lat, self.lon = g.lat, g.lon
+        self.lat_lon = np.column_stack([(g.lat - 37.0) / 10.0, (g.lon + 96.0) / 25.0]).astype(np.float32)
+        self.tree = cKDTree(self.xyz)
+        self.reach = reach_descriptor(self, config)     # (n, levels * sectors), float32 in [0, 1]
+        self.n = g.n_cities
+
+    def bearing(self, at: np.ndarray, to_xyz: np.ndarray) -> np.ndarray:
+        """Initial bearing (radians, 0 = north, clockwise) from city `at` towards points `to_xyz`."""
+        return np.arctan2(np.einsum("...k,...k->...", to_xyz, self.east[at]),
+                          np.einsum("...k,...k->...", to_xyz, self.north[at]))
+
+
+def gc_km(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Great-circle km between unit vectors (broadcasts), via the chord (accurate at short range)."""
+    diff = a - b
+    chord = np.sqrt(np.einsum("...k,...k->...", diff, diff))
+    return 2.0 * EARTH_RADIUS_KM * np.arcsin(np.clip(chord / 2.0, 0.0, 1.0))
+
+
+def reach_descriptor(t: GraphTables, config: RefinerConfig) -> np.ndarray:
+    """For every city and compass sector: best progress that way within k hops, divided by k * radius.
+
+    reach_k(c, θ) = max(0, max over neighbours n of [proj_θ(c→n) + reach_{k-1}(n, θ)]), with the
+    same bearing θ at every city (drift over 8 hops of ≤ 90 km is a few degrees).
+    """
+    n = len(t.indptr) - 1
+    rows = np.repeat(np.arange(n), np.diff(t.indptr))
+    cols = t.indices
+    km = gc_km(t.xyz[rows], t.xyz[cols]).astype(np.float32)
+    bearing = t.bearing(rows, t.xyz[cols]).astype(np.float32)
+    starts = t.indptr[:-1]
+    has = np.diff(t.indptr) > 0
+    top = max(config.reach_hops)
+    out = np.zeros((n, len(config.reach_hops), config.sectors), np.float32)
+    for s in range(config.sectors):
+        theta = 2 * np.pi * s / config.sectors
+        proj = km * np.cos(bearing - theta).astype(np.float32)
+        r = np.zeros(n, np.float32)
+        for k in range(1, top + 1):
+            best = np.zeros(n, np.float32)
+            if len(cols):
+                best[has] = np.maximum.reduceat(proj + r[cols], starts[has])
+            r = np.maximum(r, np.maximum(best, 0.0))
+            if k in config.reach_hops:
+                out[:, config.reach_hops.index(k), s] = r / (k * t.radius_km)
+    return out.reshape(n, -1)
+
+
+_TABLES: dict[tuple[str, str], GraphTables] = {}
+_TABLES_LOCK = threading.Lock()
+
+
+def graph_tables(g: CityGraph, config: RefinerConfig) -> GraphTables:
+    """The tables for graph `g` (built on first use, a few seconds on the default graph)."""
+    key = (g.fingerprint, json.dumps([config.sectors, list(config.reach_hops)]))
+    with _TABLES_LOCK:
+        if key not in _TABLES:
+            _TABLES[key] = GraphTables(g, config)
+        return _TABLES[key]
+
+
+def draft_path(t: GraphTables, src: int, dst: int) -> np.ndarray:
+    """Step 0: the cities nearest to evenly spaced points on the great circle (legal or not)."""
+    a, b = t.xyz[src], t.xyz[dst]
+    d = float(gc_km(a, b))
+    if src == dst:
+        return np.array([src])
+    k = max(2, int(math.ceil(d / (0.8 * t.radius_km))) + 1)
+    omega = d / EARTH_RADIUS_KM
+    f = np.linspace(0.0, 1.0, k)[1:-1]
+    if omega < 1e-9:
+        pts = np.repeat(a[None], len(f), 0)
+    else:  # spherical interpolation
+        pts = (np.sin((1 - f) * omega)[:, None] * a + np.sin(f * omega)[:, None] * b) / np.sin(omega)
+    _, mid = t.tree.query(pts)
+    seq = np.r_[src, np.asarray(mid, np.int64), dst]
+    keep = np.r_[True, seq[1:] != seq[:-1]]
+    return seq[keep]
+
+
+# -- the weight-shared block ------------------------------------------------------------
+
+class Scorer(nn.Module):
+    """Scores each candidate city from its own features and the walker's context features."""
+
+    def __init__(self, config: RefinerConfig):
+        super().__init__()
+        dims = [config.n_candidate + config.n_context] + [config.hidden] * config.layers
+        layers: list[nn.Module] = []
+        for i in range(config.layers):
+            layers += [nn.Linear(dims[i], dims[i + 1]), nn.SiLU()]
+        layers.append(nn.Linear(dims[-1], 1))
+        self.mlp = nn.Sequential(*layers)
+
+    def forward(self, cand: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
+        """cand (..., M, Fc), ctx (..., Fx) -> scores (..., M)."""
+        ctx = ctx.unsqueeze(-2).expand(*cand.shape[:-1], ctx.shape[-1])
+        return self.mlp(torch.cat([cand, ctx], dim=-1)).squeeze(-1)
+
+
+class NumpyScorer:
+    """The same MLP in numpy for inference: per-hop matrices are tiny, so torch's call overhead dominates."""
+
+    def __init__(self, scorer: Scorer):
+        lin = [m for m in scorer.mlp if isinstance(m, nn.Linear)]
+        self.weights = [(m.weight.detach().numpy().T.copy(), m.bias.detach().numpy().copy()) for m in lin]
+
+    def __call__(self, cand: np.ndarray, ctx: np.ndarray) -> np.ndarray:
+        (w0, b0), rest = self.weights[0], self.weights[1:]
+        a, m, fc = cand.shape
+        # First layer split in two, so the context is multiplied once per decision, not per candidate.
+        h = _matmul(cand.reshape(a * m, fc), w0[:fc]).reshape(a, m, -1) + (_matmul(ctx, w0[fc:]) + b0)[:, None, :]
+        h = h.reshape(a * m, -1)
+        for w, b in rest:
+            h = h / (1.0 + np.exp(-h))
+            h = _matmul(h, w) + b
+        return h.reshape(a, m)
+
+
+_ROWS = 16
+
+
+def _matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """x @ w in blocks of 16 rows: each block stays under OpenBLAS's threading threshold.
+
+    A threaded gemm on a busy 2-core machine waits milliseconds for its helper threads, far
+    longer than the arithmetic; single-threaded blocks keep one hop well under a millisecond,
+    and every row is computed the same way whatever the batch size.
+    """
+    out = np.empty((x.shape[0], w.shape[1]), np.float32)
+    for i in range(0, x.shape[0], _ROWS):
+        np.matmul(x[i:i + _ROWS], w, out=out[i:i + _ROWS])
+    return out
+
+
+# -- walking ---------------------------------------------------------------------------
+
+@dataclass
+class WalkRecord:
+    """Every decision of a batch of walks: features, allowed mask, chosen slot, candidate ids."""
+
+    cand: list[np.ndarray] = field(default_factory=list)
+    ctx: list[np.ndarray] = field(default_factory=list)
+    mask: list[np.ndarray] = field(default_factory=list)
+    ids: list[np.ndarray] = field(default_factory=list)
+    cur: list[np.ndarray] = field(default_factory=list)
+    owner: list[np.ndarray] = field(default_factory=list)
+
+
+def hop_budget(t: GraphTables, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Most hops a walk may take: three times a straight run, plus slack for detours."""
+    return (3 * np.ceil(gc_km(t.xyz[src], t.xyz[dst]) / t.radius_km) + 20).astype(np.int64)
+
+
+def _pad_guides(t: GraphTables, guides: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Guides as padded (B, G) ids (last vertex repeated), lengths and per-segment illegal flags."""
+    b = len(guides)
+    length = np.array([len(p) for p in guides])
+    gmax = int(length.max())
+    ids = np.empty((b, gmax), np.int64)
+    for i, p in enumerate(guides):
+        ids[i, :len(p)] = p
+        ids[i, len(p):] = p[-1]
+    hop = gc_km(t.xyz[ids[:, :-1]], t.xyz[ids[:, 1:]])
+    bad = np.zeros((b, gmax), np.float32)
+    bad[:, :-1] = hop > t.radius_km * (1 + 1e-9)
+    return ids, length, bad
+
+
+def walk(t: GraphTables, config: RefinerConfig, score: Callable[[np.ndarray, np.ndarray], np.ndarray],
+         src: np.ndarray, dst: np.ndarray, guides: list[np.ndarray], *,
+         record: WalkRecord | None = None, expert: Callable[[np.ndarray], np.ndarray] | None = None,
+         budget: np.ndarray | None = None) -> list[np.ndarray]:
+    """One refinement step for a batch of pairs: walk from each source, guided by `guides`.
+
+    `score(cand, ctx)` returns (A, M) scores; the walk takes the best allowed candidate, or,
+    where `expert` (a function of the decision index array) says so, the expert's choice.
+    Returns one path (array of city ids) per pair. A walker with no unvisited neighbour steps
+    back one city; a walk that runs out of hops ends where it is (without reaching the target).
+    """
+    src, dst = np.asarray(src, np.int64), np.asarray(dst, np.int64)
+    b = len(src)
+    m_cand = config.candidates
+    radius = t.radius_km
+    look = np.array(config.lookahead)
+    budget = hop_budget(t, src, dst) if budget is None else budget
+    gids, glen, gbad = _pad_guides(t, guides)
+    gcum_bad = np.concatenate([np.zeros((b, 1), np.float32), np.cumsum(gbad, axis=1)], axis=1)
+    guide_ok = (gcum_bad[:, -1] == 0).astype(np.float32)
+    ptr = np.zeros(b, np.int64)
+    cur = src.copy()
+    paths: list[list[int]] = [[int(s)] for s in src]
+    visited = np.zeros((b, t.n), bool)
+    visited[np.arange(b), src] = True
+    active = src != dst
+    hops = np.zeros(b, np.int64)
+    dst_xyz = t.xyz[dst]
+    while active.any():
+        act = np.flatnonzero(active)
+        c = cur[act]
+        # The graph's own radius test (haversine on degrees), so the final hop is always an edge.
+        near = haversine_km(t.lat[c], t.lon[c], t.lat[dst[act]], t.lon[dst[act]]) <= radius
+        for i in act[near]:
+            paths[i].append(int(dst[i]))
+            active[i] = False
+        act = act[~near]
+        over = hops[act] >= budget[act]
+        active[act[over]] = False
+        act = act[~over]
+        if len(act) == 0:
+            break
+        c = cur[act]
+        # -- candidates: allowed neighbours nearest the target
+        deg = t.indptr[c + 1] - t.indptr[c]
+        dmax = max(int(deg.max()), m_cand)   # at least M columns, so every decision has the same shape
+        col = np.arange(dmax)
+        ok = col[None, :] < deg[:, None]
+        nb = t.indices[np.where(ok, t.indptr[c][:, None] + col[None, :], 0)]
+        ok &= ~visited[act[:, None], nb]
+        close = np.einsum("adk,ak->ad", t.xyz[nb], dst_xyz[act])
+        close = np.where(ok, close, -np.inf)
+        if dmax > m_cand:
+            sel = np.argpartition(-close, m_cand - 1, axis=1)[:, :m_cand]
+        else:
+            sel = np.broadcast_to(np.arange(m_cand), (len(act), m_cand))
+        ids = np.take_along_axis(nb, sel, 1)
+        mask = np.take_along_axis(ok, sel, 1)
+        stuck = ~mask.any(axis=1)
+        for i in act[stuck]:   # a dead end: step back (the city stays marked, so it is not re-entered)
+            if len(paths[i]) > 1:
+                paths[i].pop()
+                cur[i] = paths[i][-1]
+                hops[i] += 1
+            else:
+                active[i] = False
+        act, c, ids, mask = act[~stuck], c[~stuck], ids[~stuck], mask[~stuck]
+        if len(act) == 0:
+            break
+        # -- place the walker on its guide: nearest of the next few guide vertices (never backwards)
+        win = np.minimum(ptr[act][:, None] + np.arange(config.guide_window)[None, :], glen[act][:, None] - 1)
+        wid = np.take_along_axis(gids[act], win, 1)
+        wd = gc_km(t.xyz[wid], t.xyz[c][:, None, :])
+        ptr[act] = np.take_along_axis(win, wd.argmin(axis=1)[:, None], 1)[:, 0]
+        cand, ctx = features(t, config, c, dst[act], ids, mask, gids[act], glen[act], gcum_bad[act],
+                             guide_ok[act], ptr[act], wid, look)
+        if record is not None:
+            record.cand.append(cand)
+            record.ctx.append(ctx)
+            record.mask.append(mask)
+            record.ids.append(ids)
+            record.cur.append(c)
+            record.owner.append(act)
+        s = score(cand, ctx)
+        s = np.where(mask, s, -np.inf)
+        choice = s.argmax(axis=1)
+        if expert is not None:
+            e_choice, use = expert(len(record.cand) - 1 if record is not None else -1)
+            choice = np.where(use, e_choice, choice)
+        nxt = ids[np.arange(len(act)), choice]
+        for i, n in zip(act, nxt):
+            paths[i].append(int(n))
+        visited[act, nxt] = True
+        cur[act] = nxt
+        hops[act] += 1
+    return [np.array(p, np.int64) for p in paths]
+
+
+def features(t: GraphTables, config: RefinerConfig, c: np.ndarray, d: np.ndarray, ids: np.ndarray,
+             mask: np.ndarray, gids: np.ndarray, glen: np.ndarray, gcum_bad: np.ndarray, guide_ok: np.ndarray,
+             ptr: np.ndarray, wid: np.ndarray, look: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate features (A, M, Fc) and context features (A, Fx), distances in units of the radius."""
+    r = t.radius_km
+    a = len(c)
+    cx, dx, nx = t.xyz[c], t.xyz[d], t.xyz[ids]
+    d_cd = gc_km(cx, dx)                                   # (A,)
+    d_nd = gc_km(nx, dx[:, None, :])                       # (A, M)
+    hop = gc_km(nx, cx[:, None, :])
+    b_dst = t.bearing(c, dx)                               # bearing to target at the walker
+    b_n = t.bearing(c[:, None], nx) - b_dst[:, None]       # candidate bearing in the target frame
+    x, y = hop * np.cos(b_n), hop * np.sin(b_n)
+    progress = (d_cd[:, None] - d_nd) / r
+    detour = (hop + d_nd - d_cd[:, None]) / r
+    can_finish = (d_nd <= r).astype(np.float32)
+    # lookahead points on the guide
+    li = np.minimum(ptr[:, None] + look[None, :], glen[:, None] - 1)         # (A, L)
+    lid = np.take_along_axis(gids, li, 1)
+    lx = t.xyz[lid]                                                           # (A, L, 3)
+    d_cl = gc_km(lx, cx[:, None, :])                                          # (A, L)
+    d_nl = gc_km(nx[:, :, None, :], lx[:, None, :, :])                        # (A, M, L)
+    toward = (d_cl[:, None, :] - d_nl) / r
+    d_ng = gc_km(nx[:, :, None, :], t.xyz[wid][:, None, :, :]).min(axis=2)   # (A, M) to the guide
+    b_l = t.bearing(c[:, None], lx) - b_dst[:, None]
+    bad_ahead = np.take_along_axis(gcum_bad, li, 1) - np.take_along_axis(gcum_bad, ptr[:, None], 1)
+    # reach descriptor of each candidate, rotated so that sector 0 points at the target
+    s = config.sectors
+    b_nd = t.bearing(ids, dx[:, None, :])                                     # (A, M)
+    f = np.mod(b_nd / (2 * np.pi) * s, s)
+    lo = np.floor(f).astype(np.int64)
+    w = (f - lo).astype(np.float32)[..., None, None]
+    reach = t.reach[ids].reshape(a, ids.shape[1], len(config.reach_hops), s)
+    rot = (np.arange(s)[None, None, :] + lo[..., None]) % s                   # (A, M, S)
+    r_lo = np.take_along_axis(reach, rot[:, :, None, :], 3)
+    r_hi = np.take_along_axis(reach, ((rot + 1) % s)[:, :, None, :], 3)
+    reach_rot = ((1 - w) * r_lo + w * r_hi).reshape(a, ids.shape[1], -1)
+    cand = np.concatenate([
+        np.stack([x / r, y / r, hop / r, progress, np.minimum(detour, 4.0), can_finish], -1),
+        np.clip(toward, -2.0, 2.0), np.minimum(d_ng / r, 4.0)[..., None], reach_rot,
+    ], axis=-1).astype(np.float32)
+    n_ok = mask.sum(axis=1)
+    ctx = np.concatenate([
+        np.stack([np.log1p(d_cd / r), np.minimum(d_cd / r, 8.0) / 8.0, np.sin(b_dst), np.cos(b_dst),
+                  guide_ok, np.minimum(gc_km(cx, t.xyz[np.take_along_axis(gids, ptr[:, None], 1)[:, 0]]) / r, 4.0),
+                  np.log(np.maximum(n_ok, 1)) / np.log(config.candidates)], -1),
+        t.lat_lon[c], t.lat_lon[d], np.ones((a, 1), np.float32),
+        np.sin(b_l), np.cos(b_l), np.log1p(d_cl / r), np.minimum(bad_ahead, 1.0),
+    ], axis=-1).astype(np.float32)
+    return cand, ctx
+
+
+# -- the model -------------------------------------------------------------------------
+
+class RefinerModel(RoutingModel):
+    """A trained walker behind the RoutingModel protocol; read-only once built, so thread-safe."""
+
+    family = "refiner"
+
+    def __init__(self, name: str, card: dict, scorer: Scorer, config: RefinerConfig):
+        super().__init__(name, card)
+        self.scorer = scorer.eval()
+        self.config = config
+        self.keep_best = bool(card.get("keep_best", True))
+        with torch.inference_mode():
+            self._score = NumpyScorer(self.scorer)
+
+    def refine(self, g: CityGraph, src: int, dst: int, steps: int = 1, *, seed: int = 0) -> Iterator[list[int]]:
+        """Yield `steps` paths: path k is the best of the first k walks (see `refinement_steps`).
+
+        Deterministic; `seed` is accepted for the protocol, but nothing here is random.
+        """
+        src, dst, steps = self.check_query(g, src, dst, steps)
+        t = graph_tables(g, self.config)
+        for paths in refinement_steps(t, self.config, self._score, np.array([src]), np.array([dst]), steps,
+                                      keep_best=self.keep_best):
+            yield paths[0].tolist()
+
+    def refine_batch(self, g: CityGraph, srcs, dsts, steps: int) -> list[list[list[int]]]:
+        """All `steps` paths for many pairs at once (the same walks as `refine`, batched): [pair][step]."""
+        self.check_graph(g)
+        t = graph_tables(g, self.config)
+        return refine_batch(t, self.config, self._score, np.asarray(srcs), np.asarray(dsts), steps,
+                            keep_best=self.keep_best)
+
+    def flops_per_step(self, g: CityGraph, src: int, dst: int) -> float:
+        """Multiply-adds x2 of the scorer over the candidates of an estimated number of hops."""
+        d = g.distance_km(src, dst)
+        hops = math.ceil(d / (0.85 * g.radius_km)) + 1
+        params = sum(p.numel() for p in self.scorer.parameters())
+        return 2.0 * params * self.config.candidates * hops
+
+    @classmethod
+    def from_checkpoint(cls, name: str, card: dict, weights_path: Path) -> RefinerModel:
+        from safetensors.torch import load_file
+
+        cfg = dict(card.get("config", {}))
+        for k in ("reach_hops", "lookahead"):
+            if k in cfg:
+                cfg[k] = tuple(cfg[k])
+        try:
+            config = RefinerConfig(**cfg)
+            scorer = Scorer(config)
+            state = load_file(str(weights_path))
+            scorer.load_state_dict({k: v.float() for k, v in state.items()})
+        except Exception as e:  # a broken file must name itself, whatever the cause
+            raise CheckpointError(f"refiner checkpoint {weights_path} cannot be loaded: {e}") from e
+        return cls(name, card, scorer, config)
+
+
+def path_km(t: GraphTables, path: np.ndarray) -> float:
+    """Length of a path in km (the verifier's measure: no Dijkstra involved)."""
+    return float(gc_km(t.xyz[path[:-1]], t.xyz[path[1:]]).sum()) if len(path) > 1 else 0.0
+
+
+def refinement_steps(t: GraphTables, config: RefinerConfig, score, srcs: np.ndarray, dsts: np.ndarray,
+                     steps: int, *, keep_best: bool = True) -> Iterator[list[np.ndarray]]:
+    """Yield, for each of `steps` steps, every pair's current answer.
+
+    Step k walks once, guided by walk k-1 (walk 0 is the great-circle draft). With `keep_best`
+    the answer is the best walk so far by the free, exact verifier: reaching the target first,
+    then fewer km; so more steps never make an answer worse. Without it the answer is walk k.
+    Walks are deterministic in their guide, so once a walk repeats an earlier one the chain is
+    periodic and nothing new can come: that pair is not walked again.
+    """
+    srcs, dsts = np.asarray(srcs, np.int64), np.asarray(dsts, np.int64)
+    n = len(srcs)
+    guides = [draft_path(t, int(s), int(d)) for s, d in zip(srcs, dsts)]
+    latest: list[np.ndarray] = [np.array([s]) for s in srcs]
+    best: list[np.ndarray | None] = [None] * n
+    best_key = [(1, np.inf)] * n
+    seen: list[set[bytes]] = [set() for _ in range(n)]
+    live = np.flatnonzero(srcs != dsts)
+    for i in np.flatnonzero(srcs == dsts):
+        best[i] = latest[i]
+    for _ in range(steps):
+        if len(live):
+            paths = walk(t, config, score, srcs[live], dsts[live], [guides[i] for i in live])
+            still = []
+            for i, p in zip(live, paths):
+                latest[i] = p
+                key = (0 if p[-1] == dsts[i] else 1, path_km(t, p))
+                if key < best_key[i]:
+                    best[i], best_key[i] = p, key
+                sig = p.tobytes()
+                if sig not in seen[i]:
+                    seen[i].add(sig)
+                    still.append(i)
+                guides[i] = p if p[-1] == dsts[i] else np.r_[p, dsts[i]]
+            live = np.array(still, np.int64)
+        yield [b if keep_best else latest_i for b, latest_i in zip(best, latest)]
+
+
+def refine_batch(t: GraphTables, config: RefinerConfig, score, srcs: np.ndarray, dsts: np.ndarray,
+                 steps: int, *, keep_best: bool = True) -> list[list[list[int]]]:
+    """`steps` refinement steps for a batch of pairs; result[pair][step] is a list of city ids."""
+    out: list[list[list[int]]] = [[] for _ in range(len(srcs))]
+    for answers in refinement_steps(t, config, score, srcs, dsts, steps, keep_best=keep_best):
+        for i, p in enumerate(answers):
+            out[i].append(p.tolist())
+    return out
+
+
+# -- training (the loop itself is citypath.training) -----------------------------------------
+
+TRAIN_DEFAULTS = {
+    # Sized to finish in about 35 minutes on a shared 2-core CPU; the minutes cap ends it regardless.
+    "small": dict(lr=3e-3, weight_decay=1e-4, warmup_steps=50, batch_paths=48, total_paths=60_000,
+                  max_minutes=45.0, epoch_paths=4_800, val_paths=100, steps_for_card=(1, 2, 4, 8)),
+    "tiny": dict(lr=3e-3, weight_decay=1e-4, warmup_steps=20, batch_paths=32, total_paths=20_000,
+                 max_minutes=10.0, epoch_paths=2_000, val_paths=50, steps_for_card=(1, 2, 4, 8)),
+}
+
+
+class RefinerNet(nn.Module):
+    """The scorer plus its training loss: cross-entropy against the soft regret targets."""
+
+    def __init__(self, config: RefinerConfig):
+        super().__init__()
+        self.scorer = Scorer(config)
+
+    def forward(self, cand: torch.Tensor, ctx: torch.Tensor, mask: torch.Tensor,
+                target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.scorer(cand, ctx).masked_fill(~mask, -1e9)
+        loss = -(target * torch.log_softmax(logits, dim=1)).sum()
+        return loss, torch.tensor(float(len(cand)))
+
+
+class _PairSource:
+    """Training pairs (never held-out ones) with exact distance-to-target arrays, one Dijkstra per target."""
+
+    def __init__(self, g: CityGraph, rng: np.random.Generator, per_target: int):
+        self.g, self.rng, self.per_target = g, rng, per_target
+        self.queue: list[tuple[int, int, np.ndarray]] = []
+
+    def next(self) -> tuple[int, int, np.ndarray]:
+        while not self.queue:
+            n = self.g.n_cities
+            dst = int(self.rng.integers(n))
+            dist, _ = self.g._distances_from(dst)   # not the LRU-cached one: targets rarely repeat
+            srcs = self.rng.integers(0, n, size=self.per_target * 2)
+            srcs = srcs[(srcs != dst) & ~heldout_mask(srcs, np.full_like(srcs, dst))][:self.per_target]
+            self.queue += [(int(s), dst, dist.astype(np.float32)) for s in srcs]
+        return self.queue.pop()
+
+
+def decision_targets(t: GraphTables, rec: WalkRecord, dist_rows: np.ndarray, tau_km: float) -> dict[str, torch.Tensor]:
+    """Stack a walk's decisions with their soft targets: q(n) ∝ exp(-regret(n) / tau), regret in km.
+
+    regret(n) = hop(cur, n) + dist(n, dst) - dist(cur, dst): how much longer the best route
+    through n is than the best route from here. Near ties (common on a dense geometric graph)
+    share the target mass instead of one being picked arbitrarily.
+    """
+    cand, ctx = np.concatenate(rec.cand), np.concatenate(rec.ctx)
+    mask, ids = np.concatenate(rec.mask), np.concatenate(rec.ids)
+    cur, owner = np.concatenate(rec.cur), np.concatenate(rec.owner)
+    hop = gc_km(t.xyz[ids], t.xyz[cur][:, None, :])
+    regret = np.where(mask, hop + dist_rows[owner[:, None], ids] - dist_rows[owner, cur][:, None], np.inf)
+    q = np.where(mask, np.exp(-(regret - regret.min(axis=1, keepdims=True)) / tau_km), 0.0)
+    q /= q.sum(axis=1, keepdims=True)
+    return {"cand": torch.from_numpy(cand), "ctx": torch.from_numpy(ctx), "mask": torch.from_numpy(mask),
+            "target": torch.from_numpy(q.astype(np.float32))}
+
+
+class RefinerTask:
+    """The refiner's side of citypath.training: on-policy walks (DAgger), progressive refinement.
+
+    A pool of `batch_paths` pairs is walked by the current model at every training step, each
+    walk guided by the same pair's previous walk (the great-circle draft at first); after
+    `max_steps` walks a pair is replaced by a fresh one, so every refinement depth 1..max_steps
+    is trained equally often. Every decision of every walk is a training example. Expert moves
+    (least regret) are mixed in early on so the first walks reach their targets.
+    Batches depend on the model, so they are not a pure function of the step: a resumed run
+    restarts the pool (the weights and optimiser resume exactly).
+    """
+
+    family = "refiner"
+
+    def __init__(self, g: CityGraph, size: str, config: RefinerConfig, cfg, command: str = ""):
+        self.g, self.size, self.config, self.cfg = g, size, config, cfg
+        self.command = command or f"python -m citypath train --model refiner --size {size}"
+        self.t = graph_tables(g, config)
+        self.model_config = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}
+        self.total_steps = max(1, cfg.total_paths // cfg.batch_paths)
+        self.model: RefinerNet | None = None
+        self.pool: list[list] | None = None
+        self._val: tuple[np.ndarray, np.ndarray] | None = None
+        self._val_batches: list[dict[str, torch.Tensor]] | None = None
+
+    def build_model(self) -> RefinerNet:
+        self.model = RefinerNet(self.config)
+        return self.model
+
+    def _fill_pool(self, rng: np.random.Generator) -> None:
+        self.pairs = _PairSource(self.g, rng, self.config.sources_per_target)
+        self.rng = rng
+        self.pool = []
+        for _ in range(self.cfg.batch_paths):
+            s, d, dist = self.pairs.next()
+            # staggered depths, so the pool is a mix of refinement steps from the start
+            self.pool.append([s, d, dist, draft_path(self.t, s, d), int(rng.integers(self.config.max_steps))])
+
+    def batch(self, step: int, rank: int, world: int) -> tuple[dict[str, torch.Tensor], int]:
+        from citypath.training import batch_rng
+
+        if self.pool is None:
+            self._fill_pool(batch_rng(self.cfg.seed, step, rank))
+        pool, t, rng = self.pool, self.t, self.rng
+        dist_rows = np.stack([p[2] for p in pool])
+        beta = max(0.0, 1.0 - step / max(1.0, self.config.expert_fraction * self.total_steps))
+        rec = WalkRecord()
+
+        def expert(j: int) -> tuple[np.ndarray, np.ndarray]:
+            owner, ids = rec.owner[j], rec.ids[j]
+            hop = gc_km(t.xyz[ids], t.xyz[rec.cur[j]][:, None, :])
+            cost = np.where(rec.mask[j], hop + dist_rows[owner[:, None], ids], np.inf)
+            return cost.argmin(axis=1), rng.random(len(owner)) < beta
+
+        with torch.no_grad():
+            score = NumpyScorer(self.model.scorer)
+        paths = walk(t, self.config, score, np.array([p[0] for p in pool]), np.array([p[1] for p in pool]),
+                     [p[3] for p in pool], record=rec, expert=expert if beta > 0 else None)
+        batch = decision_targets(t, rec, dist_rows, self.config.tau_km)
+        for p, path in zip(pool, paths):   # each path is its pair's next guide
+            p[3] = path if path[-1] == p[1] else np.r_[path, p[1]]
+            p[4] += 1
+            if p[4] >= self.config.max_steps:
+                s, d, dist = self.pairs.next()
+                p[:] = [s, d, dist, draft_path(t, s, d), 0]
+        return batch, len(pool)
+
+    def val_pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._val is None:   # training-side pairs, drawn apart from the training stream
+            rng = np.random.default_rng([self.cfg.seed, 777])
+            n = self.g.n_cities
+            s, d = rng.integers(0, n, 4 * self.cfg.val_paths), rng.integers(0, n, 4 * self.cfg.val_paths)
+            keep = (s != d) & ~heldout_mask(s, d)
+            self._val = s[keep][:self.cfg.val_paths], d[keep][:self.cfg.val_paths]
+        return self._val
+
+    def val_batches(self) -> list[dict[str, torch.Tensor]]:
+        """Decisions along expert walks of the validation pairs, guided by their drafts (fixed)."""
+        if self._val_batches is None:
+            srcs, dsts = self.val_pairs()
+            dist_rows = np.stack([self.g._distances_from(int(d))[0].astype(np.float32) for d in dsts])
+            rec = WalkRecord()
+
+            def cost(cand: np.ndarray, ctx: np.ndarray) -> np.ndarray:
+                j = len(rec.cand) - 1
+                hop = gc_km(self.t.xyz[rec.ids[j]], self.t.xyz[rec.cur[j]][:, None, :])
+                return -(hop + dist_rows[rec.owner[j][:, None], rec.ids[j]])
+
+            walk(self.t, self.config, cost, srcs, dsts, [draft_path(self.t, int(s), int(d)) for s, d in
+                                                          zip(srcs, dsts)], record=rec)
+            self._val_batches = [decision_targets(self.t, rec, dist_rows, self.config.tau_km)]
+        return self._val_batches
+
+    def decode(self, model: RefinerNet, srcs, dsts) -> list[list[int]]:
+        with torch.no_grad():
+            score = NumpyScorer(model.scorer)
+        return [r[0] for r in refine_batch(self.t, self.config, score, srcs, dsts, 1)]
+
+    def export(self, model: RefinerNet) -> dict[str, torch.Tensor]:
+        return {k: v.detach().float().cpu() for k, v in model.scorer.state_dict().items()}
+
+
+def training_task(g: CityGraph, args):
+    """Entry point for `python -m citypath train --model refiner --size {small,tiny}` (see citypath.training)."""
+    from citypath.training import config_from_args
+
+    size = args.size or "small"
+    if size not in SIZES:
+        raise ValueError(f"--size {size!r}: the refiner comes in {', '.join(SIZES)}")
+    cfg, model_overrides = config_from_args(f"refiner-{size}", TRAIN_DEFAULTS[size], args)
+    for k in ("reach_hops", "lookahead"):
+        if k in model_overrides:
+            model_overrides[k] = tuple(model_overrides[k])
+    config = RefinerConfig(**{**SIZES[size], **model_overrides})
+    cfg.steps_for_card = tuple(sorted({*cfg.steps_for_card, config.max_steps}))
+    return RefinerTask(g, size, config, cfg, command=getattr(args, "command_line", "")), cfg
