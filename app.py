@@ -15,7 +15,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from citypath import export, session, ui
+from citypath import session, ui
 from citypath.maplayers import ILLEGAL_RGB, OPTIMAL_RGB, MapRun, build_deck, model_rgb, rgb_hex, view_for_pair
 
 st.set_page_config(page_title="citypath · test-time compute", page_icon="🗺️", layout="wide")
@@ -124,8 +124,9 @@ def player() -> None:
     deck = build_deck(g, view.source, view.target, optimal, runs,
                       cities=urls["cities"] if urls else ui.city_records(g, g.fingerprint),
                       states=urls["states"] if urls else None, view=map_view, basemap=ss[ui.K_BASEMAP])
-    st.pydeck_chart(deck, on_select=functools.partial(ui.on_map_select, g), selection_mode="single-object",
-                    key=ui.K_MAP, height=560)
+    key = ui.map_key()
+    st.pydeck_chart(deck, on_select=functools.partial(ui.on_map_select, g, key), selection_mode="single-object",
+                    key=key, height=560)
     legend = [(rgb_hex(OPTIMAL_RGB), f"optimal ({len(optimal) - 1} hops, {g.path_length_km(optimal):,.0f} km)",
                "line")]
     legend += [(rgb_hex(colours[n]), f"{n} · step {step}", "line") for n in replays]
@@ -161,18 +162,16 @@ def player() -> None:
             c2.altair_chart(chart("illegal_jumps", "illegal jumps"), width="stretch")
             c3.altair_chart(chart("frechet_km", "Fréchet distance (km)"), width="stretch")
 
-    export_runs = [export.ExportRun(name, r.paths, step, colours[name]) for name, r in replays.items()]
     stem = f"citypath-{g.cities.iloc[view.source]['name']}-{g.cities.iloc[view.target]['name']}-step{step}"
     stem = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in stem)
-    downloads = [("PNG (this step)", ":material/image:", export.render_png, "png", "image/png"),
-                 ("GIF (all steps)", ":material/animation:", export.render_gif, "gif", "image/gif"),
-                 ("GeoJSON", ":material/map:", export.to_geojson, "geojson", "application/geo+json"),
-                 ("CSV (all steps)", ":material/table:", export.to_csv, "csv", "text/csv")]
-    for col, (label, icon, render, ext, mime) in zip(st.columns(4), downloads):
+    downloads = [("PNG (this step)", ":material/image:", "png", "image/png"),
+                 ("GIF (all steps)", ":material/animation:", "gif", "image/gif"),
+                 ("GeoJSON", ":material/map:", "geojson", "application/geo+json"),
+                 ("CSV (all steps)", ":material/table:", "csv", "text/csv")]
+    for col, (label, icon, ext, mime) in zip(st.columns(4), downloads):
         # Deferred: the file is rendered only when someone clicks, in a thread of its own.
-        col.download_button(label, functools.partial(render, g, view.source, view.target, export_runs),
-                            f"{stem}.{ext}", mime, icon=icon, on_click="ignore", width="stretch",
-                            disabled=ext == "gif" and not export_runs)
+        col.download_button(label, ui.exporter(ext, g, view, replays, step, colours), f"{stem}.{ext}", mime,
+                            icon=icon, on_click="ignore", width="stretch", disabled=ext == "gif" and not replays)
     ss["_frame_ms"] = (time.perf_counter() - t0) * 1e3
 
 

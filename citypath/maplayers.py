@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,9 +36,16 @@ TARGET_RGB = (17, 17, 17)
 CITY_RGBA = (90, 100, 120, 70)
 STATE_FILL_RGBA = (241, 238, 230, 255)
 STATE_LINE_RGBA = (160, 160, 170, 255)
-TOOLTIP = {"html": "{tip}", "style": {"backgroundColor": "#1f2937", "color": "white", "fontSize": "12px",
+# Plain text: Streamlit shows a tooltip's "html" escaped, so tips are text with newlines.
+TOOLTIP = {"text": "{tip}", "style": {"backgroundColor": "#1f2937", "color": "white", "fontSize": "12px",
                                       "padding": "4px 8px", "borderRadius": "4px"}}
 CITIES_LAYER_ID = "cities"
+# With no map style, Streamlit's chart fetches CARTO's positron style from the internet. An inline
+# style (a data: URL, so nothing is fetched) with one background layer keeps the map fully offline
+# and paints the sea behind the states.
+OFFLINE_STYLE = "data:application/json," + urllib.parse.quote(json.dumps(
+    {"version": 8, "sources": {}, "layers": [{"id": "sea", "type": "background",
+                                               "paint": {"background-color": "#dde7ef"}}]}, separators=(",", ":")))
 # pydeck turns a bare string kwarg into an accessor expression ("@@=pixels"); quotes keep it a string.
 PIXELS = '"pixels"'
 
@@ -72,7 +80,7 @@ class MapRun:
 
 def _tip(g: CityGraph, city: int, extra: str = "") -> str:
     row = g.cities.iloc[city]
-    return f"<b>{row['label']}</b><br/>pop {int(row['population']):,}{extra}"
+    return f"{row['label']}\npop {int(row['population']):,}{extra}"
 
 
 # -- the heavy, static layer ------------------------------------------------------------
@@ -83,7 +91,7 @@ def cities_records(g: CityGraph) -> list[dict]:
     lat = np.round(g.lat, 4).tolist()
     labels = g.cities["label"].tolist()
     pops = g.cities["population"].tolist()
-    return [{"id": i, "p": [lon[i], lat[i]], "tip": f"<b>{labels[i]}</b><br/>pop {pops[i]:,}"}
+    return [{"id": i, "p": [lon[i], lat[i]], "tip": f"{labels[i]}\npop {pops[i]:,}"}
             for i in range(g.n_cities)]
 
 
@@ -156,7 +164,7 @@ def path_layers(g: CityGraph, optimal: Sequence[int], runs: Sequence[MapRun]) ->
     opt = np.asarray(optimal, dtype=np.int64)
     if len(opt) > 1:
         layers.append(pdk.Layer(
-            "PathLayer", [{"path": _coords(g, opt), "tip": f"<b>optimal</b> (Dijkstra): {len(opt) - 1} hops, "
+            "PathLayer", [{"path": _coords(g, opt), "tip": f"optimal (Dijkstra): {len(opt) - 1} hops, "
                                                             f"{g.path_length_km(opt):,.0f} km"}],
             id="optimal", get_path="path", get_color=[*OPTIMAL_RGB, 150], get_width=9, width_units=PIXELS,
             pickable=True, joint_rounded=True, cap_rounded=True))
@@ -164,19 +172,19 @@ def path_layers(g: CityGraph, optimal: Sequence[int], runs: Sequence[MapRun]) ->
         known = _known(g, r.path)
         if len(known) > 1:
             layers.append(pdk.Layer(
-                "PathLayer", [{"path": _coords(g, known), "tip": f"<b>{r.name}</b>, step {r.step}"}],
+                "PathLayer", [{"path": _coords(g, known), "tip": f"{r.name}, step {r.step}"}],
                 id=f"model-{i}", get_path="path", get_color=[*r.rgb, 235], get_width=3.5, width_units=PIXELS,
                 pickable=True, joint_rounded=True, cap_rounded=True))
         if len(known):
             hops = [{"id": int(c), "p": [round(float(g.lon[c]), 5), round(float(g.lat[c]), 5)],
-                     "tip": _tip(g, int(c), f"<br/>{r.name}: hop {h}")} for h, c in enumerate(known.tolist())]
+                     "tip": _tip(g, int(c), f"\n{r.name}: hop {h}")} for h, c in enumerate(known.tolist())]
             layers.append(pdk.Layer("ScatterplotLayer", hops, id=f"hops-{i}", get_position="p",
                                     get_fill_color=[*r.rgb, 255], get_line_color=[255, 255, 255], stroked=True,
                                     line_width_min_pixels=1, get_radius=900, radius_min_pixels=2.5,
                                     radius_max_pixels=7, pickable=True))
     jumps = [{"a": _coords(g, np.array([a]))[0], "b": _coords(g, np.array([b]))[0],
-              "tip": f"<b>illegal jump</b> ({r.name}): {g.label(a)} → {g.label(b)}, {km:,.0f} km "
-                     f"&gt; {g.radius_km:g} km"}
+              "tip": f"illegal jump ({r.name}): {g.label(a)} → {g.label(b)}, {km:,.0f} km "
+                     f"> {g.radius_km:g} km"}
              for r in runs for a, b, km in illegal_segments(g, r.path)]
     if jumps:
         layers.append(pdk.Layer("LineLayer", jumps, id="illegal", get_source_position="a", get_target_position="b",
@@ -185,7 +193,7 @@ def path_layers(g: CityGraph, optimal: Sequence[int], runs: Sequence[MapRun]) ->
 
 
 def endpoint_layer(g: CityGraph, src: int, dst: int) -> pdk.Layer:
-    pts = [{"id": int(c), "p": [float(g.lon[c]), float(g.lat[c])], "tip": _tip(g, c, f"<br/>{role}"),
+    pts = [{"id": int(c), "p": [float(g.lon[c]), float(g.lat[c])], "tip": _tip(g, c, f"\n{role}"),
             "fill": list(rgb)} for c, role, rgb in ((src, "source", SOURCE_RGB), (dst, "target", TARGET_RGB))]
     return pdk.Layer("ScatterplotLayer", pts, id="endpoints", get_position="p", get_fill_color="fill",
                      get_line_color=[255, 255, 255], stroked=True, line_width_min_pixels=2, get_radius=4000,
@@ -243,5 +251,5 @@ def build_deck(g: CityGraph, src: int, dst: int, optimal: Sequence[int], runs: S
     layers += path_layers(g, optimal, runs)
     layers += [endpoint_layer(g, src, dst), label_layer(g, src, dst)]
     return CompactDeck(layers=layers, initial_view_state=view or view_for_pair(g, src, dst, optimal),
-                    map_provider="carto" if basemap else None, map_style="light" if basemap else None,
+                    map_provider="carto" if basemap else None, map_style="light" if basemap else OFFLINE_STYLE,
                     tooltip=TOOLTIP)

@@ -165,3 +165,17 @@ def test_no_models_at_all(app_env, tmp_path, monkeypatch):
     no_exceptions(at)
     assert any("No model checkpoints" in i.value for i in at.info)
     assert "optimal" in layer_ids(at)
+
+
+@pytest.mark.parametrize("ext, magic", [("png", b"\x89PNG"), ("gif", b"GIF8"), ("geojson", b"{"), ("csv", b"kind")])
+def test_download_renderers(small_graph, ext, magic):
+    """The download buttons' deferred callables (AppTest cannot click a download)."""
+    from citypath import session, ui
+    from tests.fake_models import RefiningFake
+
+    g = small_graph
+    view = session.ViewState(0, 7, ("r",), 3, 0)
+    model = RefiningFake("r", {"num_parameters": 1, "max_steps": 8, "graph": {"fingerprint": g.fingerprint}})
+    replays = {"r": session.compute_replay(model, g, 0, 7, 3)}
+    data = ui.exporter(ext, g, view, replays, 2, {"r": (0, 114, 178)})()
+    assert (data if isinstance(data, bytes) else data.encode()).startswith(magic)

@@ -7,6 +7,7 @@ needs no trained checkpoint and no internet. Screenshots go to test-output/brows
 from __future__ import annotations
 
 import io
+import math
 import os
 import shutil
 import socket
@@ -80,13 +81,42 @@ def _canvas_not_blank(page) -> bool:
     return len(img.getcolors(maxcolors=100_000) or range(100_001)) > 20
 
 
+def _click_a_city(page, g, src: int, dst: int) -> int:
+    """Click the most isolated city visible on the map (projected as deck.gl does); returns its id."""
+    import numpy as np
+
+    from citypath.maplayers import view_for_pair
+
+    view = view_for_pair(g, src, dst, g.shortest_path(src, dst))
+    box = page.locator("canvas").first.bounding_box()
+    scale = 512 * 2 ** view.zoom
+
+    def mercator(lon, lat):
+        y = (1 - np.log(np.tan(np.radians(lat)) + 1 / np.cos(np.radians(lat))) / math.pi) / 2
+        return (np.asarray(lon) + 180) / 360 * scale, y * scale
+
+    cx, cy = mercator(view.longitude, view.latitude)
+    x, y = mercator(g.lon, g.lat)
+    x, y = x - cx + box["x"] + box["width"] / 2, y - cy + box["y"] + box["height"] / 2
+    inside = ((x > box["x"] + 60) & (x < box["x"] + box["width"] - 80) & (y > box["y"] + 60)
+              & (y < box["y"] + box["height"] - 60))
+    inside[[src, dst]] = False
+    candidates = np.flatnonzero(inside)
+    gaps = [np.partition(np.hypot(x - x[i], y - y[i]), 1)[1] for i in candidates]
+    city = int(candidates[int(np.argmax(gaps))])
+    page.mouse.move(x[city], y[city])
+    page.wait_for_timeout(500)
+    page.mouse.click(x[city], y[city])
+    return city
+
+
 def _shown_step(page) -> int:
     thumb = page.locator("[data-testid=stSlider]", has_text="Showing step").locator(
         "[data-testid=stSliderThumbValue]")
     return int(thumb.inner_text())
 
 
-def test_app_in_browser(app_url):
+def test_app_in_browser(app_url, small_graph):
     sync_api = pytest.importorskip("playwright.sync_api")
     OUTPUT.mkdir(parents=True, exist_ok=True)
     with sync_api.sync_playwright() as p:
@@ -108,6 +138,24 @@ def test_app_in_browser(app_url):
                     timeout=30_000)
             page.wait_for_selector("canvas", timeout=30_000)
             assert _shown_step(page) == 6  # a new route shows the final answer first
+
+            # A click on a city sets the source (the first end of the "source, then target" rule).
+            g = small_graph
+            src, dst = g.find_city("Worcester, MA"), g.find_city("Providence, RI")
+            page.wait_for_selector("[data-testid=stMetric]", timeout=30_000)
+            page.wait_for_timeout(2000)
+            for _attempt in range(3):  # a click that lands while a rerun repaints the chart can be lost
+                city = _click_a_city(page, g, src, dst)
+                try:
+                    page.wait_for_function(
+                        "city => decodeURIComponent(location.search.replace(/\\+/g, ' '))"
+                        ".includes('source=' + city)", arg=g.label(city), timeout=15_000)
+                    break
+                except sync_api.TimeoutError:
+                    continue
+            else:
+                raise AssertionError("clicking a city on the map did not set the source")
+            page.wait_for_timeout(1500)
 
             # Play: the step counter restarts at 1 and advances on its own.
             page.get_by_role("button", name="Play").click()
