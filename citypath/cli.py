@@ -107,6 +107,19 @@ def _route_models(args, g, src: int, dst: int) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from citypath.training import main as train_main
+
+    args.command_line = "python -m citypath " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["train"] else ""
+    return train_main(args)
+
+
+def cmd_evaluate(args) -> int:
+    from citypath.evaluate import main as evaluate_main
+
+    return evaluate_main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m citypath",
                                      description="Routing between US cities: the data, the models, the demo.")
@@ -141,6 +154,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", metavar="FILE", help="write the paths of every step as CSV, one row per hop")
     _graph_args(p)
     p.set_defaults(func=cmd_route)
+
+    p = sub.add_parser("train", help="train a model family (resumes an interrupted run); see citypath/training.py")
+    p.add_argument("--model", required=True, help="model family, e.g. gru")
+    p.add_argument("--size", help="the family's size preset, e.g. small or large")
+    p.add_argument("--name", help="checkpoint name (default <family>-<size>)")
+    p.add_argument("--seed", type=int, help="training seed (default 0)")
+    p.add_argument("--max-minutes", type=float, help="wall-clock budget; training ends and saves when it runs out")
+    p.add_argument("--paths", type=int, help="budget of training paths")
+    p.add_argument("--batch-paths", type=int, help="paths per optimiser step per process")
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--threads", type=int, help="torch threads per process (default 1; 0 shares the cores out)")
+    p.add_argument("--epoch-paths", type=int, help="paths between validation points of the curves")
+    p.add_argument("--checkpoints", help="directory for the checkpoint (default checkpoints/)")
+    p.add_argument("--runs", help="directory for resumable training state (default runs/)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a training or model config field, e.g. --set hidden_dim=512 (repeatable)")
+    p.add_argument("--fresh", action="store_true", help="ignore a saved training state and start over")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _graph_args(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="score models on held-out pairs at several step counts (JSON results)")
+    p.add_argument("--models", required=True, help="comma-separated checkpoint names, e.g. gru-small,gru-large")
+    p.add_argument("--steps", default="1,2,4,8,16,32", help="comma-separated step counts (default 1,2,4,8,16,32)")
+    p.add_argument("--pairs", type=int, default=1000, help="held-out pairs (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="seed for drawing pairs and for the models (default 0)")
+    p.add_argument("--out", default="results/eval.json", help="results file; other models' entries are kept")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95%% intervals")
+    p.add_argument("--checkpoints", help="directory of checkpoints (default checkpoints/)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _graph_args(p)
+    p.set_defaults(func=cmd_evaluate)
     return parser
 
 

@@ -1,0 +1,519 @@
+"""The sequence-model baseline: a GRU that predicts the next city of a shortest path.
+
+Faithful to the post: cities are tokens (one embedding per city of the graph), the model reads
+the source, the target and the path so far, and is trained with teacher forcing and
+cross-entropy to predict the next city; decoding runs until it emits the target or hits a
+maximum length. Test-time compute is best-of-N with the exact verifier: step 1 is greedy
+decoding, step k is the best of greedy plus k-1 temperature samples, ranked valid first,
+then shortest.
+
+What makes it as strong as an honest GRU can be on a 2-core CPU budget (docs/models.md):
+- every city token is a learned vector plus a projection of Fourier features of its
+  coordinates, so cities the model rarely saw still "know where they are";
+- the input at every step is (current city, target city, offset to the target), so the
+  target is never forgotten over 50+ hops; the initial state is a function of (source, target);
+- input and output embeddings are tied: the next-city score is q_t . token(city) + bias;
+- the softmax is over the graph neighbours of the current city (pointer decoding; the
+  `output="vocab"` option is the post's full-vocabulary softmax). Illegal jumps are then
+  impossible by construction, and the remaining failure modes are wandering (never reaching
+  the target) and detours (length ratio);
+- decoding never revisits a city (a shortest path is simple), which turns loops into detours.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from citypath.graph import CityGraph
+from citypath.models.base import CheckpointError, RoutingModel
+
+# 1 unit of model coordinates = 1000 km.
+KM_PER_UNIT = 1000.0
+SAMPLE_CHUNK = 32  # samples decoded per batch; also fixes which random numbers each sample uses
+
+
+@dataclass
+class GRUConfig:
+    """Everything needed to rebuild a GRU routing model (stored in the checkpoint card)."""
+
+    n_cities: int
+    embed_dim: int = 64            # tied token embedding width
+    hidden_dim: int = 256          # GRU state width
+    layers: int = 1
+    fourier_freqs: int = 8         # sin/cos of coordinates at 2^0..2^(f-1) cycles per 1000 km / 2pi
+    output: str = "neighbors"      # "neighbors": softmax over the current city's neighbours; "vocab": all cities
+    max_hops: int = 128            # decoding cap (the longest SPD path has 82 hops on the default graph)
+    temperature: float = 1.0       # sampling temperature for steps >= 2
+    no_revisit: bool = True        # decoding masks cities already on the path
+    edge_features: bool = True     # add a learned, per-step weighting of each candidate's geometry
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.output not in ("neighbors", "vocab"):
+            raise ValueError(f"output={self.output!r}: choose 'neighbors' or 'vocab'")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> GRUConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+SIZES = {
+    # name: config overrides; gru-large has ~5x the parameters of gru-small.
+    "small": dict(embed_dim=32, hidden_dim=128),
+    "large": dict(embed_dim=128, hidden_dim=256),
+}
+
+
+# -- coordinates ---------------------------------------------------------------------------
+
+def city_xy(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """Cities as (x, y) in units of 1000 km, equirectangular about the graph's centre (float32)."""
+    lat0, lon0 = float(np.mean(lat)), float(np.mean(lon))
+    x = (lon - lon0) * math.cos(math.radians(lat0)) * 111.32 / KM_PER_UNIT
+    y = (lat - lat0) * 110.57 / KM_PER_UNIT
+    return np.stack([x, y], axis=1).astype(np.float32)
+
+
+def fourier_features(xy: torch.Tensor, n_freqs: int) -> torch.Tensor:
+    """(..., 2) coordinates -> (..., 2 + 4 n_freqs): raw, then sin/cos at doubling frequencies."""
+    freqs = 2.0 ** torch.arange(n_freqs, dtype=xy.dtype, device=xy.device)
+    ang = xy[..., None] * freqs                                   # (..., 2, f)
+    return torch.cat([xy, ang.sin().flatten(-2), ang.cos().flatten(-2)], dim=-1)
+
+
+N_EDGE_FEATURES = 4
+
+
+def edge_features(xy: torch.Tensor, cur: torch.Tensor, dst: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
+    """Geometry of each candidate hop cur -> cand towards dst, in units of 100 km: (..., 4).
+
+    Progress (change in straight-line distance to the target), hop length, detour (hop length
+    minus progress, >= 0 by the triangle inequality) and whether the candidate is the target.
+    `cur` and `dst` broadcast against `cand`.
+    """
+    xc, xd, xj = xy[cur], xy[dst], xy[cand]
+    rem_c, rem_j = (xd - xc).norm(dim=-1), (xd - xj).norm(dim=-1)
+    hop = (xj - xc).norm(dim=-1)
+    progress = rem_c - rem_j
+    scale = KM_PER_UNIT / 100.0
+    return torch.stack([progress * scale, hop * scale, (hop - progress) * scale, (cand == dst).float()], dim=-1)
+
+
+def relative_features(xy_cur: torch.Tensor, xy_dst: torch.Tensor) -> torch.Tensor:
+    """Offset to the target and its length: what a router needs at every step."""
+    d = xy_dst - xy_cur
+    return torch.cat([d, d.norm(dim=-1, keepdim=True)], dim=-1)
+
+
+# -- the network ---------------------------------------------------------------------------
+
+class GRUNet(nn.Module):
+    """Token table, GRU and tied output scorer. `forward` is the teacher-forced training loss."""
+
+    def __init__(self, config: GRUConfig, xy: np.ndarray):
+        super().__init__()
+        c = self.config = config
+        self.register_buffer("xy", torch.as_tensor(xy, dtype=torch.float32))
+        self.embed = nn.Embedding(c.n_cities, c.embed_dim)
+        nn.init.normal_(self.embed.weight, std=0.02)
+        self.coord = nn.Linear(2 + 4 * c.fourier_freqs, c.embed_dim)
+        self.bias = nn.Parameter(torch.zeros(c.n_cities))
+        in_dim = 2 * c.embed_dim + 3
+        self.init = nn.Linear(2 * c.embed_dim + 3, c.layers * c.hidden_dim)
+        self.gru = nn.GRU(in_dim, c.hidden_dim, num_layers=c.layers, batch_first=True)
+        self.query = nn.Linear(c.hidden_dim + c.embed_dim, c.embed_dim)
+        if c.edge_features:
+            self.edge = nn.Linear(c.hidden_dim + c.embed_dim, N_EDGE_FEATURES)
+
+    def tokens(self, ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Token vectors (learned + coordinates) of `ids`, or of every city."""
+        if ids is None:
+            return self.embed.weight + self.coord(fourier_features(self.xy, self.config.fourier_freqs))
+        return self.embed(ids) + self.coord(fourier_features(self.xy[ids], self.config.fourier_freqs))
+
+    def step_inputs(self, tok_cur, tok_dst, cur, dst) -> torch.Tensor:
+        return torch.cat([tok_cur, tok_dst, relative_features(self.xy[cur], self.xy[dst])], dim=-1)
+
+    def initial_state(self, tok_src, tok_dst, src, dst) -> torch.Tensor:
+        """(layers, B, hidden) from the source and target: the post's 'source, target' prefix."""
+        h = torch.tanh(self.init(self.step_inputs(tok_src, tok_dst, src, dst)))
+        return h.view(-1, self.config.layers, self.config.hidden_dim).transpose(0, 1).contiguous()
+
+    def queries(self, out: torch.Tensor, tok_dst: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per prediction: the query vector for the tied token scores, and the edge-feature weights."""
+        z = torch.cat([out, tok_dst], dim=-1)
+        return self.query(z), (self.edge(z) if self.config.edge_features else None)
+
+    def score(self, tok: torch.Tensor, bias: torch.Tensor, q: torch.Tensor, w: torch.Tensor | None,
+              cur: torch.Tensor, dst: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
+        """Next-city scores of candidates `cand` (shape (N,) flat or (N, D)); q, w, cur, dst line up with its rows."""
+        if cand.dim() == 1:
+            s = (q * tok[cand]).sum(-1) + bias[cand]
+        elif cand.shape[1] == len(tok) and self.config.output == "vocab":   # every city, in id order
+            s = q @ tok.T + bias
+            w, cur, dst = w[:, None] if w is not None else None, cur[:, None], dst[:, None]
+        else:
+            s = torch.bmm(tok[cand], q[:, :, None])[:, :, 0] + bias[cand]
+            w, cur, dst = w[:, None] if w is not None else None, cur[:, None], dst[:, None]
+        if w is not None:
+            s = s + (w * edge_features(self.xy, cur, dst, cand)).sum(-1)
+        return s
+
+    def forward(self, paths: torch.Tensor, lengths: torch.Tensor, cand: torch.Tensor, cand_owner: torch.Tensor,
+                cand_target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher-forced cross-entropy: (sum of losses, number of predictions).
+
+        paths (B, T+1) padded city ids, src first; lengths (B,) cities per path, sorted descending.
+        For output="neighbors", the candidates are flat: `cand` city ids, `cand_owner` the packed
+        prediction each belongs to, `cand_target` 1 where it is the true next city.
+        """
+        c = self.config
+        # The whole token table once per batch: cheaper than featurising ~100 candidates per prediction.
+        tok = self.tokens()
+        src, dst = paths[:, 0], paths.gather(1, (lengths - 1)[:, None])[:, 0]
+        tok_dst = tok[dst]
+        h0 = self.initial_state(tok[src], tok_dst, src, dst)
+        cur = paths[:, :-1]
+        x = self.step_inputs(tok[cur], tok_dst[:, None].expand(-1, cur.shape[1], -1),
+                             cur, dst[:, None].expand_as(cur))
+        hops = (lengths - 1).cpu()
+        packed = pack_padded_sequence(x, hops, batch_first=True, enforce_sorted=True)
+        out, _ = self.gru(packed, h0)
+        # The packed order of (path, position) pairs, to line predictions up with their targets.
+        owner = pack_padded_sequence(torch.arange(len(paths), device=paths.device)[:, None].expand_as(cur), hops,
+                                     batch_first=True, enforce_sorted=True).data
+        q, w = self.queries(out.data, tok_dst[owner])
+        cur_p = pack_padded_sequence(cur, hops, batch_first=True, enforce_sorted=True).data
+        dst_p = dst[owner]
+        if c.output == "vocab":
+            nxt = pack_padded_sequence(paths[:, 1:], hops, batch_first=True, enforce_sorted=True).data
+            every = torch.arange(c.n_cities, device=q.device).expand(len(q), -1)
+            logits = self.score(tok, self.bias, q, w, cur_p, dst_p, every)
+            return nn.functional.cross_entropy(logits, nxt, reduction="sum"), torch.tensor(float(len(nxt)))
+        scores = self.score(tok, self.bias, q[cand_owner], w[cand_owner] if w is not None else None,
+                            cur_p[cand_owner], dst_p[cand_owner], cand)
+        # Log-sum-exp per prediction over its own candidate segment.
+        n = len(q)
+        zeros = torch.zeros(n, device=q.device)
+        peak = torch.full_like(zeros, -1e30).scatter_reduce(0, cand_owner, scores.detach(), "amax")
+        logz = zeros.index_add(0, cand_owner, (scores - peak[cand_owner]).exp()).log() + peak
+        target_score = zeros.index_add(0, cand_owner, scores * cand_target)
+        return (logz - target_score).sum(), torch.tensor(float(n))
+
+
+# -- batches of candidates (CSR rows of the adjacency) --------------------------------------
+
+def neighbour_rows(indptr: np.ndarray, indices: np.ndarray, cities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Padded neighbour lists of `cities`: (ids (B, D) with 0 padding, mask (B, D) of real entries)."""
+    start, deg = indptr[cities], indptr[cities + 1] - indptr[cities]
+    width = int(deg.max()) if len(deg) else 0
+    col = np.arange(width)
+    mask = col[None, :] < deg[:, None]
+    ids = indices[np.where(mask, start[:, None] + col[None, :], 0)]
+    return np.where(mask, ids, 0), mask
+
+
+def flat_candidates(indptr: np.ndarray, indices: np.ndarray, cur: np.ndarray, nxt: np.ndarray):
+    """Every neighbour of every `cur`, flat: (cand ids, owner index, 1.0 where cand == nxt)."""
+    start, deg = indptr[cur], indptr[cur + 1] - indptr[cur]
+    owner = np.repeat(np.arange(len(cur)), deg)
+    offset = np.arange(len(owner)) - np.repeat(np.cumsum(deg) - deg, deg)
+    cand = indices[start[owner] + offset]
+    return cand, owner, (cand == nxt[owner]).astype(np.float32)
+
+
+def make_batch(paths: list[np.ndarray], adjacency, output: str) -> dict[str, torch.Tensor]:
+    """Tensors for GRUNet.forward from a list of paths (each src..dst, at least 2 cities)."""
+    paths = sorted(paths, key=len, reverse=True)
+    lengths = np.array([len(p) for p in paths])
+    padded = np.zeros((len(paths), lengths.max()), dtype=np.int64)
+    for i, p in enumerate(paths):
+        padded[i, :len(p)] = p
+    batch = {"paths": torch.from_numpy(padded), "lengths": torch.from_numpy(lengths)}
+    if output == "neighbors":
+        # Packed (time-major) order of the predictions, as pack_padded_sequence lays them out.
+        hops = lengths - 1
+        t_idx, b_idx = np.nonzero(np.arange(hops.max())[:, None] < hops[None, :])
+        cur, nxt = padded[b_idx, t_idx], padded[b_idx, t_idx + 1]
+        cand, owner, target = flat_candidates(adjacency.indptr, adjacency.indices, cur, nxt)
+        batch.update(cand=torch.from_numpy(cand.astype(np.int64)), cand_owner=torch.from_numpy(owner),
+                     cand_target=torch.from_numpy(target))
+    else:
+        empty = torch.zeros(0, dtype=torch.int64)
+        batch.update(cand=empty, cand_owner=empty, cand_target=torch.zeros(0))
+    return batch
+
+
+# -- decoding --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Tables:
+    """What decoding reads, computed once per loaded model (read-only afterwards)."""
+
+    tokens: torch.Tensor       # (n_cities, embed_dim) token vectors
+    bias: torch.Tensor         # (n_cities,)
+
+
+def decode(net: GRUNet, tables: Tables, indptr: np.ndarray, indices: np.ndarray, src: int, dst: int,
+           n: int, *, greedy: bool, generator: torch.Generator | None = None,
+           temperature: float = 1.0) -> list[list[int]]:
+    """`n` paths from src to dst decoded as one batch: greedy (then all equal) or sampled.
+
+    Sampling uses the Gumbel-max trick with one (SAMPLE_CHUNK, max_degree) noise draw per
+    position, indexed by sample number, so sample i's path does not depend on n.
+    """
+    c = net.config
+    tok = tables.tokens
+    cur = torch.full((n,), src, dtype=torch.int64)
+    dst_t = torch.full((n,), dst, dtype=torch.int64)
+    tok_dst = tok[dst_t]
+    h = net.initial_state(tok[cur], tok_dst, cur, dst_t)
+    paths = [[src] for _ in range(n)]
+    active = np.ones(n, dtype=bool)
+    visited = torch.zeros((n, c.n_cities), dtype=torch.bool) if c.no_revisit else None
+    if visited is not None:
+        visited[:, src] = True
+    # Noise width fixed by the graph, not the batch, so a sample's random numbers never shift.
+    width = int(np.diff(indptr).max()) if c.output == "neighbors" else c.n_cities
+    for _ in range(c.max_hops):
+        rows = np.flatnonzero(active)
+        rows_t = torch.from_numpy(rows)
+        cur_a = cur[rows_t]
+        x = net.step_inputs(tok[cur_a], tok_dst[rows_t], cur_a, dst_t[rows_t])
+        out, h_a = net.gru(x[:, None], h[:, rows_t])
+        h[:, rows_t] = h_a
+        q, w = net.queries(out[:, 0], tok_dst[rows_t])
+        if c.output == "neighbors":
+            ids_np, mask_np = neighbour_rows(indptr, indices, cur_a.numpy())
+            ids, mask = torch.from_numpy(ids_np.astype(np.int64)), torch.from_numpy(mask_np)
+            scores = net.score(tok, tables.bias, q, w, cur_a, dst_t[rows_t], ids)
+        else:
+            ids = torch.arange(c.n_cities).expand(len(rows), -1)
+            mask = torch.ones_like(ids, dtype=torch.bool)
+            scores = net.score(tok, tables.bias, q, w, cur_a, dst_t[rows_t], ids)
+        if visited is not None:
+            mask = mask & ~visited[rows_t[:, None], ids]
+        scores = scores.masked_fill(~mask, -math.inf)
+        if not greedy:
+            u = torch.rand((SAMPLE_CHUNK, width), generator=generator)[: n][rows_t, : scores.shape[1]]
+            exponential = (-torch.log(u.clamp_min(1e-20))).clamp_min(1e-20)   # Exp(1) noise
+            gumbel = -torch.log(exponential)
+            scores = scores / temperature + gumbel
+        best = scores.argmax(dim=1)
+        stuck = ~mask.any(dim=1)
+        nxt = ids.gather(1, best[:, None])[:, 0]
+        for j, row in enumerate(rows.tolist()):
+            if stuck[j]:
+                active[row] = False          # every neighbour visited: give up, path ends here
+                continue
+            city = int(nxt[j])
+            paths[row].append(city)
+            if city == dst:
+                active[row] = False
+        cur[rows_t] = nxt
+        if visited is not None:
+            visited[rows_t, nxt] = True
+        if not active.any():
+            break
+    return paths
+
+
+def rank_key(g: CityGraph, path: list[int], src: int, dst: int) -> tuple:
+    """The verifier's order: valid paths first, shortest first; invalid ones by closeness to the target."""
+    ids = np.asarray(path)
+    hop_km = g_haversine(g, ids[:-1], ids[1:])
+    legal = bool((hop_km <= g.radius_km).all())
+    valid = legal and path[0] == src and path[-1] == dst
+    if valid:
+        return (0, float(hop_km.sum()))
+    return (1, float(g_haversine(g, ids[-1:], np.array([dst]))[0]), float(hop_km.sum()))
+
+
+def g_haversine(g: CityGraph, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    from citypath.geo import haversine_km
+
+    return haversine_km(g.lat[a], g.lon[a], g.lat[b], g.lon[b])
+
+
+# -- the routing model -------------------------------------------------------------------------
+
+class GRUModel(RoutingModel):
+    """A trained GRU behind the routing protocol: step 1 greedy, step k best of k (verifier-ranked)."""
+
+    family = "gru"
+
+    def __init__(self, name: str, card: dict, net: GRUNet):
+        super().__init__(name, card)
+        self.net = net.eval()
+        self.config = net.config
+        with torch.inference_mode():
+            self.tables = Tables(tokens=net.tokens().detach().clone(), bias=net.bias.detach().clone())
+
+    @classmethod
+    def from_checkpoint(cls, name: str, card: dict, weights_path: Path) -> GRUModel:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        weights_path = Path(weights_path)
+        expected = card.get("weights_sha256")
+        if expected:
+            digest = sha256_file(weights_path)
+            if digest != expected:
+                raise CheckpointError(f"weights file {weights_path} does not match its card "
+                                      f"(sha256 {digest[:12]}..., card says {expected[:12]}...): "
+                                      "the file is corrupt or was replaced; re-download or retrain it")
+        try:
+            config = GRUConfig.from_dict(card["config"])
+            state = load_file(str(weights_path))
+            net = GRUNet(config, state["xy"].numpy())
+            net.load_state_dict({k: v.float() for k, v in state.items()})
+        except (SafetensorError, OSError, KeyError, RuntimeError, ValueError, TypeError) as e:
+            raise CheckpointError(f"cannot load GRU weights {weights_path}: {e}") from e
+        return cls(name, card, net)
+
+    def refine(self, g: CityGraph, src: int, dst: int, steps: int = 1, *, seed: int = 0) -> Iterator[list[int]]:
+        """Yield `steps` paths: greedy, then the verifier's best of greedy + k-1 samples at step k."""
+        src, dst, steps = self.check_query(g, src, dst, steps)
+        return self._refine(g, src, dst, steps, seed)
+
+    def _refine(self, g: CityGraph, src: int, dst: int, steps: int, seed: int) -> Iterator[list[int]]:
+        if src == dst:
+            for _ in range(steps):
+                yield [src]
+            return
+        adj = g.adjacency
+        with torch.inference_mode():
+            best = decode(self.net, self.tables, adj.indptr, adj.indices, src, dst, 1, greedy=True)[0]
+        best_key = rank_key(g, best, src, dst)
+        yield list(best)
+        done = 1
+        chunk = 0
+        while done < steps:
+            take = min(SAMPLE_CHUNK, steps - done)
+            # One generator per chunk of samples, seeded by (seed, chunk): sample i is the same for any `steps`.
+            gen = torch.Generator().manual_seed(int.from_bytes(
+                hashlib.blake2b(f"{seed}:{chunk}".encode(), digest_size=8).digest(), "little") >> 1)
+            with torch.inference_mode():
+                samples = decode(self.net, self.tables, adj.indptr, adj.indices, src, dst, take, greedy=False,
+                                 generator=gen, temperature=self.config.temperature)
+            for path in samples:
+                key = rank_key(g, path, src, dst)
+                if key < best_key:
+                    best, best_key = path, key
+                done += 1
+                yield list(best)
+            chunk += 1
+
+    def flops_per_step(self, g: CityGraph, src: int, dst: int) -> float:
+        """One decoded path: per hop, the GRU cell plus scoring the current city's candidates."""
+        c = self.config
+        in_dim = 2 * c.embed_dim + 3
+        gru = 2 * 3 * (in_dim + c.hidden_dim) * c.hidden_dim * c.layers
+        query = 2 * (c.hidden_dim + c.embed_dim) * c.embed_dim
+        deg = np.diff(g.adjacency.indptr)
+        cands = float(deg.mean()) if c.output == "neighbors" else float(c.n_cities)
+        hops = max(1.0, g.distance_km(src, dst) * 1.15 / _mean_hop_km(g))
+        return float(hops * (gru + query + 2 * cands * c.embed_dim))
+
+
+def _mean_hop_km(g: CityGraph) -> float:
+    # Mean hop of optimal paths is about a third of the radius on the default graph (measured on the SPD).
+    return g.radius_km / 3.0
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def count_parameters(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+
+
+# -- training (the loop itself is citypath.training) --------------------------------------------
+
+TRAIN_DEFAULTS = {
+    # Budgets chosen so each size trains in about 30 minutes on an idle 2-core CPU (docs/models.md).
+    "small": dict(lr=3e-3, batch_paths=128, total_paths=600_000, max_minutes=32.0, epoch_paths=50_000),
+    "large": dict(lr=2e-3, batch_paths=64, total_paths=300_000, max_minutes=32.0, epoch_paths=25_000),
+}
+
+
+class GRUTask:
+    """The GRU's side of citypath.training: SPD batches, validation decoding, export."""
+
+    family = "gru"
+
+    def __init__(self, g: CityGraph, size: str, config: GRUConfig, cfg, command: str = ""):
+        from citypath.spd import SPDConfig, load_spd
+
+        self.g, self.size, self.config, self.cfg, self.command = g, size, config, cfg, command
+        spd = SPDConfig(n_paths=cfg.spd_paths) if cfg.spd_paths else SPDConfig()
+        self.ds = load_spd(g, "train", spd, progress=cfg.progress)
+        n = len(self.ds)
+        if n <= cfg.val_paths:
+            raise ValueError(f"the SPD train split has {n} paths, not more than val_paths={cfg.val_paths}")
+        # The last val_paths paths are the validation subset; training draws from the rest.
+        self.n_train = n - cfg.val_paths
+        self.val_index = np.arange(self.n_train, n)
+        self.model_config = asdict(config)
+
+    def build_model(self) -> GRUNet:
+        return GRUNet(self.config, city_xy(self.g.lat, self.g.lon))
+
+    def _paths(self, index) -> list[np.ndarray]:
+        paths = [np.asarray(self.ds[int(i)], dtype=np.int64) for i in index]
+        return [p[: self.config.max_hops + 1] for p in paths if len(p) >= 2]
+
+    def batch(self, step: int, rank: int, world: int):
+        from citypath.training import batch_rng
+
+        index = batch_rng(self.cfg.seed, step, rank).integers(0, self.n_train, self.cfg.batch_paths)
+        paths = self._paths(index)
+        return make_batch(paths, self.g.adjacency, self.config.output), len(paths)
+
+    def val_batches(self):
+        paths = self._paths(self.val_index)
+        return [make_batch(paths[i:i + 64], self.g.adjacency, self.config.output) for i in range(0, len(paths), 64)]
+
+    def val_pairs(self):
+        return np.asarray(self.ds.src[self.val_index]), np.asarray(self.ds.dst[self.val_index])
+
+    def decode(self, model: GRUNet, srcs, dsts) -> list[list[int]]:
+        adj = self.g.adjacency
+        with torch.inference_mode():
+            tables = Tables(tokens=model.tokens().detach(), bias=model.bias.detach())
+            return [decode(model, tables, adj.indptr, adj.indices, int(s), int(t), 1, greedy=True)[0]
+                    if s != t else [int(s)] for s, t in zip(srcs, dsts)]
+
+    def export(self, model: GRUNet) -> dict[str, torch.Tensor]:
+        # fp16 halves the file; coordinates stay fp32 (fp16 would round them to ~2 km).
+        return {k: (v.detach().float() if k == "xy" else v.detach().half()).cpu()
+                for k, v in model.state_dict().items()}
+
+
+def training_task(g: CityGraph, args):
+    """Entry point for `python -m citypath train --model gru --size {small,large}` (see citypath.training)."""
+    from citypath.training import config_from_args
+
+    size = args.size or "small"
+    if size not in SIZES:
+        raise ValueError(f"--size {size!r}: the GRU comes in {', '.join(SIZES)}")
+    cfg, model_overrides = config_from_args(f"gru-{size}", TRAIN_DEFAULTS[size], args)
+    config = GRUConfig(n_cities=g.n_cities, **{**SIZES[size], **model_overrides})
+    return GRUTask(g, size, config, cfg, command=getattr(args, "command_line", "")), cfg

@@ -1,0 +1,476 @@
+"""Training infrastructure shared by every model family: one loop, resumable, DDP-ready.
+
+A family plugs in by providing a `TrainTask` (see the Protocol below) from a function
+`training_task(g, args) -> TrainTask` in its module, listed in `TASKS` (or found as
+`citypath.models.<family>:training_task`). This module then does the rest, identically for
+every family:
+
+- seeding, and batches that are a pure function of (seed, step, rank), so a resumed run
+  sees exactly the batches it would have seen;
+- AdamW with warm-up and cosine decay over a budget of paths *or* wall-clock minutes,
+  whichever runs out first (so one documented command always finishes in time);
+- a training state `runs/<name>/state.safetensors` (weights, optimiser, curves; no pickle),
+  written atomically every few minutes, at every epoch and on Ctrl-C / SIGTERM; a rerun of
+  the same command resumes from it;
+- per-epoch curves of training loss, validation loss and path metrics (`evaluate_paths` on a
+  fixed validation subset of the train split that is never trained on);
+- DistributedDataParallel when started by `torchrun` (gloo on CPU, nccl on GPUs);
+- a progress bar with loss and tokens/s;
+- at the end, `checkpoints/<name>.safetensors` and its card (docs/HELPERS.md), with metrics
+  measured by the evaluation harness through the routing protocol.
+
+    python -m citypath train --model gru --size small          # resumes if interrupted
+    torchrun --nproc_per_node 2 -m citypath train --model gru --size small
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib
+import json
+import math
+import os
+import platform
+import random
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm.auto import tqdm
+
+from citypath.graph import CityGraph
+
+# family -> "module:function" returning a TrainTask; a family missing here is looked up as
+# citypath.models.<family>:training_task.
+TASKS: dict[str, str] = {"gru": "citypath.models.gru:training_task"}
+RUNS_DIR = Path("runs")
+STATE_FILE = "state.safetensors"
+
+
+@dataclass
+class TrainConfig:
+    """How long and how hard to train; families supply defaults, the CLI overrides them."""
+
+    name: str
+    seed: int = 0
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.05
+    weight_decay: float = 0.0
+    warmup_steps: int = 200
+    batch_paths: int = 64            # paths per optimiser step, per process
+    total_paths: int = 1_000_000     # budget of training paths (all processes together)
+    max_minutes: float = 55.0        # wall-clock budget; whichever budget runs out first ends training
+    epoch_paths: int = 50_000        # a curve point (validation) every this many paths
+    val_paths: int = 300             # fixed validation subset (held back from training)
+    save_every_s: float = 120.0
+    grad_clip: float = 1.0
+    threads: int | None = 1          # torch threads per process; 1 because on a shared 2-core machine
+                                     # 2 threads ran 10x slower (OpenMP spin-waits on a busy core)
+    spd_paths: int | None = None     # SPD size (default: the default SPDConfig's 2,000,000)
+    steps_for_card: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
+    card_pairs: int = 200            # held-out pairs the card's metrics are measured on
+    checkpoints_dir: str | None = None
+    runs_dir: str | None = None
+    progress: bool = True
+    extra: dict = field(default_factory=dict)
+
+
+class TrainTask(Protocol):
+    """What a model family provides to be trained by `train`."""
+
+    family: str
+    size: str
+    model_config: dict               # stored in the card as "config"; enough to rebuild the model
+    command: str                     # the documented command that reproduces the run
+
+    def build_model(self) -> torch.nn.Module:
+        """A fresh module whose forward(**batch) returns (summed loss, number of predictions)."""
+
+    def batch(self, step: int, rank: int, world: int) -> tuple[dict[str, torch.Tensor], int]:
+        """Training batch `step` of process `rank`: (forward kwargs, number of paths); pure in (seed, step, rank)."""
+
+    def val_batches(self) -> list[dict[str, torch.Tensor]]:
+        """Teacher-forced batches of the fixed validation subset (for val_loss)."""
+
+    def val_pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """(srcs, dsts) of the validation subset."""
+
+    def decode(self, model: torch.nn.Module, srcs: np.ndarray, dsts: np.ndarray) -> list[list[int]]:
+        """The model's one-pass (step 1) paths for these pairs."""
+
+    def export(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+        """Tensors to store in the shipped safetensors file (fp16 where precision allows)."""
+
+
+# -- small helpers ----------------------------------------------------------------------------
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def batch_rng(seed: int, step: int, rank: int = 0) -> np.random.Generator:
+    """The random stream of one batch: a pure function of (seed, step, rank), so resuming is exact."""
+    return np.random.default_rng([seed, step, rank])
+
+
+def hardware() -> str:
+    return f"{os.cpu_count()}-core {platform.machine()} CPU, torch {torch.__version__}"
+
+
+def lr_at(cfg: TrainConfig, step: int, progress: float) -> float:
+    """Linear warm-up over `warmup_steps`, then cosine decay to min_lr_ratio as progress goes 0 -> 1."""
+    warm = min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+    cos = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return cfg.lr * warm * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cos)
+
+
+def path_metrics(g: CityGraph, paths: list, srcs, dsts, prefix: str = "") -> dict[str, float]:
+    """The curve metrics of a set of paths (rates over all paths; length ratio over valid ones)."""
+    from citypath.metrics import evaluate_paths
+
+    df = evaluate_paths(g, paths, list(map(int, srcs)), list(map(int, dsts)))
+    valid = df[df["valid"]]
+    return {
+        f"{prefix}valid": float(df["valid"].mean()),
+        f"{prefix}reaches_target": float(df["reaches_target"].mean()),
+        f"{prefix}illegal_jump_rate": float((df["illegal_jumps"] > 0).mean()),
+        f"{prefix}length_ratio": float(valid["length_ratio"].mean()) if len(valid) else None,
+        f"{prefix}exact_match": float(df["exact_match"].mean()),
+    }
+
+
+# -- distributed ------------------------------------------------------------------------------
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed() -> Dist:
+    """Join the process group torchrun set up (if any); one process otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    use_cuda = torch.cuda.is_available() and os.environ.get("CITYPATH_DEVICE", "") != "cpu"
+    dist.init_process_group("nccl" if use_cuda else "gloo")
+    rank = dist.get_rank()
+    device = torch.device("cpu")
+    if use_cuda:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        device = torch.device("cuda", local)
+    return Dist(rank, dist.get_world_size(), device)
+
+
+def _all_max(value: float, d: Dist) -> float:
+    if d.world == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.float64)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return float(t.item())
+
+
+# -- the training state file ------------------------------------------------------------------
+
+def save_state(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, meta: dict) -> None:
+    """Weights, optimiser moments and progress in one safetensors file, replaced atomically."""
+    from safetensors.torch import save_file
+
+    tensors = {f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    opt_state = opt.state_dict()
+    scalars = {}
+    for idx, st in opt_state["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v) and v.dim() > 0:
+                tensors[f"opt.{idx}.{k}"] = v.detach().cpu().contiguous().clone()
+            else:
+                scalars[f"{idx}.{k}"] = float(v)
+    meta = dict(meta, opt_scalars=scalars, opt_groups=opt_state["param_groups"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    save_file(tensors, str(tmp), metadata={"state": json.dumps(meta)})
+    os.replace(tmp, path)
+
+
+def read_state_meta(path: Path) -> dict:
+    """The progress metadata of a training state file, without loading its tensors."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        return json.loads(f.metadata()["state"])
+
+
+def load_state(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer) -> dict:
+    """Restore what save_state wrote; returns its progress metadata."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        meta = json.loads(f.metadata()["state"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    state: dict[int, dict[str, Any]] = {}
+    for k, v in tensors.items():
+        if k.startswith("opt."):
+            _, idx, name = k.split(".", 2)
+            state.setdefault(int(idx), {})[name] = v
+    for k, v in meta.pop("opt_scalars").items():
+        idx, name = k.split(".", 1)
+        state.setdefault(int(idx), {})[name] = torch.tensor(v)
+    opt.load_state_dict({"state": state, "param_groups": meta.pop("opt_groups")})
+    return meta
+
+
+# -- the loop -----------------------------------------------------------------------------------
+
+def validate(task: TrainTask, model: torch.nn.Module, g: CityGraph) -> dict[str, float | None]:
+    """Validation loss (teacher forced) and one-pass path metrics on the fixed validation subset."""
+    model.eval()
+    total, count = 0.0, 0.0
+    with torch.no_grad():
+        for b in task.val_batches():
+            loss, n = model(**b)
+            total, count = total + float(loss), count + float(n)
+        srcs, dsts = task.val_pairs()
+        paths = task.decode(model, srcs, dsts)
+    model.train()
+    return {"val_loss": total / max(count, 1.0), **path_metrics(g, paths, srcs, dsts, prefix="val_")}
+
+
+def train(task: TrainTask, g: CityGraph, cfg: TrainConfig, *, fresh: bool = False) -> Path | None:
+    """Train `task` to the end of its budget (resuming a saved state) and write its checkpoint.
+
+    Returns the checkpoint's weights path on the main process, None on the others.
+    """
+    d = init_distributed()
+    threads = cfg.threads or max(1, (os.cpu_count() or 1) // d.world)  # 0 or None: share the cores out
+    torch.set_num_threads(threads)
+    seed_everything(cfg.seed)
+    model = task.build_model().to(d.device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    run_dir = Path(cfg.runs_dir or RUNS_DIR) / cfg.name
+    state_path = run_dir / STATE_FILE
+    meta = {"step": 0, "paths_seen": 0, "tokens_seen": 0, "seconds": 0.0, "curves": [], "epoch": 0,
+            "config": task.model_config, "seed": cfg.seed}
+    if state_path.exists() and not fresh:
+        saved = read_state_meta(state_path)
+        if saved.get("config") != task.model_config or saved.get("seed") != cfg.seed:
+            raise SystemExit(f"{state_path} is a run with another config or seed; pass --fresh to start over")
+        meta.update(load_state(state_path, model, opt))
+        if d.main:
+            print(f"resuming {cfg.name} at step {meta['step']} ({meta['paths_seen']:,} paths, "
+                  f"{meta['seconds'] / 60:.1f} min)", file=sys.stderr)
+    net = model
+    if d.world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model)
+    n_params = sum(p.numel() for p in model.parameters())
+
+    stop = {"signal": None}
+
+    def on_signal(signum, frame):  # finish the step, save, exit cleanly
+        stop["signal"] = signum
+
+    old_handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)} \
+        if threading_main() else {}
+    t_start = time.perf_counter() - meta["seconds"]
+    last_save = time.perf_counter()
+    budget_s = cfg.max_minutes * 60
+
+    def progress() -> float:
+        elapsed = time.perf_counter() - t_start
+        return _all_max(max(meta["paths_seen"] / cfg.total_paths, elapsed / budget_s), d)
+
+    def snapshot():
+        meta["seconds"] = time.perf_counter() - t_start
+        if d.main:
+            save_state(state_path, model, opt, meta)
+
+    bar = tqdm(total=cfg.total_paths, initial=min(meta["paths_seen"], cfg.total_paths), unit="path",
+               unit_scale=True, desc=cfg.name, disable=not (cfg.progress and d.main), dynamic_ncols=True)
+    model.train()
+    ema_loss, tok_rate, t_last = None, 0.0, time.perf_counter()
+    p = progress()
+    stopped_by = "budget"
+    while p < 1.0:
+        if stop["signal"] is not None:
+            stopped_by = "signal"
+            break
+        batch, n_paths = task.batch(meta["step"], d.rank, d.world)
+        batch = {k: v.to(d.device) for k, v in batch.items()}
+        for group in opt.param_groups:
+            group["lr"] = lr_at(cfg, meta["step"], p)
+        loss_sum, count = net(**batch)
+        loss = loss_sum / count.clamp_min(1)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        meta["step"] += 1
+        meta["paths_seen"] += n_paths * d.world
+        meta["tokens_seen"] += int(count) * d.world
+        now = time.perf_counter()
+        tok_rate = 0.9 * tok_rate + 0.1 * (int(count) * d.world / max(now - t_last, 1e-9)) if tok_rate else \
+            int(count) * d.world / max(now - t_last, 1e-9)
+        t_last = now
+        loss_value = loss.item()
+        ema_loss = loss_value if ema_loss is None else 0.98 * ema_loss + 0.02 * loss_value
+        bar.n = min(meta["paths_seen"], cfg.total_paths)
+        bar.set_postfix(loss=f"{ema_loss:.3f}", tok_s=f"{tok_rate:,.0f}", lr=f"{lr_at(cfg, meta['step'], p):.1e}",
+                        refresh=False)
+        bar.update(0)
+        p = progress()
+        epoch_due = meta["paths_seen"] // cfg.epoch_paths > meta["epoch"]
+        if epoch_due or p >= 1.0:
+            meta["epoch"] = max(meta["epoch"] + 1, meta["paths_seen"] // cfg.epoch_paths)
+            if d.main:
+                point = {"epoch": meta["epoch"], "step": meta["step"],
+                         "seconds": round(time.perf_counter() - t_start, 1),
+                         "paths_seen": meta["paths_seen"], "tokens_seen": meta["tokens_seen"],
+                         "train_loss": round(ema_loss, 5), "lr": lr_at(cfg, meta["step"], p)}
+                point.update(validate(task, model, g))
+                meta["curves"].append(point)
+                bar.write(json.dumps(point))
+            snapshot()
+            last_save = time.perf_counter()
+        elif time.perf_counter() - last_save > cfg.save_every_s:
+            snapshot()
+            last_save = time.perf_counter()
+    bar.close()
+    snapshot()
+    if d.world > 1:
+        dist.barrier()
+    for s, h in old_handlers.items():
+        signal.signal(s, h)
+    if stopped_by == "signal":
+        if d.main:
+            print(f"interrupted: state saved to {state_path}; rerun the same command to resume", file=sys.stderr)
+        if d.world > 1:
+            dist.destroy_process_group()
+        raise SystemExit(130)
+    stopped_by = "paths" if meta["paths_seen"] >= cfg.total_paths else "minutes"
+    out = None
+    if d.main:
+        out = write_checkpoint(task, model, g, cfg, meta, n_params, stopped_by)
+    if d.world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return out
+
+
+def threading_main() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def write_checkpoint(task: TrainTask, model: torch.nn.Module, g: CityGraph, cfg: TrainConfig, meta: dict,
+                     n_params: int, stopped_by: str) -> Path:
+    """Write the shipped safetensors + card, then measure the card's metrics through the protocol."""
+    from safetensors.torch import save_file
+
+    from citypath.models import checkpoints_dir, load_model
+    from citypath.models.base import write_card
+    from citypath.models.gru import sha256_file
+
+    out_dir = checkpoints_dir(cfg.checkpoints_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    weights = out_dir / f"{cfg.name}.safetensors"
+    tmp = weights.with_name(f".{weights.name}.tmp-{os.getpid()}")
+    save_file({k: v.contiguous() for k, v in task.export(model).items()}, str(tmp))
+    os.replace(tmp, weights)
+    card = {
+        "name": cfg.name, "family": task.family, "size": task.size, "num_parameters": n_params,
+        "max_steps": max(cfg.steps_for_card), "config": task.model_config,
+        "graph": {"fingerprint": g.fingerprint, "config": dataclasses.asdict(g.config)},
+        "training": {"command": task.command, "seconds": round(meta["seconds"], 1), "hardware": hardware(),
+                     "seed": cfg.seed, "paths_seen": meta["paths_seen"], "tokens_seen": meta["tokens_seen"],
+                     "steps": meta["step"], "stopped_by": stopped_by,
+                     "train_config": {k: v for k, v in dataclasses.asdict(cfg).items()
+                                      if k not in ("checkpoints_dir", "runs_dir", "progress")}},
+        "curves": meta["curves"],
+        "metrics": None,
+        "weights_sha256": sha256_file(weights),
+    }
+    card_path = out_dir / f"{cfg.name}.json"
+    write_card(card_path, card)
+    if cfg.card_pairs:
+        from citypath.evaluate import evaluate_model, sample_heldout_pairs
+
+        m = load_model(cfg.name, directory=out_dir, graph=g)
+        srcs, dsts = sample_heldout_pairs(g, cfg.card_pairs, seed=cfg.seed)
+        result = evaluate_model(m, g, srcs, dsts, cfg.steps_for_card, progress=cfg.progress, bootstrap=0)
+        card["metrics"] = {"pairs": cfg.card_pairs, "pair_seed": cfg.seed, "by_steps": result["by_steps"]}
+        write_card(card_path, card)
+    print(f"wrote {weights} ({weights.stat().st_size / 1e6:.1f} MB) and {card_path}", file=sys.stderr)
+    return weights
+
+
+# -- the CLI entry -------------------------------------------------------------------------------
+
+def task_factory(family: str) -> Callable[..., TrainTask]:
+    """The `training_task(g, args)` function of a family."""
+    target = TASKS.get(family, f"citypath.models.{family}:training_task")
+    module, fn = target.split(":")
+    try:
+        return getattr(importlib.import_module(module), fn)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"model family {family!r} has no trainer ({target}): {e}") from e
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """`--set key=value` pairs, values parsed as JSON where they can be (numbers, booleans)."""
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"--set {item!r}: expected key=value")
+        k, v = item.split("=", 1)
+        with contextlib.suppress(ValueError):
+            v = json.loads(v)
+        out[k.strip()] = v
+    return out
+
+
+def main(args) -> int:
+    """`python -m citypath train ...`: build the family's task and train it."""
+    from citypath.graph import load_graph
+
+    g = load_graph(args.radius_km, args.min_population, args.states, verbose=False)
+    task, cfg = task_factory(args.model)(g, args)
+    train(task, g, cfg, fresh=args.fresh)
+    return 0
+
+
+def config_from_args(default_name: str, defaults: dict, args) -> tuple[TrainConfig, dict]:
+    """A TrainConfig from a family's defaults and the CLI; returns it and the model-config overrides.
+
+    `--set key=value` goes to the TrainConfig when `key` is one of its fields, else to the model config.
+    """
+    values = dict(defaults)
+    overrides = parse_overrides(getattr(args, "set", None))
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    model_overrides = {k: v for k, v in overrides.items() if k not in train_fields}
+    values.update({k: v for k, v in overrides.items() if k in train_fields})
+    for arg, key in (("seed", "seed"), ("max_minutes", "max_minutes"), ("paths", "total_paths"),
+                     ("batch_paths", "batch_paths"), ("lr", "lr"), ("threads", "threads"),
+                     ("epoch_paths", "epoch_paths"), ("checkpoints", "checkpoints_dir"), ("runs", "runs_dir")):
+        if getattr(args, arg, None) is not None:
+            values[key] = getattr(args, arg)
+    if getattr(args, "no_progress", False):
+        values["progress"] = False
+    return TrainConfig(name=getattr(args, "name", None) or default_name, **values), model_overrides

@@ -1,0 +1,135 @@
+"""The evaluation harness: held-out pairs, metrics per step count, intervals, merging results files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import citypath
+from citypath.evaluate import (
+    ResultsError,
+    evaluate_model,
+    load_results,
+    merge_results,
+    results_table,
+    sample_heldout_pairs,
+)
+from citypath.models import load_model
+from citypath.models.base import RoutingModel
+
+
+class Oracle(RoutingModel):
+    """Dijkstra behind the protocol; at step 1 it answers with a straight jump instead (illegal if far)."""
+
+    family = "oracle"
+
+    def __init__(self, g):
+        super().__init__("oracle", {"num_parameters": 0, "max_steps": 2, "graph": {"fingerprint": g.fingerprint}})
+
+    def refine(self, g, src, dst, steps=1, *, seed=0):
+        src, dst, steps = self.check_query(g, src, dst, steps)
+        for k in range(steps):
+            yield [src, dst] if k == 0 else g.shortest_path(src, dst)
+
+    @classmethod
+    def from_checkpoint(cls, name, card, weights_path):
+        raise NotImplementedError
+
+
+class Short(Oracle):
+    def refine(self, g, src, dst, steps=1, *, seed=0):
+        yield [src, dst]
+
+
+def test_pairs_are_heldout_distinct_and_deterministic(tiny_graph):
+    s, t = sample_heldout_pairs(tiny_graph, 50, seed=1)
+    assert len(s) == 50 and (s != t).all() and citypath.heldout_mask(s, t).all()
+    s2, t2 = sample_heldout_pairs(tiny_graph, 50, seed=1)
+    assert np.array_equal(s, s2) and np.array_equal(t, t2)
+    assert not np.array_equal(s, sample_heldout_pairs(tiny_graph, 50, seed=2)[0])
+
+
+def test_an_oracle_scores_perfectly_at_step_2(tiny_graph):
+    s, t = sample_heldout_pairs(tiny_graph, 30, seed=0)
+    r = evaluate_model(Oracle(tiny_graph), tiny_graph, s, t, steps=(1, 2), bootstrap=200, progress=False)
+    two = r["by_steps"]["2"]
+    assert two["valid"] == 1.0 and two["exact_match"] == 1.0 and two["length_ratio_mean"] == pytest.approx(1.0)
+    assert two["illegal_jump_rate"] == 0.0 and two["frechet_km_mean"] == pytest.approx(0.0, abs=1e-6)
+    one = r["by_steps"]["1"]
+    assert one["reaches_target"] == 1.0 and one["illegal_jump_rate"] > 0
+    lo, hi = one["ci95"]["valid"]
+    assert lo <= one["valid"] <= hi
+    assert two["ms_per_step"] >= 0 and two["n"] == 30
+
+
+def test_a_model_breaking_the_protocol_is_caught(tiny_graph):
+    s, t = sample_heldout_pairs(tiny_graph, 3, seed=0)
+    with pytest.raises(RuntimeError, match="exactly"):
+        evaluate_model(Short(tiny_graph), tiny_graph, s, t, steps=(1, 4), progress=False)
+
+
+def test_gru_on_tiny_graph_through_the_cli(tiny_gru_dir, tiny_graph, tmp_path):
+    from citypath.cli import main
+
+    out = tmp_path / "eval.json"
+    rc = main(["evaluate", "--models", "gru-tiny", "--steps", "1,2,4", "--pairs", "25", "--radius-km", "20",
+               "--states", "RI,MA", "--checkpoints", str(tiny_gru_dir), "--out", str(out), "--bootstrap", "100",
+               "--no-progress"])
+    assert rc == 0
+    results = load_results(out)
+    entry = results["models"]["gru-tiny"]
+    assert entry["family"] == "gru" and set(entry["by_steps"]) == {"1", "2", "4"}
+    for m in entry["by_steps"].values():
+        for key in ("valid", "illegal_jump_rate", "illegal_jumps_mean", "reaches_target", "exact_match",
+                    "length_ratio_mean", "length_ratio_median", "length_ratio_p95", "frechet_km_mean",
+                    "ms_per_step", "flops_per_step", "ci95"):
+            assert key in m
+    # Best-of-k with the verifier can only help.
+    assert entry["by_steps"]["4"]["valid"] >= entry["by_steps"]["1"]["valid"]
+    table = results_table(results)
+    assert list(table["steps"]) == [1, 2, 4]
+
+
+def test_merging_keeps_other_models_and_refuses_other_pairs(tiny_graph, tmp_path):
+    out = tmp_path / "r.json"
+    pairs = {"n": 10, "seed": 0, "heldout": True}
+    merge_results(out, tiny_graph, pairs, {"a": {"by_steps": {}}})
+    merge_results(out, tiny_graph, pairs, {"b": {"by_steps": {}}})
+    assert set(load_results(out)["models"]) == {"a", "b"}
+    with pytest.raises(ResultsError, match="other pairs"):
+        merge_results(out, tiny_graph, {"n": 11, "seed": 0, "heldout": True}, {"c": {"by_steps": {}}})
+
+
+def test_load_results_names_a_bad_file(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    with pytest.raises(ResultsError, match="bad.json"):
+        load_results(bad)
+    with pytest.raises(ResultsError, match="missing.json"):
+        load_results(tmp_path / "missing.json")
+
+
+SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["gru-small", "gru-large"])
+def test_shipped_checkpoint_scores_near_its_card(name, default_graph):
+    """Re-measure a shipped GRU on 60 of its card's pairs; greedy and best-of-k within noise of the card."""
+    if not (SHIPPED / f"{name}.safetensors").exists():
+        pytest.skip(f"{name} is not shipped")
+    m = load_model(name, directory=SHIPPED, graph=default_graph)
+    card = json.loads((SHIPPED / f"{name}.json").read_text())
+    metrics = card["metrics"]
+    s, t = sample_heldout_pairs(default_graph, metrics["pairs"], seed=metrics["pair_seed"])
+    n = 60
+    r = evaluate_model(m, default_graph, s[:n], t[:n], steps=(1, 8), bootstrap=0, progress=False,
+                       seed=metrics["pair_seed"])
+    for k in ("1", "8"):
+        want, got = metrics["by_steps"][k], r["by_steps"][k]
+        p = want["valid"]
+        assert abs(got["valid"] - p) <= 3 * np.sqrt(max(p * (1 - p), 0.02) / n) + 0.02, (k, got["valid"], p)
+        assert abs(got["length_ratio_mean"] - want["length_ratio_mean"]) <= 0.05, k
