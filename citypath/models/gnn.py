@@ -311,14 +311,30 @@ class GNNModel(RoutingModel):
         return cls(name, card, net)
 
     def refine(self, g: CityGraph, src: int, dst: int, steps: int = 1, *, seed: int = 0) -> Iterator[list[int]]:
-        """Yield `steps` paths; path k is decoded after k * rounds_per_step message-passing rounds.
+        """Yield `steps` paths: at step k, the best of the paths decoded after 1..k steps of rounds.
 
-        Deterministic (no sampling: `seed` is accepted for the protocol and unused).
+        "Best" is the free verifier every family may use (as the GRU's best-of-k does): a path
+        reaching dst beats one that does not, then the shorter in km wins. So quality never goes
+        down with more steps; `decodes()` gives the raw per-step paths. Deterministic (no
+        sampling: `seed` is accepted for the protocol and unused).
         """
         src, dst, steps = self.check_query(g, src, dst, steps)
         return self._refine(g, src, dst, steps)
 
     def _refine(self, g: CityGraph, src: int, dst: int, steps: int) -> Iterator[list[int]]:
+        best, best_key = None, None
+        for path in self._decodes(g, src, dst, steps):
+            key = (path[-1] != dst, g.path_length_km(path))
+            if best_key is None or key < best_key:
+                best, best_key = path, key
+            yield list(best)
+
+    def decodes(self, g: CityGraph, src: int, dst: int, steps: int = 1) -> Iterator[list[int]]:
+        """The raw path decoded after each step of rounds (no best-so-far), for analysis."""
+        src, dst, steps = self.check_query(g, src, dst, steps)
+        return self._decodes(g, src, dst, steps)
+
+    def _decodes(self, g: CityGraph, src: int, dst: int, steps: int) -> Iterator[list[int]]:
         if src == dst:
             for _ in range(steps):
                 yield [src]
