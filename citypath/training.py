@@ -89,6 +89,8 @@ class TrainTask(Protocol):
     family: str
     size: str
     model_config: dict               # stored in the card as "config"; enough to rebuild the model
+    # Optional: `decode_fields`, names in model_config that only affect decoding and may change
+    # when a finished run is resumed to re-export its checkpoint.
     command: str                     # the documented command that reproduces the run
 
     def build_model(self) -> torch.nn.Module:
@@ -269,9 +271,14 @@ def train(task: TrainTask, g: CityGraph, cfg: TrainConfig, *, fresh: bool = Fals
             "config": task.model_config, "seed": cfg.seed}
     if state_path.exists() and not fresh:
         saved = read_state_meta(state_path)
-        if saved.get("config") != task.model_config or saved.get("seed") != cfg.seed:
+        # Decoding-only settings (e.g. a sampling temperature) may change between runs; the rest may not.
+        decode_only = set(getattr(task, "decode_fields", ()))
+        same = {k: v for k, v in saved.get("config", {}).items() if k not in decode_only} == \
+            {k: v for k, v in task.model_config.items() if k not in decode_only}
+        if not same or saved.get("seed") != cfg.seed:
             raise SystemExit(f"{state_path} is a run with another config or seed; pass --fresh to start over")
         meta.update(load_state(state_path, model, opt))
+        meta["config"] = task.model_config
         if d.main:
             print(f"resuming {cfg.name} at step {meta['step']} ({meta['paths_seen']:,} paths, "
                   f"{meta['seconds'] / 60:.1f} min)", file=sys.stderr)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -90,8 +91,15 @@ def test_torchrun_two_cpu_processes(tiny_graph, tmp_path):
            "--set", "embed_dim=8", "--set", "hidden_dim=16", "--checkpoints", str(tmp_path / "ck"),
            "--runs", str(tmp_path / "runs"), "--no-progress"]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    # Own session, so a hang kills the workers too instead of leaving them waiting on each other.
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        _, err = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    assert proc.returncode == 0, err[-3000:]
     card = json.loads((tmp_path / "ck" / "gru-ddp.json").read_text())
     # Both processes train: 2 x 32 paths per step.
     assert card["training"]["paths_seen"] == 64 * card["training"]["steps"] >= 1024
