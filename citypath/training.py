@@ -392,8 +392,7 @@ def write_checkpoint(task: TrainTask, model: torch.nn.Module, g: CityGraph, cfg:
     from safetensors.torch import save_file
 
     from citypath.models import checkpoints_dir, load_model
-    from citypath.models.base import write_card
-    from citypath.models.gru import sha256_file
+    from citypath.models.base import sha256_file, write_card
 
     out_dir = checkpoints_dir(cfg.checkpoints_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ trained on, how it was trained, its measured metrics).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from abc import ABC, abstractmethod
@@ -135,3 +136,12 @@ def read_card(path: Path) -> dict:
 
 def write_card(path: Path, card: dict) -> None:
     write_atomic(path, json.dumps(card, indent=2, sort_keys=False) + "\n")
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file: the card's `weights_sha256`, checked before weights are used."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()

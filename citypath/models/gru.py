@@ -37,7 +37,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from citypath.graph import CityGraph
-from citypath.models.base import CheckpointError, RoutingModel
+from citypath.models.base import CheckpointError, RoutingModel, sha256_file
 
 # 1 unit of model coordinates = 1000 km.
 KM_PER_UNIT = 1000.0
@@ -433,14 +433,6 @@ def _expected_hops(g: CityGraph, src: int, dst: int) -> float:
     # On the default SPD, optimal paths are ~8% longer than the great circle and a hop averages
     # 67 km, 0.75 of the radius (measured over the 1.9M training paths).
     return max(1.0, 1.08 * g.distance_km(src, dst) / (0.75 * g.radius_km))
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def count_parameters(net: nn.Module) -> int:
