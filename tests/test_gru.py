@@ -162,3 +162,13 @@ def test_training_batches_are_a_pure_function_of_step(tiny_graph, tiny_gru_dir):
     assert na == nb and all(np.array_equal(a[k], b[k]) for k in a)
     c, _ = task.batch(3, 1, 2)
     assert not np.array_equal(a["paths"], c["paths"])
+
+
+def test_every_prediction_has_its_true_next_city_among_its_candidates(tiny_graph):
+    from citypath.models.gru import make_batch
+
+    paths = [np.array(tiny_graph.shortest_path(s, t)) for s, t in [(0, 300), (5, 6), (400, 17), (9, 250)]]
+    b = make_batch(paths, tiny_graph.adjacency, "neighbors")
+    predictions = int((b["lengths"] - 1).sum())
+    per_prediction = np.bincount(b["cand_owner"].numpy(), weights=b["cand_target"].numpy(), minlength=predictions)
+    assert np.array_equal(per_prediction, np.ones(predictions))
