@@ -206,7 +206,8 @@ class NumpyScorer:
         h = _matmul(cand.reshape(a * m, fc), w0[:fc]).reshape(a, m, -1) + (_matmul(ctx, w0[fc:]) + b0)[:, None, :]
         h = h.reshape(a * m, -1)
         for w, b in rest:
-            h = h / (1.0 + np.exp(-h))
+            with np.errstate(over="ignore"):    # exp(-h) -> inf for h << 0 gives SiLU's correct 0
+                h = h / (1.0 + np.exp(-h))
             h = _matmul(h, w) + b
         return h.reshape(a, m)
 
