@@ -19,6 +19,7 @@ from citypath import session, ui
 from citypath.maplayers import ILLEGAL_RGB, OPTIMAL_RGB, MapRun, build_deck, model_rgb, rgb_hex, view_for_pair
 
 st.set_page_config(page_title="citypath · test-time compute", page_icon="🗺️", layout="wide")
+run_started = time.perf_counter()
 ss = st.session_state
 # Eight metrics per model share one row: a smaller value font keeps "1,197 km" from being cut.
 st.markdown("<style>[data-testid='stMetricValue']{font-size:1.35rem}"
@@ -27,11 +28,9 @@ st.markdown("<style>[data-testid='stMetricValue']{font-size:1.35rem}"
             "[data-testid='stSidebar']{min-width:330px}</style>", unsafe_allow_html=True)
 
 g = ui.graph()
-mset = ui.models(g)
-ui.init_state(g, mset)
+cat = ui.catalog()
+ui.init_state(g, cat)
 labels = ui.labels(g, g.fingerprint)
-model_labels = {name: session.model_label(m) for name, m in mset.models.items()}
-steps_max = ui.max_steps(mset)
 
 # -- sidebar: the question -----------------------------------------------------------------
 with st.sidebar:
@@ -43,15 +42,15 @@ with st.sidebar:
     c1.button("Swap", on_click=ui.on_swap, width="stretch", key="swap")
     c2.button("Random", on_click=ui.on_random_pair, args=(g, True), width="stretch",
               key="random", help="A random held-out pair: the models never saw it in training.")
-    c3.button("Reset", on_click=ui.on_reset, args=(g, mset), width="stretch",
+    c3.button("Reset", on_click=ui.on_reset, args=(g, cat), width="stretch",
               key="reset")
     st.radio("A click on the map sets", session.CLICK_MODES, key=ui.K_CLICK, horizontal=True,
              format_func={"alternate": "source, then target", "source": "source", "target": "target"}.get)
 
     st.subheader("Models")
-    st.multiselect("Compare", mset.names, key=ui.K_MODELS, format_func=model_labels.get,
+    st.multiselect("Compare", cat.names, key=ui.K_MODELS, format_func=cat.labels.get,
                    placeholder="no model: optimal path only", on_change=ui._new_route)
-    st.slider("Refinement steps (test-time compute)", 1, steps_max, key=ui.K_STEPS, on_change=ui.on_steps_change,
+    st.slider("Refinement steps (test-time compute)", 1, cat.steps_max, key=ui.K_STEPS, on_change=ui.on_steps_change,
               help="How many times each model may refine its answer. Each step costs one more forward pass.")
     st.number_input("Seed", 0, session.MAX_SEED, step=1, key=ui.K_SEED, on_change=ui._new_route)
     st.toggle("Basemap tiles (needs internet)", key=ui.K_BASEMAP)
@@ -69,6 +68,20 @@ st.caption(
 
 for notice in ss.get(ui.K_NOTICES, []):
     st.warning(f"This link was partly stale, so defaults are shown instead: {notice}", icon="🔗")
+if view.source == view.target:
+    st.info("Source and target are the same city: pick two different cities to see a route.")
+
+optimal = g.shortest_path(view.source, view.target)
+urls = ui.static_urls(g, g.fingerprint)
+map_view = view_for_pair(g, view.source, view.target, optimal)
+first_paint = st.empty()
+if not ui.ready(g, view):
+    # Cold start: show the map and the optimal path at once, while models load and run.
+    with first_paint.container():
+        st.pydeck_chart(build_deck(g, view.source, view.target, optimal, [], view=map_view,
+                                   cities=urls["cities"] if urls else None, states=urls["states"] if urls else None),
+                        height=560)
+mset = ui.models(g)
 if mset.failures:
     with st.expander(f"⚠️ {len(mset.failures)} checkpoint(s) could not be loaded; the others work", expanded=False):
         for name, why in mset.failures.items():
@@ -76,15 +89,12 @@ if mset.failures:
 if not mset.models:
     st.info("No model checkpoints are available yet, so only the optimal path is shown. "
             "Train one with `python -m citypath train ...` (see the README).")
-if view.source == view.target:
-    st.info("Source and target are the same city: pick two different cities to see a route.")
 
-optimal = g.shortest_path(view.source, view.target)
 with st.spinner("Running the models…"):
-    replays = {name: ui.replay(mset, g, name, view) for name in view.models}
-colours = {name: model_rgb(mset.names.index(name)) for name in view.models}
-urls = ui.static_urls(g, g.fingerprint)
-map_view = view_for_pair(g, view.source, view.target, optimal)
+    replays = {name: ui.replay(mset, g, name, view) for name in view.models if name in mset.models}
+colours = {name: model_rgb(cat.names.index(name)) for name in replays}
+model_labels = {name: session.model_label(m) for name, m in mset.models.items()}
+first_paint.empty()
 
 for r in replays.values():
     if r.error:
@@ -150,16 +160,16 @@ def player() -> None:
             scale = alt.Scale(domain=list(replays), range=[rgb_hex(colours[n]) for n in replays])
             x = alt.X("step:Q", scale=alt.Scale(domain=[1, max(view.steps, 2)]), title="refinement step")
 
-            def chart(col: str, title: str) -> alt.Chart:
+            def chart(col: str, title: str, fmt: str = ",.3~f") -> alt.Chart:
                 return (alt.Chart(df, title=alt.Title(title, fontSize=12)).mark_line(point=True)
-                        .encode(x=x, y=alt.Y(f"{col}:Q", title=None), color=alt.Color("model:N", scale=scale,
-                                                                                      legend=None),
+                        .encode(x=x, y=alt.Y(f"{col}:Q", title=None, axis=alt.Axis(format=fmt, tickMinStep=1)),
+                                color=alt.Color("model:N", scale=scale, legend=None),
                                 tooltip=["model", "step", alt.Tooltip(col, format=".2f")])
                         .properties(height=170))
 
             c1, c2, c3 = st.columns(3)
             c1.altair_chart(chart("length_pct", "length vs optimal (%)"), width="stretch")
-            c2.altair_chart(chart("illegal_jumps", "illegal jumps"), width="stretch")
+            c2.altair_chart(chart("illegal_jumps", "illegal jumps", "d"), width="stretch")
             c3.altair_chart(chart("frechet_km", "Fréchet distance (km)"), width="stretch")
 
     stem = f"citypath-{g.cities.iloc[view.source]['name']}-{g.cities.iloc[view.target]['name']}-step{step}"
@@ -176,5 +186,6 @@ def player() -> None:
 
 
 player()
-st.caption(f"server time of the last frame: {ss.get('_frame_ms', 0):.0f} ms · graph {g.fingerprint[:12]} · "
-           f"{len(mset.models)} model(s) loaded")
+ss["_run_ms"] = (time.perf_counter() - run_started) * 1e3
+st.caption(f"server time: this page {ss['_run_ms']:.0f} ms, last animation frame {ss.get('_frame_ms', 0):.0f} ms · "
+           f"graph {g.fingerprint[:12]} · {len(mset.models)} model(s) loaded")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,8 @@ import streamlit as st
 from citypath import session
 from citypath.graph import DEFAULT_RADIUS_KM, CityGraph, load_graph
 from citypath.maplayers import cities_records, write_static_json
-from citypath.models import checkpoints_dir
+from citypath.models import CheckpointError, checkpoints_dir
+from citypath.models.base import read_card
 from citypath.session import ModelSet, Replay, ViewState
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,15 +65,62 @@ def _checkpoint_stamp() -> tuple:
                             if p.suffix in {".json", ".safetensors"}))
 
 
+@dataclass(frozen=True)
+class Catalog:
+    """What the checkpoints offer, read from their cards only (no weights, no torch): cheap enough
+    to draw the pickers before any model is loaded."""
+
+    names: list[str]
+    labels: dict[str, str]
+    steps_max: int
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _catalog(stamp: tuple) -> Catalog:
+    names = session.available_models()
+    labels, steps = {}, [16]
+    for name in names:
+        try:
+            card = read_card(checkpoints_dir() / f"{name}.json")
+            labels[name] = (f"{name} · {card['family']} · {session.human_count(float(card['num_parameters']))} "
+                            "params")
+            steps.append(int(card["max_steps"]))
+        except (CheckpointError, ValueError, TypeError, KeyError):
+            labels[name] = f"{name} (unreadable card)"
+    return Catalog(names, labels, int(min(max(steps), 128)))
+
+
+def catalog() -> Catalog:
+    """Checkpoint names, picker labels and the steps slider's upper end (the largest max_steps, 16..128)."""
+    session.register_families_from_env()
+    return _catalog(_checkpoint_stamp())
+
+
 @st.cache_resource(show_spinner="Loading models…", max_entries=4)
 def _models(_g: CityGraph, fingerprint: str, stamp: tuple) -> ModelSet:
     session.register_families_from_env()
-    return session.load_models(_g)
+    ms = session.load_models(_g)
+    _LOADED.add((fingerprint, stamp))
+    return ms
 
 
 def models(g: CityGraph) -> ModelSet:
     """Every checkpoint that loads for graph `g`, and the ones that do not with their reasons."""
     return _models(g, g.fingerprint, _checkpoint_stamp())
+
+
+# Process-wide memory of what is computed already, so the page knows whether a first paint
+# (map and optimal path, before models load and run) is worth sending.
+_LOADED: set[tuple] = set()
+_REPLAYED: set[tuple] = set()
+
+
+def ready(g: CityGraph, view: ViewState) -> bool:
+    """True if the models are loaded and every replay of `view` is cached in this process."""
+    if (g.fingerprint, _checkpoint_stamp()) not in _LOADED:
+        return False
+    return all((name, g.fingerprint, view.source, view.target, view.steps, view.seed) in _REPLAYED
+               for name in view.models)
 
 
 @st.cache_data(show_spinner=False)
@@ -112,22 +161,19 @@ def replay(mset: ModelSet, g: CityGraph, name: str, view: ViewState) -> Replay:
     """The K paths of model `name` on the view's pair, computed once per (model, pair, steps, seed)."""
     m = mset.models[name]
     key = (name, m.card.get("weights_sha256", ""), m.family)
-    return _replay(m, g, key, g.fingerprint, view.source, view.target, view.steps, view.seed)
-
-
-def max_steps(mset: ModelSet) -> int:
-    """The steps slider's upper end: the largest max_steps of the models (at least 16, at most 128)."""
-    return int(min(max([16, *(m.max_steps for m in mset.models.values())]), 128))
+    r = _replay(m, g, key, g.fingerprint, view.source, view.target, view.steps, view.seed)
+    _REPLAYED.add((name, g.fingerprint, view.source, view.target, view.steps, view.seed))
+    return r
 
 
 # -- session state <-> the view ------------------------------------------------------------
 
-def init_state(g: CityGraph, mset: ModelSet) -> None:
+def init_state(g: CityGraph, cat: Catalog) -> None:
     """Fill session state from the URL on a session's first run; restore widget keys after page switches."""
     ss = st.session_state
     if K_VIEW not in ss:
-        view, notices = session.parse_query_params(st.query_params.to_dict(), g, mset.names,
-                                                   max_steps=max_steps(mset))
+        view, notices = session.parse_query_params(st.query_params.to_dict(), g, cat.names,
+                                                   max_steps=cat.steps_max)
         ss[K_VIEW] = view
         ss[K_NOTICES] = notices
         ss[K_STEP] = view.steps
@@ -140,7 +186,7 @@ def init_state(g: CityGraph, mset: ModelSet) -> None:
     for key, value in defaults.items():
         if key not in ss:
             ss[key] = value
-    ss[K_MODELS] = [m for m in ss[K_MODELS] if m in mset.models]
+    ss[K_MODELS] = [m for m in ss[K_MODELS] if m in cat.names]
 
 
 def current_view(g: CityGraph) -> ViewState:
@@ -180,9 +226,9 @@ def on_random_pair(g: CityGraph, heldout: bool) -> None:
     _new_route()
 
 
-def on_reset(g: CityGraph, mset: ModelSet) -> None:
+def on_reset(g: CityGraph, cat: Catalog) -> None:
     ss = st.session_state
-    view = session.default_state(g, mset.names)
+    view = session.default_state(g, cat.names)
     ss[K_SRC], ss[K_DST] = g.label(view.source), g.label(view.target)
     ss[K_MODELS], ss[K_STEPS], ss[K_SEED] = list(view.models), view.steps, view.seed
     ss[K_NOTICES] = []
