@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from matplotlib import patheffects
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -107,6 +108,10 @@ def _draw_paths(ax, g: CityGraph, src: int, dst: int, optimal: np.ndarray, runs:
                                                             linestyles="--", zorder=6)))
     artists += ax.plot(g.lon[[src, dst]], g.lat[[src, dst]], "o", color="#111111", ms=7, mec="white", mew=1.5,
                        zorder=7)
+    for city in {src, dst}:
+        artists.append(ax.annotate(str(g.cities.iloc[city]["name"]), (g.lon[city], g.lat[city]), xytext=(0, 8),
+                                   textcoords="offset points", ha="center", fontsize=8, weight="bold", zorder=8,
+                                   path_effects=[patheffects.withStroke(linewidth=2.5, foreground="white")]))
     return artists
 
 
@@ -151,7 +156,7 @@ def _figure(g: CityGraph, src: int, dst: int, runs: Sequence[ExportRun], *, tabl
         ax, tax = fig.add_subplot(gs[0]), fig.add_subplot(gs[1])
         tax.axis("off")
         t = tax.table(cellText=metrics_rows(g, src, dst, runs), colLabels=TABLE_HEADER, loc="center",
-                      cellLoc="center")
+                      cellLoc="center", colWidths=[0.23] + [0.77 / 7] * 7)
         t.auto_set_font_size(False)
         t.set_fontsize(7.5)
         t.scale(1, 1.2)
