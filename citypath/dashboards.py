@@ -6,14 +6,13 @@ the graph) into a tidy DataFrame that a page plots as is, so the pages stay layo
 - `results_table(results)`: one row per (model, steps) from results/eval.json, accepting the
   harness's documented layout and falling back gracefully on older ones.
 - `card_table(models)`: the same rows from the checkpoint cards' `metrics.by_steps`.
-- `quick_eval(...)`: re-runs a small harness on N fresh held-out pairs, with a progress callback.
+- `quick_eval(...)`: re-runs the evaluation harness on N fresh held-out pairs, with a progress callback.
 - `curves_table(models)`: training curves from the cards, long format.
 - `degree_counts`, `component_sizes`, `path_length_sample`: the Dataset page.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
@@ -21,12 +20,9 @@ import numpy as np
 import pandas as pd
 
 from citypath.graph import CityGraph
-from citypath.metrics import evaluate_paths
 from citypath.models import RoutingModel
-from citypath.split import heldout_mask
 
 RESULTS_PATH = Path(__file__).resolve().parents[1] / "results" / "eval.json"
-QUALITY_COLUMNS = ("valid", "reaches_target", "illegal_jumps", "length_ratio", "bounded", "exact_match")
 
 
 # -- quality vs steps -------------------------------------------------------------------------
@@ -98,57 +94,52 @@ def card_table(models: Mapping[str, RoutingModel]) -> pd.DataFrame:
     return results_table(rows)
 
 
-def quick_eval(models: Mapping[str, RoutingModel], g: CityGraph, n_pairs: int, steps: Iterable[int], *,
-               seed: int = 0, progress: Callable[[float, str], None] | None = None) -> pd.DataFrame:
-    """Score every model on `n_pairs` fresh random held-out pairs at each step count in `steps`.
+class _Counted:
+    """A model seen through the harness, counting finished queries for a progress bar (protocol only)."""
 
-    One `refine` call per (model, pair) with K = max(steps): path k of it is, by the protocol,
-    the answer after k steps. Returns one row per (model, steps): mean metrics, the median
-    length ratio of paths that reach the target, measured ms per query, and FLOPs if known.
+    def __init__(self, model: RoutingModel, on_query: Callable[[], None]):
+        self._model, self._on_query = model, on_query
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+    def refine(self, g, src, dst, steps=1, *, seed=0):
+        yield from self._model.refine(g, src, dst, steps=steps, seed=seed)
+        self._on_query()
+
+
+def quick_eval(models: Mapping[str, RoutingModel], g: CityGraph, n_pairs: int, steps: Iterable[int], *,
+               seed: int = 1, progress: Callable[[float, str], None] | None = None,
+               bootstrap: int = 200) -> pd.DataFrame:
+    """Re-run the evaluation harness (`citypath.evaluate`) on `n_pairs` held-out pairs drawn with `seed`.
+
+    The same ruler as results/eval.json (`evaluate_model`, `sample_heldout_pairs`); a seed other
+    than the committed run's gives fresh pairs. One row per (model, steps), as `results_table`.
+    A model that fails is left out and reported through `progress`.
     """
+    from citypath.evaluate import evaluate_model, sample_heldout_pairs
+
     steps = sorted({int(k) for k in steps if int(k) >= 1})
-    if not steps or n_pairs < 1:
+    if not steps or n_pairs < 1 or not models:
         return pd.DataFrame(columns=["model", "steps"])
-    rng = np.random.default_rng(seed)
-    src, dst = np.zeros(0, np.int64), np.zeros(0, np.int64)
-    while len(src) < n_pairs:
-        a, b = rng.integers(0, g.n_cities, 4096), rng.integers(0, g.n_cities, 4096)
-        keep = (a != b) & heldout_mask(a, b)
-        src, dst = np.r_[src, a[keep]], np.r_[dst, b[keep]]
-    src, dst = src[:n_pairs], dst[:n_pairs]
-    k_max, total, done = steps[-1], len(models) * n_pairs, 0
-    rows = []
+    srcs, dsts = sample_heldout_pairs(g, int(n_pairs), seed)
+    total, done = len(models) * len(srcs), [0]
+    entries = {}
     for name, model in models.items():
-        paths = {k: [] for k in steps}
-        ms = {k: [] for k in steps}
-        flops = []
-        for i, (s, t) in enumerate(zip(src.tolist(), dst.tolist()), start=1):
-            t0 = time.perf_counter()
-            got = []
-            try:
-                for k, path in enumerate(model.refine(g, s, t, steps=k_max, seed=seed), start=1):
-                    got.append(list(path) if path is not None else [])
-                    if k in ms:
-                        ms[k].append((time.perf_counter() - t0) * 1e3)
-            except Exception:  # a failing model scores as if it gave no path from then on
-                pass
-            for k in steps:
-                paths[k].append(got[k - 1] if len(got) >= k else [])
-                if len(ms[k]) < len(paths[k]):
-                    ms[k].append(np.nan)
-            flops.append(model.flops_per_step(g, s, t))
-            done += 1
+        def tick(name=name):
+            done[0] += 1
             if progress:
-                progress(done / total, f"{name}: pair {i} of {n_pairs}")
-        for k in steps:
-            df = evaluate_paths(g, paths[k], src, dst)
-            reach = df[df["reaches_target"]]
-            rows.append({"model": name, "family": model.family, "num_parameters": model.num_parameters,
-                         "steps": k, "pairs": n_pairs, **{c: float(df[c].mean()) for c in QUALITY_COLUMNS},
-                         "length_ratio_median": float(reach["length_ratio"].median()) if len(reach) else np.nan,
-                         "ms": float(np.nanmean(ms[k])) if np.isfinite(ms[k]).any() else np.nan,
-                         "flops": float(np.nanmean(flops)) * k if np.isfinite(flops).any() else np.nan})
-    return pd.DataFrame(rows)
+                progress(done[0] / total, f"{name}: {done[0]} of {total} queries")
+        try:
+            entries[name] = evaluate_model(_Counted(model, tick), g, srcs, dsts, steps, seed=seed,
+                                           bootstrap=bootstrap, progress=False)
+        except Exception as e:  # one broken model must not cost the others their run
+            if progress:
+                progress(done[0] / total, f"{name} failed: {type(e).__name__}: {e}")
+    df = results_table({"models": entries})
+    if len(df):
+        df["pairs"] = len(srcs)
+    return df
 
 
 # -- training ---------------------------------------------------------------------------------

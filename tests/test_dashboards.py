@@ -31,7 +31,7 @@ def test_quick_eval_and_cards(small_graph):
                            "metrics": {"by_steps": {"1": {"valid": 0.2}}},
                            "curves": [{"epoch": 1, "paths_seen": 10, "train_loss": 1.0, "val_valid": 0.3}]})
     seen = []
-    df = dashboards.quick_eval({"r": m}, g, 4, [1, 2, 8], progress=lambda f, text: seen.append(f))
+    df = dashboards.quick_eval({"r": m}, g, 4, [1, 2, 8], progress=lambda f, text: seen.append(f), bootstrap=10)
     assert list(df["steps"]) == [1, 2, 8] and (df["pairs"] == 4).all()
     assert df["valid"].iloc[-1] >= df["valid"].iloc[0]
     assert seen[-1] == 1.0
