@@ -31,7 +31,7 @@ def plot(df, title: str, log_y: bool = False) -> alt.Chart:
     return (alt.Chart(df, title=title).mark_line(point=True)
             .encode(x=alt.X("paths_seen:Q", title="training paths seen"),
                     y=alt.Y("value:Q", scale=alt.Scale(type="log" if log_y else "linear", zero=False), title=None),
-                    color="model:N", strokeDash="metric:N", tooltip=["model", "metric", "paths_seen", "value"])
+                    color="metric:N", strokeDash="model:N", tooltip=["model", "metric", "paths_seen", "value"])
             .properties(height=340))
 
 
