@@ -41,18 +41,20 @@ c2.dataframe(comp, hide_index=True, width="stretch", height=260)
 sample = lengths(g.fingerprint)
 c3, c4 = st.columns(2)
 c3.altair_chart(alt.Chart(sample, title="optimal path length (km), 12 random sources to every city")
-                .mark_bar().encode(x=alt.X("km:Q", bin=alt.Bin(maxbins=50)), y="count()").properties(height=240),
+                .mark_bar().encode(x=alt.X("km:Q", bin=alt.Bin(maxbins=50)), y=alt.Y("count()", title="pairs"))
+                .properties(height=240),
                 width="stretch")
 c4.altair_chart(alt.Chart(sample, title="optimal path length (hops)")
-                .mark_bar().encode(x=alt.X("hops:Q", bin=alt.Bin(maxbins=50)), y="count()").properties(height=240),
+                .mark_bar().encode(x=alt.X("hops:Q", bin=alt.Bin(maxbins=50)), y=alt.Y("count()", title="pairs"))
+                .properties(height=240),
                 width="stretch")
 
-st.markdown("**Where the cities are** (hexagons: cities per ~25 km cell)")
+st.markdown("**Where the cities are** (hexagons of ~25 km; colour: quantile of the number of cities in the cell)")
 urls = ui.static_urls(g, g.fingerprint)
 data = urls["cities"] if urls else ui.city_records(g, g.fingerprint)
 hexes = pdk.Layer("HexagonLayer", data, id="density", get_position="p", radius=25000, coverage=0.9,
                   color_range=[[255, 255, 204], [161, 218, 180], [65, 182, 196], [44, 127, 184], [37, 52, 148],
-                               [8, 29, 88]], opacity=0.85, pickable=False)
+                               [8, 29, 88]], color_scale_type='"quantile"', opacity=0.85, pickable=False)
 view = maplayers.fit_view(g.lon, g.lat, width_px=1100, height_px=520, padding=0.05)
 st.pydeck_chart(maplayers.CompactDeck(layers=[*maplayers.state_layers(urls["states"] if urls else None), hexes],
                                       initial_view_state=view, map_provider=None), height=520)
