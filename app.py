@@ -35,9 +35,9 @@ labels = ui.labels(g, g.fingerprint)
 # -- sidebar: the question -----------------------------------------------------------------
 with st.sidebar:
     st.subheader("Route")
-    st.selectbox("From", labels, key=ui.K_SRC, on_change=ui._new_route,
+    st.selectbox("From", labels, key=ui.K_SRC, on_change=ui.on_route_change,
                  help="Type to search any of the cities in the graph.")
-    st.selectbox("To", labels, key=ui.K_DST, on_change=ui._new_route)
+    st.selectbox("To", labels, key=ui.K_DST, on_change=ui.on_route_change)
     c1, c2, c3 = st.columns(3)
     c1.button("Swap", on_click=ui.on_swap, width="stretch", key="swap")
     c2.button("Random", on_click=ui.on_random_pair, args=(g, True), width="stretch",
@@ -49,10 +49,10 @@ with st.sidebar:
 
     st.subheader("Models")
     st.multiselect("Compare", cat.names, key=ui.K_MODELS, format_func=cat.labels.get,
-                   placeholder="no model: optimal path only", on_change=ui._new_route)
+                   placeholder="no model: optimal path only", on_change=ui.on_route_change)
     st.slider("Refinement steps (test-time compute)", 1, cat.steps_max, key=ui.K_STEPS, on_change=ui.on_steps_change,
               help="How many times each model may refine its answer. Each step costs one more forward pass.")
-    st.number_input("Seed", 0, session.MAX_SEED, step=1, key=ui.K_SEED, on_change=ui._new_route)
+    st.number_input("Seed", 0, session.MAX_SEED, step=1, key=ui.K_SEED, on_change=ui.on_route_change)
     st.toggle("Basemap tiles (needs internet)", key=ui.K_BASEMAP)
 
 view = ui.current_view(g)

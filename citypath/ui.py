@@ -206,7 +206,8 @@ def sync_url(view: ViewState, g: CityGraph) -> None:
         st.query_params.from_dict(params)
 
 
-def _new_route() -> None:
+def on_route_change() -> None:
+    """A new question (pair, models, steps, seed): show its final answer, paused."""
     ss = st.session_state
     ss[K_STEP] = ss[K_STEPS]
     ss[K_PLAY] = False
@@ -215,7 +216,7 @@ def _new_route() -> None:
 def on_swap() -> None:
     ss = st.session_state
     ss[K_SRC], ss[K_DST] = ss[K_DST], ss[K_SRC]
-    _new_route()
+    on_route_change()
 
 
 def on_random_pair(g: CityGraph, heldout: bool) -> None:
@@ -223,7 +224,7 @@ def on_random_pair(g: CityGraph, heldout: bool) -> None:
     rng = np.random.default_rng(time.time_ns() % 2**32)
     src, dst = session.random_heldout_pair(g, rng, heldout=heldout)
     ss[K_SRC], ss[K_DST] = g.label(src), g.label(dst)
-    _new_route()
+    on_route_change()
 
 
 def on_reset(g: CityGraph, cat: Catalog) -> None:
@@ -232,11 +233,11 @@ def on_reset(g: CityGraph, cat: Catalog) -> None:
     ss[K_SRC], ss[K_DST] = g.label(view.source), g.label(view.target)
     ss[K_MODELS], ss[K_STEPS], ss[K_SEED] = list(view.models), view.steps, view.seed
     ss[K_NOTICES] = []
-    _new_route()
+    on_route_change()
 
 
 def on_steps_change() -> None:
-    _new_route()
+    on_route_change()
 
 
 def map_key() -> str:
@@ -257,7 +258,7 @@ def on_map_select(g: CityGraph, key: str) -> None:
     src, dst = idx.get(ss[K_SRC], 0), idx.get(ss[K_DST], 0)
     src, dst, ss[K_NEXT] = session.apply_click(src, dst, city, ss[K_CLICK], ss[K_NEXT])
     ss[K_SRC], ss[K_DST] = g.label(src), g.label(dst)
-    _new_route()
+    on_route_change()
     ss["_map_epoch"] = ss.get("_map_epoch", 0) + 1
     ss[K_FULL_RERUN] = True  # the map lives in a fragment; the new route needs the whole page
 
