@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import time
 
-import altair as alt
 import pandas as pd
 import streamlit as st
 
@@ -156,21 +155,12 @@ def player() -> None:
     if replays:
         frames = [r.metrics.assign(model=name).iloc[:step] for name, r in replays.items() if len(r.metrics)]
         if frames:
-            df = pd.concat(frames, ignore_index=True)
-            scale = alt.Scale(domain=list(replays), range=[rgb_hex(colours[n]) for n in replays])
-            x = alt.X("step:Q", scale=alt.Scale(domain=[1, max(view.steps, 2)]), title="refinement step")
-
-            def chart(col: str, title: str, fmt: str = ",.3~f") -> alt.Chart:
-                return (alt.Chart(df, title=alt.Title(title, fontSize=12)).mark_line(point=True)
-                        .encode(x=x, y=alt.Y(f"{col}:Q", title=None, axis=alt.Axis(format=fmt, tickMinStep=1)),
-                                color=alt.Color("model:N", scale=scale, legend=None),
-                                tooltip=["model", "step", alt.Tooltip(col, format=".2f")])
-                        .properties(height=170))
-
-            c1, c2, c3 = st.columns(3)
-            c1.altair_chart(chart("length_pct", "length vs optimal (%)"), width="stretch")
-            c2.altair_chart(chart("illegal_jumps", "illegal jumps", "d"), width="stretch")
-            c3.altair_chart(chart("frechet_km", "Fréchet distance (km)"), width="stretch")
+            df = pd.concat(frames, ignore_index=True)[["model", "step", "length_pct", "illegal_jumps", "frechet_km"]]
+            palette = {n: rgb_hex(colours[n]) for n in replays}
+            charts = [("length_pct", "length vs optimal (%)", ",.3~f"), ("illegal_jumps", "illegal jumps", "d"),
+                      ("frechet_km", "Fréchet distance (km)", ",.3~f")]
+            for col, (field, title, fmt) in zip(st.columns(3), charts):
+                col.vega_lite_chart(df, ui.step_chart_spec(field, title, view.steps, palette, fmt), width="stretch")
 
     stem = f"citypath-{g.cities.iloc[view.source]['name']}-{g.cities.iloc[view.target]['name']}-step{step}"
     stem = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in stem)

@@ -310,6 +310,24 @@ def exporter(ext: str, g: CityGraph, view: ViewState, replays: dict[str, Replay]
     return render
 
 
+def step_chart_spec(field: str, title: str, steps: int, palette: dict[str, str], fmt: str = ",.3~f") -> dict:
+    """A small Vega-Lite line chart of one metric over steps, x fixed to 1..steps so it grows as it plays.
+
+    A plain spec, not altair: altair validates every chart against the schema, ~10 ms each per frame.
+    """
+    return {
+        "title": {"text": title, "fontSize": 12}, "height": 170, "mark": {"type": "line", "point": True},
+        "encoding": {
+            "x": {"field": "step", "type": "quantitative", "title": "refinement step",
+                  "scale": {"domain": [1, max(steps, 2)]}, "axis": {"tickMinStep": 1, "format": "d"}},
+            "y": {"field": field, "type": "quantitative", "title": None, "axis": {"format": fmt, "tickMinStep": 1}},
+            "color": {"field": "model", "type": "nominal", "legend": None,
+                      "scale": {"domain": list(palette), "range": list(palette.values())}},
+            "tooltip": [{"field": "model"}, {"field": "step"}, {"field": field, "format": ".2f"}],
+        },
+    }
+
+
 def legend_html(entries: list[tuple[str, str, str]]) -> str:
     """A one-line legend: (css colour, label, style) where style is 'line', 'ghost', 'dash' or 'dot'."""
     chips = []
