@@ -370,7 +370,10 @@ class GRUModel(RoutingModel):
         weights_path = Path(weights_path)
         expected = card.get("weights_sha256")
         if expected:
-            digest = sha256_file(weights_path)
+            try:
+                digest = sha256_file(weights_path)
+            except OSError as e:
+                raise CheckpointError(f"cannot read GRU weights {weights_path}: {e}") from e
             if digest != expected:
                 raise CheckpointError(f"weights file {weights_path} does not match its card "
                                       f"(sha256 {digest[:12]}..., card says {expected[:12]}...): "
