@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import fcntl
 import json
 import sys
 import time
@@ -220,6 +221,14 @@ def merge_results(path: Path, g: CityGraph, pairs: dict, models: dict[str, dict]
 
     Refuses to mix graphs or pair samples in one file: compare models on the same pairs.
     """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Several sessions may merge into one file at once: read-modify-write under an exclusive lock.
+    with open(path.with_name(f".{path.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _merge_locked(path, g, pairs, models)
+
+
+def _merge_locked(path: Path, g: CityGraph, pairs: dict, models: dict[str, dict]) -> dict:
     base = {"schema_version": SCHEMA_VERSION,
             "graph": {"fingerprint": g.fingerprint, "config": dataclasses.asdict(g.config)},
             "pairs": pairs, "models": {}}
@@ -234,7 +243,6 @@ def merge_results(path: Path, g: CityGraph, pairs: dict, models: dict[str, dict]
         base["models"] = old["models"]
     base["models"].update(models)
     base["models"] = dict(sorted(base["models"].items()))
-    path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, json.dumps(base, indent=1) + "\n")
     return base
 
