@@ -147,7 +147,7 @@ def test_more_rounds_improve_a_learnable_case(trained, tiny_graph, detour_pairs)
 def test_checkpoint_round_trip(trained, tiny_graph, pairs, tmp_path):
     from safetensors.torch import save_file
 
-    from citypath.models.gru import sha256_file
+    from citypath.models.base import sha256_file
 
     model, task = trained
     weights = tmp_path / "gnn-tiny.safetensors"

@@ -40,7 +40,7 @@ from torch import nn
 
 from citypath.geo import haversine_km
 from citypath.graph import CityGraph, radius_edges
-from citypath.models.base import CheckpointError, RoutingModel
+from citypath.models.base import CheckpointError, RoutingModel, sha256_file
 
 N_NODE_FEATURES = 3   # is_target, is_source, exp(-straight-line km to target / radius)
 N_EDGE_FEATURES = 2   # slack of the hop w.r.t. the target, hop length (both / radius)
@@ -281,8 +281,6 @@ class GNNModel(RoutingModel):
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        from citypath.models.gru import sha256_file
-
         weights_path = Path(weights_path)
         expected = card.get("weights_sha256")
         if expected:
@@ -364,7 +362,8 @@ class GNNModel(RoutingModel):
         c = self.config
         n, k = g.n_cities, 2 * c.cones
         d, m = c.hidden_dim, c.mlp_dim
-        per_round = n * (2 * d * d + 2 * k * d + 2 * (2 * d + N_NODE_FEATURES) * m + 2 * m * d + 2 * d)
+        # Per city and round: A h, K message adds and mins, the update MLP (recall share precomputed), read-out.
+        per_round = n * (2 * d * d + 2 * k * d + 2 * (2 * d) * m + 2 * m + 2 * m * d + 2 * d)
         deg = float(np.diff(g.adjacency.indptr).mean())
         hops = g.distance_km(src, dst) / (g.radius_km / 2)
         return float(c.rounds_per_step * per_round + 3 * hops * deg)
