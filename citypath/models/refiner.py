@@ -42,10 +42,14 @@ import torch
 from scipy.spatial import cKDTree
 from torch import nn
 
+from citypath.cache import CacheEntry, CacheError, cache_root, config_key
 from citypath.geo import EARTH_RADIUS_KM, haversine_km, unit_vectors
 from citypath.graph import CityGraph
 from citypath.models.base import CheckpointError, RoutingModel
 from citypath.split import heldout_mask
+
+# Bump when reach_descriptor's arithmetic changes, so cached descriptors are recomputed.
+REACH_VERSION = 1
 
 SIZES = {
     "small": {"hidden": 96, "layers": 2},      # ~20k parameters: the shipped refiner
@@ -96,7 +100,7 @@ class GraphTables:
         self.lat, self.lon = g.lat, g.lon
         self.lat_lon = np.column_stack([(g.lat - 37.0) / 10.0, (g.lon + 96.0) / 25.0]).astype(np.float32)
         self.tree = cKDTree(self.xyz)
-        self.reach = reach_descriptor(self, config)     # (n, levels * sectors), float32 in [0, 1]
+        self.reach = cached_reach_descriptor(g, self, config)  # (n, levels * sectors), float32 in [0, 1]
         self.n = g.n_cities
 
     def bearing(self, at: np.ndarray, to_xyz: np.ndarray) -> np.ndarray:
@@ -139,6 +143,28 @@ def reach_descriptor(t: GraphTables, config: RefinerConfig) -> np.ndarray:
             if k in config.reach_hops:
                 out[:, config.reach_hops.index(k), s] = r / (k * t.radius_km)
     return out.reshape(n, -1)
+
+
+def cached_reach_descriptor(g: CityGraph, t: GraphTables, config: RefinerConfig) -> np.ndarray:
+    """`reach_descriptor`, kept in the disk cache: a few seconds to compute, milliseconds to read.
+
+    Keyed by the graph's fingerprint and the descriptor's settings; an unwritable or corrupt
+    cache just means computing it again.
+    """
+    entry = CacheEntry(cache_root(), "refiner-reach",
+                       config_key(g.fingerprint, config.sectors, list(config.reach_hops), REACH_VERSION))
+    if entry.load() is not None:
+        try:
+            return np.load(entry.path("reach.npy"), allow_pickle=False)
+        except (OSError, ValueError):
+            pass
+    reach = reach_descriptor(t, config)
+    try:
+        with entry.writer({"graph": g.fingerprint}) as d:
+            np.save(d / "reach.npy", reach, allow_pickle=False)
+    except CacheError:
+        pass
+    return reach
 
 
 _TABLES: dict[tuple[str, str], GraphTables] = {}
