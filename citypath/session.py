@@ -72,9 +72,20 @@ def default_pair(g: CityGraph, candidates: int = 120) -> tuple[int, int]:
     return int(a[best]), int(b[best])
 
 
-def default_state(g: CityGraph, models: Sequence[str]) -> ViewState:
+def default_models(models: Sequence[str], parameters: Mapping[str, int] | None = None) -> tuple[str, ...]:
+    """The comparison a first visit sees: the smallest model against the largest (the post's
+    question: can the small one, thinking longer, keep up?), or the first few without sizes."""
+    sized = [m for m in models if parameters and m in parameters]
+    if len(sized) >= 2:
+        smallest = min(sized, key=lambda m: (parameters[m], m))
+        largest = max(sized, key=lambda m: (parameters[m], m))
+        return (smallest, largest)
+    return tuple(models[:MAX_DEFAULT_MODELS])
+
+
+def default_state(g: CityGraph, models: Sequence[str], parameters: Mapping[str, int] | None = None) -> ViewState:
     src, dst = default_pair(g)
-    return ViewState(src, dst, tuple(models[:MAX_DEFAULT_MODELS]), DEFAULT_STEPS, 0)
+    return ViewState(src, dst, default_models(models, parameters), DEFAULT_STEPS, 0)
 
 
 def _first(value: str | list[str] | None) -> str | None:
@@ -109,14 +120,14 @@ def _parse_city(g: CityGraph, text: str | None, name: str, notices: list[str]) -
 
 
 def parse_query_params(params: Mapping[str, str | list[str]], g: CityGraph, models: Sequence[str], *,
-                       max_steps: int) -> tuple[ViewState, list[str]]:
+                       max_steps: int, parameters: Mapping[str, int] | None = None) -> tuple[ViewState, list[str]]:
     """The view a link asks for, with defaults for whatever is missing or wrong.
 
     Returns (state, notices): one short notice per value that could not be used, so the app
     can say "this link was partly stale" instead of failing. `models` are the names that loaded.
     """
     notices: list[str] = []
-    base = default_state(g, models)
+    base = default_state(g, models, parameters)
     src = _parse_city(g, _first(params.get("source")), "source", notices)
     dst = _parse_city(g, _first(params.get("target")), "target", notices)
     if (src is None) != (dst is None) and not notices:

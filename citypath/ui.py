@@ -73,21 +73,23 @@ class Catalog:
     names: list[str]
     labels: dict[str, str]
     steps_max: int
+    parameters: dict[str, int]
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def _catalog(stamp: tuple) -> Catalog:
     names = session.available_models()
-    labels, steps = {}, [16]
+    labels, steps, parameters = {}, [16], {}
     for name in names:
         try:
             card = read_card(checkpoints_dir() / f"{name}.json")
+            parameters[name] = int(card["num_parameters"])
             labels[name] = (f"{name} · {card['family']} · {session.human_count(float(card['num_parameters']))} "
                             "params")
             steps.append(int(card["max_steps"]))
         except (CheckpointError, ValueError, TypeError, KeyError):
             labels[name] = f"{name} (unreadable card)"
-    return Catalog(names, labels, int(min(max(steps), 128)))
+    return Catalog(names, labels, int(min(max(steps), 128)), parameters)
 
 
 def catalog() -> Catalog:
@@ -173,7 +175,7 @@ def init_state(g: CityGraph, cat: Catalog) -> None:
     ss = st.session_state
     if K_VIEW not in ss:
         view, notices = session.parse_query_params(st.query_params.to_dict(), g, cat.names,
-                                                   max_steps=cat.steps_max)
+                                                   max_steps=cat.steps_max, parameters=cat.parameters)
         ss[K_VIEW] = view
         ss[K_NOTICES] = notices
         ss[K_STEP] = view.steps
@@ -229,7 +231,7 @@ def on_random_pair(g: CityGraph, heldout: bool) -> None:
 
 def on_reset(g: CityGraph, cat: Catalog) -> None:
     ss = st.session_state
-    view = session.default_state(g, cat.names)
+    view = session.default_state(g, cat.names, cat.parameters)
     ss[K_SRC], ss[K_DST] = g.label(view.source), g.label(view.target)
     ss[K_MODELS], ss[K_STEPS], ss[K_SEED] = list(view.models), view.steps, view.seed
     ss[K_NOTICES] = []

@@ -145,3 +145,12 @@ def test_register_families_from_env(monkeypatch):
     from citypath import models
     added = session.register_families_from_env({"CITYPATH_MODEL_FAMILIES": "x-fam=mod:Cls, gru=evil:Cls, bad"})
     assert added == {"x-fam": "mod:Cls"} and models.FAMILIES["gru"] != "evil:Cls"
+
+
+def test_default_comparison_is_the_smallest_model_against_the_largest():
+    names = ["a-mid", "b-big", "c-tiny", "d-mid"]
+    sizes = {"a-mid": 5_000, "b-big": 3_000_000, "c-tiny": 1_500, "d-mid": 5_000}
+    assert session.default_models(names, sizes) == ("c-tiny", "b-big")
+    # Without sizes (unreadable cards), the first few, as listed.
+    assert session.default_models(names) == tuple(names[: session.MAX_DEFAULT_MODELS])
+    assert session.default_models(["only"], {"only": 10}) == ("only",)
