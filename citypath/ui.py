@@ -100,6 +100,11 @@ def catalog() -> Catalog:
 
 @st.cache_resource(show_spinner="Loading models…", max_entries=4)
 def _models(_g: CityGraph, fingerprint: str, stamp: tuple) -> ModelSet:
+    # One intra-op thread per query: the server's parallelism is its concurrent sessions, and
+    # small graph ops with two threads on a busy 2-core box spin-wait (gnn step: ~530 ms vs 25 ms).
+    import torch
+
+    torch.set_num_threads(1)
     session.register_families_from_env()
     ms = session.load_models(_g)
     _LOADED.add((fingerprint, stamp))
