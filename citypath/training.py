@@ -16,7 +16,7 @@ every family:
   fixed validation subset of the train split that is never trained on);
 - DistributedDataParallel when started by `torchrun` (gloo on CPU, nccl on GPUs);
 - a progress bar with loss and tokens/s;
-- at the end, `checkpoints/<name>.safetensors` and its card (docs/HELPERS.md), with metrics
+- at the end, `checkpoints/<name>.safetensors` and its card (schema in docs/evaluation.md), with metrics
   measured by the evaluation harness through the routing protocol.
 
     python -m citypath train --model gru --size small          # resumes if interrupted
