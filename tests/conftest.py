@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 import citypath
+
+# The models' ops are small: one intra-op thread is much faster than two on a busy 2-core box
+# (a gnn step spin-waits ~0.5 s with two), and the app and the harness run the same way.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
