@@ -1,4 +1,4 @@
-"""The command line: `python -m citypath {cities,build,route} ...`; `--help` on each says more."""
+"""The command line: `python -m citypath {cities,build,route,train,evaluate} ...`; `--help` on each says more."""
 
 from __future__ import annotations
 
