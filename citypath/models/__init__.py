@@ -17,6 +17,7 @@ from citypath.models.base import (
     ModelNotFound,
     RoutingModel,
     read_card,
+    sha256_file,
 )
 
 # family name -> "module:class"; imported only when a checkpoint of that family is loaded.
@@ -60,7 +61,13 @@ def load_model(name: str, *, directory: str | os.PathLike | None = None, graph=N
     if name not in available:
         raise ModelNotFound(f"no checkpoint named {name!r:.80} in {d}; available: {', '.join(available) or 'none'}")
     card = read_card(d / f"{name}.json")
-    model = family_class(card["family"]).from_checkpoint(name, card, d / f"{name}.safetensors")
+    weights = d / f"{name}.safetensors"
+    expected = card.get("weights_sha256")
+    # Checked here for every family: weights that are not the ones the card describes are refused.
+    if expected and sha256_file(weights) != expected:
+        raise CheckpointError(f"checkpoint {weights} does not match its card {name}.json (sha256 differs): "
+                              "a truncated, corrupted or swapped file; retrain or restore it")
+    model = family_class(card["family"]).from_checkpoint(name, card, weights)
     if graph is not None:
         model.check_graph(graph)
     return model
