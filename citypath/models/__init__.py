@@ -64,9 +64,14 @@ def load_model(name: str, *, directory: str | os.PathLike | None = None, graph=N
     weights = d / f"{name}.safetensors"
     expected = card.get("weights_sha256")
     # Checked here for every family: weights that are not the ones the card describes are refused.
-    if expected and sha256_file(weights) != expected:
-        raise CheckpointError(f"checkpoint {weights} does not match its card {name}.json (sha256 differs): "
-                              "a truncated, corrupted or swapped file; retrain or restore it")
+    try:
+        digest = sha256_file(weights) if expected else None
+    except OSError as e:
+        raise CheckpointError(f"cannot read checkpoint weights {weights}: {e}") from e
+    if expected and digest != expected:
+        raise CheckpointError(f"weights file {weights} does not match its card {name}.json "
+                              f"(sha256 {digest[:12]}..., card says {expected[:12]}...): "
+                              "the file is corrupt or was replaced; restore or retrain it")
     model = family_class(card["family"]).from_checkpoint(name, card, weights)
     if graph is not None:
         model.check_graph(graph)

@@ -40,7 +40,7 @@ from torch import nn
 
 from citypath.geo import haversine_km
 from citypath.graph import CityGraph, radius_edges
-from citypath.models.base import CheckpointError, RoutingModel, sha256_file
+from citypath.models.base import CheckpointError, RoutingModel
 
 N_NODE_FEATURES = 3   # is_target, is_source, exp(-straight-line km to target / radius)
 N_EDGE_FEATURES = 2   # slack of the hop w.r.t. the target, hop length (both / radius)
@@ -281,14 +281,7 @@ class GNNModel(RoutingModel):
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        weights_path = Path(weights_path)
-        expected = card.get("weights_sha256")
-        if expected:
-            digest = sha256_file(weights_path)
-            if digest != expected:
-                raise CheckpointError(f"weights file {weights_path} does not match its card "
-                                      f"(sha256 {digest[:12]}..., card says {expected[:12]}...): "
-                                      "the file is corrupt or was replaced; re-download or retrain it")
+        weights_path = Path(weights_path)  # load_model has checked it against the card's sha256
         try:
             net = RecurrentMPNN(GNNConfig.from_dict(card["config"]))
             net.load_state_dict({k: v.float() for k, v in load_file(str(weights_path)).items()})

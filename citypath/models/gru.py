@@ -37,7 +37,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from citypath.graph import CityGraph
-from citypath.models.base import CheckpointError, RoutingModel, sha256_file
+from citypath.models.base import CheckpointError, RoutingModel
 
 # 1 unit of model coordinates = 1000 km.
 KM_PER_UNIT = 1000.0
@@ -367,17 +367,7 @@ class GRUModel(RoutingModel):
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        weights_path = Path(weights_path)
-        expected = card.get("weights_sha256")
-        if expected:
-            try:
-                digest = sha256_file(weights_path)
-            except OSError as e:
-                raise CheckpointError(f"cannot read GRU weights {weights_path}: {e}") from e
-            if digest != expected:
-                raise CheckpointError(f"weights file {weights_path} does not match its card "
-                                      f"(sha256 {digest[:12]}..., card says {expected[:12]}...): "
-                                      "the file is corrupt or was replaced; re-download or retrain it")
+        weights_path = Path(weights_path)  # load_model has checked it against the card's sha256
         try:
             config = GRUConfig.from_dict(card["config"])
             state = load_file(str(weights_path))
