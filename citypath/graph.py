@@ -198,10 +198,14 @@ class CityGraph:
         hint = f"; did you mean {', '.join(names)}?" if names else "; try a label like 'Boston, MA'"
         raise CityNotFound(f"no city named {query!r:.80} in this graph{hint}", query, names)
 
+    @cached_property
+    def _normalised_outside_labels(self) -> pd.Series:
+        return self.outside["label"].map(_normalise)
+
     def _raise_if_outside(self, query: str, key: str) -> None:
         if self.outside.empty:
             return
-        norm = self.outside["label"].map(_normalise)
+        norm = self._normalised_outside_labels
         hit = self.outside[(norm == key) | norm.str.startswith(key)]
         if len(hit):
             row = hit.iloc[0]
