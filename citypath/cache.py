@@ -11,9 +11,11 @@ corrupted file is rebuilt, never silently used.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -121,29 +123,112 @@ class CacheEntry:
             if self.dir.exists():
                 old = self.dir.with_name(f".{self.dir.name}.old-{uuid.uuid4().hex[:8]}")
                 os.replace(self.dir, old)
-            os.replace(tmp, self.dir)
+            try:
+                os.replace(tmp, self.dir)
+            except OSError:
+                if old is not None:  # put the previous entry back: a failed rewrite must not lose it
+                    os.replace(old, self.dir)
+                raise
             if old is not None:
                 shutil.rmtree(old, ignore_errors=True)
         except OSError as e:
             shutil.rmtree(tmp, ignore_errors=True)
-            raise CacheError(f"could not write cache entry {self.dir}: {e.strerror or e}") from e
+            msg = f"could not write cache entry {self.dir}: {e.strerror or e}"
+            raise (CacheError(e.errno, msg) if e.errno else CacheError(msg)) from e
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
 
 
+def _os_error_code(e: BaseException) -> int | None:
+    """The errno behind a failed write: an OSError's own, or the "(os error N)" a library's error quotes."""
+    if isinstance(e, OSError):
+        return e.errno
+    m = re.search(r"\(os error (\d+)\)", str(e))
+    return int(m.group(1)) if m else None
+
+
+def write_error(path: str | os.PathLike, e: BaseException) -> OSError:
+    """An OSError saying which file could not be written and why, with the cause's errno kept.
+
+    `e` may be an OSError or a library's own error (safetensors reports a full disk as
+    `SafetensorError("... (os error 28)")`); either way ENOSPC stays ENOSPC and EACCES becomes
+    PermissionError, so callers can tell a full disk from an unwritable directory.
+    """
+    while e.__cause__ is not None and _os_error_code(e.__cause__) is not None:
+        e = e.__cause__  # the root cause, not another "could not write" around it
+    code = _os_error_code(e)
+    why = (e.strerror if isinstance(e, OSError) and e.strerror else None) or \
+        (os.strerror(code) if code else str(e) or type(e).__name__)
+    return OSError(code or errno.EIO, f"could not write {path}: {why}")
+
+
 def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
-    """Write a file via a temp file in the same directory and a rename: readers never see half of it."""
+    """Write a file via a temp file in the same directory and a rename: readers never see half of it.
+
+    On failure (full disk, unwritable directory) the temp file is removed, a previous file at
+    `path` is left as it was, and the OSError names `path` and the cause.
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+    except BaseException as e:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise write_error(path, e) from e
         raise
+
+
+@contextlib.contextmanager
+def staged_files(*paths: str | os.PathLike) -> Iterator[list[Path]]:
+    """Temp paths beside `paths` for the caller to write; on success they replace `paths`, else vanish.
+
+    For files written by a library that takes a file name (safetensors), and for files that belong
+    together (a checkpoint's weights and card): all are written in full before any is renamed into
+    place, and if a later rename fails the earlier targets are put back from hard-link backups, so
+    readers see the old set or the new one. A failed write (an OSError, or a library error quoting
+    an "os error") comes out as OSError naming the first target and the cause.
+    """
+    targets = [Path(p) for p in paths]
+    tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    temps = [t.with_name(f".{t.name}.tmp-{tag}") for t in targets]
+    backups = [t.with_name(f".{t.name}.bak-{tag}") for t in targets]
+    renamed: list[tuple[int, bool, bool]] = []  # (index, target existed, backed up)
+    try:
+        yield temps
+        for tmp in temps:
+            os.chmod(tmp, 0o666 & ~_UMASK)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+        for i, (tmp, target) in enumerate(zip(temps, targets)):
+            existed, backed = target.exists(), False
+            if existed and len(targets) > 1:
+                with contextlib.suppress(OSError):
+                    os.link(target, backups[i])
+                    backed = True
+            os.replace(tmp, target)
+            renamed.append((i, existed, backed))
+    except BaseException as e:
+        for i, existed, backed in reversed(renamed):  # undo: the old files come back
+            with contextlib.suppress(OSError):
+                if backed:
+                    os.replace(backups[i], targets[i])
+                elif not existed:
+                    os.unlink(targets[i])
+        if _os_error_code(e) is not None:
+            others = f" (with {', '.join(t.name for t in targets[1:])})" if len(targets) > 1 else ""
+            raise write_error(f"{targets[0]}{others}", e) from e
+        raise
+    finally:
+        for p in (*temps, *backups):
+            with contextlib.suppress(OSError):
+                os.unlink(p)

@@ -58,6 +58,10 @@ def cmd_build(args) -> int:
 
 
 def cmd_route(args) -> int:
+    if args.model:
+        from citypath.models.base import check_steps
+
+        check_steps(args.steps)  # refused before any work, like refine() would refuse it
     g = _graph(args)
     src, dst = g.find_city(args.source), g.find_city(args.target)
     path = g.shortest_path(src, dst)
@@ -75,6 +79,7 @@ def _route_models(args, g, src: int, dst: int) -> int:
     from pathlib import Path
 
     from citypath import export
+    from citypath.cache import write_atomic
     from citypath.models import ModelError, load_model
     from citypath.session import compute_replay
 
@@ -102,7 +107,8 @@ def _route_models(args, g, src: int, dst: int) -> int:
     for path, render in outputs:
         if path:
             data = render()
-            Path(path).write_bytes(data if isinstance(data, bytes) else data.encode())
+            # Atomic: a full disk or an unwritable directory leaves any previous file whole (OSError names it).
+            write_atomic(Path(path), data if isinstance(data, bytes) else data.encode())
             print(f"wrote {path}")
     return 0
 
@@ -197,3 +203,6 @@ def main(argv: list[str] | None = None) -> int:
     except (CityNotFound, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a full disk, an unwritable or missing directory: the message names the file
+        print(f"error: {e}", file=sys.stderr)
+        return 1

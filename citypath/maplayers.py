@@ -24,6 +24,7 @@ import pydeck as pdk
 from pydeck.bindings.json_tools import default_serialize
 
 from citypath.basemap import state_rings
+from citypath.cache import write_atomic
 from citypath.graph import CityGraph
 from citypath.metrics import as_ids
 
@@ -113,10 +114,8 @@ def write_static_json(g: CityGraph, directory: str | Path) -> dict[str, Path]:
     for key, path in out.items():
         if not path.is_file():
             directory.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{id(path)}.tmp")
-            tmp.write_text(json.dumps(cities_records(g) if key == "cities" else states_records(),
-                                      separators=(",", ":")))
-            tmp.replace(path)
+            write_atomic(path, json.dumps(cities_records(g) if key == "cities" else states_records(),
+                                          separators=(",", ":")))
     return out
 
 

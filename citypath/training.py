@@ -46,6 +46,7 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
+from citypath.cache import staged_files, write_error
 from citypath.graph import CityGraph
 
 # family -> "module:function" returning a TrainTask; a family missing here is looked up as
@@ -204,10 +205,13 @@ def save_state(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, m
             else:
                 scalars[f"{idx}.{k}"] = float(v)
     meta = dict(meta, opt_scalars=scalars, opt_groups=opt_state["param_groups"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    save_file(tensors, str(tmp), metadata={"state": json.dumps(meta)})
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise write_error(path, e) from e
+    # A full disk or a kill while saving leaves the previous state whole (and no temp file).
+    with staged_files(path) as (tmp,):
+        save_file(tensors, str(tmp), metadata={"state": json.dumps(meta)})
 
 
 def read_state_meta(path: Path) -> dict:
@@ -267,6 +271,9 @@ def train(task: TrainTask, g: CityGraph, cfg: TrainConfig, *, fresh: bool = Fals
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     run_dir = Path(cfg.runs_dir or RUNS_DIR) / cfg.name
     state_path = run_dir / STATE_FILE
+    if d.main:  # half-written states of a run killed while saving; the last whole state is state_path
+        for stale in run_dir.glob(f".{STATE_FILE}.tmp-*"):
+            stale.unlink(missing_ok=True)
     meta = {"step": 0, "paths_seen": 0, "tokens_seen": 0, "seconds": 0.0, "curves": [], "epoch": 0,
             "config": task.model_config, "seed": cfg.seed}
     if state_path.exists() and not fresh:
@@ -307,63 +314,65 @@ def train(task: TrainTask, g: CityGraph, cfg: TrainConfig, *, fresh: bool = Fals
         if d.main:
             save_state(state_path, model, opt, meta)
 
-    bar = tqdm(total=cfg.total_paths, initial=min(meta["paths_seen"], cfg.total_paths), unit="path",
-               unit_scale=True, desc=cfg.name, disable=not (cfg.progress and d.main), dynamic_ncols=True)
-    model.train()
-    ema_loss, tok_rate, t_last = None, 0.0, time.perf_counter()
-    p = progress()
-    stopped_by = "budget"
-    while p < 1.0:
-        if stop["signal"] is not None:
-            stopped_by = "signal"
-            break
-        batch, n_paths = task.batch(meta["step"], d.rank, d.world)
-        batch = {k: v.to(d.device) for k, v in batch.items()}
-        for group in opt.param_groups:
-            group["lr"] = lr_at(cfg, meta["step"], p)
-        loss_sum, count = net(**batch)
-        loss = loss_sum / count.clamp_min(1)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        meta["step"] += 1
-        meta["paths_seen"] += n_paths * d.world
-        meta["tokens_seen"] += int(count) * d.world
-        now = time.perf_counter()
-        tok_rate = 0.9 * tok_rate + 0.1 * (int(count) * d.world / max(now - t_last, 1e-9)) if tok_rate else \
-            int(count) * d.world / max(now - t_last, 1e-9)
-        t_last = now
-        loss_value = loss.item()
-        ema_loss = loss_value if ema_loss is None else 0.98 * ema_loss + 0.02 * loss_value
-        bar.n = min(meta["paths_seen"], cfg.total_paths)
-        bar.set_postfix(loss=f"{ema_loss:.3f}", tok_s=f"{tok_rate:,.0f}", lr=f"{lr_at(cfg, meta['step'], p):.1e}",
-                        refresh=False)
-        bar.update(0)
+    try:
+        bar = tqdm(total=cfg.total_paths, initial=min(meta["paths_seen"], cfg.total_paths), unit="path",
+                   unit_scale=True, desc=cfg.name, disable=not (cfg.progress and d.main), dynamic_ncols=True)
+        model.train()
+        ema_loss, tok_rate, t_last = None, 0.0, time.perf_counter()
         p = progress()
-        epoch_due = meta["paths_seen"] // cfg.epoch_paths > meta["epoch"]
-        if epoch_due or p >= 1.0:
-            meta["epoch"] = max(meta["epoch"] + 1, meta["paths_seen"] // cfg.epoch_paths)
-            if d.main:
-                point = {"epoch": meta["epoch"], "step": meta["step"],
-                         "seconds": round(time.perf_counter() - t_start, 1),
-                         "paths_seen": meta["paths_seen"], "tokens_seen": meta["tokens_seen"],
-                         "train_loss": round(ema_loss, 5), "lr": lr_at(cfg, meta["step"], p)}
-                point.update(validate(task, model, g))
-                meta["curves"].append(point)
-                bar.write(json.dumps(point))
-            snapshot()
-            last_save = time.perf_counter()
-        elif time.perf_counter() - last_save > cfg.save_every_s:
-            snapshot()
-            last_save = time.perf_counter()
-    bar.close()
-    snapshot()
-    if d.world > 1:
-        dist.barrier()
-    for s, h in old_handlers.items():
-        signal.signal(s, h)
+        stopped_by = "budget"
+        while p < 1.0:
+            if stop["signal"] is not None:
+                stopped_by = "signal"
+                break
+            batch, n_paths = task.batch(meta["step"], d.rank, d.world)
+            batch = {k: v.to(d.device) for k, v in batch.items()}
+            for group in opt.param_groups:
+                group["lr"] = lr_at(cfg, meta["step"], p)
+            loss_sum, count = net(**batch)
+            loss = loss_sum / count.clamp_min(1)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            meta["step"] += 1
+            meta["paths_seen"] += n_paths * d.world
+            meta["tokens_seen"] += int(count) * d.world
+            now = time.perf_counter()
+            tok_rate = 0.9 * tok_rate + 0.1 * (int(count) * d.world / max(now - t_last, 1e-9)) if tok_rate else \
+                int(count) * d.world / max(now - t_last, 1e-9)
+            t_last = now
+            loss_value = loss.item()
+            ema_loss = loss_value if ema_loss is None else 0.98 * ema_loss + 0.02 * loss_value
+            bar.n = min(meta["paths_seen"], cfg.total_paths)
+            bar.set_postfix(loss=f"{ema_loss:.3f}", tok_s=f"{tok_rate:,.0f}", lr=f"{lr_at(cfg, meta['step'], p):.1e}",
+                            refresh=False)
+            bar.update(0)
+            p = progress()
+            epoch_due = meta["paths_seen"] // cfg.epoch_paths > meta["epoch"]
+            if epoch_due or p >= 1.0:
+                meta["epoch"] = max(meta["epoch"] + 1, meta["paths_seen"] // cfg.epoch_paths)
+                if d.main:
+                    point = {"epoch": meta["epoch"], "step": meta["step"],
+                             "seconds": round(time.perf_counter() - t_start, 1),
+                             "paths_seen": meta["paths_seen"], "tokens_seen": meta["tokens_seen"],
+                             "train_loss": round(ema_loss, 5), "lr": lr_at(cfg, meta["step"], p)}
+                    point.update(validate(task, model, g))
+                    meta["curves"].append(point)
+                    bar.write(json.dumps(point))
+                snapshot()
+                last_save = time.perf_counter()
+            elif time.perf_counter() - last_save > cfg.save_every_s:
+                snapshot()
+                last_save = time.perf_counter()
+        bar.close()
+        snapshot()
+        if d.world > 1:
+            dist.barrier()
+    finally:  # also when saving fails (full disk): Ctrl-C must work again
+        for s, h in old_handlers.items():
+            signal.signal(s, h)
     if stopped_by == "signal":
         if d.main:
             print(f"interrupted: state saved to {state_path}; rerun the same command to resume", file=sys.stderr)
@@ -395,11 +404,12 @@ def write_checkpoint(task: TrainTask, model: torch.nn.Module, g: CityGraph, cfg:
     from citypath.models.base import sha256_file, write_card
 
     out_dir = checkpoints_dir(cfg.checkpoints_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     weights = out_dir / f"{cfg.name}.safetensors"
-    tmp = weights.with_name(f".{weights.name}.tmp-{os.getpid()}")
-    save_file({k: v.contiguous() for k, v in task.export(model).items()}, str(tmp))
-    os.replace(tmp, weights)
+    card_path = out_dir / f"{cfg.name}.json"
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise write_error(weights, e) from e
     card = {
         "name": cfg.name, "family": task.family, "size": task.size, "num_parameters": n_params,
         "max_steps": max(cfg.steps_for_card), "config": task.model_config,
@@ -411,10 +421,13 @@ def write_checkpoint(task: TrainTask, model: torch.nn.Module, g: CityGraph, cfg:
                                       if k not in ("checkpoints_dir", "runs_dir", "progress")}},
         "curves": meta["curves"],
         "metrics": None,
-        "weights_sha256": sha256_file(weights),
     }
-    card_path = out_dir / f"{cfg.name}.json"
-    write_card(card_path, card)
+    # Weights and card are written in full, then renamed into place together: a full disk or an
+    # unwritable directory leaves a previous checkpoint of this name as it was, pair intact.
+    with staged_files(weights, card_path) as (tmp_weights, tmp_card):
+        save_file({k: v.contiguous() for k, v in task.export(model).items()}, str(tmp_weights))
+        card["weights_sha256"] = sha256_file(tmp_weights)
+        write_card(tmp_card, card)
     if cfg.card_pairs:
         from citypath.evaluate import evaluate_model, sample_heldout_pairs
 
