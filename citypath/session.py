@@ -89,9 +89,13 @@ def default_state(g: CityGraph, models: Sequence[str], parameters: Mapping[str, 
 
 
 def _first(value: str | list[str] | None) -> str | None:
-    if isinstance(value, list):
-        return value[-1] if value else None
-    return value
+    """The value a link gives for a key (the last one if repeated), as a string; None if absent.
+
+    Anything else (a number, a nested list) from a hand-made params dict is read as its text.
+    """
+    if isinstance(value, (list, tuple)):
+        value = value[-1] if value else None
+    return value if value is None or isinstance(value, str) else str(value)
 
 
 def _parse_int(text: str | None, name: str, lo: int, hi: int, notices: list[str]) -> int | None:
