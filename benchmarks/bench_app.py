@@ -2,6 +2,7 @@
 
     python benchmarks/bench_app.py                  # the default graph, whatever checkpoints/ holds
     python benchmarks/bench_app.py --quick          # the RI+MA graph (what a smoke test would run)
+    python benchmarks/bench_app.py --page benchmarks/bare_page.py   # the baseline: one st.write
 
 Each figure is server time measured in a fresh process through `streamlit.testing.v1.AppTest`
 (the same script run a browser session triggers, without the browser's rendering):
@@ -9,6 +10,8 @@ Each figure is server time measured in a fresh process through `streamlit.testin
   (graph, static layer JSON), models loaded and every replay computed;
 - `rerun_ms`: a whole-page rerun after moving the steps slider back and forth (replays cached);
 - `frame_ms`: the animation fragment's own timer (controls, map spec, metrics, charts).
+With `--page benchmarks/bare_page.py` the same cold start and a plain rerun of a page holding
+one `st.write`: the floor any Streamlit page pays (`benchmarks/run.py` reports the app against it).
 Prints one JSON object; figures are recorded in docs/app.md. Nothing here asserts a time.
 """
 
@@ -26,21 +29,38 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="the RI+MA graph")
     ap.add_argument("--repeats", type=int, default=7)
-    args = ap.parse_args()
+    ap.add_argument("--page", default="app.py",
+                    help="the page to run (default app.py; benchmarks/bare_page.py is the bare baseline)")
+    args = ap.parse_args(argv)
     if args.quick:
         os.environ["CITYPATH_STATES"] = "RI,MA"
     os.environ["CITYPATH_ANIMATION"] = "off"
+    page = Path(args.page) if Path(args.page).is_absolute() else REPO / args.page
 
     t0 = time.perf_counter()
     from streamlit.testing.v1 import AppTest
 
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
+    at = AppTest.from_file(str(page), default_timeout=120).run()
     cold = time.perf_counter() - t0
     assert not at.exception, [e.message for e in at.exception]
+    out = {"page": str(page.relative_to(REPO)) if page.is_relative_to(REPO) else str(page),
+           "graph": os.environ.get("CITYPATH_STATES", "default"), "cold_start_s": round(cold, 3)}
+    if not any(s.key == "steps" for s in at.slider):
+        # A page without the app's controls (the bare baseline): a rerun is the same script again.
+        rerun = []
+        for _ in range(args.repeats):
+            t = time.perf_counter()
+            at.run()
+            rerun.append((time.perf_counter() - t) * 1e3)
+        out.update(rerun_ms_median=round(statistics.median(rerun), 2), rerun_ms_max=round(max(rerun), 2),
+                   load_average=os.getloadavg()[0])
+        print(json.dumps(out, indent=2))
+        return out
+
     models = list(at.session_state["models"])
     top = at.slider(key="steps").max
 
@@ -53,12 +73,14 @@ def main() -> None:
     for i in range(args.repeats):
         at.slider(key="step").set_value(1 + i % top).run()
         frames.append(at.session_state["_frame_ms"])
-    print(json.dumps({
-        "graph": os.environ.get("CITYPATH_STATES", "default"), "models": models, "steps_max": int(top),
-        "cold_start_s": round(cold, 2), "rerun_ms_median": round(statistics.median(rerun), 1),
+    out.update({
+        "models": models, "steps_max": int(top),
+        "rerun_ms_median": round(statistics.median(rerun), 1),
         "rerun_ms_max": round(max(rerun), 1), "frame_ms_median": round(statistics.median(frames), 1),
         "frame_ms_max": round(max(frames), 1), "load_average": os.getloadavg()[0],
-    }, indent=2))
+    })
+    print(json.dumps(out, indent=2))
+    return out
 
 
 if __name__ == "__main__":

@@ -2,8 +2,12 @@
 
     python benchmarks/bench_data.py                 # the default graph, 2,000,000 SPD paths
     python benchmarks/bench_data.py --quick         # a small graph, seconds (what the test runs)
+    python benchmarks/bench_data.py --states RI,MA --graph-only   # only build that graph from scratch
 
 Prints one JSON object; figures are recorded in docs/benchmarks.md. Nothing here asserts a time.
+`spd_peak_tree_pss_mb` is the peak memory of this process and its SPD worker processes together,
+sampled while the SPD is generated (benchmarks/measure.py); `benchmarks/run.py` runs this script
+in a fresh process as part of the whole suite.
 """
 
 from __future__ import annotations
@@ -21,6 +25,9 @@ import networkx as nx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from measure import TreeSampler  # noqa: E402
 
 
 def peak_rss_mb() -> float:
@@ -34,12 +41,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true", help="small graph and few paths")
     parser.add_argument("--paths", type=int, default=None, help="SPD paths (default 2,000,000; quick: 20,000)")
     parser.add_argument("--nx-pairs", type=int, default=None, help="pairs timed with networkx (default 20; quick: 20)")
+    parser.add_argument("--states", help="comma-separated states (default: contiguous US; quick: RI,MA,CT)")
+    parser.add_argument("--graph-only", action="store_true", help="only build the graph from scratch (a temp cache)")
     args = parser.parse_args(argv)
 
     from citypath import cities, graph
     from citypath.spd import SPDConfig, generate
 
-    states = ["RI", "MA", "CT"] if args.quick else None
+    states = [x.strip().upper() for x in args.states.split(",") if x.strip()] if args.states else \
+        (["RI", "MA", "CT"] if args.quick else None)
     n_paths = args.paths or (20_000 if args.quick else 2_000_000)
     nx_pairs = args.nx_pairs or 20
     out: dict = {"machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, "
@@ -57,10 +67,17 @@ def main(argv: list[str] | None = None) -> dict:
         out["graph_load_from_cache_s"] = time.perf_counter() - t
     out["graph"] = {"cities": g.n_cities, "edges": int(g.adjacency.nnz // 2), "radius_km": g.radius_km}
     out["peak_rss_after_graph_mb"] = peak_rss_mb()
+    if args.graph_only:
+        print(json.dumps(out, indent=2))
+        return out
 
-    t = time.perf_counter()
-    data = generate(g, SPDConfig(n_paths=n_paths), progress=not args.quick)
-    spd_s = time.perf_counter() - t
+    with TreeSampler() as mem:
+        t = time.perf_counter()
+        data = generate(g, SPDConfig(n_paths=n_paths), progress=not args.quick)
+        spd_s = time.perf_counter() - t
+    out["spd_peak_tree_pss_mb"] = mem.peak_pss_mb
+    out["spd_peak_tree_rss_mb"] = mem.peak_rss_mb
+    out["spd_processes"] = mem.peak_processes
     out["spd_paths"] = n_paths
     out["spd_seconds"] = spd_s
     out["spd_paths_per_s"] = n_paths / spd_s

@@ -1,16 +1,29 @@
-"""The benchmark scripts run (their figures are printed, never asserted: timings are noisy here)."""
+"""The benchmark suite runs end to end (its figures are printed, never asserted: timings are noisy here)."""
 
+import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 
-def test_data_benchmark_runs_and_reports_every_figure(capsys):
-    import bench_data
+def test_the_quick_suite_runs_every_section_and_reports_every_figure_as_a_positive_number(tmp_path, capsys):
+    import run
 
-    out = bench_data.main(["--quick", "--paths", "3000", "--nx-pairs", "3"])
-    for key in ("graph_build_from_scratch_s", "graph_load_from_cache_s", "spd_seconds", "peak_rss_after_spd_mb",
-                "networkx_seconds_per_path", "spd_speedup_vs_networkx"):
-        assert out[key] > 0, key
-    assert out["spd_paths"] == 3000 and '"spd_speedup_vs_networkx"' in capsys.readouterr().out
+    out = run.main(["--quick", "--out", str(tmp_path / "benchmarks.json")])
+    s = out["summary"]
+    expected = ["ratio_spd_speedup_vs_networkx", "networkx_ms_per_path", "spd_ms_per_path", "dijkstra_ms",
+                "app_cold_start_s", "bare_page_cold_start_s", "ratio_app_cold_start_vs_bare_page",
+                "app_rerun_ms", "bare_page_rerun_ms", "ratio_app_rerun_vs_bare_page",
+                "mem_graph_build_max_rss_mb", "mem_spd_tree_rss_mb", "mem_app_max_rss_mb", "ratio_mem_app_vs_bare_page"]
+    expected += [f"train_{family}_paths_per_s" for family in ("gru", "refiner", "gnn")]
+    assert len(out["models"]["models"]) == 3   # one checkpoint per family, trained by the training section
+    for name in out["models"]["models"]:
+        expected += [f"model_{name}_first_step_ms", f"model_{name}_mean_step_ms",
+                     f"ratio_model_{name}_first_step_vs_dijkstra", f"ratio_model_{name}_mean_step_vs_dijkstra"]
+    assert set(expected) <= set(s), set(expected) - set(s)
+    bad = {k: v for k, v in s.items() if not (isinstance(v, (int, float)) and v > 0)}
+    assert not bad, bad
+    assert out["machine"]["cores"] > 0 and out["load_average"]["samples"] > 0
+    assert json.loads((tmp_path / "benchmarks.json").read_text())["summary"] == s
+    assert '"ratio_spd_speedup_vs_networkx"' in capsys.readouterr().out

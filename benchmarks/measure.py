@@ -1,0 +1,158 @@
+"""Helpers shared by the benchmark scripts: peak memory of a process tree, a measured subprocess, JSON out.
+
+- `TreeSampler(pid)`: samples, every `interval` s, the memory of `pid` and every descendant
+  (read from /proc), keeping the peak of their sum: PSS (proportional set size: pages shared
+  between a parent and its forked workers counted once) and RSS (shared pages counted in each).
+- `run_measured(cmd)`: runs a command in a fresh subprocess under a TreeSampler and reaps it
+  with `os.wait4`, whose `ru_maxrss` is the largest resident set of any single process of the
+  tree (the child or a descendant it waited for); returns those with its wall time and stdout.
+- `last_json(text)`: the last JSON object printed in `text` (the scripts print one, last).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _children_map() -> dict[int, list[int]]:
+    """parent pid -> child pids, from /proc/*/stat (the kernel here has no /proc/<pid>/task/*/children)."""
+    kids: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
+        kids.setdefault(ppid, []).append(int(entry.name))
+    return kids
+
+
+def tree_pids(pid: int) -> list[int]:
+    """`pid` and all its descendants alive now."""
+    kids, out, todo = _children_map(), [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, []))
+    return out
+
+
+def _memory_kb(pid: int) -> tuple[int, int]:
+    """(PSS, RSS) of one process in kB; (0, 0) when it has gone."""
+    pss = rss = 0
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    pss = int(line.split()[1])
+                elif line.startswith("Rss:"):
+                    rss = int(line.split()[1])
+    except (OSError, ValueError):
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        rss = pss = int(line.split()[1])
+        except OSError:
+            pass
+    return pss, rss
+
+
+class TreeSampler:
+    """Peak summed PSS and RSS (MB) of a process and its descendants, sampled on a thread."""
+
+    def __init__(self, pid: int | None = None, interval: float = 0.05):
+        self.pid, self.interval = pid or os.getpid(), interval
+        self.peak_pss_mb = self.peak_rss_mb = 0.0
+        self.peak_processes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def sample(self) -> None:
+        pids = tree_pids(self.pid)
+        mem = [_memory_kb(p) for p in pids]
+        self.peak_pss_mb = max(self.peak_pss_mb, sum(m[0] for m in mem) / 1024)
+        self.peak_rss_mb = max(self.peak_rss_mb, sum(m[1] for m in mem) / 1024)
+        self.peak_processes = max(self.peak_processes, sum(1 for m in mem if m[1]))
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> TreeSampler:
+        self.sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def run_measured(cmd: list[str], *, env: dict | None = None, timeout: float = 3600,
+                 echo: bool = True) -> dict:
+    """Run `cmd` (in the repository root) in a fresh process; its stdout, wall time and peak memory.
+
+    stderr goes to ours (progress bars, warnings). Raises RuntimeError if the command fails.
+    """
+    with tempfile.TemporaryFile("w+") as out:
+        if echo:
+            print(f"$ {' '.join(cmd)}", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=None, text=True)
+        with TreeSampler(proc.pid) as sampler:
+            deadline = t0 + timeout
+            while True:
+                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+                if pid:
+                    break
+                if time.perf_counter() > deadline:
+                    proc.kill()
+                    pid, status, usage = os.wait4(proc.pid, 0)
+                    break
+                time.sleep(0.05)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        stdout = out.read()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited with {proc.returncode}; stdout ends:\n{stdout[-3000:]}")
+    return {"stdout": stdout, "wall_s": wall, "max_rss_mb": usage.ru_maxrss / 1024,
+            "peak_tree_pss_mb": sampler.peak_pss_mb, "peak_tree_rss_mb": sampler.peak_rss_mb,
+            "peak_processes": sampler.peak_processes}
+
+
+def last_json(text: str) -> dict:
+    """The last top-level JSON object in `text` (an object that starts a line and runs to the end)."""
+    decoder = json.JSONDecoder()
+    lines = text.splitlines(keepends=True)
+    offsets = [0]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line))
+    for i in range(len(lines) - 1, -1, -1):
+        if lines[i].startswith("{"):
+            try:
+                obj, end = decoder.raw_decode(text, offsets[i])
+            except json.JSONDecodeError:
+                continue
+            if not text[end:].strip():
+                return obj
+    raise ValueError(f"no JSON object at the end of the output:\n{text[-2000:]}")
+
+
+def script(name: str) -> list[str]:
+    """The command that runs benchmarks/<name> with this interpreter."""
+    return [sys.executable, str(REPO / "benchmarks" / name)]
