@@ -12,6 +12,7 @@ paths: a few kilobytes instead of ~1.5 MB (see docs/app.md).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import urllib.parse
@@ -21,12 +22,20 @@ from pathlib import Path
 
 import numpy as np
 import pydeck as pdk
+from pydeck.bindings import deck as _pydeck_deck
 from pydeck.bindings.json_tools import default_serialize
 
 from citypath.basemap import state_rings
 from citypath.cache import write_atomic
 from citypath.graph import CityGraph
 from citypath.metrics import as_ids
+
+# pydeck's Deck() asks on every construction whether its Jupyter widget can be imported; with no
+# Jupyter installed that is a failed import that scans sys.path each time: ~10% of the app
+# server's time under load (py-spy, benchmarks/load_app.py). The answer cannot change while the
+# process runs, so ask once.
+if not isinstance(_pydeck_deck.has_jupyter_extra, functools._lru_cache_wrapper):
+    _pydeck_deck.has_jupyter_extra = functools.cache(_pydeck_deck.has_jupyter_extra)
 
 # Okabe-Ito colours (colour-blind safe); red is kept for illegal jumps only.
 OPTIMAL_RGB = (0, 158, 115)

@@ -1,0 +1,379 @@
+"""Load: many concurrent visitors of `streamlit run app.py`, each playing its own route.
+
+    python benchmarks/load_app.py                       # 20 sessions x 16 steps, default graph + shipped models
+    python benchmarks/load_app.py --sessions 4 --steps 8 --states RI,MA --checkpoints DIR
+
+Starts `streamlit run app.py` on a loopback port (or uses `--url` of a running one) and opens one
+websocket client per session, speaking Streamlit's own protocol (the protobufs the browser sends),
+so each client is what a browser tab is to the server. Every session:
+
+1. opens the app with a link `?source=<id>&target=<id>&models=...&steps=K&seed=0` for a random
+   held-out pair of its own,
+2. presses Play, then answers each `auto_rerun` the server asks for (the fragment timer a browser
+   runs), until the animation stops at step K,
+3. checks every frame it receives: the step shown, and for each model the city ids drawn on the
+   map (the `hops-i` layer) must equal that model's path at that step, as computed in this process
+   by the same `citypath.session.compute_replay` the app uses.
+
+Reports errors (exception or error elements, wrong or missing paths, timeouts, lost connections)
+and the p50/p95/max time per step (send a rerun -> script finished, server + transport). Prints
+one JSON object; exits 1 on any error. `tests/test_load.py` runs a small count in CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from streamlit.proto.BackMsg_pb2 import BackMsg  # noqa: E402
+from streamlit.proto.ForwardMsg_pb2 import ForwardMsg  # noqa: E402
+from streamlit.proto.WidgetStates_pb2 import WidgetState  # noqa: E402
+from websockets.sync.client import connect  # noqa: E402  (a streamlit dependency)
+
+FINISHED_EARLY = ForwardMsg.ScriptFinishedStatus.FINISHED_EARLY_FOR_RERUN
+COMPILE_ERROR = ForwardMsg.ScriptFinishedStatus.FINISHED_WITH_COMPILE_ERROR
+ALERT_ERROR = 1  # Alert.Format.ERROR
+
+
+# -- one app server -------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class AppServer:
+    """`streamlit run app.py` on a free loopback port, stopped on exit; its log is kept."""
+
+    def __init__(self, env: dict[str, str] | None = None, log_path: Path | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+        self.log_path = log_path or Path(os.environ.get("TMPDIR", "/tmp")) / f"citypath-load-{self.port}.log"
+
+    def __enter__(self) -> AppServer:
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(self.port),
+             "--server.address", "127.0.0.1", "--server.headless", "true"],
+            cwd=REPO, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2)
+                return self
+            except OSError:
+                if time.time() > deadline or self.proc.poll() is not None:
+                    self.__exit__()
+                    raise RuntimeError(f"streamlit did not start; see {self.log_path}") from None
+                time.sleep(0.3)
+
+    def __exit__(self, *exc) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+# -- one visitor ------------------------------------------------------------------------------
+
+@dataclass
+class Frame:
+    """What one script run (whole page or fragment) showed."""
+
+    ms: float
+    step: int | None = None                      # "Showing step" value, if the slider was sent
+    drawn: dict[int, list[int]] = field(default_factory=dict)   # model index -> city ids on the map
+    errors: list[str] = field(default_factory=list)
+
+
+class Visitor:
+    """One browser tab's worth of protocol: reruns, widget triggers, the fragment timer."""
+
+    def __init__(self, base_url: str, timeout: float = 120.0):
+        ws_url = base_url.replace("http://", "ws://") + "/_stcore/stream"
+        self.ws = connect(ws_url, subprotocols=["streamlit"], origin=base_url, max_size=None,
+                          open_timeout=timeout).__enter__()
+        self.timeout = timeout
+        self.query = ""
+        self.page_hash = ""
+        self.widgets: dict[str, str] = {}          # user key -> widget id
+        self.values: dict[str, WidgetState] = {}   # widget id -> its current value, sent with every rerun
+        self.auto_rerun: tuple[float, str] | None = None  # (interval s, fragment id) while playing
+
+    def close(self) -> None:
+        self.ws.close()
+
+    def run(self, *, query: str | None = None, trigger: str | None = None, fragment: str = "") -> Frame:
+        """Send one rerun (optionally clicking the widget with user key `trigger`) and read until it ends."""
+        if query is not None:
+            self.query = query
+        bm = BackMsg()
+        cs = bm.rerun_script
+        cs.query_string = self.query
+        cs.page_script_hash = self.page_hash
+        if fragment:
+            cs.fragment_id, cs.is_auto_rerun = fragment, True
+        # Like the browser, every rerun carries the value of every widget on the page.
+        cs.widget_states.widgets.extend(self.values.values())
+        if trigger:
+            w = cs.widget_states.widgets.add()
+            w.id, w.trigger_value = self.widgets[trigger], True
+        t0 = time.perf_counter()
+        self.ws.send(bm.SerializeToString())
+        frame = Frame(ms=0.0)
+        whole_page = not fragment
+        while True:
+            fm = ForwardMsg()
+            fm.ParseFromString(self.ws.recv(timeout=self.timeout))
+            kind = fm.WhichOneof("type")
+            if kind == "new_session":
+                self.page_hash = self.page_hash or fm.new_session.page_script_hash
+                if whole_page:            # the fragments re-register their timers as the page runs
+                    self.auto_rerun = None
+            elif kind == "page_info_changed":
+                self.query = fm.page_info_changed.query_string
+            elif kind == "auto_rerun":
+                self.auto_rerun = (fm.auto_rerun.interval, fm.auto_rerun.fragment_id)
+            elif kind == "stop_auto_rerun":
+                self.auto_rerun = None
+            elif kind == "delta" and fm.delta.WhichOneof("type") == "new_element":
+                self._read_element(fm.delta.new_element, frame)
+            elif kind == "script_finished":
+                if fm.script_finished == COMPILE_ERROR:
+                    frame.errors.append("the script failed to compile")
+                whole_page = True         # a rerun that follows is of the whole page (st.rerun(scope="app"))
+                if fm.script_finished != FINISHED_EARLY:
+                    frame.ms = (time.perf_counter() - t0) * 1e3
+                    return frame
+
+    def _read_element(self, el, frame: Frame) -> None:
+        kind = el.WhichOneof("type")
+        if kind == "exception":
+            frame.errors.append(f"exception: {el.exception.type}: {el.exception.message[:200]}")
+        elif kind == "alert" and el.alert.format == ALERT_ERROR:
+            frame.errors.append(f"error shown: {el.alert.body[:200]}")
+        elif kind == "deck_gl_json_chart":
+            spec = json.loads(el.deck_gl_json_chart.json)
+            for layer in spec.get("layers", []):
+                lid = str(layer.get("id", ""))
+                if lid.startswith("hops-"):
+                    frame.drawn[int(lid[5:])] = [int(d["id"]) for d in layer.get("data", [])]
+        elif kind in WIDGETS:
+            widget = getattr(el, kind)
+            key = widget.id.rsplit("-", 1)[-1]
+            self.widgets[key] = widget.id
+            # The server sends a value when it sets one (set_value); otherwise the browser keeps its own.
+            if getattr(widget, "set_value", False) or widget.id not in self.values:
+                state = widget_value(kind, widget)
+                if state is not None:
+                    self.values[widget.id] = state
+            if kind == "slider" and key == "step":
+                frame.step = int(self.values[widget.id].double_array_value.data[0])
+
+
+WIDGETS = ("button", "slider", "selectbox", "multiselect", "number_input", "checkbox", "radio", "download_button")
+
+
+def _first(x):
+    return x if isinstance(x, (int, float)) else x[0]
+
+
+def widget_value(kind: str, w) -> WidgetState | None:
+    """The value a browser would send back for a widget element, as the server last set it."""
+    state = WidgetState(id=w.id)
+    if kind in ("button", "download_button"):
+        return None  # triggers: sent only when clicked
+    if kind in ("selectbox", "radio"):
+        state.string_value = w.raw_value if w.HasField("raw_value") else w.options[_first(w.default)]
+    elif kind == "multiselect":
+        state.string_array_value.data.extend(w.raw_values)
+    elif kind == "slider" and w.options:     # a select_slider: its options' labels
+        raw = list(w.raw_value) if not isinstance(w.raw_value, str) else [w.raw_value]
+        state.string_array_value.data.extend(raw or [w.options[int(i)] for i in w.default])
+    elif kind == "slider":
+        state.double_array_value.data.extend(w.value if w.value else w.default)
+    elif kind == "number_input":
+        state.double_value = w.value if w.HasField("value") else _first(w.default)
+    elif kind == "checkbox":
+        state.bool_value = w.value
+    return state
+
+
+# -- a session: open, play, check -----------------------------------------------------------------
+
+@dataclass
+class SessionResult:
+    source: int
+    target: int
+    frames: list[Frame]
+    steps_seen: list[int]
+    errors: list[str]
+
+
+def play_session(base_url: str, source: int, target: int, models: list[str], steps: int,
+                 expected: dict[str, list[list[int]]], timeout: float = 120.0) -> SessionResult:
+    """One visitor: open a link to (source, target), press Play, follow the timer to the last step."""
+    frames: list[Frame] = []
+    errors: list[str] = []
+    seen: list[int] = []
+    query = urllib.parse.urlencode({"source": source, "target": target, "models": ",".join(models),
+                                    "steps": steps, "seed": 0})
+    try:
+        v = Visitor(base_url, timeout)
+    except Exception as e:
+        return SessionResult(source, target, [], [], [f"connect: {type(e).__name__}: {e}"])
+    try:
+        first = v.run(query=query)
+        frames.append(first)
+        frame = v.run(trigger="play_button")
+        frames.append(frame)
+        for _ in range(4 * steps):       # a bound, in case the animation never stops
+            if frame.step is not None:
+                seen.append(frame.step)
+                for i, name in enumerate(models):
+                    want = expected[name][frame.step - 1]
+                    got = frame.drawn.get(i)
+                    if got != want:
+                        errors.append(f"step {frame.step}, {name}: drew {str(got)[:60]} not {str(want)[:60]}")
+            if v.auto_rerun is None:
+                break
+            interval, fragment = v.auto_rerun
+            time.sleep(interval)
+            frame = v.run(fragment=fragment)
+            frames.append(frame)
+    except Exception as e:
+        errors.append(f"{type(e).__name__}: {e}")
+    finally:
+        v.close()
+    for f in frames:
+        errors.extend(f.errors)
+    if seen[-1:] != [steps] or sorted(set(seen)) != list(range(1, steps + 1)):
+        errors.append(f"the animation showed steps {seen}, not 1..{steps}")
+    return SessionResult(source, target, frames, seen, errors)
+
+
+def expected_paths(models: list[str], pairs: list[tuple[int, int]], steps: int, env: dict[str, str]
+                   ) -> dict[tuple[int, int], dict[str, list[list[int]]]]:
+    """Every model's K paths for every pair, computed here as the app computes them."""
+    for k, val in env.items():
+        os.environ[k] = val
+    import torch
+
+    from citypath import session, ui
+
+    torch.set_num_threads(1)
+    from citypath.graph import load_graph
+
+    g = load_graph(**ui.graph_kwargs_from_env())
+    session.register_families_from_env()
+    mset = session.load_models(g, models, directory=os.environ.get("CITYPATH_CHECKPOINTS") or None)
+    if mset.failures:
+        raise RuntimeError(f"models did not load: {mset.failures}")
+    out = {}
+    for src, dst in pairs:
+        out[(src, dst)] = {name: [list(map(int, p)) for p in
+                                  session.compute_replay(mset.models[name], g, src, dst, steps, 0).paths]
+                           for name in models}
+    return out
+
+
+def pick_pairs(n: int, env: dict[str, str], seed: int) -> tuple[list[tuple[int, int]], list[str]]:
+    """`n` random held-out pairs of the app's graph, and the two models the app compares by default."""
+    for k, val in env.items():
+        os.environ[k] = val
+    from citypath import session, ui
+    from citypath.graph import load_graph
+
+    g = load_graph(**ui.graph_kwargs_from_env())
+    session.register_families_from_env()
+    rng = np.random.default_rng(seed)
+    pairs = [session.random_heldout_pair(g, rng) for _ in range(n)]
+    directory = os.environ.get("CITYPATH_CHECKPOINTS") or None
+    mset = session.load_models(g, directory=directory)
+    params = {name: m.num_parameters for name, m in mset.models.items()}
+    return pairs, list(session.default_models(mset.names, params))
+
+
+def run_load(sessions: int = 20, steps: int = 16, *, env: dict[str, str] | None = None, url: str | None = None,
+             seed: int = 0, timeout: float = 180.0) -> dict:
+    """Start the app (unless `url`), run `sessions` visitors at once, and summarise."""
+    env = dict(env or {})
+    pairs, models = pick_pairs(sessions, env, seed)
+    expected = expected_paths(models, pairs, steps, env)
+
+    def go(base: str) -> tuple[list[SessionResult], float]:
+        start = threading.Barrier(sessions)
+
+        def one(pair):
+            start.wait()
+            return play_session(base, pair[0], pair[1], models, steps, expected[pair], timeout)
+
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(sessions) as pool:
+            results = list(pool.map(one, pairs))
+        return results, time.perf_counter() - t0
+
+    if url:
+        results, wall = go(url)
+    else:
+        with AppServer(env) as server:
+            results, wall = go(server.url)
+    step_ms = [f.ms for r in results for f in r.frames[2:]]      # the timer's fragment reruns
+    open_ms = [r.frames[0].ms for r in results if r.frames]
+    errors = [f"session {i} ({r.source}->{r.target}): {e}" for i, r in enumerate(results) for e in r.errors]
+    q = (lambda xs, p: float(np.percentile(xs, p)) if xs else float("nan"))
+    return {
+        "sessions": sessions, "steps": steps, "models": models,
+        "graph": env.get("CITYPATH_STATES", os.environ.get("CITYPATH_STATES", "")) or "default",
+        "errors": errors, "sessions_ok": sum(not r.errors for r in results),
+        "frames_checked": sum(len(r.steps_seen) for r in results),
+        "step_ms_p50": round(q(step_ms, 50), 1), "step_ms_p95": round(q(step_ms, 95), 1),
+        "step_ms_max": round(max(step_ms), 1) if step_ms else None,
+        "open_ms_p50": round(q(open_ms, 50), 1), "open_ms_max": round(max(open_ms), 1) if open_ms else None,
+        "wall_s": round(wall, 1), "load_average": round(os.getloadavg()[0], 2),
+        "mean_step_ms": round(statistics.fmean(step_ms), 1) if step_ms else None,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sessions", type=int, default=20)
+    ap.add_argument("--steps", type=int, default=16)
+    ap.add_argument("--states", default="", help="a regional graph (e.g. RI,MA); default: the full graph")
+    ap.add_argument("--checkpoints", default="", help="a checkpoint directory (default: checkpoints/)")
+    ap.add_argument("--url", default="", help="a running app instead of starting one")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    env = {}
+    if args.states:
+        env["CITYPATH_STATES"] = args.states
+    if args.checkpoints:
+        env["CITYPATH_CHECKPOINTS"] = args.checkpoints
+    out = run_load(args.sessions, args.steps, env=env, url=args.url or None, seed=args.seed)
+    print(json.dumps(out, indent=2))
+    return 1 if out["errors"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
