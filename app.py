@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import time
 
-import pandas as pd
 import streamlit as st
 
 from citypath import session, ui
@@ -152,15 +151,13 @@ def player() -> None:
         for col, card in zip(st.columns(len(cards)), cards):
             col.metric(card.label, card.value, card.delta, delta_color=card.delta_color, help=card.help)
 
-    if replays:
-        frames = [r.metrics.assign(model=name).iloc[:step] for name, r in replays.items() if len(r.metrics)]
-        if frames:
-            df = pd.concat(frames, ignore_index=True)[["model", "step", "length_pct", "illegal_jumps", "frechet_km"]]
-            palette = {n: rgb_hex(colours[n]) for n in replays}
-            charts = [("length_pct", "length vs optimal (%)", ",.3~f"), ("illegal_jumps", "illegal jumps", "d"),
-                      ("frechet_km", "Fréchet distance (km)", ",.3~f")]
-            for col, (field, title, fmt) in zip(st.columns(3), charts):
-                col.vega_lite_chart(df, ui.step_chart_spec(field, title, view.steps, palette, fmt), width="stretch")
+    table = ui.step_chart_table(replays, step)
+    if table is not None:
+        palette = {n: rgb_hex(colours[n]) for n in replays}
+        charts = [("length_pct", "length vs optimal (%)", ",.3~f"), ("illegal_jumps", "illegal jumps", "d"),
+                  ("frechet_km", "Fréchet distance (km)", ",.3~f")]
+        for col, (field, title, fmt) in zip(st.columns(3), charts):
+            col.vega_lite_chart(table, ui.step_chart_spec(field, title, view.steps, palette, fmt), width="stretch")
 
     stem = f"citypath-{g.cities.iloc[view.source]['name']}-{g.cities.iloc[view.target]['name']}-step{step}"
     stem = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in stem)

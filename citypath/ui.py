@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import streamlit as st
 
 from citypath import session
@@ -315,6 +317,27 @@ def exporter(ext: str, g: CityGraph, view: ViewState, replays: dict[str, Replay]
         return fn(g, view.source, view.target, runs)
 
     return render
+
+
+CHART_FIELDS = ("length_pct", "illegal_jumps", "frechet_km")
+
+
+def step_chart_table(replays: dict[str, Replay], step: int, fields: Sequence[str] = CHART_FIELDS) -> pa.Table | None:
+    """The charts' rows up to `step`, one per (model, step), as an Arrow table (None if no model has any).
+
+    Arrow, not pandas: Streamlit converts a chart's DataFrame to Arrow on every frame, and that
+    conversion (with the DataFrame's assembly) was the largest single cost of an animation frame
+    under load; an Arrow table is sent as it is.
+    """
+    parts = [(name, r.metrics.iloc[:step]) for name, r in replays.items() if len(r.metrics)]
+    if not parts:
+        return None
+    cols = {"model": pa.array([name for name, m in parts for _ in range(len(m))], pa.string()),
+            "step": pa.array(np.concatenate([m["step"].to_numpy(np.int64) for _, m in parts]))}
+    for f in fields:
+        values = np.concatenate([m[f].to_numpy(np.float64) for _, m in parts])
+        cols[f] = pa.array(values, mask=~np.isfinite(values))
+    return pa.table(cols)
 
 
 def step_chart_spec(field: str, title: str, steps: int, palette: dict[str, str], fmt: str = ",.3~f") -> dict:

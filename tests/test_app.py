@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from citypath.models import FAMILIES
@@ -112,6 +113,23 @@ def test_steps_slider_playback_and_models(app_env):
     at.multiselect(key="models").set_value(["demo-refining", "demo-garbage"]).run()
     no_exceptions(at)
     assert [m.label for m in at.metric].count("Valid") == 2  # side by side: one row of metrics per model
+
+
+def test_step_charts_carry_their_rows_up_to_the_shown_step(app_env):
+    from citypath import ui
+
+    at = run_app({"models": "demo-refining,demo-garbage", "steps": "6"})
+    at.slider(key="step").set_value(3).run()
+    no_exceptions(at)
+    charts = at.get("vega_lite_chart")
+    specs = [json.loads(c.proto.spec) for c in charts]
+    assert [c["title"]["text"] for c in specs] == ["length vs optimal (%)", "illegal jumps", "Fréchet distance (km)"]
+    rows = pa.ipc.open_stream(charts[0].proto.data.data).read_all().to_pylist()
+    assert sorted((r["model"], r["step"]) for r in rows) == [(m, k) for m in ("demo-garbage", "demo-refining")
+                                                             for k in (1, 2, 3)]
+    assert all(set(r) == {"model", "step", *ui.CHART_FIELDS} for r in rows)
+    refining = [r["length_pct"] for r in sorted(rows, key=lambda r: r["step"]) if r["model"] == "demo-refining"]
+    assert all(v is not None for v in refining) and refining[-1] <= refining[0]   # the fake refines
 
 
 def test_garbage_model_is_drawn_and_scored(app_env):
