@@ -20,6 +20,7 @@ from citypath.models.gnn import (
     GNNTask,
     RecurrentMPNN,
     RegionConfig,
+    cached_message_graph,
     message_graph,
 )
 from citypath.training import TrainConfig
@@ -79,6 +80,22 @@ def test_message_graph_is_a_sparse_subset_of_the_edges(tiny_graph):
     dense = tiny_graph.adjacency.toarray()
     assert np.all(dense[v, u] > 0)          # every message edge is a graph edge
     assert real.any(dim=0).all()                                   # every city sends to somebody
+
+
+def test_message_graph_cache_round_trips_and_rebuilds_when_corrupt(tiny_graph, tmp_path, monkeypatch):
+    monkeypatch.setenv("CITYPATH_CACHE_DIR", str(tmp_path))
+    fresh = message_graph(tiny_graph.lat, tiny_graph.lon, tiny_graph.adjacency, cones=8)
+
+    def same(mg):
+        return all(torch.equal(a, b) for a, b in ((mg.nbr, fresh.nbr), (mg.hop_km, fresh.hop_km), (mg.pad, fresh.pad)))
+
+    assert same(cached_message_graph(tiny_graph, 8))          # built and written
+    files = list(tmp_path.rglob("messages.npz"))
+    assert len(files) == 1
+    assert same(cached_message_graph(tiny_graph, 8))          # read back
+    files[0].write_bytes(b"not an npz")                       # corrupt: detected, rebuilt
+    assert same(cached_message_graph(tiny_graph, 8))
+    assert np.load(files[0])["nbr"].shape == tuple(fresh.nbr.shape)
 
 
 def test_refine_yields_exactly_k_legal_paths(untrained, tiny_graph, pairs):
