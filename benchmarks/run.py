@@ -14,7 +14,10 @@ the memory of that process and its children), so no section warms another's cach
 4. app:      bench_app.py on app.py and on benchmarks/bare_page.py (one `st.write`): cold start
              in a fresh process and a rerun, the app against the bare page;
 5. memory:   peak memory of a graph build from scratch (its own process), of the SPD generation
-             (its process and workers) and of the app process (sections 1 and 4's processes).
+             (its process and workers) and of the app process (sections 1 and 4's processes);
+6. load:     load_app.py: 20 concurrent visitors of `streamlit run app.py` (websocket clients),
+             each playing its own route for 16 steps, every frame checked; p50/p95 step time
+             against one frame of a single visitor (section 4's frame time).
 
 In --quick mode the graph is RI+MA (CITYPATH_STATES=RI,MA); the shipped checkpoints belong to
 the default graph, so the models and the app use the checkpoints section 2 has just trained.
@@ -45,8 +48,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from measure import REPO, last_json, run_measured, script  # noqa: E402
 
 FAMILIES = ("gru", "refiner", "gnn")
-FULL = dict(spd_paths=2_000_000, nx_pairs=20, train_steps=40, pairs=30, steps=8, repeats=7)
-QUICK = dict(spd_paths=3_000, nx_pairs=3, train_steps=3, pairs=3, steps=2, repeats=2)
+FULL = dict(spd_paths=2_000_000, nx_pairs=20, train_steps=40, pairs=30, steps=8, repeats=7, sessions=20, play=16)
+QUICK = dict(spd_paths=3_000, nx_pairs=3, train_steps=3, pairs=3, steps=2, repeats=2, sessions=2, play=3)
 
 
 def machine() -> dict:
@@ -154,6 +157,11 @@ def main(argv: list[str] | None = None) -> dict:
         result["app"], procs["app"] = _run("bench_app.py", app_args, app_env, timeout)
         result["bare_page"], procs["bare_page"] = _run("bench_app.py", [*app_args, "--page", "benchmarks/bare_page.py"],
                                                        app_env, timeout)
+        # 6. load: concurrent visitors of `streamlit run app.py`, each playing its own route
+        load_args = ["--sessions", str(n["sessions"]), "--steps", str(n["play"]), "--exit-zero"]
+        if args.quick:
+            load_args += ["--states", "RI,MA", "--checkpoints", str(ckpts)]
+        result["load"], procs["load"] = _run("load_app.py", load_args, env, timeout)
     result["load_average"] = load.summary()
     result["wall_s"] = round(time.perf_counter() - t_start, 1)
     result["summary"] = summarize(result)
@@ -207,6 +215,11 @@ def summarize(r: dict) -> dict:
         "mem_app_max_rss_mb": p["app"]["max_rss_mb"], "mem_bare_page_max_rss_mb": p["bare_page"]["max_rss_mb"],
         "ratio_mem_app_vs_bare_page": p["app"]["max_rss_mb"] / p["bare_page"]["max_rss_mb"],
     })
+    # 6. load
+    ld = r["load"]
+    s.update({"load_sessions": ld["sessions"], "load_sessions_ok": ld["sessions_ok"],  # errors: r["load"]["errors"]
+              "load_step_ms_p50": ld["step_ms_p50"], "load_step_ms_p95": ld["step_ms_p95"],
+              "ratio_load_step_p50_vs_single_frame": ld["step_ms_p50"] / app["frame_ms_median"]})
     for family in r["training"]:
         s[f"mem_train_{family}_max_rss_mb"] = p[f"train_{family}"]["max_rss_mb"]
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in s.items()}

@@ -15,7 +15,8 @@ def test_the_quick_suite_runs_every_section_and_reports_every_figure_as_a_positi
     expected = ["ratio_spd_speedup_vs_networkx", "networkx_ms_per_path", "spd_ms_per_path", "dijkstra_ms",
                 "app_cold_start_s", "bare_page_cold_start_s", "ratio_app_cold_start_vs_bare_page",
                 "app_rerun_ms", "bare_page_rerun_ms", "ratio_app_rerun_vs_bare_page",
-                "mem_graph_build_max_rss_mb", "mem_spd_tree_rss_mb", "mem_app_max_rss_mb", "ratio_mem_app_vs_bare_page"]
+                "mem_graph_build_max_rss_mb", "mem_spd_tree_rss_mb", "mem_app_max_rss_mb", "ratio_mem_app_vs_bare_page",
+                "load_sessions_ok", "load_step_ms_p95", "ratio_load_step_p50_vs_single_frame"]
     expected += [f"train_{family}_paths_per_s" for family in ("gru", "refiner", "gnn")]
     assert len(out["models"]["models"]) == 3   # one checkpoint per family, trained by the training section
     for name in out["models"]["models"]:
@@ -24,6 +25,7 @@ def test_the_quick_suite_runs_every_section_and_reports_every_figure_as_a_positi
     assert set(expected) <= set(s), set(expected) - set(s)
     bad = {k: v for k, v in s.items() if not (isinstance(v, (int, float)) and v > 0)}
     assert not bad, bad
+    assert out["load"]["errors"] == [] and out["load"]["frames_checked"] == 2 * 3
     assert out["machine"]["cores"] > 0 and out["load_average"]["samples"] > 0
     assert json.loads((tmp_path / "benchmarks.json").read_text())["summary"] == s
     assert '"ratio_spd_speedup_vs_networkx"' in capsys.readouterr().out
