@@ -83,3 +83,15 @@ def write_checkpoint(directory: Path, name: str, family: str, g, *, max_steps: i
     (directory / f"{name}.json").write_text(json.dumps(card))
     (directory / f"{name}.safetensors").write_bytes(b"")
     return directory / f"{name}.json"
+
+
+def use_fake_app(monkeypatch, ckpt: Path) -> Path:
+    """Point an in-process app (AppTest) at `ckpt` on the RI+MA graph, with the stand-in families registered."""
+    from citypath.models import FAMILIES
+
+    monkeypatch.setenv("CITYPATH_STATES", "RI,MA")
+    monkeypatch.setenv("CITYPATH_CHECKPOINTS", str(ckpt))
+    monkeypatch.setenv("CITYPATH_ANIMATION", "off")
+    for family, target in FAKE_FAMILIES.items():
+        monkeypatch.setitem(FAMILIES, family, target)
+    return ckpt

@@ -12,8 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from citypath.models import FAMILIES
-from tests.fake_models import FAKE_FAMILIES, write_checkpoint
+from tests.fake_models import use_fake_app, write_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
@@ -30,12 +29,7 @@ def app_env(tmp_path, small_graph, monkeypatch):
     write_checkpoint(ckpt, "demo-othergraph", "fake-refining", small_graph, fingerprint="0" * 64)
     (ckpt / "demo-broken.json").write_text("{not json")
     (ckpt / "demo-broken.safetensors").write_bytes(b"")
-    monkeypatch.setenv("CITYPATH_STATES", "RI,MA")
-    monkeypatch.setenv("CITYPATH_CHECKPOINTS", str(ckpt))
-    monkeypatch.setenv("CITYPATH_ANIMATION", "off")
-    for family, target in FAKE_FAMILIES.items():
-        monkeypatch.setitem(FAMILIES, family, target)
-    return ckpt
+    return use_fake_app(monkeypatch, ckpt)
 
 
 def run_app(query: dict | None = None) -> AppTest:

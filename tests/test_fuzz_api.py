@@ -22,10 +22,10 @@ from hypothesis import strategies as st
 
 from citypath import cli, is_heldout, session
 from citypath.maplayers import MapRun, build_deck, model_rgb
-from citypath.models import FAMILIES, ModelNotFound, list_models, load_model
+from citypath.models import ModelNotFound, list_models, load_model
 from citypath.models.base import STEPS_LIMIT, check_steps
 from citypath.session import MAX_SEED, QUERY_KEYS, ViewState
-from tests.fake_models import FAKE_FAMILIES, GarbageFake, RefiningFake, write_checkpoint
+from tests.fake_models import GarbageFake, RefiningFake, use_fake_app, write_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = list_models()
@@ -219,12 +219,7 @@ def app_env(tmp_path, small_graph, monkeypatch):
     ckpt = tmp_path / "checkpoints"
     write_checkpoint(ckpt, "demo-refining", "fake-refining", small_graph)
     write_checkpoint(ckpt, "demo-garbage", "fake-garbage", small_graph)
-    monkeypatch.setenv("CITYPATH_STATES", "RI,MA")
-    monkeypatch.setenv("CITYPATH_CHECKPOINTS", str(ckpt))
-    monkeypatch.setenv("CITYPATH_ANIMATION", "off")
-    for family, target in FAKE_FAMILIES.items():
-        monkeypatch.setitem(FAMILIES, family, target)
-    return ckpt
+    return use_fake_app(monkeypatch, ckpt)
 
 
 @pytest.mark.parametrize("query, words", [
