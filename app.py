@@ -154,9 +154,7 @@ def player() -> None:
     table = ui.step_chart_table(replays, step)
     if table is not None:
         palette = {n: rgb_hex(colours[n]) for n in replays}
-        charts = [("length_pct", "length vs optimal (%)", ",.3~f"), ("illegal_jumps", "illegal jumps", "d"),
-                  ("frechet_km", "Fréchet distance (km)", ",.3~f")]
-        for col, (field, title, fmt) in zip(st.columns(3), charts):
+        for col, (field, title, fmt) in zip(st.columns(len(ui.STEP_CHARTS)), ui.STEP_CHARTS):
             col.vega_lite_chart(table, ui.step_chart_spec(field, title, view.steps, palette, fmt), width="stretch")
 
     stem = f"citypath-{g.cities.iloc[view.source]['name']}-{g.cities.iloc[view.target]['name']}-step{step}"

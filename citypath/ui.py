@@ -319,7 +319,10 @@ def exporter(ext: str, g: CityGraph, view: ViewState, replays: dict[str, Replay]
     return render
 
 
-CHART_FIELDS = ("length_pct", "illegal_jumps", "frechet_km")
+# The step charts under the map: (metric column, title, axis format).
+STEP_CHARTS = (("length_pct", "length vs optimal (%)", ",.3~f"), ("illegal_jumps", "illegal jumps", "d"),
+               ("frechet_km", "Fréchet distance (km)", ",.3~f"))
+CHART_FIELDS = tuple(field for field, _, _ in STEP_CHARTS)
 
 
 def step_chart_table(replays: dict[str, Replay], step: int, fields: Sequence[str] = CHART_FIELDS) -> pa.Table | None:
