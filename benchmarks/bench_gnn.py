@@ -23,6 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 import citypath  # noqa: E402
+from citypath.cache import write_atomic  # noqa: E402
 from citypath.evaluate import sample_heldout_pairs  # noqa: E402
 
 BUCKETS_KM = (0, 500, 1500, 3000, 10_000)
@@ -71,7 +72,7 @@ def main() -> None:
                          for key, v in row["by_distance_km"].items())
         print(f"steps {k:4d} ({k * m.config.rounds_per_step:4d} rounds): valid {row['valid']:.3f} "
               f"ratio {row['length_ratio_mean']:.4f} p95 {row['length_ratio_p95']:.4f} | {dist}")
-    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+    write_atomic(Path(args.out), json.dumps(out, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -47,6 +47,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from measure import REPO, last_json, run_measured, script  # noqa: E402
 
+sys.path.insert(0, str(REPO))
+from citypath.cache import write_atomic  # noqa: E402
+
 FAMILIES = ("gru", "refiner", "gnn")
 FULL = dict(spd_paths=2_000_000, nx_pairs=20, train_steps=40, pairs=30, steps=8, repeats=7, sessions=20, play=16)
 QUICK = dict(spd_paths=3_000, nx_pairs=3, train_steps=3, pairs=3, steps=2, repeats=2, sessions=2, play=3)
@@ -170,7 +173,7 @@ def main(argv: list[str] | None = None) -> dict:
     out_path = args.out or (None if args.quick else str(REPO / "results" / "benchmarks.json"))
     if out_path:
         Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(out_path).write_text(text + "\n")
+        write_atomic(Path(out_path), text + "\n")
         print(f"wrote {out_path}", file=sys.stderr)
     return result
 
