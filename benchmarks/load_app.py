@@ -273,44 +273,48 @@ def play_session(base_url: str, source: int, target: int, models: list[str], ste
     return SessionResult(source, target, frames, seen, errors)
 
 
+_LOADED: dict[tuple, tuple] = {}
+
+
+def app_graph_and_models(env: dict[str, str]):
+    """The graph and the models the app will serve under `env` (set into os.environ), loaded once here."""
+    os.environ.update(env)
+    key = tuple(sorted(env.items()))
+    if key not in _LOADED:
+        import torch
+
+        from citypath import session, ui
+        from citypath.graph import load_graph
+
+        torch.set_num_threads(1)  # as the app runs them
+        g = load_graph(**ui.graph_kwargs_from_env())
+        session.register_families_from_env()
+        _LOADED[key] = (g, session.load_models(g))
+    return _LOADED[key]
+
+
 def expected_paths(models: list[str], pairs: list[tuple[int, int]], steps: int, env: dict[str, str]
                    ) -> dict[tuple[int, int], dict[str, list[list[int]]]]:
     """Every model's K paths for every pair, computed here as the app computes them."""
-    for k, val in env.items():
-        os.environ[k] = val
-    import torch
+    from citypath.session import compute_replay
 
-    from citypath import session, ui
+    g, mset = app_graph_and_models(env)
+    missing = {m: mset.failures.get(m, "not found") for m in models if m not in mset.models}
+    if missing:
+        raise RuntimeError(f"models did not load: {missing}")
+    def paths(name: str, src: int, dst: int) -> list[list[int]]:
+        return [list(map(int, p)) for p in compute_replay(mset.models[name], g, src, dst, steps, 0).paths]
 
-    torch.set_num_threads(1)
-    from citypath.graph import load_graph
-
-    g = load_graph(**ui.graph_kwargs_from_env())
-    session.register_families_from_env()
-    mset = session.load_models(g, models, directory=os.environ.get("CITYPATH_CHECKPOINTS") or None)
-    if mset.failures:
-        raise RuntimeError(f"models did not load: {mset.failures}")
-    out = {}
-    for src, dst in pairs:
-        out[(src, dst)] = {name: [list(map(int, p)) for p in
-                                  session.compute_replay(mset.models[name], g, src, dst, steps, 0).paths]
-                           for name in models}
-    return out
+    return {(src, dst): {name: paths(name, src, dst) for name in models} for src, dst in pairs}
 
 
 def pick_pairs(n: int, env: dict[str, str], seed: int) -> tuple[list[tuple[int, int]], list[str]]:
     """`n` random held-out pairs of the app's graph, and the two models the app compares by default."""
-    for k, val in env.items():
-        os.environ[k] = val
-    from citypath import session, ui
-    from citypath.graph import load_graph
+    from citypath import session
 
-    g = load_graph(**ui.graph_kwargs_from_env())
-    session.register_families_from_env()
+    g, mset = app_graph_and_models(env)
     rng = np.random.default_rng(seed)
     pairs = [session.random_heldout_pair(g, rng) for _ in range(n)]
-    directory = os.environ.get("CITYPATH_CHECKPOINTS") or None
-    mset = session.load_models(g, directory=directory)
     params = {name: m.num_parameters for name, m in mset.models.items()}
     return pairs, list(session.default_models(mset.names, params))
 
