@@ -27,11 +27,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 
-def _states() -> list[str] | None:
-    env = os.environ.get("CITYPATH_STATES", "")
-    return [s.strip().upper() for s in env.split(",") if s.strip()] or None
-
-
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", help="comma-separated checkpoint names (default: every one listed)")
@@ -45,9 +40,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     import citypath
     from citypath.evaluate import sample_heldout_pairs
+    from citypath.graph import graph_kwargs_from_env
 
     torch.set_num_threads(1)
-    g = citypath.load_graph(states=_states())
+    states = graph_kwargs_from_env()["states"]
+    g = citypath.load_graph(states=states)
     srcs, dsts = sample_heldout_pairs(g, args.pairs + 1, seed=args.seed)
     warm, pairs = (int(srcs[0]), int(dsts[0])), list(zip(srcs[1:].tolist(), dsts[1:].tolist()))
     names = args.models.split(",") if args.models else citypath.list_models(args.checkpoints)
@@ -64,7 +61,7 @@ def main(argv: list[str] | None = None) -> dict:
         hops.append(len(path) - 1)
     g.distances_from.cache_clear()
     dij = statistics.fmean(dijkstra_ms)
-    out = {"graph": {"cities": g.n_cities, "states": _states() or "contiguous US"}, "pairs": len(pairs),
+    out = {"graph": {"cities": g.n_cities, "states": states or "contiguous US"}, "pairs": len(pairs),
            "pair_seed": args.seed, "torch_threads": torch.get_num_threads(),
            "mean_optimal_hops": statistics.fmean(hops),
            "dijkstra_ms_mean": dij, "dijkstra_ms_median": statistics.median(dijkstra_ms), "models": {}}

@@ -42,11 +42,6 @@ SMALL_SETTINGS = {
 }
 
 
-def _states() -> list[str] | None:
-    env = os.environ.get("CITYPATH_STATES", "")
-    return [s.strip().upper() for s in env.split(",") if s.strip()] or None
-
-
 class _Timed:
     """The family's task, with a timestamp at each training batch and at the first validation call."""
 
@@ -117,10 +112,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     import torch
 
-    from citypath.graph import load_graph
+    from citypath.graph import graph_kwargs_from_env, load_graph
 
     torch.set_num_threads(1)
-    states = _states()
+    states = graph_kwargs_from_env()["states"]
     g = load_graph(states=states)
     spd_paths = args.spd_paths or (5000 if states else None)
     out = {"graph": {"cities": g.n_cities, "states": states or "contiguous US"}, "steps": args.steps,

@@ -283,11 +283,11 @@ def app_graph_and_models(env: dict[str, str]):
     if key not in _LOADED:
         import torch
 
-        from citypath import session, ui
-        from citypath.graph import load_graph
+        from citypath import session
+        from citypath.graph import graph_kwargs_from_env, load_graph
 
         torch.set_num_threads(1)  # as the app runs them
-        g = load_graph(**ui.graph_kwargs_from_env())
+        g = load_graph(**graph_kwargs_from_env())
         session.register_families_from_env()
         _LOADED[key] = (g, session.load_models(g))
     return _LOADED[key]

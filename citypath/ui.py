@@ -23,7 +23,7 @@ import pyarrow as pa
 import streamlit as st
 
 from citypath import session
-from citypath.graph import DEFAULT_RADIUS_KM, CityGraph, load_graph
+from citypath.graph import CityGraph, graph_kwargs_from_env, load_graph
 from citypath.maplayers import cities_records, write_static_json
 from citypath.models import CheckpointError, checkpoints_dir
 from citypath.models.base import read_card
@@ -40,14 +40,6 @@ SPEEDS = (0.5, 1.0, 2.0, 4.0, 8.0)
 
 
 # -- configuration and cached resources ---------------------------------------------------
-
-def graph_kwargs_from_env() -> dict:
-    """load_graph arguments from CITYPATH_STATES / CITYPATH_RADIUS_KM."""
-    states = os.environ.get("CITYPATH_STATES", "").strip()
-    radius = os.environ.get("CITYPATH_RADIUS_KM", "").strip()
-    return {"states": tuple(s.strip().upper() for s in states.split(",") if s.strip()) or None,
-            "radius_km": float(radius) if radius else DEFAULT_RADIUS_KM}
-
 
 def animation_enabled() -> bool:
     return os.environ.get("CITYPATH_ANIMATION", "on").lower() not in {"0", "off", "false", "no"}
