@@ -8,18 +8,15 @@ from __future__ import annotations
 
 import io
 import math
-import os
 import shutil
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.fake_models import FAKE_FAMILIES, write_checkpoint
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parents[1]
@@ -30,46 +27,19 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--enable-unsafe-swiftshader", "-
                  "--no-first-run", "--disable-quic"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory, small_graph):
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's chromium is not installed (see the README's test command)")
+    from load_app import AppServer  # benchmarks/: the same `streamlit run` on loopback the load test uses
+
     ckpt = tmp_path_factory.mktemp("checkpoints")
     write_checkpoint(ckpt, "demo-refining", "fake-refining", small_graph)
     write_checkpoint(ckpt, "demo-garbage", "fake-garbage", small_graph)
-    port = _free_port()
-    env = {**os.environ, "CITYPATH_STATES": "RI,MA", "CITYPATH_CHECKPOINTS": str(ckpt),
-           "CITYPATH_MODEL_FAMILIES": ",".join(f"{k}={v}" for k, v in FAKE_FAMILIES.items()),
-           "PYTHONPATH": str(REPO)}
-    log = open(tmp_path_factory.mktemp("log") / "streamlit.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                             "--server.address", "127.0.0.1", "--server.headless", "true"],
-                            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
-                break
-            except OSError:
-                if time.time() > deadline or proc.poll() is not None:
-                    raise RuntimeError(f"streamlit did not start; see {log.name}") from None
-                time.sleep(0.3)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    env = {"CITYPATH_STATES": "RI,MA", "CITYPATH_CHECKPOINTS": str(ckpt),
+           "CITYPATH_MODEL_FAMILIES": ",".join(f"{k}={v}" for k, v in FAKE_FAMILIES.items())}
+    with AppServer(env, log_path=tmp_path_factory.mktemp("log") / "streamlit.log") as server:
+        yield server.url
 
 
 def _canvas_not_blank(page) -> bool:
