@@ -20,9 +20,11 @@ import shutil
 import tempfile
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 MANIFEST = "manifest.json"
 _UMASK = os.umask(0)
@@ -138,6 +140,36 @@ class CacheEntry:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+
+
+def cached_arrays(name: str, key: str, build: Callable[[], dict[str, np.ndarray]], *,
+                  meta: dict | None = None, valid: Callable[[dict[str, np.ndarray]], bool] | None = None,
+                  root: Path | None = None) -> dict[str, np.ndarray]:
+    """Named arrays kept in the disk cache: read them if the entry checks out, else `build()` and store.
+
+    For derived tables that take seconds to compute and milliseconds to read. A corrupt entry, one
+    that fails `valid`, or one that cannot be written (an unwritable root, a full disk) means
+    building again; the caller always gets its arrays.
+    """
+    try:
+        entry = CacheEntry(root or cache_root(), name, key)
+    except CacheError:
+        return build()
+    if entry.load() is not None:
+        try:
+            with np.load(entry.path("arrays.npz"), allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+            if valid is None or valid(arrays):
+                return arrays
+        except (OSError, ValueError, KeyError):
+            pass
+    arrays = build()
+    try:
+        with entry.writer(dict(meta or {})) as d:
+            np.savez(d / "arrays.npz", **arrays)
+    except OSError:
+        pass
+    return arrays
 
 
 def _os_error_code(e: BaseException) -> int | None:

@@ -90,7 +90,7 @@ def test_message_graph_cache_round_trips_and_rebuilds_when_corrupt(tiny_graph, t
         return all(torch.equal(a, b) for a, b in ((mg.nbr, fresh.nbr), (mg.hop_km, fresh.hop_km), (mg.pad, fresh.pad)))
 
     assert same(cached_message_graph(tiny_graph, 8))          # built and written
-    files = list(tmp_path.rglob("messages.npz"))
+    files = list(tmp_path.glob("gnn-messages-*/*.npz"))
     assert len(files) == 1
     assert same(cached_message_graph(tiny_graph, 8))          # read back
     files[0].write_bytes(b"not an npz")                       # corrupt: detected, rebuilt

@@ -38,7 +38,7 @@ import torch
 from scipy.sparse.csgraph import connected_components, dijkstra
 from torch import nn
 
-from citypath.cache import CacheEntry, cache_root, config_key
+from citypath.cache import cached_arrays, config_key
 from citypath.geo import haversine_km
 from citypath.graph import CityGraph, radius_edges
 from citypath.models.base import CheckpointError, RoutingModel
@@ -273,22 +273,16 @@ def cached_message_graph(g: CityGraph, cones: int) -> MessageGraph:
 
     Keyed by the graph's fingerprint and `cones`; a corrupt or unwritable cache means building it again.
     """
-    entry = CacheEntry(cache_root(), "gnn-messages", config_key(g.fingerprint, cones, MESSAGE_GRAPH_VERSION))
-    if entry.load() is not None:
-        try:
-            with np.load(entry.path("messages.npz"), allow_pickle=False) as z:
-                nbr, hop, pad = z["nbr"], z["hop_km"], z["pad"]
-            if nbr.shape == hop.shape == pad.shape and nbr.shape[1] == g.n_cities:
-                return MessageGraph(torch.from_numpy(nbr), torch.from_numpy(hop), torch.from_numpy(pad))
-        except (OSError, ValueError, KeyError):
-            pass
-    mg = message_graph(g.lat, g.lon, g.adjacency, cones)
-    try:
-        with entry.writer({"graph": g.fingerprint, "cones": cones}) as d:
-            np.savez(d / "messages.npz", nbr=mg.nbr.numpy(), hop_km=mg.hop_km.numpy(), pad=mg.pad.numpy())
-    except OSError:  # CacheError, a full disk: the model works without the cache
-        pass
-    return mg
+    def build() -> dict[str, np.ndarray]:
+        mg = message_graph(g.lat, g.lon, g.adjacency, cones)
+        return {"nbr": mg.nbr.numpy(), "hop_km": mg.hop_km.numpy(), "pad": mg.pad.numpy()}
+
+    def valid(a: dict[str, np.ndarray]) -> bool:
+        return a["nbr"].shape == a["hop_km"].shape == a["pad"].shape and a["nbr"].shape[1] == g.n_cities
+
+    a = cached_arrays("gnn-messages", config_key(g.fingerprint, cones, MESSAGE_GRAPH_VERSION), build,
+                      meta={"graph": g.fingerprint, "cones": cones}, valid=valid)
+    return MessageGraph(torch.from_numpy(a["nbr"]), torch.from_numpy(a["hop_km"]), torch.from_numpy(a["pad"]))
 
 
 class GNNModel(RoutingModel):

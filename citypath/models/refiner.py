@@ -42,7 +42,7 @@ import torch
 from scipy.spatial import cKDTree
 from torch import nn
 
-from citypath.cache import CacheEntry, CacheError, cache_root, config_key
+from citypath.cache import cached_arrays, config_key
 from citypath.geo import EARTH_RADIUS_KM, haversine_km, unit_vectors
 from citypath.graph import CityGraph
 from citypath.models.base import CheckpointError, RoutingModel
@@ -151,20 +151,9 @@ def cached_reach_descriptor(g: CityGraph, t: GraphTables, config: RefinerConfig)
     Keyed by the graph's fingerprint and the descriptor's settings; an unwritable or corrupt
     cache just means computing it again.
     """
-    entry = CacheEntry(cache_root(), "refiner-reach",
-                       config_key(g.fingerprint, config.sectors, list(config.reach_hops), REACH_VERSION))
-    if entry.load() is not None:
-        try:
-            return np.load(entry.path("reach.npy"), allow_pickle=False)
-        except (OSError, ValueError):
-            pass
-    reach = reach_descriptor(t, config)
-    try:
-        with entry.writer({"graph": g.fingerprint}) as d:
-            np.save(d / "reach.npy", reach, allow_pickle=False)
-    except CacheError:
-        pass
-    return reach
+    key = config_key(g.fingerprint, config.sectors, list(config.reach_hops), REACH_VERSION)
+    return cached_arrays("refiner-reach", key, lambda: {"reach": reach_descriptor(t, config)},
+                         meta={"graph": g.fingerprint}, valid=lambda a: a["reach"].shape[0] == g.n_cities)["reach"]
 
 
 _TABLES: dict[tuple[str, str], GraphTables] = {}
