@@ -69,7 +69,7 @@ def cmd_route(args) -> int:
     for hop, city in enumerate(path):
         row = g.cities.loc[city]
         print(f"{hop:4d}  {row['label']:<40} pop {row['population']:>9,}  ({row['lat']:.4f}, {row['lon']:.4f})")
-    if args.model or args.png or args.gif or args.geojson or args.csv:
+    if args.model or args.png or args.gif or args.geojson or args.csv or args.state_gif:
         return _route_models(args, g, src, dst)
     return 0
 
@@ -100,7 +100,21 @@ def _route_models(args, g, src: int, dst: int) -> int:
         if r.error:
             print(f"warning: {r.error}", file=sys.stderr)
         runs.append(export.ExportRun(name, r.paths, args.steps))
+    if args.state_gif and not args.model:
+        print("error: --state-gif needs a --model", file=sys.stderr)
+        return 2
+    if args.state_gif:
+        model = load_model(args.model[0], graph=g)
+        if not model.has_state_view:
+            from citypath.models import FAMILIES, family_class
+
+            with_view = [f for f in FAMILIES if family_class(f).has_state_view]
+            print(f"error: {model.name} ({model.family}) has no per-city state view; families with one: "
+                  f"{', '.join(with_view)}", file=sys.stderr)
+            return 2
     outputs = [(args.png, lambda: export.render_png(g, src, dst, runs)),
+               (args.state_gif, lambda: export.render_state_gif(
+                   g, src, dst, runs[0], list(model.trace(g, src, dst, args.steps)))),
                (args.gif, lambda: export.render_gif(g, src, dst, runs)),
                (args.geojson, lambda: export.to_geojson(g, src, dst, runs, all_steps=True)),
                (args.csv, lambda: export.to_csv(g, src, dst, runs))]
@@ -158,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gif", metavar="FILE", help="write an animated GIF of the refinement steps")
     p.add_argument("--geojson", metavar="FILE", help="write the paths of every step as GeoJSON")
     p.add_argument("--csv", metavar="FILE", help="write the paths of every step as CSV, one row per hop")
+    p.add_argument("--state-gif", metavar="FILE",
+                   help="write an animated GIF of what the (first) model thinks per step, for families with a state "
+                        "view (e.g. bellman: estimated km to target)")
     _graph_args(p)
     p.set_defaults(func=cmd_route)
 

@@ -159,6 +159,56 @@ def curves_table(models: Mapping[str, RoutingModel]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["model", "family", "paths_seen", "metric", "value"])
 
 
+# What each family's training loss means: losses are compared only within one meaning.
+LOSS_MEANING = {
+    "postrnn": "cross-entropy per predicted city, softmax over all cities (nats)",
+    "gru": "cross-entropy per predicted city, softmax over the current city's neighbours (nats)",
+    "refiner": "cross-entropy per hop over the current city's neighbours (nats)",
+    "gnn": "smooth-L1 error of the predicted detour to the target (radius units)",
+    "bellman": "L1 error of the estimated distance to the target (radius units), plus the L1 weight penalty",
+}
+# Families whose validation loss is the post's language-modelling NLL: the headline chart's lines.
+POST_FAMILIES = ("postrnn",)
+RATE_CURVES = {"val_passes_three_checks": "passes all three checks", "val_reaches_target": "reaches the target",
+               "val_valid": "valid", "val_illegal_jump_rate": "has an illegal jump"}
+RATIO_CURVES = {"val_length_ratio": "length / optimal (valid routes)"}
+
+
+def headline_curve(models: Mapping[str, RoutingModel]) -> pd.DataFrame:
+    """The post's finding as one curve per post model: validation NLL against the share of greedy
+    validation routes that pass all three checks, one row per validation point (in training order)."""
+    rows = []
+    for name, m in models.items():
+        if m.family not in POST_FAMILIES:
+            continue
+        for point in m.card.get("curves") or []:
+            nll, ok = point.get("val_loss"), point.get("val_passes_three_checks")
+            if isinstance(nll, (int, float)) and isinstance(ok, (int, float)):
+                rows.append({"model": name, "paths_seen": point.get("paths_seen"), "val_nll": float(nll),
+                             "passes": float(ok), "reaches": float(point.get("val_reaches_target") or 0.0)})
+    return pd.DataFrame(rows, columns=["model", "paths_seen", "val_nll", "passes", "reaches"])
+
+
+def curve_sentence(name: str, m: RoutingModel) -> str:
+    """One sentence with the model's last validation point: what its curves end at."""
+    points = [p for p in m.card.get("curves") or [] if isinstance(p, Mapping)]
+    if not points:
+        return f"`{name}`: no training curves in its card."
+    last = points[-1]
+    seen = last.get("paths_seen")
+    parts = []
+    if isinstance(last.get("val_loss"), (int, float)):
+        parts.append(f"validation loss {last['val_loss']:.2f}")
+    if isinstance(last.get("val_passes_three_checks"), (int, float)):
+        parts.append(f"{last['val_passes_three_checks']:.0%} of its validation routes pass all three checks")
+    elif isinstance(last.get("val_valid"), (int, float)):
+        parts.append(f"{last['val_valid']:.0%} of its validation routes are valid")
+    if isinstance(last.get("val_illegal_jump_rate"), (int, float)) and last["val_illegal_jump_rate"] > 0:
+        parts.append(f"{last['val_illegal_jump_rate']:.0%} have an illegal jump")
+    seen_text = f" after {seen:,.0f} training paths" if isinstance(seen, (int, float)) else ""
+    return f"`{name}`: " + ", ".join(parts) + seen_text + "."
+
+
 # -- the dataset ------------------------------------------------------------------------------
 
 def degree_counts(g: CityGraph) -> pd.DataFrame:

@@ -34,9 +34,6 @@ from citypath.models.base import RoutingModel
 from citypath.split import heldout_mask
 
 SCHEMA_VERSION = 1
-# Means over all pairs (rates and counts) and statistics over valid paths only.
-RATE_METRICS = ("valid", "reaches_target", "starts_at_source", "illegal_jump_rate", "illegal_jumps_mean",
-                "exact_match", "bounded")
 
 
 def sample_heldout_pairs(g: CityGraph, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -95,7 +92,10 @@ class _quiet:
 
 def summarise(df: pd.DataFrame, ms: np.ndarray, steps: int, flops: np.ndarray, *, bootstrap: int = 1000,
               seed: int = 0) -> dict:
-    """One model at one step count: metric values and their bootstrap 95% intervals."""
+    """One model at one step count: metric values and their bootstrap 95% intervals.
+
+    `flops` holds, per pair, the FLOPs of the first `steps` steps together (what they processed).
+    """
     valid = df["valid"].to_numpy(bool)
     ratio = df["length_ratio"].to_numpy(np.float64)
     columns = {
@@ -105,6 +105,9 @@ def summarise(df: pd.DataFrame, ms: np.ndarray, steps: int, flops: np.ndarray, *
         "illegal_jump_rate": (df["illegal_jumps"] > 0).to_numpy(np.float64),
         "illegal_jumps_mean": df["illegal_jumps"].to_numpy(np.float64),
         "exact_match": df["exact_match"].to_numpy(np.float64),
+        "optimal_length": df["optimal_length"].to_numpy(np.float64),
+        "illegal_hop_rate": np.where(df["hops"] > 0, df["illegal_jumps"] / df["hops"].clip(lower=1), 0.0),
+        "passes_three_checks": (df["bounded"] & (df["illegal_jumps"] == 0)).to_numpy(np.float64),
         "bounded": df["bounded"].to_numpy(np.float64),
     }
     out: dict = {k: float(v.mean()) for k, v in columns.items()}
@@ -120,8 +123,8 @@ def summarise(df: pd.DataFrame, ms: np.ndarray, steps: int, flops: np.ndarray, *
     out.update({
         "ms_total_mean": float(ms.mean()),
         "ms_per_step": float(ms.mean() / steps),
-        "flops_per_step": float(np.nanmean(flops)) if np.isfinite(flops).any() else None,
-        "flops_total": float(np.nanmean(flops) * steps) if np.isfinite(flops).any() else None,
+        "flops_per_step": float(np.nanmean(flops) / steps) if np.isfinite(flops).any() else None,
+        "flops_total": float(np.nanmean(flops)) if np.isfinite(flops).any() else None,
         "n": int(len(df)),
         "n_valid": int(valid.sum()),
     })
@@ -152,7 +155,7 @@ def evaluate_model(model: RoutingModel, g: CityGraph, srcs: Sequence[int], dsts:
     n = len(srcs)
     paths = {k: [] for k in steps}
     ms = {k: np.zeros(n) for k in steps}
-    flops = np.full(n, np.nan)
+    flops = np.full((n, top), np.nan)   # per pair, FLOPs of each step (families report what each step processed)
     bar = tqdm(total=n, desc=f"evaluate {model.name}", unit="pair", disable=not progress, dynamic_ncols=True)
     for i, (s, t) in enumerate(zip(srcs, dsts)):
         s, t = int(s), int(t)
@@ -166,7 +169,7 @@ def evaluate_model(model: RoutingModel, g: CityGraph, srcs: Sequence[int], dsts:
         if got != top:
             raise RuntimeError(f"model {model.name!r} yielded {got} paths for steps={top} on pair ({s}, {t}); "
                                "the protocol requires exactly `steps`")
-        flops[i] = model.flops_per_step(g, s, t)
+        flops[i] = model.step_flops(g, s, t, top)
         bar.update(1)
     bar.close()
     # One evaluate_paths call, pair-major, so each source's Dijkstra is computed once (LRU-cached).
@@ -177,7 +180,7 @@ def evaluate_model(model: RoutingModel, g: CityGraph, srcs: Sequence[int], dsts:
     by_steps = {}
     for k in steps:
         df = df_all[df_all["steps"] == k].reset_index(drop=True)
-        by_steps[str(k)] = summarise(df, ms[k], k, flops, bootstrap=bootstrap, seed=seed)
+        by_steps[str(k)] = summarise(df, ms[k], k, flops[:, :k].sum(axis=1), bootstrap=bootstrap, seed=seed)
     weights_sha = model.card.get("weights_sha256") if isinstance(model.card, dict) else None
     return {
         "family": model.family, "num_parameters": model.num_parameters, "max_steps": model.max_steps,

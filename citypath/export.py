@@ -212,6 +212,54 @@ def render_gif(g: CityGraph, src: int, dst: int, runs: Sequence[ExportRun], *, d
     return out.getvalue()
 
 
+def render_state_gif(g: CityGraph, src: int, dst: int, run: ExportRun, views: Sequence[Sequence], *,
+                     dpi: int = GIF_DPI, frame_ms: int = 500, last_frame_ms: int = 2000) -> bytes:
+    """An animated GIF of what a model thinks: per step, its first per-city state view as colour.
+
+    `views[k - 1]` is the list of `StateView`s the model's `trace` yielded at step k; cities with
+    no value (NaN: not reached yet) stay grey. The route decoded at that step is drawn on top.
+    """
+    from matplotlib import colormaps
+    from matplotlib.colors import Normalize
+
+    fig, ax, optimal = _figure(g, src, dst, [run], table=False, width_in=7.0)
+    west, east = ax.get_xlim()
+    south, north = ax.get_ylim()
+    inside = np.flatnonzero((g.lon >= west) & (g.lon <= east) & (g.lat >= south) & (g.lat <= north))
+    finite = [v[0].values[inside] for v in views if len(v)]
+    top = max((float(np.nanmax(f)) for f in finite if np.isfinite(f).any()), default=1.0)
+    norm, cmap = Normalize(0.0, max(top, 1e-9)), colormaps["viridis"]
+    first = views[0][0] if views and len(views[0]) else None
+    label = f"{first.name} ({first.unit})" if first is not None and first.unit else (first.name if first else "")
+    fig.colorbar(cmap_mappable(norm, cmap), ax=ax, shrink=0.6, label=label)
+    frames: list[Image.Image] = []
+    for k, step_views in enumerate(views, start=1):
+        values = step_views[0].values[inside]
+        known = np.isfinite(values)
+        artists = [ax.scatter(g.lon[inside[known]], g.lat[inside[known]], s=3, c=cmap(norm(values[known])),
+                              linewidths=0, zorder=2, rasterized=True)]
+        artists += _draw_paths(ax, g, src, dst, optimal, [run], k, ghost=False)
+        ax.set_title(f"{g.label(src)} → {g.label(dst)}\n{run.name} · step {k} · {int(known.sum()):,} cities "
+                     "with a value", fontsize=10)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=dpi, facecolor="white")
+        frames.append(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+        for a in artists:
+            a.remove()
+    out = io.BytesIO()
+    palette = [f.quantize(colors=128, method=Image.Quantize.MEDIANCUT) for f in frames]
+    durations = [frame_ms] * (len(palette) - 1) + [last_frame_ms]
+    palette[0].save(out, format="GIF", save_all=True, append_images=palette[1:], duration=durations, loop=0,
+                    optimize=False)
+    return out.getvalue()
+
+
+def cmap_mappable(norm, cmap):
+    from matplotlib.cm import ScalarMappable
+
+    return ScalarMappable(norm=norm, cmap=cmap)
+
+
 # -- data exports -------------------------------------------------------------------------
 
 def _feature(g: CityGraph, path: Sequence, props: dict) -> dict:

@@ -365,7 +365,7 @@ def load_graph(radius_km: float = DEFAULT_RADIUS_KM, min_population: int = DEFAU
                verbose: bool = False) -> CityGraph:
     """The city graph for a config: from memory, else the disk cache, else built (and cached).
 
-    The default (80 km, population >= 500, contiguous US) has about 21,300 cities.
+    The default (90 km, population >= 500, contiguous US) has 21,217 cities.
     `states=("RI", "MA")` builds a small regional graph, handy for tests.
 
     >>> g = load_graph(states=["RI"])  # doctest: +SKIP

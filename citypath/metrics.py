@@ -22,6 +22,8 @@ from citypath.geo import haversine_km, midpoint, project_aeqd_km
 from citypath.graph import CityGraph
 
 DEFAULT_TOLERANCE = 0.05
+# Relative slack under which a route counts as optimal: float rounding of km sums, not a real detour.
+OPTIMAL_RTOL = 1e-9
 # GEOS's discrete Fréchet needs memory for every pair of points; no real route has this many.
 FRECHET_MAX_CITIES = 5_000
 
@@ -40,6 +42,8 @@ METRIC_DEFINITIONS = {
                     "has no length, else inf).",
     "bounded": "The path starts at the source, reaches the target and length_ratio <= 1 + tolerance.",
     "exact_match": "The path is identical to the optimal path, city by city.",
+    "optimal_length": "The path is valid and no longer than the optimal path (length_ratio <= 1 + 1e-9): "
+                      "an equally short route counts, so ties between optimal routes do not.",
     "frechet_km": "Discrete Fréchet distance in km between the path's known cities and the optimal path "
                   "(azimuthal equidistant projection about the pair's midpoint; NaN for no known city, or over 5,000).",
 }
@@ -131,7 +135,7 @@ def evaluate_paths(g: CityGraph, paths: Sequence, srcs: Sequence[int], dsts: Seq
         "starts_at_source": starts, "reaches_target": reaches, "valid": valid,
         "length_km": length_km, "optimal_km": optimal_km, "length_ratio": ratio,
         "bounded": starts & reaches & (ratio <= 1 + tolerance),
-        "exact_match": exact, "frechet_km": frechet,
+        "exact_match": exact, "optimal_length": valid & (ratio <= 1 + OPTIMAL_RTOL), "frechet_km": frechet,
     })
 
 
@@ -158,6 +162,26 @@ def illegal_jumps(g: CityGraph, path: Sequence) -> int:
     d = np.full(len(a), np.inf)
     d[ok] = haversine_km(g.lat[a[ok]], g.lon[a[ok]], g.lat[b[ok]], g.lon[b[ok]])
     return int((d > g.radius_km).sum())
+
+
+def verifier_key(g: CityGraph, path: Sequence, src: int, dst: int) -> tuple:
+    """The one order in which candidate answers are ranked ("best so far"): smaller is better.
+
+    Valid paths first; among invalid ones, those reaching the target, then fewer illegal jumps;
+    then length in km; then fewer hops. Every family ranks its own answers with this key, so
+    "more steps never make the answer worse" means the same thing for all of them.
+    """
+    ids = as_ids(path, g.n_cities)
+    hops = max(len(ids) - 1, 0)
+    bad = illegal_jumps(g, ids)
+    starts = len(ids) > 0 and ids[0] == src
+    reaches = len(ids) > 0 and ids[-1] == dst
+    ok = ids >= 0
+    a, b = ids[:-1], ids[1:]
+    both = ok[:-1] & ok[1:]
+    km = float(haversine_km(g.lat[a[both]], g.lon[a[both]], g.lat[b[both]], g.lon[b[both]]).sum()) if hops else 0.0
+    is_valid = starts and reaches and bad == 0
+    return (not is_valid, not reaches, bad, km, hops)
 
 
 def starts_at_source(path: Sequence, src: int) -> bool:

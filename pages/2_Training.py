@@ -1,4 +1,4 @@
-"""Each checkpoint's training curves: loss against path quality (the post's loss-vs-quality gap)."""
+"""Training curves: the post's finding (low loss, broken routes) first, then every checkpoint's curves."""
 
 from __future__ import annotations
 
@@ -12,34 +12,79 @@ g = ui.graph()
 mset = ui.models(g)
 
 st.title("Low loss is not a good route")
-st.caption("The post that started this found that a path model's loss can fall while its paths still fail the "
-           "three checks: no illegal jumps, bounded length, reaching the target. Left: loss. Right: path quality "
-           "on validation pairs, measured during training. Both against the number of training paths seen.")
+st.caption("The post that started this trained an RNN on shortest paths as language modelling and found that its "
+           "loss fell while its routes still failed three checks: no illegal jumps, bounded length (within 5% of "
+           "optimal), reaching the target. Every number here is measured during training on fixed validation "
+           "pairs (never trained on) and stored in the checkpoint's card.")
+
+head = dashboards.headline_curve(mset.models)
+if len(head):
+    st.subheader("The post's RNN: validation loss against routes that pass all three checks")
+    base = alt.Chart(head).encode(
+        x=alt.X("val_nll:Q", title="validation loss (NLL per city, softmax over all cities) · falls as training goes",
+                scale=alt.Scale(reverse=True, zero=False)),
+        y=alt.Y("passes:Q", title="greedy routes passing all three checks", axis=alt.Axis(format="%"),
+                scale=alt.Scale(domain=[0, max(0.1, float(head["passes"].max()) * 1.2)])),
+        color=alt.Color("model:N", legend=None))
+    lines = base.mark_line(point=True).encode(tooltip=["model", "paths_seen", "val_nll", "passes", "reaches"])
+    names = base.transform_window(rank="rank()", sort=[alt.SortField("paths_seen", order="descending")],
+                                  groupby=["model"]).transform_filter("datum.rank == 1").mark_text(
+        align="left", dx=6, dy=-8, fontWeight="bold").encode(text="model:N")
+    st.altair_chart((lines + names).properties(height=320), width="stretch")
+    for name in sorted(head["model"].unique()):
+        st.caption(dashboards.curve_sentence(name, mset.models[name]))
+else:
+    st.info("No checkpoint of the post's RNN (family `postrnn`) is installed: train one with "
+            "`python -m citypath train --model postrnn --size small`.")
 
 curves = dashboards.curves_table(mset.models)
 if curves.empty:
     st.info("No checkpoint has training curves yet.")
     st.stop()
 
-chosen = st.multiselect("Models", sorted(curves["model"].unique()), default=sorted(curves["model"].unique()))
-curves = curves[curves["model"].isin(chosen)]
-loss = curves[curves["metric"].str.contains("loss")]
-quality = curves[curves["metric"].str.startswith("val_") & ~curves["metric"].str.contains("loss")]
+st.subheader("Every checkpoint's curves")
+st.caption("One panel per model. Left: rates on validation routes (0-100%). Right: loss, whose meaning depends on "
+           "the family (named under it): compare losses only between models of the same family.")
 
 
-def plot(df, title: str, log_y: bool = False) -> alt.Chart:
+def rates_chart(df, title: str) -> alt.Chart:
     return (alt.Chart(df, title=title).mark_line(point=True)
             .encode(x=alt.X("paths_seen:Q", title="training paths seen"),
-                    y=alt.Y("value:Q", scale=alt.Scale(type="log" if log_y else "linear", zero=False), title=None),
-                    color="metric:N", strokeDash="model:N", tooltip=["model", "metric", "paths_seen", "value"])
-            .properties(height=340))
+                    y=alt.Y("value:Q", title=None, axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
+                    color=alt.Color("curve:N", title=None, legend=alt.Legend(orient="bottom", columns=2)),
+                    tooltip=["curve", "paths_seen", alt.Tooltip("value:Q", format=".1%")])
+            .properties(height=200))
 
 
-c1, c2 = st.columns(2)
-c1.altair_chart(plot(loss, "loss (cross-entropy)"), width="stretch")
-c2.altair_chart(plot(quality, "path quality on validation pairs"), width="stretch")
+def value_chart(df, title: str, y_title: str) -> alt.Chart:
+    return (alt.Chart(df, title=title).mark_line(point=True, color="#555")
+            .encode(x=alt.X("paths_seen:Q", title="training paths seen"),
+                    y=alt.Y("value:Q", title=y_title, scale=alt.Scale(zero=False)),
+                    tooltip=["metric", "paths_seen", "value"])
+            .properties(height=200))
+
+
+for name in sorted(curves["model"].unique()):
+    m = mset.models[name]
+    mine = curves[curves["model"] == name]
+    st.markdown(f"**{name}** · {m.family} · {m.num_parameters:,} parameters")
+    c1, c2, c3 = st.columns(3)
+    rates = mine[mine["metric"].isin(list(dashboards.RATE_CURVES))].assign(
+        curve=lambda d: d["metric"].map(dashboards.RATE_CURVES))
+    if len(rates):
+        c1.altair_chart(rates_chart(rates, "validation routes"), width="stretch")
+    ratio = mine[mine["metric"].isin(list(dashboards.RATIO_CURVES))]
+    if len(ratio):
+        c2.altair_chart(value_chart(ratio, "length / optimal (valid routes; 1 is optimal)", "ratio"),
+                        width="stretch")
+    loss = mine[mine["metric"] == "val_loss"]
+    if len(loss):
+        c3.altair_chart(value_chart(loss, "validation loss", "loss"), width="stretch")
+        c3.caption(dashboards.LOSS_MEANING.get(m.family, "loss as defined by the family"))
+    st.caption(dashboards.curve_sentence(name, m))
+
 with st.expander("The cards"):
-    for name in chosen:
+    for name in sorted(curves["model"].unique()):
         m = mset.models[name]
         st.markdown(f"**{name}** · {m.family} · {m.num_parameters:,} parameters · max_steps {m.max_steps}")
         st.json({k: v for k, v in m.card.items() if k not in ("curves",)}, expanded=False)

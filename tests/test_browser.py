@@ -147,3 +147,38 @@ def test_app_in_browser(app_url, small_graph):
             page.screenshot(path=str(OUTPUT / "dataset-page.png"))
         finally:
             browser.close()
+
+
+@pytest.mark.slow
+def test_training_page_shows_the_posts_finding(tmp_path):
+    """The Training page on the default graph and the shipped checkpoints: the headline chart of the post's
+    RNNs (validation loss against routes passing the three checks), then one panel per model."""
+    from citypath.models import list_models
+
+    post = [n for n in list_models() if n.startswith("post-rnn-")]
+    if len(post) < 2:
+        pytest.skip("the post's RNN checkpoints are not trained yet")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (see the README's test command)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from load_app import AppServer
+
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    with AppServer({}, log_path=tmp_path / "streamlit.log") as server, sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 2600})
+        try:
+            page.goto(f"{server.url}/Training", wait_until="networkidle", timeout=120_000)
+            page.wait_for_selector("text=validation loss against routes that pass all three checks", timeout=120_000)
+            page.wait_for_function("() => document.querySelectorAll('[data-testid=stVegaLiteChart]').length >= 4",
+                                   timeout=60_000)
+            page.wait_for_timeout(2500)
+            body = page.inner_text("body")
+            for name in post:
+                assert f"{name}: validation loss" in body       # the sentence under the headline chart
+                assert f"{name} · postrnn" in body              # its own small-multiple panel
+            assert "softmax over all cities" in body             # what the loss means, said once per family
+            assert page.locator("[data-testid=stException]").count() == 0
+            page.screenshot(path=str(OUTPUT / "training-page.png"), full_page=True)
+        finally:
+            browser.close()

@@ -32,3 +32,47 @@ def test_route_with_missing_model_fails_cleanly(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("CITYPATH_CHECKPOINTS", str(tmp_path))
     assert main(["route", "Worcester, MA", "Providence, RI", "--states", "RI,MA", "--model", "nope"]) == 2
     assert "no checkpoint named 'nope'" in capsys.readouterr().err
+
+
+def _bellman_checkpoint(directory, g, name="bellman-exact"):
+    """A bellman checkpoint holding Bellman-Ford's own weights (message = sender + edge length)."""
+    import torch
+    from safetensors.torch import save_file
+
+    from citypath.models.base import sha256_file, write_card
+    from citypath.models.bellman import BellmanConfig, BellmanModel
+
+    m = BellmanModel.untrained(g, BellmanConfig(rounds_per_step=2, max_steps=8), name=name)
+    sd = {k: torch.zeros_like(v) for k, v in m.net.state_dict().items()}
+    for k in ("sender.weight", "edge.weight", "readout.weight"):
+        sd[k][:] = 1.0
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file(sd, str(directory / f"{name}.safetensors"))
+    write_card(directory / f"{name}.json", {**m.card, "weights_sha256": sha256_file(directory / f"{name}.safetensors")})
+
+
+def test_route_state_gif_shows_what_the_model_thinks_per_step(tmp_path, small_graph, monkeypatch, capsys):
+    _bellman_checkpoint(tmp_path / "ckpt", small_graph)
+    monkeypatch.setenv("CITYPATH_CHECKPOINTS", str(tmp_path / "ckpt"))
+    gif = tmp_path / "state.gif"
+    rc = main(["route", "Worcester, MA", "Providence, RI", "--states", "RI,MA", "--model", "bellman-exact",
+               "--steps", "4", "--state-gif", str(gif)])
+    assert rc == 0
+    frames = Image.open(gif)
+    assert frames.n_frames == 4
+    # Later frames colour more cities (the estimate spreads from the target): the frames differ.
+    frames.seek(0)
+    a = frames.convert("RGB").tobytes()
+    frames.seek(3)
+    assert frames.convert("RGB").tobytes() != a
+
+
+def test_route_state_gif_refuses_a_family_without_a_state_view(tmp_path, small_graph, monkeypatch, capsys):
+    for family, target in FAKE_FAMILIES.items():
+        monkeypatch.setitem(FAMILIES, family, target)
+    write_checkpoint(tmp_path / "ckpt", "demo", "fake-refining", small_graph)
+    monkeypatch.setenv("CITYPATH_CHECKPOINTS", str(tmp_path / "ckpt"))
+    rc = main(["route", "Worcester, MA", "Providence, RI", "--states", "RI,MA", "--model", "demo",
+               "--state-gif", str(tmp_path / "s.gif")])
+    assert rc == 2 and "has no per-city state view" in capsys.readouterr().err
+    assert not (tmp_path / "s.gif").exists()

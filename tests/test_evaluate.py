@@ -134,3 +134,19 @@ def test_shipped_checkpoint_scores_near_its_card(name, default_graph):
         p = want["valid"]
         assert abs(got["valid"] - p) <= 3 * np.sqrt(max(p * (1 - p), 0.02) / n) + 0.02, (k, got["valid"], p)
         assert abs(got["length_ratio_mean"] - want["length_ratio_mean"]) <= 0.05, k
+
+
+def test_flops_total_is_the_sum_of_the_steps_actually_run(tiny_graph):
+    """A family whose steps cost different amounts (bellman's frontier) is charged what each step processed."""
+    from citypath.evaluate import evaluate_model, sample_heldout_pairs
+    from citypath.models.bellman import BellmanConfig, BellmanModel
+
+    m = BellmanModel.untrained(tiny_graph, BellmanConfig(rounds_per_step=1, max_steps=6), seed=1)
+    s, t = sample_heldout_pairs(tiny_graph, 4, seed=8)
+    out = evaluate_model(m, tiny_graph, s, t, steps=(1, 3, 6), bootstrap=0, progress=False)
+    per_pair = np.array([m.step_flops(tiny_graph, int(a), int(b), 6) for a, b in zip(s, t)])
+    for k in (1, 3, 6):
+        entry = out["by_steps"][str(k)]
+        assert entry["flops_total"] == pytest.approx(per_pair[:, :k].sum(axis=1).mean())
+        assert entry["flops_per_step"] == pytest.approx(entry["flops_total"] / k)
+    assert out["by_steps"]["1"]["flops_total"] > 0

@@ -351,11 +351,13 @@ def test_a_full_disk_during_training_names_the_state_file(gru_task, tiny_graph, 
 
     cfg = _cfg(tmp_path, name="gru-full")
     monkeypatch.setattr(safetensors.torch, "save_file", _safetensors_half_then(OSError(errno.ENOSPC, NO_SPACE)))
+    # The handler in force before the call (SIG_IGN under `nohup ... &`, Python's default otherwise).
+    before_sigint = signal.getsignal(signal.SIGINT)
     with pytest.raises(OSError) as e:
         train(gru_task, tiny_graph, cfg)
     assert_names(e.value, tmp_path / "runs" / "gru-full" / STATE_FILE)
     assert snapshot(tmp_path) == {}
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C works again after the error
+    assert signal.getsignal(signal.SIGINT) is before_sigint  # Ctrl-C works as before, after the error
 
 
 # -- a run killed mid-epoch -------------------------------------------------------------------------

@@ -25,6 +25,8 @@ FAMILIES = {
     "gru": "citypath.models.gru:GRUModel",
     "refiner": "citypath.models.refiner:RefinerModel",
     "gnn": "citypath.models.gnn:GNNModel",
+    "postrnn": "citypath.models.postrnn:PostRNNModel",
+    "bellman": "citypath.models.bellman:BellmanModel",
 }
 
 REPO_CHECKPOINTS = Path(__file__).resolve().parents[2] / "checkpoints"

@@ -14,17 +14,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from citypath.cache import write_atomic
 from citypath.graph import CityGraph
 
 # Past this many steps a request is refused rather than left to run for hours.
 STEPS_LIMIT = 1024
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 
 
 class ModelError(Exception):
@@ -53,6 +54,15 @@ def check_steps(steps: object, max_steps: int | None = None) -> int:
     if steps > STEPS_LIMIT:
         raise ValueError(f"steps={steps} is over the limit of {STEPS_LIMIT} steps per query")
     return steps
+
+
+@dataclass(frozen=True)
+class StateView:
+    """One per-city quantity a model holds after a step (what it "thinks"): values[i] for city i, NaN = none."""
+
+    name: str           # e.g. "estimated km to target"
+    unit: str           # e.g. "km"; "" for flags and scores
+    values: np.ndarray  # (n_cities,) float64
 
 
 class RoutingModel(ABC):
@@ -105,6 +115,24 @@ class RoutingModel(ABC):
         """Estimated floating-point operations of one step on this query (for compute plots)."""
         return float("nan")
 
+    def step_flops(self, g: CityGraph, src: int, dst: int, steps: int) -> list[float]:
+        """FLOPs of each of the first `steps` steps on this query.
+
+        Families whose steps cost different amounts (a frontier that grows and dies out) override
+        this with what each step actually processed; the default is `flops_per_step` every step.
+        """
+        steps = check_steps(steps)
+        return [self.flops_per_step(g, src, dst)] * steps
+
+    has_state_view: bool = False
+
+    def trace(self, g: CityGraph, src: int, dst: int, steps: int = 1) -> Iterator[list[StateView]]:
+        """Per step, the model's internal state over cities (a list of `StateView`s), where a family has one.
+
+        Families without a per-city state raise NotImplementedError saying so.
+        """
+        raise NotImplementedError(f"model family {self.family!r} has no per-city state view")
+
     @classmethod
     @abstractmethod
     def from_checkpoint(cls, name: str, card: dict, weights_path: Path) -> RoutingModel:
@@ -114,12 +142,6 @@ class RoutingModel(ABC):
         return (f"{type(self).__name__}(name={self.name!r}, family={self.family!r}, "
                 f"num_parameters={self.num_parameters:,}, max_steps={self.max_steps})")
 
-
-def check_name(name: object) -> str:
-    """A checkpoint name safe to use as a file name, or ValueError."""
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
-        raise ModelNotFound(f"{name!r:.80} is not a checkpoint name (lower-case letters, digits, '-', '_', '.')")
-    return name
 
 
 def read_card(path: Path) -> dict:

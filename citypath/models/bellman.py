@@ -1,0 +1,355 @@
+"""bellman: a tiny min-aggregation network that thinks until its answer is Dijkstra's.
+
+A Bellman-Ford-aligned recurrent network (Xu et al. 2021; Nerem et al. 2026). Every city v
+holds a state h_v in R^d, "unreached" (+inf) until a message arrives. Each round, along
+**every graph edge** u -> v, the network sends
+
+    m_uv = h_u A + a * w_uv + b + x_v B          (x_v = [is target, is source]: input injection)
+
+and each city keeps the per-channel minimum: h_v <- min(h_v, min_u m_uv). The target starts
+at h_t = x_t E + e; a linear read-out r . h_v + r0 is the city's estimated km to the target
+(in units of radius_km). Nothing in the code says "add the edge length": A, a, b, B, E, e, r
+and r0 are learned (with an L1 penalty that pushes unneeded weights to zero) on small graphs,
+and docs/models.md compares what was learned with Bellman-Ford's exact weights.
+
+Test-time compute: step k of `refine` is the path decoded after k * rounds_per_step rounds.
+The path is decoded from the source by the model's own Bellman equation: the next city is
+the neighbour u minimising the read-out of the message u -> current city; a neighbour not
+reached yet is scored by its straight-line km to the target (the walker's prior), so early
+steps head straight for the target and later ones follow the model. Every hop is a graph
+edge (no illegal jumps by construction): valid = reaches the target.
+
+Compute follows the question, not the map: a round only sends messages from cities whose
+state changed in the last round (the frontier), only to cities inside a corridor around
+source and target (an ellipse: straight-line km via the city <= a bound), and a city
+whose straight-line detour already exceeds the source's current estimate stops sending.
+The corridor starts at 1.1 x the straight line + 1 radius and grows to the source's
+estimate (or by half when the frontier dies out before reaching the source), so no route
+is cut off. Messages are computed per channel over the frontier's edges (never an all
+edges x d tensor), and `step_flops` counts exactly the edges processed.
+
+    >>> m = load_model("bellman-tiny")                       # doctest: +SKIP
+    >>> paths = list(m.refine(g, src, dst, steps=24))        # doctest: +SKIP
+    >>> views = list(m.trace(g, src, dst, steps=24))         # per step: estimated km to target
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from citypath.geo import haversine_km
+from citypath.graph import CityGraph
+from citypath.metrics import verifier_key
+from citypath.models.base import CheckpointError, RoutingModel, StateView
+
+N_INPUTS = 2            # is_target, is_source
+
+
+@dataclass(frozen=True)
+class BellmanConfig:
+    """Hyper-parameters (stored in the card)."""
+
+    hidden_dim: int = 1
+    rounds_per_step: int = 4
+    max_steps: int = 24              # 96 rounds: more than the longest optimal path's 82 hops
+    corridor_factor: float = 1.1     # the corridor: straight km via the city <= factor x straight km + slack
+    corridor_slack_radii: float = 1.0
+
+    @classmethod
+    def from_dict(cls, d: dict) -> BellmanConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+class BellmanNet(nn.Module):
+    """The weight-tied round and read-out; `forward` is the training loss on a batch of small graphs."""
+
+    def __init__(self, config: BellmanConfig):
+        super().__init__()
+        d = config.hidden_dim
+        self.config = config
+        self.encode = nn.Linear(N_INPUTS, d)               # the target's initial state
+        self.sender = nn.Linear(d, d, bias=False)          # A
+        self.edge = nn.Linear(1, d)                        # a * w + b
+        self.recall = nn.Linear(N_INPUTS, d, bias=False)   # B: input injection every round
+        self.readout = nn.Linear(d, 1)                     # r . h + r0
+        for p in self.parameters():
+            nn.init.uniform_(p, 0.0, 1.0)   # non-negative start: a min of positive sums is a distance
+
+    def round(self, h: torch.Tensor, reached: torch.Tensor, x: torch.Tensor, src: torch.Tensor,
+              dst: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One synchronous round over every edge src -> dst of a (small) training graph."""
+        send = self.sender(torch.where(reached[:, None], h, torch.zeros_like(h)))
+        msg = send[src] + self.edge(w[:, None]) + self.recall(x)[dst]
+        msg = torch.where(reached[src][:, None], msg, torch.full_like(msg, torch.inf))
+        agg = torch.full_like(h, torch.inf).scatter_reduce(0, dst[:, None].expand_as(msg), msg, "amin",
+                                                           include_self=True)
+        return torch.minimum(h, agg), reached | torch.isfinite(agg).all(dim=1)
+
+    def estimate(self, h: torch.Tensor) -> torch.Tensor:
+        return self.readout(h).squeeze(-1)
+
+    def forward(self, x: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, w: torch.Tensor,
+                labels: torch.Tensor, weight: torch.Tensor, rounds_free: torch.Tensor,
+                rounds_grad: torch.Tensor, l1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(summed loss, number of supervised cities): progressive L1 loss plus the L1 weight penalty.
+
+        `labels[i]` (rounds_grad, n) is Bellman-Ford's estimate after rounds_free + i + 1 rounds
+        (inf where a city is not reached yet); a city is supervised where both it and the model's
+        state are reached, and the model is penalised for reaching a city Bellman-Ford has not.
+        """
+        is_target = x[:, 0] > 0
+        h = torch.where(is_target[:, None], self.encode(x), torch.full((len(x), self.config.hidden_dim), torch.inf,
+                                                                       dtype=x.dtype))
+        reached = is_target.clone()
+        with torch.no_grad():
+            for _ in range(int(rounds_free)):
+                h, reached = self.round(h, reached, x, src, dst, w)
+        total, count = h.new_zeros(()), h.new_zeros(())
+        for i in range(int(rounds_grad)):
+            h, reached = self.round(h, reached, x, src, dst, w)
+            est = self.estimate(torch.where(reached[:, None], h, torch.zeros_like(h)))
+            ok = reached & torch.isfinite(labels[i])
+            err = (est - torch.where(ok, labels[i], torch.zeros_like(est))).abs()
+            total = total + (err * weight * ok).sum()
+            count = count + (weight * ok).sum()
+        penalty = sum(p.abs().sum() for p in self.parameters())
+        return total / int(rounds_grad) + l1 * penalty * count.detach() / int(rounds_grad), count / int(rounds_grad)
+
+
+def count_parameters(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+# -- inference: the same network in float64 numpy, over the frontier only -------------------------------
+
+@dataclass(frozen=True)
+class Weights:
+    """The learned weights as float64 arrays (inference runs in float64: ties are decided at ~1e-12 km)."""
+
+    encode_w: np.ndarray   # (2, d)
+    encode_b: np.ndarray   # (d,)
+    A: np.ndarray          # (d, d)
+    a: np.ndarray          # (d,)
+    b: np.ndarray          # (d,)
+    B: np.ndarray          # (2, d)
+    r: np.ndarray          # (d,)
+    r0: float
+
+    @classmethod
+    def of(cls, net: BellmanNet) -> Weights:
+        f = lambda t: t.detach().double().numpy().copy()  # noqa: E731
+        return cls(f(net.encode.weight).T, f(net.encode.bias), f(net.sender.weight).T, f(net.edge.weight)[:, 0],
+                   f(net.edge.bias), f(net.recall.weight).T, f(net.readout.weight)[0], float(f(net.readout.bias)[0]))
+
+
+@dataclass
+class RunState:
+    """Where one query's thinking stands after some rounds."""
+
+    h: np.ndarray              # (n, d) states, +inf where unreached
+    reached: np.ndarray        # (n,) bool
+    frontier: np.ndarray       # ids whose state changed last round
+    corridor: np.ndarray       # (n,) bool: cities allowed to receive messages
+    bound_km: float            # the corridor's bound on straight km via the city
+    via_km: np.ndarray         # (n,) straight km source -> city -> target
+    to_target_km: np.ndarray   # (n,) straight km city -> target
+    edges: int = 0             # edges processed so far
+
+
+class Thinker:
+    """Runs the network on one query of the full graph, a round at a time, over the frontier."""
+
+    def __init__(self, w: Weights, g: CityGraph, config: BellmanConfig, src: int, dst: int):
+        self.w, self.g, self.c, self.src, self.dst = w, g, config, src, dst
+        n, d = g.n_cities, len(w.r)
+        to_src = haversine_km(g.lat, g.lon, g.lat[src], g.lon[src])
+        to_dst = haversine_km(g.lat, g.lon, g.lat[dst], g.lon[dst])
+        via = to_src + to_dst
+        bound = config.corridor_factor * float(to_src[dst]) + config.corridor_slack_radii * g.radius_km
+        x_t = np.array([1.0, float(src == dst)])
+        h = np.full((n, d), np.inf)
+        h[dst] = x_t @ w.encode_w + w.encode_b
+        reached = np.zeros(n, bool)
+        reached[dst] = True
+        # Input injection for the receivers: only the source's x differs from zero among non-targets.
+        self.recall_src = np.array([0.0, 1.0]) @ w.B
+        self.recall_dst = x_t @ w.B
+        self.s = RunState(h, reached, np.array([dst]), via <= bound, bound, via, to_dst)
+
+    def estimates_km(self) -> np.ndarray:
+        """Read-out of every reached city, in km to the target (NaN where unreached)."""
+        s, w = self.s, self.w
+        out = np.full(len(s.reached), np.nan)
+        out[s.reached] = (s.h[s.reached] @ w.r + w.r0) * self.g.radius_km
+        return out
+
+    def round(self) -> None:
+        s, w, g = self.s, self.w, self.g
+        if not len(s.frontier):
+            if s.reached[self.src] or s.corridor.all():
+                return
+            self._grow(1.5 * s.bound_km)             # the corridor holds no route: widen it
+            return
+        ip, ix, wt = g.adjacency.indptr, g.adjacency.indices, g.adjacency.data
+        f = s.frontier
+        deg = ip[f + 1] - ip[f]
+        idx = np.repeat(ip[f], deg) + (np.arange(int(deg.sum())) - np.repeat(np.cumsum(deg) - deg, deg))
+        owner = np.repeat(np.arange(len(f)), deg)
+        v = ix[idx]
+        s.edges += len(idx)
+        keep = s.corridor[v]
+        v, owner, hop = v[keep], owner[keep], wt[idx[keep]] / g.radius_km
+        sent = s.h[f] @ w.A                           # A h_u once per sender, not per edge
+        d = sent.shape[1]
+        new = np.full((len(s.reached), d), np.inf)
+        for c in range(d):                            # per channel: edge-sized vectors only
+            m = sent[owner, c] + w.a[c] * hop + w.b[c]
+            np.minimum.at(new[:, c], v, m)
+        touched = np.unique(v)
+        new_t = new[touched]
+        new_t += np.where((touched == self.src)[:, None], self.recall_src, 0.0)
+        new_t += np.where((touched == self.dst)[:, None], self.recall_dst, 0.0)
+        better = (new_t < s.h[touched]).any(axis=1)
+        s.h[touched] = np.minimum(s.h[touched], new_t)
+        s.reached[touched] = True
+        changed = touched[better]
+        if s.reached[self.src]:
+            est_src = float(s.h[self.src] @ w.r + w.r0) * g.radius_km
+            if est_src > s.bound_km:                  # a better route may leave the corridor: widen it
+                self._grow(est_src)
+            # A city whose straight-line detour exceeds the source's estimate cannot be on a better route.
+            changed = changed[s.via_km[changed] <= max(est_src, 0.0) + 1e-9]
+        s.frontier = changed
+
+    def _grow(self, bound_km: float) -> None:
+        s = self.s
+        s.bound_km = bound_km
+        s.corridor = s.via_km <= bound_km
+        # Every reached city sends again once, so the new cities hear from the old ones.
+        s.frontier = np.flatnonzero(s.reached)
+
+    def decode(self, max_hops: int) -> list[int]:
+        """Walk from the source by the model's Bellman equation (unreached neighbours: straight km)."""
+        s, w, g = self.s, self.w, self.g
+        ip, ix, wt = g.adjacency.indptr, g.adjacency.indices, g.adjacency.data
+        est = self.estimates_km()
+        visited = np.zeros(len(est), bool)
+        path, cur = [self.src], self.src
+        visited[cur] = True
+        while cur != self.dst and len(path) <= max_hops:
+            lo, hi = ip[cur], ip[cur + 1]
+            nb = ix[lo:hi]
+            hop = wt[lo:hi] / g.radius_km
+            r_nb = s.reached[nb]
+            score = np.empty(len(nb))
+            # Read-out of the message nb -> cur: r . (h_nb A + a w + b) + r0, in km.
+            msg = s.h[nb[r_nb]] @ w.A + hop[r_nb, None] * w.a + w.b
+            score[r_nb] = (msg @ w.r + w.r0) * g.radius_km
+            score[~r_nb] = wt[lo:hi][~r_nb] + s.to_target_km[nb[~r_nb]]
+            score[visited[nb]] = np.inf
+            j = int(np.argmin(score))
+            if not np.isfinite(score[j]):
+                break
+            cur = int(nb[j])
+            visited[cur] = True
+            path.append(cur)
+        return path
+
+
+def max_hops_for(g: CityGraph, src: int, dst: int) -> int:
+    return int(8 * g.distance_km(src, dst) / g.radius_km) + 64
+
+
+def flops_of(edges: int, d: int) -> float:
+    """FLOPs of messages over `edges` edges: per channel an add (A h, once per sender, is small), a multiply-add
+    for the edge term and the min; plus one compare per edge for the corridor test."""
+    return float(edges * (1 + 4 * d))
+
+
+class BellmanModel(RoutingModel):
+    """The trained network behind the routing protocol: step k decodes after k * rounds_per_step rounds."""
+
+    family = "bellman"
+    has_state_view = True
+
+    def __init__(self, name: str, card: dict, net: BellmanNet):
+        super().__init__(name, card)
+        self.net = net.eval()
+        self.config = net.config
+        self.weights = Weights.of(net)
+
+    @classmethod
+    def from_checkpoint(cls, name: str, card: dict, weights_path: Path) -> BellmanModel:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            net = BellmanNet(BellmanConfig.from_dict(card["config"]))
+            net.load_state_dict({k: v.double() for k, v in load_file(str(weights_path)).items()})
+        except (SafetensorError, OSError, KeyError, RuntimeError, ValueError, TypeError) as e:
+            raise CheckpointError(f"cannot load bellman weights {weights_path}: {e}") from e
+        return cls(name, card, net.double())
+
+    @classmethod
+    def untrained(cls, g: CityGraph, config: BellmanConfig | None = None, name: str = "bellman-untrained",
+                  seed: int = 0) -> BellmanModel:
+        config = config or BellmanConfig()
+        torch.manual_seed(seed)
+        net = BellmanNet(config).double()
+        card = {"name": name, "family": cls.family, "num_parameters": count_parameters(net),
+                "max_steps": config.max_steps, "config": asdict(config),
+                "graph": {"fingerprint": g.fingerprint, "config": asdict(g.config)}}
+        return cls(name, card, net)
+
+    def _run(self, g: CityGraph, src: int, dst: int, steps: int) -> Iterator[tuple[Thinker, list[int], int]]:
+        """Per step: the thinker after that step's rounds, its decoded path, and the edges it processed."""
+        t = Thinker(self.weights, g, self.config, src, dst)
+        cap = max_hops_for(g, src, dst)
+        for _ in range(steps):
+            before = t.s.edges
+            if src != dst:
+                for _ in range(self.config.rounds_per_step):
+                    t.round()
+            yield t, (t.decode(cap) if src != dst else [src]), t.s.edges - before
+
+    def refine(self, g: CityGraph, src: int, dst: int, steps: int = 1, *, seed: int = 0) -> Iterator[list[int]]:
+        """Yield `steps` paths: at step k, the verifier's best of the paths decoded after steps 1..k.
+
+        Deterministic (`seed` is accepted for the protocol and unused).
+        """
+        src, dst, steps = self.check_query(g, src, dst, steps)
+        return self._refine(g, src, dst, steps)
+
+    def _refine(self, g: CityGraph, src: int, dst: int, steps: int) -> Iterator[list[int]]:
+        best, best_key = None, None
+        for _, path, _ in self._run(g, src, dst, steps):
+            key = verifier_key(g, path, src, dst)
+            if best_key is None or key < best_key:
+                best, best_key = path, key
+            yield list(best)
+
+    def trace(self, g: CityGraph, src: int, dst: int, steps: int = 1) -> Iterator[list[StateView]]:
+        """Per step, what the network holds over cities: its estimated km to the target and the active set."""
+        src, dst, steps = self.check_query(g, src, dst, steps)
+        for t, _, _ in self._run(g, src, dst, steps):
+            active = np.zeros(g.n_cities, np.float64)
+            active[t.s.frontier] = 1.0
+            yield [StateView("estimated km to target", "km", t.estimates_km()),
+                   StateView("active (sent messages last round)", "", active)]
+
+    def step_flops(self, g: CityGraph, src: int, dst: int, steps: int) -> list[float]:
+        """FLOPs of each of `steps` steps on this query, counted over the edges actually processed."""
+        src, dst, steps = self.check_query(g, src, dst, steps)
+        d = self.config.hidden_dim
+        return [flops_of(edges, d) for _, _, edges in self._run(g, src, dst, steps)]
+
+    def flops_per_step(self, g: CityGraph, src: int, dst: int) -> float:
+        """Mean FLOPs of a step over the model's max_steps steps on this query (see `step_flops`)."""
+        return float(np.mean(self.step_flops(g, src, dst, self.max_steps)))

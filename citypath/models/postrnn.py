@@ -1,0 +1,254 @@
+"""postrnn: the post's RNN as the post built it: a next-city language model over every city.
+
+Tokens are cities and nothing else: no coordinates, no neighbour mask, no revisit rule, no
+edge features. The model reads the source, the target, then the path so far (which starts
+at the source), and at every position predicts the next city with a softmax over all
+21,217 cities. Trained with teacher forcing and cross-entropy on the Shortest Path Dataset.
+Input and output embeddings are tied (score = W h . token + bias), as in most small LMs.
+
+Decoding runs until the model emits the target or a hop cap is reached. Nothing stops it
+from jumping to a city 2,000 km away: illegal jumps are possible and counted. Test-time
+compute is best-of-N with the exact verifier (`citypath.metrics.verifier_key`): step 1 is
+greedy, step k the best of greedy plus k - 1 samples, so an invalid path can still be the
+best of its batch, and is then shown with its illegal jumps.
+
+    >>> m = load_model("post-rnn-small")                   # doctest: +SKIP
+    >>> paths = list(m.refine(g, src, dst, steps=8))       # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from citypath.graph import CityGraph
+from citypath.metrics import verifier_key
+from citypath.models.base import CheckpointError, RoutingModel
+
+SAMPLE_CHUNK = 32   # samples decoded per batch; also fixes which random numbers each sample uses
+
+
+@dataclass(frozen=True)
+class PostRNNConfig:
+    """Everything needed to rebuild the model (stored in the card)."""
+
+    n_cities: int
+    embed_dim: int = 64
+    hidden_dim: int = 64
+    layers: int = 1
+    max_hops: int = 128           # decoding cap (the longest SPD path has 82 hops on the default graph)
+    temperature: float = 1.0      # sampling temperature for steps >= 2
+    train_negatives: int = 0      # 0: full softmax in training; n: sampled softmax with n shared negatives
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PostRNNConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+SIZES = {
+    # post-rnn-large has ~4x the parameters of post-rnn-small (most of both are the city table).
+    "small": dict(embed_dim=64, hidden_dim=64),
+    "large": dict(embed_dim=256, hidden_dim=256),
+}
+
+
+class PostRNN(nn.Module):
+    """City embedding -> GRU -> tied full-vocabulary scores. `forward` is the teacher-forced loss."""
+
+    def __init__(self, config: PostRNNConfig):
+        super().__init__()
+        c = self.config = config
+        self.embed = nn.Embedding(c.n_cities, c.embed_dim)
+        nn.init.normal_(self.embed.weight, std=0.05)
+        self.gru = nn.GRU(c.embed_dim, c.hidden_dim, num_layers=c.layers, batch_first=True)
+        self.out = nn.Linear(c.hidden_dim, c.embed_dim)
+        self.bias = nn.Parameter(torch.zeros(c.n_cities))
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """Scores of every city for each state row: (..., n_cities)."""
+        return self.out(h) @ self.embed.weight.T + self.bias
+
+    def prefix(self, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+        """GRU state after reading (source, target): the post's prompt."""
+        _, h = self.gru(self.embed(torch.stack([src, dst], dim=1)))
+        return h
+
+    def forward(self, tokens: torch.Tensor, mask: torch.Tensor, negatives: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(summed cross-entropy, number of predictions) of a batch.
+
+        tokens (B, T): [src, dst, src, c1, ..., dst, pad...]; position i >= 2 predicts token i + 1
+        where mask[:, i + 1]. With `negatives` (a shared sample of city ids, uniform), the softmax
+        is sampled: the true city plus the negatives, the negatives' scores corrected by
+        log(n_cities / n_negatives) so the sum estimates the full partition function; an empty
+        `negatives` means the full softmax (always used for validation and inference).
+        """
+        out, _ = self.gru(self.embed(tokens[:, :-1]))
+        sel = mask[:, 1:].clone()
+        sel[:, :2] = False                       # (src, dst) -> src is not a prediction
+        h = self.out(out[sel])
+        target = tokens[:, 1:][sel]
+        if negatives.numel() == 0:
+            logits = h @ self.embed.weight.T + self.bias
+            return nn.functional.cross_entropy(logits, target, reduction="sum"), torch.tensor(float(len(target)))
+        pos = (h * self.embed(target)).sum(-1) + self.bias[target]
+        neg = h @ self.embed(negatives).T + self.bias[negatives]
+        neg = neg + float(np.log(self.config.n_cities / len(negatives)))
+        neg = neg.masked_fill(negatives[None, :] == target[:, None], -torch.inf)
+        logz = torch.logsumexp(torch.cat([pos[:, None], neg], dim=1), dim=1)
+        return (logz - pos).sum(), torch.tensor(float(len(target)))
+
+
+def count_parameters(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+# -- decoding -------------------------------------------------------------------------------
+
+def decode(net: PostRNN, srcs: np.ndarray, dsts: np.ndarray, *, greedy: bool,
+           generator: torch.Generator | None = None, temperature: float = 1.0,
+           hop_caps: np.ndarray | None = None) -> list[list[int]]:
+    """One path per (src, dst) row, decoded as one batch over the full vocabulary.
+
+    A row stops when it emits its target or after `hop_caps[row]` hops (default: config.max_hops).
+
+    Sampling uses Gumbel-max with one (SAMPLE_CHUNK, n_cities) noise draw per position, indexed
+    by the row's number within the chunk, so sample i's path does not depend on how many are drawn.
+    """
+    c = net.config
+    src = torch.as_tensor(np.asarray(srcs, dtype=np.int64))
+    dst = torch.as_tensor(np.asarray(dsts, dtype=np.int64))
+    n = len(src)
+    h = net.prefix(src, dst)
+    cur = src.clone()
+    paths = [[int(s)] for s in src.tolist()]
+    active = (src != dst).numpy().copy()
+    cap = np.asarray(hop_caps, dtype=np.int64) if hop_caps is not None else np.full(n, c.max_hops)
+    for hop in range(int(cap.max(initial=0))):
+        active &= hop < cap
+        if not active.any():
+            break
+        rows = torch.from_numpy(np.flatnonzero(active))
+        out, h_a = net.gru(net.embed(cur[rows])[:, None], h[:, rows])
+        h[:, rows] = h_a
+        scores = net.logits(out[:, 0])
+        if not greedy:
+            u = torch.rand((SAMPLE_CHUNK, c.n_cities), generator=generator)[:n][rows]
+            scores = scores / temperature - torch.log(-torch.log(u.clamp_min(1e-20)).clamp_min(1e-20))
+        nxt = scores.argmax(dim=1)
+        cur[rows] = nxt
+        for row, city in zip(rows.tolist(), nxt.tolist()):
+            paths[row].append(city)
+            if city == int(dst[row]):
+                active[row] = False
+    return paths
+
+
+def hop_cap(g: CityGraph, src: int, dst: int, max_hops: int) -> int:
+    """Hops a path may take before decoding gives up: 3x the hops an optimal path needs here, plus 16.
+
+    Optimal paths average ~67 km a hop (0.75 radius) and run ~8% over the straight line; a path
+    that has not reached the target after 3x that cannot be within the bounded-length check.
+    """
+    return min(max_hops, int(3 * 1.08 * g.distance_km(src, dst) / (0.75 * g.radius_km)) + 16)
+
+
+def sample_generator(seed: int, chunk: int) -> torch.Generator:
+    """The random stream of one chunk of samples, a pure function of (seed, chunk)."""
+    digest = hashlib.blake2b(f"{seed}:{chunk}".encode(), digest_size=8).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest, "little") >> 1)
+
+
+# -- the routing model ----------------------------------------------------------------------
+
+class PostRNNModel(RoutingModel):
+    """The post's RNN behind the routing protocol: step 1 greedy, step k the verifier's best of k."""
+
+    family = "postrnn"
+
+    def __init__(self, name: str, card: dict, net: PostRNN):
+        super().__init__(name, card)
+        self.net = net.eval()
+        self.config = net.config
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+
+    @classmethod
+    def from_checkpoint(cls, name: str, card: dict, weights_path: Path) -> PostRNNModel:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            net = PostRNN(PostRNNConfig.from_dict(card["config"]))
+            net.load_state_dict({k: v.float() for k, v in load_file(str(weights_path)).items()})
+        except (SafetensorError, OSError, KeyError, RuntimeError, ValueError, TypeError) as e:
+            raise CheckpointError(f"cannot load post-RNN weights {weights_path}: {e}") from e
+        return cls(name, card, net)
+
+    @classmethod
+    def untrained(cls, g: CityGraph, config: PostRNNConfig | None = None, name: str = "post-rnn-untrained",
+                  seed: int = 0) -> PostRNNModel:
+        """A randomly initialised model for `g` (tests, experiments)."""
+        config = config or PostRNNConfig(n_cities=g.n_cities)
+        torch.manual_seed(seed)
+        net = PostRNN(config)
+        card = {"name": name, "family": cls.family, "num_parameters": count_parameters(net), "max_steps": 32,
+                "config": asdict(config), "graph": {"fingerprint": g.fingerprint, "config": asdict(g.config)}}
+        return cls(name, card, net)
+
+    def refine(self, g: CityGraph, src: int, dst: int, steps: int = 1, *, seed: int = 0) -> Iterator[list[int]]:
+        """Yield `steps` paths: greedy, then the verifier's best of greedy + k-1 samples at step k."""
+        src, dst, steps = self.check_query(g, src, dst, steps)
+        if self.config.n_cities != g.n_cities:
+            raise CheckpointError(f"model {self.name!r} has {self.config.n_cities} city tokens, "
+                                  f"the graph {g.n_cities}")
+        return self._refine(g, src, dst, steps, seed)
+
+    def _refine(self, g: CityGraph, src: int, dst: int, steps: int, seed: int) -> Iterator[list[int]]:
+        if src == dst:
+            for _ in range(steps):
+                yield [src]
+            return
+        cap = hop_cap(g, src, dst, self.config.max_hops)
+        with torch.inference_mode():
+            best = decode(self.net, np.array([src]), np.array([dst]), greedy=True, hop_caps=[cap])[0]
+        best_key = verifier_key(g, best, src, dst)
+        yield list(best)
+        done, chunk = 1, 0
+        while done < steps:
+            take = min(SAMPLE_CHUNK, steps - done)
+            with torch.inference_mode():
+                samples = decode(self.net, np.full(take, src), np.full(take, dst), greedy=False,
+                                 generator=sample_generator(seed, chunk), temperature=self.config.temperature,
+                                 hop_caps=np.full(take, cap))
+            for path in samples:
+                key = verifier_key(g, path, src, dst)
+                if key < best_key:
+                    best, best_key = path, key
+                done += 1
+                yield list(best)
+            chunk += 1
+
+    def flops_per_step(self, g: CityGraph, src: int, dst: int) -> float:
+        """One decoded path: per hop, the GRU cell, the output projection and all n_cities scores.
+
+        Counted over the hops the model actually decodes for this query (its greedy path, which
+        runs to the hop cap when it never emits the target), not over the optimal path's hops.
+        """
+        c = self.config
+        src, dst = g.check_id(src), g.check_id(dst)
+        if src == dst:
+            return 0.0
+        with torch.inference_mode():
+            cap = hop_cap(g, src, dst, c.max_hops)
+            hops = len(decode(self.net, np.array([src]), np.array([dst]), greedy=True, hop_caps=[cap])[0]) - 1
+        gru = 2 * 3 * (c.embed_dim + c.hidden_dim) * c.hidden_dim * c.layers
+        head = 2 * c.hidden_dim * c.embed_dim + 2 * c.n_cities * c.embed_dim
+        return float((hops + 2) * gru + hops * head)

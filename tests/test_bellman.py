@@ -1,0 +1,182 @@
+"""The Bellman-Ford-aligned network: exact distances from the right weights, learning them on small graphs,
+the frontier and the corridor, per-step state views and FLOPs, the protocol, and the shipped checkpoint."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.sparse.csgraph import dijkstra
+
+import citypath
+from citypath.evaluate import sample_heldout_pairs
+from citypath.metrics import verifier_key
+from citypath.models import list_models, load_model
+from citypath.models.bellman import BellmanConfig, BellmanModel, Thinker, Weights
+from citypath.tasks.bellman import GraphsConfig, SmallGraph, bellman_ford_rounds, graph_batch, synthetic_graph
+
+
+def exact_model(g, **config) -> BellmanModel:
+    """The network with Bellman-Ford's own weights: message = sender + edge length, read-out = the state."""
+    m = BellmanModel.untrained(g, BellmanConfig(hidden_dim=1, **config))
+    sd = {k: torch.zeros_like(v) for k, v in m.net.state_dict().items()}
+    for k in ("sender.weight", "edge.weight", "readout.weight"):
+        sd[k][:] = 1.0
+    m.net.load_state_dict(sd)
+    m.weights = Weights.of(m.net)
+    return m
+
+
+@pytest.fixture(scope="module")
+def pairs(tiny_graph):
+    s, t = sample_heldout_pairs(tiny_graph, 16, seed=3)
+    return list(zip(s.tolist(), t.tolist()))
+
+
+def test_exact_weights_give_dijkstras_distances_after_enough_rounds(tiny_graph, pairs):
+    """Every city that could lie on a route as short as the source's (straight km via it <= the source's
+    distance) ends with Dijkstra's distance to the target; the others may stop early (they cannot matter)."""
+    g = tiny_graph
+    m = exact_model(g)
+    for src, dst in pairs[:6]:
+        t = Thinker(m.weights, g, m.config, src, dst)
+        for _ in range(400):
+            t.round()
+        truth = dijkstra(g.adjacency, indices=dst)
+        relevant = t.s.via_km <= truth[src]
+        assert relevant[src] and relevant[dst]
+        np.testing.assert_allclose(t.estimates_km()[relevant], truth[relevant], rtol=1e-12, atol=1e-9)
+        assert len(t.s.frontier) == 0                    # converged: nothing left to send
+
+
+def test_exact_weights_route_optimally_and_improve_with_steps(tiny_graph, pairs):
+    g = tiny_graph
+    m = exact_model(g, rounds_per_step=1, max_steps=40)
+    first, last = [], []
+    for src, dst in pairs:
+        paths = list(m.refine(g, src, dst, steps=60))
+        first.append(paths[0])
+        last.append(paths[-1])
+    df_first = citypath.evaluate_paths(g, first, *zip(*pairs))
+    df_last = citypath.evaluate_paths(g, last, *zip(*pairs))
+    assert df_last["optimal_length"].all()
+    assert df_first["optimal_length"].mean() < 1.0        # one round cannot know the whole route
+
+
+def test_corridor_grows_until_the_route_is_inside(tiny_graph):
+    """A corridor of zero width (only the straight line) must grow, and the route found is still optimal."""
+    g = tiny_graph
+    m = exact_model(g, corridor_factor=1.0, corridor_slack_radii=0.0, rounds_per_step=2, max_steps=60)
+    s, t = sample_heldout_pairs(g, 200, seed=9)
+    # Pairs whose optimal route bends well away from the straight line.
+    bent = [(a, b) for a, b in zip(s.tolist(), t.tolist())
+            if g.shortest_path_length_km(a, b) > 1.1 * g.distance_km(a, b)][:4]
+    assert bent
+    for src, dst in bent:
+        path = list(m.refine(g, src, dst, steps=60))[-1]
+        assert citypath.evaluate_path(g, path, src, dst)["optimal_length"]
+
+
+def test_refine_protocol(tiny_graph, pairs):
+    g = tiny_graph
+    m = BellmanModel.untrained(g, BellmanConfig(max_steps=6), seed=2)
+    for src, dst in pairs[:6]:
+        paths = list(m.refine(g, src, dst, steps=6))
+        assert len(paths) == 6 and all(p[0] == src for p in paths)
+        assert citypath.evaluate_paths(g, paths, [src] * 6, [dst] * 6)["illegal_jumps"].sum() == 0
+        keys = [verifier_key(g, p, src, dst) for p in paths]
+        assert all(b <= a for a, b in zip(keys, keys[1:]))             # best so far: never worse
+        assert paths == list(m.refine(g, src, dst, steps=6))        # deterministic
+    assert list(m.refine(g, 5, 5, steps=3)) == [[5]] * 3
+    with pytest.raises(ValueError):
+        list(m.refine(g, 0, 1, steps=0))
+
+
+def test_trace_has_one_state_per_step_and_flops_follow_the_frontier(tiny_graph, pairs):
+    g = tiny_graph
+    m = exact_model(g, rounds_per_step=2)
+    src, dst = pairs[0]
+    views = list(m.trace(g, src, dst, steps=30))
+    assert len(views) == 30
+    for step in views:
+        names = [v.name for v in step]
+        assert "estimated km to target" in names
+        assert all(v.values.shape == (g.n_cities,) for v in step)
+    est = views[-1][0].values
+    assert est[dst] == 0.0 and np.isclose(est[src], g.shortest_path_length_km(src, dst))
+    flops = m.step_flops(g, src, dst, 30)
+    assert len(flops) == 30 and flops[0] > 0
+    assert flops[-1] == 0.0                        # converged: the frontier is empty, nothing is processed
+    assert m.flops_per_step(g, src, dst) == pytest.approx(np.mean(m.step_flops(g, src, dst, m.max_steps)))
+    assert m.has_state_view
+
+
+def test_bellman_ford_labels_match_dijkstra_at_convergence():
+    rng = np.random.default_rng(0)
+    sg = synthetic_graph(rng, GraphsConfig(min_nodes=40, max_nodes=40))
+    import scipy.sparse as sp
+
+    adj = sp.csr_matrix((sg.w, (sg.src, sg.dst)), shape=(sg.n, sg.n))
+    labels = bellman_ford_rounds(sg, 0, sg.n)
+    np.testing.assert_allclose(labels[-1], dijkstra(adj, indices=0), rtol=1e-12)
+    assert np.isinf(labels[0]).sum() > 0 and (labels[1:] <= labels[:-1]).all()   # rounds only improve
+
+
+def test_learns_bellman_ford_on_small_graphs():
+    """A few hundred steps on synthetic graphs cut the distance error by 10x; the learned message tends
+    to sender + edge length (sender weight near 1)."""
+    from citypath.models.bellman import BellmanNet
+
+    torch.manual_seed(0)
+    net = BellmanNet(BellmanConfig()).double()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    gc = GraphsConfig(max_nodes=60)
+    rng = np.random.default_rng(1)
+    val = graph_batch([synthetic_graph(rng, gc) for _ in range(8)], rng, 6, 1)
+    val["l1"] = torch.tensor(0.0, dtype=torch.float64)
+
+    def val_err():
+        with torch.no_grad():
+            loss, n = net(**val)
+        return float(loss / n)
+
+    before = val_err()
+    for step in range(400):
+        r = np.random.default_rng([7, step])
+        b = graph_batch([synthetic_graph(r, gc) for _ in range(4)], r, int(r.integers(0, 12)), 2)
+        b["l1"] = torch.tensor(1e-4, dtype=torch.float64)
+        loss, n = net(**b)
+        opt.zero_grad()
+        (loss / n).backward()
+        opt.step()
+    after = val_err()
+    assert after < before / 10
+    assert abs(net.sender.weight.item() - 1.0) < 0.05
+
+
+def test_held_out_pairs_are_never_supervised(small_graph):
+    from citypath.split import heldout_mask
+    from citypath.tasks.bellman import region_graph
+
+    rng = np.random.default_rng(4)
+    sg = region_graph(small_graph, rng, GraphsConfig())
+    b = graph_batch([sg], rng, 3, 1)
+    target = int(np.flatnonzero(b["x"][:, 0].numpy())[0])
+    held = heldout_mask(sg.ids, np.full(sg.n, sg.ids[target]))
+    assert (b["weight"].numpy()[held] == 0).all() and (b["weight"].numpy()[~held] == 1).all()
+    assert isinstance(sg, SmallGraph)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif("bellman-tiny" not in list_models(), reason="bellman-tiny is not trained yet")
+def test_shipped_checkpoint_scores_near_its_card(default_graph):
+    model = load_model("bellman-tiny", graph=default_graph)
+    card = model.card
+    assert model.num_parameters == card["num_parameters"] <= 10_000
+    expected = card["metrics"]["by_steps"][str(model.max_steps)]
+    srcs, dsts = sample_heldout_pairs(default_graph, 16, seed=card["metrics"].get("pair_seed", 0))
+    paths = [list(model.refine(default_graph, int(s), int(t), steps=model.max_steps))[-1] for s, t in zip(srcs, dsts)]
+    df = citypath.evaluate_paths(default_graph, paths, srcs, dsts)
+    assert df["illegal_jumps"].sum() == 0 and df["valid"].all()
+    assert df["optimal_length"].mean() >= expected["optimal_length"] - 0.2
+    assert df["length_ratio"].mean() <= expected["length_ratio_mean"] + 0.002

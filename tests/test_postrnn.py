@@ -1,0 +1,102 @@
+"""The post's RNN: a full-vocabulary next-city model that can jump illegally, through the routing protocol;
+its sampled training loss, pure batches, checkpoint round trip, and the shipped checkpoints."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import citypath
+from citypath.evaluate import sample_heldout_pairs
+from citypath.metrics import verifier_key
+from citypath.models import list_models, load_model
+from citypath.models.postrnn import PostRNN, PostRNNConfig, PostRNNModel, hop_cap
+from citypath.tasks.postrnn import token_batch
+
+
+@pytest.fixture(scope="module")
+def untrained(tiny_graph):
+    return PostRNNModel.untrained(tiny_graph, PostRNNConfig(n_cities=tiny_graph.n_cities, embed_dim=16,
+                                                            hidden_dim=16), seed=0)
+
+
+@pytest.fixture(scope="module")
+def pairs(tiny_graph):
+    s, t = sample_heldout_pairs(tiny_graph, 8, seed=2)
+    return list(zip(s.tolist(), t.tolist()))
+
+
+def test_an_unmasked_model_jumps_illegally_and_the_metrics_flag_it(untrained, tiny_graph, pairs):
+    g = tiny_graph
+    paths = [list(untrained.refine(g, s, t, steps=1))[0] for s, t in pairs]
+    nbrs = [set(g.adjacency.indices[g.adjacency.indptr[a]:g.adjacency.indptr[a + 1]]) for a in range(g.n_cities)]
+    non_neighbour = [(a, b) for p in paths for a, b in zip(p, p[1:]) if b not in nbrs[a]]
+    assert non_neighbour                                   # the softmax covers every city: nothing forbids it
+    df = citypath.evaluate_paths(g, paths, *zip(*pairs))
+    assert df["illegal_jumps"].sum() > 0 and not df["valid"].all()
+
+
+def test_refine_yields_k_paths_best_so_far_and_is_deterministic(untrained, tiny_graph, pairs):
+    g = tiny_graph
+    for s, t in pairs[:4]:
+        paths = list(untrained.refine(g, s, t, steps=40, seed=3))
+        assert len(paths) == 40 and all(p[0] == s for p in paths)
+        assert all(len(p) - 1 <= hop_cap(g, s, t, untrained.config.max_hops) for p in paths)
+        keys = [verifier_key(g, p, s, t) for p in paths]
+        assert all(b <= a for a, b in zip(keys, keys[1:]))
+        assert paths == list(untrained.refine(g, s, t, steps=40, seed=3))
+        assert paths[:5] == list(untrained.refine(g, s, t, steps=5, seed=3))    # a prefix of a longer run
+    assert list(untrained.refine(g, 4, 4, steps=2)) == [[4], [4]]
+    assert untrained.flops_per_step(g, *pairs[0]) > 0
+    with pytest.raises(ValueError):
+        list(untrained.refine(g, 0, 1, steps=0))
+
+
+def test_sampled_softmax_estimates_the_full_one():
+    """With every city as a negative the sampled loss is the full cross-entropy (the correction is log 1 = 0)."""
+    torch.manual_seed(0)
+    net = PostRNN(PostRNNConfig(n_cities=50, embed_dim=8, hidden_dim=8))
+    tokens, mask = token_batch([np.array([1, 5, 9, 3]), np.array([7, 2])])
+    full, n = net(tokens, mask, torch.zeros(0, dtype=torch.int64))
+    every, n2 = net(tokens, mask, torch.arange(50))
+    assert n == n2 == 4                                    # 3 + 1 hops predicted; the prompt is not
+    torch.testing.assert_close(full, every)
+    few, _ = net(tokens, mask, torch.arange(10))
+    assert torch.isfinite(few)
+
+
+def test_training_batches_are_pure_and_the_card_says_what_it_is(tiny_graph, tmp_path):
+    from citypath.tasks.postrnn import PostRNNTask
+    from citypath.training import TrainConfig, train
+
+    cfg = TrainConfig(name="post-rnn-tiny", total_paths=3000, batch_paths=64, epoch_paths=1500, val_paths=40,
+                      card_pairs=10, steps_for_card=(1, 4), spd_paths=20000, progress=False,
+                      checkpoints_dir=str(tmp_path / "ck"), runs_dir=str(tmp_path / "runs"))
+    task = PostRNNTask(tiny_graph, "small", PostRNNConfig(n_cities=tiny_graph.n_cities, embed_dim=16,
+                                                          hidden_dim=16, train_negatives=64), cfg, command="(test)")
+    a, b = task.batch(7, 0, 1)[0], task.batch(7, 0, 1)[0]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    train(task, tiny_graph, cfg)
+    m = load_model("post-rnn-tiny", directory=tmp_path / "ck", graph=tiny_graph)
+    assert m.family == "postrnn" and "full-vocabulary" in m.card["description"]
+    point = m.card["curves"][-1]
+    assert {"val_loss", "val_passes_three_checks", "val_illegal_hop_rate", "val_bounded"} <= set(point)
+    s, t = sample_heldout_pairs(tiny_graph, 1, seed=0)
+    assert len(list(m.refine(tiny_graph, int(s[0]), int(t[0]), steps=3))) == 3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["post-rnn-small", "post-rnn-large"])
+def test_shipped_checkpoint_scores_near_its_card(name, default_graph):
+    if name not in list_models():
+        pytest.skip(f"{name} is not trained yet")
+    model = load_model(name, graph=default_graph)
+    card = model.card
+    assert model.num_parameters == card["num_parameters"]
+    expected = card["metrics"]["by_steps"]["1"]
+    srcs, dsts = sample_heldout_pairs(default_graph, 24, seed=card["metrics"].get("pair_seed", 0))
+    paths = [list(model.refine(default_graph, int(s), int(t), steps=1))[0] for s, t in zip(srcs, dsts)]
+    df = citypath.evaluate_paths(default_graph, paths, srcs, dsts)
+    assert abs(df["reaches_target"].mean() - expected["reaches_target"]) <= 0.25
+    assert abs(df["valid"].mean() - expected["valid"]) <= 0.25
