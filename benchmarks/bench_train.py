@@ -74,7 +74,7 @@ def train_family(family: str, g, steps: int, checkpoints: Path, runs: Path, spd_
     args = argparse.Namespace(size="small", name=f"{family}-bench", seed=0, max_minutes=60.0, paths=None,
                               batch_paths=None, lr=None, threads=1, epoch_paths=None, checkpoints=str(checkpoints),
                               runs=str(runs), set=sets, no_progress=True, command_line="benchmarks/bench_train.py")
-    batch_paths = importlib.import_module(f"citypath.models.{family}").TRAIN_DEFAULTS["small"]["batch_paths"]
+    batch_paths = importlib.import_module(f"citypath.tasks.{family}").TRAIN_DEFAULTS["small"]["batch_paths"]
     args.paths = steps * batch_paths   # the budget ends the run after exactly `steps` steps
     t0 = time.perf_counter()
     task, cfg = task_factory(family)(g, args)

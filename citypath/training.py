@@ -1,9 +1,8 @@
 """Training infrastructure shared by every model family: one loop, resumable, DDP-ready.
 
 A family plugs in by providing a `TrainTask` (see the Protocol below) from a function
-`training_task(g, args) -> TrainTask` in its module, listed in `TASKS` (or found as
-`citypath.models.<family>:training_task`). This module then does the rest, identically for
-every family:
+`training_task(g, args) -> TrainTask` in `citypath/tasks/<family>.py`, listed in `TASKS`.
+This module then does the rest, identically for every family:
 
 - seeding, and batches that are a pure function of (seed, step, rank), so a resumed run
   sees exactly the batches it would have seen;
@@ -49,10 +48,12 @@ from tqdm.auto import tqdm
 from citypath.cache import staged_files, write_error
 from citypath.graph import CityGraph
 
-# family -> "module:function" returning a TrainTask; a family missing here is looked up as
-# citypath.models.<family>:training_task.
+# The one list of trainable families: family -> "module:function" returning a TrainTask. A family's
+# training side lives in citypath/tasks/<family>.py; its model file never imports training code.
 TASKS: dict[str, str] = {
-    "gru": "citypath.models.gru:training_task",
+    "gru": "citypath.tasks.gru:training_task",
+    "refiner": "citypath.tasks.refiner:training_task",
+    "gnn": "citypath.tasks.gnn:training_task",
     "postrnn": "citypath.tasks.postrnn:training_task",
     "bellman": "citypath.tasks.bellman:training_task",
 }
@@ -457,8 +458,10 @@ def write_checkpoint(task: TrainTask, model: torch.nn.Module, g: CityGraph, cfg:
 
 def task_factory(family: str) -> Callable[..., TrainTask]:
     """The `training_task(g, args)` function of a family."""
-    target = TASKS.get(family, f"citypath.models.{family}:training_task")
-    module, fn = target.split(":")
+    if family not in TASKS:
+        raise ValueError(f"model family {family!r} has no trainer; trainable families: {', '.join(TASKS)}")
+    module, fn = TASKS[family].split(":")
+    target = TASKS[family]
     try:
         return getattr(importlib.import_module(module), fn)
     except (ImportError, AttributeError) as e:

@@ -39,7 +39,8 @@ def tiny_graph() -> citypath.CityGraph:
 @pytest.fixture(scope="session")
 def tiny_gru_dir(tiny_graph, tmp_path_factory):
     """A checkpoints directory holding `gru-tiny`, a GRU trained for a few seconds on `tiny_graph`."""
-    from citypath.models.gru import GRUConfig, GRUTask
+    from citypath.models.gru import GRUConfig
+    from citypath.tasks.gru import GRUTask
     from citypath.training import TrainConfig, train
 
     root = tmp_path_factory.mktemp("tiny-gru")

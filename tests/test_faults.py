@@ -32,7 +32,8 @@ from citypath import cli
 from citypath.cache import CacheEntry, CacheError, write_atomic
 from citypath.evaluate import load_results, merge_results
 from citypath.models import load_model
-from citypath.models.gru import GRUConfig, GRUTask
+from citypath.models.gru import GRUConfig
+from citypath.tasks.gru import GRUTask
 from citypath.training import STATE_FILE, TrainConfig, load_state, read_state_meta, save_state, train, write_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -367,7 +368,7 @@ KILLED_RUN = textwrap.dedent("""
     from pathlib import Path
     import safetensors.torch
     from citypath import cli
-    from citypath.models import gru
+    from citypath.tasks import gru
     mode, kill_at = os.environ["KILL_MODE"], int(os.environ["KILL_AT_STEP"])
     real_batch, real_save, saves = gru.GRUTask.batch, safetensors.torch.save_file, []
     def batch(self, step, rank, world):

@@ -14,15 +14,8 @@ import torch
 import citypath
 from citypath.evaluate import sample_heldout_pairs
 from citypath.models import CheckpointError, IncompatibleGraph, list_models, load_model
-from citypath.models.gnn import (
-    GNNConfig,
-    GNNModel,
-    GNNTask,
-    RecurrentMPNN,
-    RegionConfig,
-    cached_message_graph,
-    message_graph,
-)
+from citypath.models.gnn import GNNConfig, GNNModel, RecurrentMPNN, cached_message_graph, message_graph
+from citypath.tasks.gnn import GNNTask, RegionConfig
 from citypath.training import TrainConfig
 
 

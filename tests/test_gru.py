@@ -153,7 +153,8 @@ def test_wrong_graph_at_load_time(copy_dir, ri_graph):
 
 
 def test_training_batches_are_a_pure_function_of_step(tiny_graph, tiny_gru_dir):
-    from citypath.models.gru import GRUConfig, GRUTask
+    from citypath.models.gru import GRUConfig
+    from citypath.tasks.gru import GRUTask
     from citypath.training import TrainConfig
 
     cfg = TrainConfig(name="x", spd_paths=20000, val_paths=50, progress=False)
@@ -165,7 +166,7 @@ def test_training_batches_are_a_pure_function_of_step(tiny_graph, tiny_gru_dir):
 
 
 def test_every_prediction_has_its_true_next_city_among_its_candidates(tiny_graph):
-    from citypath.models.gru import make_batch
+    from citypath.tasks.gru import make_batch
 
     paths = [np.array(tiny_graph.shortest_path(s, t)) for s, t in [(0, 300), (5, 6), (400, 17), (9, 250)]]
     b = make_batch(paths, tiny_graph.adjacency, "neighbors")

@@ -22,8 +22,8 @@ from citypath.models.refiner import (
     draft_path,
     graph_tables,
     refine_batch,
-    training_task,
 )
+from citypath.tasks.refiner import training_task
 from citypath.training import train
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from citypath.models.gru import GRUConfig, GRUTask
+from citypath.models.gru import GRUConfig
+from citypath.tasks.gru import GRUTask
 from citypath.training import TrainConfig, load_state, lr_at, parse_overrides, train
 
 REPO = Path(__file__).resolve().parents[1]

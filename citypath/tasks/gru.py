@@ -1,0 +1,117 @@
+"""Training side of the GRU baseline (`citypath.models.gru`): SPD batches, validation decoding, export.
+
+The loop itself is `citypath.training.train`; batches are a pure function of (seed, step, rank).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import numpy as np
+import torch
+
+from citypath.graph import CityGraph
+from citypath.models.gru import SIZES, GRUConfig, GRUNet, Tables, city_xy, decode
+from citypath.training import batch_rng, config_from_args
+
+
+def flat_candidates(indptr: np.ndarray, indices: np.ndarray, cur: np.ndarray, nxt: np.ndarray):
+    """Every neighbour of every `cur`, flat: (cand ids, owner index, 1.0 where cand == nxt)."""
+    start, deg = indptr[cur], indptr[cur + 1] - indptr[cur]
+    owner = np.repeat(np.arange(len(cur)), deg)
+    offset = np.arange(len(owner)) - np.repeat(np.cumsum(deg) - deg, deg)
+    cand = indices[start[owner] + offset]
+    return cand, owner, (cand == nxt[owner]).astype(np.float32)
+
+
+def make_batch(paths: list[np.ndarray], adjacency, output: str) -> dict[str, torch.Tensor]:
+    """Tensors for GRUNet.forward from a list of paths (each src..dst, at least 2 cities)."""
+    paths = sorted(paths, key=len, reverse=True)
+    lengths = np.array([len(p) for p in paths])
+    padded = np.zeros((len(paths), lengths.max()), dtype=np.int64)
+    for i, p in enumerate(paths):
+        padded[i, :len(p)] = p
+    batch = {"paths": torch.from_numpy(padded), "lengths": torch.from_numpy(lengths)}
+    if output == "neighbors":
+        # Packed (time-major) order of the predictions, as pack_padded_sequence lays them out.
+        hops = lengths - 1
+        t_idx, b_idx = np.nonzero(np.arange(hops.max())[:, None] < hops[None, :])
+        cur, nxt = padded[b_idx, t_idx], padded[b_idx, t_idx + 1]
+        cand, owner, target = flat_candidates(adjacency.indptr, adjacency.indices, cur, nxt)
+        batch.update(cand=torch.from_numpy(cand.astype(np.int64)), cand_owner=torch.from_numpy(owner),
+                     cand_target=torch.from_numpy(target))
+    else:
+        empty = torch.zeros(0, dtype=torch.int64)
+        batch.update(cand=empty, cand_owner=empty, cand_target=torch.zeros(0))
+    return batch
+
+
+TRAIN_DEFAULTS = {
+    # Wall-clock budgets keep each command under 60 minutes on the shared 2-core CPU, SPD build and
+    # card metrics included; the path budgets are what a quiet machine gets through (docs/models.md).
+    # gru-large costs ~5x the FLOPs per prediction, so it gets a longer budget and still sees fewer paths.
+    "small": dict(lr=3e-3, batch_paths=128, total_paths=600_000, max_minutes=32.0, epoch_paths=50_000),
+    "large": dict(lr=2e-3, batch_paths=128, total_paths=400_000, max_minutes=45.0, epoch_paths=25_000),
+}
+
+
+class GRUTask:
+    """The GRU's side of citypath.training: SPD batches, validation decoding, export."""
+
+    family = "gru"
+    decode_fields = ("temperature", "max_hops", "no_revisit")
+
+    def __init__(self, g: CityGraph, size: str, config: GRUConfig, cfg, command: str = ""):
+        from citypath.spd import SPDConfig, load_spd
+
+        self.g, self.size, self.config, self.cfg, self.command = g, size, config, cfg, command
+        spd = SPDConfig(n_paths=cfg.spd_paths) if cfg.spd_paths else SPDConfig()
+        self.ds = load_spd(g, "train", spd, progress=cfg.progress)
+        n = len(self.ds)
+        if n <= cfg.val_paths:
+            raise ValueError(f"the SPD train split has {n} paths, not more than val_paths={cfg.val_paths}")
+        # The last val_paths paths are the validation subset; training draws from the rest.
+        self.n_train = n - cfg.val_paths
+        self.val_index = np.arange(self.n_train, n)
+        self.model_config = asdict(config)
+
+    def build_model(self) -> GRUNet:
+        return GRUNet(self.config, city_xy(self.g.lat, self.g.lon))
+
+    def _paths(self, index) -> list[np.ndarray]:
+        paths = [np.asarray(self.ds[int(i)], dtype=np.int64) for i in index]
+        return [p[: self.config.max_hops + 1] for p in paths if len(p) >= 2]
+
+    def batch(self, step: int, rank: int, world: int):
+        index = batch_rng(self.cfg.seed, step, rank).integers(0, self.n_train, self.cfg.batch_paths)
+        paths = self._paths(index)
+        return make_batch(paths, self.g.adjacency, self.config.output), len(paths)
+
+    def val_batches(self):
+        paths = self._paths(self.val_index)
+        return [make_batch(paths[i:i + 64], self.g.adjacency, self.config.output) for i in range(0, len(paths), 64)]
+
+    def val_pairs(self):
+        return np.asarray(self.ds.src[self.val_index]), np.asarray(self.ds.dst[self.val_index])
+
+    def decode(self, model: GRUNet, srcs, dsts) -> list[list[int]]:
+        adj = self.g.adjacency
+        with torch.inference_mode():
+            tables = Tables(tokens=model.tokens().detach(), bias=model.bias.detach())
+            return [decode(model, tables, adj.indptr, adj.indices, int(s), int(t), 1, greedy=True)[0]
+                    if s != t else [int(s)] for s, t in zip(srcs, dsts)]
+
+    def export(self, model: GRUNet) -> dict[str, torch.Tensor]:
+        # fp16 halves the file; coordinates stay fp32 (fp16 would round them to ~2 km).
+        return {k: (v.detach().float() if k == "xy" else v.detach().half()).cpu()
+                for k, v in model.state_dict().items()}
+
+
+def training_task(g: CityGraph, args):
+    """Entry point for `python -m citypath train --model gru --size {small,large}` (see citypath.training)."""
+    size = args.size or "small"
+    if size not in SIZES:
+        raise ValueError(f"--size {size!r}: the GRU comes in {', '.join(SIZES)}")
+    cfg, model_overrides = config_from_args(f"gru-{size}", TRAIN_DEFAULTS[size], args)
+    config = GRUConfig(n_cities=g.n_cities, **{**SIZES[size], **model_overrides})
+    return GRUTask(g, size, config, cfg, command=getattr(args, "command_line", "")), cfg

@@ -1,0 +1,49 @@
+"""The layout's one-way rules, checked on the source: model files never import training code, and the
+training registry is the only list of trainable families."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import citypath
+from citypath.models import FAMILIES
+from citypath.training import TASKS, task_factory
+
+PACKAGE = Path(citypath.__file__).resolve().parent
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module a file imports, at top level or inside functions."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names |= {f"{node.module}.{a.name}" for a in node.names}
+    return names
+
+
+def test_no_model_file_imports_training_code():
+    offenders = {}
+    for path in sorted((PACKAGE / "models").glob("*.py")):
+        bad = {m for m in imported_modules(path)
+               if m == "citypath.training" or m.startswith(("citypath.training.", "citypath.tasks"))}
+        if bad:
+            offenders[path.name] = sorted(bad)
+    assert offenders == {}
+
+
+def test_the_import_check_would_catch_a_lazy_import(tmp_path):
+    f = tmp_path / "m.py"
+    f.write_text("def f():\n    from citypath.training import batch_rng\n    return batch_rng\n")
+    assert "citypath.training" in imported_modules(f)
+
+
+def test_every_model_family_with_a_trainer_is_in_the_registry():
+    assert set(TASKS) <= set(FAMILIES)
+    for family in TASKS:
+        assert callable(task_factory(family))
+        module = TASKS[family].split(":")[0]
+        assert module == f"citypath.tasks.{family}"
