@@ -53,10 +53,10 @@ def cache_root(preferred: str | os.PathLike | None = None) -> Path:
     """
     if preferred is not None:
         root = Path(preferred)
-    elif os.environ.get("CITYPATH_CACHE_DIR"):
-        root = Path(os.environ["CITYPATH_CACHE_DIR"])
     else:
-        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "citypath"
+        from citypath import settings
+
+        root = settings.cache_dir()
     if _writable(root):
         return root
     fallback = Path(tempfile.gettempdir()) / "citypath-cache"

@@ -145,7 +145,9 @@ def evaluate_model(model: RoutingModel, g: CityGraph, srcs: Sequence[int], dsts:
                    progress: bool = True) -> dict:
     """Run `model` on every pair for max(steps) steps and summarise each requested step count.
 
-    Uses only the protocol: refine(), flops_per_step(), name, family, num_parameters.
+    Uses only the protocol: refine(), step_flops(), path_nll(), name, family, num_parameters.
+    Language-model families also get `nll_per_city`: the mean NLL per predicted city of the pairs'
+    optimal paths (teacher forced), the number the post reports.
     """
     steps = sorted({int(k) for k in steps})
     if not steps or steps[0] < 1:
@@ -182,7 +184,15 @@ def evaluate_model(model: RoutingModel, g: CityGraph, srcs: Sequence[int], dsts:
         df = df_all[df_all["steps"] == k].reset_index(drop=True)
         by_steps[str(k)] = summarise(df, ms[k], k, flops[:, :k].sum(axis=1), bootstrap=bootstrap, seed=seed)
     weights_sha = model.card.get("weights_sha256") if isinstance(model.card, dict) else None
-    return {
+    extra = {}
+    optimal = [g.shortest_path(int(s), int(t)) for s, t in zip(srcs, dsts)]
+    scored = [(p, model.path_nll(g, p)) for p in optimal[:1] if len(p) > 1]
+    if scored and scored[0][1] is not None:   # a language-model family: NLL per predicted city, token-weighted
+        scored += [(p, model.path_nll(g, p)) for p in optimal[1:] if len(p) > 1]
+        cities = np.array([len(p) - 1 for p, _ in scored], dtype=np.float64)
+        extra = {"nll_per_city": float(np.dot(cities, [v for _, v in scored]) / cities.sum()),
+                 "nll_pairs": len(scored)}
+    return {**extra,
         "family": model.family, "num_parameters": model.num_parameters, "max_steps": model.max_steps,
         "weights_sha256": weights_sha, "pairs": n, "seed": seed, "steps": steps,
         "evaluated_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import os
 import re
 import time
 import unicodedata
@@ -353,11 +352,9 @@ _LOADED: dict[tuple, CityGraph] = {}
 
 def graph_kwargs_from_env(env=None) -> dict:
     """load_graph arguments from $CITYPATH_STATES (e.g. "RI,MA") and $CITYPATH_RADIUS_KM (the app, benchmarks)."""
-    env = os.environ if env is None else env
-    states = env.get("CITYPATH_STATES", "").strip()
-    radius = env.get("CITYPATH_RADIUS_KM", "").strip()
-    return {"states": tuple(s.strip().upper() for s in states.split(",") if s.strip()) or None,
-            "radius_km": float(radius) if radius else DEFAULT_RADIUS_KM}
+    from citypath import settings
+
+    return {"states": settings.graph_states(env), "radius_km": settings.graph_radius_km(env) or DEFAULT_RADIUS_KM}
 
 
 def load_graph(radius_km: float = DEFAULT_RADIUS_KM, min_population: int = DEFAULT_MIN_POPULATION,

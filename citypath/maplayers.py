@@ -28,7 +28,7 @@ from pydeck.bindings.json_tools import default_serialize
 from citypath.basemap import state_rings
 from citypath.cache import write_atomic
 from citypath.graph import CityGraph
-from citypath.metrics import as_ids
+from citypath.metrics import as_ids, hop_legality
 
 # pydeck's Deck() asks on every construction whether its Jupyter widget can be imported; with no
 # Jupyter installed that is a failed import that scans sys.path each time: ~10% of the app
@@ -152,13 +152,10 @@ def _coords(g: CityGraph, ids: np.ndarray) -> list[list[float]]:
 def illegal_segments(g: CityGraph, path: Sequence) -> list[tuple[int, int, float]]:
     """(a, b, km) for each hop between known cities that is longer than the radius."""
     ids = as_ids(path, g.n_cities)
-    out = []
-    for a, b in zip(ids[:-1].tolist(), ids[1:].tolist()):
-        if a >= 0 and b >= 0:
-            km = g.distance_km(a, b)
-            if km > g.radius_km:
-                out.append((a, b, km))
-    return out
+    a, b = ids[:-1], ids[1:]
+    km, illegal = hop_legality(g, a, b)
+    drawn = illegal & (a >= 0) & (b >= 0)     # a hop to an unknown id has no second end to draw
+    return [(int(x), int(y), float(d)) for x, y, d in zip(a[drawn], b[drawn], km[drawn])]
 
 
 def path_layers(g: CityGraph, optimal: Sequence[int], runs: Sequence[MapRun]) -> list[pdk.Layer]:

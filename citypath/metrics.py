@@ -64,6 +64,19 @@ def as_ids(path, n_cities: int) -> np.ndarray:
     return ids
 
 
+def hop_legality(g: CityGraph, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(km, illegal) of hops a[i] -> b[i] given as ids with -1 for unknown entries (see `as_ids`).
+
+    km is the great-circle length where both ends are known cities (0 otherwise); a hop is
+    illegal when an end is unknown or it is longer than the graph's radius_km. The one
+    definition of a legal hop: metrics, map layers and the verifier all use it.
+    """
+    both = (a >= 0) & (b >= 0)
+    km = np.zeros(len(a))
+    km[both] = haversine_km(g.lat[a[both]], g.lon[a[both]], g.lat[b[both]], g.lon[b[both]])
+    return km, ~both | (km > g.radius_km)
+
+
 def _frechet_km(g: CityGraph, paths: list[np.ndarray], refs: list[np.ndarray],
                 centres: np.ndarray) -> np.ndarray:
     """Discrete Fréchet distance per (path, reference) pair, in km, via shapely in a local projection."""
@@ -107,9 +120,8 @@ def evaluate_paths(g: CityGraph, paths: Sequence, srcs: Sequence[int], dsts: Seq
     a, b = flat[:-1], flat[1:]
     is_hop = owner[:-1] == owner[1:]
     both = is_hop & known[:-1] & known[1:]
-    d = np.zeros(len(a))
-    d[both] = haversine_km(g.lat[a[both]], g.lon[a[both]], g.lat[b[both]], g.lon[b[both]])
-    illegal = is_hop & (~both | (d > g.radius_km))
+    d, bad = hop_legality(g, a, b)
+    illegal = is_hop & bad
     hop_owner = owner[:-1]
 
     illegal_jumps = np.bincount(hop_owner[illegal], minlength=n)
@@ -157,11 +169,7 @@ def illegal_jumps(g: CityGraph, path: Sequence) -> int:
     ids = as_ids(path, g.n_cities)
     if len(ids) < 2:
         return 0
-    a, b = ids[:-1], ids[1:]
-    ok = (a >= 0) & (b >= 0)
-    d = np.full(len(a), np.inf)
-    d[ok] = haversine_km(g.lat[a[ok]], g.lon[a[ok]], g.lat[b[ok]], g.lon[b[ok]])
-    return int((d > g.radius_km).sum())
+    return int(hop_legality(g, ids[:-1], ids[1:])[1].sum())
 
 
 def verifier_key(g: CityGraph, path: Sequence, src: int, dst: int) -> tuple:
@@ -173,15 +181,17 @@ def verifier_key(g: CityGraph, path: Sequence, src: int, dst: int) -> tuple:
     """
     ids = as_ids(path, g.n_cities)
     hops = max(len(ids) - 1, 0)
-    bad = illegal_jumps(g, ids)
+    km, illegal = hop_legality(g, ids[:-1], ids[1:])
+    bad = int(illegal.sum())
     starts = len(ids) > 0 and ids[0] == src
     reaches = len(ids) > 0 and ids[-1] == dst
-    ok = ids >= 0
-    a, b = ids[:-1], ids[1:]
-    both = ok[:-1] & ok[1:]
-    km = float(haversine_km(g.lat[a[both]], g.lon[a[both]], g.lat[b[both]], g.lon[b[both]]).sum()) if hops else 0.0
     is_valid = starts and reaches and bad == 0
-    return (not is_valid, not reaches, bad, km, hops)
+    return (not is_valid, not reaches, bad, float(km.sum()), hops)
+
+
+def verifier(g: CityGraph):
+    """`verifier_key` bound to a graph: key(path, src, dst)."""
+    return lambda path, src, dst: verifier_key(g, path, src, dst)
 
 
 def starts_at_source(path: Sequence, src: int) -> bool:

@@ -16,7 +16,6 @@ Nothing here imports streamlit; `citypath.ui` wraps these in Streamlit caches.
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from citypath import settings
 from citypath.graph import CityGraph, CityNotFound
 from citypath.metrics import evaluate_paths
 from citypath.models import ModelError, RoutingModel, list_models, load_model
@@ -238,11 +238,9 @@ def register_families_from_env(env: Mapping[str, str] | None = None) -> dict[str
     """
     from citypath.models import FAMILIES
 
-    spec = (env if env is not None else os.environ).get("CITYPATH_MODEL_FAMILIES", "")
     added = {}
-    for item in filter(None, (s.strip() for s in spec.split(","))):
-        family, _, target = item.partition("=")
-        if family and ":" in target and family not in FAMILIES:
+    for family, target in settings.extra_model_families(env).items():
+        if family not in FAMILIES:
             FAMILIES[family] = added[family] = target
     return added
 

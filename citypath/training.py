@@ -179,7 +179,9 @@ def init_distributed() -> Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Dist()
-    use_cuda = torch.cuda.is_available() and os.environ.get("CITYPATH_DEVICE", "") != "cpu"
+    from citypath import settings
+
+    use_cuda = torch.cuda.is_available() and not settings.cpu_forced()
     dist.init_process_group("nccl" if use_cuda else "gloo")
     rank = dist.get_rank()
     device = torch.device("cpu")

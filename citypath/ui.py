@@ -12,7 +12,6 @@ environment so tests and demos can run the app on a small graph:
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import streamlit as st
 
-from citypath import session
+from citypath import session, settings
 from citypath.graph import CityGraph, graph_kwargs_from_env, load_graph
 from citypath.maplayers import cities_records, write_static_json
 from citypath.models import CheckpointError, checkpoints_dir
@@ -42,7 +41,7 @@ SPEEDS = (0.5, 1.0, 2.0, 4.0, 8.0)
 # -- configuration and cached resources ---------------------------------------------------
 
 def animation_enabled() -> bool:
-    return os.environ.get("CITYPATH_ANIMATION", "on").lower() not in {"0", "off", "false", "no"}
+    return settings.animation_enabled()
 
 
 @st.cache_resource(show_spinner="Loading the city graph (the first run ever builds it: about a minute)…")

@@ -47,3 +47,21 @@ def test_every_model_family_with_a_trainer_is_in_the_registry():
         assert callable(task_factory(family))
         module = TASKS[family].split(":")[0]
         assert module == f"citypath.tasks.{family}"
+
+
+def test_only_the_settings_module_reads_citypath_variables():
+    readers = sorted(p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py")
+                     if '"CITYPATH_' in p.read_text() and p.name != "settings.py")
+    assert readers == []
+
+
+def test_settings_parse_what_the_docs_say():
+    from citypath import settings
+
+    env = {"CITYPATH_STATES": " ri, ma ", "CITYPATH_RADIUS_KM": "20", "CITYPATH_ANIMATION": "off",
+           "CITYPATH_MODEL_FAMILIES": "fake=tests.fake_models:Fake,broken", "CITYPATH_CACHE_DIR": "/tmp/x"}
+    assert settings.graph_states(env) == ("RI", "MA") and settings.graph_radius_km(env) == 20.0
+    assert not settings.animation_enabled(env) and settings.animation_enabled({})
+    assert settings.extra_model_families(env) == {"fake": "tests.fake_models:Fake"}
+    assert str(settings.cache_dir(env)) == "/tmp/x" and settings.checkpoints_dir({}) is None
+    assert all(f"`{v}`" in settings.__doc__ for v in settings.VARIABLES)

@@ -11,8 +11,8 @@ import pytest
 
 import citypath
 from citypath.evaluate import sample_heldout_pairs
+from citypath.metrics import verifier_key
 from citypath.models import CheckpointError, IncompatibleGraph, ModelNotFound, load_model
-from citypath.models.gru import rank_key
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def test_refine_yields_exactly_k_paths_from_src(model, tiny_graph, pairs):
 
 def test_step_k_never_worse_than_step_k_minus_1(model, tiny_graph, pairs):
     for src, dst in pairs[:6]:
-        keys = [rank_key(tiny_graph, p, src, dst) for p in model.refine(tiny_graph, src, dst, steps=12)]
+        keys = [verifier_key(tiny_graph, p, src, dst) for p in model.refine(tiny_graph, src, dst, steps=12)]
         assert all(b <= a for a, b in zip(keys, keys[1:]))
 
 

@@ -100,3 +100,16 @@ def test_shipped_checkpoint_scores_near_its_card(name, default_graph):
     df = citypath.evaluate_paths(default_graph, paths, srcs, dsts)
     assert abs(df["reaches_target"].mean() - expected["reaches_target"]) <= 0.25
     assert abs(df["valid"].mean() - expected["valid"]) <= 0.25
+
+
+def test_the_harness_reports_nll_for_language_models_only(untrained, tiny_graph):
+    from citypath.evaluate import evaluate_model
+    from citypath.models.bellman import BellmanModel
+
+    s, t = sample_heldout_pairs(tiny_graph, 3, seed=1)
+    out = evaluate_model(untrained, tiny_graph, s, t, steps=(1,), bootstrap=0, progress=False)
+    # An untrained model spreads its mass over every city: NLL near log(n_cities).
+    assert abs(out["nll_per_city"] - np.log(tiny_graph.n_cities)) < 1.0 and out["nll_pairs"] == 3
+    other = evaluate_model(BellmanModel.untrained(tiny_graph), tiny_graph, s, t, steps=(1,), bootstrap=0,
+                           progress=False)
+    assert "nll_per_city" not in other

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import citypath
+from citypath.metrics import verifier
 from citypath.models import load_model
 from citypath.models.refiner import (
     NumpyScorer,
@@ -123,7 +124,7 @@ def test_training_learns_and_more_steps_do_not_hurt(trained, small_graph):
     srcs, dsts = _pairs(small_graph, 60, seed=4)
     untrained = Scorer(model.config)
     t = graph_tables(small_graph, model.config)
-    base = refine_batch(t, model.config, NumpyScorer(untrained), srcs, dsts, 1)
+    base = refine_batch(t, model.config, NumpyScorer(untrained), srcs, dsts, 1, verify=verifier(small_graph))
     base_df = citypath.evaluate_paths(small_graph, [r[0] for r in base], list(srcs), list(dsts))
     base_ratio = base_df.loc[base_df["valid"], "length_ratio"].mean()
     q = _quality(small_graph, model, srcs, dsts, 2 * model.max_steps)
@@ -140,7 +141,7 @@ def test_checkpoint_round_trip_gives_the_same_paths(trained, small_graph):
     model, task = trained
     srcs, dsts = _pairs(small_graph, 10, seed=5)
     ours = refine_batch(graph_tables(small_graph, model.config), model.config, NumpyScorer(task.model.scorer),
-                        srcs, dsts, 3)
+                        srcs, dsts, 3, verify=verifier(small_graph))
     assert model.refine_batch(small_graph, srcs, dsts, 3) == ours
     assert model.card["family"] == "refiner" and model.num_parameters == sum(
         p.numel() for p in task.model.parameters())

@@ -10,6 +10,7 @@ import importlib
 import os
 from pathlib import Path
 
+from citypath import settings
 from citypath.models.base import (
     CheckpointError,
     IncompatibleGraph,
@@ -34,7 +35,7 @@ REPO_CHECKPOINTS = Path(__file__).resolve().parents[2] / "checkpoints"
 
 def checkpoints_dir(directory: str | os.PathLike | None = None) -> Path:
     """`directory`, else $CITYPATH_CHECKPOINTS, else the repository's checkpoints/."""
-    return Path(directory or os.environ.get("CITYPATH_CHECKPOINTS") or REPO_CHECKPOINTS)
+    return Path(directory or settings.checkpoints_dir() or REPO_CHECKPOINTS)
 
 
 def list_models(directory: str | os.PathLike | None = None) -> list[str]:

@@ -124,6 +124,14 @@ class RoutingModel(ABC):
         steps = check_steps(steps)
         return [self.flops_per_step(g, src, dst)] * steps
 
+    def path_nll(self, g: CityGraph, path: list[int]) -> float | None:
+        """Mean negative log-likelihood per predicted city of `path` (src first, dst last) under the model.
+
+        For language-model families (the post's metric, in nats); None for families that do not
+        assign a probability to a whole path.
+        """
+        return None
+
     has_state_view: bool = False
 
     def trace(self, g: CityGraph, src: int, dst: int, steps: int = 1) -> Iterator[list[StateView]]:

@@ -40,6 +40,7 @@ from torch import nn
 from citypath.cache import cached_arrays, config_key
 from citypath.geo import haversine_km
 from citypath.graph import CityGraph
+from citypath.metrics import verifier_key
 from citypath.models.base import CheckpointError, RoutingModel
 
 N_NODE_FEATURES = 3   # is_target, is_source, exp(-straight-line km to target / radius)
@@ -324,8 +325,8 @@ class GNNModel(RoutingModel):
     def refine(self, g: CityGraph, src: int, dst: int, steps: int = 1, *, seed: int = 0) -> Iterator[list[int]]:
         """Yield `steps` paths: at step k, the best of the paths decoded after 1..k steps of rounds.
 
-        "Best" is the free verifier every family may use (as the GRU's best-of-k does): a path
-        reaching dst beats one that does not, then the shorter in km wins. So quality never goes
+        "Best" is the project's one verifier (`citypath.metrics.verifier_key`): a path reaching
+        dst beats one that does not, then the shorter in km wins. So quality never goes
         down with more steps; `decodes()` gives the raw per-step paths. Deterministic (no
         sampling: `seed` is accepted for the protocol and unused).
         """
@@ -335,7 +336,7 @@ class GNNModel(RoutingModel):
     def _refine(self, g: CityGraph, src: int, dst: int, steps: int) -> Iterator[list[int]]:
         best, best_key = None, None
         for path in self._decodes(g, src, dst, steps):
-            key = (path[-1] != dst, g.path_length_km(path))
+            key = verifier_key(g, path, src, dst)
             if best_key is None or key < best_key:
                 best, best_key = path, key
             yield list(best)

@@ -37,6 +37,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from citypath.graph import CityGraph
+from citypath.metrics import verifier_key
 from citypath.models.base import CheckpointError, RoutingModel
 
 # 1 unit of model coordinates = 1000 km.
@@ -300,23 +301,6 @@ def decode(net: GRUNet, tables: Tables, indptr: np.ndarray, indices: np.ndarray,
     return paths
 
 
-def rank_key(g: CityGraph, path: list[int], src: int, dst: int) -> tuple:
-    """The verifier's order: valid paths first, shortest first; invalid ones by closeness to the target."""
-    ids = np.asarray(path)
-    hop_km = g_haversine(g, ids[:-1], ids[1:])
-    legal = bool((hop_km <= g.radius_km).all())
-    valid = legal and path[0] == src and path[-1] == dst
-    if valid:
-        return (0, float(hop_km.sum()))
-    return (1, float(g_haversine(g, ids[-1:], np.array([dst]))[0]), float(hop_km.sum()))
-
-
-def g_haversine(g: CityGraph, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    from citypath.geo import haversine_km
-
-    return haversine_km(g.lat[a], g.lon[a], g.lat[b], g.lon[b])
-
-
 # -- the routing model -------------------------------------------------------------------------
 
 class GRUModel(RoutingModel):
@@ -359,7 +343,7 @@ class GRUModel(RoutingModel):
         adj = g.adjacency
         with torch.inference_mode():
             best = decode(self.net, self.tables, adj.indptr, adj.indices, src, dst, 1, greedy=True)[0]
-        best_key = rank_key(g, best, src, dst)
+        best_key = verifier_key(g, best, src, dst)
         yield list(best)
         done = 1
         chunk = 0
@@ -372,7 +356,7 @@ class GRUModel(RoutingModel):
                 samples = decode(self.net, self.tables, adj.indptr, adj.indices, src, dst, take, greedy=False,
                                  generator=gen, temperature=self.config.temperature)
             for path in samples:
-                key = rank_key(g, path, src, dst)
+                key = verifier_key(g, path, src, dst)
                 if key < best_key:
                     best, best_key = path, key
                 done += 1

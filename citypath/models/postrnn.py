@@ -236,6 +236,18 @@ class PostRNNModel(RoutingModel):
                 yield list(best)
             chunk += 1
 
+    def path_nll(self, g: CityGraph, path: list[int]) -> float | None:
+        """Teacher-forced cross-entropy per predicted city of `path`, softmax over every city (nats)."""
+        self.check_graph(g)
+        ids = [g.check_id(c) for c in path]
+        if len(ids) < 2:
+            return None
+        tokens = torch.tensor([[ids[0], ids[-1], *ids]])
+        mask = torch.ones_like(tokens, dtype=torch.bool)
+        with torch.inference_mode():
+            loss, n = self.net(tokens, mask, torch.zeros(0, dtype=torch.int64))
+        return float(loss / n)
+
     def flops_per_step(self, g: CityGraph, src: int, dst: int) -> float:
         """One decoded path: per hop, the GRU cell, the output projection and all n_cities scores.
 

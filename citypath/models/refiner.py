@@ -45,6 +45,7 @@ from torch import nn
 from citypath.cache import cached_arrays, config_key
 from citypath.geo import EARTH_RADIUS_KM, haversine_km, unit_vectors
 from citypath.graph import CityGraph
+from citypath.metrics import verifier
 from citypath.models.base import CheckpointError, RoutingModel
 
 # Bump when reach_descriptor's arithmetic changes, so cached descriptors are recomputed.
@@ -450,7 +451,7 @@ class RefinerModel(RoutingModel):
         src, dst, steps = self.check_query(g, src, dst, steps)
         t = graph_tables(g, self.config)
         for paths in refinement_steps(t, self.config, self._score, np.array([src]), np.array([dst]), steps,
-                                      keep_best=self.keep_best):
+                                      verify=verifier(g), keep_best=self.keep_best):
             yield paths[0].tolist()
 
     def refine_batch(self, g: CityGraph, srcs, dsts, steps: int) -> list[list[list[int]]]:
@@ -458,7 +459,7 @@ class RefinerModel(RoutingModel):
         self.check_graph(g)
         t = graph_tables(g, self.config)
         return refine_batch(t, self.config, self._score, np.asarray(srcs), np.asarray(dsts), steps,
-                            keep_best=self.keep_best)
+                            verify=verifier(g), keep_best=self.keep_best)
 
     def flops_per_step(self, g: CityGraph, src: int, dst: int) -> float:
         """Multiply-adds x2 of the scorer over the candidates of an estimated number of hops."""
@@ -485,18 +486,14 @@ class RefinerModel(RoutingModel):
         return cls(name, card, scorer, config)
 
 
-def path_km(t: GraphTables, path: np.ndarray) -> float:
-    """Length of a path in km (the verifier's measure: no Dijkstra involved)."""
-    return float(gc_km(t.xyz[path[:-1]], t.xyz[path[1:]]).sum()) if len(path) > 1 else 0.0
-
-
 def refinement_steps(t: GraphTables, config: RefinerConfig, score, srcs: np.ndarray, dsts: np.ndarray,
-                     steps: int, *, keep_best: bool = True) -> Iterator[list[np.ndarray]]:
+                     steps: int, *, verify: Callable, keep_best: bool = True) -> Iterator[list[np.ndarray]]:
     """Yield, for each of `steps` steps, every pair's current answer.
 
     Step k walks once, guided by walk k-1 (walk 0 is the great-circle draft). With `keep_best`
-    the answer is the best walk so far by the free, exact verifier: reaching the target first,
-    then fewer km; so more steps never make an answer worse. Without it the answer is walk k.
+    the answer is the best walk so far by the project's one verifier, `verify(path, src, dst)`
+    (`citypath.metrics.verifier(g)`: reaching the target first, then fewer km); so more steps never
+    make an answer worse. Without it the answer is walk k.
     Walks are deterministic in their guide, so once a walk repeats an earlier one the chain is
     periodic and nothing new can come: that pair is not walked again.
     """
@@ -505,7 +502,7 @@ def refinement_steps(t: GraphTables, config: RefinerConfig, score, srcs: np.ndar
     guides = [draft_path(t, int(s), int(d)) for s, d in zip(srcs, dsts)]
     latest: list[np.ndarray] = [np.array([s]) for s in srcs]
     best: list[np.ndarray | None] = [None] * n
-    best_key = [(1, np.inf)] * n
+    best_key: list[tuple | None] = [None] * n
     seen: list[set[bytes]] = [set() for _ in range(n)]
     live = np.flatnonzero(srcs != dsts)
     for i in np.flatnonzero(srcs == dsts):
@@ -516,8 +513,8 @@ def refinement_steps(t: GraphTables, config: RefinerConfig, score, srcs: np.ndar
             still = []
             for i, p in zip(live, paths):
                 latest[i] = p
-                key = (0 if p[-1] == dsts[i] else 1, path_km(t, p))
-                if key < best_key[i]:
+                key = verify(p, int(srcs[i]), int(dsts[i]))
+                if best_key[i] is None or key < best_key[i]:
                     best[i], best_key[i] = p, key
                 sig = p.tobytes()
                 if sig not in seen[i]:
@@ -529,10 +526,10 @@ def refinement_steps(t: GraphTables, config: RefinerConfig, score, srcs: np.ndar
 
 
 def refine_batch(t: GraphTables, config: RefinerConfig, score, srcs: np.ndarray, dsts: np.ndarray,
-                 steps: int, *, keep_best: bool = True) -> list[list[list[int]]]:
+                 steps: int, *, verify: Callable, keep_best: bool = True) -> list[list[list[int]]]:
     """`steps` refinement steps for a batch of pairs; result[pair][step] is a list of city ids."""
     out: list[list[list[int]]] = [[] for _ in range(len(srcs))]
-    for answers in refinement_steps(t, config, score, srcs, dsts, steps, keep_best=keep_best):
+    for answers in refinement_steps(t, config, score, srcs, dsts, steps, verify=verify, keep_best=keep_best):
         for i, p in enumerate(answers):
             out[i].append(p.tolist())
     return out

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from citypath.graph import CityGraph
+from citypath.metrics import verifier
 from citypath.models.refiner import (
     SIZES,
     GraphTables,
@@ -183,7 +184,7 @@ class RefinerTask:
     def decode(self, model: RefinerNet, srcs, dsts) -> list[list[int]]:
         with torch.no_grad():
             score = NumpyScorer(model.scorer)
-        return [r[0] for r in refine_batch(self.t, self.config, score, srcs, dsts, 1)]
+        return [r[0] for r in refine_batch(self.t, self.config, score, srcs, dsts, 1, verify=verifier(self.g))]
 
     def export(self, model: RefinerNet) -> dict[str, torch.Tensor]:
         return {k: v.detach().float().cpu() for k, v in model.scorer.state_dict().items()}

@@ -1,0 +1,68 @@
+"""Every `CITYPATH_*` environment variable, read here and nowhere else, and documented once.
+
+- `CITYPATH_CACHE_DIR`: where the graph, the SPD and derived arrays are cached
+  (default `$XDG_CACHE_HOME/citypath` or `~/.cache/citypath`).
+- `CITYPATH_CHECKPOINTS`: the checkpoints directory `list_models` / `load_model` read (default `checkpoints/`).
+- `CITYPATH_STATES`: the app's and benchmarks' graph, comma-separated state codes, e.g. `RI,MA`
+  (default: the contiguous US).
+- `CITYPATH_RADIUS_KM`: the app's and benchmarks' graph radius (default 90).
+- `CITYPATH_ANIMATION`: `off` turns the app's auto-play timer off (tests).
+- `CITYPATH_MODEL_FAMILIES`: extra model families `family=module:Class,...` (test-only families in a
+  subprocess app).
+- `CITYPATH_DEVICE`: `cpu` keeps distributed training off the GPUs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+VARIABLES = ("CITYPATH_CACHE_DIR", "CITYPATH_CHECKPOINTS", "CITYPATH_STATES", "CITYPATH_RADIUS_KM",
+             "CITYPATH_ANIMATION", "CITYPATH_MODEL_FAMILIES", "CITYPATH_DEVICE")
+
+
+def _env(env: Mapping[str, str] | None) -> Mapping[str, str]:
+    return os.environ if env is None else env
+
+
+def cache_dir(env: Mapping[str, str] | None = None) -> Path:
+    """$CITYPATH_CACHE_DIR, else the user's cache directory + /citypath."""
+    e = _env(env)
+    if e.get("CITYPATH_CACHE_DIR"):
+        return Path(e["CITYPATH_CACHE_DIR"])
+    return Path(e.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "citypath"
+
+
+def checkpoints_dir(env: Mapping[str, str] | None = None) -> Path | None:
+    """$CITYPATH_CHECKPOINTS, or None for the repository's checkpoints/."""
+    value = _env(env).get("CITYPATH_CHECKPOINTS")
+    return Path(value) if value else None
+
+
+def graph_states(env: Mapping[str, str] | None = None) -> tuple[str, ...] | None:
+    states = _env(env).get("CITYPATH_STATES", "").strip()
+    return tuple(s.strip().upper() for s in states.split(",") if s.strip()) or None
+
+
+def graph_radius_km(env: Mapping[str, str] | None = None) -> float | None:
+    radius = _env(env).get("CITYPATH_RADIUS_KM", "").strip()
+    return float(radius) if radius else None
+
+
+def animation_enabled(env: Mapping[str, str] | None = None) -> bool:
+    return _env(env).get("CITYPATH_ANIMATION", "on").lower() not in {"0", "off", "false", "no"}
+
+
+def extra_model_families(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """{family: "module:Class"} from $CITYPATH_MODEL_FAMILIES ("family=module:Class,...")."""
+    out = {}
+    for item in filter(None, (s.strip() for s in _env(env).get("CITYPATH_MODEL_FAMILIES", "").split(","))):
+        family, _, target = item.partition("=")
+        if family and ":" in target:
+            out[family] = target
+    return out
+
+
+def cpu_forced(env: Mapping[str, str] | None = None) -> bool:
+    return _env(env).get("CITYPATH_DEVICE", "") == "cpu"
