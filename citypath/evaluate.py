@@ -31,29 +31,14 @@ from citypath.cache import write_atomic
 from citypath.graph import CityGraph
 from citypath.metrics import evaluate_paths
 from citypath.models.base import RoutingModel
-from citypath.split import heldout_mask
+from citypath.split import sample_pairs
 
 SCHEMA_VERSION = 1
 
 
 def sample_heldout_pairs(g: CityGraph, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """`n` distinct-city held-out (src, dst) pairs of `g`, drawn uniformly and deterministically from `seed`."""
-    if g.n_cities < 2:
-        raise ValueError("a graph needs at least 2 cities to draw pairs")
-    rng = np.random.default_rng([seed, 0x5E1D])
-    srcs, dsts = [], []
-    have, tries = 0, 0
-    while have < n:
-        tries += 1
-        if tries > 1000:
-            raise ValueError(f"could not find {n} held-out pairs in a graph of {g.n_cities} cities")
-        s = rng.integers(0, g.n_cities, size=max(1024, 40 * n))
-        t = rng.integers(0, g.n_cities, size=len(s))
-        keep = (s != t) & heldout_mask(s, t)
-        srcs.append(s[keep])
-        dsts.append(t[keep])
-        have += int(keep.sum())
-    return np.concatenate(srcs)[:n], np.concatenate(dsts)[:n]
+    return sample_pairs(g.n_cities, n, np.random.default_rng([seed, 0x5E1D]), heldout=True, batch=max(1024, 40 * n))
 
 
 def _bootstrap(values: np.ndarray, mask: np.ndarray | None, stat: str, idx: np.ndarray) -> list[float] | None:

@@ -27,7 +27,7 @@ from citypath import settings
 from citypath.graph import CityGraph, CityNotFound
 from citypath.metrics import evaluate_paths
 from citypath.models import ModelError, RoutingModel, list_models, load_model
-from citypath.split import heldout_mask
+from citypath.split import heldout_mask, sample_pairs
 
 DEFAULT_STEPS = 8
 MAX_SEED = 2**31 - 1
@@ -204,16 +204,17 @@ def random_heldout_pair(g: CityGraph, rng: np.random.Generator, *, heldout: bool
     """A uniformly random pair of distinct cities, held out from training unless heldout=False."""
     if g.n_cities < 2:
         raise ValueError("a graph needs at least two cities to pick a pair")
-    for _ in range(max(1, tries // 1000)):
-        a = rng.integers(0, g.n_cities, 1000)
-        b = rng.integers(0, g.n_cities, 1000)
-        ok = a != b
-        if heldout:
-            ok &= heldout_mask(a, b)
-        hit = np.flatnonzero(ok)
-        if len(hit):
-            return int(a[hit[0]]), int(b[hit[0]])
-    raise ValueError("no held-out pair found in this graph")
+    if not heldout:   # any pair of distinct cities, whichever side of the split
+        for _ in range(max(1, tries // 1000)):
+            a, b = rng.integers(0, g.n_cities, 1000), rng.integers(0, g.n_cities, 1000)
+            hit = np.flatnonzero(a != b)
+            if len(hit):
+                return int(a[hit[0]]), int(b[hit[0]])
+    try:
+        s, t = sample_pairs(g.n_cities, 1, rng, heldout=True, batch=1000, max_batches=max(1, tries // 1000))
+    except ValueError:
+        raise ValueError("no held-out pair found in this graph") from None
+    return int(s[0]), int(t[0])
 
 
 # -- models -------------------------------------------------------------------------------

@@ -36,6 +36,33 @@ def heldout_mask(src, dst) -> np.ndarray:
     return (h % np.uint64(10_000)) < np.uint64(HELDOUT_PER_10K)
 
 
+def sample_pairs(n_cities: int, n: int, rng: np.random.Generator, *, heldout: bool, batch: int = 1024,
+                 max_batches: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+    """`n` random (src, dst) pairs of distinct cities, all held out (`heldout=True`) or all training pairs.
+
+    The one sampler of pairs by split: the harness's held-out pairs, the app's random pair and the
+    families' validation pairs (training side) all draw here. Draws `batch` candidates at a time
+    from `rng` (src ids, then dst ids) and keeps those on the asked side, in order.
+    """
+    if n_cities < 2:
+        raise ValueError("a graph needs at least 2 cities to draw pairs")
+    srcs, dsts, have = [], [], 0
+    for _ in range(max_batches):
+        if have >= n:
+            break
+        s = rng.integers(0, n_cities, size=batch)
+        t = rng.integers(0, n_cities, size=batch)
+        held = heldout_mask(s, t)
+        keep = (s != t) & (held if heldout else ~held)
+        srcs.append(s[keep])
+        dsts.append(t[keep])
+        have += int(keep.sum())
+    if have < n:
+        side = "held-out" if heldout else "training"
+        raise ValueError(f"could not find {n} {side} pairs in a graph of {n_cities} cities")
+    return np.concatenate(srcs)[:n], np.concatenate(dsts)[:n]
+
+
 def is_heldout(src: int, dst: int) -> bool:
     """True if the pair (src, dst) is a test pair: never in training data (about 5% of pairs)."""
     for v in (src, dst):

@@ -30,3 +30,16 @@ def test_split_is_a_pure_function_of_the_pair():
 def test_bad_ids_are_refused(bad):
     with pytest.raises(ValueError):
         is_heldout(bad, 3)
+
+
+def test_one_sampler_for_both_sides_of_the_split():
+    import numpy as np
+
+    from citypath.split import heldout_mask, sample_pairs
+
+    for heldout in (True, False):
+        s, t = sample_pairs(500, 300, np.random.default_rng(1), heldout=heldout)
+        assert len(s) == len(t) == 300 and (s != t).all()
+        assert (heldout_mask(s, t) == heldout).all()
+        s2, t2 = sample_pairs(500, 300, np.random.default_rng(1), heldout=heldout)
+        assert (s == s2).all() and (t == t2).all()

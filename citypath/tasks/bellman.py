@@ -21,7 +21,7 @@ from scipy.sparse.csgraph import connected_components
 from citypath.geo import haversine_km
 from citypath.graph import CityGraph, radius_edges
 from citypath.models.bellman import BellmanConfig, BellmanModel, BellmanNet, count_parameters
-from citypath.split import heldout_mask
+from citypath.split import heldout_mask, sample_pairs
 from citypath.training import batch_rng, config_from_args
 
 
@@ -143,10 +143,7 @@ class BellmanTask:
         val_rng = np.random.default_rng([cfg.seed, 2])
         self._val = [graph_batch([self._draw(val_rng) for _ in range(graphs.graphs_per_batch)], val_rng,
                                  int(val_rng.integers(0, graphs.max_free_rounds + 1)), 1) for _ in range(8)]
-        pr = np.random.default_rng([cfg.seed, 3])
-        pairs = pr.integers(0, g.n_cities, (cfg.val_paths * 4, 2))
-        pairs = pairs[~heldout_mask(pairs[:, 0], pairs[:, 1]) & (pairs[:, 0] != pairs[:, 1])][: cfg.val_paths]
-        self._val_pairs = (pairs[:, 0], pairs[:, 1])
+        self._val_pairs = sample_pairs(g.n_cities, cfg.val_paths, np.random.default_rng([cfg.seed, 3]), heldout=False)
 
     def _draw(self, rng: np.random.Generator) -> SmallGraph:
         while True:

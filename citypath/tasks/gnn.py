@@ -24,6 +24,7 @@ from citypath.models.gnn import (
     message_graph,
     query_features,
 )
+from citypath.split import heldout_mask, sample_pairs
 from citypath.training import batch_rng, config_from_args
 
 
@@ -81,8 +82,6 @@ def build_region(g: CityGraph, rng: np.random.Generator, rc: RegionConfig, cones
 def region_batch(g: CityGraph, regions: list[Region], rng: np.random.Generator, rounds_free: int,
                  rounds_grad: int) -> dict[str, torch.Tensor]:
     """Disjoint union of regions, one random target each, with detour labels and loss weights."""
-    from citypath.split import heldout_mask
-
     k = max(r.mg.nbr.shape[0] for r in regions)
     offset, parts = 0, []
     for r in regions:
@@ -135,12 +134,9 @@ class GNNTask:
         val_rng = np.random.default_rng([cfg.seed, 2])
         self._val = [region_batch(g, self.pool[regions.pool + i: regions.pool + i + 8], val_rng,
                                   regions.max_free_rounds, 1) for i in range(0, regions.val_regions, 8)]
-        from citypath.split import heldout_mask
 
-        pr = np.random.default_rng([cfg.seed, 3])
-        pairs = pr.integers(0, g.n_cities, (regions.val_pairs * 4, 2))
-        pairs = pairs[~heldout_mask(pairs[:, 0], pairs[:, 1]) & (pairs[:, 0] != pairs[:, 1])][: regions.val_pairs]
-        self._val_pairs = (pairs[:, 0], pairs[:, 1])
+        self._val_pairs = sample_pairs(g.n_cities, regions.val_pairs, np.random.default_rng([cfg.seed, 3]),
+                                       heldout=False)
 
     def build_model(self) -> RecurrentMPNN:
         return RecurrentMPNN(self.config)

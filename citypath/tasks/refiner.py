@@ -26,7 +26,7 @@ from citypath.models.refiner import (
     refine_batch,
     walk,
 )
-from citypath.split import heldout_mask
+from citypath.split import heldout_mask, sample_pairs
 from citypath.training import batch_rng, config_from_args
 
 TRAIN_DEFAULTS = {
@@ -157,11 +157,8 @@ class RefinerTask:
 
     def val_pairs(self) -> tuple[np.ndarray, np.ndarray]:
         if self._val is None:   # training-side pairs, drawn apart from the training stream
-            rng = np.random.default_rng([self.cfg.seed, 777])
-            n = self.g.n_cities
-            s, d = rng.integers(0, n, 4 * self.cfg.val_paths), rng.integers(0, n, 4 * self.cfg.val_paths)
-            keep = (s != d) & ~heldout_mask(s, d)
-            self._val = s[keep][:self.cfg.val_paths], d[keep][:self.cfg.val_paths]
+            self._val = sample_pairs(self.g.n_cities, self.cfg.val_paths, np.random.default_rng([self.cfg.seed, 777]),
+                                     heldout=False)
         return self._val
 
     def val_batches(self) -> list[dict[str, torch.Tensor]]:
