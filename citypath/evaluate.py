@@ -204,16 +204,6 @@ def load_results(path: str | Path = "results/eval.json") -> dict:
     return results
 
 
-def results_table(results: dict) -> pd.DataFrame:
-    """Results as one row per (model, steps) with the metric values as columns (intervals left out)."""
-    rows = []
-    for name, entry in results["models"].items():
-        for k, m in entry["by_steps"].items():
-            rows.append({"model": name, "family": entry.get("family"), "num_parameters": entry.get("num_parameters"),
-                         "steps": int(k), **{key: v for key, v in m.items() if key != "ci95"}})
-    return pd.DataFrame(rows).sort_values(["model", "steps"]).reset_index(drop=True) if rows else pd.DataFrame()
-
-
 def merge_results(path: Path, g: CityGraph, pairs: dict, models: dict[str, dict]) -> dict:
     """Add `models` to the results at `path` (creating it); entries of other models are kept.
 

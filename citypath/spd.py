@@ -62,10 +62,6 @@ class ShortestPathDataset:
     def __getitem__(self, i: int) -> np.ndarray:
         return np.asarray(self.tokens[self.offsets[i]:self.offsets[i + 1]])
 
-    @property
-    def n_cities_per_path(self) -> np.ndarray:
-        return np.diff(self.offsets)
-
     def __repr__(self) -> str:
         return f"ShortestPathDataset({self.split!r}, {len(self)} paths, {len(self.tokens)} tokens)"
 

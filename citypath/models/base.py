@@ -152,6 +152,14 @@ class RoutingModel(ABC):
 
 
 
+def config_from_dict(cls, d: dict):
+    """A config dataclass from a card's dict, ignoring keys the class does not have (e.g. training-only ones)."""
+    from dataclasses import fields
+
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in d.items() if k in names})
+
+
 def read_card(path: Path) -> dict:
     """A checkpoint's JSON card, or CheckpointError naming the file."""
     try:

@@ -36,7 +36,7 @@ edges x d tensor), and `step_flops` counts exactly the edges processed.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +46,7 @@ from torch import nn
 from citypath.geo import haversine_km
 from citypath.graph import CityGraph
 from citypath.metrics import verifier_key
-from citypath.models.base import CheckpointError, RoutingModel, StateView
+from citypath.models.base import CheckpointError, RoutingModel, StateView, config_from_dict
 
 N_INPUTS = 2            # is_target, is_source
 
@@ -61,10 +61,6 @@ class BellmanConfig:
     corridor_factor: float = 1.1     # the corridor: straight km via the city <= factor x straight km + slack
     corridor_slack_radii: float = 1.0
 
-    @classmethod
-    def from_dict(cls, d: dict) -> BellmanConfig:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 class BellmanNet(nn.Module):
@@ -291,7 +287,7 @@ class BellmanModel(RoutingModel):
         from safetensors.torch import load_file
 
         try:
-            net = BellmanNet(BellmanConfig.from_dict(card["config"]))
+            net = BellmanNet(config_from_dict(BellmanConfig, card["config"]))
             net.load_state_dict({k: v.double() for k, v in load_file(str(weights_path)).items()})
         except (SafetensorError, OSError, KeyError, RuntimeError, ValueError, TypeError) as e:
             raise CheckpointError(f"cannot load bellman weights {weights_path}: {e}") from e

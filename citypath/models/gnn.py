@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +41,7 @@ from citypath.cache import cached_arrays, config_key
 from citypath.geo import haversine_km
 from citypath.graph import CityGraph
 from citypath.metrics import verifier_key
-from citypath.models.base import CheckpointError, RoutingModel
+from citypath.models.base import CheckpointError, RoutingModel, config_from_dict
 
 N_NODE_FEATURES = 3   # is_target, is_source, exp(-straight-line km to target / radius)
 N_EDGE_FEATURES = 2   # slack of the hop w.r.t. the target, hop length (both / radius)
@@ -62,10 +62,6 @@ class GNNConfig:
     def max_degree(self) -> int:
         return 2 * self.cones
 
-    @classmethod
-    def from_dict(cls, d: dict) -> GNNConfig:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 SIZES = {"small": dict(hidden_dim=12, mlp_dim=32)}
@@ -304,7 +300,7 @@ class GNNModel(RoutingModel):
 
         weights_path = Path(weights_path)  # load_model has checked it against the card's sha256
         try:
-            net = RecurrentMPNN(GNNConfig.from_dict(card["config"]))
+            net = RecurrentMPNN(config_from_dict(GNNConfig, card["config"]))
             net.load_state_dict({k: v.float() for k, v in load_file(str(weights_path)).items()})
         except (SafetensorError, OSError, KeyError, RuntimeError, ValueError, TypeError) as e:
             raise CheckpointError(f"cannot load GNN weights {weights_path}: {e}") from e

@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +38,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from citypath.graph import CityGraph
 from citypath.metrics import verifier_key
-from citypath.models.base import CheckpointError, RoutingModel
+from citypath.models.base import CheckpointError, RoutingModel, config_from_dict
 
 # 1 unit of model coordinates = 1000 km.
 KM_PER_UNIT = 1000.0
@@ -65,10 +65,6 @@ class GRUConfig:
         if self.output not in ("neighbors", "vocab"):
             raise ValueError(f"output={self.output!r}: choose 'neighbors' or 'vocab'")
 
-    @classmethod
-    def from_dict(cls, d: dict) -> GRUConfig:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 SIZES = {
@@ -322,7 +318,7 @@ class GRUModel(RoutingModel):
 
         weights_path = Path(weights_path)  # load_model has checked it against the card's sha256
         try:
-            config = GRUConfig.from_dict(card["config"])
+            config = config_from_dict(GRUConfig, card["config"])
             state = load_file(str(weights_path))
             net = GRUNet(config, state["xy"].numpy())
             net.load_state_dict({k: v.float() for k, v in state.items()})

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +29,7 @@ from torch import nn
 
 from citypath.graph import CityGraph
 from citypath.metrics import verifier_key
-from citypath.models.base import CheckpointError, RoutingModel
+from citypath.models.base import CheckpointError, RoutingModel, config_from_dict
 
 SAMPLE_CHUNK = 32   # samples decoded per batch; also fixes which random numbers each sample uses
 
@@ -46,10 +46,6 @@ class PostRNNConfig:
     temperature: float = 1.0      # sampling temperature for steps >= 2
     train_negatives: int = 0      # 0: full softmax in training; n: sampled softmax with n shared negatives
 
-    @classmethod
-    def from_dict(cls, d: dict) -> PostRNNConfig:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 SIZES = {
@@ -186,7 +182,7 @@ class PostRNNModel(RoutingModel):
         from safetensors.torch import load_file
 
         try:
-            net = PostRNN(PostRNNConfig.from_dict(card["config"]))
+            net = PostRNN(config_from_dict(PostRNNConfig, card["config"]))
             net.load_state_dict({k: v.float() for k, v in load_file(str(weights_path)).items()})
         except (SafetensorError, OSError, KeyError, RuntimeError, ValueError, TypeError) as e:
             raise CheckpointError(f"cannot load post-RNN weights {weights_path}: {e}") from e
