@@ -1,8 +1,8 @@
 """App speed: cold start, a rerun after moving a slider, an animation frame (server time).
 
-    python benchmarks/bench_app.py                  # the default graph, whatever checkpoints/ holds
-    python benchmarks/bench_app.py --quick          # the RI+MA graph (what a smoke test would run)
-    python benchmarks/bench_app.py --page benchmarks/bare_page.py   # the baseline: one st.write
+    python -m benchmarks.bench_app                  # the default graph, whatever checkpoints/ holds
+    python -m benchmarks.bench_app --quick          # the RI+MA graph (what a smoke test would run)
+    python -m benchmarks.bench_app --page benchmarks/bare_page.py   # the baseline: one st.write
 
 Each figure is server time measured in a fresh process through `streamlit.testing.v1.AppTest`
 (the same script run a browser session triggers, without the browser's rendering):
@@ -21,12 +21,10 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 
 def main(argv: list[str] | None = None) -> dict:

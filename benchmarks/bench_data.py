@@ -1,8 +1,8 @@
 """Data-layer speed, measured side by side in one run: graph build, cache load, SPD vs networkx.
 
-    python benchmarks/bench_data.py                 # the default graph, 2,000,000 SPD paths
-    python benchmarks/bench_data.py --quick         # a small graph, seconds (what the test runs)
-    python benchmarks/bench_data.py --states RI,MA --graph-only   # only build that graph from scratch
+    python -m benchmarks.bench_data                 # the default graph, 2,000,000 SPD paths
+    python -m benchmarks.bench_data --quick         # a small graph, seconds (what the test runs)
+    python -m benchmarks.bench_data --states RI,MA --graph-only   # only build that graph from scratch
 
 Prints one JSON object; figures are recorded in docs/benchmarks.md. Nothing here asserts a time.
 `spd_peak_tree_pss_mb` is the peak memory of this process and its SPD worker processes together,
@@ -16,18 +16,13 @@ import argparse
 import json
 import platform
 import resource
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import networkx as nx
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from measure import TreeSampler  # noqa: E402
+from benchmarks.measure import TreeSampler
 
 
 def peak_rss_mb() -> float:

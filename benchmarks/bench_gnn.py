@@ -1,6 +1,6 @@
 """The gnn's test-time-compute profile: raw per-step decodes by pair distance, and time per step.
 
-    python benchmarks/bench_gnn.py [--model gnn-small] [--pairs 200] [--steps 64]
+    python -m benchmarks.bench_gnn [--model gnn-small] [--pairs 200] [--steps 64]
 
 Runs the model's raw decodes (`GNNModel.decodes`: the path after k steps of rounds, no
 best-so-far) on held-out pairs of the default graph (the harness's sample, seed 0), and
@@ -13,18 +13,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
-
-import citypath  # noqa: E402
-from citypath.cache import write_atomic  # noqa: E402
-from citypath.evaluate import sample_heldout_pairs  # noqa: E402
+import citypath
+from citypath.cache import write_atomic
+from citypath.evaluate import sample_heldout_pairs
 
 BUCKETS_KM = (0, 500, 1500, 3000, 10_000)
 

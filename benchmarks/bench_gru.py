@@ -1,7 +1,7 @@
 """GRU decoding speed against the issue's targets: greedy <= 30 ms, 32 samples batched <= 200 ms.
 
-    python benchmarks/bench_gru.py                      # shipped gru-small and gru-large, 50 held-out pairs
-    python benchmarks/bench_gru.py --models gru-small --pairs 20
+    python -m benchmarks.bench_gru                      # shipped gru-small and gru-large, 50 held-out pairs
+    python -m benchmarks.bench_gru --models gru-small --pairs 20
 
 Times one greedy decode (`refine(steps=1)`) and one batch of 32 samples (`refine(steps=33)`
 minus the greedy step) per pair, one torch thread, and prints one JSON object of medians and
@@ -12,13 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 
 def main() -> None:

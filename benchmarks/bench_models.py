@@ -1,8 +1,8 @@
 """One refinement step of each model against one Dijkstra query on the same held-out pairs.
 
-    python benchmarks/bench_models.py                       # every shipped checkpoint, default graph
-    python benchmarks/bench_models.py --models gnn-small --pairs 20 --steps 8
-    CITYPATH_STATES=RI,MA python benchmarks/bench_models.py --checkpoints DIR   # checkpoints of that graph
+    python -m benchmarks.bench_models                       # every shipped checkpoint, default graph
+    python -m benchmarks.bench_models --models gnn-small --pairs 20 --steps 8
+    CITYPATH_STATES=RI,MA python -m benchmarks.bench_models --checkpoints DIR   # checkpoints of that graph
 
 Per pair, in one process with one torch thread (as the app runs them):
 - `dijkstra_ms`: `g.shortest_path(src, dst)` with its per-source cache cleared first (one
@@ -22,9 +22,6 @@ import os
 import statistics
 import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 
 def main(argv: list[str] | None = None) -> dict:

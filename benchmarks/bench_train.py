@@ -1,8 +1,8 @@
 """Training throughput (paths/s) of each model family, through the project's own training loop.
 
-    python benchmarks/bench_train.py                  # gru, refiner, gnn on the default graph, 40 steps each
-    python benchmarks/bench_train.py --families gnn --steps 100
-    CITYPATH_STATES=RI,MA python benchmarks/bench_train.py --steps 3 --checkpoints DIR
+    python -m benchmarks.bench_train                  # gru, refiner, gnn on the default graph, 40 steps each
+    python -m benchmarks.bench_train --families gnn --steps 100
+    CITYPATH_STATES=RI,MA python -m benchmarks.bench_train --steps 3 --checkpoints DIR
                                                       # a small graph; keep the checkpoints in DIR
 
 Each family's `training_task` (size `small`, the shipped size) is built as `python -m citypath
@@ -31,7 +31,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
 # Per-family settings that keep a short run short; none changes the cost of a training step.
 SMALL_SETTINGS = {

@@ -1,7 +1,7 @@
 """Load: many concurrent visitors of `streamlit run app.py`, each playing its own route.
 
-    python benchmarks/load_app.py                       # 20 sessions x 16 steps, default graph + shipped models
-    python benchmarks/load_app.py --sessions 4 --steps 8 --states RI,MA --checkpoints DIR
+    python -m benchmarks.load_app                       # 20 sessions x 16 steps, default graph + shipped models
+    python -m benchmarks.load_app --sessions 4 --steps 8 --states RI,MA --checkpoints DIR
 
 Starts `streamlit run app.py` on a loopback port (or uses `--url` of a running one) and opens one
 websocket client per session, speaking Streamlit's own protocol (the protobufs the browser sends),
@@ -38,14 +38,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from streamlit.proto.BackMsg_pb2 import BackMsg
+from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+from streamlit.proto.WidgetStates_pb2 import WidgetState
+from websockets.sync.client import connect  # a streamlit dependency
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from streamlit.proto.BackMsg_pb2 import BackMsg  # noqa: E402
-from streamlit.proto.ForwardMsg_pb2 import ForwardMsg  # noqa: E402
-from streamlit.proto.WidgetStates_pb2 import WidgetState  # noqa: E402
-from websockets.sync.client import connect  # noqa: E402  (a streamlit dependency)
 
 FINISHED_EARLY = ForwardMsg.ScriptFinishedStatus.FINISHED_EARLY_FOR_RERUN
 COMPILE_ERROR = ForwardMsg.ScriptFinishedStatus.FINISHED_WITH_COMPILE_ERROR

@@ -154,5 +154,5 @@ def last_json(text: str) -> dict:
 
 
 def script(name: str) -> list[str]:
-    """The command that runs benchmarks/<name> with this interpreter."""
-    return [sys.executable, str(REPO / "benchmarks" / name)]
+    """The command that runs benchmarks/<name> with this interpreter, as a module from the repository root."""
+    return [sys.executable, "-m", f"benchmarks.{Path(name).stem}"]

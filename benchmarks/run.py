@@ -1,7 +1,7 @@
 """Every speed figure of citypath, measured side by side in one run and read as ratios.
 
-    nice -n 5 python benchmarks/run.py            # the whole suite on the default graph (~5 min on 2 cores)
-    python benchmarks/run.py --quick              # the RI+MA graph and tiny counts (~1 min; what the test runs)
+    nice -n 5 python -m benchmarks.run            # the whole suite on the default graph (~5 min on 2 cores)
+    python -m benchmarks.run --quick              # the RI+MA graph and tiny counts (~1 min; what the test runs)
 
 Each section runs the script that owns it in a fresh subprocess (benchmarks/measure.py samples
 the memory of that process and its children), so no section warms another's caches:
@@ -43,12 +43,8 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from measure import REPO, last_json, run_measured, script  # noqa: E402
-
-sys.path.insert(0, str(REPO))
-from citypath.cache import write_atomic  # noqa: E402
+from benchmarks.measure import REPO, last_json, run_measured, script
+from citypath.cache import write_atomic
 
 FAMILIES = ("gru", "refiner", "gnn")
 FULL = dict(spd_paths=2_000_000, nx_pairs=20, train_steps=40, pairs=30, steps=8, repeats=7, sessions=20, play=16)
@@ -124,7 +120,7 @@ def main(argv: list[str] | None = None) -> dict:
         env["CITYPATH_STATES"] = "RI,MA"
     graph_args = ["--states", "RI,MA"] if args.quick else []
     t_start = time.perf_counter()
-    result: dict = {"command": "python benchmarks/run.py" + (" --quick" if args.quick else ""),
+    result: dict = {"command": "python -m benchmarks.run" + (" --quick" if args.quick else ""),
                     "mode": "quick" if args.quick else "full",
                     "date": datetime.now(UTC).isoformat(timespec="seconds"),
                     "machine": machine(), "counts": n, "processes": {}}

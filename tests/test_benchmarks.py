@@ -1,14 +1,10 @@
 """The benchmark suite runs end to end (its figures are printed, never asserted: timings are noisy here)."""
 
 import json
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 
 def test_the_quick_suite_runs_every_section_and_reports_every_figure_as_a_positive_number(tmp_path, capsys):
-    import run
+    from benchmarks import run
 
     out = run.main(["--quick", "--out", str(tmp_path / "benchmarks.json")])
     s = out["summary"]

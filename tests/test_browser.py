@@ -9,14 +9,11 @@ from __future__ import annotations
 import io
 import math
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.fake_models import FAKE_FAMILIES, write_checkpoint
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parents[1]
@@ -31,7 +28,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--enable-unsafe-swiftshader", "-
 def app_url(tmp_path_factory, small_graph):
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's chromium is not installed (see the README's test command)")
-    from load_app import AppServer  # benchmarks/: the same `streamlit run` on loopback the load test uses
+    from benchmarks.load_app import AppServer  # the same `streamlit run` on loopback the load test uses
 
     ckpt = tmp_path_factory.mktemp("checkpoints")
     write_checkpoint(ckpt, "demo-refining", "fake-refining", small_graph)
@@ -161,7 +158,7 @@ def test_training_page_shows_the_posts_finding(tmp_path):
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's chromium is not installed (see the README's test command)")
     sync_api = pytest.importorskip("playwright.sync_api")
-    from load_app import AppServer
+    from benchmarks.load_app import AppServer
 
     OUTPUT.mkdir(parents=True, exist_ok=True)
     with AppServer({}, log_path=tmp_path / "streamlit.log") as server, sync_api.sync_playwright() as p:

@@ -1,27 +1,22 @@
 """Concurrent visitors of `streamlit run app.py`, each playing its own route to the end.
 
 CI runs 4 websocket sessions x 16 steps on the default graph with the shipped checkpoints; the
-full count (20 sessions) is `python benchmarks/load_app.py`, figures in docs/benchmarks.md.
+full count (20 sessions) is `python -m benchmarks.load_app`, figures in docs/benchmarks.md.
 Each session checks, frame by frame, that the paths drawn are its own model paths for its own
 pair (computed independently in this process). Nothing here asserts a time.
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
 from citypath.models import list_models
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 pytestmark = pytest.mark.skipif(len(list_models()) < 2, reason="needs two shipped checkpoints")
 
 
 def test_concurrent_sessions_each_play_their_own_route_without_errors(default_graph):
-    import load_app
+    from benchmarks import load_app
 
     out = load_app.run_load(sessions=4, steps=16, seed=1)
     assert out["errors"] == []
@@ -32,7 +27,7 @@ def test_concurrent_sessions_each_play_their_own_route_without_errors(default_gr
 
 def test_a_wrong_path_is_reported(default_graph, monkeypatch):
     """The checker is not vacuous: expecting other paths than the app draws is an error."""
-    import load_app
+    from benchmarks import load_app
 
     real = load_app.expected_paths
 
