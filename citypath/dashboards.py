@@ -198,7 +198,7 @@ def curve_sentence(name: str, m: RoutingModel) -> str:
     seen = last.get("paths_seen")
     parts = []
     if isinstance(last.get("val_loss"), (int, float)):
-        parts.append(f"validation loss {last['val_loss']:.2f}")
+        parts.append(f"validation loss {last['val_loss']:.3g}")
     if isinstance(last.get("val_passes_three_checks"), (int, float)):
         parts.append(f"{last['val_passes_three_checks']:.0%} of its validation routes pass all three checks")
     elif isinstance(last.get("val_valid"), (int, float)):

@@ -21,10 +21,12 @@ head = dashboards.headline_curve(mset.models)
 if len(head):
     st.subheader("The post's RNN: validation loss against routes that pass all three checks")
     base = alt.Chart(head).encode(
-        x=alt.X("val_nll:Q", title="validation loss (NLL per city, softmax over all cities) · falls as training goes",
-                scale=alt.Scale(reverse=True, zero=False)),
-        y=alt.Y("passes:Q", title="greedy routes passing all three checks", axis=alt.Axis(format="%"),
-                scale=alt.Scale(domain=[0, max(0.1, float(head["passes"].max()) * 1.2)])),
+        x=alt.X("val_nll:Q", title="validation loss (NLL per city, softmax over all cities; log scale) · "
+                "training goes left to right",
+                scale=alt.Scale(type="log", reverse=True,
+                                domain=[float(head["val_nll"].max()) * 1.2, float(head["val_nll"].min()) / 1.3])),
+        y=alt.Y("passes:Q", title="greedy routes passing all three checks", axis=alt.Axis(format="%", tickCount=5),
+                scale=alt.Scale(domain=[0, 1])),
         color=alt.Color("model:N", legend=None))
     lines = base.mark_line(point=True).encode(tooltip=["model", "paths_seen", "val_nll", "passes", "reaches"])
     names = base.transform_window(rank="rank()", sort=[alt.SortField("paths_seen", order="descending")],
@@ -47,11 +49,17 @@ st.caption("One panel per model. Left: rates on validation routes (0-100%). Righ
            "the family (named under it): compare losses only between models of the same family.")
 
 
+RATE_COLOURS = dict(zip(dashboards.RATE_CURVES.values(), ["#1b7837", "#2166ac", "#92c5de", "#d6604d"]))
+st.markdown(ui.legend_html([(c, name, "line") for name, c in RATE_COLOURS.items()]), unsafe_allow_html=True)
+
+
 def rates_chart(df, title: str) -> alt.Chart:
     return (alt.Chart(df, title=title).mark_line(point=True)
             .encode(x=alt.X("paths_seen:Q", title="training paths seen"),
-                    y=alt.Y("value:Q", title=None, axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
-                    color=alt.Color("curve:N", title=None, legend=alt.Legend(orient="bottom", columns=2)),
+                    y=alt.Y("value:Q", title="share of routes", axis=alt.Axis(format="%", tickCount=5),
+                            scale=alt.Scale(domain=[0, 1])),
+                    color=alt.Color("curve:N", legend=None, scale=alt.Scale(domain=list(RATE_COLOURS),
+                                                                            range=list(RATE_COLOURS.values()))),
                     tooltip=["curve", "paths_seen", alt.Tooltip("value:Q", format=".1%")])
             .properties(height=200))
 
@@ -75,7 +83,7 @@ for name in sorted(curves["model"].unique()):
         c1.altair_chart(rates_chart(rates, "validation routes"), width="stretch")
     ratio = mine[mine["metric"].isin(list(dashboards.RATIO_CURVES))]
     if len(ratio):
-        c2.altair_chart(value_chart(ratio, "length / optimal (valid routes; 1 is optimal)", "ratio"),
+        c2.altair_chart(value_chart(ratio, "length / optimal (valid routes)", "ratio"),
                         width="stretch")
     loss = mine[mine["metric"] == "val_loss"]
     if len(loss):
