@@ -52,7 +52,8 @@ def results_table(results: Mapping | list | None) -> pd.DataFrame:
         if isinstance(models, Mapping):
             for name, entry in models.items():
                 if isinstance(entry, Mapping) and isinstance(entry.get("by_steps"), Mapping):
-                    extra = {k: entry[k] for k in ("family", "num_parameters", "flops_per_step") if k in entry}
+                    extra = {k: entry[k] for k in ("family", "num_parameters", "flops_per_step", "nll_per_city")
+                             if k in entry}
                     rows += _rows_from_by_steps(str(name), entry["by_steps"], extra)
         elif isinstance(models, list):
             rows = [r for r in models if isinstance(r, Mapping) and "model" in r and "steps" in r]
@@ -207,6 +208,28 @@ def curve_sentence(name: str, m: RoutingModel) -> str:
         parts.append(f"{last['val_illegal_jump_rate']:.0%} have an illegal jump")
     seen_text = f" after {seen:,.0f} training paths" if isinstance(seen, (int, float)) else ""
     return f"`{name}`: " + ", ".join(parts) + seen_text + "."
+
+
+def heldout_sentence(name: str, results: pd.DataFrame) -> str | None:
+    """What the harness measured for a model on held-out pairs (results/eval.json), in one sentence."""
+    if results.empty or "model" not in results:
+        return None
+    mine = results[results["model"] == name].sort_values("steps")
+    if mine.empty:
+        return None
+    first, last = mine.iloc[0], mine.iloc[-1]
+    n = int(first["n"]) if "n" in mine and pd.notna(first["n"]) else None
+    parts = []
+    if "nll_per_city" in mine and pd.notna(first.get("nll_per_city")):
+        parts.append(f"NLL {first['nll_per_city']:.2f} per city on their optimal paths")
+    for row, label in ((first, f"{int(first['steps'])} step"), (last, f"{int(last['steps'])} steps")):
+        if "passes_three_checks" in row and pd.notna(row["passes_three_checks"]):
+            parts.append(f"at {label}, {row['reaches_target']:.1%} of routes reach the target and "
+                         f"{row['passes_three_checks']:.1%} pass all three checks")
+    if not parts:
+        return None
+    where = f"the {n:,} held-out pairs" if n else "held-out pairs"
+    return f"`{name}` on {where} of `results/eval.json`: " + "; ".join(parts) + "."
 
 
 # -- the dataset ------------------------------------------------------------------------------

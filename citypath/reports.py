@@ -1,6 +1,10 @@
 """Reports behind the docs' figures that the evaluation harness does not give by itself.
 
     python -m citypath.reports bellman --pairs 300          # results/bellman-report.json + docs/bellman-steps.png
+    python -m citypath.reports postrnn                      # results/postrnn-report.json
+
+`postrnn`: the post's RNNs' greedy routes on the harness's held-out pairs, by the optimal
+path's hop count: where "low loss, broken routes" holds and where it does not.
 
 `bellman`: what a trained bellman network learned, compared with Bellman-Ford's exact weights;
 per held-out pair the first step whose route is optimal (against the optimal path's hop count);
@@ -122,6 +126,37 @@ def bellman_report(g: CityGraph, name: str, n_pairs: int, seed: int, compare: st
     return out
 
 
+def postrnn_report(g: CityGraph, names: list[str], n_pairs: int, seed: int) -> dict:
+    """Where the post's finding holds: greedy routes of the post's RNNs by the optimal path's hop count."""
+    srcs, dsts = sample_heldout_pairs(g, n_pairs, seed=seed)
+    hops = np.array([len(g.shortest_path(int(s), int(t))) - 1 for s, t in zip(srcs, dsts)])
+    buckets = ((1, 5), (6, 10), (11, 20), (21, 30), (31, 100))
+    out = {"pairs": int(n_pairs), "seed": seed, "models": {}}
+    for name in names:
+        m = load_model(name, graph=g)
+        paths = [list(m.refine(g, int(s), int(t), steps=1))[0] for s, t in zip(srcs, dsts)]
+        df = evaluate_paths(g, paths, srcs, dsts)
+        passes = (df["bounded"] & (df["illegal_jumps"] == 0)).to_numpy()
+        rows = {}
+        for lo, hi in buckets:
+            sel = (hops >= lo) & (hops <= hi)
+            if sel.any():
+                d = df[sel]
+                rows[f"{lo}-{hi}"] = {"pairs": int(sel.sum()), "reaches_target": float(d["reaches_target"].mean()),
+                                      "passes_three_checks": float(passes[sel].mean()),
+                                      "illegal_hop_rate": float(d["illegal_jumps"].sum()
+                                                                / max(int(d["hops"].sum()), 1))}
+        out["models"][name] = {
+            "greedy_reaches_target": float(df["reaches_target"].mean()),
+            "greedy_passes_three_checks": float(passes.mean()),
+            "greedy_paths_with_an_illegal_jump": float((df["illegal_jumps"] > 0).mean()),
+            "greedy_illegal_hop_rate": float(df["illegal_jumps"].sum() / max(int(df["hops"].sum()), 1)),
+            "greedy_hops_mean": float(df["hops"].mean()), "optimal_hops_mean": float(hops.mean()),
+            "by_optimal_hops": rows,
+        }
+    return out
+
+
 def plot_steps_vs_hops(report: dict, path: Path) -> None:
     from matplotlib.figure import Figure
 
@@ -155,11 +190,21 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--compare", default="gru-large", help="a model run best-of-32 on the same pairs ('' for none)")
     b.add_argument("--out", default="results/bellman-report.json")
     b.add_argument("--plot", default="docs/bellman-steps.png")
+    r = sub.add_parser("postrnn", help="the post's RNNs' greedy routes by the optimal path's hop count")
+    r.add_argument("--models", default="post-rnn-small,post-rnn-large")
+    r.add_argument("--pairs", type=int, default=1000)
+    r.add_argument("--seed", type=int, default=0, help="held-out pair seed (0: the pairs of results/eval.json)")
+    r.add_argument("--out", default="results/postrnn-report.json")
     args = p.parse_args(argv)
     import torch
 
     torch.set_num_threads(1)
     g = load_graph(verbose=False)
+    if args.report == "postrnn":
+        report = postrnn_report(g, [m for m in args.models.split(",") if m], args.pairs, args.seed)
+        write_atomic(Path(args.out), json.dumps(report, indent=1) + "\n")
+        print(json.dumps(report, indent=1))
+        return 0
     report = bellman_report(g, args.model, args.pairs, args.seed, args.compare or None)
     write_atomic(Path(args.out), json.dumps(report, indent=1) + "\n")
     plot_steps_vs_hops(report, Path(args.plot))

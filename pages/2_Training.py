@@ -33,8 +33,15 @@ if len(head):
                                   groupby=["model"]).transform_filter("datum.rank == 1").mark_text(
         align="left", dx=6, dy=-8, fontWeight="bold").encode(text="model:N")
     st.altair_chart((lines + names).properties(height=320), width="stretch")
+    results, _ = dashboards.load_results_table()
     for name in sorted(head["model"].unique()):
         st.caption(dashboards.curve_sentence(name, mset.models[name]))
+        held = dashboards.heldout_sentence(name, results)
+        if held:
+            st.caption(held)
+    st.caption("The validation pairs of these curves are the last 200 paths of the SPD's training split, which "
+               "share two source cities: an easier, narrower sample than the held-out pairs (whose figures are "
+               "given beside them).")
 else:
     st.info("No checkpoint of the post's RNN (family `postrnn`) is installed: train one with "
             "`python -m citypath train --model postrnn --size small`.")

@@ -95,3 +95,20 @@ def use_fake_app(monkeypatch, ckpt: Path) -> Path:
     for family, target in FAKE_FAMILIES.items():
         monkeypatch.setitem(FAMILIES, family, target)
     return ckpt
+
+
+def bellman_exact_checkpoint(directory, g, name="bellman-exact", **config):
+    """A bellman checkpoint holding Bellman-Ford's own weights (message = sender + edge length)."""
+    import torch
+    from safetensors.torch import save_file
+
+    from citypath.models.base import sha256_file, write_card
+    from citypath.models.bellman import BellmanConfig, BellmanModel
+
+    m = BellmanModel.untrained(g, BellmanConfig(**{"rounds_per_step": 2, "max_steps": 8, **config}), name=name)
+    sd = {k: torch.zeros_like(v) for k, v in m.net.state_dict().items()}
+    for k in ("sender.weight", "edge.weight", "readout.weight"):
+        sd[k][:] = 1.0
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file(sd, str(directory / f"{name}.safetensors"))
+    write_card(directory / f"{name}.json", {**m.card, "weights_sha256": sha256_file(directory / f"{name}.safetensors")})

@@ -180,3 +180,19 @@ def test_shipped_checkpoint_scores_near_its_card(default_graph):
     assert df["illegal_jumps"].sum() == 0 and df["valid"].all()
     assert df["optimal_length"].mean() >= expected["optimal_length"] - 0.2
     assert df["length_ratio"].mean() <= expected["length_ratio_mean"] + 0.002
+
+
+def test_the_report_compares_learned_weights_with_bellman_ford(small_graph, tmp_path, monkeypatch):
+    from citypath.reports import bellman_report
+    from tests.fake_models import bellman_exact_checkpoint
+
+    bellman_exact_checkpoint(tmp_path, small_graph, rounds_per_step=2, max_steps=12)
+    monkeypatch.setenv("CITYPATH_CHECKPOINTS", str(tmp_path))
+    rep = bellman_report(small_graph, "bellman-exact", 12, seed=1, compare=None)
+    assert all(abs(w["difference"]) < 1e-12 for w in rep["weights"])
+    assert rep["optimal_at_max_steps"] == 1.0 and rep["not_optimal_at_max_steps"]["pairs"] == 0
+    firsts = [p["first_optimal_step"] for p in rep["per_pair"]]
+    hops = [p["hops"] for p in rep["per_pair"]]
+    # Two rounds a step: a route of h hops is known after ceil(h / 2) steps at the latest.
+    assert all(f <= -(-h // 2) + 1 for f, h in zip(firsts, hops))
+    assert rep["flops_per_query_at_max_steps"]["mean"] > 0

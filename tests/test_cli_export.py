@@ -8,7 +8,7 @@ from PIL import Image
 
 from citypath.cli import main
 from citypath.models import FAMILIES
-from tests.fake_models import FAKE_FAMILIES, write_checkpoint
+from tests.fake_models import FAKE_FAMILIES, bellman_exact_checkpoint, write_checkpoint
 
 
 def test_route_with_model_writes_every_export(tmp_path, small_graph, monkeypatch, capsys):
@@ -34,25 +34,8 @@ def test_route_with_missing_model_fails_cleanly(tmp_path, monkeypatch, capsys):
     assert "no checkpoint named 'nope'" in capsys.readouterr().err
 
 
-def _bellman_checkpoint(directory, g, name="bellman-exact"):
-    """A bellman checkpoint holding Bellman-Ford's own weights (message = sender + edge length)."""
-    import torch
-    from safetensors.torch import save_file
-
-    from citypath.models.base import sha256_file, write_card
-    from citypath.models.bellman import BellmanConfig, BellmanModel
-
-    m = BellmanModel.untrained(g, BellmanConfig(rounds_per_step=2, max_steps=8), name=name)
-    sd = {k: torch.zeros_like(v) for k, v in m.net.state_dict().items()}
-    for k in ("sender.weight", "edge.weight", "readout.weight"):
-        sd[k][:] = 1.0
-    directory.mkdir(parents=True, exist_ok=True)
-    save_file(sd, str(directory / f"{name}.safetensors"))
-    write_card(directory / f"{name}.json", {**m.card, "weights_sha256": sha256_file(directory / f"{name}.safetensors")})
-
-
 def test_route_state_gif_shows_what_the_model_thinks_per_step(tmp_path, small_graph, monkeypatch, capsys):
-    _bellman_checkpoint(tmp_path / "ckpt", small_graph)
+    bellman_exact_checkpoint(tmp_path / "ckpt", small_graph)
     monkeypatch.setenv("CITYPATH_CHECKPOINTS", str(tmp_path / "ckpt"))
     gif = tmp_path / "state.gif"
     rc = main(["route", "Worcester, MA", "Providence, RI", "--states", "RI,MA", "--model", "bellman-exact",

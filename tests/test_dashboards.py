@@ -48,3 +48,27 @@ def test_dataset_tables(small_graph):
     assert comp["cities"].iloc[0] == g.n_cities
     sample = dashboards.path_length_sample(g, sources=3)
     assert len(sample) == 3 * (g.n_cities - 1) and (sample["hops"] >= 1).all() and np.isfinite(sample["km"]).all()
+
+
+def test_the_posts_finding_as_a_curve_and_sentences(small_graph):
+    import pandas as pd
+
+    g = small_graph
+    card = {"num_parameters": 5, "max_steps": 8, "graph": {"fingerprint": g.fingerprint},
+            "curves": [{"paths_seen": 10, "val_loss": 3.0, "val_passes_three_checks": 0.0, "val_reaches_target": 0.0},
+                       {"paths_seen": 20, "val_loss": 0.5, "val_passes_three_checks": 0.02,
+                        "val_reaches_target": 0.03, "val_illegal_jump_rate": 0.4}]}
+    post, other = RefiningFake("post", card), RefiningFake("other", card)
+    post.family = "postrnn"                      # the headline keeps the post's family only
+    head = dashboards.headline_curve({"post": post, "other": other})
+    assert head["model"].unique().tolist() == ["post"] and head["val_nll"].tolist() == [3.0, 0.5]
+    s = dashboards.curve_sentence("post", post)
+    assert "validation loss 0.5" in s and "2% of its validation routes pass all three checks" in s and "40%" in s
+    results = pd.DataFrame([{"model": "post", "steps": 1, "n": 1000, "nll_per_city": 1.14, "reaches_target": 0.005,
+                             "passes_three_checks": 0.004},
+                            {"model": "post", "steps": 32, "n": 1000, "nll_per_city": 1.14, "reaches_target": 0.066,
+                             "passes_three_checks": 0.02}])
+    held = dashboards.heldout_sentence("post", results)
+    assert "NLL 1.14" in held and "0.4% pass" in held and "at 32 steps, 6.6%" in held
+    assert dashboards.heldout_sentence("missing", results) is None
+    assert set(dashboards.LOSS_MEANING) >= {"postrnn", "gru", "gnn", "refiner", "bellman"}
