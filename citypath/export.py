@@ -189,6 +189,16 @@ def render_png(g: CityGraph, src: int, dst: int, runs: Sequence[ExportRun], *, d
     return buf.getvalue()
 
 
+def gif_bytes(frames: list[Image.Image], frame_ms: int, last_frame_ms: int) -> bytes:
+    """Frames as one looping GIF, the last one held longer."""
+    out = io.BytesIO()
+    palette = [f.quantize(colors=128, method=Image.Quantize.MEDIANCUT) for f in frames]
+    durations = [frame_ms] * (len(palette) - 1) + [last_frame_ms]
+    palette[0].save(out, format="GIF", save_all=True, append_images=palette[1:], duration=durations, loop=0,
+                    optimize=False)
+    return out.getvalue()
+
+
 def render_gif(g: CityGraph, src: int, dst: int, runs: Sequence[ExportRun], *, dpi: int = GIF_DPI,
                frame_ms: int = 600, last_frame_ms: int = 2000) -> bytes:
     """An animated GIF: one frame per refinement step (all runs side by side on one map)."""
@@ -204,12 +214,7 @@ def render_gif(g: CityGraph, src: int, dst: int, runs: Sequence[ExportRun], *, d
         frames.append(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
         for a in artists:
             a.remove()
-    out = io.BytesIO()
-    palette = [f.quantize(colors=128, method=Image.Quantize.MEDIANCUT) for f in frames]
-    durations = [frame_ms] * (len(palette) - 1) + [last_frame_ms]
-    palette[0].save(out, format="GIF", save_all=True, append_images=palette[1:], duration=durations, loop=0,
-                    optimize=False)
-    return out.getvalue()
+    return gif_bytes(frames, frame_ms, last_frame_ms)
 
 
 def render_state_gif(g: CityGraph, src: int, dst: int, run: ExportRun, views: Sequence[Sequence], *,
@@ -220,6 +225,7 @@ def render_state_gif(g: CityGraph, src: int, dst: int, run: ExportRun, views: Se
     no value (NaN: not reached yet) stay grey. The route decoded at that step is drawn on top.
     """
     from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
 
     fig, ax, optimal = _figure(g, src, dst, [run], table=False, width_in=7.0)
@@ -231,7 +237,7 @@ def render_state_gif(g: CityGraph, src: int, dst: int, run: ExportRun, views: Se
     norm, cmap = Normalize(0.0, max(top, 1e-9)), colormaps["viridis"]
     first = views[0][0] if views and len(views[0]) else None
     label = f"{first.name} ({first.unit})" if first is not None and first.unit else (first.name if first else "")
-    fig.colorbar(cmap_mappable(norm, cmap), ax=ax, shrink=0.6, label=label)
+    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, shrink=0.6, label=label)
     frames: list[Image.Image] = []
     for k, step_views in enumerate(views, start=1):
         values = step_views[0].values[inside]
@@ -246,18 +252,7 @@ def render_state_gif(g: CityGraph, src: int, dst: int, run: ExportRun, views: Se
         frames.append(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
         for a in artists:
             a.remove()
-    out = io.BytesIO()
-    palette = [f.quantize(colors=128, method=Image.Quantize.MEDIANCUT) for f in frames]
-    durations = [frame_ms] * (len(palette) - 1) + [last_frame_ms]
-    palette[0].save(out, format="GIF", save_all=True, append_images=palette[1:], duration=durations, loop=0,
-                    optimize=False)
-    return out.getvalue()
-
-
-def cmap_mappable(norm, cmap):
-    from matplotlib.cm import ScalarMappable
-
-    return ScalarMappable(norm=norm, cmap=cmap)
+    return gif_bytes(frames, frame_ms, last_frame_ms)
 
 
 # -- data exports -------------------------------------------------------------------------

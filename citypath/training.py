@@ -131,6 +131,23 @@ def batch_rng(seed: int, step: int, rank: int = 0) -> np.random.Generator:
     return np.random.default_rng([seed, step, rank])
 
 
+def spd_training_split(g: CityGraph, cfg: TrainConfig) -> tuple[Any, int, np.ndarray]:
+    """The SPD's train split for a sequence family: (dataset, paths trained on, validation indices).
+
+    The last `val_paths` paths are the validation subset (never trained on); training draws from
+    the rest. They share a few source cities (the SPD solves 256 targets per source), so they are
+    a narrow sample: held-out figures come from the harness.
+    """
+    from citypath.spd import SPDConfig, load_spd
+
+    spd = SPDConfig(n_paths=cfg.spd_paths) if cfg.spd_paths else SPDConfig()
+    ds = load_spd(g, "train", spd, progress=cfg.progress)
+    n = len(ds)
+    if n <= cfg.val_paths:
+        raise ValueError(f"the SPD train split has {n} paths, not more than val_paths={cfg.val_paths}")
+    return ds, n - cfg.val_paths, np.arange(n - cfg.val_paths, n)
+
+
 def hardware() -> str:
     return f"{os.cpu_count()}-core {platform.machine()} CPU, torch {torch.__version__}"
 

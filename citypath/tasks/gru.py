@@ -12,7 +12,7 @@ import torch
 
 from citypath.graph import CityGraph
 from citypath.models.gru import SIZES, GRUConfig, GRUNet, Tables, city_xy, decode
-from citypath.training import batch_rng, config_from_args
+from citypath.training import batch_rng, config_from_args, spd_training_split
 
 
 def flat_candidates(indptr: np.ndarray, indices: np.ndarray, cur: np.ndarray, nxt: np.ndarray):
@@ -62,17 +62,8 @@ class GRUTask:
     decode_fields = ("temperature", "max_hops", "no_revisit")
 
     def __init__(self, g: CityGraph, size: str, config: GRUConfig, cfg, command: str = ""):
-        from citypath.spd import SPDConfig, load_spd
-
         self.g, self.size, self.config, self.cfg, self.command = g, size, config, cfg, command
-        spd = SPDConfig(n_paths=cfg.spd_paths) if cfg.spd_paths else SPDConfig()
-        self.ds = load_spd(g, "train", spd, progress=cfg.progress)
-        n = len(self.ds)
-        if n <= cfg.val_paths:
-            raise ValueError(f"the SPD train split has {n} paths, not more than val_paths={cfg.val_paths}")
-        # The last val_paths paths are the validation subset; training draws from the rest.
-        self.n_train = n - cfg.val_paths
-        self.val_index = np.arange(self.n_train, n)
+        self.ds, self.n_train, self.val_index = spd_training_split(g, cfg)
         self.model_config = asdict(config)
 
     def build_model(self) -> GRUNet:

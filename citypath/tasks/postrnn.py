@@ -15,7 +15,7 @@ import torch
 
 from citypath.graph import CityGraph
 from citypath.models.postrnn import SIZES, PostRNN, PostRNNConfig, decode, hop_cap
-from citypath.training import batch_rng, config_from_args
+from citypath.training import batch_rng, config_from_args, spd_training_split
 
 TRAIN_DEFAULTS = {
     # Path budgets, never a clock: each fits in well under 60 minutes on the 2-core CPU (docs/models.md).
@@ -50,17 +50,8 @@ class PostRNNTask:
     flush_denormal = True
 
     def __init__(self, g: CityGraph, size: str, config: PostRNNConfig, cfg, command: str = ""):
-        from citypath.spd import SPDConfig, load_spd
-
         self.g, self.size, self.config, self.cfg, self.command = g, size, config, cfg, command
-        spd = SPDConfig(n_paths=cfg.spd_paths) if cfg.spd_paths else SPDConfig()
-        self.ds = load_spd(g, "train", spd, progress=cfg.progress)
-        n = len(self.ds)
-        if n <= cfg.val_paths:
-            raise ValueError(f"the SPD train split has {n} paths, not more than val_paths={cfg.val_paths}")
-        # The last val_paths paths are the validation subset (train split, never trained on).
-        self.n_train = n - cfg.val_paths
-        self.val_index = np.arange(self.n_train, n)
+        self.ds, self.n_train, self.val_index = spd_training_split(g, cfg)
         self.model_config = asdict(config)
 
     def build_model(self) -> PostRNN:
