@@ -14,7 +14,16 @@ import time
 import streamlit as st
 
 from citypath import session, ui
-from citypath.maplayers import ILLEGAL_RGB, OPTIMAL_RGB, MapRun, build_deck, model_rgb, rgb_hex, view_for_pair
+from citypath.maplayers import (
+    ILLEGAL_RGB,
+    OPTIMAL_RGB,
+    MapRun,
+    build_deck,
+    model_rgb,
+    rgb_hex,
+    state_layer,
+    view_for_pair,
+)
 
 st.set_page_config(page_title="citypath · test-time compute", page_icon="🗺️", layout="wide")
 run_started = time.perf_counter()
@@ -51,6 +60,9 @@ with st.sidebar:
     st.slider("Refinement steps (test-time compute)", 1, cat.steps_max, key=ui.K_STEPS, on_change=ui.on_steps_change,
               help="How many times each model may refine its answer. Each step costs one more forward pass.")
     st.number_input("Seed", 0, session.MAX_SEED, step=1, key=ui.K_SEED, on_change=ui.on_route_change)
+    st.toggle("Show what the model thinks", key=ui.K_THINK,
+              help="Colour the cities by the first compared model's internal state at the shown step (for "
+                   "families that have one, e.g. bellman: its estimated km to the target).")
     st.toggle("Basemap tiles (needs internet)", key=ui.K_BASEMAP)
 
 view = ui.current_view(g)
@@ -90,6 +102,7 @@ if not mset.models:
 
 with st.spinner("Running the models…"):
     replays = {name: ui.replay(mset, g, name, view) for name in view.models if name in mset.models}
+    thinking = ui.thoughts(mset, g, view) if ss[ui.K_THINK] else None
 colours = {name: model_rgb(cat.names.index(name)) for name in replays}
 model_labels = {name: session.model_label(m) for name, m in mset.models.items()}
 first_paint.empty()
@@ -129,9 +142,14 @@ def player() -> None:
 
     runs = [MapRun(name, r.path(step), r.path(step - 1) if step > 1 else None, colours[name], step)
             for name, r in replays.items()]
+    state = thinking.at(step) if thinking is not None else None
+    low, high = thinking.scale() if state is not None else (0.0, 1.0)
+    extra = [layer for layer in [state_layer(g, state.values, state.name, state.unit, low=low, high=high)]
+             if layer is not None] if state is not None else []
     deck = build_deck(g, view.source, view.target, optimal, runs,
                       cities=urls["cities"] if urls else ui.city_records(g, g.fingerprint),
-                      states=urls["states"] if urls else None, view=map_view, basemap=ss[ui.K_BASEMAP])
+                      states=urls["states"] if urls else None, view=map_view, basemap=ss[ui.K_BASEMAP],
+                      extra=extra)
     key = ui.map_key()
     st.pydeck_chart(deck, on_select=functools.partial(ui.on_map_select, g, key), selection_mode="single-object",
                     key=key, height=560)
@@ -142,7 +160,11 @@ def player() -> None:
         legend.append(("#777777", "previous step (ghost)", "ghost"))
     legend += [(rgb_hex(ILLEGAL_RGB), f"illegal jump (> {g.radius_km:g} km)", "dash"),
                ("#111111", "source / target", "dot")]
+    if state is not None:
+        legend += ui.state_legend(thinking.model, state, low, high)
     st.markdown(ui.legend_html(legend), unsafe_allow_html=True)
+    if thinking is not None and thinking.error:
+        st.caption(thinking.error)
 
     for name, r in replays.items():
         cards = session.metric_cards(r.metrics, step)

@@ -197,6 +197,37 @@ def path_layers(g: CityGraph, optimal: Sequence[int], runs: Sequence[MapRun]) ->
     return layers
 
 
+# A perceptually uniform ramp (viridis' end and mid points) for per-city values: low = dark blue, high = yellow.
+STATE_RAMP = np.array([(68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37)], float)
+
+
+def state_colours(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    """(n, 3) RGB of `values` on STATE_RAMP between low and high (clipped)."""
+    t = np.clip((values - low) / max(high - low, 1e-12), 0.0, 1.0) * (len(STATE_RAMP) - 1)
+    i = np.minimum(t.astype(int), len(STATE_RAMP) - 2)
+    f = (t - i)[:, None]
+    return np.round(STATE_RAMP[i] * (1 - f) + STATE_RAMP[i + 1] * f).astype(int)
+
+
+def state_layer(g: CityGraph, values: np.ndarray, name: str, unit: str, *, low: float = 0.0,
+                high: float | None = None) -> pdk.Layer | None:
+    """A model's per-city state at one step as coloured dots (cities with no value are left out).
+
+    `low`/`high` fix the colour scale (pass the same for every step so colours mean the same km).
+    """
+    known = np.flatnonzero(np.isfinite(values))
+    if not len(known):
+        return None
+    v = values[known]
+    high = float(v.max()) if high is None else high
+    rgb = state_colours(v, low, high)
+    unit_text = f" {unit}" if unit else ""
+    data = [{"p": [round(float(g.lon[c]), 4), round(float(g.lat[c]), 4)], "c": rgb[j].tolist(),
+             "tip": f"{g.label(int(c))}\n{name}: {v[j]:,.0f}{unit_text}"} for j, c in enumerate(known.tolist())]
+    return pdk.Layer("ScatterplotLayer", data, id="model-state", get_position="p", get_fill_color="c",
+                     get_radius=2500, radius_min_pixels=2, radius_max_pixels=6, opacity=0.75, pickable=True)
+
+
 def endpoint_layer(g: CityGraph, src: int, dst: int) -> pdk.Layer:
     pts = [{"id": int(c), "p": [float(g.lon[c]), float(g.lat[c])], "tip": _tip(g, c, f"\n{role}"),
             "fill": list(rgb)} for c, role, rgb in ((src, "source", SOURCE_RGB), (dst, "target", TARGET_RGB))]
@@ -243,16 +274,18 @@ def view_for_pair(g: CityGraph, src: int, dst: int, optimal: Sequence[int] = ())
 
 def build_deck(g: CityGraph, src: int, dst: int, optimal: Sequence[int], runs: Sequence[MapRun], *,
                cities: str | list[dict] | None = None, states: str | list[dict] | None = None,
-               view: pdk.ViewState | None = None, basemap: bool = False) -> pdk.Deck:
+               view: pdk.ViewState | None = None, basemap: bool = False,
+               extra: Sequence[pdk.Layer] = ()) -> pdk.Deck:
     """The whole map of one frame.
 
     `cities` is the URL of the all-cities JSON (or the records themselves, or None to leave the
     layer out); `states` the URL of the outlines (None: inline). `basemap=True` swaps the outlines
-    for CARTO light tiles (needs internet).
+    for CARTO light tiles (needs internet). `extra` layers go between the cities and the routes.
     """
     layers = [] if basemap else state_layers(states)
     if cities is not None:
         layers.append(cities_layer(cities))
+    layers += list(extra)                     # e.g. a model's per-city state, under the routes
     layers += path_layers(g, optimal, runs)
     layers += [endpoint_layer(g, src, dst), label_layer(g, src, dst)]
     return CompactDeck(layers=layers, initial_view_state=view or view_for_pair(g, src, dst, optimal),

@@ -302,6 +302,37 @@ class Replay:
         return self.paths[min(max(step, 1), len(self.paths)) - 1]
 
 
+@dataclass
+class Thoughts:
+    """What a model holds over cities after each step (`RoutingModel.trace`), or why there is nothing."""
+
+    model: str
+    views: list[list]            # views[k-1]: the StateViews after step k
+    error: str | None = None
+
+    def at(self, step: int):
+        """The first state view after `step` steps (clamped), or None."""
+        if not self.views:
+            return None
+        return self.views[min(max(step, 1), len(self.views)) - 1][0]
+
+    def scale(self) -> tuple[float, float]:
+        """(low, high) of the first view over all steps: one colour scale for the whole replay."""
+        finite = [v[0].values[np.isfinite(v[0].values)] for v in self.views if v]
+        finite = [f for f in finite if len(f)]
+        return (0.0, float(max(f.max() for f in finite))) if finite else (0.0, 1.0)
+
+
+def compute_thoughts(model: RoutingModel, g: CityGraph, src: int, dst: int, steps: int) -> Thoughts:
+    """The model's per-step state over cities, if its family has one."""
+    if not model.has_state_view:
+        return Thoughts(model.name, [], f"{model.name} ({model.family}) has no per-city state to show")
+    try:
+        return Thoughts(model.name, list(model.trace(g, src, dst, steps)))
+    except Exception as e:  # the map still draws the routes
+        return Thoughts(model.name, [], f"{model.name}: its state view failed: {type(e).__name__}: {e}")
+
+
 def clean_path(raw: object) -> list:
     """A model's output as a list, whatever it was; entries are kept as they are (metrics judge them)."""
     if raw is None or isinstance(raw, (str, bytes)):

@@ -35,6 +35,7 @@ STATIC_DIR = REPO / "static"  # served by Streamlit at app/static/ (server.enabl
 K_SRC, K_DST, K_MODELS, K_STEPS, K_SEED = "source", "target", "models", "steps", "seed"
 K_STEP, K_PLAY, K_SPEED, K_CLICK, K_NEXT = "step", "playing", "speed", "click_mode", "click_next"
 K_VIEW, K_NOTICES, K_MAP, K_FULL_RERUN, K_BASEMAP = "_view", "_notices", "map", "_full_rerun", "basemap"
+K_THINK = "show_state"
 SPEEDS = (0.5, 1.0, 2.0, 4.0, 8.0)
 
 
@@ -166,6 +167,33 @@ def replay(mset: ModelSet, g: CityGraph, name: str, view: ViewState) -> Replay:
     return r
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
+def _thoughts(_model, _g: CityGraph, model_key: tuple, fingerprint: str, src: int, dst: int,
+              steps: int) -> session.Thoughts:
+    return session.compute_thoughts(_model, _g, src, dst, steps)
+
+
+def thoughts(mset: ModelSet, g: CityGraph, view: ViewState) -> session.Thoughts | None:
+    """The per-step city state of the first compared model that has one (None if no model is compared)."""
+    names = [n for n in view.models if n in mset.models]
+    if not names:
+        return None
+    with_view = [n for n in names if mset.models[n].has_state_view] or names[:1]
+    m = mset.models[with_view[0]]
+    key = (m.name, m.card.get("weights_sha256", ""), m.family)
+    return _thoughts(m, g, key, g.fingerprint, view.source, view.target, view.steps)
+
+
+def state_legend(model: str, state, low: float, high: float) -> list[tuple[str, str, str]]:
+    """Legend entries (colour, label, style) for a state layer's colour scale."""
+    from citypath.maplayers import rgb_hex, state_colours
+
+    unit = f" {state.unit}" if state.unit else ""
+    lo_rgb, hi_rgb = state_colours(np.array([low, high]), low, high)
+    return [(rgb_hex(lo_rgb), f"{model}: {state.name} {low:,.0f}{unit}", "dot"),
+            (rgb_hex(hi_rgb), f"… {high:,.0f}{unit} (no dot: no value yet)", "dot")]
+
+
 # -- session state <-> the view ------------------------------------------------------------
 
 def init_state(g: CityGraph, cat: Catalog) -> None:
@@ -182,7 +210,7 @@ def init_state(g: CityGraph, cat: Catalog) -> None:
     # Streamlit forgets a widget's value when its page is not shown; put them back from the view.
     defaults = {K_SRC: g.label(view.source), K_DST: g.label(view.target), K_MODELS: list(view.models),
                 K_STEPS: view.steps, K_SEED: view.seed, K_SPEED: 2.0, K_CLICK: "alternate",
-                K_NEXT: "source", K_STEP: view.steps, K_PLAY: False, K_BASEMAP: False}
+                K_NEXT: "source", K_STEP: view.steps, K_PLAY: False, K_BASEMAP: False, K_THINK: False}
     for key, value in defaults.items():
         if key not in ss:
             ss[key] = value

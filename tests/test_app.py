@@ -191,3 +191,32 @@ def test_download_renderers(small_graph, ext, magic):
     replays = {"r": session.compute_replay(model, g, 0, 7, 3)}
     data = ui.exporter(ext, g, view, replays, 2, {"r": (0, 114, 178)})()
     assert (data if isinstance(data, bytes) else data.encode()).startswith(magic)
+
+
+def test_show_what_the_model_thinks_draws_its_state_per_step(app_env, small_graph):
+    from tests.fake_models import bellman_exact_checkpoint
+
+    bellman_exact_checkpoint(app_env, small_graph, name="demo-bellman", rounds_per_step=1, max_steps=8)
+    at = run_app({"models": "demo-bellman,demo-refining", "steps": "6"})
+    no_exceptions(at)
+    assert "model-state" not in layer_ids(at)              # off by default
+    at.toggle(key="show_state").set_value(True).run()
+    no_exceptions(at)
+    counts = []
+    for step in (1, 6):
+        at.session_state["step"] = step
+        at.run()
+        no_exceptions(at)
+        state = [layer for layer in deck_spec(at)["layers"] if layer["id"] == "model-state"]
+        assert len(state) == 1
+        counts.append(len(state[0]["data"]))
+    assert counts[0] < counts[1]                           # one round a step: the estimate spreads
+    assert any("estimated km to target" in m.value for m in at.markdown)
+
+
+def test_show_what_the_model_thinks_says_when_a_family_has_no_state(app_env):
+    at = run_app({"models": "demo-refining"})
+    at.toggle(key="show_state").set_value(True).run()
+    no_exceptions(at)
+    assert "model-state" not in layer_ids(at)
+    assert any("has no per-city state to show" in c.value for c in at.caption)

@@ -59,3 +59,19 @@ def test_static_json_written_once(tmp_path, small_graph):
     assert maplayers.write_static_json(small_graph, tmp_path)["cities"].stat().st_mtime_ns == first
     assert len(json.loads(paths["cities"].read_text())) == small_graph.n_cities
     assert json.loads(paths["states"].read_text())[0]["path"]
+
+
+def test_state_layer_colours_known_cities_on_a_fixed_scale(small_graph):
+    import numpy as np
+
+    from citypath.maplayers import STATE_RAMP, state_colours, state_layer
+
+    g = small_graph
+    values = np.full(g.n_cities, np.nan)
+    values[:5] = [0.0, 10.0, 20.0, 30.0, 40.0]
+    layer = state_layer(g, values, "estimated km to target", "km", low=0.0, high=40.0)
+    assert len(layer.data) == 5 and "40 km" in layer.data[4]["tip"]
+    assert layer.data[0]["c"] == STATE_RAMP[0].astype(int).tolist()
+    assert layer.data[4]["c"] == STATE_RAMP[-1].astype(int).tolist()
+    assert state_layer(g, np.full(g.n_cities, np.nan), "x", "") is None
+    assert (state_colours(np.array([-5.0, 99.0]), 0.0, 40.0) == STATE_RAMP[[0, -1]].astype(int)).all()
