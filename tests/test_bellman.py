@@ -196,3 +196,21 @@ def test_the_report_compares_learned_weights_with_bellman_ford(small_graph, tmp_
     # Two rounds a step: a route of h hops is known after ceil(h / 2) steps at the latest.
     assert all(f <= -(-h // 2) + 1 for f, h in zip(firsts, hops))
     assert rep["flops_per_query_at_max_steps"]["mean"] > 0
+
+
+def test_when_the_source_estimate_exceeds_the_corridor_every_reached_city_sends_again(tiny_graph, pairs):
+    g = tiny_graph
+    m = exact_model(g, rounds_per_step=1)
+    seen = 0
+    for src, dst in pairs:
+        t = Thinker(m.weights, g, m.config, src, dst)
+        while not t.s.reached[src] and len(t.s.frontier):
+            t.round()
+        if not len(t.s.frontier):
+            continue
+        t.s.bound_km = 1.0                 # pretend the corridor is narrower than the route just found
+        t.round()
+        assert t.s.bound_km > 1.0 and (t.s.corridor == (t.s.via_km <= t.s.bound_km)).all()
+        assert set(t.s.frontier.tolist()) == set(np.flatnonzero(t.s.reached).tolist())
+        seen += 1
+    assert seen > 0

@@ -219,7 +219,8 @@ class Thinker:
         if s.reached[self.src]:
             est_src = float(s.h[self.src] @ w.r + w.r0) * g.radius_km
             if est_src > s.bound_km:                  # a better route may leave the corridor: widen it
-                self._grow(est_src)
+                self._grow(est_src)                   # (every reached city sends again next round)
+                return
             # A city whose straight-line detour exceeds the source's estimate cannot be on a better route.
             changed = changed[s.via_km[changed] <= max(est_src, 0.0) + 1e-9]
         s.frontier = changed
