@@ -37,8 +37,7 @@ class GraphsConfig:
     region_share: float = 0.5      # share of graphs cut from the default graph (the rest are synthetic)
     max_free_rounds: int = 24
     max_grad_rounds: int = 3
-    l1: float = 1e-4               # L1 penalty on every weight, per supervised city ...
-    l1_until: float = 1.0          # ... annealed linearly to 0 from this share of the run (1.0: never)
+    l1: float = 1e-4               # L1 penalty on every weight, per supervised city, to the end of the run
 
 
 TRAIN_DEFAULTS = {
@@ -163,12 +162,10 @@ class BellmanTask:
         free = int(rng.integers(0, gc.max_free_rounds + 1))
         grad = int(rng.integers(1, gc.max_grad_rounds + 1))
         b = graph_batch(graphs, rng, free, grad)
-        # The penalty finds the sparse solution. Annealing it away over the last quarter (l1_until=0.75)
-        # brought a x r and b x r closer to Bellman-Ford's (1.1e-6 / 1.6e-6 off instead of 2.0e-6 /
-        # 2.2e-6) but routed fewer training pairs optimally (82% against 87%): off by default.
-        progress = step * self.cfg.batch_paths / max(self.cfg.total_paths, 1)
-        scale = min(1.0, max(0.0, (1.0 - progress) / (1.0 - gc.l1_until))) if gc.l1_until < 1 else 1.0
-        b["l1"] = torch.tensor(gc.l1 * scale, dtype=torch.float64)
+        # The penalty stays on to the end: annealing it away over the last quarter brought a x r and
+        # b x r closer to Bellman-Ford's (1.1e-6 / 1.6e-6 off instead of 2.0e-6 / 2.2e-6) but routed
+        # fewer training pairs optimally (82% against 87%; docs/models.md).
+        b["l1"] = torch.tensor(gc.l1, dtype=torch.float64)
         return b, len(graphs)
 
     def val_batches(self):
