@@ -24,14 +24,15 @@ if len(head):
         x=alt.X("val_nll:Q", title="validation loss (NLL per city, softmax over all cities; log scale) · "
                 "training goes left to right",
                 scale=alt.Scale(type="log", reverse=True,
-                                domain=[float(head["val_nll"].max()) * 1.2, float(head["val_nll"].min()) / 1.3])),
+                                domain=[float(head["val_nll"].min()) / 1.3, float(head["val_nll"].max()) * 1.2])),
         y=alt.Y("passes:Q", title="greedy routes passing all three checks", axis=alt.Axis(format="%", tickCount=5),
                 scale=alt.Scale(domain=[0, 1])),
         color=alt.Color("model:N", legend=None))
     lines = base.mark_line(point=True).encode(tooltip=["model", "paths_seen", "val_nll", "passes", "reaches"])
-    names = base.transform_window(rank="rank()", sort=[alt.SortField("paths_seen", order="descending")],
+    # Each line is named at its first point (where its training starts): the ends crowd together.
+    names = base.transform_window(rank="rank()", sort=[alt.SortField("paths_seen", order="ascending")],
                                   groupby=["model"]).transform_filter("datum.rank == 1").mark_text(
-        align="left", dx=6, dy=-8, fontWeight="bold").encode(text="model:N")
+        align="left", dx=4, dy=-10, fontWeight="bold").encode(text="model:N")
     st.altair_chart((lines + names).properties(height=320), width="stretch")
     results, _ = dashboards.load_results_table()
     for name in sorted(head["model"].unique()):
