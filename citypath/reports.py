@@ -175,7 +175,7 @@ def plot_steps_vs_hops(report: dict, path: Path) -> None:
     ax.set_xlabel("hops of the optimal (Dijkstra) route")
     ax.set_ylabel("steps (4 rounds each)")
     ax.set_title(f"{report['model']}: steps until the route is optimal, {report['pairs']} held-out pairs", fontsize=10)
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="center left")
     fig.tight_layout()
     fig.savefig(path, dpi=130)
 
