@@ -134,7 +134,9 @@ def test_shipped_checkpoint_scores_near_its_card(name, default_graph):
         want, got = metrics["by_steps"][k], r["by_steps"][k]
         p = want["valid"]
         assert abs(got["valid"] - p) <= 3 * np.sqrt(max(p * (1 - p), 0.02) / n) + 0.02, (k, got["valid"], p)
-        assert abs(got["length_ratio_mean"] - want["length_ratio_mean"]) <= 0.05, k
+        if p >= 0.5:   # a mean over a handful of valid paths (the post's RNN: ~0-2 of 40) is noise, not a check
+            assert got["length_ratio_mean"] is not None, k
+            assert abs(got["length_ratio_mean"] - want["length_ratio_mean"]) <= 0.05, k
 
 
 def test_flops_total_is_the_sum_of_the_steps_actually_run(tiny_graph):
