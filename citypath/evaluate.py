@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import fcntl
 import json
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from filelock import FileLock
 from tqdm.auto import tqdm
 
 from citypath.cache import write_atomic
@@ -61,18 +62,9 @@ def _bootstrap(values: np.ndarray, mask: np.ndarray | None, stat: str, idx: np.n
     return [float(np.percentile(s, 2.5)), float(np.percentile(s, 97.5))]
 
 
-class _quiet:
+def _quiet() -> warnings.catch_warnings:
     """Silence numpy's all-NaN-slice warnings (a resample may have no valid path)."""
-
-    def __enter__(self):
-        import warnings
-
-        self._w = warnings.catch_warnings()
-        self._w.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc):
-        return self._w.__exit__(*exc)
+    return warnings.catch_warnings(action="ignore", category=RuntimeWarning)
 
 
 def summarise(df: pd.DataFrame, ms: np.ndarray, steps: int, flops: np.ndarray, *, bootstrap: int = 1000,
@@ -211,8 +203,7 @@ def merge_results(path: Path, g: CityGraph, pairs: dict, models: dict[str, dict]
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     # Several sessions may merge into one file at once: read-modify-write under an exclusive lock.
-    with open(path.with_name(f".{path.name}.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with FileLock(path.with_name(f".{path.name}.lock")):
         return _merge_locked(path, g, pairs, models)
 
 
