@@ -21,7 +21,6 @@ from citypath.maplayers import (
     build_deck,
     model_rgb,
     rgb_hex,
-    state_layer,
     view_for_pair,
 )
 
@@ -142,14 +141,11 @@ def player() -> None:
 
     runs = [MapRun(name, r.path(step), r.path(step - 1) if step > 1 else None, colours[name], step)
             for name, r in replays.items()]
-    state = thinking.at(step) if thinking is not None else None
-    low, high = thinking.scale() if state is not None else (0.0, 1.0)
-    extra = [layer for layer in [state_layer(g, state.values, state.name, state.unit, low=low, high=high)]
-             if layer is not None] if state is not None else []
+    state_layers, state_legend = ui.thinking_layers(g, thinking, step)
     deck = build_deck(g, view.source, view.target, optimal, runs,
                       cities=urls["cities"] if urls else ui.city_records(g, g.fingerprint),
                       states=urls["states"] if urls else None, view=map_view, basemap=ss[ui.K_BASEMAP],
-                      extra=extra)
+                      extra=state_layers)
     key = ui.map_key()
     st.pydeck_chart(deck, on_select=functools.partial(ui.on_map_select, g, key), selection_mode="single-object",
                     key=key, height=560)
@@ -160,8 +156,7 @@ def player() -> None:
         legend.append(("#777777", "previous step (ghost)", "ghost"))
     legend += [(rgb_hex(ILLEGAL_RGB), f"illegal jump (> {g.radius_km:g} km)", "dash"),
                ("#111111", "source / target", "dot")]
-    if state is not None:
-        legend += ui.state_legend(thinking.model, state, low, high)
+    legend += state_legend
     st.markdown(ui.legend_html(legend), unsafe_allow_html=True)
     if thinking is not None and thinking.error:
         st.caption(thinking.error)

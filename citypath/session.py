@@ -309,6 +309,13 @@ class Thoughts:
     model: str
     views: list[list]            # views[k-1]: the StateViews after step k
     error: str | None = None
+    scale: tuple[float, float] = (0.0, 1.0)   # (low, high) of the first view over all steps: one colour scale
+
+    def __post_init__(self):
+        finite = [v[0].values[np.isfinite(v[0].values)] for v in self.views if v]
+        finite = [f for f in finite if len(f)]
+        if finite:
+            self.scale = (0.0, float(max(f.max() for f in finite)))
 
     def at(self, step: int):
         """The first state view after `step` steps (clamped), or None."""
@@ -316,11 +323,6 @@ class Thoughts:
             return None
         return self.views[min(max(step, 1), len(self.views)) - 1][0]
 
-    def scale(self) -> tuple[float, float]:
-        """(low, high) of the first view over all steps: one colour scale for the whole replay."""
-        finite = [v[0].values[np.isfinite(v[0].values)] for v in self.views if v]
-        finite = [f for f in finite if len(f)]
-        return (0.0, float(max(f.max() for f in finite))) if finite else (0.0, 1.0)
 
 
 def compute_thoughts(model: RoutingModel, g: CityGraph, src: int, dst: int, steps: int) -> Thoughts:

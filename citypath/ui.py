@@ -184,14 +184,20 @@ def thoughts(mset: ModelSet, g: CityGraph, view: ViewState) -> session.Thoughts 
     return _thoughts(m, g, key, g.fingerprint, view.source, view.target, view.steps)
 
 
-def state_legend(model: str, state, low: float, high: float) -> list[tuple[str, str, str]]:
-    """Legend entries (colour, label, style) for a state layer's colour scale."""
-    from citypath.maplayers import rgb_hex, state_colours
+def thinking_layers(g: CityGraph, thinking: session.Thoughts | None, step: int) -> tuple[list, list]:
+    """The map layer of a model's state at `step` and its legend entries (colour, label, style); empty if none."""
+    from citypath.maplayers import rgb_hex, state_colours, state_layer
 
+    state = thinking.at(step) if thinking is not None else None
+    if state is None:
+        return [], []
+    low, high = thinking.scale
+    layer = state_layer(g, state.values, state.name, state.unit, low=low, high=high)
     unit = f" {state.unit}" if state.unit else ""
     lo_rgb, hi_rgb = state_colours(np.array([low, high]), low, high)
-    return [(rgb_hex(lo_rgb), f"{model}: {state.name} {low:,.0f}{unit}", "dot"),
-            (rgb_hex(hi_rgb), f"… {high:,.0f}{unit} (no dot: no value yet)", "dot")]
+    legend = [(rgb_hex(lo_rgb), f"{thinking.model}: {state.name} {low:,.0f}{unit}", "dot"),
+              (rgb_hex(hi_rgb), f"… {high:,.0f}{unit} (no dot: no value yet)", "dot")]
+    return ([layer] if layer is not None else []), legend
 
 
 # -- session state <-> the view ------------------------------------------------------------
