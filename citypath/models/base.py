@@ -152,6 +152,28 @@ class RoutingModel(ABC):
 
 
 
+def load_network(build, weights_path: Path, family: str, *, double: bool = False):
+    """The network `build()` returns, with the safetensors weights at `weights_path`, in inference mode
+    (eval, no gradients); CheckpointError naming the file when they do not fit."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        net = build()
+        net.load_state_dict({k: (v.double() if double else v.float()) for k, v in load_file(str(weights_path)).items()})
+    except (SafetensorError, OSError, KeyError, RuntimeError, ValueError, TypeError) as e:
+        raise CheckpointError(f"cannot load {family} weights {weights_path}: {e}") from e
+    return frozen(net)
+
+
+def frozen(net):
+    """`net` in eval mode with gradients off: inference must not mutate a model shared by threads."""
+    net.eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net
+
+
 def config_from_dict(cls, d: dict):
     """A config dataclass from a card's dict, ignoring keys the class does not have (e.g. training-only ones)."""
     from dataclasses import fields

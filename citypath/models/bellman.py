@@ -46,7 +46,7 @@ from torch import nn
 from citypath.geo import haversine_km
 from citypath.graph import CityGraph
 from citypath.metrics import verifier_key
-from citypath.models.base import CheckpointError, RoutingModel, StateView, config_from_dict
+from citypath.models.base import RoutingModel, StateView, config_from_dict, load_network
 
 N_INPUTS = 2            # is_target, is_source
 
@@ -278,21 +278,14 @@ class BellmanModel(RoutingModel):
 
     def __init__(self, name: str, card: dict, net: BellmanNet):
         super().__init__(name, card)
-        self.net = net.eval()
+        self.net = net.eval()       # training hands its live module in (BellmanTask.decode): not frozen here
         self.config = net.config
         self.weights = Weights.of(net)
 
     @classmethod
     def from_checkpoint(cls, name: str, card: dict, weights_path: Path) -> BellmanModel:
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            net = BellmanNet(config_from_dict(BellmanConfig, card["config"]))
-            net.load_state_dict({k: v.double() for k, v in load_file(str(weights_path)).items()})
-        except (SafetensorError, OSError, KeyError, RuntimeError, ValueError, TypeError) as e:
-            raise CheckpointError(f"cannot load bellman weights {weights_path}: {e}") from e
-        return cls(name, card, net.double())
+        build = lambda: BellmanNet(config_from_dict(BellmanConfig, card["config"])).double()  # noqa: E731
+        return cls(name, card, load_network(build, weights_path, "bellman", double=True))
 
     @classmethod
     def untrained(cls, g: CityGraph, config: BellmanConfig | None = None, name: str = "bellman-untrained",

@@ -41,7 +41,7 @@ from citypath.cache import cached_arrays, config_key
 from citypath.geo import haversine_km
 from citypath.graph import CityGraph
 from citypath.metrics import verifier_key
-from citypath.models.base import CheckpointError, RoutingModel, config_from_dict
+from citypath.models.base import RoutingModel, config_from_dict, frozen, load_network
 
 N_NODE_FEATURES = 3   # is_target, is_source, exp(-straight-line km to target / radius)
 N_EDGE_FEATURES = 2   # slack of the hop w.r.t. the target, hop length (both / radius)
@@ -288,23 +288,14 @@ class GNNModel(RoutingModel):
 
     def __init__(self, name: str, card: dict, net: RecurrentMPNN):
         super().__init__(name, card)
-        self.net = net.eval()
+        self.net = frozen(net)
         self.config = net.config
-        for p in self.net.parameters():
-            p.requires_grad_(False)
 
     @classmethod
     def from_checkpoint(cls, name: str, card: dict, weights_path: Path) -> GNNModel:
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        weights_path = Path(weights_path)  # load_model has checked it against the card's sha256
-        try:
-            net = RecurrentMPNN(config_from_dict(GNNConfig, card["config"]))
-            net.load_state_dict({k: v.float() for k, v in load_file(str(weights_path)).items()})
-        except (SafetensorError, OSError, KeyError, RuntimeError, ValueError, TypeError) as e:
-            raise CheckpointError(f"cannot load GNN weights {weights_path}: {e}") from e
-        return cls(name, card, net)
+        # load_model has checked the weights against the card's sha256
+        build = lambda: RecurrentMPNN(config_from_dict(GNNConfig, card["config"]))  # noqa: E731
+        return cls(name, card, load_network(build, weights_path, "GNN"))
 
     @classmethod
     def untrained(cls, g: CityGraph, config: GNNConfig | None = None, name: str = "gnn-untrained",

@@ -29,7 +29,7 @@ from torch import nn
 
 from citypath.graph import CityGraph
 from citypath.metrics import verifier_key
-from citypath.models.base import CheckpointError, RoutingModel, config_from_dict
+from citypath.models.base import CheckpointError, RoutingModel, config_from_dict, frozen, load_network
 
 SAMPLE_CHUNK = 32   # samples decoded per batch; also fixes which random numbers each sample uses
 
@@ -174,22 +174,13 @@ class PostRNNModel(RoutingModel):
 
     def __init__(self, name: str, card: dict, net: PostRNN):
         super().__init__(name, card)
-        self.net = net.eval()
+        self.net = frozen(net)
         self.config = net.config
-        for p in self.net.parameters():
-            p.requires_grad_(False)
 
     @classmethod
     def from_checkpoint(cls, name: str, card: dict, weights_path: Path) -> PostRNNModel:
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            net = PostRNN(config_from_dict(PostRNNConfig, card["config"]))
-            net.load_state_dict({k: v.float() for k, v in load_file(str(weights_path)).items()})
-        except (SafetensorError, OSError, KeyError, RuntimeError, ValueError, TypeError) as e:
-            raise CheckpointError(f"cannot load post-RNN weights {weights_path}: {e}") from e
-        return cls(name, card, net)
+        build = lambda: PostRNN(config_from_dict(PostRNNConfig, card["config"]))  # noqa: E731
+        return cls(name, card, load_network(build, weights_path, "post-RNN"))
 
     @classmethod
     def untrained(cls, g: CityGraph, config: PostRNNConfig | None = None, name: str = "post-rnn-untrained",
