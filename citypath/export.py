@@ -189,6 +189,13 @@ def render_png(g: CityGraph, src: int, dst: int, runs: Sequence[ExportRun], *, d
     return buf.getvalue()
 
 
+def _frame(fig, dpi: int) -> Image.Image:
+    """The figure as it stands, as one RGB image."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, facecolor="white")
+    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+
+
 def gif_bytes(frames: list[Image.Image], frame_ms: int, last_frame_ms: int) -> bytes:
     """Frames as one looping GIF, the last one held longer."""
     out = io.BytesIO()
@@ -209,9 +216,7 @@ def render_gif(g: CityGraph, src: int, dst: int, runs: Sequence[ExportRun], *, d
         artists = _draw_paths(ax, g, src, dst, optimal, runs, k, ghost=True)
         _legend(ax, any(illegal_segments(g, r.path(k)) for r in runs))
         ax.set_title(_title(g, src, dst, runs, k), fontsize=10)
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=dpi, facecolor="white")
-        frames.append(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+        frames.append(_frame(fig, dpi))
         for a in artists:
             a.remove()
     return gif_bytes(frames, frame_ms, last_frame_ms)
@@ -247,9 +252,7 @@ def render_state_gif(g: CityGraph, src: int, dst: int, run: ExportRun, views: Se
         artists += _draw_paths(ax, g, src, dst, optimal, [run], k, ghost=False)
         ax.set_title(f"{g.label(src)} → {g.label(dst)}\n{run.name} · step {k} · {int(known.sum()):,} cities "
                      "with a value", fontsize=10)
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=dpi, facecolor="white")
-        frames.append(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+        frames.append(_frame(fig, dpi))
         for a in artists:
             a.remove()
     return gif_bytes(frames, frame_ms, last_frame_ms)

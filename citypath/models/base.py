@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,6 +111,19 @@ class RoutingModel(ABC):
         Deterministic for a given seed. src == dst yields [src] at every step.
         """
 
+    @staticmethod
+    def best_so_far(g: CityGraph, src: int, dst: int, candidates: Iterable) -> Iterator[list[int]]:
+        """For each candidate answer in turn, the best one so far by the one verifier order
+        (`citypath.metrics.verifier_key`): the promise that more steps never make an answer worse."""
+        from citypath.metrics import verifier_key
+
+        best, best_key = None, None
+        for path in candidates:
+            key = verifier_key(g, path, src, dst)
+            if best_key is None or key < best_key:
+                best, best_key = path, key
+            yield list(best)
+
     def flops_per_step(self, g: CityGraph, src: int, dst: int) -> float:
         """Estimated floating-point operations of one step on this query (for compute plots)."""
         return float("nan")
@@ -150,6 +163,15 @@ class RoutingModel(ABC):
         return (f"{type(self).__name__}(name={self.name!r}, family={self.family!r}, "
                 f"num_parameters={self.num_parameters:,}, max_steps={self.max_steps})")
 
+
+
+def sample_generator(seed: int, chunk: int):
+    """The torch random stream of one chunk of samples, a pure function of (seed, chunk): sample i of a
+    query is the same whatever the number of steps asked for."""
+    import torch
+
+    digest = hashlib.blake2b(f"{seed}:{chunk}".encode(), digest_size=8).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest, "little") >> 1)
 
 
 def load_network(build, weights_path: Path, family: str, *, double: bool = False):

@@ -45,7 +45,6 @@ from torch import nn
 
 from citypath.geo import haversine_km
 from citypath.graph import CityGraph
-from citypath.metrics import verifier_key
 from citypath.models.base import RoutingModel, StateView, config_from_dict, load_network
 
 N_INPUTS = 2            # is_target, is_source
@@ -318,12 +317,7 @@ class BellmanModel(RoutingModel):
         return self._refine(g, src, dst, steps)
 
     def _refine(self, g: CityGraph, src: int, dst: int, steps: int) -> Iterator[list[int]]:
-        best, best_key = None, None
-        for _, path, _ in self._run(g, src, dst, steps):
-            key = verifier_key(g, path, src, dst)
-            if best_key is None or key < best_key:
-                best, best_key = path, key
-            yield list(best)
+        yield from self.best_so_far(g, src, dst, (path for _, path, _ in self._run(g, src, dst, steps)))
 
     def trace(self, g: CityGraph, src: int, dst: int, steps: int = 1) -> Iterator[list[StateView]]:
         """Per step, what the network holds over cities: its estimated km to the target and the active set."""

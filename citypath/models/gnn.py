@@ -40,7 +40,6 @@ from torch import nn
 from citypath.cache import cached_arrays, config_key
 from citypath.geo import haversine_km
 from citypath.graph import CityGraph
-from citypath.metrics import verifier_key
 from citypath.models.base import RoutingModel, config_from_dict, frozen, load_network
 
 N_NODE_FEATURES = 3   # is_target, is_source, exp(-straight-line km to target / radius)
@@ -321,12 +320,7 @@ class GNNModel(RoutingModel):
         return self._refine(g, src, dst, steps)
 
     def _refine(self, g: CityGraph, src: int, dst: int, steps: int) -> Iterator[list[int]]:
-        best, best_key = None, None
-        for path in self._decodes(g, src, dst, steps):
-            key = verifier_key(g, path, src, dst)
-            if best_key is None or key < best_key:
-                best, best_key = path, key
-            yield list(best)
+        yield from self.best_so_far(g, src, dst, self._decodes(g, src, dst, steps))
 
     def decodes(self, g: CityGraph, src: int, dst: int, steps: int = 1) -> Iterator[list[int]]:
         """The raw path decoded after each step of rounds (no best-so-far), for analysis."""

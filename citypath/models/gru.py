@@ -25,7 +25,6 @@ What makes it as strong as an honest GRU can be on a 2-core CPU budget (docs/mod
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -37,8 +36,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from citypath.graph import CityGraph
-from citypath.metrics import verifier_key
-from citypath.models.base import CheckpointError, RoutingModel, config_from_dict
+from citypath.models.base import CheckpointError, RoutingModel, config_from_dict, sample_generator
 
 # 1 unit of model coordinates = 1000 km.
 KM_PER_UNIT = 1000.0
@@ -336,27 +334,20 @@ class GRUModel(RoutingModel):
             for _ in range(steps):
                 yield [src]
             return
+        yield from self.best_so_far(g, src, dst, self._candidates(g, src, dst, steps, seed))
+
+    def _candidates(self, g: CityGraph, src: int, dst: int, steps: int, seed: int) -> Iterator[list[int]]:
+        """Greedy, then samples decoded in chunks of SAMPLE_CHUNK (one random stream per chunk)."""
         adj = g.adjacency
         with torch.inference_mode():
-            best = decode(self.net, self.tables, adj.indptr, adj.indices, src, dst, 1, greedy=True)[0]
-        best_key = verifier_key(g, best, src, dst)
-        yield list(best)
-        done = 1
-        chunk = 0
+            yield decode(self.net, self.tables, adj.indptr, adj.indices, src, dst, 1, greedy=True)[0]
+        done, chunk = 1, 0
         while done < steps:
             take = min(SAMPLE_CHUNK, steps - done)
-            # One generator per chunk of samples, seeded by (seed, chunk): sample i is the same for any `steps`.
-            gen = torch.Generator().manual_seed(int.from_bytes(
-                hashlib.blake2b(f"{seed}:{chunk}".encode(), digest_size=8).digest(), "little") >> 1)
             with torch.inference_mode():
-                samples = decode(self.net, self.tables, adj.indptr, adj.indices, src, dst, take, greedy=False,
-                                 generator=gen, temperature=self.config.temperature)
-            for path in samples:
-                key = verifier_key(g, path, src, dst)
-                if key < best_key:
-                    best, best_key = path, key
-                done += 1
-                yield list(best)
+                yield from decode(self.net, self.tables, adj.indptr, adj.indices, src, dst, take, greedy=False,
+                                  generator=sample_generator(seed, chunk), temperature=self.config.temperature)
+            done += take
             chunk += 1
 
     def flops_per_step(self, g: CityGraph, src: int, dst: int) -> float:

@@ -18,7 +18,6 @@ best of its batch, and is then shown with its illegal jumps.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,8 +27,7 @@ import torch
 from torch import nn
 
 from citypath.graph import CityGraph
-from citypath.metrics import verifier_key
-from citypath.models.base import CheckpointError, RoutingModel, config_from_dict, frozen, load_network
+from citypath.models.base import CheckpointError, RoutingModel, config_from_dict, frozen, load_network, sample_generator
 
 SAMPLE_CHUNK = 32   # samples decoded per batch; also fixes which random numbers each sample uses
 
@@ -159,12 +157,6 @@ def hop_cap(g: CityGraph, src: int, dst: int, max_hops: int) -> int:
     return min(max_hops, int(3 * 1.08 * g.distance_km(src, dst) / (0.75 * g.radius_km)) + 16)
 
 
-def sample_generator(seed: int, chunk: int) -> torch.Generator:
-    """The random stream of one chunk of samples, a pure function of (seed, chunk)."""
-    digest = hashlib.blake2b(f"{seed}:{chunk}".encode(), digest_size=8).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest, "little") >> 1)
-
-
 # -- the routing model ----------------------------------------------------------------------
 
 class PostRNNModel(RoutingModel):
@@ -206,24 +198,21 @@ class PostRNNModel(RoutingModel):
             for _ in range(steps):
                 yield [src]
             return
+        yield from self.best_so_far(g, src, dst, self._candidates(g, src, dst, steps, seed))
+
+    def _candidates(self, g: CityGraph, src: int, dst: int, steps: int, seed: int) -> Iterator[list[int]]:
+        """Greedy, then samples decoded in chunks of SAMPLE_CHUNK (one random stream per chunk)."""
         cap = hop_cap(g, src, dst, self.config.max_hops)
         with torch.inference_mode():
-            best = decode(self.net, np.array([src]), np.array([dst]), greedy=True, hop_caps=[cap])[0]
-        best_key = verifier_key(g, best, src, dst)
-        yield list(best)
+            yield decode(self.net, np.array([src]), np.array([dst]), greedy=True, hop_caps=[cap])[0]
         done, chunk = 1, 0
         while done < steps:
             take = min(SAMPLE_CHUNK, steps - done)
             with torch.inference_mode():
-                samples = decode(self.net, np.full(take, src), np.full(take, dst), greedy=False,
-                                 generator=sample_generator(seed, chunk), temperature=self.config.temperature,
-                                 hop_caps=np.full(take, cap))
-            for path in samples:
-                key = verifier_key(g, path, src, dst)
-                if key < best_key:
-                    best, best_key = path, key
-                done += 1
-                yield list(best)
+                yield from decode(self.net, np.full(take, src), np.full(take, dst), greedy=False,
+                                  generator=sample_generator(seed, chunk), temperature=self.config.temperature,
+                                  hop_caps=np.full(take, cap))
+            done += take
             chunk += 1
 
     def path_nll(self, g: CityGraph, path: list[int]) -> float | None:
