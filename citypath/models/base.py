@@ -165,6 +165,30 @@ class RoutingModel(ABC):
 
 
 
+def greedy_walk(indptr: np.ndarray, indices: np.ndarray, src: int, dst: int, max_hops: int, score) -> list[int]:
+    """Walk from src along graph edges: next city = the unvisited neighbour with the lowest score.
+
+    `score(cur, lo, hi)` scores the neighbours `indices[lo:hi]` of `cur` (lower is better; inf: never).
+    Stops at dst, at a dead end (every neighbour visited: the path then misses the target) or after
+    max_hops hops. Every hop is a graph edge, so the path is always legal.
+    """
+    visited = np.zeros(len(indptr) - 1, dtype=bool)
+    path, cur = [src], src
+    visited[src] = True
+    while cur != dst and len(path) <= max_hops:
+        lo, hi = indptr[cur], indptr[cur + 1]
+        nb = indices[lo:hi]
+        s = np.array(score(cur, lo, hi), dtype=np.float64)
+        s[visited[nb]] = np.inf
+        j = int(np.argmin(s))
+        if not np.isfinite(s[j]):
+            break
+        cur = int(nb[j])
+        visited[cur] = True
+        path.append(cur)
+    return path
+
+
 def sample_generator(seed: int, chunk: int):
     """The torch random stream of one chunk of samples, a pure function of (seed, chunk): sample i of a
     query is the same whatever the number of steps asked for."""

@@ -45,7 +45,7 @@ from torch import nn
 
 from citypath.geo import haversine_km
 from citypath.graph import CityGraph
-from citypath.models.base import RoutingModel, StateView, config_from_dict, load_network
+from citypath.models.base import RoutingModel, StateView, config_from_dict, greedy_walk, load_network
 
 N_INPUTS = 2            # is_target, is_source
 
@@ -235,28 +235,18 @@ class Thinker:
         """Walk from the source by the model's Bellman equation (unreached neighbours: straight km)."""
         s, w, g = self.s, self.w, self.g
         ip, ix, wt = g.adjacency.indptr, g.adjacency.indices, g.adjacency.data
-        est = self.estimates_km()
-        visited = np.zeros(len(est), bool)
-        path, cur = [self.src], self.src
-        visited[cur] = True
-        while cur != self.dst and len(path) <= max_hops:
-            lo, hi = ip[cur], ip[cur + 1]
+
+        def score(cur: int, lo: int, hi: int) -> np.ndarray:
             nb = ix[lo:hi]
-            hop = wt[lo:hi] / g.radius_km
             r_nb = s.reached[nb]
-            score = np.empty(len(nb))
+            out = np.empty(len(nb))
             # Read-out of the message nb -> cur: r . (h_nb A + a w + b) + r0, in km.
-            msg = s.h[nb[r_nb]] @ w.A + hop[r_nb, None] * w.a + w.b
-            score[r_nb] = (msg @ w.r + w.r0) * g.radius_km
-            score[~r_nb] = wt[lo:hi][~r_nb] + s.to_target_km[nb[~r_nb]]
-            score[visited[nb]] = np.inf
-            j = int(np.argmin(score))
-            if not np.isfinite(score[j]):
-                break
-            cur = int(nb[j])
-            visited[cur] = True
-            path.append(cur)
-        return path
+            msg = s.h[nb[r_nb]] @ w.A + (wt[lo:hi][r_nb] / g.radius_km)[:, None] * w.a + w.b
+            out[r_nb] = (msg @ w.r + w.r0) * g.radius_km
+            out[~r_nb] = wt[lo:hi][~r_nb] + s.to_target_km[nb[~r_nb]]
+            return out
+
+        return greedy_walk(ip, ix, self.src, self.dst, max_hops, score)
 
 
 def max_hops_for(g: CityGraph, src: int, dst: int) -> int:

@@ -40,7 +40,7 @@ from torch import nn
 from citypath.cache import cached_arrays, config_key
 from citypath.geo import haversine_km
 from citypath.graph import CityGraph
-from citypath.models.base import RoutingModel, config_from_dict, frozen, load_network
+from citypath.models.base import RoutingModel, config_from_dict, frozen, greedy_walk, load_network
 
 N_NODE_FEATURES = 3   # is_target, is_source, exp(-straight-line km to target / radius)
 N_EDGE_FEATURES = 2   # slack of the hop w.r.t. the target, hop length (both / radius)
@@ -221,21 +221,8 @@ def decode_path(indptr: np.ndarray, indices: np.ndarray, hop_km: np.ndarray, to_
     Stops at dst, when every neighbour was visited (a dead end: the path then misses the
     target) or after max_hops hops. Every hop is a graph edge, so the path is always legal.
     """
-    visited = np.zeros(len(indptr) - 1, dtype=bool)
-    path, cur = [src], src
-    visited[src] = True
-    while cur != dst and len(path) <= max_hops:
-        lo, hi = indptr[cur], indptr[cur + 1]
-        nb = indices[lo:hi]
-        score = hop_km[lo:hi] + to_target_km[nb]
-        score[visited[nb]] = np.inf
-        j = int(np.argmin(score))
-        if not np.isfinite(score[j]):
-            break
-        cur = int(nb[j])
-        visited[cur] = True
-        path.append(cur)
-    return path
+    return greedy_walk(indptr, indices, src, dst, max_hops,
+                       lambda cur, lo, hi: hop_km[lo:hi] + to_target_km[indices[lo:hi]])
 
 
 def max_hops_for(straight_km: float, radius_km: float) -> int:
