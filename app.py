@@ -8,6 +8,7 @@ export). See docs/app.md for what each control does.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 
@@ -53,16 +54,34 @@ with st.sidebar:
     st.radio("A click on the map sets", session.CLICK_MODES, key=ui.K_CLICK, horizontal=True,
              format_func={"alternate": "source, then target", "source": "source", "target": "target"}.get)
 
+    picks, _why_none = ui.interesting(g)
+    if picks:
+        with st.expander("Interesting pairs", icon=":material/travel_explore:"):
+            st.caption("Held-out pairs picked by `python -m citypath.reports pairs` from every shipped model's "
+                       "routes: one click loads a pair.")
+            for i, pick in enumerate(picks):
+                st.button(f"{pick.label(g)}", key=f"pick-{i}", help=f"{pick.kind}: {pick.why}", width="stretch",
+                          on_click=ui.on_pick_pair, args=(g, pick.source, pick.target))
+                st.caption(f"{pick.kind} — {pick.why}")
+
     st.subheader("Models")
     st.multiselect("Compare", cat.names, key=ui.K_MODELS, format_func=cat.labels.get,
                    placeholder="no model: optimal path only", on_change=ui.on_route_change)
     st.slider("Refinement steps (test-time compute)", 1, cat.steps_max, key=ui.K_STEPS, on_change=ui.on_steps_change,
               help="How many times each model may refine its answer. Each step costs one more forward pass.")
     st.number_input("Seed", 0, session.MAX_SEED, step=1, key=ui.K_SEED, on_change=ui.on_route_change)
+    st.toggle("Equal compute", key=ui.K_EQUAL, on_change=ui.on_route_change,
+              help="Give every model the same compute budget instead of the same number of steps: each shows "
+                   "the most steps whose FLOPs fit (up to the slider's maximum).")
+    if ss[ui.K_EQUAL]:
+        st.select_slider("Compute budget per query (FLOPs, log scale)", session.BUDGETS, key=ui.K_BUDGET,
+                         format_func=session.human_flops)
     st.toggle("Show what the model thinks", key=ui.K_THINK,
               help="Colour the cities by the first compared model's internal state at the shown step (for "
                    "families that have one, e.g. bellman: its estimated km to the target).")
-    st.toggle("Basemap tiles (needs internet)", key=ui.K_BASEMAP)
+    st.toggle("Basemap tiles (needs internet)", key=ui.K_BASEMAP,
+              help="CARTO light tiles under the map, fetched by your browser. Without internet they stay blank; "
+                   "the offline state outlines are drawn either way.")
 
 view = ui.current_view(g)
 ui.sync_url(view, g)
@@ -76,7 +95,7 @@ st.caption(
     "red segments are illegal jumps longer than the radius.")
 
 for notice in ss.get(ui.K_NOTICES, []):
-    st.warning(f"This link was partly stale, so defaults are shown instead: {notice}", icon="🔗")
+    st.warning(f"This link was partly stale: {notice}", icon="🔗")
 if view.source == view.target:
     st.info("Source and target are the same city: pick two different cities to see a route.")
 
@@ -99,8 +118,10 @@ if not mset.models:
     st.info("No model checkpoints are available yet, so only the optimal path is shown. "
             "Train one with `python -m citypath train ...` (see the README).")
 
+equal = bool(ss[ui.K_EQUAL])
+run_view = dataclasses.replace(view, steps=cat.steps_max) if equal else view   # equal compute: all steps
 with st.spinner("Running the models…"):
-    replays = {name: ui.replay(mset, g, name, view) for name in view.models if name in mset.models}
+    replays = {name: ui.replay(mset, g, name, run_view) for name in view.models if name in mset.models}
     thinking = ui.thoughts(mset, g, view) if ss[ui.K_THINK] else None
 colours = {name: model_rgb(cat.names.index(name)) for name in replays}
 model_labels = {name: session.model_label(m) for name, m in mset.models.items()}
@@ -110,7 +131,7 @@ for r in replays.values():
     if r.error:
         st.error(r.error, icon="🧨")
 
-playing = bool(ss[ui.K_PLAY]) and ui.animation_enabled()
+playing = bool(ss[ui.K_PLAY]) and ui.animation_enabled() and not equal
 
 
 @st.fragment(run_every=(1.0 / ss[ui.K_SPEED]) if playing else None)
@@ -125,22 +146,30 @@ def player() -> None:
     ss[ui.K_STEP] = int(min(max(ss.get(ui.K_STEP, view.steps), 1), view.steps))
     step = ss[ui.K_STEP]
 
-    b1, b2, b3, b4, b5 = st.columns([1.15, 1.25, 1.1, 1.6, 4.9], vertical_alignment="bottom")
-    b1.button("Back", icon=":material/skip_previous:", on_click=ui.on_step, args=(-1,), width="stretch",
-              disabled=step <= 1)
-    b2.button("Pause" if ss[ui.K_PLAY] else "Play", icon=":material/pause:" if ss[ui.K_PLAY] else
-              ":material/play_arrow:", on_click=ui.on_play, type="primary",
-              width="stretch", key="play_button")
-    b3.button("Next", icon=":material/skip_next:", on_click=ui.on_step, args=(1,), width="stretch",
-              disabled=step >= view.steps)
-    b4.select_slider("Speed (steps/s)", ui.SPEEDS, key=ui.K_SPEED)
-    if view.steps > 1:
-        b5.slider("Showing step", 1, view.steps, key=ui.K_STEP, on_change=lambda: ss.update({ui.K_PLAY: False}))
-    else:
-        b5.markdown("Showing step **1** of 1")
+    budget = {name: session.steps_within(r, ss[ui.K_BUDGET]) for name, r in replays.items()} if equal else {}
+    shown = {name: (budget[name].step if equal else step) for name in replays}
+    if equal:
+        st.markdown(f"**Equal compute: {session.human_flops(ss[ui.K_BUDGET])} per query.** Each model shows the "
+                    "most refinement steps that fit in the budget (its own FLOPs count); turn *Equal compute* off "
+                    "in the sidebar to play steps.")
+    if not equal:
+        b1, b2, b3, b4, b5 = st.columns([1.15, 1.25, 1.1, 1.6, 4.9], vertical_alignment="bottom")
+        b1.button("Back", icon=":material/skip_previous:", on_click=ui.on_step, args=(-1,), width="stretch",
+                  disabled=step <= 1)
+        b2.button("Pause" if ss[ui.K_PLAY] else "Play", icon=":material/pause:" if ss[ui.K_PLAY] else
+                  ":material/play_arrow:", on_click=ui.on_play, type="primary",
+                  width="stretch", key="play_button", disabled=not replays or view.steps <= 1,
+                  help=None if replays and view.steps > 1 else "Nothing to play: choose a model and more than 1 step.")
+        b3.button("Next", icon=":material/skip_next:", on_click=ui.on_step, args=(1,), width="stretch",
+                  disabled=step >= view.steps)
+        b4.select_slider("Speed (steps/s)", ui.SPEEDS, key=ui.K_SPEED)
+        if view.steps > 1:
+            b5.slider("Showing step", 1, view.steps, key=ui.K_STEP, on_change=lambda: ss.update({ui.K_PLAY: False}))
+        else:
+            b5.markdown("Showing step **1** of 1")
 
-    runs = [MapRun(name, r.path(step), r.path(step - 1) if step > 1 else None, colours[name], step)
-            for name, r in replays.items()]
+    runs = [MapRun(name, r.path(shown[name]), r.path(shown[name] - 1) if shown[name] > 1 else None, colours[name],
+                   shown[name]) for name, r in replays.items() if shown[name] >= 1]
     state_layers, state_legend = ui.thinking_layers(g, thinking, step)
     deck = build_deck(g, view.source, view.target, optimal, runs,
                       cities=urls["cities"] if urls else ui.city_records(g, g.fingerprint),
@@ -151,7 +180,7 @@ def player() -> None:
                     key=key, height=560)
     legend = [(rgb_hex(OPTIMAL_RGB), f"optimal ({len(optimal) - 1} hops, {g.path_length_km(optimal):,.0f} km)",
                "line")]
-    legend += [(rgb_hex(colours[n]), f"{n} · step {step}", "line") for n in replays]
+    legend += [(rgb_hex(colours[n]), f"{n} · step {shown[n]}", "line") for n in replays if shown[n] >= 1]
     if step > 1 and replays:
         legend.append(("#777777", "previous step (ghost)", "ghost"))
     legend += [(rgb_hex(ILLEGAL_RGB), f"illegal jump (> {g.radius_km:g} km)", "dash"),
@@ -162,28 +191,41 @@ def player() -> None:
         st.caption(thinking.error)
 
     for name, r in replays.items():
-        cards = session.metric_cards(r.metrics, step)
-        st.markdown(f"<span style='color:{rgb_hex(colours[name])};font-size:1.2rem'>●</span> "
-                    f"**{model_labels[name]}** — step {step} of {view.steps}", unsafe_allow_html=True)
+        dot = f"<span style='color:{rgb_hex(colours[name])};font-size:1.2rem'>●</span> **{model_labels[name]}**"
+        if equal:
+            st.markdown(f"{dot} — {budget[name].text}", unsafe_allow_html=True)
+            if shown[name] < 1:
+                continue
+        else:
+            halt = session.halting_text(r)
+            spent = session.compute_so_far(r.metrics, step)
+            st.markdown(f"{dot} — step {step} of {view.steps}" + (f" · {spent}" if spent else "")
+                        + (f" · *{halt}*" if halt else ""), unsafe_allow_html=True)
+        cards = session.metric_cards(r.metrics, shown[name])
         for col, card in zip(st.columns(len(cards)), cards):
             col.metric(card.label, card.value, card.delta, delta_color=card.delta_color, help=card.help)
 
-    table = ui.step_chart_table(replays, step)
+    table = ui.step_chart_table(replays, step) if not equal else None
     if table is not None:
         palette = {n: rgb_hex(colours[n]) for n in replays}
         for col, (field, title, fmt) in zip(st.columns(len(ui.STEP_CHARTS)), ui.STEP_CHARTS):
             col.vega_lite_chart(table, ui.step_chart_spec(field, title, view.steps, palette, fmt), width="stretch")
 
-    stem = f"citypath-{g.cities.iloc[view.source]['name']}-{g.cities.iloc[view.target]['name']}-step{step}"
-    stem = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in stem)
     downloads = [("PNG (this step)", ":material/image:", "png", "image/png"),
                  ("GIF (all steps)", ":material/animation:", "gif", "image/gif"),
-                 ("GeoJSON", ":material/map:", "geojson", "application/geo+json"),
+                 ("GeoJSON (all steps)", ":material/map:", "geojson", "application/geo+json"),
                  ("CSV (all steps)", ":material/table:", "csv", "text/csv")]
     for col, (label, icon, ext, mime) in zip(st.columns(4), downloads):
         # Deferred: the file is rendered only when someone clicks, in a thread of its own.
-        col.download_button(label, ui.exporter(ext, g, view, replays, step, colours), f"{stem}.{ext}", mime,
+        col.download_button(label, ui.exporter(ext, g, view, replays, shown, colours),
+                            ui.download_name(g, view, shown, ext), mime,
                             icon=icon, on_click="ignore", width="stretch", disabled=ext == "gif" and not replays)
+    if not ss[ui.K_PLAY]:   # the link keeps the shown step, speed and click mode (not rewritten every frame)
+        shared = dataclasses.replace(view, step=step, speed=float(ss[ui.K_SPEED]), click=ss[ui.K_CLICK])
+        ui.sync_url(shared, g)
+        with st.popover("Copy link", icon=":material/link:"):
+            st.caption("This view (pair, models, steps, seed, shown step, speed, click mode); copy with the icon:")
+            st.code(ui.share_url(shared, g), language=None, wrap_lines=True)
     ss["_frame_ms"] = (time.perf_counter() - t0) * 1e3
 
 

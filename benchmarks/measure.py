@@ -1,7 +1,7 @@
 """Helpers shared by the benchmark scripts: peak memory of a process tree, a measured subprocess, JSON out.
 
 - `TreeSampler(pid)`: samples, every `interval` s, the memory of `pid` and every descendant
-  (read from /proc), keeping the peak of their sum: PSS (proportional set size: pages shared
+  (psutil), keeping the peak of their sum: PSS (proportional set size: pages shared
   between a parent and its forked workers counted once) and RSS (shared pages counted in each).
 - `run_measured(cmd)`: runs a command in a fresh subprocess under a TreeSampler and reaps it
   with `os.wait4`, whose `ru_maxrss` is the largest resident set of any single process of the
@@ -20,54 +20,32 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _children_map() -> dict[int, list[int]]:
-    """parent pid -> child pids, from /proc/*/stat (the kernel here has no /proc/<pid>/task/*/children)."""
-    kids: dict[int, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
-        kids.setdefault(ppid, []).append(int(entry.name))
-    return kids
 
 
 def tree_pids(pid: int) -> list[int]:
     """`pid` and all its descendants alive now."""
-    kids, out, todo = _children_map(), [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(kids.get(p, []))
-    return out
+    try:
+        proc = psutil.Process(pid)
+        return [pid] + [c.pid for c in proc.children(recursive=True)]
+    except psutil.Error:
+        return []
 
 
 def _memory_kb(pid: int) -> tuple[int, int]:
-    """(PSS, RSS) of one process in kB; (0, 0) when it has gone."""
-    pss = rss = 0
+    """(PSS, RSS) of one process in kB; (0, 0) when it has gone (PSS falls back to RSS where unreadable)."""
     try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    pss = int(line.split()[1])
-                elif line.startswith("Rss:"):
-                    rss = int(line.split()[1])
-    except (OSError, ValueError):
+        proc = psutil.Process(pid)
         try:
-            with open(f"/proc/{pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        rss = pss = int(line.split()[1])
-        except OSError:
-            pass
-    return pss, rss
+            full = proc.memory_full_info()
+            return int(getattr(full, "pss", full.rss)) // 1024, int(full.rss) // 1024
+        except psutil.AccessDenied:
+            rss = int(proc.memory_info().rss) // 1024
+            return rss, rss
+    except psutil.Error:
+        return 0, 0
 
 
 class TreeSampler:

@@ -108,6 +108,10 @@ class _Counted:
         yield from self._model.refine(g, src, dst, steps=steps, seed=seed)
         self._on_query()
 
+    def refine_with_compute(self, g, src, dst, steps=1, *, seed=0):
+        yield from self._model.refine_with_compute(g, src, dst, steps=steps, seed=seed)
+        self._on_query()
+
 
 def quick_eval(models: Mapping[str, RoutingModel], g: CityGraph, n_pairs: int, steps: Iterable[int], *,
                seed: int = 1, progress: Callable[[float, str], None] | None = None,
@@ -269,3 +273,106 @@ def path_length_sample(g: CityGraph, sources: int = 12, seed: int = 0) -> pd.Dat
         keep = np.arange(g.n_cities) != s
         out.append(pd.DataFrame({"source": s, "km": dist[keep], "hops": hops[keep]}))
     return pd.concat(out, ignore_index=True)
+
+
+# -- the equal-compute frontier ---------------------------------------------------------------
+
+METRIC_NAMES = {
+    "length_ratio_mean": "mean length vs optimal (×, lower is better)",
+    "length_ratio_p95": "95th percentile length vs optimal (×, lower is better)",
+    "valid": "valid routes (share, higher is better)",
+    "exact_match": "exact routes (share, higher is better)",
+    "reaches_target": "reaches the target (share, higher is better)",
+    "illegal_jump_rate": "paths with an illegal jump (share, lower is better)",
+    "flops_total": "compute per query (FLOPs)",
+    "ms_total_mean": "measured wall time per query (ms)",
+    "steps": "refinement steps",
+}
+FRONTIER_MIN_VALID = 0.99   # a point counts for the finding only if it routes this share of pairs validly
+
+
+def frontier_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Rows with a compute figure and a length ratio, with the step count as a label; sorted for lines."""
+    need = {"model", "steps", "flops_total", "length_ratio_mean"}
+    if results.empty or not need <= set(results.columns):
+        return pd.DataFrame(columns=sorted(need))
+    df = results.dropna(subset=["flops_total", "length_ratio_mean"]).copy()
+    df = df[df["flops_total"] > 0]
+    df["label"] = df["steps"].map(lambda k: f"{k}")
+    return df.sort_values(["model", "flops_total"]).reset_index(drop=True)
+
+
+def best_at_budget(frontier: pd.DataFrame, budget_flops: float, *, min_valid: float = FRONTIER_MIN_VALID):
+    """The (model, steps) row with the lowest mean length ratio among points that spend at most
+    `budget_flops` per query and route at least `min_valid` of pairs validly; None if there is none."""
+    if frontier.empty:
+        return None
+    ok = frontier[(frontier["flops_total"] <= budget_flops) & (frontier.get("valid", 1.0) >= min_valid)]
+    if ok.empty:
+        return None
+    return ok.sort_values(["length_ratio_mean", "flops_total"]).iloc[0]
+
+
+def frontier_findings(frontier: pd.DataFrame, budgets: Iterable[float] = (1e7, 1e8, 1e9, 1e10)) -> list[str]:
+    """One sentence per compute budget, from the table: which model gives the shortest routes there."""
+    out = []
+    for b in budgets:
+        row = best_at_budget(frontier, b)
+        if row is None:
+            out.append(f"At {_flops(b)} per query no model routes {FRONTIER_MIN_VALID:.0%} of pairs validly.")
+            continue
+        out.append(f"At {_flops(b)} per query the shortest routes come from **{row['model']}** at {int(row['steps'])} "
+                   f"step{'s' if int(row['steps']) != 1 else ''}: {row['length_ratio_mean']:.4f}× optimal on average, "
+                   f"{row.get('valid', float('nan')):.1%} valid, spending {_flops(row['flops_total'])}.")
+    return out
+
+
+def _flops(f: float) -> str:
+    for unit, scale in (("TFLOPs", 1e12), ("GFLOPs", 1e9), ("MFLOPs", 1e6), ("kFLOPs", 1e3)):
+        if f >= scale:
+            return f"{f / scale:.3g} {unit}"
+    return f"{f:.0f} FLOPs"
+
+
+FRONTIER_CHART_MIN_VALID = 0.9   # the length chart leaves out points whose length ratio rests on few valid routes
+
+
+def length_points(frontier: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Points for the length chart (valid >= FRONTIER_CHART_MIN_VALID), with % longer than optimal, and the
+    models left out entirely (their ratios are over too few valid routes to mean much)."""
+    if frontier.empty:
+        return frontier, []
+    ok = frontier[frontier.get("valid", 1.0) >= FRONTIER_CHART_MIN_VALID].copy()
+    ok["length_pct_mean"] = (ok["length_ratio_mean"] - 1.0) * 100.0
+    left_out = sorted(set(frontier["model"]) - set(ok["model"]))
+    return ok, left_out
+
+
+def frontier_chart(frontier: pd.DataFrame, y: str = "length_pct_mean", x: str = "flops_total",
+                   height: int = 420, labels: bool = True, models: list[str] | None = None):
+    """Altair: `y` against `x` (log), one line per model, step counts on the points, names in place.
+
+    `models` fixes the colour of each model across charts (default: the models in `frontier`)."""
+    import altair as alt
+
+    domain = sorted(models or frontier["model"].unique().tolist())
+    title = {"length_pct_mean": "mean % longer than optimal (lower is better)"}.get(y, METRIC_NAMES.get(y, y))
+    # % longer than optimal spans 0.001% to 20%: a symmetric log scale shows both ends (and 0).
+    y_scale = alt.Scale(domain=[0, 1]) if y in ("valid", "exact_match") else \
+        alt.Scale(type="symlog", constant=0.05) if y == "length_pct_mean" else alt.Scale(zero=False)
+    base = alt.Chart(frontier).encode(
+        x=alt.X(f"{x}:Q", scale=alt.Scale(type="log"), title=METRIC_NAMES.get(x, x)),
+        y=alt.Y(f"{y}:Q", scale=y_scale, title=title),
+        color=alt.Color("model:N", scale=alt.Scale(domain=domain), legend=None),
+        tooltip=["model", "steps", alt.Tooltip(y, format=".4f"), alt.Tooltip(x, format=".3s"),
+                 *[alt.Tooltip(c, format=".3f") for c in ("length_ratio_mean", "valid", "exact_match")
+                   if c in frontier.columns and c != y]])
+    layers = [base.mark_line(point=True)]
+    if labels:
+        layers.append(base.mark_text(dy=-9, fontSize=9, color="#555").encode(text="label:N"))
+    last = frontier.loc[frontier.groupby("model")[x].idxmax()] if not frontier.empty else frontier
+    layers.append(alt.Chart(last).mark_text(align="left", dx=7, fontSize=11 if labels else 9,
+                                            fontWeight="bold").encode(
+        x=f"{x}:Q", y=f"{y}:Q", text="model:N", color=alt.Color("model:N", scale=alt.Scale(domain=domain),
+                                                               legend=None)))
+    return alt.layer(*layers).properties(height=height)

@@ -122,7 +122,8 @@ def evaluate_model(model: RoutingModel, g: CityGraph, srcs: Sequence[int], dsts:
                    progress: bool = True) -> dict:
     """Run `model` on every pair for max(steps) steps and summarise each requested step count.
 
-    Uses only the protocol: refine(), step_flops(), path_nll(), name, family, num_parameters.
+    Uses only the protocol: refine_with_compute() (refine's paths with each step's FLOPs, one run),
+    path_nll(), name, family, num_parameters.
     Language-model families also get `nll_per_city`: the mean NLL per predicted city of the pairs'
     optimal paths (teacher forced), the number the post reports.
     """
@@ -140,15 +141,16 @@ def evaluate_model(model: RoutingModel, g: CityGraph, srcs: Sequence[int], dsts:
         s, t = int(s), int(t)
         t0 = time.perf_counter()
         got = 0
-        for k, path in enumerate(model.refine(g, s, t, steps=top, seed=seed), start=1):
+        for k, (path, f) in enumerate(model.refine_with_compute(g, s, t, steps=top, seed=seed), start=1):
             got = k
+            if k <= top:
+                flops[i, k - 1] = f
             if k in paths:
                 ms[k][i] = (time.perf_counter() - t0) * 1000
                 paths[k].append(list(path))
         if got != top:
             raise RuntimeError(f"model {model.name!r} yielded {got} paths for steps={top} on pair ({s}, {t}); "
                                "the protocol requires exactly `steps`")
-        flops[i] = model.step_flops(g, s, t, top)
         bar.update(1)
     bar.close()
     # One evaluate_paths call, pair-major, so each source's Dijkstra is computed once (LRU-cached).

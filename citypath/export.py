@@ -120,7 +120,9 @@ def _legend(ax, runs_present_illegal: bool) -> None:
     if runs_present_illegal:
         handles.append(Line2D([], [], color=rgb_hex(ILLEGAL_RGB), lw=1.8, ls="--"))
         labels.append("illegal jump (> radius)")
-    ax.legend(handles, labels, loc="lower left", fontsize=7, frameon=True, framealpha=0.9)
+    # Outside the map, to its right: it can cover neither a route nor a city's name.
+    ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize=7,
+              frameon=True, framealpha=0.9)
 
 
 def metrics_rows(g: CityGraph, src: int, dst: int, runs: Sequence[ExportRun]) -> list[list[str]]:
@@ -172,6 +174,8 @@ def _figure(g: CityGraph, src: int, dst: int, runs: Sequence[ExportRun], *, tabl
 
 
 def _title(g: CityGraph, src: int, dst: int, runs: Sequence[ExportRun], step: int | None) -> str:
+    if step is None and len({r.step for r in runs}) > 1:     # models shown at different steps (equal compute)
+        return f"{g.label(src)} → {g.label(dst)}\n" + ", ".join(f"{r.name} · step {r.step}" for r in runs)
     who = ", ".join(r.name for r in runs) or "no model"
     k = f"step {step}" if step is not None else ", ".join(f"step {r.step}" for r in runs[:1]) or ""
     return f"{g.label(src)} → {g.label(dst)}\n{who}" + (f" · {k}" if runs else "")

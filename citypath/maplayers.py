@@ -279,10 +279,11 @@ def build_deck(g: CityGraph, src: int, dst: int, optimal: Sequence[int], runs: S
     """The whole map of one frame.
 
     `cities` is the URL of the all-cities JSON (or the records themselves, or None to leave the
-    layer out); `states` the URL of the outlines (None: inline). `basemap=True` swaps the outlines
-    for CARTO light tiles (needs internet). `extra` layers go between the cities and the routes.
+    layer out); `states` the URL of the outlines (None: inline). `basemap=True` draws CARTO light tiles
+    (needs internet) under the state outlines, which stay (without their fill) so the map still reads
+    when the tiles cannot load. `extra` layers go between the cities and the routes.
     """
-    layers = [] if basemap else state_layers(states)
+    layers = state_layers(states)[1:] if basemap else state_layers(states)
     if cities is not None:
         layers.append(cities_layer(cities))
     layers += list(extra)                     # e.g. a model's per-city state, under the routes

@@ -2,6 +2,10 @@
 
     python -m citypath.reports bellman --pairs 300          # results/bellman-report.json + docs/bellman-steps.png
     python -m citypath.reports postrnn                      # results/postrnn-report.json
+    python -m citypath.reports pairs                        # results/interesting-pairs.json (the app's list)
+    python -m citypath.reports looped                       # results/looped-report.json (vs gru-large)
+    python -m citypath.reports looped-ablations             # results/looped-ablations.json (~25 min)
+    python -m citypath.reports memory-controls              # results/memory-controls.json (trains M = 0)
 
 `postrnn`: the post's RNNs' greedy routes on the harness's held-out pairs, by the optimal
 path's hop count: where "low loss, broken routes" holds and where it does not.
@@ -180,6 +184,255 @@ def plot_steps_vs_hops(report: dict, path: Path) -> None:
     fig.savefig(path, dpi=130)
 
 
+# -- looped transformer against gru-large, side by side ------------------------------------------
+
+def looped_report(g: CityGraph, name: str, n_pairs: int, seed: int, compare: str) -> dict:
+    """Per held-out pair, in one run: the looped model's route, FLOPs and measured time at every step
+    (with halting: steps actually thought), and `compare` best-of-32 (FLOPs, ms); then the smallest
+    step count K whose mean FLOPs per query are within the other's and whose mean length ratio is at
+    least as good."""
+    model, other = load_model(name, graph=g), load_model(compare, graph=g)
+    srcs, dsts = sample_heldout_pairs(g, n_pairs, seed=seed)
+    top = model.max_steps
+    K = sorted({k for k in (1, 2, 3, 4, 6, 8, 12, 16, 24, 32) if k <= top} | {top})
+    lr, valid, cum_flops, step_ms, used, first_ms = [], [], [], [], [], []
+    o_flops, o_ms, o_paths = [], [], []
+    for s, t in zip(srcs.tolist(), dsts.tolist()):
+        t0 = time.perf_counter()
+        times, fl, paths = [], [], []
+        for path, f in model.refine_with_compute(g, s, t, steps=top):
+            times.append((time.perf_counter() - t0) * 1000)
+            fl.append(f)
+            paths.append(path)
+        n_used = model.last_run_steps or 0
+        used.append(n_used)
+        first_ms.append(times[0])
+        step_ms.append(times[max(n_used, 1) - 1] / max(n_used, 1))      # per step actually thought
+        df = evaluate_paths(g, [paths[k - 1] for k in K], [s] * len(K), [t] * len(K))
+        lr.append(np.where(df["valid"], df["length_ratio"], np.nan))
+        valid.append(df["valid"].to_numpy())
+        cum_flops.append(np.cumsum(fl)[np.array(K) - 1])
+        t0 = time.perf_counter()
+        o_paths.append(list(other.refine(g, s, t, steps=32))[-1])
+        o_ms.append((time.perf_counter() - t0) * 1000)
+        o_flops.append(float(np.sum(other.step_flops(g, s, t, 32))))
+    lr, valid, cum_flops = np.array(lr), np.array(valid), np.array(cum_flops)
+    df_o = evaluate_paths(g, o_paths, srcs, dsts)
+    o_ratio = float(df_o.loc[df_o["valid"], "length_ratio"].mean())
+    by_k = {str(k): {"length_ratio_mean": float(np.nanmean(lr[:, i])), "valid": float(valid[:, i].mean()),
+                     "flops_per_query_mean": float(cum_flops[:, i].mean())} for i, k in enumerate(K)}
+    wins = [k for k in K if by_k[str(k)]["flops_per_query_mean"] <= float(np.mean(o_flops))
+            and by_k[str(k)]["length_ratio_mean"] <= o_ratio and by_k[str(k)]["valid"] >= df_o["valid"].mean()]
+    used_a = np.array(used)
+    return {
+        "command": f"python -m citypath.reports looped --pairs {n_pairs} --seed {seed}",
+        "model": name, "compare": compare, "pairs": int(n_pairs), "seed": seed, "max_steps": top, "by_steps": by_k,
+        "steps_thought": {"mean": float(used_a.mean()), "median": float(np.median(used_a)),
+                          "p95": float(np.percentile(used_a, 95)), "max": int(used_a.max()),
+                          "share_halted_before_max": float(np.mean(used_a < top))},
+        "ms_per_step_thought": {"mean": float(np.mean(step_ms)), "median": float(np.median(step_ms)),
+                                "p90": float(np.percentile(step_ms, 90))},
+        "ms_first_step": {"mean": float(np.mean(first_ms)), "median": float(np.median(first_ms))},
+        "other": {"model": compare, "steps": 32, "length_ratio_mean": o_ratio, "valid": float(df_o["valid"].mean()),
+                  "flops_per_query_mean": float(np.mean(o_flops)), "ms_per_query_mean": float(np.mean(o_ms)),
+                  "ms_per_query_median": float(np.median(o_ms))},
+        "smallest_k_at_equal_or_lower_compute_and_as_good": min(wins) if wins else None,
+    }
+
+
+# -- looped transformer ablations --------------------------------------------------------------
+
+LOOPED_ABLATIONS = {
+    # tag: (what is changed, --set overrides of the training run)
+    "full": ("the shipped design, same short budget", []),
+    "no-injection": ("geography injected at the first loop only", ["injection=false"]),
+    "no-global": ("no global source/target tokens", ["global_tokens=false"]),
+    "no-progressive": ("every loop from the first carries gradient (no loops without gradient)",
+                       ["progressive=false"]),
+    "softmax-only": ("no min head: softmax heads and MLP only", ["min_head=false"]),
+}
+
+
+def looped_ablations(g: CityGraph, n_pairs: int, seed: int, graphs: int, runs_dir: Path,
+                     only: list[str] | None = None) -> dict:
+    """Train each ablation of the looped transformer for `graphs` small graphs (same seed, same batches)
+    and evaluate it on the same `n_pairs` held-out pairs; plus one loop per step (the full run's
+    weights, loops_per_step=1, twice the steps: the same loops at max steps)."""
+    import dataclasses
+
+    from citypath.cli import main as cli_main
+    from citypath.evaluate import evaluate_model
+    from citypath.models import load_model as load
+
+    srcs, dsts = sample_heldout_pairs(g, n_pairs, seed=seed)
+    out = {"command": f"python -m citypath.reports looped-ablations --pairs {n_pairs} --graphs {graphs}",
+           "pairs": n_pairs, "pair_seed": seed, "graphs": graphs, "runs": {}}
+    for tag, (what, overrides) in LOOPED_ABLATIONS.items():
+        if only and tag not in only:
+            continue
+        name = f"looped-ablation-{tag}"
+        argv = ["train", "--model", "looped", "--size", "small", "--name", name, "--paths", str(graphs),
+                "--checkpoints", str(runs_dir), "--runs", str(runs_dir), "--no-progress", "--set", "card_pairs=0"]
+        for o in overrides:
+            argv += ["--set", o]
+        t0 = time.perf_counter()
+        cli_main(argv)
+        seconds = time.perf_counter() - t0
+        m = load(name, directory=runs_dir, graph=g)
+        res = evaluate_model(m, g, srcs, dsts, (1, 2, 4, 8, 16, 32, 48), progress=False, bootstrap=1000)
+        out["runs"][tag] = {"what": what, "set": overrides, "train_seconds": round(seconds, 1),
+                            "card_seconds": m.card["training"]["seconds"], "num_parameters": m.num_parameters,
+                            "by_steps": res["by_steps"]}
+        print(f"{tag}: trained in {seconds:.0f} s", file=sys.stderr)
+        if tag == "full":
+            one = load(name, directory=runs_dir, graph=g)
+            one.net.config = one.config = dataclasses.replace(one.config, loops_per_step=1, max_steps=96)
+            res = evaluate_model(one, g, srcs, dsts, (1, 2, 4, 8, 16, 32, 64, 96), progress=False, bootstrap=1000)
+            out["runs"]["one-loop-per-step"] = {"what": "the full run's weights, one loop per step (96 steps = "
+                                                        "the same 96 loops)", "set": ["loops_per_step=1"],
+                                                "by_steps": res["by_steps"]}
+    return out
+
+
+# -- memory controls ------------------------------------------------------------------------
+
+def memory_controls(g: CityGraph, name: str, n_pairs: int, seed: int, runs_dir: Path, train_m0: bool) -> dict:
+    """The controls of the memory walker on the same held-out pairs: the shipped model at 1..max walks and
+    4x max; the same weights with the memory wiped halfway; the same weights with no memory (M = 0 at
+    inference); and, with `train_m0`, a walker trained identically without memory (the shipped card's
+    command plus `--set slots=0`)."""
+    import dataclasses
+    import shlex
+
+    from citypath.cli import main as cli_main
+    from citypath.evaluate import evaluate_model
+
+    model = load_model(name, graph=g)
+    top = model.max_steps
+    steps, four = sorted({1, 2, 4, top}), sorted({1, 2, 4, top, 4 * top})
+    srcs, dsts = sample_heldout_pairs(g, n_pairs, seed=seed)
+    out = {"command": f"python -m citypath.reports memory-controls --pairs {n_pairs}", "model": name,
+           "pairs": n_pairs, "pair_seed": seed, "runs": {}}
+    res = evaluate_model(model, g, srcs, dsts, four, progress=False, bootstrap=1000)
+    out["runs"]["full"] = {"what": f"{name} as shipped (M = {model.config.slots})", "by_steps": res["by_steps"]}
+    wiped = load_model(name, graph=g)
+    wiped.net.config = wiped.config = dataclasses.replace(wiped.config, wipe_after=max(top // 2, 1))
+    res = evaluate_model(wiped, g, srcs, dsts, steps, progress=False, bootstrap=1000)
+    out["runs"]["wiped-halfway"] = {"what": f"the same weights, memory wiped after walk {max(top // 2, 1)}",
+                                    "by_steps": res["by_steps"]}
+    blind = load_model(name, graph=g)
+    blind.net.config = blind.config = dataclasses.replace(blind.config, slots=0)
+    res = evaluate_model(blind, g, srcs, dsts, steps, progress=False, bootstrap=1000)
+    out["runs"]["m0-same-weights"] = {"what": "the same weights run without memory (M = 0 at inference)",
+                                      "by_steps": res["by_steps"]}
+    if not train_m0:
+        return out
+    argv = shlex.split(model.card["training"]["command"])[3:]   # drop "python -m citypath"
+    m0 = f"{name}-m0"
+    argv += ["--name", m0, "--checkpoints", str(runs_dir), "--runs", str(runs_dir), "--no-progress",
+             "--set", "slots=0", "--set", "card_pairs=0"]
+    t0 = time.perf_counter()
+    cli_main(argv)
+    zero = load_model(m0, directory=runs_dir, graph=g)
+    res = evaluate_model(zero, g, srcs, dsts, steps, progress=False, bootstrap=1000)
+    out["runs"]["m0"] = {"what": "a walker trained identically without memory (M = 0)", "by_steps": res["by_steps"],
+                         "train_seconds": round(time.perf_counter() - t0, 1)}
+    return out
+
+
+# -- interesting pairs ------------------------------------------------------------------------
+
+def pair_outcomes(g: CityGraph, names: list[str], n_pairs: int, seed: int) -> list[dict]:
+    """Per held-out pair (the harness's sampler and seed), each model's route at step 1 and at its max steps."""
+    srcs, dsts = sample_heldout_pairs(g, n_pairs, seed=seed)
+    models = {n: load_model(n, graph=g) for n in names}
+    rows = []
+    for s, t in zip(srcs.tolist(), dsts.tolist()):
+        entry = {"source": s, "target": t, "source_label": g.label(s), "target_label": g.label(t),
+                 "optimal_km": g.shortest_path_length_km(s, t), "optimal_hops": len(g.shortest_path(s, t)) - 1,
+                 "models": {}}
+        for name, m in models.items():
+            paths = list(m.refine(g, s, t, m.max_steps))
+            df = evaluate_paths(g, [paths[0], paths[-1]], [s, s], [t, t])
+            entry["models"][name] = {
+                "max_steps": m.max_steps,
+                **{f"{k}_{tag}": (bool(df.iloc[i][k]) if k == "valid" else float(df.iloc[i][k]))
+                   for i, tag in ((0, "first"), (1, "last")) for k in ("valid", "length_ratio")}}
+        rows.append(entry)
+    return rows
+
+
+def _ratio(v: float) -> str:
+    return "invalid" if not np.isfinite(v) else f"{(v - 1) * 100:+.1f}%"
+
+
+def interesting_pairs(rows: list[dict], per_kind: int = 3) -> list[dict]:
+    """Derived from `pair_outcomes`: pairs where a model fails at step 1 and recovers, where models disagree
+    most at their max steps, where refinement helps most, and where every model stays far from optimal."""
+    picks: list[dict] = []
+    seen: set[tuple[int, int]] = set()
+
+    def take(kind: str, scored: list[tuple[float, dict, str]]) -> None:
+        n = 0
+        for score, r, why in sorted(scored, key=lambda x: -x[0]):
+            key = (r["source"], r["target"])
+            if n >= per_kind or score <= 0:
+                break
+            if key in seen:
+                continue
+            seen.add(key)
+            picks.append({"kind": kind, "source": r["source"], "target": r["target"], "source_label": r["source_label"],
+                          "target_label": r["target_label"], "why": why, "score": round(float(score), 6)})
+            n += 1
+
+    recover, disagree, helps, far = [], [], [], []
+    for r in rows:
+        ms = r["models"]
+        rec = [n for n, m in ms.items() if not m["valid_first"] and m["valid_last"]]
+        if rec:
+            n = max(rec, key=lambda n: -ms[n]["length_ratio_last"])
+            recover.append((len(rec) + 1 / (1 + r["optimal_hops"]), r,
+                            f"{', '.join(rec)} miss{'es' if len(rec) == 1 else ''} the target at step 1 and "
+                            f"recover{'s' if len(rec) == 1 else ''} by max steps ({n}: "
+                            f"{_ratio(ms[n]['length_ratio_last'])} vs optimal)"))
+        last = {n: (m["length_ratio_last"] if m["valid_last"] else np.inf) for n, m in ms.items()}
+        finite = {n: v for n, v in last.items() if np.isfinite(v)}
+        if len(finite) >= 2:   # spread among the models that arrive (most pairs have an invalid post-RNN route)
+            best, worst = min(finite, key=finite.get), max(finite, key=finite.get)
+            missing = sorted(set(last) - set(finite))
+            disagree.append((finite[worst] - finite[best], r,
+                             f"at max steps {best} is {_ratio(finite[best])} vs optimal while {worst} is "
+                             f"{_ratio(finite[worst])}" + (f" ({len(missing)} model(s) do not arrive)" if missing
+                                                           else "")))
+        gains = {n: (m["length_ratio_first"] - m["length_ratio_last"]) for n, m in ms.items()
+                 if m["valid_first"] and m["valid_last"]}
+        if gains:
+            n = max(gains, key=gains.get)
+            helps.append((gains[n], r, f"{n} goes from {_ratio(ms[n]['length_ratio_first'])} at step 1 to "
+                                       f"{_ratio(ms[n]['length_ratio_last'])} at step {ms[n]['max_steps']}"))
+        if finite and min(finite.values()) > 1.01:   # "far": even the best arriving model is over 1% longer
+            best = min(finite, key=finite.get)
+            far.append((finite[best] - 1.0, r, f"the best model at max steps, {best}, is still "
+                                               f"{_ratio(finite[best])} vs optimal"))
+    take("fails at step 1, then recovers", recover)
+    take("models disagree most", disagree)
+    take("refinement helps most", helps)
+    take("every model stays far from optimal", far)
+    return picks
+
+
+def pairs_report(g: CityGraph, names: list[str], n_pairs: int, seed: int, reuse: Path | None = None) -> dict:
+    """`reuse`: an earlier report of the same models, pairs and seed whose per-pair outcomes are re-derived."""
+    rows = None
+    if reuse is not None and reuse.is_file():
+        old = json.loads(reuse.read_text())
+        if (old.get("models"), old.get("pairs"), old.get("seed")) == (names, n_pairs, seed):
+            rows = old["per_pair"]
+    rows = rows or pair_outcomes(g, names, n_pairs, seed)
+    return {"command": f"python -m citypath.reports pairs --pairs {n_pairs} --seed {seed}", "models": names,
+            "pairs": n_pairs, "seed": seed, "interesting": interesting_pairs(rows), "per_pair": rows}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m citypath.reports")
     sub = p.add_subparsers(dest="report", required=True)
@@ -195,11 +448,64 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--pairs", type=int, default=1000)
     r.add_argument("--seed", type=int, default=0, help="held-out pair seed (0: the pairs of results/eval.json)")
     r.add_argument("--out", default="results/postrnn-report.json")
+    q = sub.add_parser("pairs", help="interesting held-out pairs for the app, from every shipped model's routes")
+    q.add_argument("--models", default="", help="comma-separated (default: every shipped checkpoint)")
+    q.add_argument("--pairs", type=int, default=60)
+    q.add_argument("--seed", type=int, default=0, help="held-out pair seed (0: the first pairs of results/eval.json)")
+    q.add_argument("--out", default="results/interesting-pairs.json")
+    q.add_argument("--reuse", action="store_true", help="re-derive from the per-pair outcomes already in --out "
+                                                         "(same models, pairs and seed) instead of running the models")
+    lp = sub.add_parser("looped", help="the looped transformer against gru-large best-of-32, side by side")
+    lp.add_argument("--model", default="looped-small")
+    lp.add_argument("--compare", default="gru-large")
+    lp.add_argument("--pairs", type=int, default=300)
+    lp.add_argument("--seed", type=int, default=1, help="held-out pair seed (1: pairs apart from results/eval.json)")
+    lp.add_argument("--out", default="results/looped-report.json")
+    a = sub.add_parser("looped-ablations", help="train and evaluate the looped transformer's ablations")
+    a.add_argument("--pairs", type=int, default=200)
+    a.add_argument("--seed", type=int, default=0, help="held-out pair seed (0: the first pairs of results/eval.json)")
+    a.add_argument("--graphs", type=int, default=24_000, help="training budget of each run, in small graphs")
+    a.add_argument("--runs", default="runs/looped-ablations", help="where the short runs' checkpoints go")
+    a.add_argument("--only", default="", help="comma-separated tags (default: all)")
+    a.add_argument("--out", default="results/looped-ablations.json")
+    mc = sub.add_parser("memory-controls", help="the memory walker's controls: M = 0, wiped halfway, 1 vs many walks")
+    mc.add_argument("--model", default="memory-small")
+    mc.add_argument("--pairs", type=int, default=200)
+    mc.add_argument("--seed", type=int, default=0, help="held-out pair seed (0: the first pairs of results/eval.json)")
+    mc.add_argument("--runs", default="runs/memory-controls", help="where the M = 0 run's checkpoint goes")
+    mc.add_argument("--train-m0", action="store_true", help="also train a walker without memory (same budget)")
+    mc.add_argument("--out", default="results/memory-controls.json")
     args = p.parse_args(argv)
     import torch
 
     torch.set_num_threads(1)
     g = load_graph(verbose=False)
+    if args.report == "looped":
+        report = looped_report(g, args.model, args.pairs, args.seed, args.compare)
+        write_atomic(Path(args.out), json.dumps(report, indent=1) + "\n")
+        print(json.dumps(report, indent=1))
+        return 0
+    if args.report == "memory-controls":
+        report = memory_controls(g, args.model, args.pairs, args.seed, Path(args.runs), args.train_m0)
+        write_atomic(Path(args.out), json.dumps(report, indent=1) + "\n")
+        print(json.dumps({t: {k: (v.get("valid"), v.get("length_ratio_mean")) for k, v in r["by_steps"].items()}
+                          for t, r in report["runs"].items()}, indent=1))
+        return 0
+    if args.report == "looped-ablations":
+        report = looped_ablations(g, args.pairs, args.seed, args.graphs, Path(args.runs),
+                                  [t for t in args.only.split(",") if t] or None)
+        write_atomic(Path(args.out), json.dumps(report, indent=1) + "\n")
+        print(json.dumps({t: {k: r["by_steps"][k].get("length_ratio_mean") for k in r["by_steps"]}
+                          for t, r in report["runs"].items()}, indent=1))
+        return 0
+    if args.report == "pairs":
+        from citypath.models import list_models
+
+        names = [m for m in args.models.split(",") if m] or list_models()
+        report = pairs_report(g, names, args.pairs, args.seed, Path(args.out) if args.reuse else None)
+        write_atomic(Path(args.out), json.dumps(report, indent=1) + "\n")
+        print(json.dumps(report["interesting"], indent=1))
+        return 0
     if args.report == "postrnn":
         report = postrnn_report(g, [m for m in args.models.split(",") if m], args.pairs, args.seed)
         write_atomic(Path(args.out), json.dumps(report, indent=1) + "\n")

@@ -19,6 +19,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -32,20 +33,34 @@ from citypath.split import heldout_mask, sample_pairs
 DEFAULT_STEPS = 8
 MAX_SEED = 2**31 - 1
 MAX_DEFAULT_MODELS = 3
-QUERY_KEYS = ("source", "target", "models", "steps", "seed")
+QUERY_KEYS = ("source", "target", "models", "steps", "seed", "step", "speed", "click")
+SPEEDS = (0.5, 1.0, 2.0, 4.0, 8.0)   # playback, steps per second (the server-side player cannot do 16)
+DEFAULT_SPEED = 2.0
 
 
 # -- the shareable view ---------------------------------------------------------------
 
 @dataclass(frozen=True)
 class ViewState:
-    """Everything a link reproduces: the pair, the models compared, the step budget, the seed."""
+    """Everything a link reproduces: the pair, the models compared, the step budget, the seed, the step
+    shown (0: the last), the playback speed and what a click on the map sets."""
 
     source: int
     target: int
     models: tuple[str, ...]
     steps: int = DEFAULT_STEPS
     seed: int = 0
+    step: int = 0
+    speed: float = DEFAULT_SPEED
+    click: str = "alternate"
+
+    def __post_init__(self):
+        if not 1 <= self.step <= self.steps:      # 0 or out of range: the last step (the final answer)
+            object.__setattr__(self, "step", self.steps)
+
+    @property
+    def shown_step(self) -> int:
+        return self.step
 
 
 def default_pair(g: CityGraph, candidates: int = 120) -> tuple[int, int]:
@@ -137,6 +152,8 @@ def parse_query_params(params: Mapping[str, str | list[str]], g: CityGraph, mode
     if (src is None) != (dst is None) and not notices:
         notices.append("the link names only one end of the route")
     if src is None or dst is None:
+        if notices or params.get("source") or params.get("target"):
+            notices.append(f"showing the default pair, {g.label(base.source)} → {g.label(base.target)}")
         src, dst = base.source, base.target
 
     chosen = base.models
@@ -146,17 +163,36 @@ def parse_query_params(params: Mapping[str, str | list[str]], g: CityGraph, mode
         known = tuple(dict.fromkeys(m for m in names if m in models))
         unknown = [m for m in names if m not in models]
         if unknown:
-            notices.append(f"model(s) not available: {', '.join(n[:40] for n in unknown[:5])}")
+            notices.append(f"model(s) not available, left out: {', '.join(n[:40] for n in unknown[:5])}")
         chosen = known if known or not names else base.models
-    steps = _parse_int(_first(params.get("steps")), "steps", 1, max_steps, notices) or base.steps
+    steps = min(_parse_int(_first(params.get("steps")), "steps", 1, max_steps, notices) or base.steps, max_steps)
     seed = _parse_int(_first(params.get("seed")), "seed", 0, MAX_SEED, notices)
-    return ViewState(src, dst, chosen, min(steps, max_steps), seed if seed is not None else 0), notices
+    step = _parse_int(_first(params.get("step")), "step", 1, steps, notices) or 0
+    speed = DEFAULT_SPEED
+    raw_speed = _first(params.get("speed"))
+    if raw_speed not in (None, ""):
+        try:
+            asked = float(raw_speed)
+            if not np.isfinite(asked):
+                raise ValueError
+            speed = min(SPEEDS, key=lambda v: abs(v - asked))
+            if speed != asked:
+                notices.append(f"speed={asked:g} is not one of {', '.join(f'{v:g}' for v in SPEEDS)}; "
+                               f"using {speed:g}")
+        except ValueError:
+            notices.append(f"speed={raw_speed[:40]!r} is not a number; using {DEFAULT_SPEED:g}")
+    click = _first(params.get("click")) or "alternate"
+    if click not in CLICK_MODES:
+        notices.append(f"click={click[:40]!r} is not one of {', '.join(CLICK_MODES)}; using alternate")
+        click = "alternate"
+    return ViewState(src, dst, chosen, steps, seed if seed is not None else 0, step, speed, click), notices
 
 
 def to_query_params(state: ViewState, g: CityGraph) -> dict[str, str]:
     """The query parameters that reproduce `state` (labels, not ids, so links stay readable)."""
     return {"source": g.label(state.source), "target": g.label(state.target),
-            "models": ",".join(state.models), "steps": str(state.steps), "seed": str(state.seed)}
+            "models": ",".join(state.models), "steps": str(state.steps), "seed": str(state.seed),
+            "step": str(state.shown_step), "speed": f"{state.speed:g}", "click": state.click}
 
 
 # -- picking cities ---------------------------------------------------------------------
@@ -283,7 +319,7 @@ def human_count(n: float) -> str:
 
 @dataclass
 class Replay:
-    """The K paths one model produced for one query, each with its metrics and time."""
+    """The K paths one model produced for one query, each with its metrics, compute and time."""
 
     model: str
     source: int
@@ -291,15 +327,51 @@ class Replay:
     steps: int
     seed: int
     paths: list[list]                # paths[k-1]: the answer after k steps (may hold garbage)
-    step_ms: list[float]             # wall time of each step, ms
+    step_ms: list[float]             # wall time of each step, ms, batched work apportioned (see apportion_ms)
     metrics: pd.DataFrame            # one row per step; "step" is 1-based
     error: str | None = None         # what went wrong, if the model raised or yielded too few paths
+    step_flops: list[float] = field(default_factory=list)   # FLOPs of each step (the model's own count)
 
     def path(self, step: int) -> list:
         """The answer after `step` steps (clamped to what exists; [] if nothing)."""
         if not self.paths:
             return []
         return self.paths[min(max(step, 1), len(self.paths)) - 1]
+
+
+SERVED_SHARE = 0.25   # a call faster than this share of its FLOPs' expected time did no work of its own
+
+
+def apportion_ms(call_ms: Sequence[float], flops: Sequence[float]) -> list[float]:
+    """Wall time per step with batched work apportioned to the steps it served.
+
+    `call_ms[k]` is the measured time of the call that produced step k's path. A family that
+    decodes several steps in one batch spends it all in the first call; the later calls return
+    at once. A call is "served" when it took under SERVED_SHARE of the time its FLOPs would take
+    at the run's measured rate (total ms / total FLOPs); a served step belongs to the batch of
+    the last step that did work, and that batch's measured time (its calls summed) is split over
+    the steps it served in proportion to their FLOPs (equally where they are zero or unknown).
+    The total is unchanged: per-step times sum to the measured time of the run.
+    """
+    ms = np.asarray(call_ms, dtype=np.float64)
+    fl = np.nan_to_num(np.asarray(flops, dtype=np.float64)[:len(ms)], nan=0.0)
+    if len(fl) < len(ms):
+        fl = np.concatenate([fl, np.zeros(len(ms) - len(fl))])
+    if not len(ms):
+        return []
+    rate = ms.sum() / fl.sum() if fl.sum() > 0 else 0.0
+    served = (ms < SERVED_SHARE * fl * rate) & (np.arange(len(ms)) > 0)
+    out = ms.copy()
+    k = 0
+    while k < len(ms):
+        j = k + 1
+        while j < len(ms) and served[j]:
+            j += 1
+        group = slice(k, j)
+        total, w = ms[group].sum(), fl[group]
+        out[group] = total * w / w.sum() if w.sum() > 0 else total / (j - k)
+        k = j
+    return out.tolist()
 
 
 @dataclass
@@ -348,33 +420,43 @@ def clean_path(raw: object) -> list:
 
 
 def compute_replay(model: RoutingModel, g: CityGraph, src: int, dst: int, steps: int, seed: int = 0) -> Replay:
-    """Run `model.refine` once for K steps, timing each step and scoring each path."""
+    """Run the model once for K steps (`refine_with_compute`), timing each step and scoring each path."""
     paths: list[list] = []
-    step_ms: list[float] = []
+    call_ms: list[float] = []
+    flops: list[float] = []
     error = None
     try:
-        it = iter(model.refine(g, src, dst, steps=steps, seed=seed))
+        it = iter(model.refine_with_compute(g, src, dst, steps=steps, seed=seed))
         while len(paths) < steps:
             t0 = time.perf_counter()
             try:
-                raw = next(it)
+                raw, f = next(it)
             except StopIteration:
                 error = f"{model.name} yielded {len(paths)} paths for {steps} steps"
                 break
-            step_ms.append((time.perf_counter() - t0) * 1e3)
+            call_ms.append((time.perf_counter() - t0) * 1e3)
             paths.append(clean_path(raw))
+            flops.append(float(f) if f is not None else float("nan"))
     except Exception as e:  # the app shows a failing model's error next to its last good step
         error = f"{model.name} failed after {len(paths)} of {steps} steps: {type(e).__name__}: {e}"
-    return Replay(model.name, src, dst, steps, seed, paths, step_ms, score_paths(g, paths, src, dst, step_ms), error)
+    step_ms = apportion_ms(call_ms, flops)
+    return Replay(model.name, src, dst, steps, seed, paths, step_ms, score_paths(g, paths, src, dst, step_ms, flops),
+                  error, flops)
 
 
-def score_paths(g: CityGraph, paths: list[list], src: int, dst: int, step_ms: list[float]) -> pd.DataFrame:
-    """evaluate_paths for each step's path, plus step, ms and length vs optimal in %."""
+def score_paths(g: CityGraph, paths: list[list], src: int, dst: int, step_ms: list[float],
+                step_flops: Sequence[float] | None = None) -> pd.DataFrame:
+    """evaluate_paths for each step's path, plus step, ms (and cumulative), FLOPs (and cumulative) and
+    length vs optimal in %."""
     if not paths:
-        return pd.DataFrame(columns=["step", "ms", "length_pct"])
+        return pd.DataFrame(columns=["step", "ms", "ms_total", "flops", "flops_total", "length_pct"])
     df = evaluate_paths(g, paths, [src] * len(paths), [dst] * len(paths))
     df.insert(0, "step", np.arange(1, len(paths) + 1))
     df["ms"] = step_ms[:len(paths)]
+    df["ms_total"] = np.cumsum(df["ms"].to_numpy())
+    fl = np.full(len(paths), np.nan) if step_flops is None else np.asarray(list(step_flops)[:len(paths)], float)
+    df["flops"] = fl
+    df["flops_total"] = np.cumsum(fl)
     with np.errstate(invalid="ignore"):
         df["length_pct"] = (df["length_ratio"] - 1.0) * 100.0
     return df
@@ -415,7 +497,9 @@ def metric_cards(metrics: pd.DataFrame, step: int) -> list[MetricCard]:
         a, b = float(row[col]), float(prev[col])
         if not (np.isfinite(a) and np.isfinite(b)):
             return None
-        return None if a == b else fmt(a - b)
+        text = fmt(a - b)
+        # No delta that reads as nothing at the shown precision ("-0 km", "+0.0 pt").
+        return None if not any(ch in "123456789" for ch in text) else text
 
     def flag(col: str) -> str | None:
         if prev is None or bool(row[col]) == bool(prev[col]):
@@ -437,5 +521,124 @@ def metric_cards(metrics: pd.DataFrame, step: int) -> list[MetricCard]:
                    "inverse", "How much longer than the optimal (Dijkstra) path, in %."),
         MetricCard("Fréchet", _fmt_km(float(row["frechet_km"])), delta("frechet_km", lambda d: f"{d:+,.0f} km"),
                    "inverse", "Discrete Fréchet distance to the optimal path: how far the route strays."),
-        MetricCard("Step time", f"{float(row['ms']):.1f} ms", None, "off", "Wall time of this refinement step."),
+        MetricCard("Step time", f"{float(row['ms']):.1f} ms", None, "off",
+                   "Measured wall time of this step; a batch computed for several steps is split over the "
+                   "steps it served, in proportion to their FLOPs."),
     ]
+
+
+def compute_so_far(metrics: pd.DataFrame, step: int) -> str | None:
+    """'compute so far: 12.3 MFLOPs · 45 ms' at `step` (1-based, clamped), or None without metrics."""
+    if metrics is None or not len(metrics):
+        return None
+    row = metrics.iloc[min(max(step, 1), len(metrics)) - 1]
+    return f"compute so far: {compute_text(row)}"
+
+
+def human_flops(f: float) -> str:
+    """1.2 GFLOPs, 340 MFLOPs, ... ('–' when unknown)."""
+    if f is None or not np.isfinite(f):
+        return "–"
+    for unit, scale in (("TFLOPs", 1e12), ("GFLOPs", 1e9), ("MFLOPs", 1e6), ("kFLOPs", 1e3)):
+        if f >= scale:
+            return f"{f / scale:.3g} {unit}"
+    return f"{f:.0f} FLOPs"
+
+
+def compute_text(row) -> str:
+    """'12.3 MFLOPs · 45 ms': cumulative compute of a metrics row."""
+    fl = float(row["flops_total"]) if "flops_total" in row else float("nan")
+    ms = float(row["ms_total"]) if "ms_total" in row else float("nan")
+    return f"{human_flops(fl)} · {ms:,.0f} ms" if np.isfinite(ms) else human_flops(fl)
+
+
+# -- equal compute ------------------------------------------------------------------------
+
+BUDGETS = (1e6, 3e6, 1e7, 3e7, 1e8, 3e8, 1e9, 3e9, 1e10, 3e10)   # FLOPs per query, log scale
+
+
+@dataclass(frozen=True)
+class BudgetStep:
+    """How far one model gets on a compute budget: the steps that fit and what they spent."""
+
+    step: int            # 0 when not even step 1 fits
+    flops: float         # FLOPs spent by those steps (step 1's cost when step is 0)
+    capped: bool         # every computed step fits: more steps might fit too
+    text: str
+
+
+def steps_within(replay: Replay, budget_flops: float) -> BudgetStep:
+    """The most steps of `replay` whose summed FLOPs stay within `budget_flops`."""
+    m = replay.metrics
+    if m is None or not len(m) or "flops_total" not in m or not np.isfinite(m["flops_total"]).any():
+        return BudgetStep(0, float("nan"), False, "this model does not report its compute")
+    total = m["flops_total"].to_numpy(dtype=np.float64)
+    fits = np.flatnonzero(np.isfinite(total) & (total <= budget_flops))
+    if not len(fits):
+        return BudgetStep(0, float(total[0]), False,
+                          f"even one step costs {human_flops(total[0])}, "
+                          f"over the budget of {human_flops(budget_flops)}")
+    k = int(fits[-1]) + 1
+    capped = k == len(total)
+    more = f" (all {k} computed steps; more may fit)" if capped else ""
+    return BudgetStep(k, float(total[k - 1]), capped,
+                      f"{k} step{'s' if k != 1 else ''} fit in {human_flops(budget_flops)}: "
+                      f"{human_flops(total[k - 1])} spent{more}")
+
+
+# -- interesting pairs -------------------------------------------------------------------
+
+INTERESTING_PATH = Path(__file__).resolve().parents[1] / "results" / "interesting-pairs.json"
+
+
+@dataclass(frozen=True)
+class Pick:
+    """One interesting pair from `python -m citypath.reports pairs`, with why it is interesting."""
+
+    kind: str
+    source: int
+    target: int
+    why: str
+
+    def label(self, g: CityGraph) -> str:
+        return f"{g.label(self.source)} → {g.label(self.target)}"
+
+
+def interesting_pairs(g: CityGraph, path: str | Path | None = None) -> tuple[list[Pick], str | None]:
+    """The committed interesting pairs that exist on `g` (ids by label), and a reason when there are none."""
+    import json
+
+    path = path or INTERESTING_PATH
+    try:
+        data = json.loads(Path(path).read_text())
+        entries = data["interesting"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return [], f"no interesting pairs ({Path(path).name}: {type(e).__name__})"
+    picks = []
+    for e in entries:
+        try:
+            src, dst = g.find_city(e["source_label"]), g.find_city(e["target_label"])
+        except (CityNotFound, KeyError, TypeError, ValueError):
+            continue          # a pair of another graph (e.g. a state subset)
+        picks.append(Pick(str(e.get("kind", "")), src, dst, str(e.get("why", ""))))
+    return picks, (None if picks else "none of the committed interesting pairs is on this graph")
+
+
+def halted_at(replay: Replay) -> int | None:
+    """The last step that spent compute when later ones spent none (the model stopped thinking), else None."""
+    f = np.asarray(replay.step_flops, dtype=np.float64)
+    if not len(f) or not np.isfinite(f).all():
+        return None
+    working = np.flatnonzero(f > 0)
+    if not len(working) or working[-1] == len(f) - 1:
+        return None
+    return int(working[-1]) + 1
+
+
+def halting_text(replay: Replay) -> str | None:
+    """'converged at step 7: steps 8-48 repeat its answer and spend nothing', or None."""
+    k = halted_at(replay)
+    if k is None:
+        return None
+    rest = f"step {k + 1}" if k + 1 == len(replay.step_flops) else f"steps {k + 1}–{len(replay.step_flops)}"
+    return f"stopped thinking after step {k}: {rest} repeat its answer and spend nothing"

@@ -1,7 +1,8 @@
 """Every `CITYPATH_*` environment variable, read here and nowhere else, and documented once.
 
 - `CITYPATH_CACHE_DIR`: where the graph, the SPD and derived arrays are cached
-  (default `$XDG_CACHE_HOME/citypath` or `~/.cache/citypath`).
+  (default: the user's cache directory from `platformdirs`, `$XDG_CACHE_HOME/citypath` or
+  `~/.cache/citypath` on Linux).
 - `CITYPATH_CHECKPOINTS`: the checkpoints directory `list_models` / `load_model` read (default `checkpoints/`).
 - `CITYPATH_STATES`: the app's and benchmarks' graph, comma-separated state codes, e.g. `RI,MA`
   (default: the contiguous US).
@@ -18,6 +19,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+import platformdirs
+
 VARIABLES = ("CITYPATH_CACHE_DIR", "CITYPATH_CHECKPOINTS", "CITYPATH_STATES", "CITYPATH_RADIUS_KM",
              "CITYPATH_ANIMATION", "CITYPATH_MODEL_FAMILIES", "CITYPATH_DEVICE")
 
@@ -31,7 +34,9 @@ def cache_dir(env: Mapping[str, str] | None = None) -> Path:
     e = _env(env)
     if e.get("CITYPATH_CACHE_DIR"):
         return Path(e["CITYPATH_CACHE_DIR"])
-    return Path(e.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "citypath"
+    if e.get("XDG_CACHE_HOME"):          # platformdirs reads the process environment; `env` may be another
+        return Path(e["XDG_CACHE_HOME"]) / "citypath"
+    return Path(platformdirs.user_cache_dir("citypath", appauthor=False))
 
 
 def checkpoints_dir(env: Mapping[str, str] | None = None) -> Path | None:

@@ -56,6 +56,8 @@ TASKS: dict[str, str] = {
     "gnn": "citypath.tasks.gnn:training_task",
     "postrnn": "citypath.tasks.postrnn:training_task",
     "bellman": "citypath.tasks.bellman:training_task",
+    "looped": "citypath.tasks.looped:training_task",
+    "memory": "citypath.tasks.memory:training_task",
 }
 RUNS_DIR = Path("runs")
 STATE_FILE = "state.safetensors"

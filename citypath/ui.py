@@ -36,7 +36,8 @@ K_SRC, K_DST, K_MODELS, K_STEPS, K_SEED = "source", "target", "models", "steps",
 K_STEP, K_PLAY, K_SPEED, K_CLICK, K_NEXT = "step", "playing", "speed", "click_mode", "click_next"
 K_VIEW, K_NOTICES, K_MAP, K_FULL_RERUN, K_BASEMAP = "_view", "_notices", "map", "_full_rerun", "basemap"
 K_THINK = "show_state"
-SPEEDS = (0.5, 1.0, 2.0, 4.0, 8.0)
+K_EQUAL, K_BUDGET = "equal_compute", "budget"
+SPEEDS = session.SPEEDS
 
 
 # -- configuration and cached resources ---------------------------------------------------
@@ -210,13 +211,16 @@ def init_state(g: CityGraph, cat: Catalog) -> None:
                                                    max_steps=cat.steps_max, parameters=cat.parameters)
         ss[K_VIEW] = view
         ss[K_NOTICES] = notices
-        ss[K_STEP] = view.steps
+        ss[K_STEP] = view.shown_step
+        ss[K_SPEED] = view.speed
+        ss[K_CLICK] = view.click
         ss[K_PLAY] = False
     view = ss[K_VIEW]
     # Streamlit forgets a widget's value when its page is not shown; put them back from the view.
     defaults = {K_SRC: g.label(view.source), K_DST: g.label(view.target), K_MODELS: list(view.models),
-                K_STEPS: view.steps, K_SEED: view.seed, K_SPEED: 2.0, K_CLICK: "alternate",
-                K_NEXT: "source", K_STEP: view.steps, K_PLAY: False, K_BASEMAP: False, K_THINK: False}
+                K_STEPS: view.steps, K_SEED: view.seed, K_SPEED: view.speed, K_CLICK: view.click,
+                K_NEXT: "source", K_STEP: view.shown_step, K_PLAY: False, K_BASEMAP: False, K_THINK: False,
+                K_EQUAL: False, K_BUDGET: 1e8}
     for key, value in defaults.items():
         if key not in ss:
             ss[key] = value
@@ -228,7 +232,8 @@ def current_view(g: CityGraph) -> ViewState:
     ss = st.session_state
     idx = label_index(g, g.fingerprint)
     view = ViewState(idx.get(ss[K_SRC], ss[K_VIEW].source), idx.get(ss[K_DST], ss[K_VIEW].target),
-                     tuple(ss[K_MODELS]), int(ss[K_STEPS]), int(ss[K_SEED]))
+                     tuple(ss[K_MODELS]), int(ss[K_STEPS]), int(ss[K_SEED]), int(ss.get(K_STEP) or 0),
+                     float(ss[K_SPEED]), str(ss[K_CLICK]))
     ss[K_VIEW] = view
     return view
 
@@ -240,11 +245,22 @@ def sync_url(view: ViewState, g: CityGraph) -> None:
         st.query_params.from_dict(params)
 
 
+def share_url(view: ViewState, g: CityGraph, step: int | None = None) -> str:
+    """The full link that reproduces `view` (at `step`): this page's address plus the view's parameters."""
+    from dataclasses import replace
+    from urllib.parse import urlencode
+
+    base = (st.context.url or "").split("?")[0] or "http://localhost:8501/"
+    state = replace(view, step=step) if step is not None else view
+    return f"{base}?{urlencode(session.to_query_params(state, g))}"
+
+
 def on_route_change() -> None:
-    """A new question (pair, models, steps, seed): show its final answer, paused."""
+    """A new question (pair, models, steps, seed): show its final answer, paused; a bad link's notice goes."""
     ss = st.session_state
     ss[K_STEP] = ss[K_STEPS]
     ss[K_PLAY] = False
+    ss[K_NOTICES] = []
 
 
 def on_swap() -> None:
@@ -267,6 +283,23 @@ def on_reset(g: CityGraph, cat: Catalog) -> None:
     ss[K_SRC], ss[K_DST] = g.label(view.source), g.label(view.target)
     ss[K_MODELS], ss[K_STEPS], ss[K_SEED] = list(view.models), view.steps, view.seed
     ss[K_NOTICES] = []
+    on_route_change()
+
+
+@st.cache_data(show_spinner=False)
+def _interesting(_g: CityGraph, fingerprint: str, stamp: float) -> tuple[list[session.Pick], str | None]:
+    return session.interesting_pairs(_g)
+
+
+def interesting(g: CityGraph) -> tuple[list[session.Pick], str | None]:
+    """The committed interesting pairs on this graph (re-read when the file changes)."""
+    path = session.INTERESTING_PATH
+    return _interesting(g, g.fingerprint, path.stat().st_mtime if path.is_file() else 0.0)
+
+
+def on_pick_pair(g: CityGraph, src: int, dst: int) -> None:
+    ss = st.session_state
+    ss[K_SRC], ss[K_DST] = g.label(src), g.label(dst)
     on_route_change()
 
 
@@ -327,21 +360,39 @@ def advance(steps: int) -> bool:
     return True
 
 
-def exporter(ext: str, g: CityGraph, view: ViewState, replays: dict[str, Replay], step: int,
+def exporter(ext: str, g: CityGraph, view: ViewState, replays: dict[str, Replay], steps: dict[str, int],
              colours: dict[str, tuple[int, int, int]]):
     """A zero-argument callable that renders one download (png, gif, geojson, csv) when clicked.
 
+    `steps`: the step each model is shown at (the PNG draws it; the others hold every step).
     matplotlib is imported only then: it is ~0.5 s of the app's cold start otherwise.
     """
     def render():
         from citypath import export
 
-        runs = [export.ExportRun(name, r.paths, step, colours[name]) for name, r in replays.items()]
-        fn = {"png": export.render_png, "gif": export.render_gif, "geojson": export.to_geojson,
-              "csv": export.to_csv}[ext]
+        runs = [export.ExportRun(name, r.paths, max(steps.get(name, 1), 1), colours[name])
+                for name, r in replays.items() if steps.get(name, 1) >= 1]
+        if ext == "geojson":
+            return export.to_geojson(g, view.source, view.target, runs, all_steps=True)
+        fn = {"png": export.render_png, "gif": export.render_gif, "csv": export.to_csv}[ext]
         return fn(g, view.source, view.target, runs)
 
     return render
+
+
+def download_name(g: CityGraph, view: ViewState, steps: dict[str, int], ext: str) -> str:
+    """What a download holds, in its name: the pair, the models (with their step in a PNG) and the steps.
+
+    e.g. citypath-Boston_MA-Denver_CO-gru-small@8-bellman-tiny@8-step8.png, ...-all-steps.geojson."""
+    def part(text: str) -> str:
+        return "".join(ch if ch.isalnum() or ch in "-@" else "_" for ch in text).strip("_")
+
+    city = lambda c: part(f"{g.cities.iloc[c]['name']}_{g.cities.iloc[c].get('state', '')}")  # noqa: E731
+    models = [f"{m}@{k}" if ext == "png" else m for m, k in steps.items() if k >= 1] or ["optimal"]
+    shown = sorted({k for k in steps.values() if k >= 1})
+    which = (f"step{shown[0]}" if len(shown) == 1 else "steps" + "-".join(map(str, shown))) if ext == "png" \
+        else "all-steps"
+    return f"citypath-{city(view.source)}-{city(view.target)}-{'-'.join(part(m) for m in models)}-{which}.{ext}"
 
 
 # The step charts under the map: (metric column, title, axis format).

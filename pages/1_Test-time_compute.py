@@ -12,11 +12,7 @@ st.set_page_config(page_title="citypath · test-time compute", page_icon="🗺�
 g = ui.graph()
 mset = ui.models(g)
 
-st.title("Does thinking longer help?")
-st.caption("Each model answers held-out pairs (never seen in training) with 1, 2, 4, … refinement steps. "
-           "If test-time compute helps, the curves rise (valid, reaches target) or fall (length vs optimal) "
-           "as steps grow. A bigger model is worth it only if it sits above the small one at equal compute.")
-
+st.title("Does thinking longer help? Only compute can say")
 results, problem = dashboards.load_results_table()
 source = "results/eval.json (the committed evaluation)"
 if results.empty:
@@ -45,14 +41,37 @@ if results.empty:
             "once a checkpoint exists, or `python -m citypath evaluate`.")
     st.stop()
 
+frontier = dashboards.frontier_table(results)
 st.markdown(f"Showing **{source}**.")
+if not frontier.empty:
+    st.markdown("**Route length against compute per query.** Each line is a model, each point a number of "
+                "refinement steps (the small numbers); lower is better (shorter routes), further left is cheaper. "
+                "A model that thinks longer moves right along its line; it beats a bigger model where its line "
+                "runs below the other's at the same compute.")
+    points, left_out = dashboards.length_points(frontier)
+    everyone = sorted(frontier["model"].unique().tolist())
+    st.altair_chart(dashboards.frontier_chart(points, models=everyone), width="stretch")
+    st.markdown("\n".join(f"- {line}" for line in dashboards.frontier_findings(frontier)))
+    st.caption(f"Points where under {dashboards.FRONTIER_CHART_MIN_VALID:.0%} of routes are "
+               "valid are left out of the length chart (a length ratio over a few valid routes means little)"
+               + (f"; no point of {', '.join(left_out)} qualifies" if left_out else "") +
+               f". A point counts for the sentences only if at least {dashboards.FRONTIER_MIN_VALID:.0%} of its "
+               "routes are valid. FLOPs are each model's own count of what it processed "
+               "(docs/test-time-compute.md).")
+    c1, c2 = st.columns(2)
+    for col, metric in ((c1, "valid"), (c2, "exact_match")):
+        if metric in frontier.columns:
+            col.altair_chart(dashboards.frontier_chart(frontier, y=metric, height=260, labels=False, models=everyone),
+                             width="stretch")
+    st.divider()
+    st.subheader("Explore any metric")
 headline = ("valid", "length_ratio_mean", "length_ratio_median", "reaches_target", "bounded", "illegal_jump_rate",
             "illegal_jumps_mean", "exact_match", "frechet_km_mean", "hops_mean")
 numeric = [c for c in results.columns if c not in ("model", "steps", "family", "num_parameters", "pairs", "n",
                                                      "n_valid") and pd.api.types.is_numeric_dtype(results[c])]
 metrics = [c for c in headline if c in numeric] + [c for c in numeric if c not in headline]
 c1, c2 = st.columns([1, 2])
-metric = c1.selectbox("Metric", metrics, index=0,
+metric = c1.selectbox("Metric", metrics, index=0, format_func=lambda c: dashboards.METRIC_NAMES.get(c, c),
                       help="Length-ratio statistics are over valid paths only: read them next to `valid`.")
 x_names = {"steps": "refinement steps", "flops_total": "compute (FLOPs per query)",
            "ms_total_mean": "measured ms per query"}
@@ -61,7 +80,8 @@ x_axis = c2.radio("Against", x_options, horizontal=True, format_func=x_names.get
 chart = (alt.Chart(results).mark_line(point=True)
          .encode(x=alt.X(f"{x_axis}:Q", scale=alt.Scale(type="log", base=2 if x_axis == "steps" else 10),
                          title=x_names[x_axis]),
-                 y=alt.Y(f"{metric}:Q", title=metric, scale=alt.Scale(zero=False)), color="model:N",
+                 y=alt.Y(f"{metric}:Q", title=dashboards.METRIC_NAMES.get(metric, metric), scale=alt.Scale(zero=False)),
+                 color="model:N",
                  tooltip=["model", "steps", alt.Tooltip(metric, format=".3f")])
          .properties(height=380))
 st.altair_chart(chart, width="stretch")

@@ -189,8 +189,13 @@ def test_download_renderers(small_graph, ext, magic):
     view = session.ViewState(0, 7, ("r",), 3, 0)
     model = RefiningFake("r", {"num_parameters": 1, "max_steps": 8, "graph": {"fingerprint": g.fingerprint}})
     replays = {"r": session.compute_replay(model, g, 0, 7, 3)}
-    data = ui.exporter(ext, g, view, replays, 2, {"r": (0, 114, 178)})()
+    data = ui.exporter(ext, g, view, replays, {"r": 2}, {"r": (0, 114, 178)})()
     assert (data if isinstance(data, bytes) else data.encode()).startswith(magic)
+    name = ui.download_name(g, view, {"r": 2}, ext)
+    assert name.endswith("-r@2-step2.png" if ext == "png" else "-r-all-steps." + ext) and name.startswith("citypath-")
+    if ext == "geojson":                      # every step, each feature saying which
+        feats = json.loads(data)["features"]
+        assert sorted({f["properties"]["step"] for f in feats if f["properties"]["kind"] == "model"}) == [1, 2, 3]
 
 
 def test_show_what_the_model_thinks_draws_its_state_per_step(app_env, small_graph):
@@ -220,3 +225,51 @@ def test_show_what_the_model_thinks_says_when_a_family_has_no_state(app_env):
     no_exceptions(at)
     assert "model-state" not in layer_ids(at)
     assert any("has no per-city state to show" in c.value for c in at.caption)
+
+
+def test_equal_compute_gives_each_model_the_steps_its_budget_buys(app_env, small_graph):
+    from tests.fake_models import bellman_exact_checkpoint
+
+    bellman_exact_checkpoint(app_env, small_graph, name="demo-bellman", rounds_per_step=1, max_steps=8)
+    at = run_app({"models": "demo-bellman,demo-refining", "steps": "8"})
+    no_exceptions(at)
+    at.toggle(key="equal_compute").set_value(True).run()
+    at.select_slider(key="budget").set_value(3e6).run()
+    no_exceptions(at)
+    texts = [m.value for m in at.markdown]
+    # the fake spends 1 MFLOP a step: 3 steps fit; the bellman network's steps are far cheaper on this graph
+    assert any("demo-refining" in t and "3 steps fit in 3 MFLOPs" in t for t in texts), texts
+    bell = [t for t in texts if "demo-bellman" in t and "fit in 3 MFLOPs" in t]
+    assert bell and "3 steps fit" not in bell[0]
+    assert {"model-0", "model-1"} <= set(layer_ids(at))          # both routes drawn, each at its own step
+    at.select_slider(key="budget").set_value(1e6).run()
+    assert any("demo-refining" in m.value and "1 step fit" in m.value for m in at.markdown)
+
+
+def test_link_round_trips_step_speed_and_click_mode(app_env):
+    at = run_app({"models": "demo-refining", "steps": "6", "step": "2", "speed": "4", "click": "target"})
+    no_exceptions(at)
+    assert at.session_state["step"] == 2 and at.session_state["speed"] == 4.0
+    assert at.session_state["click_mode"] == "target"
+    assert at.query_params["step"] in ("2", ["2"]) and at.query_params["speed"] in ("4", ["4"])
+    link = [c.value for c in at.code]
+    assert link and "step=2" in link[0] and "click=target" in link[0]       # the Copy link box
+    at = run_app({"models": "demo-refining", "steps": "6", "step": "60"})
+    assert any("step=60 is outside 1..6; using 6" in w.value for w in at.warning)
+
+
+def test_an_interesting_pair_loads_in_one_click(app_env, small_graph, tmp_path, monkeypatch):
+    from citypath import session
+
+    g = small_graph
+    a, b = g.find_city("Worcester, MA"), g.find_city("Providence, RI")
+    path = tmp_path / "interesting-pairs.json"
+    path.write_text(json.dumps({"interesting": [{"kind": "refinement helps most", "source_label": g.label(a),
+                                                 "target_label": g.label(b), "why": "demo goes from +5% to +0%"}]}))
+    monkeypatch.setattr(session, "INTERESTING_PATH", path)
+    at = run_app({"models": "demo-refining"})
+    no_exceptions(at)
+    assert any("demo goes from +5% to +0%" in c.value for c in at.caption)
+    at.button(key="pick-0").click().run()
+    no_exceptions(at)
+    assert (at.session_state["source"], at.session_state["target"]) == (g.label(a), g.label(b))

@@ -64,4 +64,8 @@ def test_settings_parse_what_the_docs_say():
     assert not settings.animation_enabled(env) and settings.animation_enabled({})
     assert settings.extra_model_families(env) == {"fake": "tests.fake_models:Fake"}
     assert str(settings.cache_dir(env)) == "/tmp/x" and settings.checkpoints_dir({}) is None
+    assert settings.cache_dir({"XDG_CACHE_HOME": "/tmp/c"}) == Path("/tmp/c/citypath")
+    import platformdirs
+
+    assert settings.cache_dir({}) == Path(platformdirs.user_cache_dir("citypath", appauthor=False))
     assert all(f"`{v}`" in settings.__doc__ for v in settings.VARIABLES)

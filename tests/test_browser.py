@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fake_models import FAKE_FAMILIES, write_checkpoint
+from tests.fake_models import FAKE_FAMILIES, bellman_exact_checkpoint, write_checkpoint
 
 pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parents[1]
@@ -33,6 +33,7 @@ def app_url(tmp_path_factory, small_graph):
     ckpt = tmp_path_factory.mktemp("checkpoints")
     write_checkpoint(ckpt, "demo-refining", "fake-refining", small_graph)
     write_checkpoint(ckpt, "demo-garbage", "fake-garbage", small_graph)
+    bellman_exact_checkpoint(ckpt, small_graph, name="demo-bellman", rounds_per_step=1, max_steps=8)
     env = {"CITYPATH_STATES": "RI,MA", "CITYPATH_CHECKPOINTS": str(ckpt),
            "CITYPATH_MODEL_FAMILIES": ",".join(f"{k}={v}" for k, v in FAKE_FAMILIES.items())}
     with AppServer(env, log_path=tmp_path_factory.mktemp("log") / "streamlit.log") as server:
@@ -142,6 +143,88 @@ def test_app_in_browser(app_url, small_graph):
                 page.wait_for_timeout(1000)
                 assert page.locator("[data-testid=stException]").count() == 0, name
             page.screenshot(path=str(OUTPUT / "dataset-page.png"))
+        finally:
+            browser.close()
+
+
+def _canvas_png(page) -> bytes:
+    return page.locator("canvas").first.screenshot()
+
+
+def test_state_layer_per_step_and_equal_compute_in_browser(app_url):
+    """What the model thinks is drawn on the map at each step; at equal compute, two models show
+    different step counts, both on the map."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1500})
+        try:
+            page.goto(f"{app_url}/?models=demo-bellman,demo-refining&steps=6&source=Worcester%2C+MA"
+                      "&target=Providence%2C+RI", wait_until="networkidle", timeout=90_000)
+            page.wait_for_selector("[data-testid=stMetric]", timeout=90_000)
+            page.get_by_text("Show what the model thinks").click()
+            page.wait_for_selector("text=estimated km to target", timeout=30_000)
+            page.wait_for_timeout(2500)
+            last = _canvas_png(page)
+            for _ in range(5):
+                page.get_by_role("button", name="Back").click()
+                page.wait_for_timeout(700)
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('[data-testid=stSlider]')].some("
+                "s => s.innerText.includes('Showing step') && "
+                "s.querySelector('[data-testid=stSliderThumbValue]').innerText.trim() === '1')", timeout=30_000)
+            page.wait_for_timeout(2500)
+            first = _canvas_png(page)
+            page.screenshot(path=str(OUTPUT / "state-layer-step1.png"))
+            assert first != last                         # the state layer (and route) differ between steps
+            assert "estimated km to target" in page.inner_text("body")
+
+            page.get_by_text("Equal compute").click()
+            page.wait_for_selector("text=Compute budget per query", timeout=30_000)
+            thumb = page.locator("[data-testid=stSlider]", has_text="Compute budget").get_by_role("slider")
+            thumb.focus()
+            for _ in range(3):                             # 100 MFLOPs -> 30 -> 10 -> 3 MFLOPs
+                page.keyboard.press("ArrowLeft")
+                page.wait_for_timeout(300)
+            page.wait_for_selector("text=3 steps fit in 3 MFLOPs", timeout=30_000)
+            page.wait_for_timeout(2000)
+            body = page.inner_text("body")
+            bell = [line for line in body.splitlines() if "demo-bellman" in line and "fit in 3 MFLOPs" in line]
+            assert bell and "3 steps fit" not in bell[0], body
+            assert _canvas_not_blank(page)
+            page.screenshot(path=str(OUTPUT / "equal-compute.png"))
+            assert page.locator("[data-testid=stException]").count() == 0
+        finally:
+            browser.close()
+
+
+@pytest.mark.slow
+def test_test_time_compute_page_leads_with_the_frontier(tmp_path):
+    """The Test-time compute page on the shipped results: the length-vs-FLOPs frontier first, its findings
+    in sentences, valid and exact beside it. Screenshot: test-output/browser/test-time-compute-page.png."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (see the README's test command)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from benchmarks.load_app import AppServer
+
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    with AppServer({}, log_path=tmp_path / "streamlit.log") as server, sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1700})
+        try:
+            page.goto(f"{server.url}/Test-time_compute", wait_until="networkidle", timeout=120_000)
+            page.wait_for_selector("text=Route length against compute per query", timeout=120_000)
+            page.wait_for_function("() => document.querySelectorAll('[data-testid=stVegaLiteChart]').length >= 3",
+                                   timeout=60_000)
+            page.wait_for_timeout(2500)
+            body = page.inner_text("body")
+            assert "the shortest routes come from" in body
+            first_chart = page.locator("[data-testid=stVegaLiteChart]").first.bounding_box()
+            explore = page.get_by_text("Explore any metric").bounding_box()
+            assert first_chart["y"] < explore["y"]          # the frontier leads the page
+            assert page.locator("[data-testid=stException]").count() == 0
+            page.screenshot(path=str(OUTPUT / "test-time-compute-page.png"), full_page=True)
         finally:
             browser.close()
 

@@ -136,7 +136,12 @@ def test_shipped_checkpoint_scores_near_its_card(name, default_graph):
         assert abs(got["valid"] - p) <= 3 * np.sqrt(max(p * (1 - p), 0.02) / n) + 0.02, (k, got["valid"], p)
         if p >= 0.5:   # a mean over a handful of valid paths (the post's RNN: ~0-2 of 40) is noise, not a check
             assert got["length_ratio_mean"] is not None, k
-            assert abs(got["length_ratio_mean"] - want["length_ratio_mean"]) <= 0.05, k
+            # Within noise: 3 standard errors of a mean over the valid paths, the spread of a ratio read off
+            # the card's p95 (heavy-tailed at one step for models that think: the looped transformer's p95
+            # is 1.9), and at least 0.05.
+            spread = max(want["length_ratio_p95"] - 1.0, 0.0) / 1.645
+            tol = max(0.05, 3 * spread / np.sqrt(max(got["n_valid"], 1)))
+            assert abs(got["length_ratio_mean"] - want["length_ratio_mean"]) <= tol, (k, got["length_ratio_mean"], tol)
 
 
 def test_flops_total_is_the_sum_of_the_steps_actually_run(tiny_graph):

@@ -75,3 +75,13 @@ def test_state_layer_colours_known_cities_on_a_fixed_scale(small_graph):
     assert layer.data[4]["c"] == STATE_RAMP[-1].astype(int).tolist()
     assert state_layer(g, np.full(g.n_cities, np.nan), "x", "") is None
     assert (state_colours(np.array([-5.0, 99.0]), 0.0, 40.0) == STATE_RAMP[[0, -1]].astype(int)).all()
+
+
+def test_basemap_tiles_keep_the_offline_outlines(small_graph):
+    g = small_graph
+    ids = lambda deck: [layer.id for layer in deck.layers]  # noqa: E731
+    plain = maplayers.build_deck(g, 0, 5, g.shortest_path(0, 5), [], states="app/static/s.json")
+    tiles = maplayers.build_deck(g, 0, 5, g.shortest_path(0, 5), [], states="app/static/s.json", basemap=True)
+    assert {"state-fill", "state-lines"} <= set(ids(plain))
+    assert "state-lines" in ids(tiles) and "state-fill" not in ids(tiles)     # tiles show through, outlines stay
+    assert tiles.map_provider == "carto" and plain.map_provider is None

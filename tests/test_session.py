@@ -154,3 +154,24 @@ def test_default_comparison_is_the_smallest_model_against_the_largest():
     # Without sizes (unreadable cards), the first few, as listed.
     assert session.default_models(names) == tuple(names[: session.MAX_DEFAULT_MODELS])
     assert session.default_models(["only"], {"only": 10}) == ("only",)
+
+
+def test_links_keep_the_shown_step_speed_and_click_mode(small_graph):
+    g = small_graph
+    state = session.ViewState(3, 9, ("a",), 8, 0, step=3, speed=4.0, click="target")
+    parsed, notices = session.parse_query_params(session.to_query_params(state, g), g, ["a"], max_steps=16)
+    assert parsed == state and notices == []
+    assert session.ViewState(3, 9, ("a",), 8).step == 8                 # no step: the final answer
+
+
+def test_bad_links_say_exactly_what_was_changed(small_graph):
+    g = small_graph
+    params = {"source": g.label(3), "target": g.label(9), "steps": "8", "step": "99", "speed": "3.5", "click": "x"}
+    parsed, notices = session.parse_query_params(params, g, ["a"], max_steps=16)
+    assert (parsed.step, parsed.speed, parsed.click) == (8, 4.0, "alternate")
+    assert "step=99 is outside 1..8; using 8" in notices
+    assert any(n.startswith("speed=3.5 is not one of") and n.endswith("using 4") for n in notices)
+    assert any(n.startswith("click='x' is not one of") for n in notices)
+    parsed, notices = session.parse_query_params({"source": "Nowhere, ZZ", "target": g.label(9)}, g, ["a"],
+                                                 max_steps=16)
+    assert any(n.startswith("showing the default pair") for n in notices)

@@ -28,6 +28,8 @@ FAMILIES = {
     "gnn": "citypath.models.gnn:GNNModel",
     "postrnn": "citypath.models.postrnn:PostRNNModel",
     "bellman": "citypath.models.bellman:BellmanModel",
+    "looped": "citypath.models.looped:LoopedModel",
+    "memory": "citypath.models.memory:MemoryModel",
 }
 
 REPO_CHECKPOINTS = Path(__file__).resolve().parents[2] / "checkpoints"

@@ -124,6 +124,20 @@ class RoutingModel(ABC):
                 best, best_key = path, key
             yield list(best)
 
+    @classmethod
+    def best_so_far_with_compute(cls, g: CityGraph, src: int, dst: int, runs: Iterable[tuple[list[int], float]]
+                                 ) -> Iterator[tuple[list[int], float]]:
+        """`best_so_far` over (path, FLOPs) pairs, lazily: each best path with the FLOPs of its step."""
+        flops: list[float] = []
+
+        def paths():
+            for path, f in runs:
+                flops.append(f)
+                yield path
+
+        for best in cls.best_so_far(g, src, dst, paths()):
+            yield best, flops[-1]
+
     def flops_per_step(self, g: CityGraph, src: int, dst: int) -> float:
         """Estimated floating-point operations of one step on this query (for compute plots)."""
         return float("nan")
@@ -136,6 +150,16 @@ class RoutingModel(ABC):
         """
         steps = check_steps(steps)
         return [self.flops_per_step(g, src, dst)] * steps
+
+    def refine_with_compute(self, g: CityGraph, src: int, dst: int, steps: int = 1, *, seed: int = 0
+                            ) -> Iterator[tuple[list[int], float]]:
+        """`refine`'s paths, each with the FLOPs its step spent (what `step_flops` reports).
+
+        Families that count as they think (a frontier, a corridor, halting) override this so one run
+        gives both; the default pairs `refine` with `step_flops`.
+        """
+        src, dst, steps = self.check_query(g, src, dst, steps)
+        return zip(self.refine(g, src, dst, steps, seed=seed), self.step_flops(g, src, dst, steps))
 
     def path_nll(self, g: CityGraph, path: list[int]) -> float | None:
         """Mean negative log-likelihood per predicted city of `path` (src first, dst last) under the model.

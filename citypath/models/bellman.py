@@ -26,7 +26,8 @@ whose straight-line detour already exceeds the source's current estimate stops s
 The corridor starts at 1.1 x the straight line + 1 radius and grows to the source's
 estimate (or by half when the frontier dies out before reaching the source), so no route
 is cut off. Messages are computed per channel over the frontier's edges (never an all
-edges x d tensor), and `step_flops` counts exactly the edges processed.
+edges x d tensor), and `step_flops` counts exactly the edges processed and the neighbours scored
+while decoding.
 
     >>> m = load_model("bellman-tiny")                       # doctest: +SKIP
     >>> paths = list(m.refine(g, src, dst, steps=24))        # doctest: +SKIP
@@ -156,6 +157,7 @@ class RunState:
     via_km: np.ndarray         # (n,) straight km source -> city -> target
     to_target_km: np.ndarray   # (n,) straight km city -> target
     edges: int = 0             # edges processed so far
+    scored: int = 0            # neighbours scored while decoding, so far
 
 
 class Thinker:
@@ -244,6 +246,7 @@ class Thinker:
             msg = s.h[nb[r_nb]] @ w.A + (wt[lo:hi][r_nb] / g.radius_km)[:, None] * w.a + w.b
             out[r_nb] = (msg @ w.r + w.r0) * g.radius_km
             out[~r_nb] = wt[lo:hi][~r_nb] + s.to_target_km[nb[~r_nb]]
+            s.scored += len(nb)
             return out
 
         return greedy_walk(ip, ix, self.src, self.dst, max_hops, score)
@@ -253,10 +256,11 @@ def max_hops_for(g: CityGraph, src: int, dst: int) -> int:
     return int(8 * g.distance_km(src, dst) / g.radius_km) + 64
 
 
-def flops_of(edges: int, d: int) -> float:
+def flops_of(edges: int, d: int, scored: int = 0) -> float:
     """FLOPs of messages over `edges` edges: per channel an add (A h, once per sender, is small), a multiply-add
-    for the edge term and the min; plus one compare per edge for the corridor test."""
-    return float(edges * (1 + 4 * d))
+    for the edge term and the min; plus one compare per edge for the corridor test; plus 4 per neighbour
+    scored while decoding the path (the read-out of its message and the comparison)."""
+    return float(edges * (1 + 4 * d) + 4 * scored)
 
 
 class BellmanModel(RoutingModel):
@@ -287,16 +291,19 @@ class BellmanModel(RoutingModel):
                 "graph": {"fingerprint": g.fingerprint, "config": asdict(g.config)}}
         return cls(name, card, net)
 
-    def _run(self, g: CityGraph, src: int, dst: int, steps: int) -> Iterator[tuple[Thinker, list[int], int]]:
-        """Per step: the thinker after that step's rounds, its decoded path, and the edges it processed."""
+    def _run(self, g: CityGraph, src: int, dst: int, steps: int) -> Iterator[tuple[Thinker, list[int], float]]:
+        """Per step: the thinker after that step's rounds, its decoded path, and the FLOPs the step spent
+        (edges processed and neighbours scored while decoding)."""
         t = Thinker(self.weights, g, self.config, src, dst)
         cap = max_hops_for(g, src, dst)
+        d = self.config.hidden_dim
         for _ in range(steps):
-            before = t.s.edges
+            before, scored = t.s.edges, t.s.scored
             if src != dst:
                 for _ in range(self.config.rounds_per_step):
                     t.round()
-            yield t, (t.decode(cap) if src != dst else [src]), t.s.edges - before
+            path = t.decode(cap) if src != dst else [src]
+            yield t, path, flops_of(t.s.edges - before, d, t.s.scored - scored)
 
     def refine(self, g: CityGraph, src: int, dst: int, steps: int = 1, *, seed: int = 0) -> Iterator[list[int]]:
         """Yield `steps` paths: at step k, the verifier's best of the paths decoded after steps 1..k.
@@ -308,6 +315,13 @@ class BellmanModel(RoutingModel):
 
     def _refine(self, g: CityGraph, src: int, dst: int, steps: int) -> Iterator[list[int]]:
         yield from self.best_so_far(g, src, dst, (path for _, path, _ in self._run(g, src, dst, steps)))
+
+    def refine_with_compute(self, g: CityGraph, src: int, dst: int, steps: int = 1, *, seed: int = 0
+                            ) -> Iterator[tuple[list[int], float]]:
+        """`refine`'s paths with each step's FLOPs, from one run."""
+        src, dst, steps = self.check_query(g, src, dst, steps)
+        runs = ((path, flops) for _, path, flops in self._run(g, src, dst, steps))
+        return self.best_so_far_with_compute(g, src, dst, runs)
 
     def trace(self, g: CityGraph, src: int, dst: int, steps: int = 1) -> Iterator[list[StateView]]:
         """Per step, what the network holds over cities: its estimated km to the target and the active set."""
@@ -321,8 +335,7 @@ class BellmanModel(RoutingModel):
     def step_flops(self, g: CityGraph, src: int, dst: int, steps: int) -> list[float]:
         """FLOPs of each of `steps` steps on this query, counted over the edges actually processed."""
         src, dst, steps = self.check_query(g, src, dst, steps)
-        d = self.config.hidden_dim
-        return [flops_of(edges, d) for _, _, edges in self._run(g, src, dst, steps)]
+        return [flops for _, _, flops in self._run(g, src, dst, steps)]
 
     def flops_per_step(self, g: CityGraph, src: int, dst: int) -> float:
         """Mean FLOPs of a step over the model's max_steps steps on this query (see `step_flops`)."""

@@ -57,6 +57,7 @@ class SmallGraph:
     dst: np.ndarray        # edge receivers
     w: np.ndarray          # edge length in radii
     ids: np.ndarray | None  # default-graph ids of the nodes (regions) or None (synthetic)
+    xy: np.ndarray | None = None   # synthetic graphs: positions in radii
 
 
 def synthetic_graph(rng: np.random.Generator, gc: GraphsConfig) -> SmallGraph:
@@ -67,7 +68,7 @@ def synthetic_graph(rng: np.random.Generator, gc: GraphsConfig) -> SmallGraph:
     diff = xy[:, None] - xy[None]
     dist = np.sqrt((diff ** 2).sum(-1))
     i, j = np.nonzero((dist <= 1.0) & ~np.eye(n, dtype=bool))
-    return _largest(SmallGraph(n, i, j, np.maximum(dist[i, j], 1e-6), None))
+    return _largest(SmallGraph(n, i, j, np.maximum(dist[i, j], 1e-6), None, xy))
 
 
 def region_graph(g: CityGraph, rng: np.random.Generator, gc: GraphsConfig) -> SmallGraph:
@@ -87,7 +88,7 @@ def _largest(sg: SmallGraph) -> SmallGraph:
     new = np.cumsum(keep) - 1
     e = keep[sg.src] & keep[sg.dst]
     return SmallGraph(int(keep.sum()), new[sg.src[e]], new[sg.dst[e]], sg.w[e],
-                      None if sg.ids is None else sg.ids[keep])
+                      None if sg.ids is None else sg.ids[keep], None if sg.xy is None else sg.xy[keep])
 
 
 def bellman_ford_rounds(sg: SmallGraph, target: int, rounds: int) -> np.ndarray:

@@ -1,0 +1,127 @@
+"""The memory walker: the protocol on a tiny graph (K paths, determinism, M = 0, wiping), what it reads and
+writes, the state view, training on regional sub-graphs, and the shipped checkpoint."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+
+import numpy as np
+import pytest
+import torch
+
+import citypath
+from citypath.evaluate import sample_heldout_pairs
+from citypath.metrics import verifier_key
+from citypath.models import list_models, load_model
+from citypath.models.memory import (
+    MemoryConfig,
+    MemoryModel,
+    count_parameters,
+    empty_memory,
+    full_graph_walks,
+    walk_batch,
+)
+
+
+@pytest.fixture(scope="module")
+def pairs(tiny_graph):
+    s, t = sample_heldout_pairs(tiny_graph, 8, seed=6)
+    return list(zip(s.tolist(), t.tolist()))
+
+
+def test_refine_yields_k_legal_paths_best_so_far_and_is_deterministic(tiny_graph, pairs):
+    g = tiny_graph
+    m = MemoryModel.untrained(g, MemoryConfig(max_steps=4), seed=1)
+    assert m.num_parameters == count_parameters(m.net) <= 50_000
+    for src, dst in pairs[:4]:
+        paths = list(m.refine(g, src, dst, steps=4))
+        assert len(paths) == 4 and all(p[0] == src for p in paths)
+        assert citypath.evaluate_paths(g, paths, [src] * 4, [dst] * 4)["illegal_jumps"].sum() == 0
+        keys = [verifier_key(g, p, src, dst) for p in paths]
+        assert all(b <= a for a, b in zip(keys, keys[1:]))
+        assert paths == list(m.refine(g, src, dst, steps=4))
+    assert list(m.refine(g, 2, 2, steps=3)) == [[2]] * 3
+    with pytest.raises(ValueError):
+        list(m.refine(g, 0, 1, steps=0))
+
+
+def test_each_walk_writes_memory_and_later_walks_read_it(tiny_graph, pairs):
+    g = tiny_graph
+    m = MemoryModel.untrained(g, MemoryConfig(slots=16), seed=2)
+    src, dst = pairs[0]
+    w = full_graph_walks(g, src, dst)
+    mem = empty_memory(1, m.config)
+    with torch.no_grad():
+        first = walk_batch(m.net, w, mem, record_reads=True)
+        assert mem["filled"].sum() == min(len(first.paths[0]) - 1, 16)       # one slot per hop (ring)
+        assert set(mem["city"][0][mem["city"][0] >= 0]) <= set(first.paths[0])
+        keys = mem["k"].clone()
+        second = walk_batch(m.net, w, mem, record_reads=True)
+    assert first.reads == [] or all(r[1].sum() == 0 for r in first.reads[:1])   # walk 1 reads an empty memory
+    assert any(r[1].sum() > 0 for r in second.reads)                             # walk 2 reads walk 1's slots
+    assert not torch.equal(keys, torch.zeros_like(keys))
+
+
+def test_without_memory_every_walk_is_the_same(tiny_graph, pairs):
+    g = tiny_graph
+    m = MemoryModel.untrained(g, MemoryConfig(slots=0, max_steps=3), seed=3)
+    for src, dst in pairs[:3]:
+        walks = [p for p, _, _ in m._run(g, src, dst, 3)]
+        assert walks[0] == walks[1] == walks[2]
+    flops = m.step_flops(g, *pairs[0], 3)
+    assert all(f > 0 for f in flops)
+
+
+def test_wiping_the_memory_makes_the_next_walk_the_first_again(tiny_graph, pairs):
+    g = tiny_graph
+    m = MemoryModel.untrained(g, MemoryConfig(slots=16, wipe_after=2, max_steps=4), seed=4)
+    src, dst = pairs[1]
+    walks = [p for p, _, _ in m._run(g, src, dst, 4)]
+    assert walks[2] == walks[0]                 # walk 3 starts on an empty memory, as walk 1 did
+
+
+def test_state_view_per_step(tiny_graph, pairs):
+    g = tiny_graph
+    m = MemoryModel.untrained(g, MemoryConfig(slots=16), seed=5)
+    src, dst = pairs[2]
+    views = list(m.trace(g, src, dst, steps=3))
+    assert len(views) == 3 and m.has_state_view
+    for step in views:
+        assert [v.name for v in step] == ["memory read attention (summed over the walk)", "cities the memory holds"]
+        assert all(v.values.shape == (g.n_cities,) for v in step)
+    assert views[0][1].values.sum() > 0                  # walk 1 wrote where it went
+    attended = np.flatnonzero(views[1][0].values > 0)
+    held = np.flatnonzero(views[0][1].values + views[1][1].values > 0)
+    assert len(attended) and set(attended) <= set(held)   # attention lands on cities written in memory
+
+
+def test_training_step_learns_through_the_memory(default_graph):
+    from citypath.tasks import memory as tm
+
+    args = types.SimpleNamespace(size="small", set=["queries_per_batch=4", "val_paths=2", "max_passes=2"],
+                                 command_line="test")
+    task, cfg = tm.training_task(default_graph, args)
+    net = task.build_model()
+    batch, _ = task.batch(1, 0, 1)
+    ep = dataclasses.replace(batch["episode"], passes=2)
+    loss, count = net(ep)
+    loss.backward()
+    assert torch.isfinite(loss) and count > 0
+    assert net.key.weight.grad is not None and net.key.weight.grad.abs().sum() > 0     # memory is in the graph
+    assert net.verdict.weight.grad is not None
+
+
+@pytest.mark.parametrize("name", [n for n in list_models() if n.startswith("memory-")])
+def test_shipped_checkpoint_scores_near_its_card(default_graph, name):
+    m = load_model(name, graph=default_graph)
+    card = m.card["metrics"]
+    srcs, dsts = sample_heldout_pairs(default_graph, 20, seed=card["pair_seed"])
+    top = m.max_steps
+    paths = [list(m.refine(default_graph, int(s), int(t), top))[-1] for s, t in zip(srcs, dsts)]
+    df = citypath.evaluate_paths(default_graph, paths, srcs, dsts)
+    want = card["by_steps"][str(top)]
+    assert df["valid"].mean() >= want["valid"] - 0.15
+    if df["valid"].any():
+        assert df.loc[df["valid"], "length_ratio"].mean() <= want["length_ratio_mean"] + 0.03
+    assert m.num_parameters <= 50_000
