@@ -128,6 +128,19 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def decode_at_max_steps(model_class, net: torch.nn.Module, g, max_steps: int, srcs, dsts,
+                        num_parameters: int) -> list[list[int]]:
+    """Each pair's path after `max_steps` steps of `model_class` wrapping the live training module `net`
+    (the curves of families whose answer improves with steps track the full budget); `net` is put
+    back in training mode afterwards."""
+    m = model_class("training", {"num_parameters": num_parameters, "max_steps": max_steps,
+                                 "graph": {"fingerprint": g.fingerprint}}, net)
+    try:
+        return [list(m.refine(g, int(s), int(t), max_steps))[-1] for s, t in zip(srcs, dsts)]
+    finally:
+        net.train()
+
+
 def batch_rng(seed: int, step: int, rank: int = 0) -> np.random.Generator:
     """The random stream of one batch: a pure function of (seed, step, rank), so resuming is exact."""
     return np.random.default_rng([seed, step, rank])

@@ -120,7 +120,7 @@ class WalkOut:
     flops: np.ndarray | None = None                               # (B,) FLOPs of this walk
 
 
-def candidate_features(w: Walks, b_nodes: np.ndarray, cur: np.ndarray, nb: np.ndarray, lens: np.ndarray,
+def candidate_features(w: Walks, cur: np.ndarray, nb: np.ndarray, lens: np.ndarray,
                        qid: np.ndarray) -> np.ndarray:
     """(B, deg, N_CAND) features of neighbour nb of cur for query qid."""
     dt_c, dt_u, ds_u = w.dt[cur][:, None], w.dt[nb], w.ds[nb]
@@ -134,8 +134,7 @@ def candidate_features(w: Walks, b_nodes: np.ndarray, cur: np.ndarray, nb: np.nd
 
 
 def walk_batch(net: MemoryNet, w: Walks, memory: dict, *, expert: np.ndarray | None = None,
-               follow_expert: np.ndarray | None = None, sample: torch.Generator | None = None,
-               record_reads: bool = False) -> WalkOut:
+               follow_expert: np.ndarray | None = None, record_reads: bool = False) -> WalkOut:
     """One walk per query from its source, reading and writing `memory` (updated in place: keys k, values v,
     filled, ptr, city, and the slots written by this walk). Greedy on the model's scores, except where
     `follow_expert[b, hop]` says to take the expert's hop (DAgger mixing in training)."""
@@ -174,7 +173,7 @@ def walk_batch(net: MemoryNet, w: Walks, memory: dict, *, expert: np.ndarray | N
         r_c, _ = net.read(memory["k"], memory["v"], memory["filled"], net.query(torch.cat([pos_c, h], 1)))
         h_new = net.cell(torch.cat([pos_c, r_c], 1), h)
         h = torch.where(torch.from_numpy(alive)[:, None], h_new, h)
-        feats = torch.from_numpy(candidate_features(w, None, cur, nbc, lens, qid)).float()
+        feats = torch.from_numpy(candidate_features(w, cur, nbc, lens, qid)).float()
         r_u, wts = net.read(memory["k"], memory["v"], memory["filled"], net.key(w.pos[torch.from_numpy(nbc)]))
         z = F.gelu(net.cand(torch.cat([feats, r_u], -1)) + net.ctx(h)[:, None, :])
         prior = -torch.from_numpy(lens + w.dt[nbc]).float()
@@ -203,9 +202,6 @@ def walk_batch(net: MemoryNet, w: Walks, memory: dict, *, expert: np.ndarray | N
         if ex is not None:
             ok = has & (w.label_ok[cur] if w.label_ok is not None else True)
             out.targets.append(np.where(ok, ex, -1))
-        if sample is not None:
-            probs = torch.softmax(logits.detach()[torch.from_numpy(np.flatnonzero(has))], dim=1)
-            choice[has] = torch.multinomial(probs, 1, generator=sample)[:, 0].numpy()
         if ex is not None and follow_expert is not None:
             take = follow_expert[:, min(hop, follow_expert.shape[1] - 1)] & has
             choice[take] = ex[take]

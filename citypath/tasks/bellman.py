@@ -22,7 +22,7 @@ from citypath.geo import haversine_km
 from citypath.graph import CityGraph, radius_edges
 from citypath.models.bellman import BellmanConfig, BellmanModel, BellmanNet, count_parameters
 from citypath.split import heldout_mask, sample_pairs
-from citypath.training import batch_rng, config_from_args
+from citypath.training import batch_rng, config_from_args, decode_at_max_steps
 
 
 @dataclass(frozen=True)
@@ -177,12 +177,8 @@ class BellmanTask:
 
     def decode(self, model: BellmanNet, srcs, dsts) -> list[list[int]]:
         """Paths at max_steps on the default graph (the curves track the model's full budget)."""
-        m = BellmanModel("training", {"num_parameters": count_parameters(model), "max_steps": self.config.max_steps,
-                                      "graph": {"fingerprint": self.g.fingerprint}}, model)
-        try:
-            return [list(m.refine(self.g, int(s), int(t), self.config.max_steps))[-1] for s, t in zip(srcs, dsts)]
-        finally:
-            model.train()
+        return decode_at_max_steps(BellmanModel, model, self.g, self.config.max_steps, srcs, dsts,
+                                   count_parameters(model))
 
     def export(self, model: BellmanNet) -> dict[str, torch.Tensor]:
         # float64: a few dozen numbers, and the recurrence must stay exact over a hundred rounds.

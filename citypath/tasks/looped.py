@@ -24,7 +24,7 @@ from citypath.graph import CityGraph
 from citypath.models.looped import LoopedConfig, LoopedModel, LoopedNet, Tokens, count_parameters, make_tokens
 from citypath.split import heldout_mask, is_heldout, sample_pairs
 from citypath.tasks.bellman import SmallGraph, bellman_ford_rounds, region_graph, synthetic_graph
-from citypath.training import batch_rng, config_from_args
+from citypath.training import batch_rng, config_from_args, decode_at_max_steps
 
 
 @dataclass(frozen=True)
@@ -157,12 +157,8 @@ class LoopedTask:
 
     def decode(self, model: LoopedNet, srcs, dsts) -> list[list[int]]:
         """Paths at max_steps on the default graph (the curves track the model's full budget)."""
-        m = LoopedModel("training", {"num_parameters": count_parameters(model), "max_steps": self.config.max_steps,
-                                     "graph": {"fingerprint": self.g.fingerprint}}, model)
-        try:
-            return [list(m.refine(self.g, int(s), int(t), self.config.max_steps))[-1] for s, t in zip(srcs, dsts)]
-        finally:
-            model.train()
+        return decode_at_max_steps(LoopedModel, model, self.g, self.config.max_steps, srcs, dsts,
+                                   count_parameters(model))
 
     def export(self, model: LoopedNet) -> dict[str, torch.Tensor]:
         # float64 for the min head (ten numbers that must stay exact over a hundred rounds), float32 for the rest.

@@ -13,6 +13,7 @@ and a decision at a city whose pair with the target is held out is never supervi
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
@@ -27,7 +28,7 @@ from citypath.models.memory import MemoryConfig, MemoryModel, MemoryNet, Walks, 
 from citypath.split import heldout_mask, sample_pairs
 from citypath.tasks.bellman import GraphsConfig, region_graph
 from citypath.tasks.looped import draw_query
-from citypath.training import batch_rng, config_from_args
+from citypath.training import batch_rng, config_from_args, decode_at_max_steps
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,7 @@ class MemoryTask:
         self.g, self.size, self.config, self.episodes, self.cfg, self.command = g, size, config, episodes, cfg, command
         self.model_config = {**asdict(config), "episodes": asdict(episodes)}
         val_rng = np.random.default_rng([cfg.seed, 2])
-        self._val = [{"episode": episode(g, val_rng, dataclasses_replace(episodes, max_expert_share=0.0), 2)}
+        self._val = [{"episode": episode(g, val_rng, dataclasses.replace(episodes, max_expert_share=0.0), 2)}
                      for _ in range(4)]
         self._val_pairs = sample_pairs(g.n_cities, cfg.val_paths, np.random.default_rng([cfg.seed, 3]), heldout=False)
 
@@ -132,21 +133,11 @@ class MemoryTask:
 
     def decode(self, model: MemoryNet, srcs, dsts) -> list[list[int]]:
         """Paths at max_steps on the default graph (the curves track the model's full budget)."""
-        m = MemoryModel("training", {"num_parameters": count_parameters(model), "max_steps": self.config.max_steps,
-                                     "graph": {"fingerprint": self.g.fingerprint}}, model)
-        try:
-            return [list(m.refine(self.g, int(s), int(t), self.config.max_steps))[-1] for s, t in zip(srcs, dsts)]
-        finally:
-            model.train()
+        return decode_at_max_steps(MemoryModel, model, self.g, self.config.max_steps, srcs, dsts,
+                                   count_parameters(model))
 
     def export(self, model: MemoryNet) -> dict[str, torch.Tensor]:
         return {k: v.detach().float().cpu().clone() for k, v in model.state_dict().items()}
-
-
-def dataclasses_replace(obj, **changes):
-    import dataclasses
-
-    return dataclasses.replace(obj, **changes)
 
 
 def training_task(g: CityGraph, args):
