@@ -36,7 +36,6 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     if args.quick:
         os.environ["CITYPATH_STATES"] = "RI,MA"
-    os.environ["CITYPATH_ANIMATION"] = "off"
     page = Path(args.page) if Path(args.page).is_absolute() else REPO / args.page
 
     t0 = time.perf_counter()

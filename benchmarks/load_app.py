@@ -1,4 +1,4 @@
-"""Load: many concurrent visitors of `streamlit run app.py`, each playing its own route.
+"""Load: many concurrent visitors of `streamlit run app.py`, each opening a link and playing its route.
 
     python -m benchmarks.load_app                       # 20 sessions x 16 steps, default graph + shipped models
     python -m benchmarks.load_app --sessions 4 --steps 8 --states RI,MA --checkpoints DIR
@@ -9,15 +9,19 @@ so each client is what a browser tab is to the server. Every session:
 
 1. opens the app with a link `?source=<id>&target=<id>&models=...&steps=K&seed=0` for a random
    held-out pair of its own,
-2. presses Play, then answers each `auto_rerun` the server asks for (the fragment timer a browser
-   runs), until the animation stops at step K,
-3. checks every frame it receives: the step shown, and for each model the city ids drawn on the
-   map (the `hops-i` layer) must equal that model's path at that step, as computed in this process
-   by the same `citypath.session.compute_replay` the app uses.
+2. reads the player the page sends (the browser-side player's arguments: every step's layers) and
+   checks every frame the browser would play: for each model the city ids drawn on the map at step
+   k (the `hops-i` layer of frame k) must equal that model's path at that step, as computed in this
+   process by the same `citypath.replay.compute_replay` the app uses,
+3. plays it as a browser does (no message to the server per frame) and, when playback stops at step
+   K, sends the one report the player sends (the shown step and speed, for the link): the server's
+   work per session is the open and that one stop, whatever K is.
 
-Reports errors (exception or error elements, wrong or missing paths, timeouts, lost connections)
-and the p50/p95/max time per step (send a rerun -> script finished, server + transport). Prints
-one JSON object; exits 1 on any error. `tests/test_load.py` runs a small count in CI.
+Reports errors (exception or error elements, wrong or missing paths, timeouts, lost connections),
+the time to open a link (send the first rerun -> the last script run of the page finished, the
+page's models computed progressively in between), the time to handle the stop report, and the
+messages each session sent. Prints one JSON object; exits 1 on any error. `tests/test_load.py`
+runs a small count in CI.
 """
 
 from __future__ import annotations
@@ -100,8 +104,10 @@ class Frame:
     """What one script run (whole page or fragment) showed."""
 
     ms: float
-    step: int | None = None                      # "Showing step" value, if the slider was sent
-    drawn: dict[int, list[int]] = field(default_factory=dict)   # model index -> city ids on the map
+    step: int | None = None                      # the step the player is told to show first
+    # step -> model index -> city ids the player draws at that step (every step, sent once)
+    drawn: dict[int, dict[int, list[int]]] = field(default_factory=dict)
+    player_id: str = ""                          # the player's widget id (its reports are sent under it)
     errors: list[str] = field(default_factory=list)
 
 
@@ -117,13 +123,16 @@ class Visitor:
         self.page_hash = ""
         self.widgets: dict[str, str] = {}          # user key -> widget id
         self.values: dict[str, WidgetState] = {}   # widget id -> its current value, sent with every rerun
-        self.auto_rerun: tuple[float, str] | None = None  # (interval s, fragment id) while playing
+        self.auto_rerun: tuple[float, str] | None = None  # (interval s, fragment id) if a fragment timer runs
+        self.sent = 0                                      # messages sent to the server
 
     def close(self) -> None:
         self.ws.close()
 
-    def run(self, *, query: str | None = None, trigger: str | None = None, fragment: str = "") -> Frame:
-        """Send one rerun (optionally clicking the widget with user key `trigger`) and read until it ends."""
+    def run(self, *, query: str | None = None, trigger: str | None = None, fragment: str = "",
+            report: tuple[str, dict] | None = None) -> Frame:
+        """Send one rerun (optionally clicking the widget with user key `trigger`, or with a component's
+        report `(widget id, value)`) and read until the page's last script run ends."""
         if query is not None:
             self.query = query
         bm = BackMsg()
@@ -137,8 +146,13 @@ class Visitor:
         if trigger:
             w = cs.widget_states.widgets.add()
             w.id, w.trigger_value = self.widgets[trigger], True
+        if report:
+            state = WidgetState(id=report[0], json_value=json.dumps(report[1]))
+            self.values[report[0]] = state
+            cs.widget_states.widgets.append(state)
         t0 = time.perf_counter()
         self.ws.send(bm.SerializeToString())
+        self.sent += 1
         frame = Frame(ms=0.0)
         whole_page = not fragment
         while True:
@@ -171,12 +185,13 @@ class Visitor:
             frame.errors.append(f"exception: {el.exception.type}: {el.exception.message[:200]}")
         elif kind == "alert" and el.alert.format == ALERT_ERROR:
             frame.errors.append(f"error shown: {el.alert.body[:200]}")
-        elif kind == "deck_gl_json_chart":
-            spec = json.loads(el.deck_gl_json_chart.json)
-            for layer in spec.get("layers", []):
-                lid = str(layer.get("id", ""))
-                if lid.startswith("hops-"):
-                    frame.drawn[int(lid[5:])] = [int(d["id"]) for d in layer.get("data", [])]
+        elif kind == "component_instance" and el.component_instance.component_name.endswith("citypath_player"):
+            args = json.loads(el.component_instance.json_args)
+            frame.player_id, frame.step = el.component_instance.id, int(args.get("step", 0))
+            frame.drawn = {}
+            for k, layers in enumerate(args.get("frames", []), start=1):
+                frame.drawn[k] = {int(str(layer["id"])[5:]): [int(d["id"]) for d in layer.get("data", [])]
+                                  for layer in layers if str(layer.get("id", "")).startswith("hops-")}
         elif kind in WIDGETS:
             widget = getattr(el, kind)
             key = widget.id.rsplit("-", 1)[-1]
@@ -186,8 +201,6 @@ class Visitor:
                 state = widget_value(kind, widget)
                 if state is not None:
                     self.values[widget.id] = state
-            if kind == "slider" and key == "step":
-                frame.step = int(self.values[widget.id].double_array_value.data[0])
 
 
 WIDGETS = ("button", "slider", "selectbox", "multiselect", "number_input", "checkbox", "radio", "download_button")
@@ -224,14 +237,15 @@ def widget_value(kind: str, w) -> WidgetState | None:
 class SessionResult:
     source: int
     target: int
-    frames: list[Frame]
-    steps_seen: list[int]
+    frames: list[Frame]          # [the opened page, the page after the stop report]
+    steps_seen: list[int]        # the steps checked (each frame of the browser's playback)
     errors: list[str]
+    messages: int = 0            # messages this session sent to the server
 
 
 def play_session(base_url: str, source: int, target: int, models: list[str], steps: int,
-                 expected: dict[str, list[list[int]]], timeout: float = 120.0) -> SessionResult:
-    """One visitor: open a link to (source, target), press Play, follow the timer to the last step."""
+                 expected: dict[str, list[list[int]]], timeout: float = 120.0, speed: float = 16.0) -> SessionResult:
+    """One visitor: open a link to (source, target), play every step in the browser, report the stop."""
     frames: list[Frame] = []
     errors: list[str] = []
     seen: list[int] = []
@@ -244,31 +258,29 @@ def play_session(base_url: str, source: int, target: int, models: list[str], ste
     try:
         first = v.run(query=query)
         frames.append(first)
-        frame = v.run(trigger="play_button")
-        frames.append(frame)
-        for _ in range(4 * steps):       # a bound, in case the animation never stops
-            if frame.step is not None:
-                seen.append(frame.step)
-                for i, name in enumerate(models):
-                    want = expected[name][frame.step - 1]
-                    got = frame.drawn.get(i)
-                    if got != want:
-                        errors.append(f"step {frame.step}, {name}: drew {str(got)[:60]} not {str(want)[:60]}")
-            if v.auto_rerun is None:
-                break
-            interval, fragment = v.auto_rerun
-            time.sleep(interval)
-            frame = v.run(fragment=fragment)
-            frames.append(frame)
+        if not first.player_id:
+            errors.append("the page sent no player")
+        for k in sorted(first.drawn):          # the browser plays these with no server round trip
+            seen.append(k)
+            for i, name in enumerate(models):
+                want, got = expected[name][k - 1], first.drawn[k].get(i)
+                if got != want:
+                    errors.append(f"step {k}, {name}: drew {str(got)[:60]} not {str(want)[:60]}")
+        time.sleep(steps / speed)              # the playback's own time, in the browser
+        if first.player_id:
+            report = {"step": steps, "speed": speed, "seq": time.time_ns() // 1000}
+            frames.append(v.run(report=(first.player_id, report)))
+            if frames[-1].step != steps:
+                errors.append(f"after the stop report the player shows step {frames[-1].step}, not {steps}")
     except Exception as e:
         errors.append(f"{type(e).__name__}: {e}")
     finally:
         v.close()
     for f in frames:
         errors.extend(f.errors)
-    if seen[-1:] != [steps] or sorted(set(seen)) != list(range(1, steps + 1)):
-        errors.append(f"the animation showed steps {seen}, not 1..{steps}")
-    return SessionResult(source, target, frames, seen, errors)
+    if seen != list(range(1, steps + 1)):
+        errors.append(f"the player holds steps {seen}, not 1..{steps}")
+    return SessionResult(source, target, frames, seen, errors, v.sent)
 
 
 _LOADED: dict[tuple, tuple] = {}
@@ -294,7 +306,7 @@ def app_graph_and_models(env: dict[str, str]):
 def expected_paths(models: list[str], pairs: list[tuple[int, int]], steps: int, env: dict[str, str]
                    ) -> dict[tuple[int, int], dict[str, list[list[int]]]]:
     """Every model's K paths for every pair, computed here as the app computes them."""
-    from citypath.session import compute_replay
+    from citypath.replay import compute_replay
 
     g, mset = app_graph_and_models(env)
     missing = {m: mset.failures.get(m, "not found") for m in models if m not in mset.models}
@@ -341,7 +353,7 @@ def run_load(sessions: int = 20, steps: int = 16, *, env: dict[str, str] | None 
     else:
         with AppServer(env) as server:
             results, wall = go(server.url)
-    step_ms = [f.ms for r in results for f in r.frames[2:]]      # the timer's fragment reruns
+    stop_ms = [r.frames[1].ms for r in results if len(r.frames) > 1]     # the one report of a stop
     open_ms = [r.frames[0].ms for r in results if r.frames]
     errors = [f"session {i} ({r.source}->{r.target}): {e}" for i, r in enumerate(results) for e in r.errors]
     q = (lambda xs, p: float(np.percentile(xs, p)) if xs else float("nan"))
@@ -350,11 +362,11 @@ def run_load(sessions: int = 20, steps: int = 16, *, env: dict[str, str] | None 
         "graph": env.get("CITYPATH_STATES", os.environ.get("CITYPATH_STATES", "")) or "default",
         "errors": errors, "sessions_ok": sum(not r.errors for r in results),
         "frames_checked": sum(len(r.steps_seen) for r in results),
-        "step_ms_p50": round(q(step_ms, 50), 1), "step_ms_p95": round(q(step_ms, 95), 1),
-        "step_ms_max": round(max(step_ms), 1) if step_ms else None,
+        "messages_per_session": max((r.messages for r in results), default=0),
         "open_ms_p50": round(q(open_ms, 50), 1), "open_ms_max": round(max(open_ms), 1) if open_ms else None,
+        "stop_ms_p50": round(q(stop_ms, 50), 1), "stop_ms_max": round(max(stop_ms), 1) if stop_ms else None,
         "wall_s": round(wall, 1), "load_average": round(os.getloadavg()[0], 2),
-        "mean_step_ms": round(statistics.fmean(step_ms), 1) if step_ms else None,
+        "mean_open_ms": round(statistics.fmean(open_ms), 1) if open_ms else None,
     }
 
 

@@ -7,7 +7,7 @@ import json
 import sys
 import time
 
-from citypath.graph import DEFAULT_MIN_POPULATION, DEFAULT_RADIUS_KM, CityNotFound, _normalise, load_graph
+from citypath.graph import DEFAULT_MIN_POPULATION, DEFAULT_RADIUS_KM, CityNotFound, load_graph, normalise_label
 
 
 def _graph_args(p: argparse.ArgumentParser) -> None:
@@ -29,8 +29,8 @@ def cmd_cities(args) -> int:
     if args.state:
         table = table[table["state"] == args.state.upper()]
     if args.query:
-        key = _normalise(args.query)
-        table = table[table["label"].map(_normalise).str.contains(key, regex=False)]
+        key = normalise_label(args.query)
+        table = table[table["label"].map(normalise_label).str.contains(key, regex=False)]
     if table.empty:
         print(f"no city matches {args.query!r}" + (f" in {args.state}" if args.state else ""), file=sys.stderr)
         return 1
@@ -81,7 +81,7 @@ def _route_models(args, g, src: int, dst: int) -> int:
     from citypath import export
     from citypath.cache import write_atomic
     from citypath.models import ModelError, load_model
-    from citypath.session import compute_replay
+    from citypath.replay import compute_replay
 
     runs = []
     for name in args.model or []:

@@ -28,7 +28,7 @@ from citypath.basemap import rings_in_box
 from citypath.graph import CityGraph
 from citypath.maplayers import ILLEGAL_RGB, OPTIMAL_RGB, illegal_segments, model_rgb, rgb_hex
 from citypath.metrics import as_ids, evaluate_paths
-from citypath.session import clean_path
+from citypath.replay import clean_path
 
 PNG_DPI = 200
 GIF_DPI = 90

@@ -80,7 +80,7 @@ class GraphConfig:
         object.__setattr__(self, "min_population", int(self.min_population))
 
 
-def _normalise(text: str) -> str:
+def normalise_label(text: str) -> str:
     """Lower-case, accents and punctuation dropped, spaces collapsed: 'Cañon City, CO' -> 'canon city co'."""
     text = unicodedata.normalize("NFKD", text)
     text = "".join(ch for ch in text if not unicodedata.combining(ch)).lower()
@@ -151,7 +151,7 @@ class CityGraph:
     # -- finding cities ---------------------------------------------------------------
     @cached_property
     def _normalised_labels(self) -> np.ndarray:
-        return np.array([_normalise(s) for s in self.cities["label"]], dtype=object)
+        return np.array([normalise_label(s) for s in self.cities["label"]], dtype=object)
 
     @cached_property
     def _label_index(self) -> dict[str, int]:
@@ -173,7 +173,7 @@ class CityGraph:
             raise CityNotFound(f"a city name must be a string like 'Boston, MA', not {type(query).__name__}", query)
         if query in self._label_index:
             return self._label_index[query]
-        key = _normalise(query[:MAX_QUERY_CHARS])
+        key = normalise_label(query[:MAX_QUERY_CHARS])
         if not key:
             raise CityNotFound(f"{query!r:.40} has no letters or digits to look up; type a name like 'Boston, MA'",
                                query)
@@ -200,7 +200,7 @@ class CityGraph:
 
     @cached_property
     def _normalised_outside_labels(self) -> pd.Series:
-        return self.outside["label"].map(_normalise)
+        return self.outside["label"].map(normalise_label)
 
     def _raise_if_outside(self, query: str, key: str) -> None:
         if self.outside.empty:

@@ -158,21 +158,26 @@ def illegal_segments(g: CityGraph, path: Sequence) -> list[tuple[int, int, float
     return [(int(x), int(y), float(d)) for x, y, d in zip(a[drawn], b[drawn], km[drawn])]
 
 
-def path_layers(g: CityGraph, optimal: Sequence[int], runs: Sequence[MapRun]) -> list[pdk.Layer]:
-    """Ghosts, the optimal path, the models' paths with their hops, illegal jumps: one frame's layers."""
+def optimal_layers(g: CityGraph, optimal: Sequence[int]) -> list[pdk.Layer]:
+    """The optimal (Dijkstra) path, wide and green, under the models' routes (none for fewer than 2 cities)."""
+    opt = np.asarray(optimal, dtype=np.int64)
+    if len(opt) < 2:
+        return []
+    return [pdk.Layer(
+        "PathLayer", [{"path": _coords(g, opt), "tip": f"optimal (Dijkstra): {len(opt) - 1} hops, "
+                                                        f"{g.path_length_km(opt):,.0f} km"}],
+        id="optimal", get_path="path", get_color=[*OPTIMAL_RGB, 150], get_width=9, width_units=PIXELS,
+        pickable=True, joint_rounded=True, cap_rounded=True)]
+
+
+def route_layers(g: CityGraph, runs: Sequence[MapRun]) -> list[pdk.Layer]:
+    """One frame's routes: ghosts of the previous step, each model's path with its hops, illegal jumps."""
     layers = []
     ghosts = [{"path": _coords(g, _known(g, r.previous)), "tip": f"{r.name}, step {r.step - 1}",
                "color": [*r.rgb, 70]} for r in runs if r.previous is not None and len(_known(g, r.previous)) > 1]
     if ghosts:
         layers.append(pdk.Layer("PathLayer", ghosts, id="ghosts", get_path="path", get_color="color", get_width=3,
                                 width_units=PIXELS, width_min_pixels=2, pickable=True, joint_rounded=True))
-    opt = np.asarray(optimal, dtype=np.int64)
-    if len(opt) > 1:
-        layers.append(pdk.Layer(
-            "PathLayer", [{"path": _coords(g, opt), "tip": f"optimal (Dijkstra): {len(opt) - 1} hops, "
-                                                            f"{g.path_length_km(opt):,.0f} km"}],
-            id="optimal", get_path="path", get_color=[*OPTIMAL_RGB, 150], get_width=9, width_units=PIXELS,
-            pickable=True, joint_rounded=True, cap_rounded=True))
     for i, r in enumerate(runs):
         known = _known(g, r.path)
         if len(known) > 1:
@@ -272,6 +277,27 @@ def view_for_pair(g: CityGraph, src: int, dst: int, optimal: Sequence[int] = ())
     return fit_view(g.lon[ids], g.lat[ids])
 
 
+def static_layers(g: CityGraph, src: int, dst: int, optimal: Sequence[int], *,
+                  cities: str | list[dict] | None = None, states: str | list[dict] | None = None,
+                  basemap: bool = False, extra: Sequence[pdk.Layer] = ()) -> tuple[list[pdk.Layer], list[pdk.Layer]]:
+    """What does not change from step to step: (layers under the routes, layers over them).
+
+    Under: state fills (not over basemap tiles) and outlines, every city, `extra`, the optimal path.
+    Over: the two endpoints and their labels.
+    """
+    layers = state_layers(states)[1:] if basemap else state_layers(states)
+    if cities is not None:
+        layers.append(cities_layer(cities))
+    layers += list(extra)                     # e.g. a model's per-city state, under the routes
+    layers += optimal_layers(g, optimal)
+    return layers, [endpoint_layer(g, src, dst), label_layer(g, src, dst)]
+
+
+def layers_json(layers: Sequence[pdk.Layer]) -> list[dict]:
+    """pydeck layers as the JSON deck.gl's JSON converter reads (pydeck's own serialisation)."""
+    return json.loads(CompactDeck(layers=list(layers)).to_json())["layers"]
+
+
 def build_deck(g: CityGraph, src: int, dst: int, optimal: Sequence[int], runs: Sequence[MapRun], *,
                cities: str | list[dict] | None = None, states: str | list[dict] | None = None,
                view: pdk.ViewState | None = None, basemap: bool = False,
@@ -283,12 +309,8 @@ def build_deck(g: CityGraph, src: int, dst: int, optimal: Sequence[int], runs: S
     (needs internet) under the state outlines, which stay (without their fill) so the map still reads
     when the tiles cannot load. `extra` layers go between the cities and the routes.
     """
-    layers = state_layers(states)[1:] if basemap else state_layers(states)
-    if cities is not None:
-        layers.append(cities_layer(cities))
-    layers += list(extra)                     # e.g. a model's per-city state, under the routes
-    layers += path_layers(g, optimal, runs)
-    layers += [endpoint_layer(g, src, dst), label_layer(g, src, dst)]
+    bottom, top = static_layers(g, src, dst, optimal, cities=cities, states=states, basemap=basemap, extra=extra)
+    layers = bottom + route_layers(g, runs) + top
     return CompactDeck(layers=layers, initial_view_state=view or view_for_pair(g, src, dst, optimal),
                     map_provider="carto" if basemap else None, map_style="light" if basemap else OFFLINE_STYLE,
                     tooltip=TOOLTIP)

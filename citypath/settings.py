@@ -7,7 +7,6 @@
 - `CITYPATH_STATES`: the app's and benchmarks' graph, comma-separated state codes, e.g. `RI,MA`
   (default: the contiguous US).
 - `CITYPATH_RADIUS_KM`: the app's and benchmarks' graph radius (default 90).
-- `CITYPATH_ANIMATION`: `off` turns the app's auto-play timer off (tests).
 - `CITYPATH_MODEL_FAMILIES`: extra model families `family=module:Class,...` (test-only families in a
   subprocess app).
 - `CITYPATH_DEVICE`: `cpu` keeps distributed training off the GPUs.
@@ -22,7 +21,7 @@ from pathlib import Path
 import platformdirs
 
 VARIABLES = ("CITYPATH_CACHE_DIR", "CITYPATH_CHECKPOINTS", "CITYPATH_STATES", "CITYPATH_RADIUS_KM",
-             "CITYPATH_ANIMATION", "CITYPATH_MODEL_FAMILIES", "CITYPATH_DEVICE")
+             "CITYPATH_MODEL_FAMILIES", "CITYPATH_DEVICE")
 
 
 def _env(env: Mapping[str, str] | None) -> Mapping[str, str]:
@@ -53,10 +52,6 @@ def graph_states(env: Mapping[str, str] | None = None) -> tuple[str, ...] | None
 def graph_radius_km(env: Mapping[str, str] | None = None) -> float | None:
     radius = _env(env).get("CITYPATH_RADIUS_KM", "").strip()
     return float(radius) if radius else None
-
-
-def animation_enabled(env: Mapping[str, str] | None = None) -> bool:
-    return _env(env).get("CITYPATH_ANIMATION", "on").lower() not in {"0", "off", "false", "no"}
 
 
 def extra_model_families(env: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -7,7 +7,6 @@ environment so tests and demos can run the app on a small graph:
     CITYPATH_STATES=RI,MA        graph of those states only (default: contiguous US)
     CITYPATH_RADIUS_KM=90        connection radius
     CITYPATH_CHECKPOINTS=dir     where checkpoints are listed from (default: checkpoints/)
-    CITYPATH_ANIMATION=off       Play advances one step per click instead of on a timer (tests)
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import streamlit as st
 
-from citypath import session, settings
+from citypath import session
 from citypath.graph import CityGraph, graph_kwargs_from_env, load_graph
 from citypath.maplayers import cities_records, write_static_json
 from citypath.models import CheckpointError, checkpoints_dir
@@ -33,18 +32,15 @@ STATIC_DIR = REPO / "static"  # served by Streamlit at app/static/ (server.enabl
 
 # Session-state keys; the widget keys double as the names tests set.
 K_SRC, K_DST, K_MODELS, K_STEPS, K_SEED = "source", "target", "models", "steps", "seed"
-K_STEP, K_PLAY, K_SPEED, K_CLICK, K_NEXT = "step", "playing", "speed", "click_mode", "click_next"
-K_VIEW, K_NOTICES, K_MAP, K_FULL_RERUN, K_BASEMAP = "_view", "_notices", "map", "_full_rerun", "basemap"
+K_STEP, K_SPEED, K_CLICK, K_NEXT = "step", "speed", "click_mode", "click_next"
+K_VIEW, K_NOTICES, K_BASEMAP = "_view", "_notices", "basemap"
+K_PLAYER, K_PLAYER_SEQ = "player", "_player_seq"     # the player component's last report, and the last one handled
 K_THINK = "show_state"
 K_EQUAL, K_BUDGET = "equal_compute", "budget"
 SPEEDS = session.SPEEDS
 
 
 # -- configuration and cached resources ---------------------------------------------------
-
-def animation_enabled() -> bool:
-    return settings.animation_enabled()
-
 
 @st.cache_resource(show_spinner="Loading the city graph (the first run ever builds it: about a minute)…")
 def graph() -> CityGraph:
@@ -102,8 +98,16 @@ def _models(_g: CityGraph, fingerprint: str, stamp: tuple) -> ModelSet:
     torch.set_num_threads(1)
     session.register_families_from_env()
     ms = session.load_models(_g)
-    _LOADED.add((fingerprint, stamp))
+    _MODELSETS[(fingerprint, stamp)] = ms
     return ms
+
+
+_MODELSETS: dict[tuple, ModelSet] = {}
+
+
+def models_if_loaded(g: CityGraph) -> ModelSet | None:
+    """The loaded models if this process has them already (nothing is loaded here), else None."""
+    return _MODELSETS.get((g.fingerprint, _checkpoint_stamp()))
 
 
 def models(g: CityGraph) -> ModelSet:
@@ -111,18 +115,9 @@ def models(g: CityGraph) -> ModelSet:
     return _models(g, g.fingerprint, _checkpoint_stamp())
 
 
-# Process-wide memory of what is computed already, so the page knows whether a first paint
-# (map and optimal path, before models load and run) is worth sending.
-_LOADED: set[tuple] = set()
+# Process-wide memory of which replays are computed already, so the page knows which models'
+# routes it can draw at once and which ones it still has to run (progressively, one per run).
 _REPLAYED: set[tuple] = set()
-
-
-def ready(g: CityGraph, view: ViewState) -> bool:
-    """True if the models are loaded and every replay of `view` is cached in this process."""
-    if (g.fingerprint, _checkpoint_stamp()) not in _LOADED:
-        return False
-    return all((name, g.fingerprint, view.source, view.target, view.steps, view.seed) in _REPLAYED
-               for name in view.models)
 
 
 @st.cache_data(show_spinner=False)
@@ -214,12 +209,11 @@ def init_state(g: CityGraph, cat: Catalog) -> None:
         ss[K_STEP] = view.shown_step
         ss[K_SPEED] = view.speed
         ss[K_CLICK] = view.click
-        ss[K_PLAY] = False
     view = ss[K_VIEW]
     # Streamlit forgets a widget's value when its page is not shown; put them back from the view.
     defaults = {K_SRC: g.label(view.source), K_DST: g.label(view.target), K_MODELS: list(view.models),
                 K_STEPS: view.steps, K_SEED: view.seed, K_SPEED: view.speed, K_CLICK: view.click,
-                K_NEXT: "source", K_STEP: view.shown_step, K_PLAY: False, K_BASEMAP: False, K_THINK: False,
+                K_NEXT: "source", K_STEP: view.shown_step, K_BASEMAP: False, K_THINK: False,
                 K_EQUAL: False, K_BUDGET: 1e8}
     for key, value in defaults.items():
         if key not in ss:
@@ -259,7 +253,6 @@ def on_route_change() -> None:
     """A new question (pair, models, steps, seed): show its final answer, paused; a bad link's notice goes."""
     ss = st.session_state
     ss[K_STEP] = ss[K_STEPS]
-    ss[K_PLAY] = False
     ss[K_NOTICES] = []
 
 
@@ -307,57 +300,89 @@ def on_steps_change() -> None:
     on_route_change()
 
 
-def map_key() -> str:
-    """The map's widget key; it changes after each handled click, which clears Streamlit's selection
-    (a kept selection greys out every other object on the map)."""
-    return f"{K_MAP}-{st.session_state.get('_map_epoch', 0)}"
+def handle_player_event(g: CityGraph) -> None:
+    """Apply what the player reported since the last run: the step it stopped at and its speed, or a
+    click on a city (which sets an end of the route, see the click rule).
 
+    Called before the widgets are drawn, so that a click can still change the route's pickers.
+    Reports already handled, malformed ones and cities outside the graph change nothing.
+    """
+    from citypath import player
 
-def on_map_select(g: CityGraph, key: str) -> None:
-    """A click on the map: the picked city becomes the source or target (see the click rule)."""
     ss = st.session_state
-    event = ss.get(key) or {}
-    city = session.city_from_selection(event.get("selection") if isinstance(event, dict) else
-                                       getattr(event, "selection", None), g.n_cities)
-    if city is None:
+    event = player.read_event(ss.get(K_PLAYER), int(ss.get(K_PLAYER_SEQ, 0)))
+    if event is None:
         return
-    idx = label_index(g, g.fingerprint)
-    src, dst = idx.get(ss[K_SRC], 0), idx.get(ss[K_DST], 0)
-    src, dst, ss[K_NEXT] = session.apply_click(src, dst, city, ss[K_CLICK], ss[K_NEXT])
-    ss[K_SRC], ss[K_DST] = g.label(src), g.label(dst)
-    on_route_change()
-    ss["_map_epoch"] = ss.get("_map_epoch", 0) + 1
-    ss[K_FULL_RERUN] = True  # the map lives in a fragment; the new route needs the whole page
+    ss[K_PLAYER_SEQ] = event["seq"]
+    if "click" in event:
+        city = event["click"]
+        if not 0 <= city < g.n_cities:
+            return
+        idx = label_index(g, g.fingerprint)
+        src, dst = idx.get(ss[K_SRC], 0), idx.get(ss[K_DST], 0)
+        src, dst, ss[K_NEXT] = session.apply_click(src, dst, city, ss[K_CLICK], ss[K_NEXT])
+        ss[K_SRC], ss[K_DST] = g.label(src), g.label(dst)
+        on_route_change()
+        return
+    ss[K_STEP] = int(min(max(event["step"], 1), int(ss[K_STEPS])))
+    if event["speed"] in SPEEDS:
+        ss[K_SPEED] = event["speed"]
 
 
-# -- playback ---------------------------------------------------------------------------------
+@st.cache_data(max_entries=256, show_spinner=False)
+def _payload(_g: CityGraph, _optimal, _replays: dict, _thinking, key: tuple, fingerprint: str, source: int,
+             target: int, steps: int, seed: int, step: int, speed: float, pending: tuple, colours: tuple,
+             titles: tuple, urls: tuple, basemap: bool, limits: tuple | None, notes: tuple, budget: float) -> dict:
+    from citypath import player
 
-def on_play() -> None:
+    thinking_frames, legend_tail = [], []
+    if _thinking is not None and _thinking.views:
+        for k in range(1, steps + 1):
+            layers, legend = thinking_layers(_g, _thinking, k)
+            thinking_frames.append(layers)
+            legend_tail = legend or legend_tail
+    urls_d = dict(urls)
+    return player.comparison(
+        _g, source, target, _optimal, _replays, dict(colours), dict(titles), steps=steps, seed=seed, step=step,
+        speed=speed, limits=dict(limits) if limits is not None else None, notes_by_model=dict(notes),
+        cities=urls_d.get("cities") or city_records(_g, fingerprint), states=urls_d.get("states"),
+        basemap=basemap, thinking_frames=thinking_frames, legend_tail=legend_tail, pending=pending,
+        notes=[f"Equal compute: {session.human_flops(budget)} per query. Each model shows the most refinement "
+               "steps that fit in the budget (its own FLOPs count); turn Equal compute off in the sidebar to "
+               "play steps."] if limits is not None else [],
+        speeds=SPEEDS, mode=f"equal-{limits is not None}")
+
+
+def player_payload(g: CityGraph, view: ViewState, optimal, replays: dict[str, Replay], pending: list[str],
+                   colours: dict, titles: dict, urls: dict | None, thinking, budget: dict) -> dict:
+    """The player's arguments for this view (see `citypath.player.comparison`), built once per question and
+    what is computed of it: a rerun that changes nothing sends the same payload without rebuilding it."""
     ss = st.session_state
-    if ss[K_PLAY]:
-        ss[K_PLAY] = False
-    else:
-        if ss.get(K_STEP, 1) >= ss[K_STEPS]:
-            ss[K_STEP] = 0  # replay from the start; the first frame advances to step 1
-        ss[K_PLAY] = True
+    equal = bool(budget) or bool(ss.get(K_EQUAL))
+    limits = tuple((n, b.step) for n, b in budget.items()) if equal else None
+    notes = tuple((n, b.text) for n, b in budget.items()) if equal else ()
+    key = tuple((n, r.steps, r.seed, len(r.paths)) for n, r in replays.items())
+    think_key = (thinking.model, len(thinking.views)) if thinking is not None else None
+    step = int(min(max(int(ss.get(K_STEP) or view.steps), 1), view.steps))
+    return _payload(g, tuple(optimal), replays, thinking, (key, think_key), g.fingerprint, view.source,
+                    view.target, view.steps, view.seed, step, float(ss.get(K_SPEED, 1.0)), tuple(pending),
+                    tuple((n, tuple(c)) for n, c in colours.items()), tuple(titles.items()),
+                    tuple((urls or {}).items()), bool(ss.get(K_BASEMAP)), limits, notes, float(ss.get(K_BUDGET, 0)))
 
 
-def on_step(delta: int) -> None:
-    ss = st.session_state
-    ss[K_PLAY] = False
-    ss[K_STEP] = int(min(max(ss.get(K_STEP, 1) + delta, 1), ss[K_STEPS]))
+def replays_so_far(mset: ModelSet | None, g: CityGraph, view: ViewState) -> tuple[dict[str, Replay], list[str]]:
+    """The view's replays computed already in this process, and the models still to compute (in order).
 
-
-def advance(steps: int) -> bool:
-    """Move playback one step on; returns False (and stops) once the last step is shown."""
-    ss = st.session_state
-    nxt = int(ss.get(K_STEP, 0)) + 1
-    if nxt >= steps:
-        ss[K_STEP] = steps
-        ss[K_PLAY] = False
-        return False
-    ss[K_STEP] = nxt
-    return True
+    With `mset` None (models not loaded yet) every model is still to compute.
+    """
+    done, pending = {}, []
+    for name in view.models:
+        key = (name, g.fingerprint, view.source, view.target, view.steps, view.seed)
+        if mset is not None and name in mset.models and key in _REPLAYED:
+            done[name] = replay(mset, g, name, view)
+        elif mset is None or name in mset.models:
+            pending.append(name)
+    return done, pending
 
 
 def exporter(ext: str, g: CityGraph, view: ViewState, replays: dict[str, Replay], steps: dict[str, int],

@@ -23,6 +23,7 @@ FAKE_FAMILIES = {
     "fake-refining": "tests.fake_models:RefiningFake",
     "fake-garbage": "tests.fake_models:GarbageFake",
     "fake-crashing": "tests.fake_models:CrashingFake",
+    "fake-slow": "tests.fake_models:SlowFake",
 }
 
 
@@ -52,6 +53,19 @@ class RefiningFake(_Fake):
                     path[int(i)] = int(rng.integers(0, g.n_cities))
             noisy = path
             yield noisy
+
+
+class SlowFake(RefiningFake):
+    """The refining fake, thinking 0.4 s a step: long enough to see the page paint before its route."""
+
+    family = "fake-slow"
+
+    def refine(self, g, src, dst, steps=1, *, seed=0):
+        import time
+
+        for path in super().refine(g, src, dst, steps, seed=seed):
+            time.sleep(0.4)
+            yield path
 
 
 class GarbageFake(_Fake):
@@ -94,7 +108,6 @@ def use_fake_app(monkeypatch, ckpt: Path) -> Path:
 
     monkeypatch.setenv("CITYPATH_STATES", "RI,MA")
     monkeypatch.setenv("CITYPATH_CHECKPOINTS", str(ckpt))
-    monkeypatch.setenv("CITYPATH_ANIMATION", "off")
     for family, target in FAKE_FAMILIES.items():
         monkeypatch.setitem(FAMILIES, family, target)
     return ckpt

@@ -1,12 +1,15 @@
 """The Streamlit app through `streamlit.testing.v1.AppTest`: every flow runs without an exception.
 
 The app runs on the RI+MA graph with test-only models (tests/fake_models.py) registered for
-the session, and with CITYPATH_ANIMATION=off so Play advances one step per run, not on a timer.
+the session. Playback runs in the browser (tests/test_browser.py); here the player's arguments are
+read from the page and its reports (a stop at a step, a speed, a click on a city) are set the way
+the component sets them, in session state under its key.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -43,14 +46,33 @@ def no_exceptions(at: AppTest) -> None:
     assert not at.exception, [e.message for e in at.exception]
 
 
-def deck_spec(at: AppTest) -> dict:
-    decks = at.get("deck_gl_json_chart")
-    assert decks, "no map on the page"
-    return json.loads(decks[0].proto.json)
+def player_args(at: AppTest) -> dict:
+    players = at.get("component_instance")
+    assert players, "no player on the page"
+    return json.loads(players[0].proto.json_args)
 
 
-def layer_ids(at: AppTest) -> list[str]:
-    return [layer["id"] for layer in deck_spec(at)["layers"]]
+def layers(at: AppTest, step: int | None = None) -> list[dict]:
+    """The map's layers at `step` (default: the step the player shows first): static + that step's routes."""
+    args = player_args(at)
+    frames = args["frames"]
+    frame = frames[min(step or args["step"], len(frames)) - 1] if frames else []
+    return args["static"]["bottom"] + frame + args["static"]["top"]
+
+
+def layer_ids(at: AppTest, step: int | None = None) -> list[str]:
+    return [layer["id"] for layer in layers(at, step)]
+
+
+def report(at: AppTest, **event) -> AppTest:
+    """What the player sends when it stops at a step, changes speed or a city is clicked."""
+    at.session_state["player"] = {"seq": time.time_ns() // 1000, "speed": 1.0, "step": 1, **event}
+    return at.run()
+
+
+def cards(at: AppTest, model: int = 0, step: int | None = None) -> list[dict]:
+    m = player_args(at)["models"][model]
+    return m["cards"][min(step or player_args(at)["step"], len(m["cards"])) - 1]
 
 
 def test_default_page_draws_both_paths(app_env):
@@ -58,10 +80,10 @@ def test_default_page_draws_both_paths(app_env):
     no_exceptions(at)
     ids = layer_ids(at)
     assert "optimal" in ids and "model-0" in ids and "endpoints" in ids and "cities" in ids
-    assert "state-lines" in ids  # offline outlines, no tiles
-    assert deck_spec(at).get("mapProvider") in (None, "")
+    assert "state-lines" in ids and not player_args(at)["basemap"]  # offline outlines, no tiles
     assert len(at.get("download_button")) == 4
-    assert [m.label for m in at.metric][:3] == ["Valid", "Illegal jumps", "Reaches target"]
+    labels = [c["label"] for c in cards(at)]
+    assert labels[:3] == ["Valid", "Illegal jumps", "Reaches target"] and labels[-1] == "Compute so far"
     assert at.query_params["models"] == "demo-refining"
 
 
@@ -91,36 +113,35 @@ def test_choosing_cities_updates_map_and_url(app_env):
 
 def test_steps_slider_playback_and_models(app_env):
     at = run_app({"models": "demo-refining", "steps": "4"})
-    assert at.session_state["step"] == 4
+    assert at.session_state["step"] == 4 and player_args(at)["step"] == 4
     at.slider(key="steps").set_value(6).run()
     no_exceptions(at)
     assert at.session_state["step"] == 6 and at.query_params["steps"] == "6"
-    at.button(key="play_button").click().run()  # restarts from the first step
-    assert at.session_state["step"] == 1 and at.session_state["playing"]
-    at.run()
-    assert at.session_state["step"] == 2
-    at.button(key="play_button").click().run()  # pause
-    assert not at.session_state["playing"]
-    at.slider(key="step").set_value(5).run()
+    args = player_args(at)
+    assert len(args["frames"]) == 6 and args["playable"] and len(args["models"][0]["cards"]) == 6
+    assert "ghosts" not in layer_ids(at, 1) and "ghosts" in layer_ids(at, 5)   # step 5 shows step 4 faintly
+    report(at, step=2, speed=4.0)                           # the player stopped at step 2
     no_exceptions(at)
-    assert "ghosts" in layer_ids(at)
+    assert at.session_state["step"] == 2 and at.session_state["speed"] == 4.0
+    assert at.query_params["step"] == "2" and at.query_params["speed"] == "4"
+    assert player_args(at)["step"] == 2
     at.multiselect(key="models").set_value(["demo-refining", "demo-garbage"]).run()
     no_exceptions(at)
-    assert [m.label for m in at.metric].count("Valid") == 2  # side by side: one row of metrics per model
+    assert [m["name"] for m in player_args(at)["models"]] == ["demo-refining", "demo-garbage"]
 
 
-def test_step_charts_carry_their_rows_up_to_the_shown_step(app_env):
+def test_step_charts_carry_every_step_of_the_run(app_env):
     from citypath import ui
 
     at = run_app({"models": "demo-refining,demo-garbage", "steps": "6"})
-    at.slider(key="step").set_value(3).run()
+    report(at, step=3)
     no_exceptions(at)
     charts = at.get("vega_lite_chart")
     specs = [json.loads(c.proto.spec) for c in charts]
     assert [c["title"]["text"] for c in specs] == ["length vs optimal (%)", "illegal jumps", "Fréchet distance (km)"]
     rows = pa.ipc.open_stream(charts[0].proto.data.data).read_all().to_pylist()
     assert sorted((r["model"], r["step"]) for r in rows) == [(m, k) for m in ("demo-garbage", "demo-refining")
-                                                             for k in (1, 2, 3)]
+                                                             for k in range(1, 7)]
     assert all(set(r) == {"model", "step", *ui.CHART_FIELDS} for r in rows)
     refining = [r["length_pct"] for r in sorted(rows, key=lambda r: r["step"]) if r["model"] == "demo-refining"]
     assert all(v is not None for v in refining) and refining[-1] <= refining[0]   # the fake refines
@@ -129,9 +150,9 @@ def test_step_charts_carry_their_rows_up_to_the_shown_step(app_env):
 def test_garbage_model_is_drawn_and_scored(app_env):
     at = run_app({"models": "demo-garbage", "steps": "5"})
     for step in range(1, 6):
-        at.slider(key="step").set_value(step).run()
+        report(at, step=step)
         no_exceptions(at)
-        assert at.metric[0].label == "Valid"
+        assert cards(at)[0]["label"] == "Valid" and layer_ids(at, step)
 
 
 @pytest.mark.parametrize("query, fragment", [
@@ -209,14 +230,11 @@ def test_show_what_the_model_thinks_draws_its_state_per_step(app_env, small_grap
     no_exceptions(at)
     counts = []
     for step in (1, 6):
-        at.session_state["step"] = step
-        at.run()
-        no_exceptions(at)
-        state = [layer for layer in deck_spec(at)["layers"] if layer["id"] == "model-state"]
+        state = [layer for layer in layers(at, step) if layer["id"] == "model-state"]
         assert len(state) == 1
         counts.append(len(state[0]["data"]))
     assert counts[0] < counts[1]                           # one round a step: the estimate spreads
-    assert any("estimated km to target" in m.value for m in at.markdown)
+    assert any("estimated km to target" in label for _, label, _ in player_args(at)["legend_tail"])
 
 
 def test_show_what_the_model_thinks_says_when_a_family_has_no_state(app_env):
@@ -236,14 +254,15 @@ def test_equal_compute_gives_each_model_the_steps_its_budget_buys(app_env, small
     at.toggle(key="equal_compute").set_value(True).run()
     at.select_slider(key="budget").set_value(3e6).run()
     no_exceptions(at)
-    texts = [m.value for m in at.markdown]
+    args = player_args(at)
+    notes = {m["name"]: m["notes"][0] for m in args["models"]}
     # the fake spends 1 MFLOP a step: 3 steps fit; the bellman network's steps are far cheaper on this graph
-    assert any("demo-refining" in t and "3 steps fit in 3 MFLOPs" in t for t in texts), texts
-    bell = [t for t in texts if "demo-bellman" in t and "fit in 3 MFLOPs" in t]
-    assert bell and "3 steps fit" not in bell[0]
+    assert "3 steps fit in 3 MFLOPs" in notes["demo-refining"], notes
+    assert "fit in 3 MFLOPs" in notes["demo-bellman"] and "3 steps fit" not in notes["demo-bellman"]
+    assert not args["playable"] and len(args["frames"]) == 1 and "Equal compute: 3 MFLOPs" in args["notes"][0]
     assert {"model-0", "model-1"} <= set(layer_ids(at))          # both routes drawn, each at its own step
     at.select_slider(key="budget").set_value(1e6).run()
-    assert any("demo-refining" in m.value and "1 step fit" in m.value for m in at.markdown)
+    assert "1 step fit" in {m["name"]: m["notes"][0] for m in player_args(at)["models"]}["demo-refining"]
 
 
 def test_link_round_trips_step_speed_and_click_mode(app_env):
@@ -254,8 +273,25 @@ def test_link_round_trips_step_speed_and_click_mode(app_env):
     assert at.query_params["step"] in ("2", ["2"]) and at.query_params["speed"] in ("4", ["4"])
     link = [c.value for c in at.code]
     assert link and "step=2" in link[0] and "click=target" in link[0]       # the Copy link box
+    assert player_args(at)["step"] == 2 and player_args(at)["speed"] == 4.0     # the player starts there
     at = run_app({"models": "demo-refining", "steps": "6", "step": "60"})
     assert any("step=60 is outside 1..6; using 6" in w.value for w in at.warning)
+
+
+def test_a_click_on_a_city_sets_an_end_of_the_route(app_env, small_graph):
+    g = small_graph
+    at = run_app({"models": "demo-refining", "source": "Boston, MA", "target": "Providence, RI", "click": "target"})
+    city = g.find_city("Worcester, MA")
+    report(at, click=city)
+    no_exceptions(at)
+    assert at.session_state["target"] == "Worcester, MA" and at.query_params["target"] == "Worcester, MA"
+    assert at.session_state["source"] == "Boston, MA"
+    report(at, click=10**9)                    # not a city of this graph: nothing changes
+    no_exceptions(at)
+    assert at.session_state["target"] == "Worcester, MA"
+    at.session_state["player"] = "garbage"     # a malformed report is ignored
+    at.run()
+    no_exceptions(at)
 
 
 def test_an_interesting_pair_loads_in_one_click(app_env, small_graph, tmp_path, monkeypatch):

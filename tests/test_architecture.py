@@ -58,10 +58,9 @@ def test_only_the_settings_module_reads_citypath_variables():
 def test_settings_parse_what_the_docs_say():
     from citypath import settings
 
-    env = {"CITYPATH_STATES": " ri, ma ", "CITYPATH_RADIUS_KM": "20", "CITYPATH_ANIMATION": "off",
+    env = {"CITYPATH_STATES": " ri, ma ", "CITYPATH_RADIUS_KM": "20",
            "CITYPATH_MODEL_FAMILIES": "fake=tests.fake_models:Fake,broken", "CITYPATH_CACHE_DIR": "/tmp/x"}
     assert settings.graph_states(env) == ("RI", "MA") and settings.graph_radius_km(env) == 20.0
-    assert not settings.animation_enabled(env) and settings.animation_enabled({})
     assert settings.extra_model_families(env) == {"fake": "tests.fake_models:Fake"}
     assert str(settings.cache_dir(env)) == "/tmp/x" and settings.checkpoints_dir({}) is None
     assert settings.cache_dir({"XDG_CACHE_HOME": "/tmp/c"}) == Path("/tmp/c/citypath")

@@ -33,6 +33,7 @@ def app_url(tmp_path_factory, small_graph):
     ckpt = tmp_path_factory.mktemp("checkpoints")
     write_checkpoint(ckpt, "demo-refining", "fake-refining", small_graph)
     write_checkpoint(ckpt, "demo-garbage", "fake-garbage", small_graph)
+    write_checkpoint(ckpt, "demo-slow", "fake-slow", small_graph)
     bellman_exact_checkpoint(ckpt, small_graph, name="demo-bellman", rounds_per_step=1, max_steps=8)
     env = {"CITYPATH_STATES": "RI,MA", "CITYPATH_CHECKPOINTS": str(ckpt),
            "CITYPATH_MODEL_FAMILIES": ",".join(f"{k}={v}" for k, v in FAKE_FAMILIES.items())}
@@ -40,23 +41,36 @@ def app_url(tmp_path_factory, small_graph):
         yield server.url
 
 
-def _canvas_not_blank(page) -> bool:
+def _player(page, timeout_s: float = 90.0):
+    """The player's frame (its iframe), once the page has drawn it."""
+    import time
+
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        frame = next((f for f in page.frames if "citypath_player" in f.url and not f.is_detached()), None)
+        if frame is not None:
+            return frame
+        page.wait_for_timeout(50)
+    raise AssertionError("the page drew no player")
+
+
+def _canvas_not_blank(frame) -> bool:
     """The map's WebGL canvas drew something: many distinct colours, not one flat fill."""
     from PIL import Image
 
-    png = page.locator("canvas").first.screenshot()
+    png = frame.locator("#map canvas").first.screenshot()
     img = Image.open(io.BytesIO(png)).convert("RGB").resize((200, 120))
     return len(img.getcolors(maxcolors=100_000) or range(100_001)) > 20
 
 
-def _click_a_city(page, g, src: int, dst: int) -> int:
+def _click_a_city(page, frame, g, src: int, dst: int) -> int:
     """Click the most isolated city visible on the map (projected as deck.gl does); returns its id."""
     import numpy as np
 
     from citypath.maplayers import view_for_pair
 
     view = view_for_pair(g, src, dst, g.shortest_path(src, dst))
-    box = page.locator("canvas").first.bounding_box()
+    box = frame.locator("#map canvas").first.bounding_box()
     scale = 512 * 2 ** view.zoom
 
     def mercator(lon, lat):
@@ -78,22 +92,55 @@ def _click_a_city(page, g, src: int, dst: int) -> int:
     return city
 
 
-def _shown_step(page) -> int:
-    thumb = page.locator("[data-testid=stSlider]", has_text="Showing step").locator(
-        "[data-testid=stSliderThumbValue]")
-    return int(thumb.inner_text())
+def _shown_step(frame) -> int:
+    return int(frame.evaluate("document.body.dataset.step"))
+
+
+def _url_has(page, text: str, timeout_ms: int = 30_000) -> None:
+    page.wait_for_function("t => decodeURIComponent(location.search.replace(/\\+/g, ' ')).includes(t)", arg=text,
+                           timeout=timeout_ms)
+
+
+RECORDER = """() => {
+  window.__shown = [];
+  new MutationObserver(() => window.__shown.push([Number(document.body.dataset.step),
+                                                  document.body.dataset.playing]))
+    .observe(document.body, {attributes: true, attributeFilter: ["data-step", "data-playing"]});
+}"""
+
+
+def _play_and_record(frame, speed: str) -> list[tuple[int, str]]:
+    """Press Play at `speed` steps/s from step 1 and record every (step, playing) change until it stops."""
+    frame.select_option("#speed", speed)
+    frame.evaluate(RECORDER)
+    frame.click("#play")
+    frame.wait_for_function("() => document.body.dataset.playing === 'false' && window.__shown.length > 1",
+                            timeout=60_000)
+    return [(int(k), str(p)) for k, p in frame.evaluate("window.__shown")]
+
+
+def _check_playback(shown: list[tuple[int, str]], last: int) -> None:
+    """Every step from 1 to the last, in order, each once; playback stops only at the last step."""
+    started = next(i for i, (_, playing) in enumerate(shown) if playing == "true")
+    shown = shown[started:]
+    steps = [k for k, _ in shown]
+    distinct = [k for i, k in enumerate(steps) if i == 0 or k != steps[i - 1]]
+    assert distinct == list(range(1, last + 1)), distinct                  # no stall, no jump back, no skip
+    stops = [k for k, playing in shown if playing == "false"]
+    assert stops and min(stops) == last, shown                              # it did not stop by itself early
 
 
 def test_app_in_browser(app_url, small_graph):
     sync_api = pytest.importorskip("playwright.sync_api")
     OUTPUT.mkdir(parents=True, exist_ok=True)
+    g = small_graph
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1500})
+        page = browser.new_page(viewport={"width": 1400, "height": 1500}, accept_downloads=True)
         try:
             page.goto(f"{app_url}/?models=demo-refining,demo-garbage&steps=6", wait_until="networkidle",
                       timeout=90_000)
-            page.wait_for_selector("canvas", timeout=90_000)
+            _player(page).wait_for_selector("#map canvas", timeout=90_000)
 
             # Set both cities through the searchable select boxes.
             for label, city in (("From", "Worcester, MA"), ("To", "Providence, RI")):
@@ -101,23 +148,19 @@ def test_app_in_browser(app_url, small_graph):
                 box.click()
                 page.keyboard.type(city)
                 page.get_by_role("option", name=city, exact=True).first.click()
-                page.wait_for_function(
-                    "city => decodeURIComponent(location.search.replace(/\\+/g, ' ')).includes(city)", arg=city,
-                    timeout=30_000)
-            page.wait_for_selector("canvas", timeout=30_000)
-            assert _shown_step(page) == 6  # a new route shows the final answer first
+                _url_has(page, city)
+            frame = _player(page)
+            frame.wait_for_function("() => document.body.dataset.step === '6'", timeout=30_000)
+            assert _shown_step(frame) == 6  # a new route shows the final answer first
+            frame.wait_for_selector("text=Compute so far", timeout=30_000)   # the live strip, per model
 
             # A click on a city sets the source (the first end of the "source, then target" rule).
-            g = small_graph
             src, dst = g.find_city("Worcester, MA"), g.find_city("Providence, RI")
-            page.wait_for_selector("[data-testid=stMetric]", timeout=30_000)
-            page.wait_for_timeout(2000)
-            for _attempt in range(3):  # a click that lands while a rerun repaints the chart can be lost
-                city = _click_a_city(page, g, src, dst)
+            page.wait_for_timeout(1500)
+            for _attempt in range(3):  # a click that lands while the page repaints can be lost
+                city = _click_a_city(page, _player(page), g, src, dst)
                 try:
-                    page.wait_for_function(
-                        "city => decodeURIComponent(location.search.replace(/\\+/g, ' '))"
-                        ".includes('source=' + city)", arg=g.label(city), timeout=15_000)
+                    _url_has(page, "source=" + g.label(city), 15_000)
                     break
                 except sync_api.TimeoutError:
                     continue
@@ -125,18 +168,35 @@ def test_app_in_browser(app_url, small_graph):
                 raise AssertionError("clicking a city on the map did not set the source")
             page.wait_for_timeout(1500)
 
-            # Play: the step counter restarts at 1 and advances on its own.
-            page.get_by_role("button", name="Play").click()
-            page.wait_for_function(
-                "() => [...document.querySelectorAll('[data-testid=stSlider]')].some("
-                "s => s.innerText.includes('Showing step') && "
-                "Number(s.querySelector('[data-testid=stSliderThumbValue]').innerText) >= 3)", timeout=30_000)
-            page.wait_for_timeout(1500)
+            # Play in the browser at 8 and 16 steps/s: every step in order to the last, then it stops and the
+            # link keeps the step and speed it stopped at.
+            for speed in ("8", "16"):
+                frame = _player(page)
+                frame.wait_for_selector("#play:not([disabled])", timeout=30_000)
+                _check_playback(_play_and_record(frame, speed), 6)
+                _url_has(page, f"step=6&speed={speed}")
+            frame = _player(page)
+            frame.click("#back")
+            frame.click("#back")
+            _url_has(page, "step=4")                     # a step chosen by hand is reported once, for the link
             page.screenshot(path=str(OUTPUT / "app-playing.png"))
-            assert _canvas_not_blank(page)
+            assert _canvas_not_blank(_player(page))
             assert page.locator("[data-testid=stException]").count() == 0
             body = page.inner_text("body")
             assert "Traceback" not in body and "Error" not in body.replace("Errors", "")
+
+            # Each export holds what its button says (the PNG: the step shown, 4).
+            for label, check in (("PNG (step 4)", lambda b: b.startswith(b"\x89PNG")),
+                                 ("GIF (all steps)", lambda b: b.startswith(b"GIF8")),
+                                 ("GeoJSON (all steps)", lambda b: sorted({
+                                     f["properties"]["step"] for f in __import__("json").loads(b)["features"]
+                                     if f["properties"]["kind"] == "model"}) == [1, 2, 3, 4, 5, 6]),
+                                 ("CSV (all steps)", lambda b: b.startswith(b"kind") and b.count(b"\n") > 6)):
+                with page.expect_download(timeout=60_000) as dl:
+                    page.get_by_role("button", name=label).click()
+                data = Path(dl.value.path()).read_bytes()
+                assert check(data), label
+                assert "all-steps" in dl.value.suggested_filename or "step4" in dl.value.suggested_filename
 
             for name in ("Test-time compute", "Training", "Dataset"):
                 page.goto(f"{app_url}/{name.replace(' ', '_')}", wait_until="networkidle", timeout=60_000)
@@ -147,8 +207,33 @@ def test_app_in_browser(app_url, small_graph):
             browser.close()
 
 
-def _canvas_png(page) -> bytes:
-    return page.locator("canvas").first.screenshot()
+def test_a_link_opens_at_its_step_and_speed_and_paints_the_map_before_the_models(app_url):
+    """A shared link: the map with the optimal path first (while a slow model runs), then its route;
+    the player opens at the link's step and speed."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1300})
+        try:
+            page.goto(f"{app_url}/?models=demo-slow&steps=6&step=2&speed=4&source=Boston%2C+MA"
+                      "&target=Springfield%2C+MA", timeout=90_000)
+            frame = _player(page)
+            # First paint: the optimal path in the legend, the slow model still computing, no route yet.
+            first = frame.wait_for_function(
+                "() => document.getElementById('strip').innerText.includes('demo-slow: computing') && "
+                "[document.getElementById('legend').innerText, document.getElementById('strip').innerText, "
+                "!!document.querySelector('#map canvas')]", timeout=60_000).json_value()
+            legend, strip, canvas = first
+            assert "optimal (" in legend and canvas and "Compute so far" not in strip
+            # Then its route, at the link's step and speed.
+            frame.wait_for_selector("text=Compute so far", timeout=60_000)
+            frame = _player(page)
+            assert "computing" not in frame.inner_text("#strip")
+            assert _shown_step(frame) == 2 and frame.input_value("#speed") == "4"
+            frame.click("#next")
+            _url_has(page, "step=3&speed=4")
+        finally:
+            browser.close()
 
 
 def test_state_layer_per_step_and_equal_compute_in_browser(app_url):
@@ -162,23 +247,20 @@ def test_state_layer_per_step_and_equal_compute_in_browser(app_url):
         try:
             page.goto(f"{app_url}/?models=demo-bellman,demo-refining&steps=6&source=Worcester%2C+MA"
                       "&target=Providence%2C+RI", wait_until="networkidle", timeout=90_000)
-            page.wait_for_selector("[data-testid=stMetric]", timeout=90_000)
+            _player(page).wait_for_selector("text=Compute so far", timeout=90_000)
             page.get_by_text("Show what the model thinks").click()
-            page.wait_for_selector("text=estimated km to target", timeout=30_000)
-            page.wait_for_timeout(2500)
-            last = _canvas_png(page)
+            _player(page).wait_for_selector("text=estimated km to target", timeout=30_000)
+            frame = _player(page)
+            page.wait_for_timeout(1500)
+            last = frame.locator("#map canvas").first.screenshot()
             for _ in range(5):
-                page.get_by_role("button", name="Back").click()
-                page.wait_for_timeout(700)
-            page.wait_for_function(
-                "() => [...document.querySelectorAll('[data-testid=stSlider]')].some("
-                "s => s.innerText.includes('Showing step') && "
-                "s.querySelector('[data-testid=stSliderThumbValue]').innerText.trim() === '1')", timeout=30_000)
-            page.wait_for_timeout(2500)
-            first = _canvas_png(page)
+                frame.click("#back")
+            frame.wait_for_function("() => document.body.dataset.step === '1'", timeout=30_000)
+            page.wait_for_timeout(1500)
+            first = frame.locator("#map canvas").first.screenshot()
             page.screenshot(path=str(OUTPUT / "state-layer-step1.png"))
             assert first != last                         # the state layer (and route) differ between steps
-            assert "estimated km to target" in page.inner_text("body")
+            assert "estimated km to target" in frame.inner_text("#legend")
 
             page.get_by_text("Equal compute").click()
             page.wait_for_selector("text=Compute budget per query", timeout=30_000)
@@ -187,12 +269,14 @@ def test_state_layer_per_step_and_equal_compute_in_browser(app_url):
             for _ in range(3):                             # 100 MFLOPs -> 30 -> 10 -> 3 MFLOPs
                 page.keyboard.press("ArrowLeft")
                 page.wait_for_timeout(300)
-            page.wait_for_selector("text=3 steps fit in 3 MFLOPs", timeout=30_000)
-            page.wait_for_timeout(2000)
-            body = page.inner_text("body")
-            bell = [line for line in body.splitlines() if "demo-bellman" in line and "fit in 3 MFLOPs" in line]
-            assert bell and "3 steps fit" not in bell[0], body
-            assert _canvas_not_blank(page)
+            _player(page).wait_for_selector("text=3 steps fit in 3 MFLOPs", timeout=30_000)
+            frame = _player(page)
+            page.wait_for_timeout(1500)
+            strip = frame.inner_text("#strip")
+            bell = [line for line in strip.splitlines() if "demo-bellman" in line]
+            assert bell and "fit in 3 MFLOPs" in strip and "3 steps fit" not in bell[0], strip
+            assert frame.locator("#play").is_disabled()     # a still comparison: nothing to play
+            assert _canvas_not_blank(frame)
             page.screenshot(path=str(OUTPUT / "equal-compute.png"))
             assert page.locator("[data-testid=stException]").count() == 0
         finally:

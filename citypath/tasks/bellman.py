@@ -43,7 +43,7 @@ class GraphsConfig:
 TRAIN_DEFAULTS = {
     # A few minutes on one core (docs/models.md); budget in graphs ("paths" in the loop's bookkeeping).
     # The learning rate decays to 1e-8: exact routes need weights exact to ~1e-7 (docs/models.md).
-    "tiny": dict(lr=1e-2, min_lr_ratio=1e-6, batch_paths=8, total_paths=160_000, max_minutes=600.0,
+    "tiny": dict(lr=3e-3, min_lr_ratio=1e-6, batch_paths=8, total_paths=160_000, max_minutes=600.0,
                  epoch_paths=16_000, warmup_steps=100, val_paths=20, card_pairs=200,
                  steps_for_card=(1, 2, 4, 8, 16, 24)),
 }

@@ -1,0 +1,35 @@
+"""The browser-side player: a Streamlit component that plays a comparison in the browser.
+
+The server computes a comparison once (`payload.comparison`: every model's K steps as pydeck layers,
+their metrics and compute) and sends it once; the component (deck.gl, bundled from npm at build
+time into `build/`, nothing fetched at run time) plays it with no server round trip per frame and
+reports the shown step back only when the user stops or moves it. Rebuild the bundle with
+`python -m citypath.player.build` after editing `frontend/src/`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from citypath.player.payload import comparison, comparison_id, read_event
+
+BUILD_DIR = Path(__file__).resolve().parent / "build"
+COMPONENT_NAME = "citypath_player"
+
+_component = None
+
+
+def show(payload: dict, *, key: str) -> dict | None:
+    """Draw the player for `payload` (see `payload.comparison`); the last event it reported, or None."""
+    global _component
+    if _component is None:
+        import streamlit.components.v1 as components
+
+        if not (BUILD_DIR / "player.js").is_file():
+            raise FileNotFoundError(f"the player's bundle is missing from {BUILD_DIR}; build it with "
+                                    "`python -m citypath.player.build` (needs npm)")
+        _component = components.declare_component(COMPONENT_NAME, path=str(BUILD_DIR))
+    return _component(**payload, key=key, default=None)
+
+
+__all__ = ["BUILD_DIR", "comparison", "comparison_id", "read_event", "show"]

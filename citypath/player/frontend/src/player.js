@@ -1,0 +1,305 @@
+// citypath's player: plays a comparison the server computed once (every model's K steps), in the browser.
+//
+// The server sends, once per comparison, the map's static layers and one set of route layers per step,
+// all written with pydeck (deck.gl's JSON converter reads pydeck's spec), plus each model's metrics per
+// step. Play, pause, back, next, speed and the step slider run here, with no server round trip per frame;
+// the shown step goes back to Python only when the user stops or moves it (for the link and the exports),
+// and a click on a city goes back at once (it changes the question).
+
+import { Deck, MapView } from "@deck.gl/core";
+import * as Layers from "@deck.gl/layers";
+import { TileLayer } from "@deck.gl/geo-layers";
+import { JSONConverter, JSONConfiguration } from "@deck.gl/json";
+import { Streamlit } from "streamlit-component-lib/dist/streamlit";
+
+const converter = new JSONConverter({
+  configuration: new JSONConfiguration({ classes: { ...Layers, MapView } }),
+});
+let SPEEDS = [0.5, 1, 2, 4, 8, 16];   // replaced by the server's list (session.SPEEDS)
+const BASEMAP_URL = "https://basemaps.cartocdn.com/light_all/{z}/{x}/{y}.png";
+
+const $ = (id) => document.getElementById(id);
+const state = {
+  id: null,        // the comparison shown (pair, models, K, seed, ...): a new one resets the player
+  args: null,
+  frames: [],      // frames[k-1]: deck.gl layers of step k (converted once)
+  bottom: [],      // static layers under the routes
+  top: [],         // static layers over the routes (endpoints, labels)
+  step: 1,
+  speed: 1,
+  playing: false,
+  timer: null,
+  fade: null,      // {from, to, start, ms}
+  seq: Date.now(), // increasing id of what we report (from the clock, so a reloaded player still counts up)
+  reportedStep: null,
+  basemapFailed: false,
+  viewState: null,
+};
+
+let deck = null;
+
+function layerList(json) {
+  if (!json || !json.length) return [];
+  return converter.convert({ layers: json }).layers.filter(Boolean);
+}
+
+function absoluteData(layers) {
+  // The iframe's address is the component's, not the app's: resolve "app/static/..." against the app.
+  const params = new URLSearchParams(window.location.search);
+  const base = params.get("streamlitUrl") || document.referrer || window.location.href;
+  return layers.map((l) => (typeof l.data === "string" && !/^(https?:|data:)/.test(l.data)
+    ? { ...l, data: new URL(l.data, base).toString() } : l));
+}
+
+function tooltip({ object }) {
+  if (!object || !object.tip) return null;
+  return { text: object.tip, style: { backgroundColor: "#1f2937", color: "white", fontSize: "12px",
+                                      padding: "4px 8px", borderRadius: "4px" } };
+}
+
+function basemapLayer() {
+  return new TileLayer({
+    id: "basemap", data: BASEMAP_URL, minZoom: 0, maxZoom: 19, tileSize: 256,
+    onTileError: () => {
+      if (!state.basemapFailed) { state.basemapFailed = true; renderNotes(); }
+    },
+    renderSubLayers: (props) => {
+      const { boundingBox } = props.tile;
+      return new Layers.BitmapLayer(props, {
+        data: null, image: props.data,
+        bounds: [boundingBox[0][0], boundingBox[0][1], boundingBox[1][0], boundingBox[1][1]],
+      });
+    },
+  });
+}
+
+function withOpacity(layers, factor, prefix) {
+  return layers.map((l) => l.clone({ id: prefix + l.id, opacity: (l.props.opacity ?? 1) * factor }));
+}
+
+function currentLayers() {
+  const base = state.args && state.args.basemap ? [basemapLayer(), ...state.bottom] : state.bottom;
+  const cur = state.frames[state.step - 1] || [];
+  const f = state.fade;
+  if (f) {
+    const t = Math.min((performance.now() - f.start) / f.ms, 1);
+    const prev = state.frames[f.from - 1] || [];
+    return [...base, ...withOpacity(prev, 1 - t, "was-"), ...withOpacity(cur, t, ""), ...state.top];
+  }
+  return [...base, ...cur, ...state.top];
+}
+
+function draw() {
+  if (deck) deck.setProps({ layers: currentLayers() });
+}
+
+function animateFade() {
+  const f = state.fade;
+  if (!f) return;
+  draw();
+  if (performance.now() - f.start >= f.ms) { state.fade = null; draw(); return; }
+  requestAnimationFrame(animateFade);
+}
+
+function show(step, { fade = true } = {}) {
+  const k = Math.max(1, Math.min(step, state.frames.length || 1));
+  if (k !== state.step && fade && state.frames.length) {
+    // Cross-fade from the shown step, over at most half a tick (so 16 steps/s still fades).
+    const ms = Math.min(220, 500 / state.speed);
+    state.fade = { from: state.step, to: k, start: performance.now(), ms };
+    state.step = k;
+    requestAnimationFrame(animateFade);
+  } else {
+    state.step = k;
+    draw();
+  }
+  renderControls();
+  renderStrip();
+  renderLegend();
+  document.body.dataset.step = String(state.step);   // for tests and screen readers
+}
+
+function report(extra = {}) {
+  state.seq += 1;
+  Streamlit.setComponentValue({ step: state.step, speed: state.speed, seq: state.seq,
+                                comparison: state.id, ...extra });
+}
+
+function stop(reportIt = true) {
+  if (state.timer) clearTimeout(state.timer);
+  state.timer = null;
+  state.playing = false;
+  document.body.dataset.playing = "false";
+  renderControls();
+  if (reportIt) report();
+}
+
+function tick() {
+  if (!state.playing) return;
+  if (state.step >= state.frames.length) { stop(); return; }
+  show(state.step + 1);
+  if (state.step >= state.frames.length) { stop(); return; }
+  schedule();
+}
+
+function schedule() {
+  // A fixed-rate clock: each tick is due at start + n / speed, so a slow frame does not stretch the next.
+  state.due = (state.due || performance.now()) + 1000 / state.speed;
+  state.timer = setTimeout(tick, Math.max(0, state.due - performance.now()));
+}
+
+function play() {
+  if (state.frames.length <= 1) return;
+  if (state.step >= state.frames.length) show(1, { fade: false });
+  state.playing = true;
+  document.body.dataset.playing = "true";
+  state.due = performance.now();
+  renderControls();
+  schedule();
+}
+
+function renderControls() {
+  const n = state.frames.length;
+  const playable = !!(state.args && state.args.playable) && n > 1;
+  $("controls").style.display = state.args && state.args.playable ? "flex" : "none";
+  $("play").innerHTML = state.playing
+    ? '<svg viewBox="0 0 24 24"><path d="M6 5h4v14H6zm8 0h4v14h-4z"/></svg>Pause'
+    : '<svg viewBox="0 0 24 24"><path d="M8 5v14l11-7z"/></svg>Play';
+  $("play").disabled = !playable;
+  $("play").title = playable ? "" : "Nothing to play: choose a model and more than 1 step.";
+  $("back").disabled = state.step <= 1;
+  $("next").disabled = state.step >= n;
+  const slider = $("step");
+  slider.max = String(Math.max(n, 1));
+  slider.value = String(state.step);
+  slider.disabled = n <= 1;
+  $("steptext").textContent = n ? `step ${state.step} of ${n}` : "optimal path only";
+  $("speed").value = String(state.speed);
+}
+
+const esc = (t) => String(t ?? "").replace(/[&<>"]/g, (ch) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[ch]);
+
+function cell(c) {
+  const delta = c.delta ? `<span class="delta ${c.good}">${esc(c.delta)}</span>` : "";
+  return `<div class="cell" title="${esc(c.help)}"><div class="label">${esc(c.label)}</div>` +
+    `<div class="value">${esc(c.value)}${delta}</div></div>`;
+}
+
+function renderStrip() {
+  const models = (state.args && state.args.models) || [];
+  const pending = (state.args && state.args.pending) || [];
+  const rows = models.map((m) => {
+    const k = Math.min(state.step, m.cards.length) - 1;
+    const cards = k >= 0 ? m.cards[k] : [];
+    const note = k >= 0 && m.notes ? m.notes[k] : "";
+    const error = m.error ? `<div class="error">${esc(m.error)}</div>` : "";
+    return `<div class="model"><div class="head"><span class="dot" style="background:${esc(m.colour)}"></span>` +
+      `${esc(m.title)}<span class="note">${esc(note)}</span></div>${error}` +
+      `<div class="cells">${cards.map(cell).join("")}</div></div>`;
+  });
+  const waiting = pending.map((name) => `<div class="model pending"><div class="head">${esc(name)}: computing…</div></div>`);
+  $("strip").innerHTML = rows.join("") + waiting.join("");
+}
+
+function renderLegend() {
+  const a = state.args;
+  if (!a) return;
+  const chip = ([colour, label, style]) => {
+    const mark = style === "dot"
+      ? `<span class="ldot" style="background:${colour}"></span>`
+      : `<span class="lline ${style}" style="border-top-color:${colour}"></span>`;
+    return `<span class="chip">${mark}${esc(label)}</span>`;
+  };
+  const models = (a.models || []).map((m) => [m.colour, `${m.name} · step ${Math.min(state.step, m.cards.length)}`, "line"]);
+  const ghost = state.step > 1 && models.length ? [["#777777", "previous step (ghost)", "ghost"]] : [];
+  $("legend").innerHTML = [...(a.legend_head || []), ...models, ...ghost, ...(a.legend_tail || [])].map(chip).join("");
+}
+
+function renderNotes() {
+  const a = state.args || {};
+  const notes = [...(a.notes || [])];
+  if (a.basemap && state.basemapFailed) {
+    notes.push("Basemap tiles could not be loaded (no internet?): the offline state outlines are shown instead.");
+  }
+  $("notes").innerHTML = notes.map((n) => `<div class="notice">${esc(n)}</div>`).join("");
+}
+
+function onClick(info) {
+  const o = info && info.object;
+  if (!o || o.id === undefined || o.id === null || !info.layer) return;
+  const id = info.layer.id;
+  if (id === "cities" || id === "endpoints" || id.startsWith("hops-")) {
+    stop(false);
+    report({ click: Number(o.id) });
+  }
+}
+
+function resize() {
+  Streamlit.setFrameHeight(document.getElementById("root").scrollHeight);
+}
+
+function render(event) {
+  const a = event.detail.args;
+  if (a.speeds && a.speeds.join() !== SPEEDS.join()) {
+    SPEEDS = a.speeds;
+    $("speed").innerHTML = SPEEDS.map((s) => `<option value="${s}">${s} steps/s</option>`).join("");
+  }
+  const newComparison = a.id !== state.id;
+  state.args = a;
+  state.bottom = layerList(absoluteData(a.static.bottom || []));
+  state.top = layerList(a.static.top || []);
+  state.frames = (a.frames || []).map(layerList);
+  $("map").style.height = `${a.height || 560}px`;
+  if (!deck) {
+    state.viewState = a.static.initialViewState;
+    deck = new Deck({
+      parent: $("map"),
+      views: [new MapView({ controller: true })],
+      initialViewState: a.static.initialViewState,
+      layers: [],
+      getTooltip: tooltip,
+      onClick,
+      useDevicePixels: true,
+    });
+  } else if (newComparison && a.refit) {
+    deck.setProps({ initialViewState: { ...a.static.initialViewState, transitionDuration: 0 } });
+  }
+  if (newComparison || (a.step !== state.argsStep)) {
+    // A new question, or Python moved the step (a link, a new route): show what it says, paused.
+    if (state.playing) stop(false);
+    state.speed = SPEEDS.includes(a.speed) ? a.speed : 1;
+    state.id = a.id;
+    state.argsStep = a.step;
+    state.basemapFailed = false;
+    state.fade = null;
+    show(a.step || state.frames.length || 1, { fade: false });
+  } else {
+    show(state.step, { fade: false });   // more models arrived: keep the shown step and playback
+  }
+  renderNotes();
+  resize();
+}
+
+function setup() {
+  $("play").onclick = () => (state.playing ? stop() : play());
+  $("back").onclick = () => { stop(false); show(state.step - 1); report(); };
+  $("next").onclick = () => { stop(false); show(state.step + 1); report(); };
+  $("step").oninput = (e) => { if (state.playing) stop(false); show(Number(e.target.value), { fade: false }); };
+  $("step").onchange = () => report();
+  $("speed").innerHTML = SPEEDS.map((s) => `<option value="${s}">${s} steps/s</option>`).join("");
+  $("speed").onchange = (e) => {
+    state.speed = Number(e.target.value);
+    if (!state.playing) report();      // while playing, the new speed is reported when it stops
+  };
+  document.addEventListener("keydown", (e) => {
+    if (e.target && e.target.tagName === "SELECT") return;
+    if (e.key === " ") { e.preventDefault(); $("play").click(); }
+    if (e.key === "ArrowLeft") $("back").click();
+    if (e.key === "ArrowRight") $("next").click();
+  });
+  Streamlit.events.addEventListener(Streamlit.RENDER_EVENT, render);
+  Streamlit.setComponentReady();
+  new ResizeObserver(resize).observe(document.getElementById("root"));
+}
+
+setup();

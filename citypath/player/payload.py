@@ -1,0 +1,133 @@
+"""What the browser-side player is sent: one comparison, computed once (no Streamlit here).
+
+A comparison is the map's static layers, one set of route layers per step (pydeck layers as
+deck.gl JSON: the map stays defined with pydeck) and, per model and step, the metric cells and the
+compute so far that the strip under the map shows. The player plays it in the browser; see
+`citypath.player`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+
+import pydeck as pdk
+
+from citypath.graph import CityGraph
+from citypath.maplayers import (
+    ILLEGAL_RGB,
+    OPTIMAL_RGB,
+    MapRun,
+    layers_json,
+    rgb_hex,
+    route_layers,
+    static_layers,
+    view_for_pair,
+)
+from citypath.replay import Replay
+from citypath.session import compute_text, halting_text, metric_cards
+
+STRIP_LABELS = ("Valid", "Illegal jumps", "Reaches target", "Hops", "Length", "vs optimal", "Fréchet")
+
+
+def comparison_id(source: int, target: int, models: Sequence[str], steps: int, seed: int, mode: str = "") -> str:
+    """A short stable id of the question a comparison answers: a new id resets the player."""
+    text = json.dumps([source, target, list(models), steps, seed, mode])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _good(delta: str | None, colour: str) -> str:
+    if not delta or colour == "off":
+        return "off"
+    up = delta.lstrip().startswith("+")
+    return "good" if up == (colour == "normal") else "bad"
+
+
+def strip_cells(replay: Replay, step: int) -> list[dict]:
+    """The strip's cells at `step`: the metrics shown while playing, with deltas only where they are not
+    zero at the shown precision, and the compute spent so far."""
+    cards = [c for c in metric_cards(replay.metrics, step) if c.label in STRIP_LABELS]
+    cells = [{"label": c.label, "value": c.value, "delta": c.delta, "good": _good(c.delta, c.delta_color),
+              "help": c.help} for c in cards]
+    if len(replay.metrics):
+        row = replay.metrics.iloc[min(max(step, 1), len(replay.metrics)) - 1]
+        cells.append({"label": "Compute so far", "value": compute_text(row), "delta": None, "good": "off",
+                      "help": "FLOPs this model spent up to this step (its own count) and the measured wall time."})
+    return cells
+
+
+def comparison(g: CityGraph, source: int, target: int, optimal: Sequence[int], replays: Mapping[str, Replay],
+               colours: Mapping[str, tuple[int, int, int]], titles: Mapping[str, str], *, steps: int,
+               seed: int = 0, step: int | None = None, speed: float = 1.0, limits: Mapping[str, int] | None = None,
+               notes_by_model: Mapping[str, str] | None = None, cities: str | list | None = None,
+               states: str | list | None = None, basemap: bool = False,
+               thinking_frames: Sequence[Sequence[pdk.Layer]] = (), legend_tail: Sequence[tuple] = (),
+               pending: Sequence[str] = (), notes: Sequence[str] = (), height: int = 560,
+               speeds: Sequence[float] = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0), mode: str = "") -> dict:
+    """The player's arguments for one question.
+
+    `limits`: model -> the step it is shown at (equal compute: its budget's step), which also makes the
+    comparison a single still frame; without it every model plays steps 1..`steps`. `thinking_frames[k-1]`:
+    extra layers of step k (a model's state over cities). `pending`: models still being computed (the
+    player says so). `step`: the step to show first (default: the last).
+    """
+    still = limits is not None
+    bottom, top = static_layers(g, source, target, optimal, cities=cities, states=states, basemap=basemap)
+    n_frames = 1 if still else steps
+    frames = []
+    for k in range(1, n_frames + 1):
+        runs = []
+        for name, r in replays.items():
+            shown = limits.get(name, 0) if still else min(k, len(r.paths))
+            if shown >= 1:
+                runs.append(MapRun(name, r.path(shown), r.path(shown - 1) if shown > 1 else None, colours[name],
+                                   shown))
+        extra = list(thinking_frames[min(k, len(thinking_frames)) - 1]) if thinking_frames else []
+        frames.append(layers_json(extra + route_layers(g, runs)))
+    models = []
+    for name, r in replays.items():
+        if still and limits.get(name, 0) < 1:
+            cards, notes_k = [], []
+        else:
+            ks = [limits[name]] if still else range(1, min(steps, len(r.paths)) + 1)
+            cards = [strip_cells(r, k) for k in ks]
+            halt = halting_text(r)
+            fixed = (notes_by_model or {}).get(name)
+            notes_k = [fixed or (f"step {k} of {steps}" + (f" · {halt}" if halt else "")) for k in ks]
+        models.append({"name": name, "colour": rgb_hex(colours[name]), "title": titles.get(name, name),
+                       "cards": cards, "notes": notes_k, "error": r.error})
+    view = view_for_pair(g, source, target, optimal)
+    opt_km = g.path_length_km(optimal) if len(optimal) > 1 else float("nan")
+    head = [(rgb_hex(OPTIMAL_RGB), f"optimal ({len(optimal) - 1} hops, {opt_km:,.0f} km)", "line")] \
+        if len(optimal) > 1 else []
+    tail = [(rgb_hex(ILLEGAL_RGB), f"illegal jump (> {g.radius_km:g} km)", "dash"),
+            ("#111111", "source / target", "dot"), *legend_tail]
+    return {
+        "id": comparison_id(source, target, sorted([*replays, *pending]), steps, seed, mode),
+        "static": {"bottom": layers_json(bottom), "top": layers_json(top),
+                   "initialViewState": json.loads(json.dumps(view, default=lambda o: o.__dict__))},
+        "frames": frames, "models": models, "pending": list(pending),
+        "legend_head": [list(e) for e in head], "legend_tail": [list(e) for e in tail],
+        "step": int(min(max(step or n_frames, 1), n_frames)), "speed": float(speed),
+        "speeds": [float(x) for x in speeds],
+        "playable": not still,
+        "basemap": bool(basemap), "notes": list(notes), "height": int(height), "refit": True,
+    }
+
+
+def read_event(value: object, last_seq: int) -> dict | None:
+    """The player's report if it is newer than `last_seq`: {seq, step, speed[, click]}; else None.
+
+    An old report (already handled) or a malformed value is ignored.
+    """
+    if not isinstance(value, dict):
+        return None
+    try:
+        seq = int(value.get("seq", 0))
+        out = {"seq": seq, "step": int(value.get("step", 1)), "speed": float(value.get("speed", 1.0))}
+        if value.get("click") is not None:
+            out["click"] = int(value["click"])
+    except (TypeError, ValueError):
+        return None
+    return out if seq > last_seq else None

@@ -1,0 +1,170 @@
+"""One run of one model on one pair, computed once: the record every view of it reads.
+
+`compute_replay` runs a model for K steps (`RoutingModel.refine_with_compute`), timing each step
+(batched work apportioned to the steps it served, `apportion_ms`) and scoring each path
+(`metrics.evaluate_paths`). The `Replay` it returns holds the paths, the per-step metrics, FLOPs
+and wall time; the app's player, the map layers, the exports (PNG, GIF, GeoJSON, CSV) and the
+CLI all read it and recompute nothing it holds. `Shown` is a replay as drawn: at one step, in one
+colour. A model that raises or yields garbage gives a replay that says so (garbage is drawn and
+scored, never a traceback). No Streamlit here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from citypath.graph import CityGraph
+from citypath.metrics import evaluate_paths
+from citypath.models import RoutingModel
+
+
+@dataclass
+class Replay:
+    """The K paths one model produced for one query, each with its metrics, compute and time."""
+
+    model: str
+    source: int
+    target: int
+    steps: int
+    seed: int
+    paths: list[list]                # paths[k-1]: the answer after k steps (may hold garbage)
+    step_ms: list[float]             # wall time of each step, ms, batched work apportioned (see apportion_ms)
+    metrics: pd.DataFrame            # one row per step; "step" is 1-based
+    error: str | None = None         # what went wrong, if the model raised or yielded too few paths
+    step_flops: list[float] = field(default_factory=list)   # FLOPs of each step (the model's own count)
+
+    def path(self, step: int) -> list:
+        """The answer after `step` steps (clamped to what exists; [] if nothing)."""
+        if not self.paths:
+            return []
+        return self.paths[min(max(step, 1), len(self.paths)) - 1]
+
+
+SERVED_SHARE = 0.25   # a call faster than this share of its FLOPs' expected time did no work of its own
+
+
+def apportion_ms(call_ms: Sequence[float], flops: Sequence[float]) -> list[float]:
+    """Wall time per step with batched work apportioned to the steps it served.
+
+    `call_ms[k]` is the measured time of the call that produced step k's path. A family that
+    decodes several steps in one batch spends it all in the first call; the later calls return
+    at once. A call is "served" when it took under SERVED_SHARE of the time its FLOPs would take
+    at the run's measured rate (total ms / total FLOPs); a served step belongs to the batch of
+    the last step that did work, and that batch's measured time (its calls summed) is split over
+    the steps it served in proportion to their FLOPs (equally where they are zero or unknown).
+    The total is unchanged: per-step times sum to the measured time of the run.
+    """
+    ms = np.asarray(call_ms, dtype=np.float64)
+    fl = np.nan_to_num(np.asarray(flops, dtype=np.float64)[:len(ms)], nan=0.0)
+    if len(fl) < len(ms):
+        fl = np.concatenate([fl, np.zeros(len(ms) - len(fl))])
+    if not len(ms):
+        return []
+    rate = ms.sum() / fl.sum() if fl.sum() > 0 else 0.0
+    served = (ms < SERVED_SHARE * fl * rate) & (np.arange(len(ms)) > 0)
+    out = ms.copy()
+    k = 0
+    while k < len(ms):
+        j = k + 1
+        while j < len(ms) and served[j]:
+            j += 1
+        group = slice(k, j)
+        total, w = ms[group].sum(), fl[group]
+        out[group] = total * w / w.sum() if w.sum() > 0 else total / (j - k)
+        k = j
+    return out.tolist()
+
+
+@dataclass
+class Thoughts:
+    """What a model holds over cities after each step (`RoutingModel.trace`), or why there is nothing."""
+
+    model: str
+    views: list[list]            # views[k-1]: the StateViews after step k
+    error: str | None = None
+    scale: tuple[float, float] = (0.0, 1.0)   # (low, high) of the first view over all steps: one colour scale
+
+    def __post_init__(self):
+        finite = [v[0].values[np.isfinite(v[0].values)] for v in self.views if v]
+        finite = [f for f in finite if len(f)]
+        if finite:
+            self.scale = (0.0, float(max(f.max() for f in finite)))
+
+    def at(self, step: int):
+        """The first state view after `step` steps (clamped), or None."""
+        if not self.views:
+            return None
+        return self.views[min(max(step, 1), len(self.views)) - 1][0]
+
+
+
+def compute_thoughts(model: RoutingModel, g: CityGraph, src: int, dst: int, steps: int) -> Thoughts:
+    """The model's per-step state over cities, if its family has one."""
+    if not model.has_state_view:
+        return Thoughts(model.name, [], f"{model.name} ({model.family}) has no per-city state to show")
+    try:
+        return Thoughts(model.name, list(model.trace(g, src, dst, steps)))
+    except Exception as e:  # the map still draws the routes
+        return Thoughts(model.name, [], f"{model.name}: its state view failed: {type(e).__name__}: {e}")
+
+
+def clean_path(raw: object) -> list:
+    """A model's output as a list, whatever it was; entries are kept as they are (metrics judge them)."""
+    if raw is None or isinstance(raw, (str, bytes)):
+        return []
+    if isinstance(raw, np.ndarray):
+        return raw.ravel().tolist()
+    try:
+        return [c.item() if isinstance(c, np.generic) else c for c in raw]
+    except TypeError:
+        return []
+
+
+def compute_replay(model: RoutingModel, g: CityGraph, src: int, dst: int, steps: int, seed: int = 0) -> Replay:
+    """Run the model once for K steps (`refine_with_compute`), timing each step and scoring each path."""
+    paths: list[list] = []
+    call_ms: list[float] = []
+    flops: list[float] = []
+    error = None
+    try:
+        it = iter(model.refine_with_compute(g, src, dst, steps=steps, seed=seed))
+        while len(paths) < steps:
+            t0 = time.perf_counter()
+            try:
+                raw, f = next(it)
+            except StopIteration:
+                error = f"{model.name} yielded {len(paths)} paths for {steps} steps"
+                break
+            call_ms.append((time.perf_counter() - t0) * 1e3)
+            paths.append(clean_path(raw))
+            flops.append(float(f) if f is not None else float("nan"))
+    except Exception as e:  # the app shows a failing model's error next to its last good step
+        error = f"{model.name} failed after {len(paths)} of {steps} steps: {type(e).__name__}: {e}"
+    step_ms = apportion_ms(call_ms, flops)
+    return Replay(model.name, src, dst, steps, seed, paths, step_ms, score_paths(g, paths, src, dst, step_ms, flops),
+                  error, flops)
+
+
+def score_paths(g: CityGraph, paths: list[list], src: int, dst: int, step_ms: list[float],
+                step_flops: Sequence[float] | None = None) -> pd.DataFrame:
+    """evaluate_paths for each step's path, plus step, ms (and cumulative), FLOPs (and cumulative) and
+    length vs optimal in %."""
+    if not paths:
+        return pd.DataFrame(columns=["step", "ms", "ms_total", "flops", "flops_total", "length_pct"])
+    df = evaluate_paths(g, paths, [src] * len(paths), [dst] * len(paths))
+    df.insert(0, "step", np.arange(1, len(paths) + 1))
+    df["ms"] = step_ms[:len(paths)]
+    df["ms_total"] = np.cumsum(df["ms"].to_numpy())
+    fl = np.full(len(paths), np.nan) if step_flops is None else np.asarray(list(step_flops)[:len(paths)], float)
+    df["flops"] = fl
+    df["flops_total"] = np.cumsum(fl)
+    with np.errstate(invalid="ignore"):
+        df["length_pct"] = (df["length_ratio"] - 1.0) * 100.0
+    return df
+
+

@@ -1,0 +1,128 @@
+"""The browser-side player's payload (what the server sends once per comparison) and its reports.
+
+Playback itself runs in the browser (tests/test_browser.py); here: every step's layers hold the
+replay's own paths, the strip holds each step's metrics, equal compute is one still frame, a
+report is read once, and the bundle that ships is the one its sources build.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from citypath import player
+from citypath.maplayers import model_rgb
+from citypath.player import build, payload
+from citypath.replay import compute_replay
+from tests.fake_models import GarbageFake, RefiningFake
+
+CARD = {"num_parameters": 1, "max_steps": 8}
+
+
+def _replays(g, src, dst, steps):
+    card = {**CARD, "graph": {"fingerprint": g.fingerprint}}
+    return {"refining": compute_replay(RefiningFake("refining", card), g, src, dst, steps),
+            "garbage": compute_replay(GarbageFake("garbage", card), g, src, dst, steps)}
+
+
+def _pair(g):
+    return g.find_city("Pittsfield, MA"), g.find_city("Providence, RI")   # ~190 km apart: a direct hop is illegal
+
+
+def _comparison(g, steps=5, **kw):
+    src, dst = _pair(g)
+    replays = _replays(g, src, dst, steps)
+    colours = {n: model_rgb(i) for i, n in enumerate(replays)}
+    out = player.comparison(g, src, dst, g.shortest_path(src, dst), replays, colours, {"refining": "Refining"},
+                            steps=steps, **kw)
+    return out, replays
+
+
+def test_every_step_holds_the_replays_own_paths(small_graph):
+    g = small_graph
+    out, replays = _comparison(g, steps=5)
+    assert len(out["frames"]) == 5 and out["playable"] and out["step"] == 5
+    for k, layers in enumerate(out["frames"], start=1):
+        hops = {layer["id"]: [d["id"] for d in layer["data"]] for layer in layers if layer["id"].startswith("hops-")}
+        assert hops["hops-0"] == [int(c) for c in replays["refining"].path(k)]
+        ghosts = [layer for layer in layers if layer["id"] == "ghosts"]
+        assert bool(ghosts) == (k > 1)                      # the previous step, faint, from step 2 on
+    garbage_illegal = [layer for layers in out["frames"] for layer in layers if layer["id"] == "illegal"]
+    assert garbage_illegal                                   # the garbage model's jumps are drawn in red
+    ids = [layer["id"] for layer in out["static"]["bottom"]]
+    assert ids[:2] == ["state-fill", "state-lines"] and "optimal" in ids
+    assert [layer["id"] for layer in out["static"]["top"]] == ["endpoints", "endpoint-labels"]
+    assert {layer["@@type"] for layer in out["static"]["bottom"] + [x for f in out["frames"] for x in f]} <= {
+        "PolygonLayer", "PathLayer", "ScatterplotLayer", "LineLayer", "TextLayer"}   # what the bundle registers
+    json.dumps(out)                                                                  # sendable as it is
+
+
+def test_the_strip_holds_each_steps_metrics_and_compute(small_graph):
+    out, replays = _comparison(small_graph, steps=5)
+    m = out["models"][0]
+    assert m["name"] == "refining" and m["title"] == "Refining" and len(m["cards"]) == 5
+    labels = [c["label"] for c in m["cards"][0]]
+    assert labels == ["Valid", "Illegal jumps", "Reaches target", "Hops", "Length", "vs optimal", "Fréchet",
+                      "Compute so far"]
+    assert all(c["delta"] is None for c in m["cards"][0])                      # nothing to compare at step 1
+    metrics = replays["refining"].metrics
+    for k in range(2, 6):
+        length = {c["label"]: c for c in m["cards"][k - 1]}["Length"]
+        moved = round(metrics["length_km"].iloc[k - 1]) != round(metrics["length_km"].iloc[k - 2])
+        assert (length["delta"] is not None) == moved                          # no "+0 km"
+        if length["delta"]:
+            assert length["good"] == ("good" if length["delta"].startswith("-") else "bad")
+    assert m["cards"][4][-1]["value"].endswith("ms") and "MFLOPs" in m["cards"][4][-1]["value"]
+    assert m["notes"][0] == "step 1 of 5"
+
+
+def test_equal_compute_is_one_still_frame(small_graph):
+    out, replays = _comparison(small_graph, steps=5, limits={"refining": 3, "garbage": 0},
+                               notes_by_model={"refining": "3 steps fit", "garbage": "no step fits"})
+    assert len(out["frames"]) == 1 and not out["playable"]
+    hops = {layer["id"]: [d["id"] for d in layer["data"]] for layer in out["frames"][0]
+            if layer["id"].startswith("hops-")}
+    assert list(hops) == ["hops-0"] and hops["hops-0"] == [int(c) for c in replays["refining"].path(3)]
+    notes = {m["name"]: m["notes"] for m in out["models"]}
+    assert notes == {"refining": ["3 steps fit"], "garbage": []}
+
+
+def test_a_comparison_keeps_its_id_while_its_models_arrive(small_graph):
+    g = small_graph
+    src, dst = _pair(g)
+    replays = _replays(g, src, dst, 3)
+    colours = {n: model_rgb(i) for i, n in enumerate(replays)}
+    args = (g, src, dst, g.shortest_path(src, dst))
+    first = player.comparison(*args, {}, colours, {}, steps=3, pending=["refining", "garbage"])
+    half = player.comparison(*args, {"refining": replays["refining"]}, colours, {}, steps=3, pending=["garbage"])
+    full = player.comparison(*args, replays, colours, {}, steps=3)
+    assert first["id"] == half["id"] == full["id"]           # the player keeps its step and playback
+    assert first["pending"] == ["refining", "garbage"] and not first["models"]
+    assert first["static"]["bottom"] == full["static"]["bottom"]   # the map and optimal path come first
+    other = player.comparison(*args, replays, colours, {}, steps=3, seed=1)
+    assert other["id"] != full["id"]
+
+
+@pytest.mark.parametrize("value, last, expected", [
+    ({"seq": 5, "step": 3, "speed": 4}, 4, {"seq": 5, "step": 3, "speed": 4.0}),
+    ({"seq": 5, "step": 3, "speed": 4}, 5, None),                       # already handled
+    ({"seq": 9, "step": 1, "speed": 1, "click": 12}, 0, {"seq": 9, "step": 1, "speed": 1.0, "click": 12}),
+    ({"seq": "x", "step": 1}, 0, None),
+    ({"seq": 9, "step": [1]}, 0, None),
+    ("garbage", 0, None),
+    (None, 0, None),
+])
+def test_reports_are_read_once_and_malformed_ones_ignored(value, last, expected):
+    assert payload.read_event(value, last) == expected
+
+
+def test_the_shipped_bundle_is_built_from_the_shipped_sources():
+    """`python -m citypath.player.build` rebuilt it after the last edit of frontend/ (and npm's lock file)."""
+    info = json.loads((player.BUILD_DIR / "BUILD_INFO.json").read_text())
+    assert info["sources_sha256"] == build.sources_digest(), "rebuild: python -m citypath.player.build"
+    assert (player.BUILD_DIR / "player.js").stat().st_size == info["bundle_bytes"]
+    html = (player.BUILD_DIR / "index.html").read_text()
+    assert '<script src="./player.js">' in html and "http" not in html       # nothing fetched from elsewhere
+    bundle = (player.BUILD_DIR / "player.js").read_text()
+    assert "JSONConverter" in bundle or "@@type" in bundle                   # deck.gl's JSON converter inside
