@@ -9,6 +9,8 @@ export). See docs/app.md for what each control does.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import os
 import time
 
 import streamlit as st
@@ -17,7 +19,6 @@ from citypath import player, session, ui
 from citypath.maplayers import model_rgb, rgb_hex
 
 st.set_page_config(page_title="citypath · test-time compute", page_icon="🗺️", layout="wide")
-run_started = time.perf_counter()
 ss = st.session_state
 st.markdown("<style>.block-container{padding-top:2.2rem}"
             "[data-testid='stSidebar']{min-width:330px}</style>", unsafe_allow_html=True)
@@ -25,7 +26,9 @@ st.markdown("<style>.block-container{padding-top:2.2rem}"
 g = ui.graph()
 cat = ui.catalog()
 ui.init_state(g, cat)
-ui.handle_player_event(g)     # a stop, a speed or a click reported by the player (before the pickers are drawn)
+# The player's reports are handled by its callback before a rerun; this catches any it did not run for
+# (a report that arrives with a whole-page rerun), before the pickers are drawn.
+ui.on_player_event(g)
 labels = ui.labels(g, g.fingerprint)
 
 # -- sidebar: the question -----------------------------------------------------------------
@@ -95,61 +98,75 @@ equal = bool(ss[ui.K_EQUAL])
 run_view = dataclasses.replace(view, steps=cat.steps_max) if equal else view   # equal compute: all steps
 colours = {name: model_rgb(cat.names.index(name)) for name in view.models if name in cat.names}
 
-# The player first, with what is computed already: the map, the optimal path and every cached route are
-# painted at once; each model still to run is computed below, one per run, and appears when it is done.
-mset = ui.models_if_loaded(g)
-replays, pending = ui.replays_so_far(mset, g, run_view)
-thinking = ui.thoughts(mset, g, view) if ss[ui.K_THINK] and mset is not None and not pending else None
-budget = {name: session.steps_within(r, ss[ui.K_BUDGET]) for name, r in replays.items()} if equal else {}
-payload = ui.player_payload(g, view, optimal, replays, pending, colours, cat.labels, urls, thinking, budget)
-player.show(payload, key=ui.K_PLAYER)
 
-if mset is None or pending:
-    with st.spinner(f"Running {pending[0]}…" if mset is not None and pending else "Loading the models…"):
-        mset = ui.models(g)
-        names = [n for n in view.models if n in mset.models]
-        missing = [n for n in names if n not in replays]
-        if missing:
-            ui.replay(mset, g, missing[0], run_view)
-    st.rerun()
+@st.fragment
+def comparison() -> None:
+    """The player and what reads the replays (errors, charts, downloads, the link).
 
-if mset.failures:
-    with st.expander(f"⚠️ {len(mset.failures)} checkpoint(s) could not be loaded; the others work", expanded=False):
-        for name, why in mset.failures.items():
-            st.markdown(f"- **{name}**: {why}")
-if not mset.models:
-    st.info("No model checkpoints are available yet, so only the optimal path is shown. "
-            "Train one with `python -m citypath train ...` (see the README).")
-for r in replays.values():
-    if r.error:
-        st.error(r.error, icon="🧨")
-if thinking is not None and thinking.error:
-    st.caption(thinking.error)
+    A fragment: the player's reports (a stop, a speed, a request for the next model) rerun only this,
+    not the sidebar. The first run paints the map, the optimal path and every route computed already;
+    while models are pending, the player asks for the next one and each request computes one model
+    here, so each route appears as soon as it is computed.
+    """
+    if ss.pop(ui.K_FULL_RERUN, False):
+        st.rerun(scope="app")            # a click on a city changed the route: the sidebar shows it
+    t0 = time.perf_counter()
+    mset = ui.models_if_loaded(g)
+    if ss.pop(ui.K_MORE, False) and (mset is None or ui.replays_so_far(mset, g, run_view)[1]):
+        with st.spinner("Loading the models…" if mset is None else "Running the next model…"):
+            mset = ui.models(g)
+            pending = ui.replays_so_far(mset, g, run_view)[1]
+            if pending:
+                ui.replay(mset, g, pending[0], run_view)
+    replays, pending = ui.replays_so_far(mset, g, run_view)
+    thinking = ui.thoughts(mset, g, view) if ss[ui.K_THINK] and mset is not None and not pending else None
+    budget = {name: session.steps_within(r, ss[ui.K_BUDGET]) for name, r in replays.items()} if equal else {}
+    payload = ui.player_payload(g, view, optimal, replays, pending, colours, cat.labels, urls, thinking, budget)
+    player.show(payload, key=ui.K_PLAYER, on_change=functools.partial(ui.on_player_event, g))
+    if mset is None or pending:
+        st.caption("Computing the models' routes: each appears on the map when it is ready.")
+        return
 
-step = int(min(max(ss[ui.K_STEP], 1), view.steps))
-shown = {name: (budget[name].step if equal else step) for name in replays}
-table = ui.step_chart_table(replays, run_view.steps) if not equal else None
-if table is not None:
-    palette = {n: rgb_hex(colours[n]) for n in replays}
-    for col, (field, title, fmt) in zip(st.columns(len(ui.STEP_CHARTS)), ui.STEP_CHARTS):
-        col.vega_lite_chart(table, ui.step_chart_spec(field, title, view.steps, palette, fmt), width="stretch")
+    if mset.failures:
+        with st.expander(f"⚠️ {len(mset.failures)} checkpoint(s) could not be loaded; the others work",
+                         expanded=False):
+            for name, why in mset.failures.items():
+                st.markdown(f"- **{name}**: {why}")
+    if not mset.models:
+        st.info("No model checkpoints are available yet, so only the optimal path is shown. "
+                "Train one with `python -m citypath train ...` (see the README).")
+    for r in replays.values():
+        if r.error:
+            st.error(r.error, icon="🧨")
+    if thinking is not None and thinking.error:
+        st.caption(thinking.error)
 
-downloads = [(f"PNG (step {step})" if not equal else "PNG (budget steps)", ":material/image:", "png", "image/png"),
-             ("GIF (all steps)", ":material/animation:", "gif", "image/gif"),
-             ("GeoJSON (all steps)", ":material/map:", "geojson", "application/geo+json"),
-             ("CSV (all steps)", ":material/table:", "csv", "text/csv")]
-for col, (label, icon, ext, mime) in zip(st.columns(4), downloads):
-    # Deferred: the file is rendered only when someone clicks, in a thread of its own.
-    col.download_button(label, ui.exporter(ext, g, view, replays, shown, colours),
-                        ui.download_name(g, view, shown, ext), mime,
-                        icon=icon, on_click="ignore", width="stretch", disabled=ext == "gif" and not replays)
-# The link keeps the shown step, speed and click mode (the player reports the step when it stops).
-shared = dataclasses.replace(view, step=step, speed=float(ss[ui.K_SPEED]), click=ss[ui.K_CLICK])
-ui.sync_url(shared, g)
-with st.popover("Copy link", icon=":material/link:"):
-    st.caption("This view (pair, models, steps, seed, shown step, speed, click mode); copy with the icon:")
-    st.code(ui.share_url(shared, g), language=None, wrap_lines=True)
+    step = int(min(max(ss[ui.K_STEP], 1), view.steps))
+    shown = {name: (budget[name].step if equal else step) for name in replays}
+    table = ui.step_chart_table(replays, run_view.steps) if not equal else None
+    if table is not None:
+        palette = {n: rgb_hex(colours[n]) for n in replays}
+        for col, (field, title, fmt) in zip(st.columns(len(ui.STEP_CHARTS)), ui.STEP_CHARTS):
+            col.vega_lite_chart(table, ui.step_chart_spec(field, title, view.steps, palette, fmt), width="stretch")
 
-ss["_run_ms"] = (time.perf_counter() - run_started) * 1e3
-st.caption(f"server time: this page {ss['_run_ms']:.0f} ms (playback runs in your browser) · "
-           f"graph {g.fingerprint[:12]} · {len(mset.models)} model(s) loaded")
+    downloads = [(f"PNG (step {step})" if not equal else "PNG (budget steps)", ":material/image:", "png",
+                  "image/png"),
+                 ("GIF (all steps)", ":material/animation:", "gif", "image/gif"),
+                 ("GeoJSON (all steps)", ":material/map:", "geojson", "application/geo+json"),
+                 ("CSV (all steps)", ":material/table:", "csv", "text/csv")]
+    for col, (label, icon, ext, mime) in zip(st.columns(4), downloads):
+        # Deferred: the file is rendered only when someone clicks, in a thread of its own.
+        col.download_button(label, ui.exporter(ext, g, view, replays, shown, colours),
+                            ui.download_name(g, view, shown, ext), mime,
+                            icon=icon, on_click="ignore", width="stretch", disabled=ext == "gif" and not replays)
+    # The link keeps the shown step, speed and click mode (the player reports the step when it stops).
+    shared = dataclasses.replace(view, step=step, speed=float(ss[ui.K_SPEED]), click=ss[ui.K_CLICK])
+    ui.sync_url(shared, g)
+    with st.popover("Copy link", icon=":material/link:"):
+        st.caption("This view (pair, models, steps, seed, shown step, speed, click mode); copy with the icon:")
+        st.code(ui.share_url(shared, g), language=None, wrap_lines=True)
+    st.caption(f"server time: this view {(time.perf_counter() - t0) * 1e3:.0f} ms (playback runs in your "
+               f"browser) · graph {g.fingerprint[:12]} · {len(mset.models)} model(s) loaded · process {os.getpid()}")
+
+
+comparison()

@@ -9,10 +9,12 @@ so each client is what a browser tab is to the server. Every session:
 
 1. opens the app with a link `?source=<id>&target=<id>&models=...&steps=K&seed=0` for a random
    held-out pair of its own,
-2. reads the player the page sends (the browser-side player's arguments: every step's layers) and
-   checks every frame the browser would play: for each model the city ids drawn on the map at step
-   k (the `hops-i` layer of frame k) must equal that model's path at that step, as computed in this
-   process by the same `citypath.replay.compute_replay` the app uses,
+2. asks for the models still being computed as the player does (one request each, each answered
+   with the player and one more model's route), then reads the player the page sends (the
+   browser-side player's arguments: every step's layers) and checks every frame the browser would
+   play: for each model the city ids drawn on the map at step k (the `hops-i` layer of frame k) equal
+   that model's path at that step, as computed in this process by the same
+   `citypath.replay.compute_replay` the app uses,
 3. plays it as a browser does (no message to the server per frame) and, when playback stops at step
    K, sends the one report the player sends (the shown step and speed, for the link): the server's
    work per session is the open and that one stop, whatever K is.
@@ -37,6 +39,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,16 +111,23 @@ class Frame:
     # step -> model index -> city ids the player draws at that step (every step, sent once)
     drawn: dict[int, dict[int, list[int]]] = field(default_factory=dict)
     player_id: str = ""                          # the player's widget id (its reports are sent under it)
+    pending: list[str] = field(default_factory=list)   # models the player says are still being computed
     errors: list[str] = field(default_factory=list)
 
 
 class Visitor:
     """One browser tab's worth of protocol: reruns, widget triggers, the fragment timer."""
 
-    def __init__(self, base_url: str, timeout: float = 120.0):
+    def __init__(self, base_url: str, timeout: float = 120.0, cookie: str | None = None):
+        """`cookie`: sent with the websocket's handshake, as a browser sends the cookies the page set
+        (a balancer's sticky-session cookie); see `page_cookie`."""
+        self.base_url = base_url
+        self.cookie = cookie
         ws_url = base_url.replace("http://", "ws://") + "/_stcore/stream"
+        headers = {"Cookie": cookie} if cookie else None
         self.ws = connect(ws_url, subprotocols=["streamlit"], origin=base_url, max_size=None,
-                          open_timeout=timeout).__enter__()
+                          open_timeout=timeout, additional_headers=headers).__enter__()
+        self.pid: int | None = None                # the app process that served the last run (its caption)
         self.timeout = timeout
         self.query = ""
         self.page_hash = ""
@@ -183,11 +193,14 @@ class Visitor:
         kind = el.WhichOneof("type")
         if kind == "exception":
             frame.errors.append(f"exception: {el.exception.type}: {el.exception.message[:200]}")
+        elif kind == "markdown" and "· process " in el.markdown.body:
+            self.pid = int(el.markdown.body.rsplit("· process ", 1)[1].split()[0].strip("`*"))
         elif kind == "alert" and el.alert.format == ALERT_ERROR:
             frame.errors.append(f"error shown: {el.alert.body[:200]}")
         elif kind == "component_instance" and el.component_instance.component_name.endswith("citypath_player"):
             args = json.loads(el.component_instance.json_args)
             frame.player_id, frame.step = el.component_instance.id, int(args.get("step", 0))
+            frame.pending = list(args.get("pending", []))
             frame.drawn = {}
             for k, layers in enumerate(args.get("frames", []), start=1):
                 frame.drawn[k] = {int(str(layer["id"])[5:]): [int(d["id"]) for d in layer.get("data", [])]
@@ -201,6 +214,13 @@ class Visitor:
                 state = widget_value(kind, widget)
                 if state is not None:
                     self.values[widget.id] = state
+
+
+def page_cookie(base_url: str, timeout: float = 30.0) -> str | None:
+    """Load the page as a browser does first and return the cookies it set ("name=value; ..."), or None."""
+    with urllib.request.urlopen(base_url + "/", timeout=timeout) as r:
+        cookies = [h.split(";", 1)[0] for h in r.headers.get_all("Set-Cookie") or []]
+    return "; ".join(cookies) or None
 
 
 WIDGETS = ("button", "slider", "selectbox", "multiselect", "number_input", "checkbox", "radio", "download_button")
@@ -241,29 +261,45 @@ class SessionResult:
     steps_seen: list[int]        # the steps checked (each frame of the browser's playback)
     errors: list[str]
     messages: int = 0            # messages this session sent to the server
+    pid: int | None = None       # the app process that served it
 
 
 def play_session(base_url: str, source: int, target: int, models: list[str], steps: int,
-                 expected: dict[str, list[list[int]]], timeout: float = 120.0, speed: float = 16.0) -> SessionResult:
-    """One visitor: open a link to (source, target), play every step in the browser, report the stop."""
+                 expected: dict[str, list[list[int]]], timeout: float = 120.0, speed: float = 16.0,
+                 sticky: bool = False) -> SessionResult:
+    """One visitor: open a link to (source, target), play every step in the browser, report the stop.
+
+    `sticky` (behind a balancer): load the page first for its cookie, and after the stop drop the
+    connection and reconnect with the cookie, as a browser does after a network blip; the process
+    that answers must be the one that served the session.
+    """
     frames: list[Frame] = []
     errors: list[str] = []
     seen: list[int] = []
     query = urllib.parse.urlencode({"source": source, "target": target, "models": ",".join(models),
                                     "steps": steps, "seed": 0})
     try:
-        v = Visitor(base_url, timeout)
+        cookie = page_cookie(base_url, timeout) if sticky else None
+        v = Visitor(base_url, timeout, cookie)
     except Exception as e:
         return SessionResult(source, target, [], [], [f"connect: {type(e).__name__}: {e}"])
+    pids: list[int | None] = []
     try:
         first = v.run(query=query)
+        for _ in range(len(models) + 2):       # the player asks for each model still being computed
+            if not first.pending or not first.player_id:
+                break
+            more = v.run(report=(first.player_id, {"more": True, "step": 1, "speed": 1.0,
+                                                   "seq": time.time_ns() // 1000}))
+            more.ms += first.ms
+            first = more
         frames.append(first)
         if not first.player_id:
             errors.append("the page sent no player")
         for k in sorted(first.drawn):          # the browser plays these with no server round trip
             seen.append(k)
             for i, name in enumerate(models):
-                want, got = expected[name][k - 1], first.drawn[k].get(i)
+                want, got = expected[name][k - 1], first.drawn[k].get(i, [])
                 if got != want:
                     errors.append(f"step {k}, {name}: drew {str(got)[:60]} not {str(want)[:60]}")
         time.sleep(steps / speed)              # the playback's own time, in the browser
@@ -272,6 +308,14 @@ def play_session(base_url: str, source: int, target: int, models: list[str], ste
             frames.append(v.run(report=(first.player_id, report)))
             if frames[-1].step != steps:
                 errors.append(f"after the stop report the player shows step {frames[-1].step}, not {steps}")
+        pids.append(v.pid)
+        if sticky:
+            v.close()
+            v = Visitor(base_url, timeout, cookie)        # a reconnect, with the page's cookie
+            v.run(query=query)
+            pids.append(v.pid)
+            if len(set(pids)) != 1:
+                errors.append(f"the session moved between app processes {pids} (cookie {cookie!r})")
     except Exception as e:
         errors.append(f"{type(e).__name__}: {e}")
     finally:
@@ -280,7 +324,7 @@ def play_session(base_url: str, source: int, target: int, models: list[str], ste
         errors.extend(f.errors)
     if seen != list(range(1, steps + 1)):
         errors.append(f"the player holds steps {seen}, not 1..{steps}")
-    return SessionResult(source, target, frames, seen, errors, v.sent)
+    return SessionResult(source, target, frames, seen, errors, v.sent, pids[0] if pids else None)
 
 
 _LOADED: dict[tuple, tuple] = {}
@@ -313,7 +357,11 @@ def expected_paths(models: list[str], pairs: list[tuple[int, int]], steps: int, 
     if missing:
         raise RuntimeError(f"models did not load: {missing}")
     def paths(name: str, src: int, dst: int) -> list[list[int]]:
-        return [list(map(int, p)) for p in compute_replay(mset.models[name], g, src, dst, steps, 0).paths]
+        from citypath.metrics import as_ids
+
+        # what the map draws: the known cities of each path (garbage entries are scored, not drawn)
+        return [[int(c) for c in as_ids(p, g.n_cities) if c >= 0]
+                for p in compute_replay(mset.models[name], g, src, dst, steps, 0).paths]
 
     return {(src, dst): {name: paths(name, src, dst) for name in models} for src, dst in pairs}
 
@@ -330,18 +378,22 @@ def pick_pairs(n: int, env: dict[str, str], seed: int) -> tuple[list[tuple[int, 
 
 
 def run_load(sessions: int = 20, steps: int = 16, *, env: dict[str, str] | None = None, url: str | None = None,
-             seed: int = 0, timeout: float = 180.0) -> dict:
-    """Start the app (unless `url`), run `sessions` visitors at once, and summarise."""
+             seed: int = 0, timeout: float = 180.0, shared: bool = False, sticky: bool = False) -> dict:
+    """Start the app (unless `url`), run `sessions` visitors at once, and summarise.
+
+    `shared`: every visitor opens the same link (a link shared with a crowd); else each its own pair.
+    """
     env = dict(env or {})
-    pairs, models = pick_pairs(sessions, env, seed)
-    expected = expected_paths(models, pairs, steps, env)
+    pairs, models = pick_pairs(1 if shared else sessions, env, seed)
+    pairs = pairs * sessions if shared else pairs
+    expected = expected_paths(models, sorted(set(pairs)), steps, env)
 
     def go(base: str) -> tuple[list[SessionResult], float]:
         start = threading.Barrier(sessions)
 
         def one(pair):
             start.wait()
-            return play_session(base, pair[0], pair[1], models, steps, expected[pair], timeout)
+            return play_session(base, pair[0], pair[1], models, steps, expected[pair], timeout, sticky=sticky)
 
         t0 = time.perf_counter()
         with ThreadPoolExecutor(sessions) as pool:
@@ -358,16 +410,40 @@ def run_load(sessions: int = 20, steps: int = 16, *, env: dict[str, str] | None 
     errors = [f"session {i} ({r.source}->{r.target}): {e}" for i, r in enumerate(results) for e in r.errors]
     q = (lambda xs, p: float(np.percentile(xs, p)) if xs else float("nan"))
     return {
-        "sessions": sessions, "steps": steps, "models": models,
+        "sessions": sessions, "steps": steps, "models": models, "link": "shared" if shared else "own pair each",
         "graph": env.get("CITYPATH_STATES", os.environ.get("CITYPATH_STATES", "")) or "default",
         "errors": errors, "sessions_ok": sum(not r.errors for r in results),
         "frames_checked": sum(len(r.steps_seen) for r in results),
         "messages_per_session": max((r.messages for r in results), default=0),
+        "sessions_per_process": dict(sorted(Counter(str(r.pid) for r in results).items())),
         "open_ms_p50": round(q(open_ms, 50), 1), "open_ms_max": round(max(open_ms), 1) if open_ms else None,
         "stop_ms_p50": round(q(stop_ms, 50), 1), "stop_ms_max": round(max(stop_ms), 1) if stop_ms else None,
         "wall_s": round(wall, 1), "load_average": round(os.getloadavg()[0], 2),
         "mean_open_ms": round(statistics.fmean(open_ms), 1) if open_ms else None,
     }
+
+
+def memory_batches(sessions: int, steps: int, batches: int, *, env: dict[str, str], seed: int = 0,
+                   shared: bool = False) -> dict:
+    """`batches` x `sessions` visitors against one server, one batch after another (the same links each
+    batch, so after the first every route is computed); the server's RSS after each batch. Growth is
+    measured from the first batch (the warm-up: models loaded, caches filled) to the last."""
+    import psutil
+
+    pick_pairs(1, env, seed)
+    rss, errors, opened = [], [], []
+    with AppServer(env) as server:
+        proc = psutil.Process(server.proc.pid)
+        for b in range(batches):
+            out = run_load(sessions, steps, env=env, url=server.url, seed=seed, shared=shared)
+            errors += [f"batch {b}: {e}" for e in out["errors"]]
+            opened.append(out["open_ms_p50"])
+            time.sleep(2.0)                            # closed sessions are cleaned up by the server
+            rss.append(sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)]) / 2**20)
+    return {"sessions": sessions, "batches": batches, "visitors": sessions * batches, "steps": steps,
+            "errors": errors, "rss_mb_after_each_batch": [round(x, 1) for x in rss],
+            "rss_growth_after_warmup": round(rss[-1] / rss[0] - 1.0, 4) if rss else None,
+            "open_ms_p50_per_batch": opened}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -377,7 +453,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--states", default="", help="a regional graph (e.g. RI,MA); default: the full graph")
     ap.add_argument("--checkpoints", default="", help="a checkpoint directory (default: checkpoints/)")
     ap.add_argument("--url", default="", help="a running app instead of starting one")
+    ap.add_argument("--balanced", action="store_true",
+                    help="start two app processes behind HAProxy (serving/haproxy.cfg, `python -m citypath.serve`) "
+                         "and check that every session sticks to its process across a reconnect")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--shared-link", action="store_true",
+                    help="every visitor opens the same link (default: each visitor its own random held-out pair)")
+    ap.add_argument("--batches", type=int, default=1,
+                    help="run the visitors this many times against one server (the first warms it up) and "
+                         "report the server's memory (RSS) after each batch")
     ap.add_argument("--exit-zero", action="store_true", help="exit 0 even with errors (they are in the JSON)")
     args = ap.parse_args(argv)
     env = {}
@@ -385,7 +469,20 @@ def main(argv: list[str] | None = None) -> int:
         env["CITYPATH_STATES"] = args.states
     if args.checkpoints:
         env["CITYPATH_CHECKPOINTS"] = args.checkpoints
-    out = run_load(args.sessions, args.steps, env=env, url=args.url or None, seed=args.seed)
+    if args.batches > 1:
+        out = memory_batches(args.sessions, args.steps, args.batches, env=env, seed=args.seed,
+                             shared=args.shared_link)
+    elif args.balanced:
+        from citypath.serve import Cluster
+
+        pick_pairs(1, env, args.seed)                       # load the graph and models here before the servers
+        with Cluster(env=env) as cluster:
+            out = run_load(args.sessions, args.steps, env=env, url=cluster.url, seed=args.seed,
+                           shared=args.shared_link, sticky=True)
+        out["balanced"] = f"HAProxy + {len(cluster.slots)} app processes"
+    else:
+        out = run_load(args.sessions, args.steps, env=env, url=args.url or None, seed=args.seed,
+                       shared=args.shared_link, sticky=bool(args.url))
     print(json.dumps(out, indent=2))
     return 1 if out["errors"] and not args.exit_zero else 0
 

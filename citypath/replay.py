@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -168,3 +169,91 @@ def score_paths(g: CityGraph, paths: list[list], src: int, dst: int, step_ms: li
     return df
 
 
+
+
+# -- replays shared between processes -------------------------------------------------------
+
+REPLAY_FORMAT = 1
+
+
+def _source_digest(model: RoutingModel) -> str:
+    """sha256 of the model class's source file: a replay cached by other inference code is not reused."""
+    import hashlib
+    import inspect
+
+    try:
+        return hashlib.sha256(Path(inspect.getsourcefile(type(model))).read_bytes()).hexdigest()[:16]
+    except (TypeError, OSError):
+        return "unknown"
+
+
+class ReplayStore:
+    """Replays on disk, shared by every process that serves the app (several app processes behind a
+    balancer): a popular link is computed by one process, once, and read by the others.
+
+    The key is the model (name, weights' sha256, family, its inference code's sha256), the graph, the
+    pair, K and the seed. A file lock per key makes a second process wait for the first one's
+    computation instead of repeating it. What is stored is what was measured (paths, per-step time and
+    FLOPs, error); the metrics are scored again on reading (cheap and deterministic). An unreadable
+    entry is recomputed and replaced; a store that cannot be written (full disk, read-only) is
+    skipped: the replay is still returned.
+    """
+
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+
+    def key(self, model: RoutingModel, g: CityGraph, src: int, dst: int, steps: int, seed: int) -> str:
+        import hashlib
+        import json
+
+        parts = [REPLAY_FORMAT, model.name, model.card.get("weights_sha256", ""), model.family, _source_digest(model),
+                 g.fingerprint, int(src), int(dst), int(steps), int(seed)]
+        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
+
+    def _read(self, path: Path, model: RoutingModel, g: CityGraph, src: int, dst: int, steps: int,
+              seed: int) -> Replay | None:
+        import json
+
+        try:
+            d = json.loads(path.read_text())
+            paths = [list(p) for p in d["paths"]]
+            step_ms = [float(x) for x in d["step_ms"]]
+            flops = [float("nan") if x is None else float(x) for x in d["step_flops"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        metrics = score_paths(g, paths, src, dst, step_ms, flops)
+        return Replay(model.name, src, dst, steps, seed, paths, step_ms, metrics, d.get("error"), flops)
+
+    def get_or_compute(self, model: RoutingModel, g: CityGraph, src: int, dst: int, steps: int,
+                       seed: int = 0) -> Replay:
+        """The replay from disk if any process computed it, else computed here (once) and stored."""
+        import json
+
+        from filelock import FileLock, Timeout
+
+        key = self.key(model, g, src, dst, steps, seed)
+        path = self.directory / key[:2] / f"{key}.json"
+        if path.is_file() and (r := self._read(path, model, g, src, dst, steps, seed)) is not None:
+            return r
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            lock = FileLock(str(path.with_suffix(".lock")), timeout=300)
+            lock.acquire()
+        except (OSError, Timeout):
+            return compute_replay(model, g, src, dst, steps, seed)
+        try:
+            if path.is_file() and (r := self._read(path, model, g, src, dst, steps, seed)) is not None:
+                return r                     # another process computed it while this one waited
+            r = compute_replay(model, g, src, dst, steps, seed)
+            clean = [[c if isinstance(c, (int, float, str)) or c is None else str(c) for c in p] for p in r.paths]
+            record = {"paths": clean, "step_ms": r.step_ms,
+                      "step_flops": [None if not np.isfinite(f) else f for f in r.step_flops], "error": r.error}
+            try:
+                from citypath.cache import write_atomic
+
+                write_atomic(path, json.dumps(record, allow_nan=False))
+            except (OSError, ValueError):
+                pass                          # served without the shared copy
+            return r
+        finally:
+            lock.release()

@@ -20,12 +20,13 @@ import numpy as np
 import pyarrow as pa
 import streamlit as st
 
-from citypath import session
+from citypath import session, settings
 from citypath.graph import CityGraph, graph_kwargs_from_env, load_graph
 from citypath.maplayers import cities_records, write_static_json
 from citypath.models import CheckpointError, checkpoints_dir
 from citypath.models.base import read_card
-from citypath.session import ModelSet, Replay, ViewState
+from citypath.replay import Replay, ReplayStore
+from citypath.session import ModelSet, ViewState
 
 REPO = Path(__file__).resolve().parents[1]
 STATIC_DIR = REPO / "static"  # served by Streamlit at app/static/ (server.enableStaticServing)
@@ -35,6 +36,7 @@ K_SRC, K_DST, K_MODELS, K_STEPS, K_SEED = "source", "target", "models", "steps",
 K_STEP, K_SPEED, K_CLICK, K_NEXT = "step", "speed", "click_mode", "click_next"
 K_VIEW, K_NOTICES, K_BASEMAP = "_view", "_notices", "basemap"
 K_PLAYER, K_PLAYER_SEQ = "player", "_player_seq"     # the player component's last report, and the last one handled
+K_MORE, K_FULL_RERUN = "_more", "_full_rerun"          # the player asked for the next model; a click moved the route
 K_THINK = "show_state"
 K_EQUAL, K_BUDGET = "equal_compute", "budget"
 SPEEDS = session.SPEEDS
@@ -148,10 +150,11 @@ def static_urls(_g: CityGraph, fingerprint: str) -> dict[str, str] | None:
     return {k: f"app/static/{p.name}" for k, p in paths.items()}
 
 
-@st.cache_data(max_entries=512, show_spinner=False)
+@st.cache_resource(max_entries=512, show_spinner=False)   # shared, not copied (never modified)
 def _replay(_model, _g: CityGraph, model_key: tuple, fingerprint: str, src: int, dst: int, steps: int,
             seed: int) -> Replay:
-    return session.compute_replay(_model, _g, src, dst, steps, seed)
+    # Shared on disk with the other app processes (behind a balancer): computed by one, once.
+    return ReplayStore(settings.cache_dir() / "replays").get_or_compute(_model, _g, src, dst, steps, seed)
 
 
 def replay(mset: ModelSet, g: CityGraph, name: str, view: ViewState) -> Replay:
@@ -300,11 +303,11 @@ def on_steps_change() -> None:
     on_route_change()
 
 
-def handle_player_event(g: CityGraph) -> None:
-    """Apply what the player reported since the last run: the step it stopped at and its speed, or a
-    click on a city (which sets an end of the route, see the click rule).
+def on_player_event(g: CityGraph) -> None:
+    """The player reported something (its on_change callback, run before the rerun): the step it stopped
+    at and its speed, a request for the next model's route, or a click on a city (which sets an end of the
+    route, see the click rule, and reruns the whole page so the sidebar shows it).
 
-    Called before the widgets are drawn, so that a click can still change the route's pickers.
     Reports already handled, malformed ones and cities outside the graph change nothing.
     """
     from citypath import player
@@ -314,6 +317,9 @@ def handle_player_event(g: CityGraph) -> None:
     if event is None:
         return
     ss[K_PLAYER_SEQ] = event["seq"]
+    if event.get("more"):
+        ss[K_MORE] = True
+        return
     if "click" in event:
         city = event["click"]
         if not 0 <= city < g.n_cities:
@@ -323,13 +329,14 @@ def handle_player_event(g: CityGraph) -> None:
         src, dst, ss[K_NEXT] = session.apply_click(src, dst, city, ss[K_CLICK], ss[K_NEXT])
         ss[K_SRC], ss[K_DST] = g.label(src), g.label(dst)
         on_route_change()
+        ss[K_FULL_RERUN] = True
         return
     ss[K_STEP] = int(min(max(event["step"], 1), int(ss[K_STEPS])))
     if event["speed"] in SPEEDS:
         ss[K_SPEED] = event["speed"]
 
 
-@st.cache_data(max_entries=256, show_spinner=False)
+@st.cache_resource(max_entries=64, show_spinner=False)   # shared, not copied: ~0.3 MB, never modified
 def _payload(_g: CityGraph, _optimal, _replays: dict, _thinking, key: tuple, fingerprint: str, source: int,
              target: int, steps: int, seed: int, step: int, speed: float, pending: tuple, colours: tuple,
              titles: tuple, urls: tuple, basemap: bool, limits: tuple | None, notes: tuple, budget: float) -> dict:

@@ -35,6 +35,27 @@ def app_env(tmp_path, small_graph, monkeypatch):
     return use_fake_app(monkeypatch, ckpt)
 
 
+_RUN = AppTest._run
+
+
+def _run_and_settle(self, widget_state=None, timeout=None):
+    """One run, then the player's requests for the next model until none is pending (as in a browser)."""
+    at = _RUN(self, widget_state, timeout)
+    for _ in range(20):
+        if at.exception or not at.get("component_instance") or not player_args(at)["pending"] \
+                and "Computing the models" not in " ".join(c.value for c in at.caption):
+            return at
+        at.session_state["player"] = {"seq": time.time_ns() // 1000, "speed": 1.0, "step": 1, "more": True}
+        at = _RUN(at, None, timeout)
+    raise AssertionError("the models never finished")
+
+
+@pytest.fixture(autouse=True)
+def settled_runs(monkeypatch):
+    """Every run of the app in these tests ends with the models computed, as a browser's player asks."""
+    monkeypatch.setattr(AppTest, "_run", _run_and_settle)
+
+
 def run_app(query: dict | None = None) -> AppTest:
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
     for k, v in (query or {}).items():
@@ -65,7 +86,7 @@ def layer_ids(at: AppTest, step: int | None = None) -> list[str]:
 
 
 def report(at: AppTest, **event) -> AppTest:
-    """What the player sends when it stops at a step, changes speed or a city is clicked."""
+    """What the player sends when it stops at a step, changes speed, asks for the next model or a city is clicked."""
     at.session_state["player"] = {"seq": time.time_ns() // 1000, "speed": 1.0, "step": 1, **event}
     return at.run()
 

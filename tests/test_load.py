@@ -4,7 +4,8 @@ CI runs 4 websocket sessions x 16 steps on the default graph with the shipped ch
 full count (40 sessions) is `python -m benchmarks.load_app --sessions 40`, figures in
 docs/benchmarks.md. Each session checks, frame by frame, that the paths the player holds are its
 own model paths for its own pair (computed independently in this process), and that the server
-heard from it twice (the open and the stop), not once per frame. Nothing here asserts a time.
+heard from it a few times (the open, one request per model being computed, the stop), not once per
+frame. Nothing here asserts a time.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ def test_concurrent_sessions_each_play_their_own_route_without_errors(default_gr
     assert out["errors"] == []
     assert out["sessions_ok"] == 4
     assert out["frames_checked"] == 4 * 16          # every step of every session was seen and checked
-    assert out["messages_per_session"] == 2         # the open and the stop: no message per frame
+    # the open, one request per model still to compute, the stop: none per frame of the 16
+    assert out["messages_per_session"] <= 2 + len(out["models"])
     assert out["open_ms_p50"] > 0 and out["stop_ms_p50"] > 0
 
 

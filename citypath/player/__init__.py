@@ -19,8 +19,11 @@ COMPONENT_NAME = "citypath_player"
 _component = None
 
 
-def show(payload: dict, *, key: str) -> dict | None:
-    """Draw the player for `payload` (see `payload.comparison`); the last event it reported, or None."""
+def show(payload: dict, *, key: str, on_change=None) -> dict | None:
+    """Draw the player for `payload` (see `payload.comparison`); the last event it reported, or None.
+
+    `on_change` (no arguments) runs before the rerun that a report triggers, as a widget's callback.
+    """
     global _component
     if _component is None:
         import streamlit.components.v1 as components
@@ -29,7 +32,7 @@ def show(payload: dict, *, key: str) -> dict | None:
             raise FileNotFoundError(f"the player's bundle is missing from {BUILD_DIR}; build it with "
                                     "`python -m citypath.player.build` (needs npm)")
         _component = components.declare_component(COMPONENT_NAME, path=str(BUILD_DIR))
-    return _component(**payload, key=key, default=None)
+    return _component(**payload, key=key, default=None, on_change=on_change)
 
 
 __all__ = ["BUILD_DIR", "comparison", "comparison_id", "read_event", "show"]

@@ -117,7 +117,7 @@ def comparison(g: CityGraph, source: int, target: int, optimal: Sequence[int], r
 
 
 def read_event(value: object, last_seq: int) -> dict | None:
-    """The player's report if it is newer than `last_seq`: {seq, step, speed[, click]}; else None.
+    """The player's report if it is newer than `last_seq`: {seq, step, speed[, click][, more]}; else None.
 
     An old report (already handled) or a malformed value is ignored.
     """
@@ -128,6 +128,8 @@ def read_event(value: object, last_seq: int) -> dict | None:
         out = {"seq": seq, "step": int(value.get("step", 1)), "speed": float(value.get("speed", 1.0))}
         if value.get("click") is not None:
             out["click"] = int(value["click"])
+        if value.get("more"):
+            out["more"] = True
     except (TypeError, ValueError):
         return None
     return out if seq > last_seq else None

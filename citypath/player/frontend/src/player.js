@@ -278,6 +278,13 @@ function render(event) {
   }
   renderNotes();
   resize();
+  // Models still being computed: ask for the next one (once per state of the comparison). Each request
+  // computes one model on the server and sends the player again, so each route appears when it is ready.
+  const waiting = (a.pending || []).join("|");
+  if (waiting && state.askedFor !== `${a.id}|${waiting}`) {
+    state.askedFor = `${a.id}|${waiting}`;
+    report({ more: true });
+  }
 }
 
 function setup() {

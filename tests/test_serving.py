@@ -1,0 +1,62 @@
+"""Several app processes behind HAProxy (`serving/haproxy.cfg`, `python -m citypath.serve`), on loopback.
+
+Each visitor loads the page (HAProxy sets its sticky cookie), opens the app's websocket with that
+cookie, plays its route, then drops the connection and reconnects as a browser does after a
+network blip: the process that answers must be the one that served it. Small graph, stand-in
+models; the 40-visitor figures are `python -m benchmarks.load_app --balanced` (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.fake_models import FAKE_FAMILIES, write_checkpoint
+
+pytestmark = pytest.mark.skipif(not (shutil.which("haproxy") or Path("/usr/sbin/haproxy").exists()),
+                                reason="HAProxy is not installed (the README's test command installs it)")
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory, small_graph):
+    ckpt = tmp_path_factory.mktemp("checkpoints")
+    write_checkpoint(ckpt, "demo-refining", "fake-refining", small_graph)
+    write_checkpoint(ckpt, "demo-garbage", "fake-garbage", small_graph)
+    return {"CITYPATH_STATES": "RI,MA", "CITYPATH_CHECKPOINTS": str(ckpt),
+            "CITYPATH_MODEL_FAMILIES": ",".join(f"{k}={v}" for k, v in FAKE_FAMILIES.items()),
+            "CITYPATH_CACHE_DIR": str(tmp_path_factory.mktemp("cache"))}
+
+
+def test_two_processes_serve_a_crowd_each_visitor_sticking_to_its_process(env, tmp_path):
+    from benchmarks import load_app
+    from citypath.serve import Cluster
+
+    with Cluster(env=env, log_dir=tmp_path) as cluster:
+        out = load_app.run_load(sessions=8, steps=4, env=env, url=cluster.url, sticky=True)
+    assert out["errors"] == [] and out["sessions_ok"] == 8
+    assert out["frames_checked"] == 8 * 4 and out["messages_per_session"] <= 2 + len(out["models"])
+    assert len(out["sessions_per_process"]) == 2 and "None" not in out["sessions_per_process"]  # both served
+
+
+def test_a_balancer_without_sticky_sessions_is_caught(env, tmp_path):
+    """The check is not vacuous: round robin without the cookie moves reconnecting visitors."""
+    from benchmarks import load_app
+    from citypath.serve import CONFIG, Cluster
+
+    loose = tmp_path / "haproxy-loose.cfg"
+    text = CONFIG.read_text().replace("balance leastconn", "balance roundrobin")
+    loose.write_text("\n".join(line for line in text.splitlines() if "cookie citypath_server" not in line)
+                     .replace(" cookie app1", "").replace(" cookie app2", "") + "\n")
+    with Cluster(config=loose, env=env, log_dir=tmp_path) as cluster:
+        out = load_app.run_load(sessions=4, steps=3, env=env, url=cluster.url, sticky=True)
+    assert any("moved between app processes" in e for e in out["errors"])
+
+
+def test_serve_says_what_is_missing(tmp_path):
+    from citypath import serve
+
+    bad = tmp_path / "empty.cfg"
+    bad.write_text("global\n")
+    assert serve.main(["--config", str(bad), "--port", "0"]) == 2
