@@ -59,7 +59,7 @@ with st.sidebar:
     st.subheader("Models")
     st.multiselect("Compare", cat.names, key=ui.K_MODELS, format_func=cat.labels.get,
                    placeholder="no model: optimal path only", on_change=ui.on_route_change)
-    st.slider("Refinement steps (test-time compute)", 1, cat.steps_max, key=ui.K_STEPS, on_change=ui.on_steps_change,
+    st.slider("Refinement steps (test-time compute)", 1, cat.steps_max, key=ui.K_STEPS, on_change=ui.on_route_change,
               help="How many times each model may refine its answer. Each step costs one more forward pass.")
     st.number_input("Seed", 0, session.MAX_SEED, step=1, key=ui.K_SEED, on_change=ui.on_route_change)
     st.toggle("Equal compute", key=ui.K_EQUAL, on_change=ui.on_route_change,

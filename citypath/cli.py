@@ -81,7 +81,7 @@ def _route_models(args, g, src: int, dst: int) -> int:
     from citypath import export
     from citypath.cache import write_atomic
     from citypath.models import ModelError, load_model
-    from citypath.replay import compute_replay
+    from citypath.replay import Shown, compute_replay
 
     runs = []
     for name in args.model or []:
@@ -99,7 +99,7 @@ def _route_models(args, g, src: int, dst: int) -> int:
                   f"{m['length_pct']:+9.1f}%  {m['frechet_km']:10,.1f}  {m['ms']:6.1f}")
         if r.error:
             print(f"warning: {r.error}", file=sys.stderr)
-        runs.append(export.ExportRun(name, r.paths, args.steps))
+        runs.append(Shown(r, args.steps))
     if args.state_gif and not args.model:
         print("error: --state-gif needs a --model", file=sys.stderr)
         return 2

@@ -5,7 +5,7 @@ app's download threads can render at once) over the same simplified state outlin
 the app's map, in an equirectangular projection with the aspect corrected for latitude.
 The app's download buttons and `python -m citypath route --png/--gif` both call these.
 
-    >>> png = render_png(g, src, dst, [ExportRun("gru-small", paths, step=8)])  # doctest: +SKIP
+    >>> png = render_png(g, src, dst, [Shown("gru-small", paths, step=8)])  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import io
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 from matplotlib import patheffects
@@ -28,29 +27,13 @@ from citypath.basemap import rings_in_box
 from citypath.graph import CityGraph
 from citypath.maplayers import ILLEGAL_RGB, OPTIMAL_RGB, illegal_segments, model_rgb, rgb_hex
 from citypath.metrics import as_ids, evaluate_paths
-from citypath.replay import clean_path
+from citypath.replay import Shown
 
 PNG_DPI = 200
 GIF_DPI = 90
 
 
-@dataclass
-class ExportRun:
-    """One model's refinement: all its step paths, the step to draw, and its colour."""
-
-    name: str
-    paths: Sequence[Sequence]
-    step: int
-    rgb: tuple[int, int, int] | None = None
-
-    def path(self, step: int | None = None) -> list:
-        k = self.step if step is None else step
-        if not self.paths:
-            return []
-        return clean_path(self.paths[min(max(k, 1), len(self.paths)) - 1])
-
-
-def _rgb(run: ExportRun, i: int) -> str:
+def _rgb(run: Shown, i: int) -> str:
     return rgb_hex(run.rgb or model_rgb(i))
 
 
@@ -87,7 +70,7 @@ def _draw_base(ax, g: CityGraph, box: tuple[float, float, float, float]) -> None
     ax.set_facecolor("#dde7ef")
 
 
-def _draw_paths(ax, g: CityGraph, src: int, dst: int, optimal: np.ndarray, runs: Sequence[ExportRun],
+def _draw_paths(ax, g: CityGraph, src: int, dst: int, optimal: np.ndarray, runs: Sequence[Shown],
                 step: int | None, ghost: bool) -> list:
     artists = []
     opt_hex = rgb_hex(OPTIMAL_RGB)
@@ -125,14 +108,13 @@ def _legend(ax, runs_present_illegal: bool) -> None:
               frameon=True, framealpha=0.9)
 
 
-def metrics_rows(g: CityGraph, src: int, dst: int, runs: Sequence[ExportRun]) -> list[list[str]]:
-    """The table under the PNG: one row per model at its step, the optimal path first."""
+def metrics_rows(g: CityGraph, src: int, dst: int, runs: Sequence[Shown]) -> list[list[str]]:
+    """The table under the PNG: one row per model at its step (the replay's own metrics), the optimal first."""
     optimal = g.shortest_path(src, dst)
-    paths = [optimal] + [r.path() for r in runs]
-    df = evaluate_paths(g, paths, [src] * len(paths), [dst] * len(paths))
-    names = ["optimal"] + [f"{r.name} @ {r.step}" for r in runs]
+    rows_in = [("optimal", evaluate_paths(g, [optimal], [src], [dst]).iloc[0])]
+    rows_in += [(f"{r.name} @ {r.step}", r.replay.at(r.step)) for r in runs if r.replay.at(r.step) is not None]
     rows = []
-    for name, (_, m) in zip(names, df.iterrows()):
+    for name, m in rows_in:
         pct = (m["length_ratio"] - 1) * 100
         rows.append([name, "yes" if m["valid"] else "no", f"{int(m['illegal_jumps'])}",
                      "yes" if m["reaches_target"] else "no", f"{int(m['hops'])}", f"{m['length_km']:,.0f}",
@@ -144,7 +126,7 @@ def metrics_rows(g: CityGraph, src: int, dst: int, runs: Sequence[ExportRun]) ->
 TABLE_HEADER = ["path", "valid", "illegal", "reaches", "hops", "km", "vs optimal", "Fréchet km"]
 
 
-def _figure(g: CityGraph, src: int, dst: int, runs: Sequence[ExportRun], *, table: bool, width_in: float = 8.0):
+def _figure(g: CityGraph, src: int, dst: int, runs: Sequence[Shown], *, table: bool, width_in: float = 8.0):
     optimal = np.asarray(g.shortest_path(src, dst), dtype=np.int64)
     box = _box(g, np.unique(np.r_[optimal, [src, dst]]))
     west, south, east, north = box
@@ -173,7 +155,7 @@ def _figure(g: CityGraph, src: int, dst: int, runs: Sequence[ExportRun], *, tabl
     return fig, ax, optimal
 
 
-def _title(g: CityGraph, src: int, dst: int, runs: Sequence[ExportRun], step: int | None) -> str:
+def _title(g: CityGraph, src: int, dst: int, runs: Sequence[Shown], step: int | None) -> str:
     if step is None and len({r.step for r in runs}) > 1:     # models shown at different steps (equal compute)
         return f"{g.label(src)} → {g.label(dst)}\n" + ", ".join(f"{r.name} · step {r.step}" for r in runs)
     who = ", ".join(r.name for r in runs) or "no model"
@@ -181,7 +163,7 @@ def _title(g: CityGraph, src: int, dst: int, runs: Sequence[ExportRun], step: in
     return f"{g.label(src)} → {g.label(dst)}\n{who}" + (f" · {k}" if runs else "")
 
 
-def render_png(g: CityGraph, src: int, dst: int, runs: Sequence[ExportRun], *, dpi: int = PNG_DPI,
+def render_png(g: CityGraph, src: int, dst: int, runs: Sequence[Shown], *, dpi: int = PNG_DPI,
                table: bool = True) -> bytes:
     """A PNG comparing the optimal path with each run's path at its step, with legend and metrics table."""
     fig, ax, optimal = _figure(g, src, dst, runs, table=table)
@@ -210,7 +192,7 @@ def gif_bytes(frames: list[Image.Image], frame_ms: int, last_frame_ms: int) -> b
     return out.getvalue()
 
 
-def render_gif(g: CityGraph, src: int, dst: int, runs: Sequence[ExportRun], *, dpi: int = GIF_DPI,
+def render_gif(g: CityGraph, src: int, dst: int, runs: Sequence[Shown], *, dpi: int = GIF_DPI,
                frame_ms: int = 600, last_frame_ms: int = 2000) -> bytes:
     """An animated GIF: one frame per refinement step (all runs side by side on one map)."""
     steps = max((len(r.paths) for r in runs), default=1)
@@ -226,7 +208,7 @@ def render_gif(g: CityGraph, src: int, dst: int, runs: Sequence[ExportRun], *, d
     return gif_bytes(frames, frame_ms, last_frame_ms)
 
 
-def render_state_gif(g: CityGraph, src: int, dst: int, run: ExportRun, views: Sequence[Sequence], *,
+def render_state_gif(g: CityGraph, src: int, dst: int, run: Shown, views: Sequence[Sequence], *,
                      dpi: int = GIF_DPI, frame_ms: int = 500, last_frame_ms: int = 2000) -> bytes:
     """An animated GIF of what a model thinks: per step, its first per-city state view as colour.
 
@@ -274,7 +256,7 @@ def _feature(g: CityGraph, path: Sequence, props: dict) -> dict:
                                                  for c in path]}}
 
 
-def to_geojson(g: CityGraph, src: int, dst: int, runs: Sequence[ExportRun], *, all_steps: bool = False) -> str:
+def to_geojson(g: CityGraph, src: int, dst: int, runs: Sequence[Shown], *, all_steps: bool = False) -> str:
     """A GeoJSON FeatureCollection: the optimal path and each run's path (at its step, or every step)."""
     optimal = g.shortest_path(src, dst)
     features = [_feature(g, optimal, {"kind": "optimal", "source": g.label(src), "target": g.label(dst),
@@ -282,8 +264,9 @@ def to_geojson(g: CityGraph, src: int, dst: int, runs: Sequence[ExportRun], *, a
     for r in runs:
         steps = range(1, len(r.paths) + 1) if all_steps else [r.step]
         for k in steps:
-            path = r.path(k)
-            m = evaluate_paths(g, [path], [src], [dst]).iloc[0]
+            path, m = r.path(k), r.replay.at(k)
+            if m is None:
+                continue
             features.append(_feature(g, path, {
                 "kind": "model", "model": r.name, "step": k, "valid": bool(m["valid"]),
                 "illegal_jumps": int(m["illegal_jumps"]), "reaches_target": bool(m["reaches_target"]),
@@ -292,7 +275,7 @@ def to_geojson(g: CityGraph, src: int, dst: int, runs: Sequence[ExportRun], *, a
     return json.dumps({"type": "FeatureCollection", "features": features}, indent=1)
 
 
-def to_csv(g: CityGraph, src: int, dst: int, runs: Sequence[ExportRun], *, all_steps: bool = True) -> str:
+def to_csv(g: CityGraph, src: int, dst: int, runs: Sequence[Shown], *, all_steps: bool = True) -> str:
     """One row per hop: kind, model, step, hop, city_id, label, lat, lon (unknown ids kept, coordinates blank)."""
     out = io.StringIO()
     w = csv.writer(out)

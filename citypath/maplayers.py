@@ -17,7 +17,6 @@ import json
 import math
 import urllib.parse
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,7 @@ from citypath.basemap import state_rings
 from citypath.cache import write_atomic
 from citypath.graph import CityGraph
 from citypath.metrics import as_ids, hop_legality
+from citypath.replay import Shown
 
 # pydeck's Deck() asks on every construction whether its Jupyter widget can be imported; with no
 # Jupyter installed that is a failed import that scans sys.path each time: ~10% of the app
@@ -75,17 +75,6 @@ def model_rgb(index: int) -> tuple[int, int, int]:
 
 def rgb_hex(rgb: Sequence[int]) -> str:
     return "#" + "".join(f"{int(c):02x}" for c in rgb[:3])
-
-
-@dataclass
-class MapRun:
-    """One model's contribution to a frame: its current path and the previous step's."""
-
-    name: str
-    path: list
-    previous: list | None
-    rgb: tuple[int, int, int]
-    step: int
 
 
 def _tip(g: CityGraph, city: int, extra: str = "") -> str:
@@ -170,32 +159,34 @@ def optimal_layers(g: CityGraph, optimal: Sequence[int]) -> list[pdk.Layer]:
         pickable=True, joint_rounded=True, cap_rounded=True)]
 
 
-def route_layers(g: CityGraph, runs: Sequence[MapRun]) -> list[pdk.Layer]:
+def route_layers(g: CityGraph, runs: Sequence[Shown]) -> list[pdk.Layer]:
     """One frame's routes: ghosts of the previous step, each model's path with its hops, illegal jumps."""
     layers = []
+    rgbs = [tuple(r.rgb or model_rgb(i)) for i, r in enumerate(runs)]
     ghosts = [{"path": _coords(g, _known(g, r.previous)), "tip": f"{r.name}, step {r.step - 1}",
-               "color": [*r.rgb, 70]} for r in runs if r.previous is not None and len(_known(g, r.previous)) > 1]
+               "color": [*rgb, 70]} for r, rgb in zip(runs, rgbs)
+              if r.previous is not None and len(_known(g, r.previous)) > 1]
     if ghosts:
         layers.append(pdk.Layer("PathLayer", ghosts, id="ghosts", get_path="path", get_color="color", get_width=3,
                                 width_units=PIXELS, width_min_pixels=2, pickable=True, joint_rounded=True))
-    for i, r in enumerate(runs):
-        known = _known(g, r.path)
+    for i, (r, rgb) in enumerate(zip(runs, rgbs)):
+        known = _known(g, r.path())
         if len(known) > 1:
             layers.append(pdk.Layer(
                 "PathLayer", [{"path": _coords(g, known), "tip": f"{r.name}, step {r.step}"}],
-                id=f"model-{i}", get_path="path", get_color=[*r.rgb, 235], get_width=3.5, width_units=PIXELS,
+                id=f"model-{i}", get_path="path", get_color=[*rgb, 235], get_width=3.5, width_units=PIXELS,
                 pickable=True, joint_rounded=True, cap_rounded=True))
         if len(known):
             hops = [{"id": int(c), "p": [round(float(g.lon[c]), 5), round(float(g.lat[c]), 5)],
                      "tip": _tip(g, int(c), f"\n{r.name}: hop {h}")} for h, c in enumerate(known.tolist())]
             layers.append(pdk.Layer("ScatterplotLayer", hops, id=f"hops-{i}", get_position="p",
-                                    get_fill_color=[*r.rgb, 255], get_line_color=[255, 255, 255], stroked=True,
+                                    get_fill_color=[*rgb, 255], get_line_color=[255, 255, 255], stroked=True,
                                     line_width_min_pixels=1, get_radius=900, radius_min_pixels=2.5,
                                     radius_max_pixels=7, pickable=True))
     jumps = [{"a": _coords(g, np.array([a]))[0], "b": _coords(g, np.array([b]))[0],
               "tip": f"illegal jump ({r.name}): {g.label(a)} → {g.label(b)}, {km:,.0f} km "
                      f"> {g.radius_km:g} km"}
-             for r in runs for a, b, km in illegal_segments(g, r.path)]
+             for r in runs for a, b, km in illegal_segments(g, r.path())]
     if jumps:
         layers.append(pdk.Layer("LineLayer", jumps, id="illegal", get_source_position="a", get_target_position="b",
                                 get_color=[*ILLEGAL_RGB, 230], get_width=3, width_units=PIXELS, pickable=True))
@@ -298,7 +289,7 @@ def layers_json(layers: Sequence[pdk.Layer]) -> list[dict]:
     return json.loads(CompactDeck(layers=list(layers)).to_json())["layers"]
 
 
-def build_deck(g: CityGraph, src: int, dst: int, optimal: Sequence[int], runs: Sequence[MapRun], *,
+def build_deck(g: CityGraph, src: int, dst: int, optimal: Sequence[int], runs: Sequence[Shown], *,
                cities: str | list[dict] | None = None, states: str | list[dict] | None = None,
                view: pdk.ViewState | None = None, basemap: bool = False,
                extra: Sequence[pdk.Layer] = ()) -> pdk.Deck:

@@ -45,6 +45,48 @@ class Replay:
             return []
         return self.paths[min(max(step, 1), len(self.paths)) - 1]
 
+    def at(self, step: int) -> pd.Series | None:
+        """The metrics row of `step` (clamped), or None if there is no step."""
+        if not len(self.metrics):
+            return None
+        return self.metrics.iloc[min(max(step, 1), len(self.metrics)) - 1]
+
+    @classmethod
+    def from_paths(cls, g: CityGraph, model: str, source: int, target: int, paths: Sequence, seed: int = 0,
+                   error: str | None = None) -> Replay:
+        """A replay of paths given as they are (a file, a test): scored, with no time or FLOPs measured."""
+        clean = [clean_path(p) for p in paths]
+        zeros = [0.0] * len(clean)
+        flops = [float("nan")] * len(clean)
+        return cls(model, source, target, len(clean), seed, clean, zeros,
+                   score_paths(g, clean, source, target, zeros, flops), error, flops)
+
+
+@dataclass(frozen=True)
+class Shown:
+    """A replay as drawn: at one step, in one colour. Map layers and exports read it (and its metrics)."""
+
+    replay: Replay
+    step: int
+    rgb: tuple[int, int, int] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.replay.model
+
+    @property
+    def paths(self) -> list[list]:
+        return self.replay.paths
+
+    def path(self, step: int | None = None) -> list:
+        """The answer at `step` (default: the step shown)."""
+        return self.replay.path(self.step if step is None else step)
+
+    @property
+    def previous(self) -> list | None:
+        """The answer one step before the one shown (the map's ghost), or None at step 1."""
+        return self.replay.path(self.step - 1) if self.step > 1 else None
+
 
 SERVED_SHARE = 0.25   # a call faster than this share of its FLOPs' expected time did no work of its own
 

@@ -36,8 +36,8 @@ def free_port() -> int:
 
 
 def app_slots(config: Path) -> list[str]:
-    """The variables naming the app processes' ports in the config: CITYPATH_APP1, CITYPATH_APP2, ..."""
-    return sorted(set(re.findall(r"\$\{(CITYPATH_APP\d+)\}", config.read_text())), key=lambda v: int(v[12:]))
+    """The variables naming the app processes' ports in the config: APP_PORT_1, APP_PORT_2, ..."""
+    return sorted(set(re.findall(r"\$\{(APP_PORT_\d+)\}", config.read_text())), key=lambda v: int(v[9:]))
 
 
 def wait_healthy(url: str, proc: subprocess.Popen, what: str, timeout_s: float = 120.0) -> None:
@@ -68,7 +68,7 @@ class Cluster:
         self.config = Path(config)
         self.slots = app_slots(self.config)
         if not self.slots:
-            raise ValueError(f"{self.config} names no app process (server lines with ${{CITYPATH_APP1}}, ...)")
+            raise ValueError(f"{self.config} names no app process (server lines with ${{APP_PORT_1}}, ...)")
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ports = {slot: free_port() for slot in self.slots}
@@ -88,7 +88,7 @@ class Cluster:
                     cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT))
             for proc, url, slot in zip(self.procs, self.app_urls, self.slots):
                 wait_healthy(url, proc, f"app process {slot}")
-            env = {**self.env, "CITYPATH_PORT": str(self.port), **{s: str(p) for s, p in self.ports.items()}}
+            env = {**self.env, "FRONT_PORT": str(self.port), **{s: str(p) for s, p in self.ports.items()}}
             log = open(self.log_dir / "haproxy.log", "w")
             self.procs.append(subprocess.Popen([self.haproxy, "-db", "-f", str(self.config)], env=env,
                                                stdout=log, stderr=subprocess.STDOUT))

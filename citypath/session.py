@@ -13,7 +13,6 @@ Nothing here imports streamlit; `citypath.ui` wraps these in Streamlit caches.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,9 +20,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from citypath import settings
+from citypath import registry, settings
 from citypath.graph import CityGraph, CityNotFound
 from citypath.models import ModelError, RoutingModel, list_models, load_model
+from citypath.registry import human_count  # noqa: F401  (the app's name for it)
 from citypath.replay import (  # noqa: F401  (re-exported: the app's and tests' names)
     SERVED_SHARE,
     Replay,
@@ -277,27 +277,19 @@ def register_families_from_env(env: Mapping[str, str] | None = None) -> dict[str
     """Extra model families named in $CITYPATH_MODEL_FAMILIES ("family=module:Class,..."), added to the registry.
 
     This is how a subprocess app (the browser test) gets test-only families; shipped families
-    are in `citypath.models.FAMILIES` already and are never overridden.
+    are in the registry already and are never overridden.
     """
-    from citypath.models import FAMILIES
+    from citypath.registry import register
 
-    added = {}
-    for family, target in settings.extra_model_families(env).items():
-        if family not in FAMILIES:
-            FAMILIES[family] = added[family] = target
-    return added
-
-
-def available_models(directory=None) -> list[str]:
-    """Names of the checkpoints the app offers (the registry's list; tests point it elsewhere)."""
-    return list_models(directory)
+    return {family: target for family, target in settings.extra_model_families(env).items()
+            if register(family, target)}
 
 
 def load_models(g: CityGraph, names: Iterable[str] | None = None, *, directory=None,
                 loader: Callable[..., RoutingModel] = load_model) -> ModelSet:
     """Load every named checkpoint for graph `g`; one that fails is reported, never fatal."""
     out = ModelSet()
-    for name in (available_models(directory) if names is None else names):
+    for name in (list_models(directory) if names is None else names):
         try:
             out.models[name] = loader(name, directory=directory, graph=g)
         except ModelError as e:
@@ -308,17 +300,8 @@ def load_models(g: CityGraph, names: Iterable[str] | None = None, *, directory=N
 
 
 def model_label(m: RoutingModel) -> str:
-    """'gru-small · gru · 1.2M params', the name a picker shows."""
-    return f"{m.name} · {m.family} · {human_count(m.num_parameters)} params"
-
-
-def human_count(n: float) -> str:
-    if not math.isfinite(n):
-        return "?"
-    for unit, scale in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(n) >= scale:
-            return f"{n / scale:.3g}{unit}"
-    return f"{n:g}"
+    """'gru-small · gru · 791k params', the name a picker shows (`registry.model_label`)."""
+    return registry.model_label(m.name, m.family, m.num_parameters)
 
 
 # -- live metrics -------------------------------------------------------------------------

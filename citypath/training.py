@@ -1,7 +1,7 @@
 """Training infrastructure shared by every model family: one loop, resumable, DDP-ready.
 
 A family plugs in by providing a `TrainTask` (see the Protocol below) from a function
-`training_task(g, args) -> TrainTask` in `citypath/tasks/<family>.py`, listed in `TASKS`.
+`training_task(g, args) -> TrainTask` in `citypath/tasks/<family>.py`, named in `citypath.registry`.
 This module then does the rest, identically for every family:
 
 - seeding, and batches that are a pure function of (seed, step, rank), so a resumed run
@@ -48,17 +48,6 @@ from tqdm.auto import tqdm
 from citypath.cache import staged_files, write_error
 from citypath.graph import CityGraph
 
-# The one list of trainable families: family -> "module:function" returning a TrainTask. A family's
-# training side lives in citypath/tasks/<family>.py; its model file never imports training code.
-TASKS: dict[str, str] = {
-    "gru": "citypath.tasks.gru:training_task",
-    "refiner": "citypath.tasks.refiner:training_task",
-    "gnn": "citypath.tasks.gnn:training_task",
-    "postrnn": "citypath.tasks.postrnn:training_task",
-    "bellman": "citypath.tasks.bellman:training_task",
-    "looped": "citypath.tasks.looped:training_task",
-    "memory": "citypath.tasks.memory:training_task",
-}
 RUNS_DIR = Path("runs")
 STATE_FILE = "state.safetensors"
 
@@ -491,11 +480,14 @@ def write_checkpoint(task: TrainTask, model: torch.nn.Module, g: CityGraph, cfg:
 # -- the CLI entry -------------------------------------------------------------------------------
 
 def task_factory(family: str) -> Callable[..., TrainTask]:
-    """The `training_task(g, args)` function of a family."""
-    if family not in TASKS:
-        raise ValueError(f"model family {family!r} has no trainer; trainable families: {', '.join(TASKS)}")
-    module, fn = TASKS[family].split(":")
-    target = TASKS[family]
+    """The `training_task(g, args)` function of a family (from the registry, `citypath.registry`)."""
+    from citypath.registry import FAMILIES
+
+    trainable = [name for name, f in FAMILIES.items() if f.task]
+    if family not in trainable:
+        raise ValueError(f"model family {family!r} has no trainer; trainable families: {', '.join(trainable)}")
+    target = FAMILIES[family].task
+    module, fn = target.split(":")
     try:
         return getattr(importlib.import_module(module), fn)
     except (ImportError, AttributeError) as e:

@@ -20,12 +20,11 @@ import numpy as np
 import pyarrow as pa
 import streamlit as st
 
-from citypath import session, settings
+from citypath import registry, session, settings
 from citypath.graph import CityGraph, graph_kwargs_from_env, load_graph
 from citypath.maplayers import cities_records, write_static_json
-from citypath.models import CheckpointError, checkpoints_dir
-from citypath.models.base import read_card
-from citypath.replay import Replay, ReplayStore
+from citypath.models import checkpoints_dir
+from citypath.replay import Replay, ReplayStore, Shown
 from citypath.session import ModelSet, ViewState
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,18 +70,10 @@ class Catalog:
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def _catalog(stamp: tuple) -> Catalog:
-    names = session.available_models()
-    labels, steps, parameters = {}, [16], {}
-    for name in names:
-        try:
-            card = read_card(checkpoints_dir() / f"{name}.json")
-            parameters[name] = int(card["num_parameters"])
-            labels[name] = (f"{name} · {card['family']} · {session.human_count(float(card['num_parameters']))} "
-                            "params")
-            steps.append(int(card["max_steps"]))
-        except (CheckpointError, ValueError, TypeError, KeyError):
-            labels[name] = f"{name} (unreadable card)"
-    return Catalog(names, labels, int(min(max(steps), 128)), parameters)
+    entries, unreadable = registry.catalogue()
+    labels = {e.name: e.label for e in entries} | {name: f"{name} (unreadable card)" for name in unreadable}
+    steps = [16] + [e.max_steps for e in entries]
+    return Catalog(sorted(labels), labels, int(min(max(steps), 128)), {e.name: e.parameters for e in entries})
 
 
 def catalog() -> Catalog:
@@ -299,10 +290,6 @@ def on_pick_pair(g: CityGraph, src: int, dst: int) -> None:
     on_route_change()
 
 
-def on_steps_change() -> None:
-    on_route_change()
-
-
 def on_player_event(g: CityGraph) -> None:
     """The player reported something (its on_change callback, run before the rerun): the step it stopped
     at and its speed, a request for the next model's route, or a click on a city (which sets an end of the
@@ -402,7 +389,7 @@ def exporter(ext: str, g: CityGraph, view: ViewState, replays: dict[str, Replay]
     def render():
         from citypath import export
 
-        runs = [export.ExportRun(name, r.paths, max(steps.get(name, 1), 1), colours[name])
+        runs = [Shown(r, max(steps.get(name, 1), 1), colours[name])
                 for name, r in replays.items() if steps.get(name, 1) >= 1]
         if ext == "geojson":
             return export.to_geojson(g, view.source, view.target, runs, all_steps=True)

@@ -105,11 +105,12 @@ def write_checkpoint(directory: Path, name: str, family: str, g, *, max_steps: i
 def use_fake_app(monkeypatch, ckpt: Path) -> Path:
     """Point an in-process app (AppTest) at `ckpt` on the RI+MA graph, with the stand-in families registered."""
     from citypath.models import FAMILIES
+    from citypath.registry import Family
 
     monkeypatch.setenv("CITYPATH_STATES", "RI,MA")
     monkeypatch.setenv("CITYPATH_CHECKPOINTS", str(ckpt))
     for family, target in FAKE_FAMILIES.items():
-        monkeypatch.setitem(FAMILIES, family, target)
+        monkeypatch.setitem(FAMILIES, family, Family(target))
     return ckpt
 
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 import citypath
 from citypath.models import FAMILIES
-from citypath.training import TASKS, task_factory
+from citypath.training import task_factory
 
 PACKAGE = Path(citypath.__file__).resolve().parent
 
@@ -41,12 +43,34 @@ def test_the_import_check_would_catch_a_lazy_import(tmp_path):
     assert "citypath.training" in imported_modules(f)
 
 
-def test_every_model_family_with_a_trainer_is_in_the_registry():
-    assert set(TASKS) <= set(FAMILIES)
-    for family in TASKS:
-        assert callable(task_factory(family))
-        module = TASKS[family].split(":")[0]
-        assert module == f"citypath.tasks.{family}"
+def test_the_registry_is_the_one_list_of_families():
+    """Each family: its model class in citypath/models/<family>.py, its training task in
+    citypath/tasks/<family>.py, and size presets that are exactly its task's presets."""
+    import importlib
+
+    from citypath.models import family_class
+
+    for name, family in FAMILIES.items():
+        assert family.model.startswith(f"citypath.models.{name}:") and family_class(name).family == name
+        assert family.task == f"citypath.tasks.{name}:training_task" and callable(task_factory(name))
+        presets = importlib.import_module(f"citypath.tasks.{name}").TRAIN_DEFAULTS
+        assert set(family.sizes) == set(presets), name
+    lists = [p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py")
+             if '"citypath.models.gru:' in p.read_text() or '"citypath.tasks.gru:' in p.read_text()]
+    assert lists == [], lists                      # no second list of families anywhere
+    with pytest.raises(ValueError, match="trainable families"):
+        task_factory("no-such-family")
+
+
+def test_the_catalogue_reads_cards_only(tmp_path):
+    from citypath import registry
+
+    shipped, unreadable = registry.catalogue()
+    assert {e.family for e in shipped} <= set(FAMILIES) and unreadable == {}
+    (tmp_path / "x.json").write_text("{broken")
+    (tmp_path / "x.safetensors").write_bytes(b"")
+    entries, unreadable = registry.catalogue(tmp_path)
+    assert entries == [] and "x" in unreadable
 
 
 def test_only_the_settings_module_reads_citypath_variables():

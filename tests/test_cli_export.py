@@ -8,12 +8,13 @@ from PIL import Image
 
 from citypath.cli import main
 from citypath.models import FAMILIES
+from citypath.registry import Family
 from tests.fake_models import FAKE_FAMILIES, bellman_exact_checkpoint, write_checkpoint
 
 
 def test_route_with_model_writes_every_export(tmp_path, small_graph, monkeypatch, capsys):
     for family, target in FAKE_FAMILIES.items():
-        monkeypatch.setitem(FAMILIES, family, target)
+        monkeypatch.setitem(FAMILIES, family, Family(target))
     write_checkpoint(tmp_path / "ckpt", "demo", "fake-refining", small_graph)
     monkeypatch.setenv("CITYPATH_CHECKPOINTS", str(tmp_path / "ckpt"))
     out = {ext: tmp_path / f"route.{ext}" for ext in ("png", "gif", "geojson", "csv")}
@@ -52,7 +53,7 @@ def test_route_state_gif_shows_what_the_model_thinks_per_step(tmp_path, small_gr
 
 def test_route_state_gif_refuses_a_family_without_a_state_view(tmp_path, small_graph, monkeypatch, capsys):
     for family, target in FAKE_FAMILIES.items():
-        monkeypatch.setitem(FAMILIES, family, target)
+        monkeypatch.setitem(FAMILIES, family, Family(target))
     write_checkpoint(tmp_path / "ckpt", "demo", "fake-refining", small_graph)
     monkeypatch.setenv("CITYPATH_CHECKPOINTS", str(tmp_path / "ckpt"))
     rc = main(["route", "Worcester, MA", "Providence, RI", "--states", "RI,MA", "--model", "demo",

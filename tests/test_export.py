@@ -9,13 +9,15 @@ import json
 from PIL import Image
 
 from citypath import export
+from citypath.replay import Replay, Shown
 
 
 def runs_for(g, src, dst):
     optimal = g.shortest_path(src, dst)
     far = int(max(range(g.n_cities), key=lambda c: g.distance_km(src, c)))
     steps = [[src, far, dst], [src, -3, "x", dst], optimal]
-    return [export.ExportRun("model-a", steps, 3), export.ExportRun("model-b", [[], None, [dst]], 2)]
+    return [Shown(Replay.from_paths(g, "model-a", src, dst, steps), 3),
+            Shown(Replay.from_paths(g, "model-b", src, dst, [[], None, [dst]]), 2)]
 
 
 def test_png_is_a_real_image(small_graph):

@@ -483,11 +483,12 @@ def test_merge_results_into_a_read_only_directory(small_graph, tmp_path):
 def test_evaluate_cli_on_a_full_disk_says_so(small_graph, tmp_path, monkeypatch, capsys):
     """The CLI reports a write failure as one line naming the file and the cause, not a traceback."""
     from citypath.models import FAMILIES
+    from citypath.registry import Family
     from tests.fake_models import FAKE_FAMILIES
     from tests.fake_models import write_checkpoint as write_fake
 
     for family, target in FAKE_FAMILIES.items():
-        monkeypatch.setitem(FAMILIES, family, target)
+        monkeypatch.setitem(FAMILIES, family, Family(target))
     write_fake(tmp_path / "ck", "demo", "fake-refining", small_graph)
     out = tmp_path / "eval.json"
     argv = ["evaluate", "--models", "demo", "--steps", "1,2", "--pairs", "4", "--bootstrap", "0", "--no-progress",

@@ -22,9 +22,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from citypath import cli, is_heldout, session
-from citypath.maplayers import MapRun, build_deck, model_rgb
+from citypath.maplayers import build_deck, model_rgb
 from citypath.models import ModelNotFound, list_models, load_model
 from citypath.models.base import STEPS_LIMIT, check_steps
+from citypath.replay import Shown
 from citypath.session import MAX_SEED, QUERY_KEYS, ViewState
 from tests.fake_models import GarbageFake, RefiningFake, use_fake_app, write_checkpoint
 
@@ -281,8 +282,7 @@ def test_a_thousand_random_pairs_through_the_apps_logic(default_graph):
         for r, step in ((shipped, 1), (fake, 1), (fake, 2)):
             cards = session.metric_cards(r.metrics, step)
             assert [c.label for c in cards][:3] == ["Valid", "Illegal jumps", "Reaches target"]
-        runs = [MapRun(fastest, shipped.path(1), None, model_rgb(0), 1),
-                MapRun(fake.model, fake.path(2), fake.path(1), model_rgb(1), 2)]
+        runs = [Shown(shipped, 1, model_rgb(0)), Shown(fake, 2, model_rgb(1))]
         deck = build_deck(g, s, t, optimal, runs)
         ids = [layer.id for layer in deck.layers]
         assert "optimal" in ids and "model-0" in ids and "endpoints" in ids

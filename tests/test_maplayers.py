@@ -6,6 +6,7 @@ import json
 
 from citypath import maplayers
 from citypath.basemap import rings_in_box, state_rings
+from citypath.replay import Replay, Shown
 
 
 def test_state_rings_are_simplified_and_skip_alaska_hawaii():
@@ -22,7 +23,7 @@ def test_frame_spec_has_paths_ghost_illegal_and_is_compact(small_graph):
     optimal = g.shortest_path(src, dst)
     far = int(max(range(g.n_cities), key=lambda c: g.distance_km(src, c)))
     bad = [src, far, -1, "x", dst]
-    runs = [maplayers.MapRun("m", bad, [src, dst], maplayers.model_rgb(0), 2)]
+    runs = [Shown(Replay.from_paths(g, "m", src, dst, [[src, dst], bad]), 2, maplayers.model_rgb(0))]
     deck = maplayers.build_deck(g, src, dst, optimal, runs, cities="app/static/c.json", states="app/static/s.json")
     text = deck.to_json()
     assert "\n" not in text  # compact: every frame is resent

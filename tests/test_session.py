@@ -7,6 +7,7 @@ import pytest
 
 from citypath import session
 from citypath.models import FAMILIES
+from citypath.registry import Family
 from citypath.session import ViewState
 from tests.fake_models import FAKE_FAMILIES, CrashingFake, GarbageFake, RefiningFake, write_checkpoint
 
@@ -127,7 +128,7 @@ def test_metric_cards_and_deltas(small_graph):
 
 def test_load_models_reports_failures(tmp_path, small_graph, monkeypatch):
     for family, target in FAKE_FAMILIES.items():
-        monkeypatch.setitem(FAMILIES, family, target)
+        monkeypatch.setitem(FAMILIES, family, Family(target))
     write_checkpoint(tmp_path, "good", "fake-refining", small_graph)
     write_checkpoint(tmp_path, "other-graph", "fake-refining", small_graph, fingerprint="f" * 64)
     write_checkpoint(tmp_path, "unknown-family", "no-such-family", small_graph)
@@ -141,10 +142,12 @@ def test_load_models_reports_failures(tmp_path, small_graph, monkeypatch):
 
 
 def test_register_families_from_env(monkeypatch):
-    monkeypatch.setattr("citypath.models.FAMILIES", dict(FAMILIES))
-    from citypath import models
+    monkeypatch.setattr("citypath.registry.FAMILIES", dict(FAMILIES))
+    from citypath import registry
+
     added = session.register_families_from_env({"CITYPATH_MODEL_FAMILIES": "x-fam=mod:Cls, gru=evil:Cls, bad"})
-    assert added == {"x-fam": "mod:Cls"} and models.FAMILIES["gru"] != "evil:Cls"
+    assert added == {"x-fam": "mod:Cls"} and registry.FAMILIES["gru"].model != "evil:Cls"
+    assert "x-fam" in registry.FAMILIES and "x-fam" not in FAMILIES     # the real registry is untouched
 
 
 def test_default_comparison_is_the_smallest_model_against_the_largest():

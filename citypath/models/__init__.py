@@ -10,7 +10,7 @@ import importlib
 import os
 from pathlib import Path
 
-from citypath import settings
+from citypath import registry, settings
 from citypath.models.base import (
     CheckpointError,
     IncompatibleGraph,
@@ -20,17 +20,7 @@ from citypath.models.base import (
     read_card,
     sha256_file,
 )
-
-# family name -> "module:class"; imported only when a checkpoint of that family is loaded.
-FAMILIES = {
-    "gru": "citypath.models.gru:GRUModel",
-    "refiner": "citypath.models.refiner:RefinerModel",
-    "gnn": "citypath.models.gnn:GNNModel",
-    "postrnn": "citypath.models.postrnn:PostRNNModel",
-    "bellman": "citypath.models.bellman:BellmanModel",
-    "looped": "citypath.models.looped:LoopedModel",
-    "memory": "citypath.models.memory:MemoryModel",
-}
+from citypath.registry import FAMILIES  # the one registry; a family's class is imported when first loaded
 
 REPO_CHECKPOINTS = Path(__file__).resolve().parents[2] / "checkpoints"
 
@@ -49,9 +39,10 @@ def list_models(directory: str | os.PathLike | None = None) -> list[str]:
 
 
 def family_class(family: str) -> type[RoutingModel]:
-    if family not in FAMILIES:
-        raise CheckpointError(f"unknown model family {family!r}; known: {', '.join(FAMILIES)}")
-    module, cls = FAMILIES[family].split(":")
+    families = registry.FAMILIES
+    if family not in families:
+        raise CheckpointError(f"unknown model family {family!r}; known: {', '.join(families)}")
+    module, cls = families[family].model.split(":")
     return getattr(importlib.import_module(module), cls)
 
 

@@ -18,14 +18,13 @@ from citypath.graph import CityGraph
 from citypath.maplayers import (
     ILLEGAL_RGB,
     OPTIMAL_RGB,
-    MapRun,
     layers_json,
     rgb_hex,
     route_layers,
     static_layers,
     view_for_pair,
 )
-from citypath.replay import Replay
+from citypath.replay import Replay, Shown
 from citypath.session import compute_text, halting_text, metric_cards
 
 STRIP_LABELS = ("Valid", "Illegal jumps", "Reaches target", "Hops", "Length", "vs optimal", "Fréchet")
@@ -81,8 +80,7 @@ def comparison(g: CityGraph, source: int, target: int, optimal: Sequence[int], r
         for name, r in replays.items():
             shown = limits.get(name, 0) if still else min(k, len(r.paths))
             if shown >= 1:
-                runs.append(MapRun(name, r.path(shown), r.path(shown - 1) if shown > 1 else None, colours[name],
-                                   shown))
+                runs.append(Shown(r, shown, colours[name]))
         extra = list(thinking_frames[min(k, len(thinking_frames)) - 1]) if thinking_frames else []
         frames.append(layers_json(extra + route_layers(g, runs)))
     models = []
