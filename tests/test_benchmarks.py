@@ -12,7 +12,8 @@ def test_the_quick_suite_runs_every_section_and_reports_every_figure_as_a_positi
                 "app_cold_start_s", "bare_page_cold_start_s", "ratio_app_cold_start_vs_bare_page",
                 "app_rerun_ms", "bare_page_rerun_ms", "ratio_app_rerun_vs_bare_page",
                 "mem_graph_build_max_rss_mb", "mem_spd_tree_rss_mb", "mem_app_max_rss_mb", "ratio_mem_app_vs_bare_page",
-                "load_sessions_ok", "load_step_ms_p95", "ratio_load_step_p50_vs_single_frame"]
+                "load_sessions_ok", "load_open_ms_p50", "load_stop_ms_p50", "ratio_load_stop_p50_vs_single_report",
+                "app_report_ms", "app_first_paint_s"]
     expected += [f"train_{family}_paths_per_s" for family in ("gru", "refiner", "gnn")]
     assert len(out["models"]["models"]) == 3   # one checkpoint per family, trained by the training section
     for name in out["models"]["models"]:

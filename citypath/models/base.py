@@ -275,3 +275,8 @@ def sha256_file(path: Path) -> str:
         while chunk := f.read(1 << 20):
             h.update(chunk)
     return h.hexdigest()
+
+
+def count_parameters(net) -> int:
+    """Trainable numbers in a torch module (what a card's `num_parameters` says)."""
+    return sum(p.numel() for p in net.parameters())

@@ -46,7 +46,7 @@ from torch import nn
 
 from citypath.geo import haversine_km
 from citypath.graph import CityGraph
-from citypath.models.base import RoutingModel, StateView, config_from_dict, greedy_walk, load_network
+from citypath.models.base import RoutingModel, StateView, config_from_dict, count_parameters, greedy_walk, load_network
 
 N_INPUTS = 2            # is_target, is_source
 
@@ -117,10 +117,6 @@ class BellmanNet(nn.Module):
             count = count + (weight * ok).sum()
         penalty = sum(p.abs().sum() for p in self.parameters())
         return total / int(rounds_grad) + l1 * penalty * count.detach() / int(rounds_grad), count / int(rounds_grad)
-
-
-def count_parameters(net: nn.Module) -> int:
-    return sum(p.numel() for p in net.parameters())
 
 
 # -- inference: the same network in float64 numpy, over the frontier only -------------------------------

@@ -40,7 +40,7 @@ from torch import nn
 from citypath.cache import cached_arrays, config_key
 from citypath.geo import haversine_km
 from citypath.graph import CityGraph
-from citypath.models.base import RoutingModel, config_from_dict, frozen, greedy_walk, load_network
+from citypath.models.base import RoutingModel, config_from_dict, count_parameters, frozen, greedy_walk, load_network
 
 N_NODE_FEATURES = 3   # is_target, is_source, exp(-straight-line km to target / radius)
 N_EDGE_FEATURES = 2   # slack of the hop w.r.t. the target, hop length (both / radius)
@@ -56,10 +56,6 @@ class GNNConfig:
     cones: int = 8                 # message edges: nearest + farthest neighbour in each compass cone
     rounds_per_step: int = 4       # message-passing rounds per refinement step
     max_steps: int = 32            # steps the card reports as the model's budget (= max_steps * rounds rounds)
-
-    @property
-    def max_degree(self) -> int:
-        return 2 * self.cones
 
 
 
@@ -206,10 +202,6 @@ class RecurrentMPNN(nn.Module):
             err = nn.functional.smooth_l1_loss(self.detour(h), target, beta=0.05, reduction="none")
             total = total + (err * weight).sum()
         return total / n_grad, weight.sum()
-
-
-def count_parameters(net: nn.Module) -> int:
-    return sum(p.numel() for p in net.parameters())
 
 
 # -- decoding -------------------------------------------------------------------------------------

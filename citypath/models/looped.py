@@ -60,7 +60,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from citypath.graph import CityGraph
-from citypath.models.base import RoutingModel, StateView, config_from_dict, greedy_walk
+from citypath.models.base import RoutingModel, StateView, config_from_dict, count_parameters, greedy_walk
 
 N_GEO = 8          # geography features per token (see geo_features)
 N_DYN = 2          # what the min head says of the token: reached, log(estimate / straight)
@@ -333,10 +333,6 @@ class LoopedNet(nn.Module):
             penalty = sum(p.abs().sum() for p in self.min_head.parameters())
             total = total + l1 * penalty * count_min.detach()
         return total / n_grad, count / n_grad
-
-
-def count_parameters(net: nn.Module) -> int:
-    return sum(p.numel() for p in net.parameters())
 
 
 def loop_flops(c: LoopedConfig, n_tokens: int, n_edges: int) -> float:

@@ -35,7 +35,7 @@ from torch import nn
 
 from citypath.geo import haversine_km
 from citypath.graph import CityGraph
-from citypath.models.base import RoutingModel, StateView, config_from_dict
+from citypath.models.base import RoutingModel, StateView, config_from_dict, count_parameters
 from citypath.models.looped import geo_features
 
 N_POS = 8       # geography of a city (looped.geo_features)
@@ -238,10 +238,6 @@ def empty_memory(B: int, c: MemoryConfig) -> dict:
     return {"k": torch.zeros(B, c.slots, c.width), "v": torch.zeros(B, c.slots, c.width),
             "filled": torch.zeros(B, c.slots, dtype=torch.bool), "ptr": np.zeros(B, dtype=np.int64),
             "city": np.full((B, c.slots), -1)}
-
-
-def count_parameters(net: nn.Module) -> int:
-    return sum(p.numel() for p in net.parameters())
 
 
 def full_graph_walks(g: CityGraph, src: int, dst: int) -> Walks:
