@@ -234,6 +234,23 @@ function onClick(info) {
   }
 }
 
+// When the map first showed its outlines and optimal path, and each model's route (Date.now() in ms, for
+// the paint-order test and benchmarks/browser_app.py): set once every layer drawn has its data.
+window.citypathPaint = {};
+function markPainted() {
+  if (!deck || !deck.isLoaded) return;
+  const marks = window.citypathPaint;
+  if (marks.static === undefined && state.bottom.length) {
+    marks.static = Date.now();
+    document.body.dataset.painted = "map";
+  }
+  const models = (state.args && state.args.models) || [];
+  if (marks.routes === undefined && models.length && !(state.args.pending || []).length && state.frames.length) {
+    marks.routes = Date.now();
+    document.body.dataset.painted = "routes";
+  }
+}
+
 function resize() {
   Streamlit.setFrameHeight(document.getElementById("root").scrollHeight);
 }
@@ -260,6 +277,7 @@ function render(event) {
       getTooltip: tooltip,
       onClick,
       useDevicePixels: true,
+      onAfterRender: markPainted,
     });
   } else if (newComparison && a.refit) {
     deck.setProps({ initialViewState: { ...a.static.initialViewState, transitionDuration: 0 } });

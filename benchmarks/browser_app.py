@@ -1,0 +1,99 @@
+"""First paint in a real browser: how long after navigation the map and the routes appear.
+
+    python -m benchmarks.browser_app                 # default graph, shipped checkpoints, the default link
+    python -m benchmarks.browser_app --repeats 5 --states RI,MA --checkpoints DIR
+
+Starts `streamlit run app.py` on a loopback port and opens a link in headless Chromium (Debian's
+`chromium`, software WebGL), as a first visitor of a just-started server (cold) and then as new
+visitors of the warm server (each a fresh browser context: nothing cached in the browser). The
+player marks (`window.citypathPaint` in its frame) when deck.gl had every layer's data for the map
+with its state outlines and optimal path (`map_s`) and for every model's route (`routes_s`), in
+seconds after the page's navigation started. A link to a pair not computed yet (`new pair`) shows
+the models' compute on top. Prints one JSON object; figures in docs/benchmarks.md. Nothing here
+asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+import urllib.parse
+
+from benchmarks.load_app import AppServer, pick_pairs
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--enable-unsafe-swiftshader", "--use-angle=swiftshader",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--no-first-run", "--disable-quic"]
+
+
+def visit(browser, url: str, timeout_s: float = 120.0) -> dict:
+    """One new visitor (a fresh context): seconds from navigation to the map, and to every route."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1200})
+    page = context.new_page()
+    try:
+        page.goto(url, wait_until="commit")
+        origin = page.evaluate("performance.timeOrigin")
+        deadline = time.time() + timeout_s
+        marks: dict = {}
+        while time.time() < deadline:
+            frame = next((f for f in page.frames if "citypath_player" in f.url and not f.is_detached()), None)
+            if frame is not None:
+                try:
+                    marks = frame.evaluate("window.citypathPaint || {}")
+                except Exception:         # the frame is being replaced
+                    marks = {}
+                if "routes" in marks:
+                    break
+            page.wait_for_timeout(25)
+        return {"map_s": round((marks["static"] - origin) / 1e3, 3) if "static" in marks else None,
+                "routes_s": round((marks["routes"] - origin) / 1e3, 3) if "routes" in marks else None}
+    finally:
+        context.close()
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=5, help="warm visits (default 5)")
+    ap.add_argument("--states", default="", help="a regional graph (e.g. RI,MA); default: the full graph")
+    ap.add_argument("--checkpoints", default="", help="a checkpoint directory (default: checkpoints/)")
+    ap.add_argument("--steps", type=int, default=16)
+    args = ap.parse_args(argv)
+    from playwright.sync_api import sync_playwright
+
+    env = {}
+    if args.states:
+        env["CITYPATH_STATES"] = args.states
+    if args.checkpoints:
+        env["CITYPATH_CHECKPOINTS"] = args.checkpoints
+    pairs, models = pick_pairs(args.repeats + 2, env, seed=3)
+
+    def link(pair):
+        return urllib.parse.urlencode({"source": pair[0], "target": pair[1], "models": ",".join(models),
+                                       "steps": args.steps, "seed": 0})
+
+    out = {"graph": args.states or "default", "models": models, "steps": args.steps}
+    with AppServer(env) as server, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            url = f"{server.url}/?{link(pairs[0])}"
+            out["cold_first_visit"] = visit(browser, url)
+            warm = [visit(browser, url) for _ in range(args.repeats)]
+            new = [visit(browser, f"{server.url}/?{link(pair)}") for pair in pairs[1:1 + args.repeats]]
+        finally:
+            browser.close()
+    for name, runs in (("warm", warm), ("warm_new_pair", new)):
+        for key in ("map_s", "routes_s"):
+            values = [r[key] for r in runs if r[key] is not None]
+            out[f"{name}_{key}_median"] = round(statistics.median(values), 3) if values else None
+            out[f"{name}_{key}_max"] = round(max(values), 3) if values else None
+        out[f"{name}_visits"] = runs
+    out["load_average"] = round(os.getloadavg()[0], 2)
+    print(json.dumps(out, indent=2))
+    return out
+
+
+if __name__ == "__main__":
+    main()
