@@ -237,8 +237,13 @@ function onClick(info) {
 // When the map first showed its outlines and optimal path, and each model's route (Date.now() in ms, for
 // the paint-order test and benchmarks/browser_app.py): set once every layer drawn has its data.
 window.citypathPaint = {};
+function layersLoaded() {
+  const layers = (deck && deck.layerManager && deck.layerManager.getLayers()) || [];
+  return layers.length > 0 && layers.every((l) => l.isLoaded);
+}
+
 function markPainted() {
-  if (!deck || !deck.isLoaded) return;
+  if (!deck || !layersLoaded()) return;
   const marks = window.citypathPaint;
   if (marks.static === undefined && state.bottom.length) {
     marks.static = Date.now();
@@ -325,6 +330,11 @@ function setup() {
   Streamlit.events.addEventListener(Streamlit.RENDER_EVENT, render);
   Streamlit.setComponentReady();
   new ResizeObserver(resize).observe(document.getElementById("root"));
+  // A layer's data (the cities and outlines by URL) can arrive after the last redraw: look again.
+  const poll = setInterval(() => {
+    markPainted();
+    if (window.citypathPaint.routes !== undefined) clearInterval(poll);
+  }, 50);
 }
 
 setup();
