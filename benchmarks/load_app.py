@@ -311,7 +311,9 @@ def play_session(base_url: str, source: int, target: int, models: list[str], ste
         pids.append(v.pid)
         if sticky:
             v.close()
+            sent_before = v.sent
             v = Visitor(base_url, timeout, cookie)        # a reconnect, with the page's cookie
+            v.sent += sent_before
             v.run(query=query)
             pids.append(v.pid)
             if len(set(pids)) != 1:
