@@ -22,7 +22,7 @@ import statistics
 import time
 import urllib.parse
 
-from benchmarks.load_app import AppServer, pick_pairs
+from benchmarks.load_app import AppServer, app_env, pick_pairs
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--enable-unsafe-swiftshader", "--use-angle=swiftshader",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -63,11 +63,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     from playwright.sync_api import sync_playwright
 
-    env = {}
-    if args.states:
-        env["CITYPATH_STATES"] = args.states
-    if args.checkpoints:
-        env["CITYPATH_CHECKPOINTS"] = args.checkpoints
+    env = app_env(args.states, args.checkpoints)
     pairs, models = pick_pairs(args.repeats + 2, env, seed=3)
 
     def link(pair):

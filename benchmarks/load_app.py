@@ -425,6 +425,16 @@ def run_load(sessions: int = 20, steps: int = 16, *, env: dict[str, str] | None 
     }
 
 
+def app_env(states: str = "", checkpoints: str = "") -> dict[str, str]:
+    """The app server's environment for a regional graph and/or another checkpoint directory."""
+    env = {}
+    if states:
+        env["CITYPATH_STATES"] = states
+    if checkpoints:
+        env["CITYPATH_CHECKPOINTS"] = checkpoints
+    return env
+
+
 def memory_batches(sessions: int, steps: int, batches: int, *, env: dict[str, str], seed: int = 0,
                    shared: bool = False) -> dict:
     """`batches` x `sessions` visitors against one server, one batch after another (the same links each
@@ -466,11 +476,7 @@ def main(argv: list[str] | None = None) -> int:
                          "report the server's memory (RSS) after each batch")
     ap.add_argument("--exit-zero", action="store_true", help="exit 0 even with errors (they are in the JSON)")
     args = ap.parse_args(argv)
-    env = {}
-    if args.states:
-        env["CITYPATH_STATES"] = args.states
-    if args.checkpoints:
-        env["CITYPATH_CHECKPOINTS"] = args.checkpoints
+    env = app_env(args.states, args.checkpoints)
     if args.batches > 1:
         out = memory_batches(args.sessions, args.steps, args.batches, env=env, seed=args.seed,
                              shared=args.shared_link)

@@ -23,7 +23,6 @@ import pandas as pd
 from citypath import registry, settings
 from citypath.graph import CityGraph, CityNotFound
 from citypath.models import ModelError, RoutingModel, list_models, load_model
-from citypath.registry import human_count  # noqa: F401  (the app's name for it)
 from citypath.replay import (  # noqa: F401  (re-exported: the app's and tests' names)
     SERVED_SHARE,
     Replay,

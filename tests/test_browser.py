@@ -13,15 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.browser_app import CHROMIUM_ARGS  # one set of flags for the browser tests and benchmark
 from tests.fake_models import FAKE_FAMILIES, bellman_exact_checkpoint, write_checkpoint
 
 pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parents[1]
 OUTPUT = REPO / "test-output" / "browser"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--enable-unsafe-swiftshader", "--use-angle=swiftshader",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--no-first-run", "--disable-quic"]
 
 
 @pytest.fixture(scope="module")
