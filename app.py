@@ -27,16 +27,14 @@ g = ui.graph()
 cat = ui.catalog()
 ui.init_state(g, cat)
 # The player's reports are handled by its callback before a rerun; this catches any it did not run for
-# (a report that arrives with a whole-page rerun), before the pickers are drawn.
+# (a report that arrives with a whole-page rerun), before the route is drawn.
 ui.on_player_event(g)
-labels = ui.labels(g, g.fingerprint)
 
 # -- sidebar: the question -----------------------------------------------------------------
 with st.sidebar:
     st.subheader("Route")
-    st.selectbox("From", labels, key=ui.K_SRC, on_change=ui.on_route_change,
-                 help="Type to search any of the cities in the graph.")
-    st.selectbox("To", labels, key=ui.K_DST, on_change=ui.on_route_change)
+    st.markdown(ui.route_text(ss[ui.K_SRC], ss[ui.K_DST]))
+    st.caption("Type any city's name in **From** / **To** over the map, or click a city on the map.")
     c1, c2, c3 = st.columns(3)
     c1.button("Swap", on_click=ui.on_swap, width="stretch", key="swap")
     c2.button("Random", on_click=ui.on_random_pair, args=(g, True), width="stretch",

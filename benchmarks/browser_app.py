@@ -30,7 +30,13 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--enable-unsafe-swiftshader", "-
 
 
 def visit(browser, url: str, timeout_s: float = 120.0) -> dict:
-    """One new visitor (a fresh context): seconds from navigation to the map, and to every route."""
+    """One new visitor (a fresh context): seconds from navigation to the map, and to every route.
+
+    Also where the time before goes: the page's title drawn (`title_s`), the player's frame created
+    (`frame_s`), its script running (`script_s`), its first arguments from the server (`args_s`) and
+    deck.gl's first frame (`drawn_s`); and when the layer of all cities (fetched by the player, after the
+    map) was drawn (`cities_s`).
+    """
     context = browser.new_context(viewport={"width": 1400, "height": 1200})
     page = context.new_page()
     try:
@@ -38,18 +44,26 @@ def visit(browser, url: str, timeout_s: float = 120.0) -> dict:
         origin = page.evaluate("performance.timeOrigin")
         deadline = time.time() + timeout_s
         marks: dict = {}
+        title = frame_origin = None
         while time.time() < deadline:
+            if title is None and page.evaluate("!!document.querySelector('h1')"):
+                title = time.time() * 1e3
             frame = next((f for f in page.frames if "citypath_player" in f.url and not f.is_detached()), None)
             if frame is not None:
                 try:
                     marks = frame.evaluate("window.citypathPaint || {}")
+                    frame_origin = frame_origin or frame.evaluate("performance.timeOrigin")
                 except Exception:         # the frame is being replaced
                     marks = {}
-                if "routes" in marks:
+                if "routes" in marks and "cities" in marks:
                     break
             page.wait_for_timeout(25)
-        return {"map_s": round((marks["static"] - origin) / 1e3, 3) if "static" in marks else None,
-                "routes_s": round((marks["routes"] - origin) / 1e3, 3) if "routes" in marks else None}
+
+        def s(ms):
+            return None if ms is None else round((ms - origin) / 1e3, 3)
+        return {"title_s": s(title), "frame_s": s(frame_origin), "script_s": s(marks.get("script")),
+                "args_s": s(marks.get("args")), "drawn_s": s(marks.get("rendered")), "map_s": s(marks.get("static")),
+                "routes_s": s(marks.get("routes")), "cities_s": s(marks.get("cities"))}
     finally:
         context.close()
 
@@ -81,7 +95,7 @@ def main(argv: list[str] | None = None) -> dict:
         finally:
             browser.close()
     for name, runs in (("warm", warm), ("warm_new_pair", new)):
-        for key in ("map_s", "routes_s"):
+        for key in ("title_s", "frame_s", "script_s", "args_s", "drawn_s", "map_s", "routes_s", "cities_s"):
             values = [r[key] for r in runs if r[key] is not None]
             out[f"{name}_{key}_median"] = round(statistics.median(values), 3) if values else None
             out[f"{name}_{key}_max"] = round(max(values), 3) if values else None

@@ -11,6 +11,7 @@ environment so tests and demos can run the app on a small graph:
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -121,6 +122,12 @@ def labels(_g: CityGraph, fingerprint: str) -> list[str]:
 @st.cache_data(show_spinner=False)
 def label_index(_g: CityGraph, fingerprint: str) -> dict[str, int]:
     return {label: i for i, label in enumerate(labels(_g, fingerprint))}
+
+
+def route_text(source: str, target: str) -> str:
+    """The sidebar's line for the route (markdown; the labels' markdown characters escaped)."""
+    esc = lambda t: re.sub(r"([\\`*_\[\]<>#|$~])", r"\\\1", t)  # noqa: E731
+    return f":material/trip_origin: **From** {esc(source)}  \n:material/flag: **To** {esc(target)}"
 
 
 @st.cache_data(show_spinner=False)
@@ -292,8 +299,9 @@ def on_pick_pair(g: CityGraph, src: int, dst: int) -> None:
 
 def on_player_event(g: CityGraph) -> None:
     """The player reported something (its on_change callback, run before the rerun): the step it stopped
-    at and its speed, a request for the next model's route, or a click on a city (which sets an end of the
-    route, see the click rule, and reruns the whole page so the sidebar shows it).
+    at and its speed, a request for the next model's route, a click on a city (which sets an end of the
+    route, see the click rule) or a city chosen by name for one end; a new route reruns the whole page so
+    the sidebar shows it.
 
     Reports already handled, malformed ones and cities outside the graph change nothing.
     """
@@ -306,6 +314,14 @@ def on_player_event(g: CityGraph) -> None:
     ss[K_PLAYER_SEQ] = event["seq"]
     if event.get("more"):
         ss[K_MORE] = True
+        return
+    if "pick" in event:
+        end, city = event["pick"]
+        if not 0 <= city < g.n_cities:
+            return
+        ss[K_SRC if end == "source" else K_DST] = g.label(city)
+        on_route_change()
+        ss[K_FULL_RERUN] = True
         return
     if "click" in event:
         city = event["click"]

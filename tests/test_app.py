@@ -117,13 +117,21 @@ def test_failed_checkpoints_are_named_and_the_rest_still_run(app_env):
     assert "model-0" in layer_ids(at)
 
 
-def test_choosing_cities_updates_map_and_url(app_env):
+def test_choosing_cities_updates_map_and_url(app_env, small_graph):
+    g = small_graph
     at = run_app({"models": "demo-refining"})
-    at.selectbox(key="source").set_value("Worcester, MA")
-    at.selectbox(key="target").set_value("Springfield, MA").run()
+    # A city chosen by name in the player's From / To boxes (what the player reports).
+    report(at, pick={"end": "source", "id": g.find_city("Worcester, MA")})
+    report(at, pick={"end": "target", "id": g.find_city("Springfield, MA")})
     no_exceptions(at)
     assert at.query_params["source"] == "Worcester, MA"
     assert at.query_params["target"] == "Springfield, MA"
+    assert player_args(at)["ends"]["source"] == {"id": g.find_city("Worcester, MA"), "label": "Worcester, MA"}
+    assert "Worcester, MA" in at.sidebar.markdown[0].value and "Springfield, MA" in at.sidebar.markdown[0].value
+    for bad in ({"end": "middle", "id": 3}, {"end": "source", "id": 10**9}, {"end": "source"}, "Boston"):
+        report(at, pick=bad)                   # not an end, not a city, malformed: nothing changes
+        no_exceptions(at)
+        assert at.query_params["source"] == "Worcester, MA"
     at.button(key="swap").click().run()
     assert at.query_params["source"] == "Springfield, MA"
     at.button(key="random").click().run()

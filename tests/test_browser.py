@@ -140,13 +140,23 @@ def test_app_in_browser(app_url, small_graph):
                       timeout=90_000)
             _player(page).wait_for_selector("#map canvas", timeout=90_000)
 
-            # Set both cities through the searchable select boxes.
-            for label, city in (("From", "Worcester, MA"), ("To", "Providence, RI")):
-                box = page.locator("[data-testid=stSelectbox]", has_text=label)
-                box.click()
-                page.keyboard.type(city)
-                page.get_by_role("option", name=city, exact=True).first.click()
-                _url_has(page, city)
+            # Set both cities by name in the player's From / To boxes: by a click on a suggestion, and by the
+            # keyboard (the first suggestion for a prefix is the largest city that starts with it).
+            frame = _player(page)
+            frame.click("#from")
+            page.keyboard.type("worces")
+            frame.locator("#suggest li[role=option]", has_text="Worcester, MA").first.click()
+            _url_has(page, "Worcester, MA")
+            assert "Worcester, MA" in page.locator("[data-testid=stSidebar]").inner_text()   # the sidebar shows it
+            frame = _player(page)
+            frame.wait_for_function("() => document.getElementById('from').value === 'Worcester, MA'")
+            frame.click("#to")
+            page.keyboard.type("provid")
+            frame.wait_for_selector("#suggest li[role=option]")
+            first = frame.locator("#suggest li[role=option]").first.inner_text()
+            page.keyboard.press("Enter")
+            _url_has(page, first.split("\n")[0])
+            assert first.startswith("Providence, RI")
             frame = _player(page)
             frame.wait_for_function("() => document.body.dataset.step === '6'", timeout=30_000)
             assert _shown_step(frame) == 6  # a new route shows the final answer first
@@ -166,9 +176,9 @@ def test_app_in_browser(app_url, small_graph):
                 raise AssertionError("clicking a city on the map did not set the source")
             page.wait_for_timeout(1500)
 
-            # Play in the browser at 8 and 16 steps/s: every step in order to the last, then it stops and the
-            # link keeps the step and speed it stopped at.
-            for speed in ("8", "16"):
+            # Play in the browser at 1, 2, 4, 8 and 16 steps/s: every step in order to the last, then it stops
+            # and the link keeps the step and speed it stopped at.
+            for speed in ("1", "2", "4", "8", "16"):
                 frame = _player(page)
                 frame.wait_for_selector("#play:not([disabled])", timeout=30_000)
                 _check_playback(_play_and_record(frame, speed), 6)

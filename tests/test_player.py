@@ -108,6 +108,11 @@ def test_a_comparison_keeps_its_id_while_its_models_arrive(small_graph):
     ({"seq": 5, "step": 3, "speed": 4}, 4, {"seq": 5, "step": 3, "speed": 4.0}),
     ({"seq": 5, "step": 3, "speed": 4}, 5, None),                       # already handled
     ({"seq": 9, "step": 1, "speed": 1, "click": 12}, 0, {"seq": 9, "step": 1, "speed": 1.0, "click": 12}),
+    ({"seq": 9, "step": 1, "speed": 1, "pick": {"end": "target", "id": "7"}}, 0,
+     {"seq": 9, "step": 1, "speed": 1.0, "pick": ("target", 7)}),
+    ({"seq": 9, "pick": {"end": "middle", "id": 7}}, 0, None),
+    ({"seq": 9, "pick": {"end": "source"}}, 0, None),
+    ({"seq": 9, "pick": "Boston"}, 0, None),
     ({"seq": "x", "step": 1}, 0, None),
     ({"seq": 9, "step": [1]}, 0, None),
     ("garbage", 0, None),

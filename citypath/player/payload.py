@@ -106,6 +106,8 @@ def comparison(g: CityGraph, source: int, target: int, optimal: Sequence[int], r
         "static": {"bottom": layers_json(bottom), "top": layers_json(top),
                    "initialViewState": json.loads(json.dumps(view, default=lambda o: o.__dict__))},
         "frames": frames, "models": models, "pending": list(pending),
+        "ends": {"source": {"id": int(source), "label": g.label(source)},
+                 "target": {"id": int(target), "label": g.label(target)}},
         "legend_head": [list(e) for e in head], "legend_tail": [list(e) for e in tail],
         "step": int(min(max(step or n_frames, 1), n_frames)), "speed": float(speed),
         "speeds": [float(x) for x in speeds],
@@ -115,9 +117,10 @@ def comparison(g: CityGraph, source: int, target: int, optimal: Sequence[int], r
 
 
 def read_event(value: object, last_seq: int) -> dict | None:
-    """The player's report if it is newer than `last_seq`: {seq, step, speed[, click][, more]}; else None.
+    """The player's report if it is newer than `last_seq`: {seq, step, speed[, click][, pick][, more]}; else None.
 
-    An old report (already handled) or a malformed value is ignored.
+    `click`: a city clicked on the map; `pick`: (end, city), a city chosen by name in the From ("source")
+    or To ("target") box. An old report (already handled) or a malformed value is ignored.
     """
     if not isinstance(value, dict):
         return None
@@ -126,8 +129,13 @@ def read_event(value: object, last_seq: int) -> dict | None:
         out = {"seq": seq, "step": int(value.get("step", 1)), "speed": float(value.get("speed", 1.0))}
         if value.get("click") is not None:
             out["click"] = int(value["click"])
+        if value.get("pick") is not None:
+            end, city = value["pick"]["end"], int(value["pick"]["id"])
+            if end not in ("source", "target"):
+                return None
+            out["pick"] = (end, city)
         if value.get("more"):
             out["more"] = True
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, KeyError, AttributeError):
         return None
     return out if seq > last_seq else None

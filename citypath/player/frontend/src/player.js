@@ -43,12 +43,141 @@ function layerList(json) {
   return converter.convert({ layers: json }).layers.filter(Boolean);
 }
 
-function absoluteData(layers) {
+function absoluteUrl(url) {
   // The iframe's address is the component's, not the app's: resolve "app/static/..." against the app.
+  if (/^(https?:|data:)/.test(url)) return url;
   const params = new URLSearchParams(window.location.search);
   const base = params.get("streamlitUrl") || document.referrer || window.location.href;
-  return layers.map((l) => (typeof l.data === "string" && !/^(https?:|data:)/.test(l.data)
-    ? { ...l, data: new URL(l.data, base).toString() } : l));
+  return new URL(url, base).toString();
+}
+
+function absoluteData(layers) {
+  // The all-cities layer (1.5 MB on the full graph) is fetched here, once, for the map and the name boxes;
+  // until it arrives the map draws without it, so the outlines and the optimal path show first.
+  return layers.map((l) => {
+    if (l.id === CITIES_ID) {
+      const data = typeof l.data === "string" ? loadCities(absoluteUrl(l.data)) : useCities(l.data);
+      return { ...l, data: data || [] };
+    }
+    return typeof l.data === "string" ? { ...l, data: absoluteUrl(l.data) } : l;
+  });
+}
+
+// -- the cities: the map's pickable layer and the From / To name boxes ------------------------------------
+const CITIES_ID = "cities";
+const cities = { url: null, records: null, names: [], keys: [], pops: [], error: null };
+
+function normaliseName(text) {
+  return String(text).normalize("NFD").replace(/[\u0300-\u036f]/g, "").toLowerCase()
+    .replace(/[^a-z0-9]+/g, " ").trim();
+}
+
+function useCities(records) {
+  // Each record is {id, p: [lon, lat], tip: "Name, ST\npop 12,345"} (citypath.maplayers.cities_records).
+  if (!Array.isArray(records) || records === cities.records) return records;
+  cities.records = records;
+  cities.names = records.map((r) => String(r.tip).split("\n")[0]);
+  cities.keys = cities.names.map(normaliseName);
+  cities.pops = records.map((r) => Number((String(r.tip).split("\n")[1] || "").replace(/[^0-9]/g, "")) || 0);
+  return records;
+}
+
+function loadCities(url) {
+  if (cities.url === url) return cities.records;
+  cities.url = url;
+  cities.records = null;
+  fetch(url)
+    .then((r) => { if (!r.ok) throw new Error(`HTTP ${r.status}`); return r.json(); })
+    .then((records) => {
+      if (cities.url !== url) return;
+      useCities(records);
+      state.bottom = layerList(absoluteData(state.args.static.bottom || []));
+      draw();
+      refreshSuggestions();
+    })
+    .catch((e) => { cities.error = `the city list could not be loaded (${e.message}): reload the page`; renderNotes(); });
+  return null;
+}
+
+function findCities(query, limit = 8) {
+  // Names starting with the query first, then a word starting with it, then containing it; larger first.
+  const q = normaliseName(query);
+  if (!q || !cities.keys.length) return [];
+  const starts = [], words = [], inside = [];
+  cities.keys.forEach((key, i) => {
+    if (key.startsWith(q)) starts.push(i);
+    else if (key.includes(` ${q}`)) words.push(i);
+    else if (key.includes(q)) inside.push(i);
+  });
+  const larger = (a, b) => cities.pops[b] - cities.pops[a];
+  return [...starts.sort(larger), ...words.sort(larger), ...inside.sort(larger)].slice(0, limit);
+}
+
+const picker = { input: null, options: [], active: 0 };
+const END_OF = { from: "source", to: "target" };
+
+function endLabel(input) {
+  const ends = (state.args && state.args.ends) || {};
+  return (ends[END_OF[input.id]] || {}).label || "";
+}
+
+function closeSuggestions() {
+  picker.input = null;
+  picker.options = [];
+  $("suggest").hidden = true;
+  for (const id of ["from", "to"]) $(id).setAttribute("aria-expanded", "false");
+}
+
+function refreshSuggestions() {
+  const input = picker.input;
+  if (!input) return;
+  const box = $("suggest");
+  picker.options = findCities(input.value);
+  picker.active = Math.min(picker.active, Math.max(picker.options.length - 1, 0));
+  let html;
+  if (!cities.records) html = `<li class="hint">${cities.error ? esc(cities.error) : "loading the cities…"}</li>`;
+  else if (!normaliseName(input.value)) html = `<li class="hint">type a city's name</li>`;
+  else if (!picker.options.length) html = `<li class="hint">no city matches “${esc(input.value)}”</li>`;
+  else {
+    html = picker.options.map((i, n) => `<li role="option" id="opt-${n}" data-n="${n}" aria-selected="${n === picker.active}"` +
+      `>${esc(cities.names[i])}<span class="pop">${cities.pops[i].toLocaleString("en-US")}</span></li>`).join("");
+  }
+  box.innerHTML = html;
+  box.style.left = `${input.offsetLeft}px`;
+  box.style.top = `${input.offsetTop + input.offsetHeight + 2}px`;
+  box.style.minWidth = `${input.offsetWidth}px`;
+  box.hidden = false;
+  input.setAttribute("aria-expanded", "true");
+  input.setAttribute("aria-activedescendant", picker.options.length ? `opt-${picker.active}` : "");
+}
+
+function choose(input, n) {
+  const i = picker.options[n];
+  if (i === undefined) return;
+  const city = cities.records[i].id;
+  input.value = cities.names[i];
+  closeSuggestions();
+  input.blur();
+  const end = END_OF[input.id];
+  if (((state.args && state.args.ends) || {})[end]?.id === city) return;
+  stop(false);
+  report({ pick: { end, id: Number(city) } });
+}
+
+function setupPicker(input) {
+  input.addEventListener("focus", () => { input.select(); picker.input = input; picker.active = 0; refreshSuggestions(); });
+  input.addEventListener("input", () => { picker.input = input; picker.active = 0; refreshSuggestions(); });
+  input.addEventListener("blur", () => {
+    // Leaving without choosing puts the route's city back.
+    setTimeout(() => { if (document.activeElement !== input) { input.value = endLabel(input); closeSuggestions(); } }, 0);
+  });
+  input.addEventListener("keydown", (e) => {
+    const n = picker.options.length;
+    if (e.key === "ArrowDown" && n) { picker.active = (picker.active + 1) % n; refreshSuggestions(); e.preventDefault(); }
+    else if (e.key === "ArrowUp" && n) { picker.active = (picker.active + n - 1) % n; refreshSuggestions(); e.preventDefault(); }
+    else if (e.key === "Enter") { choose(input, picker.active); e.preventDefault(); }
+    else if (e.key === "Escape") { input.value = endLabel(input); closeSuggestions(); input.blur(); }
+  });
 }
 
 function tooltip({ object }) {
@@ -218,6 +347,7 @@ function renderLegend() {
 function renderNotes() {
   const a = state.args || {};
   const notes = [...(a.notes || [])];
+  if (cities.error) notes.push(cities.error);
   if (a.basemap && state.basemapFailed) {
     notes.push("Basemap tiles could not be loaded (no internet?): the offline state outlines are shown instead.");
   }
@@ -234,17 +364,21 @@ function onClick(info) {
   }
 }
 
-// When the map first showed its outlines and optimal path, and each model's route (Date.now() in ms, for
-// the paint-order test and benchmarks/browser_app.py): set once every layer drawn has its data.
-window.citypathPaint = {};
+// When the map first showed its outlines and optimal path (static), the city layer (cities) and each model's
+// route (routes), as Date.now() in ms, for the paint-order test and benchmarks/browser_app.py: set once
+// every layer drawn has its data. Also when the script started, its first arguments came and deck.gl
+// first drew.
+window.citypathPaint = { script: Date.now() };
 function layersLoaded() {
   const layers = (deck && deck.layerManager && deck.layerManager.getLayers()) || [];
   return layers.length > 0 && layers.every((l) => l.isLoaded);
 }
 
 function markPainted() {
-  if (!deck || !layersLoaded()) return;
   const marks = window.citypathPaint;
+  if (deck && marks.rendered === undefined) marks.rendered = Date.now();
+  if (!deck || !layersLoaded()) return;
+  if (marks.cities === undefined && cities.records && cities.records.length) marks.cities = Date.now();
   if (marks.static === undefined && state.bottom.length) {
     marks.static = Date.now();
     document.body.dataset.painted = "map";
@@ -262,6 +396,7 @@ function resize() {
 
 function render(event) {
   const a = event.detail.args;
+  if (window.citypathPaint.args === undefined) window.citypathPaint.args = Date.now();
   if (a.speeds && a.speeds.join() !== SPEEDS.join()) {
     SPEEDS = a.speeds;
     $("speed").innerHTML = SPEEDS.map((s) => `<option value="${s}">${s} steps/s</option>`).join("");
@@ -299,6 +434,9 @@ function render(event) {
   } else {
     show(state.step, { fade: false });   // more models arrived: keep the shown step and playback
   }
+  for (const input of [$("from"), $("to")]) {
+    if (document.activeElement !== input) input.value = endLabel(input);
+  }
   renderNotes();
   resize();
   // Models still being computed: ask for the next one (once per state of the comparison). Each request
@@ -322,10 +460,18 @@ function setup() {
     if (!state.playing) report();      // while playing, the new speed is reported when it stops
   };
   document.addEventListener("keydown", (e) => {
-    if (e.target && e.target.tagName === "SELECT") return;
+    if (e.target && (e.target.tagName === "SELECT" || e.target.type === "text")) return;
     if (e.key === " ") { e.preventDefault(); $("play").click(); }
     if (e.key === "ArrowLeft") $("back").click();
     if (e.key === "ArrowRight") $("next").click();
+  });
+  setupPicker($("from"));
+  setupPicker($("to"));
+  // mousedown, not click: it comes before the box loses focus.
+  $("suggest").addEventListener("mousedown", (e) => {
+    const li = e.target.closest("li[data-n]");
+    e.preventDefault();
+    if (li && picker.input) choose(picker.input, Number(li.dataset.n));
   });
   Streamlit.events.addEventListener(Streamlit.RENDER_EVENT, render);
   Streamlit.setComponentReady();
@@ -333,7 +479,8 @@ function setup() {
   // A layer's data (the cities and outlines by URL) can arrive after the last redraw: look again.
   const poll = setInterval(() => {
     markPainted();
-    if (window.citypathPaint.routes !== undefined) clearInterval(poll);
+    const marks = window.citypathPaint;
+    if (marks.routes !== undefined && (marks.cities !== undefined || cities.error)) clearInterval(poll);
   }, 50);
 }
 
