@@ -203,7 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", default="1,2,4,8,16,32", help="comma-separated step counts (default 1,2,4,8,16,32)")
     p.add_argument("--pairs", type=int, default=1000, help="held-out pairs (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="seed for drawing pairs and for the models (default 0)")
-    p.add_argument("--out", default="results/eval.json", help="results file; other models' entries are kept")
+    p.add_argument("--split", choices=("heldout", "train"), default="heldout",
+                   help="draw held-out pairs (the harness, default) or training-split pairs (for choosing "
+                        "between checkpoints or budgets without looking at held-out pairs)")
+    p.add_argument("--out", help="results file; other models' entries are kept "
+                                 "(default results/eval.json, results/eval-train.json with --split train)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95%% intervals")
     p.add_argument("--checkpoints", help="directory of checkpoints (default checkpoints/)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")

@@ -42,6 +42,11 @@ def sample_heldout_pairs(g: CityGraph, n: int, seed: int = 0) -> tuple[np.ndarra
     return sample_pairs(g.n_cities, n, np.random.default_rng([seed, 0x5E1D]), heldout=True, batch=max(1024, 40 * n))
 
 
+def sample_train_pairs(g: CityGraph, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """`n` training-split pairs of `g` (never held out), for choices that must not look at held-out pairs."""
+    return sample_pairs(g.n_cities, n, np.random.default_rng([seed, 0x7A1D]), heldout=False, batch=max(1024, 2 * n))
+
+
 def _bootstrap(values: np.ndarray, mask: np.ndarray | None, stat: str, idx: np.ndarray) -> list[float] | None:
     """95% percentile interval of a statistic over pair resamples `idx` (B, n)."""
     if idx.size == 0:
@@ -241,20 +246,23 @@ def main(args) -> int:
     steps = [int(k) for k in args.steps.split(",") if k.strip()]
     g = load_graph(args.radius_km, args.min_population, args.states, verbose=False)
     models = [load_model(name, directory=args.checkpoints, graph=g) for name in names]
-    srcs, dsts = sample_heldout_pairs(g, args.pairs, seed=args.seed)
-    pairs = {"n": int(args.pairs), "seed": int(args.seed), "heldout": True}
+    heldout = getattr(args, "split", "heldout") != "train"
+    sample = sample_heldout_pairs if heldout else sample_train_pairs
+    srcs, dsts = sample(g, args.pairs, seed=args.seed)
+    pairs = {"n": int(args.pairs), "seed": int(args.seed), "heldout": heldout}
+    out = args.out or ("results/eval.json" if heldout else "results/eval-train.json")
     entries = {}
     for m in models:
         entries[m.name] = evaluate_model(m, g, srcs, dsts, steps, seed=args.seed, bootstrap=args.bootstrap,
                                          progress=not args.no_progress)
-        _print_summary(m.name, entries[m.name])
-    merge_results(Path(args.out), g, pairs, entries)
-    print(f"wrote {args.out}", file=sys.stderr)
+        _print_summary(m.name, entries[m.name], "held-out" if heldout else "training-split")
+    merge_results(Path(out), g, pairs, entries)
+    print(f"wrote {out}", file=sys.stderr)
     return 0
 
 
-def _print_summary(name: str, entry: dict) -> None:
-    print(f"\n{name} ({entry['num_parameters']:,} parameters, {entry['pairs']} held-out pairs)")
+def _print_summary(name: str, entry: dict, split: str = "held-out") -> None:
+    print(f"\n{name} ({entry['num_parameters']:,} parameters, {entry['pairs']} {split} pairs)")
     print(f"{'steps':>5} {'valid':>6} {'reach':>6} {'illegal':>7} {'exact':>6} {'ratio':>6} {'median':>6} "
           f"{'p95':>6} {'frechet':>8} {'ms/step':>8}")
     for k, m in entry["by_steps"].items():

@@ -70,6 +70,26 @@ def test_a_model_breaking_the_protocol_is_caught(tiny_graph):
         evaluate_model(Short(tiny_graph), tiny_graph, s, t, steps=(1, 4), progress=False)
 
 
+def test_training_split_pairs_are_never_held_out(tiny_graph, tiny_gru_dir, tmp_path):
+    from citypath.cli import main
+    from citypath.evaluate import sample_train_pairs
+
+    s, t = sample_train_pairs(tiny_graph, 200, seed=1)
+    assert len(s) == 200 and (s != t).all() and not citypath.heldout_mask(s, t).any()
+    out = tmp_path / "train.json"
+    assert main(["evaluate", "--split", "train", "--models", "gru-tiny", "--steps", "1", "--pairs", "10",
+                 "--radius-km", "20", "--states", "RI,MA", "--checkpoints", str(tiny_gru_dir), "--out", str(out),
+                 "--bootstrap", "10", "--no-progress"]) == 0
+    results = load_results(out)
+    assert results["pairs"]["heldout"] is False and results["models"]["gru-tiny"]["pairs"] == 10
+    held = tmp_path / "held.json"
+    main(["evaluate", "--models", "gru-tiny", "--steps", "1", "--pairs", "10", "--radius-km", "20", "--states",
+          "RI,MA", "--checkpoints", str(tiny_gru_dir), "--out", str(held), "--bootstrap", "10", "--no-progress"])
+    assert load_results(held)["pairs"]["heldout"] is True
+    with pytest.raises(ResultsError, match="other pairs"):   # one file never mixes the two splits
+        merge_results(held, tiny_graph, results["pairs"], {})
+
+
 def test_gru_on_tiny_graph_through_the_cli(tiny_gru_dir, tiny_graph, tmp_path):
     from citypath.cli import main
 
