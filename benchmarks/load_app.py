@@ -262,6 +262,7 @@ class SessionResult:
     errors: list[str]
     messages: int = 0            # messages this session sent to the server
     pid: int | None = None       # the app process that served it
+    map_ms: float | None = None  # the first player: the map with the optimal path, before any route
 
 
 def play_session(base_url: str, source: int, target: int, models: list[str], steps: int,
@@ -284,8 +285,10 @@ def play_session(base_url: str, source: int, target: int, models: list[str], ste
     except Exception as e:
         return SessionResult(source, target, [], [], [f"connect: {type(e).__name__}: {e}"])
     pids: list[int | None] = []
+    map_ms = None
     try:
         first = v.run(query=query)
+        map_ms = first.ms
         for _ in range(len(models) + 2):       # the player asks for each model still being computed
             if not first.pending or not first.player_id:
                 break
@@ -326,7 +329,7 @@ def play_session(base_url: str, source: int, target: int, models: list[str], ste
         errors.extend(f.errors)
     if seen != list(range(1, steps + 1)):
         errors.append(f"the player holds steps {seen}, not 1..{steps}")
-    return SessionResult(source, target, frames, seen, errors, v.sent, pids[0] if pids else None)
+    return SessionResult(source, target, frames, seen, errors, v.sent, pids[0] if pids else None, map_ms)
 
 
 _LOADED: dict[tuple, tuple] = {}
@@ -408,7 +411,8 @@ def run_load(sessions: int = 20, steps: int = 16, *, env: dict[str, str] | None 
         with AppServer(env) as server:
             results, wall = go(server.url)
     stop_ms = [r.frames[1].ms for r in results if len(r.frames) > 1]     # the one report of a stop
-    open_ms = [r.frames[0].ms for r in results if r.frames]
+    open_ms = [r.frames[0].ms for r in results if r.frames]                 # every route drawn
+    map_ms = [r.map_ms for r in results if r.map_ms is not None]            # the first paint
     errors = [f"session {i} ({r.source}->{r.target}): {e}" for i, r in enumerate(results) for e in r.errors]
     q = (lambda xs, p: float(np.percentile(xs, p)) if xs else float("nan"))
     return {
@@ -419,6 +423,7 @@ def run_load(sessions: int = 20, steps: int = 16, *, env: dict[str, str] | None 
         "messages_per_session": max((r.messages for r in results), default=0),
         "sessions_per_process": dict(sorted(Counter(str(r.pid) for r in results).items())),
         "open_ms_p50": round(q(open_ms, 50), 1), "open_ms_max": round(max(open_ms), 1) if open_ms else None,
+        "map_ms_p50": round(q(map_ms, 50), 1), "map_ms_max": round(max(map_ms), 1) if map_ms else None,
         "stop_ms_p50": round(q(stop_ms, 50), 1), "stop_ms_max": round(max(stop_ms), 1) if stop_ms else None,
         "wall_s": round(wall, 1), "load_average": round(os.getloadavg()[0], 2),
         "mean_open_ms": round(statistics.fmean(open_ms), 1) if open_ms else None,

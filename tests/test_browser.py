@@ -261,10 +261,13 @@ def test_state_layer_per_step_and_equal_compute_in_browser(app_url):
             frame = _player(page)
             page.wait_for_timeout(1500)
             last = frame.locator("#map canvas").first.screenshot()
+            frame.evaluate(RECORDER)
             for _ in range(5):
                 frame.click("#back")
             frame.wait_for_function("() => document.body.dataset.step === '1'", timeout=30_000)
-            page.wait_for_timeout(1500)
+            page.wait_for_timeout(3000)               # the server's replies to the five reports arrive
+            shown = [k for k, _ in frame.evaluate("window.__shown")]
+            assert shown == sorted(shown, reverse=True) and shown[-1] == 1, shown   # its echoes never move it back
             first = frame.locator("#map canvas").first.screenshot()
             page.screenshot(path=str(OUTPUT / "state-layer-step1.png"))
             assert first != last                         # the state layer (and route) differ between steps

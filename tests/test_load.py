@@ -27,6 +27,7 @@ def test_concurrent_sessions_each_play_their_own_route_without_errors(default_gr
     # the open, one request per model still to compute, the stop: none per frame of the 16
     assert out["messages_per_session"] <= 2 + len(out["models"])
     assert out["open_ms_p50"] > 0 and out["stop_ms_p50"] > 0
+    assert 0 < out["map_ms_p50"] <= out["open_ms_p50"]        # the map comes first, the routes after
 
 
 def test_a_wrong_path_is_reported(default_graph, monkeypatch):

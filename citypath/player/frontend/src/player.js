@@ -31,7 +31,7 @@ const state = {
   timer: null,
   fade: null,      // {from, to, start, ms}
   seq: Date.now(), // increasing id of what we report (from the clock, so a reloaded player still counts up)
-  reportedStep: null,
+  reported: new Set(),   // steps this player reported for the shown comparison (their echoes are not moves)
   basemapFailed: false,
   viewState: null,
 };
@@ -52,20 +52,49 @@ function absoluteUrl(url) {
 }
 
 function absoluteData(layers) {
-  // The all-cities layer (1.5 MB on the full graph) is fetched here, once, for the map and the name boxes;
-  // until it arrives the map draws without it, so the outlines and the optimal path show first.
+  // Data given by URL (the outlines, the all-cities layer: 1.5 MB on the full graph) is fetched here, once
+  // per URL, and the layer drawn empty until it arrives: the map never waits for the city layer, and the
+  // name boxes search the same list.
   return layers.map((l) => {
-    if (l.id === CITIES_ID) {
-      const data = typeof l.data === "string" ? loadCities(absoluteUrl(l.data)) : useCities(l.data);
-      return { ...l, data: data || [] };
-    }
-    return typeof l.data === "string" ? { ...l, data: absoluteUrl(l.data) } : l;
+    const data = typeof l.data === "string" ? fetched(absoluteUrl(l.data)) : l.data;
+    if (l.id === CITIES_ID) useCities(data);
+    return { ...l, data: data || [] };
   });
+}
+
+const downloads = new Map();   // url -> {data, error}
+
+function fetched(url) {
+  const have = downloads.get(url);
+  if (have) return have.data;
+  const entry = { data: null, error: null };
+  downloads.set(url, entry);
+  fetch(url)
+    .then((r) => { if (!r.ok) throw new Error(`HTTP ${r.status}`); return r.json(); })
+    .then((data) => {
+      entry.data = data;
+      if (!state.args) return;
+      state.bottom = layerList(absoluteData(state.args.static.bottom || []));
+      draw();
+      refreshSuggestions();
+    })
+    .catch((e) => {
+      entry.error = `Part of the map could not be loaded (${e.message}): reload the page.`;
+      renderNotes();
+    });
+  return null;
+}
+
+function waitingFor() {
+  // How many downloads the map still waits for, other than the city layer (the outlines).
+  return ((state.args && state.args.static.bottom) || [])
+    .filter((l) => typeof l.data === "string" && l.id !== CITIES_ID)
+    .filter((l) => { const d = downloads.get(absoluteUrl(l.data)); return !d || (!d.data && !d.error); }).length;
 }
 
 // -- the cities: the map's pickable layer and the From / To name boxes ------------------------------------
 const CITIES_ID = "cities";
-const cities = { url: null, records: null, names: [], keys: [], pops: [], error: null };
+const cities = { records: null, names: [], keys: [], pops: [] };
 
 function normaliseName(text) {
   return String(text).normalize("NFD").replace(/[\u0300-\u036f]/g, "").toLowerCase()
@@ -74,29 +103,11 @@ function normaliseName(text) {
 
 function useCities(records) {
   // Each record is {id, p: [lon, lat], tip: "Name, ST\npop 12,345"} (citypath.maplayers.cities_records).
-  if (!Array.isArray(records) || records === cities.records) return records;
+  if (!Array.isArray(records) || records === cities.records) return;
   cities.records = records;
   cities.names = records.map((r) => String(r.tip).split("\n")[0]);
   cities.keys = cities.names.map(normaliseName);
   cities.pops = records.map((r) => Number((String(r.tip).split("\n")[1] || "").replace(/[^0-9]/g, "")) || 0);
-  return records;
-}
-
-function loadCities(url) {
-  if (cities.url === url) return cities.records;
-  cities.url = url;
-  cities.records = null;
-  fetch(url)
-    .then((r) => { if (!r.ok) throw new Error(`HTTP ${r.status}`); return r.json(); })
-    .then((records) => {
-      if (cities.url !== url) return;
-      useCities(records);
-      state.bottom = layerList(absoluteData(state.args.static.bottom || []));
-      draw();
-      refreshSuggestions();
-    })
-    .catch((e) => { cities.error = `the city list could not be loaded (${e.message}): reload the page`; renderNotes(); });
-  return null;
 }
 
 function findCities(query, limit = 8) {
@@ -135,7 +146,7 @@ function refreshSuggestions() {
   picker.options = findCities(input.value);
   picker.active = Math.min(picker.active, Math.max(picker.options.length - 1, 0));
   let html;
-  if (!cities.records) html = `<li class="hint">${cities.error ? esc(cities.error) : "loading the cities…"}</li>`;
+  if (!cities.records) html = `<li class="hint">loading the cities…</li>`;
   else if (!normaliseName(input.value)) html = `<li class="hint">type a city's name</li>`;
   else if (!picker.options.length) html = `<li class="hint">no city matches “${esc(input.value)}”</li>`;
   else {
@@ -250,6 +261,7 @@ function show(step, { fade = true } = {}) {
 
 function report(extra = {}) {
   state.seq += 1;
+  state.reported.add(state.step);
   Streamlit.setComponentValue({ step: state.step, speed: state.speed, seq: state.seq,
                                 comparison: state.id, ...extra });
 }
@@ -347,7 +359,7 @@ function renderLegend() {
 function renderNotes() {
   const a = state.args || {};
   const notes = [...(a.notes || [])];
-  if (cities.error) notes.push(cities.error);
+  for (const d of downloads.values()) if (d.error) notes.push(d.error);
   if (a.basemap && state.basemapFailed) {
     notes.push("Basemap tiles could not be loaded (no internet?): the offline state outlines are shown instead.");
   }
@@ -379,7 +391,7 @@ function markPainted() {
   if (deck && marks.rendered === undefined) marks.rendered = Date.now();
   if (!deck || !layersLoaded()) return;
   if (marks.cities === undefined && cities.records && cities.records.length) marks.cities = Date.now();
-  if (marks.static === undefined && state.bottom.length) {
+  if (marks.static === undefined && state.bottom.length && !waitingFor()) {
     marks.static = Date.now();
     document.body.dataset.painted = "map";
   }
@@ -422,8 +434,11 @@ function render(event) {
   } else if (newComparison && a.refit) {
     deck.setProps({ initialViewState: { ...a.static.initialViewState, transitionDuration: 0 } });
   }
-  if (newComparison || (a.step !== state.argsStep)) {
-    // A new question, or Python moved the step (a link, a new route): show what it says, paused.
+  const echo = !newComparison && state.reported.has(a.step);
+  if (newComparison || (a.step !== state.argsStep && !echo)) {
+    // A new question, or Python moved the step (a link, a new route): show what it says, paused. Not the
+    // echo of a step this player reported: the user may have moved on since (no jump back).
+    if (newComparison) state.reported.clear();
     if (state.playing) stop(false);
     state.speed = SPEEDS.includes(a.speed) ? a.speed : 1;
     state.id = a.id;
@@ -432,7 +447,8 @@ function render(event) {
     state.fade = null;
     show(a.step || state.frames.length || 1, { fade: false });
   } else {
-    show(state.step, { fade: false });   // more models arrived: keep the shown step and playback
+    state.argsStep = a.step;
+    show(state.step, { fade: false });   // more models arrived, or an echo: keep the shown step and playback
   }
   for (const input of [$("from"), $("to")]) {
     if (document.activeElement !== input) input.value = endLabel(input);
@@ -480,7 +496,7 @@ function setup() {
   const poll = setInterval(() => {
     markPainted();
     const marks = window.citypathPaint;
-    if (marks.routes !== undefined && (marks.cities !== undefined || cities.error)) clearInterval(poll);
+    if (marks.routes !== undefined && marks.cities !== undefined) clearInterval(poll);
   }, 50);
 }
 
