@@ -106,8 +106,9 @@ def region_batch(g: CityGraph, regions: list[Region], rng: np.random.Generator, 
 
 
 TRAIN_DEFAULTS = {
-    # ~35 minutes on an idle 2-core CPU, budget in paths (the clock cap does not bind); one thread,
-    # because the tensors are small and the cores shared.
+    # ~29 minutes on the 2-core CPU, budget in paths (the clock cap does not bind); one thread,
+    # because the tensors are small and the cores shared. 180,000 graphs (39 min) scored worse at
+    # 4-16 steps on training-split pairs than 120,000 (results/gnn-budget/, docs/test-time-compute.md).
     "small": dict(lr=3e-3, batch_paths=8, total_paths=120_000, max_minutes=600.0, epoch_paths=12_000,
                   warmup_steps=100, threads=1, card_pairs=200),
 }
