@@ -355,7 +355,9 @@ def _payload(_g: CityGraph, _optimal, _replays: dict, _thinking, key: tuple, fin
     return player.comparison(
         _g, source, target, _optimal, _replays, dict(colours), dict(titles), steps=steps, seed=seed, step=step,
         speed=speed, limits=dict(limits) if limits is not None else None, notes_by_model=dict(notes),
-        cities=urls_d.get("cities") or city_records(_g, fingerprint), states=urls_d.get("states"),
+        # The outlines (43 KB) go inline: the first paint needs them, and a second download of its own
+        # came ~1 s later in the browser; the 1.5 MB city layer stays a URL, drawn when it arrives.
+        cities=urls_d.get("cities") or city_records(_g, fingerprint), states=None,
         basemap=basemap, thinking_frames=thinking_frames, legend_tail=legend_tail, pending=pending,
         notes=[f"Equal compute: {session.human_flops(budget)} per query. Each model shows the most refinement "
                "steps that fit in the budget (its own FLOPs count); turn Equal compute off in the sidebar to "
