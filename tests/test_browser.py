@@ -158,6 +158,12 @@ def test_app_in_browser(app_url, small_graph):
             _url_has(page, first.split("\n")[0])
             assert first.startswith("Providence, RI")
             frame = _player(page)
+            frame.wait_for_function("() => document.getElementById('to').value === 'Providence, RI'")
+            frame.click("#to")                       # a name that matches nothing says so, and Esc keeps the route
+            page.keyboard.type("qqzzx")
+            frame.wait_for_selector("#suggest >> text=no city matches")
+            page.keyboard.press("Escape")
+            assert frame.input_value("#to") == "Providence, RI" and "Providence" in page.url
             frame.wait_for_function("() => document.body.dataset.step === '6'", timeout=30_000)
             assert _shown_step(frame) == 6  # a new route shows the final answer first
             frame.wait_for_selector("text=Compute so far", timeout=30_000)   # the live strip, per model

@@ -496,7 +496,8 @@ function setup() {
   const poll = setInterval(() => {
     markPainted();
     const marks = window.citypathPaint;
-    if (marks.routes !== undefined && marks.cities !== undefined) clearInterval(poll);
+    const failed = [...downloads.values()].some((d) => d.error);
+    if (marks.routes !== undefined && (marks.cities !== undefined || failed)) clearInterval(poll);
   }, 50);
 }
 
