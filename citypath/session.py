@@ -347,6 +347,8 @@ def metric_cards(metrics: pd.DataFrame, step: int) -> list[MetricCard]:
             return None
         return "+ now yes" if bool(row[col]) else "- now no"
 
+    # A shorter or closer route is better only between valid routes: a garbage path shrinking is not progress.
+    judged = "inverse" if prev is not None and bool(row["valid"]) and bool(prev["valid"]) else "off"
     return [
         MetricCard("Valid", "yes" if row["valid"] else "no", flag("valid"), "normal",
                    "Starts at the source, reaches the target, no illegal jumps."),
@@ -357,11 +359,11 @@ def metric_cards(metrics: pd.DataFrame, step: int) -> list[MetricCard]:
         MetricCard("Hops", f"{int(row['hops'])}", delta("hops", lambda d: f"{d:+.0f}"), "off",
                    "Number of hops in the path."),
         MetricCard("Length", _fmt_km(float(row["length_km"])), delta("length_km", lambda d: f"{d:+,.0f} km"),
-                   "inverse", "Great-circle length of the path's hops."),
+                   judged, "Great-circle length of the path's hops."),
         MetricCard("vs optimal", _fmt_pct(float(row["length_pct"])), delta("length_pct", lambda d: f"{d:+.1f} pt"),
-                   "inverse", "How much longer than the optimal (Dijkstra) path, in %."),
+                   judged, "How much longer than the optimal (Dijkstra) path, in %."),
         MetricCard("Fréchet", _fmt_km(float(row["frechet_km"])), delta("frechet_km", lambda d: f"{d:+,.0f} km"),
-                   "inverse", "Discrete Fréchet distance to the optimal path: how far the route strays."),
+                   judged, "Discrete Fréchet distance to the optimal path: how far the route strays."),
         MetricCard("Step time", f"{float(row['ms']):.1f} ms", None, "off",
                    "Measured wall time of this step; a batch computed for several steps is split over the "
                    "steps it served, in proportion to their FLOPs."),

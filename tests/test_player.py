@@ -71,8 +71,10 @@ def test_the_strip_holds_each_steps_metrics_and_compute(small_graph):
         length = {c["label"]: c for c in m["cards"][k - 1]}["Length"]
         moved = round(metrics["length_km"].iloc[k - 1]) != round(metrics["length_km"].iloc[k - 2])
         assert (length["delta"] is not None) == moved                          # no "+0 km"
-        if length["delta"]:
-            assert length["good"] == ("good" if length["delta"].startswith("-") else "bad")
+        both_valid = bool(metrics["valid"].iloc[k - 1]) and bool(metrics["valid"].iloc[k - 2])
+        if length["delta"]:      # shorter is better only between valid routes
+            want = ("good" if length["delta"].startswith("-") else "bad") if both_valid else "off"
+            assert length["good"] == want
     assert m["cards"][4][-1]["value"].endswith("ms") and "MFLOPs" in m["cards"][4][-1]["value"]
     assert m["notes"][0] == "step 1 of 5"
 

@@ -123,6 +123,13 @@ def test_metric_cards_and_deltas(small_graph):
     assert all(c.delta is None for c in first)
     later = {c.label: c for c in session.metric_cards(r.metrics, 6)}
     assert later["Illegal jumps"].delta_color == "inverse"
+    assert bool(r.metrics.iloc[4]["valid"]) and bool(r.metrics.iloc[5]["valid"])
+    assert later["Length"].delta_color == "inverse"          # between valid routes, shorter is better
+    bad = session.compute_replay(fake(GarbageFake, g), g, src, dst, 6)
+    assert not bad.metrics["valid"].any()
+    for k in range(2, 7):                                        # an invalid route shrinking is not progress
+        cards = {c.label: c for c in session.metric_cards(bad.metrics, k)}
+        assert {cards[x].delta_color for x in ("Length", "vs optimal", "Fréchet")} == {"off"}
     assert session.metric_cards(r.metrics.iloc[:0], 1) == []
 
 
