@@ -29,6 +29,18 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--enable-unsafe-swiftshader", "-
                  "--no-first-run", "--disable-quic"]
 
 
+def paint_marks(page) -> tuple[dict, float | None]:
+    """The player's paint marks (`window.citypathPaint`) and its frame's time origin; ({}, None) until the
+    page has a player, or while its frame is being replaced."""
+    frame = next((f for f in page.frames if "citypath_player" in f.url and not f.is_detached()), None)
+    if frame is None:
+        return {}, None
+    try:
+        return frame.evaluate("window.citypathPaint || {}"), frame.evaluate("performance.timeOrigin")
+    except Exception:         # the frame is being replaced
+        return {}, None
+
+
 def visit(browser, url: str, timeout_s: float = 120.0) -> dict:
     """One new visitor (a fresh context): seconds from navigation to the map, and to every route.
 
@@ -48,15 +60,10 @@ def visit(browser, url: str, timeout_s: float = 120.0) -> dict:
         while time.time() < deadline:
             if title is None and page.evaluate("!!document.querySelector('h1')"):
                 title = time.time() * 1e3
-            frame = next((f for f in page.frames if "citypath_player" in f.url and not f.is_detached()), None)
-            if frame is not None:
-                try:
-                    marks = frame.evaluate("window.citypathPaint || {}")
-                    frame_origin = frame_origin or frame.evaluate("performance.timeOrigin")
-                except Exception:         # the frame is being replaced
-                    marks = {}
-                if "routes" in marks and "cities" in marks:
-                    break
+            marks, origin_now = paint_marks(page)
+            frame_origin = frame_origin or origin_now
+            if "routes" in marks and "cities" in marks:
+                break
             page.wait_for_timeout(25)
 
         def s(ms):

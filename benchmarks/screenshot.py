@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from benchmarks.browser_app import CHROMIUM_ARGS
+from benchmarks.browser_app import CHROMIUM_ARGS, paint_marks
 from benchmarks.load_app import AppServer, app_env
 
 DEFAULT_LINK = ("source=Oxford Circle, PA&target=Manistique, MI&models=refiner-small,gnn-small&steps=8"
@@ -41,8 +41,7 @@ def main(argv: list[str] | None = None) -> str:
             page.goto(f"{server.url}/?{query}", wait_until="commit")
             deadline = time.time() + 180
             while time.time() < deadline:
-                frame = next((f for f in page.frames if "citypath_player" in f.url and not f.is_detached()), None)
-                marks = frame.evaluate("window.citypathPaint || {}") if frame is not None else {}
+                marks, _ = paint_marks(page)
                 if "routes" in marks and "cities" in marks:
                     break
                 page.wait_for_timeout(200)
