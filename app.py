@@ -113,9 +113,7 @@ def comparison() -> None:
     if ss.pop(ui.K_MORE, False) and (mset is None or ui.replays_so_far(mset, g, run_view)[1]):
         with st.spinner("Loading the models…" if mset is None else "Running the next model…"):
             mset = ui.models(g)
-            pending = ui.replays_so_far(mset, g, run_view)[1]
-            if pending:
-                ui.replay(mset, g, pending[0], run_view)
+            ui.replay_next(mset, g, run_view)
     replays, pending = ui.replays_so_far(mset, g, run_view)
     thinking = ui.thoughts(mset, g, view) if ss[ui.K_THINK] and mset is not None and not pending else None
     budget = {name: session.steps_within(r, ss[ui.K_BUDGET]) for name, r in replays.items()} if equal else {}

@@ -135,9 +135,19 @@ class Visitor:
         self.values: dict[str, WidgetState] = {}   # widget id -> its current value, sent with every rerun
         self.auto_rerun: tuple[float, str] | None = None  # (interval s, fragment id) if a fragment timer runs
         self.sent = 0                                      # messages sent to the server
+        self.fetched: dict[str, object] = {}               # URL -> JSON fetched (the player's downloads)
 
     def close(self) -> None:
         self.ws.close()
+
+    def fetch_json(self, url: str):
+        """GET a URL the page names (relative to the app), once per visitor, as the player's fetch does."""
+        if url not in self.fetched:
+            req = urllib.request.Request(f"{self.base_url}/{url.lstrip('/')}",
+                                         headers={"Cookie": self.cookie} if self.cookie else {})
+            with urllib.request.urlopen(req, timeout=self.timeout) as r:
+                self.fetched[url] = json.loads(r.read())
+        return self.fetched[url]
 
     def run(self, *, query: str | None = None, trigger: str | None = None, fragment: str = "",
             report: tuple[str, dict] | None = None) -> Frame:
@@ -202,7 +212,10 @@ class Visitor:
             frame.player_id, frame.step = el.component_instance.id, int(args.get("step", 0))
             frame.pending = list(args.get("pending", []))
             frame.drawn = {}
-            for k, layers in enumerate(args.get("frames", []), start=1):
+            frames = args.get("frames", [])
+            if isinstance(frames, str):      # a file written once per comparison: fetched as the browser does
+                frames = self.fetch_json(frames)
+            for k, layers in enumerate(frames, start=1):
                 frame.drawn[k] = {int(str(layer["id"])[5:]): [int(d["id"]) for d in layer.get("data", [])]
                                   for layer in layers if str(layer.get("id", "")).startswith("hops-")}
         elif kind in WIDGETS:

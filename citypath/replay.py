@@ -266,6 +266,11 @@ class ReplayStore:
         metrics = score_paths(g, paths, src, dst, step_ms, flops)
         return Replay(model.name, src, dst, steps, seed, paths, step_ms, metrics, d.get("error"), flops)
 
+    def stored(self, model: RoutingModel, g: CityGraph, src: int, dst: int, steps: int, seed: int = 0) -> bool:
+        """Whether a process stored this replay already (reading it costs no model compute)."""
+        key = self.key(model, g, src, dst, steps, seed)
+        return (self.directory / key[:2] / f"{key}.json").is_file()
+
     def get_or_compute(self, model: RoutingModel, g: CityGraph, src: int, dst: int, steps: int,
                        seed: int = 0) -> Replay:
         """The replay from disk if any process computed it, else computed here (once) and stored."""

@@ -22,6 +22,7 @@ import pyarrow as pa
 import streamlit as st
 
 from citypath import registry, session, settings
+from citypath.cache import process_cache
 from citypath.graph import CityGraph, graph_kwargs_from_env, load_graph
 from citypath.maplayers import cities_records, write_static_json
 from citypath.models import checkpoints_dir
@@ -30,6 +31,8 @@ from citypath.session import ModelSet, ViewState
 
 REPO = Path(__file__).resolve().parents[1]
 STATIC_DIR = REPO / "static"  # served by Streamlit at app/static/ (server.enableStaticServing)
+
+
 
 # Session-state keys; the widget keys double as the names tests set.
 K_SRC, K_DST, K_MODELS, K_STEPS, K_SEED = "source", "target", "models", "steps", "seed"
@@ -49,13 +52,29 @@ def graph() -> CityGraph:
     return load_graph(**graph_kwargs_from_env(), verbose=True)
 
 
+STAMP_TTL_S = 2.0
+_STAMP: dict[str, tuple[float, int, tuple]] = {}
+
+
 def _checkpoint_stamp() -> tuple:
-    """Names and mtimes of the checkpoint files, so a new or retrained checkpoint is picked up."""
+    """Names and mtimes of the checkpoint files, so a new or retrained checkpoint is picked up.
+
+    The full listing is redone when the directory changes (a file added, removed or atomically replaced)
+    or STAMP_TTL_S after the last one (a file rewritten in place): listing and stat'ing every file on
+    every run was ~7% of the server's time under 40 visitors (py-spy)."""
     d = checkpoints_dir()
-    if not d.is_dir():
+    try:
+        dir_mtime = d.stat().st_mtime_ns
+    except OSError:
         return (str(d),)
-    return (str(d), *sorted((p.name, p.stat().st_mtime_ns) for p in d.iterdir()
-                            if p.suffix in {".json", ".safetensors"}))
+    now = time.monotonic()
+    have = _STAMP.get(str(d))
+    if have is not None and have[1] == dir_mtime and now - have[0] < STAMP_TTL_S:
+        return have[2]
+    stamp = (str(d), *sorted((p.name, p.stat().st_mtime_ns) for p in d.iterdir()
+                             if p.suffix in {".json", ".safetensors"}))
+    _STAMP[str(d)] = (now, dir_mtime, stamp)
+    return stamp
 
 
 @dataclass(frozen=True)
@@ -69,7 +88,7 @@ class Catalog:
     parameters: dict[str, int]
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
+@process_cache(maxsize=8)   # never modified
 def _catalog(stamp: tuple) -> Catalog:
     entries, unreadable = registry.catalogue()
     labels = {e.name: e.label for e in entries} | {name: f"{name} (unreadable card)" for name in unreadable}
@@ -114,12 +133,14 @@ def models(g: CityGraph) -> ModelSet:
 _REPLAYED: set[tuple] = set()
 
 
-@st.cache_data(show_spinner=False)
+# Shared and never modified; st.cache_data unpickled a copy of the 21,217 labels on every run (~9% of
+# the server's time under 40 visitors, py-spy).
+@process_cache(maxsize=8)
 def labels(_g: CityGraph, fingerprint: str) -> list[str]:
     return _g.cities["label"].tolist()
 
 
-@st.cache_data(show_spinner=False)
+@process_cache(maxsize=8)
 def label_index(_g: CityGraph, fingerprint: str) -> dict[str, int]:
     return {label: i for i, label in enumerate(labels(_g, fingerprint))}
 
@@ -130,7 +151,7 @@ def route_text(source: str, target: str) -> str:
     return f":material/trip_origin: **From** {esc(source)}  \n:material/flag: **To** {esc(target)}"
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_resource(show_spinner=False)   # shared, never modified
 def city_records(_g: CityGraph, fingerprint: str) -> list[dict]:
     """The all-cities layer inline (when static serving is off): ~1.5 MB per frame on the full graph."""
     return cities_records(_g)
@@ -148,11 +169,11 @@ def static_urls(_g: CityGraph, fingerprint: str) -> dict[str, str] | None:
     return {k: f"app/static/{p.name}" for k, p in paths.items()}
 
 
-@st.cache_resource(max_entries=512, show_spinner=False)   # shared, not copied (never modified)
+@process_cache(maxsize=512)   # shared, not copied (never modified)
 def _replay(_model, _g: CityGraph, model_key: tuple, fingerprint: str, src: int, dst: int, steps: int,
             seed: int) -> Replay:
     # Shared on disk with the other app processes (behind a balancer): computed by one, once.
-    return ReplayStore(settings.cache_dir() / "replays").get_or_compute(_model, _g, src, dst, steps, seed)
+    return _replay_store().get_or_compute(_model, _g, src, dst, steps, seed)
 
 
 def replay(mset: ModelSet, g: CityGraph, name: str, view: ViewState) -> Replay:
@@ -280,7 +301,7 @@ def on_reset(g: CityGraph, cat: Catalog) -> None:
     on_route_change()
 
 
-@st.cache_data(show_spinner=False)
+@process_cache(maxsize=8)   # never modified
 def _interesting(_g: CityGraph, fingerprint: str, stamp: float) -> tuple[list[session.Pick], str | None]:
     return session.interesting_pairs(_g)
 
@@ -339,7 +360,7 @@ def on_player_event(g: CityGraph) -> None:
         ss[K_SPEED] = event["speed"]
 
 
-@st.cache_resource(max_entries=64, show_spinner=False)   # shared, not copied: ~0.3 MB, never modified
+@process_cache(maxsize=64)   # ~50 KB each (the frames are in a file), never modified
 def _payload(_g: CityGraph, _optimal, _replays: dict, _thinking, key: tuple, fingerprint: str, source: int,
              target: int, steps: int, seed: int, step: int, speed: float, pending: tuple, colours: tuple,
              titles: tuple, urls: tuple, basemap: bool, limits: tuple | None, notes: tuple, budget: float) -> dict:
@@ -352,7 +373,7 @@ def _payload(_g: CityGraph, _optimal, _replays: dict, _thinking, key: tuple, fin
             thinking_frames.append(layers)
             legend_tail = legend or legend_tail
     urls_d = dict(urls)
-    return player.comparison(
+    payload = player.comparison(
         _g, source, target, _optimal, _replays, dict(colours), dict(titles), steps=steps, seed=seed, step=step,
         speed=speed, limits=dict(limits) if limits is not None else None, notes_by_model=dict(notes),
         # The outlines (43 KB) go inline: the first paint needs them, and a second download of its own
@@ -363,6 +384,12 @@ def _payload(_g: CityGraph, _optimal, _replays: dict, _thinking, key: tuple, fin
                "steps that fit in the budget (its own FLOPs count); turn Equal compute off in the sidebar to "
                "play steps."] if limits is not None else [],
         speeds=SPEEDS, mode=f"equal-{limits is not None}")
+    if urls_d:      # static serving works: the frames go once into a file every visitor's browser fetches
+        try:
+            return player.frames_to_file(payload, STATIC_DIR)
+        except OSError:
+            pass        # a full or read-only disk: send them inline, as without static serving
+    return payload
 
 
 def player_payload(g: CityGraph, view: ViewState, optimal, replays: dict[str, Replay], pending: list[str],
@@ -376,10 +403,26 @@ def player_payload(g: CityGraph, view: ViewState, optimal, replays: dict[str, Re
     key = tuple((n, r.steps, r.seed, len(r.paths)) for n, r in replays.items())
     think_key = (thinking.model, len(thinking.views)) if thinking is not None else None
     step = int(min(max(int(ss.get(K_STEP) or view.steps), 1), view.steps))
-    return _payload(g, tuple(optimal), replays, thinking, (key, think_key), g.fingerprint, view.source,
-                    view.target, view.steps, view.seed, step, float(ss.get(K_SPEED, 1.0)), tuple(pending),
-                    tuple((n, tuple(c)) for n, c in colours.items()), tuple(titles.items()),
-                    tuple((urls or {}).items()), bool(ss.get(K_BASEMAP)), limits, notes, float(ss.get(K_BUDGET, 0)))
+    hashed = ((key, think_key), g.fingerprint, view.source, view.target, view.steps, view.seed, step,
+              float(ss.get(K_SPEED, 1.0)), tuple(pending), tuple((n, tuple(c)) for n, c in colours.items()),
+              tuple(titles.items()), tuple((urls or {}).items()), bool(ss.get(K_BASEMAP)), limits, notes,
+              float(ss.get(K_BUDGET, 0)))
+    return _payload(g, tuple(optimal), replays, thinking, *hashed)
+
+
+def replay_next(mset: ModelSet, g: CityGraph, view: ViewState) -> None:
+    """Compute the view's next model still pending (one model's compute per request, so the routes appear
+    one by one), and read every other pending one that a process stored already (no model compute): a
+    shared link's visitors get every route in one request, not one request per model."""
+    _, pending = replays_so_far(mset, g, view)
+    store = _replay_store()
+    for i, name in enumerate(pending):
+        if i == 0 or store.stored(mset.models[name], g, view.source, view.target, view.steps, view.seed):
+            replay(mset, g, name, view)
+
+
+def _replay_store() -> ReplayStore:
+    return ReplayStore(settings.cache_dir() / "replays")
 
 
 def replays_so_far(mset: ModelSet | None, g: CityGraph, view: ViewState) -> tuple[dict[str, Replay], list[str]]:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from citypath import ui
 from tests.fake_models import use_fake_app, write_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,10 +74,20 @@ def player_args(at: AppTest) -> dict:
     return json.loads(players[0].proto.json_args)
 
 
+def player_frames(args: dict) -> list[list[dict]]:
+    """Every step's route layers: inline, or in the file the player fetches (static serving on)."""
+    frames = args["frames"]
+    if isinstance(frames, str):
+        assert frames.startswith("app/static/frames-"), frames
+        frames = json.loads((ui.STATIC_DIR / frames.removeprefix("app/static/")).read_text())
+    assert len(frames) == args["n_frames"]
+    return frames
+
+
 def layers(at: AppTest, step: int | None = None) -> list[dict]:
     """The map's layers at `step` (default: the step the player shows first): static + that step's routes."""
     args = player_args(at)
-    frames = args["frames"]
+    frames = player_frames(args)
     frame = frames[min(step or args["step"], len(frames)) - 1] if frames else []
     return args["static"]["bottom"] + frame + args["static"]["top"]
 
@@ -101,7 +112,7 @@ def test_default_page_draws_both_paths(app_env):
     no_exceptions(at)
     ids = layer_ids(at)
     assert "optimal" in ids and "model-0" in ids and "endpoints" in ids and "cities" in ids
-    assert "state-lines" in ids and not player_args(at)["basemap"]  # offline outlines, no tiles
+    assert "states" in ids and not player_args(at)["basemap"]  # offline outlines, no tiles
     assert len(at.get("download_button")) == 4
     labels = [c["label"] for c in cards(at)]
     assert labels[:3] == ["Valid", "Illegal jumps", "Reaches target"] and labels[-1] == "Compute so far"
@@ -147,7 +158,7 @@ def test_steps_slider_playback_and_models(app_env):
     no_exceptions(at)
     assert at.session_state["step"] == 6 and at.query_params["steps"] == "6"
     args = player_args(at)
-    assert len(args["frames"]) == 6 and args["playable"] and len(args["models"][0]["cards"]) == 6
+    assert len(player_frames(args)) == 6 and args["playable"] and len(args["models"][0]["cards"]) == 6
     assert "ghosts" not in layer_ids(at, 1) and "ghosts" in layer_ids(at, 5)   # step 5 shows step 4 faintly
     report(at, step=2, speed=4.0)                           # the player stopped at step 2
     no_exceptions(at)
@@ -288,7 +299,7 @@ def test_equal_compute_gives_each_model_the_steps_its_budget_buys(app_env, small
     # the fake spends 1 MFLOP a step: 3 steps fit; the bellman network's steps are far cheaper on this graph
     assert "3 steps fit in 3 MFLOPs" in notes["demo-refining"], notes
     assert "fit in 3 MFLOPs" in notes["demo-bellman"] and "3 steps fit" not in notes["demo-bellman"]
-    assert not args["playable"] and len(args["frames"]) == 1 and "Equal compute: 3 MFLOPs" in args["notes"][0]
+    assert not args["playable"] and len(player_frames(args)) == 1 and "Equal compute: 3 MFLOPs" in args["notes"][0]
     assert {"model-0", "model-1"} <= set(layer_ids(at))          # both routes drawn, each at its own step
     at.select_slider(key="budget").set_value(1e6).run()
     assert "1 step fit" in {m["name"]: m["notes"][0] for m in player_args(at)["models"]}["demo-refining"]
@@ -338,3 +349,34 @@ def test_an_interesting_pair_loads_in_one_click(app_env, small_graph, tmp_path, 
     at.button(key="pick-0").click().run()
     no_exceptions(at)
     assert (at.session_state["source"], at.session_state["target"]) == (g.label(a), g.label(b))
+
+
+def test_routes_stored_by_another_process_come_in_one_request(app_env, tmp_path, monkeypatch):
+    from citypath import ui
+    from citypath.replay import ReplayStore
+
+    monkeypatch.setattr(ui, "_replay_store", lambda: ReplayStore(tmp_path / "replays"))
+    link = {"models": "demo-refining,demo-garbage", "steps": "4", "seed": "5"}
+
+    def requests_until_drawn() -> int:
+        at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
+        for k, v in link.items():
+            at.query_params[k] = v
+        at = _RUN(at, None, TIMEOUT)
+        for n in range(5):
+            if not player_args(at)["pending"]:
+                return n
+            at.session_state["player"] = {"seq": time.time_ns() // 1000, "speed": 1.0, "step": 1, "more": True}
+            at = _RUN(at, None, TIMEOUT)
+        raise AssertionError("the models never finished")
+
+    def as_a_new_process() -> None:       # what this process remembers of the replays goes
+        ui._REPLAYED.clear()
+        ui._replay.clear()
+
+    as_a_new_process()
+    assert requests_until_drawn() == 2                 # computed here: one model per request, routes one by one
+    assert len(list((tmp_path / "replays").rglob("*.json"))) == 2
+    as_a_new_process()
+    assert requests_until_drawn() == 1                 # stored by another process: both in one request
+    assert requests_until_drawn() == 0                 # this process has them: drawn in the first run

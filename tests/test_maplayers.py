@@ -29,7 +29,7 @@ def test_frame_spec_has_paths_ghost_illegal_and_is_compact(small_graph):
     assert "\n" not in text  # compact: every frame is resent
     spec = json.loads(text)
     layers = {layer["id"]: layer for layer in spec["layers"]}
-    assert {"optimal", "model-0", "hops-0", "ghosts", "illegal", "endpoints", "cities", "state-lines"} <= set(layers)
+    assert {"optimal", "model-0", "hops-0", "ghosts", "illegal", "endpoints", "cities", "states"} <= set(layers)
     assert layers["cities"]["data"] == "app/static/c.json" and layers["cities"]["pickable"]
     assert layers["optimal"]["widthUnits"] == "pixels"  # a string, not an accessor expression
     assert len(layers["illegal"]["data"]) == len(maplayers.illegal_segments(g, bad)) >= 1
@@ -42,7 +42,7 @@ def test_inline_layers_and_no_model(small_graph):
     deck = maplayers.build_deck(g, 0, 0, [0], [], cities=maplayers.cities_records(g))
     spec = json.loads(deck.to_json())
     ids = [layer["id"] for layer in spec["layers"]]
-    assert "optimal" not in ids and "cities" in ids and "state-fill" in ids
+    assert "optimal" not in ids and "cities" in ids and "states" in ids
     cities = next(layer for layer in spec["layers"] if layer["id"] == "cities")["data"]
     assert len(cities) == g.n_cities and {"id", "p", "tip"} <= set(cities[0])
 
@@ -80,9 +80,9 @@ def test_state_layer_colours_known_cities_on_a_fixed_scale(small_graph):
 
 def test_basemap_tiles_keep_the_offline_outlines(small_graph):
     g = small_graph
-    ids = lambda deck: [layer.id for layer in deck.layers]  # noqa: E731
+    states = lambda deck: next(json.loads(layer.to_json()) for layer in deck.layers if layer.id == "states")  # noqa: E731
     plain = maplayers.build_deck(g, 0, 5, g.shortest_path(0, 5), [], states="app/static/s.json")
     tiles = maplayers.build_deck(g, 0, 5, g.shortest_path(0, 5), [], states="app/static/s.json", basemap=True)
-    assert {"state-fill", "state-lines"} <= set(ids(plain))
-    assert "state-lines" in ids(tiles) and "state-fill" not in ids(tiles)     # tiles show through, outlines stay
+    assert states(plain)["filled"] and states(plain)["stroked"]
+    assert states(tiles)["stroked"] and not states(tiles)["filled"]     # tiles show through, outlines stay
     assert tiles.map_provider == "carto" and plain.map_provider is None

@@ -51,7 +51,7 @@ def test_every_step_holds_the_replays_own_paths(small_graph):
     garbage_illegal = [layer for layers in out["frames"] for layer in layers if layer["id"] == "illegal"]
     assert garbage_illegal                                   # the garbage model's jumps are drawn in red
     ids = [layer["id"] for layer in out["static"]["bottom"]]
-    assert ids[:2] == ["state-fill", "state-lines"] and "optimal" in ids
+    assert ids[0] == "states" and "optimal" in ids
     assert [layer["id"] for layer in out["static"]["top"]] == ["endpoints", "endpoint-labels"]
     assert {layer["@@type"] for layer in out["static"]["bottom"] + [x for f in out["frames"] for x in f]} <= {
         "PolygonLayer", "PathLayer", "ScatterplotLayer", "LineLayer", "TextLayer"}   # what the bundle registers
@@ -133,3 +133,35 @@ def test_the_shipped_bundle_is_built_from_the_shipped_sources():
     assert '<script src="./player.js">' in html and "http" not in html       # nothing fetched from elsewhere
     bundle = (player.BUILD_DIR / "player.js").read_text()
     assert "JSONConverter" in bundle or "@@type" in bundle                   # deck.gl's JSON converter inside
+
+
+def test_frames_go_once_into_a_file_named_by_their_content(small_graph, tmp_path):
+    out, _ = _comparison(small_graph, cities="app/static/cities.json")        # the city layer by URL, as the app
+    moved = payload.frames_to_file(out, tmp_path)
+    name = moved["frames"].removeprefix("app/static/")
+    assert moved["frames"].startswith("app/static/frames-") and moved["n_frames"] == len(out["frames"]) == 5
+    assert json.loads((tmp_path / name).read_text()) == out["frames"]          # the file holds every step
+    assert isinstance(out["frames"], list)                                     # the payload given is unchanged
+    # What each visitor is sent loses the frames' bulk: a URL instead of every step's layers.
+    assert len(json.dumps(moved)) < len(json.dumps(out)) - len(json.dumps(out["frames"])) + 100
+    # The same comparison (another visitor, another process) names the same file; another one, another file.
+    assert payload.frames_to_file(out, tmp_path)["frames"] == moved["frames"]
+    other, _ = _comparison(small_graph, steps=3, cities="app/static/cities.json")
+    assert payload.frames_to_file(other, tmp_path)["frames"] != moved["frames"]
+    assert len(list(tmp_path.glob("frames-*.json"))) == 2
+
+
+def test_old_frame_files_are_pruned_but_never_recent_ones(tmp_path):
+    import os
+    import time
+
+    now = time.time()
+    for i in range(6):
+        p = tmp_path / f"frames-{i}.json"
+        p.write_text("[]")
+        age = 7200 if i < 3 else 10          # 0-2 are two hours old, 3-5 seconds old
+        os.utime(p, (now - age - i, now - age - i))
+    (tmp_path / "cities-x.json").write_text("[]")                      # not a frame file: never touched
+    assert payload.prune_frames(tmp_path, keep=2, min_age_s=3600) == 3  # beyond the newest 2: only the old go
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cities-x.json", "frames-3.json", "frames-4.json",
+                                                         "frames-5.json"]

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import pydeck as pdk
 
+from citypath.cache import write_atomic
 from citypath.graph import CityGraph
 from citypath.maplayers import (
     ILLEGAL_RGB,
@@ -105,7 +108,7 @@ def comparison(g: CityGraph, source: int, target: int, optimal: Sequence[int], r
         "id": comparison_id(source, target, sorted([*replays, *pending]), steps, seed, mode),
         "static": {"bottom": layers_json(bottom), "top": layers_json(top),
                    "initialViewState": json.loads(json.dumps(view, default=lambda o: o.__dict__))},
-        "frames": frames, "models": models, "pending": list(pending),
+        "frames": frames, "n_frames": len(frames), "models": models, "pending": list(pending),
         "ends": {"source": {"id": int(source), "label": g.label(source)},
                  "target": {"id": int(target), "label": g.label(target)}},
         "legend_head": [list(e) for e in head], "legend_tail": [list(e) for e in tail],
@@ -114,6 +117,47 @@ def comparison(g: CityGraph, source: int, target: int, optimal: Sequence[int], r
         "playable": not still,
         "basemap": bool(basemap), "notes": list(notes), "height": int(height), "refit": True,
     }
+
+
+FRAMES_KEEP = 256          # frame files kept in a static directory (~0.1-0.5 MB each)
+FRAMES_MIN_AGE_S = 3600.0  # ... and none younger than this is removed (a visitor may still fetch it)
+
+
+def frames_to_file(payload: dict, directory: str | Path, url_prefix: str = "app/static/") -> dict:
+    """The payload with its frames moved into `directory` as one JSON file named by its content.
+
+    The frames are the bulk of a comparison (~0.3 MB for two models at 16 steps) and the same for every
+    visitor of a link: written once, by whichever app process gets there first, and fetched by each
+    browser; the server then sends each visitor a few KB. Returns a new dict (`payload` is not changed);
+    its "frames" is the file's URL. The oldest files beyond FRAMES_KEEP are removed when a new one is
+    written (none younger than FRAMES_MIN_AGE_S).
+    """
+    text = json.dumps(payload["frames"], separators=(",", ":"))
+    name = f"frames-{hashlib.sha256(text.encode()).hexdigest()[:24]}.json"
+    directory = Path(directory)
+    path = directory / name
+    if not path.is_file():
+        directory.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, text)
+        prune_frames(directory)
+    return {**payload, "frames": f"{url_prefix}{name}", "n_frames": len(payload["frames"])}
+
+
+def prune_frames(directory: str | Path, keep: int = FRAMES_KEEP, min_age_s: float = FRAMES_MIN_AGE_S) -> int:
+    """Remove the oldest frame files beyond `keep` (never one younger than `min_age_s`); returns how many."""
+    files = []
+    for p in Path(directory).glob("frames-*.json"):
+        try:
+            files.append((p.stat().st_mtime, p))
+        except OSError:                    # removed by another process meanwhile
+            continue
+    files.sort(reverse=True)
+    now, removed = time.time(), 0
+    for mtime, p in files[keep:]:
+        if now - mtime >= min_age_s:
+            p.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def read_event(value: object, last_seq: int) -> dict | None:

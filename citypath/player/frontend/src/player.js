@@ -22,7 +22,9 @@ const $ = (id) => document.getElementById(id);
 const state = {
   id: null,        // the comparison shown (pair, models, K, seed, ...): a new one resets the player
   args: null,
-  frames: [],      // frames[k-1]: deck.gl layers of step k (converted once)
+  frames: [],      // frames[k-1]: deck.gl layers of step k (converted once; [] until fetched)
+  nFrames: 0,      // how many steps the comparison has (known before its frames arrive)
+  framesFrom: null, // the frames' source (their URL, or the arguments that held them): converted once
   bottom: [],      // static layers under the routes
   top: [],         // static layers over the routes (endpoints, labels)
   step: 1,
@@ -75,7 +77,10 @@ function fetched(url) {
       entry.data = data;
       if (!state.args) return;
       state.bottom = layerList(absoluteData(state.args.static.bottom || []));
-      draw();
+      const had = state.frames.length;
+      loadFrames(state.args);
+      if (!had && state.frames.length) show(state.step, { fade: false });
+      else draw();
       refreshSuggestions();
     })
     .catch((e) => {
@@ -83,6 +88,17 @@ function fetched(url) {
       renderNotes();
     });
   return null;
+}
+
+function loadFrames(a) {
+  // The steps' route layers: inline, or (the app's way) a URL of a file written once per comparison and
+  // shared by every visitor, so the server sends each visitor a few KB instead of every step's layers.
+  const source = typeof a.frames === "string" ? absoluteUrl(a.frames) : a.frames || [];
+  state.nFrames = a.n_frames ?? (Array.isArray(a.frames) ? a.frames.length : 0);
+  if (source === state.framesFrom && state.frames.length) return;
+  const data = typeof source === "string" ? fetched(source) : source;
+  state.frames = data ? data.map(layerList) : [];
+  state.framesFrom = data ? source : null;
 }
 
 function waitingFor() {
@@ -242,7 +258,7 @@ function animateFade() {
 }
 
 function show(step, { fade = true } = {}) {
-  const k = Math.max(1, Math.min(step, state.frames.length || 1));
+  const k = Math.max(1, Math.min(step, state.nFrames || 1));
   if (k !== state.step && fade && state.frames.length) {
     // Cross-fade from the shown step, over at most half a tick (so 16 steps/s still fades).
     const ms = Math.min(220, 500 / state.speed);
@@ -277,9 +293,9 @@ function stop(reportIt = true) {
 
 function tick() {
   if (!state.playing) return;
-  if (state.step >= state.frames.length) { stop(); return; }
+  if (state.step >= state.nFrames) { stop(); return; }
   show(state.step + 1);
-  if (state.step >= state.frames.length) { stop(); return; }
+  if (state.step >= state.nFrames) { stop(); return; }
   schedule();
 }
 
@@ -290,8 +306,8 @@ function schedule() {
 }
 
 function play() {
-  if (state.frames.length <= 1) return;
-  if (state.step >= state.frames.length) show(1, { fade: false });
+  if (state.nFrames <= 1 || !state.frames.length) return;
+  if (state.step >= state.nFrames) show(1, { fade: false });
   state.playing = true;
   document.body.dataset.playing = "true";
   state.due = performance.now();
@@ -300,14 +316,15 @@ function play() {
 }
 
 function renderControls() {
-  const n = state.frames.length;
-  const playable = !!(state.args && state.args.playable) && n > 1;
+  const n = state.nFrames;
+  const playable = !!(state.args && state.args.playable) && n > 1 && state.frames.length > 0;
   $("controls").style.display = state.args && state.args.playable ? "flex" : "none";
   $("play").innerHTML = state.playing
     ? '<svg viewBox="0 0 24 24"><path d="M6 5h4v14H6zm8 0h4v14h-4z"/></svg>Pause'
     : '<svg viewBox="0 0 24 24"><path d="M8 5v14l11-7z"/></svg>Play';
   $("play").disabled = !playable;
-  $("play").title = playable ? "" : "Nothing to play: choose a model and more than 1 step.";
+  $("play").title = playable ? "" : n > 1 && !state.frames.length ? "The routes are still loading."
+    : "Nothing to play: choose a model and more than 1 step.";
   $("back").disabled = state.step <= 1;
   $("next").disabled = state.step >= n;
   const slider = $("step");
@@ -379,11 +396,11 @@ function onClick(info) {
 // When the map first showed its outlines and optimal path (static), the city layer (cities) and each model's
 // route (routes), as Date.now() in ms, for the paint-order test and benchmarks/browser_app.py: set once
 // every layer drawn has its data. Also when the script started, its first arguments came and deck.gl
-// first drew.
+// first drew (its warm-up layers, usually before the arguments).
 window.citypathPaint = { script: Date.now() };
 function layersLoaded() {
   const layers = (deck && deck.layerManager && deck.layerManager.getLayers()) || [];
-  return layers.length > 0 && layers.every((l) => l.isLoaded);
+  return layers.length > 0 && layers.every((l) => l.isLoaded && !l.id.startsWith("warm-"));
 }
 
 function markPainted() {
@@ -417,20 +434,11 @@ function render(event) {
   state.args = a;
   state.bottom = layerList(absoluteData(a.static.bottom || []));
   state.top = layerList(a.static.top || []);
-  state.frames = (a.frames || []).map(layerList);
+  loadFrames(a);
   $("map").style.height = `${a.height || 560}px`;
-  if (!deck) {
+  if (!state.viewState) {
     state.viewState = a.static.initialViewState;
-    deck = new Deck({
-      parent: $("map"),
-      views: [new MapView({ controller: true })],
-      initialViewState: a.static.initialViewState,
-      layers: [],
-      getTooltip: tooltip,
-      onClick,
-      useDevicePixels: true,
-      onAfterRender: markPainted,
-    });
+    deck.setProps({ initialViewState: a.static.initialViewState });
   } else if (newComparison && a.refit) {
     deck.setProps({ initialViewState: { ...a.static.initialViewState, transitionDuration: 0 } });
   }
@@ -445,7 +453,7 @@ function render(event) {
     state.argsStep = a.step;
     state.basemapFailed = false;
     state.fade = null;
-    show(a.step || state.frames.length || 1, { fade: false });
+    show(a.step || state.nFrames || 1, { fade: false });
   } else {
     state.argsStep = a.step;
     show(state.step, { fade: false });   // more models arrived, or an echo: keep the shown step and playback
@@ -464,7 +472,32 @@ function render(event) {
   }
 }
 
+// deck.gl is created as soon as the script runs, with one empty layer of every kind the map draws: it
+// compiles their shaders (seconds on a CPU-only browser's software WebGL) while the page waits for the
+// player's first arguments, not after them.
+const US_VIEW = { longitude: -96, latitude: 38.5, zoom: 3.3, pitch: 0, bearing: 0 };
+function warmLayers() {
+  return [
+    new Layers.PolygonLayer({ id: "warm-polygon", data: [], getPolygon: (d) => d }),
+    new Layers.PathLayer({ id: "warm-path", data: [], getPath: (d) => d }),
+    new Layers.ScatterplotLayer({ id: "warm-scatter", data: [], getPosition: (d) => d, stroked: true }),
+    new Layers.LineLayer({ id: "warm-line", data: [], getSourcePosition: (d) => d, getTargetPosition: (d) => d }),
+    new Layers.TextLayer({ id: "warm-text", data: [], getPosition: (d) => d, getText: (d) => d }),
+  ];
+}
+
 function setup() {
+  $("map").style.height = "560px";
+  deck = new Deck({
+    parent: $("map"),
+    views: [new MapView({ controller: true })],
+    initialViewState: US_VIEW,
+    layers: warmLayers(),
+    getTooltip: tooltip,
+    onClick,
+    useDevicePixels: true,
+    onAfterRender: markPainted,
+  });
   $("play").onclick = () => (state.playing ? stop() : play());
   $("back").onclick = () => { stop(false); show(state.step - 1); report(); };
   $("next").onclick = () => { stop(false); show(state.step + 1); report(); };
