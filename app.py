@@ -110,6 +110,8 @@ def comparison() -> None:
         st.rerun(scope="app")            # a click on a city changed the route: the sidebar shows it
     t0 = time.perf_counter()
     mset = ui.models_if_loaded(g)
+    if mset is not None:        # routes stored already (by another process or visitor) come with this run
+        ui.replay_next(mset, g, run_view, compute=False)
     if ss.pop(ui.K_MORE, False) and (mset is None or ui.replays_so_far(mset, g, run_view)[1]):
         with st.spinner("Loading the models…" if mset is None else "Running the next model…"):
             mset = ui.models(g)

@@ -40,6 +40,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections import Counter
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -395,11 +396,33 @@ def pick_pairs(n: int, env: dict[str, str], seed: int) -> tuple[list[tuple[int, 
     return pairs, list(session.default_models(mset.names, params))
 
 
+def warm_up(base_url: str, timeout: float = 180.0) -> float:
+    """One visitor of the app's default page, who waits for its models: the process has then loaded the
+    graph and the models (a server that is already running). Returns the seconds it took."""
+    t0 = time.perf_counter()
+    v = Visitor(base_url, timeout)
+    try:
+        page = v.run(query="")
+        for _ in range(20):
+            if not page.pending or not page.player_id:
+                break
+            page = v.run(report=(page.player_id, {"more": True, "step": 1, "speed": 1.0,
+                                                  "seq": time.time_ns() // 1000}))
+        if page.errors or not page.player_id:
+            raise RuntimeError(f"the warm-up visit failed: {page.errors or 'no player'}")
+    finally:
+        v.close()
+    return time.perf_counter() - t0
+
+
 def run_load(sessions: int = 20, steps: int = 16, *, env: dict[str, str] | None = None, url: str | None = None,
-             seed: int = 0, timeout: float = 180.0, shared: bool = False, sticky: bool = False) -> dict:
+             seed: int = 0, timeout: float = 180.0, shared: bool = False, sticky: bool = False,
+             warm: Sequence[str] = ()) -> dict:
     """Start the app (unless `url`), run `sessions` visitors at once, and summarise.
 
     `shared`: every visitor opens the same link (a link shared with a crowd); else each its own pair.
+    `warm`: app processes' own addresses to visit once (`warm_up`) before the crowd; with `url` None,
+    ["self"] warms the server started here.
     """
     env = dict(env or {})
     pairs, models = pick_pairs(1 if shared else sessions, env, seed)
@@ -418,10 +441,13 @@ def run_load(sessions: int = 20, steps: int = 16, *, env: dict[str, str] | None 
             results = list(pool.map(one, pairs))
         return results, time.perf_counter() - t0
 
+    warm_s = []
     if url:
+        warm_s = [warm_up(u, timeout) for u in warm]
         results, wall = go(url)
     else:
         with AppServer(env) as server:
+            warm_s = [warm_up(server.url, timeout) for _ in warm]
             results, wall = go(server.url)
     stop_ms = [r.frames[1].ms for r in results if len(r.frames) > 1]     # the one report of a stop
     open_ms = [r.frames[0].ms for r in results if r.frames]                 # every route drawn
@@ -438,6 +464,8 @@ def run_load(sessions: int = 20, steps: int = 16, *, env: dict[str, str] | None 
         "open_ms_p50": round(q(open_ms, 50), 1), "open_ms_max": round(max(open_ms), 1) if open_ms else None,
         "map_ms_p50": round(q(map_ms, 50), 1), "map_ms_max": round(max(map_ms), 1) if map_ms else None,
         "stop_ms_p50": round(q(stop_ms, 50), 1), "stop_ms_max": round(max(stop_ms), 1) if stop_ms else None,
+        "server": "running (a warm-up visit per process first)" if warm_s else "just started",
+        "warm_up_s": [round(x, 2) for x in warm_s],
         "wall_s": round(wall, 1), "load_average": round(os.getloadavg()[0], 2),
         "mean_open_ms": round(statistics.fmean(open_ms), 1) if open_ms else None,
     }
@@ -492,6 +520,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batches", type=int, default=1,
                     help="run the visitors this many times against one server (the first warms it up) and "
                          "report the server's memory (RSS) after each batch")
+    ap.add_argument("--warm", action="store_true",
+                    help="before the crowd, one visitor of the default page per app process (graph and models "
+                         "loaded: a server that is already running); default: a just-started server")
     ap.add_argument("--exit-zero", action="store_true", help="exit 0 even with errors (they are in the JSON)")
     args = ap.parse_args(argv)
     env = app_env(args.states, args.checkpoints)
@@ -504,11 +535,12 @@ def main(argv: list[str] | None = None) -> int:
         pick_pairs(1, env, args.seed)                       # load the graph and models here before the servers
         with Cluster(env=env) as cluster:
             out = run_load(args.sessions, args.steps, env=env, url=cluster.url, seed=args.seed,
-                           shared=args.shared_link, sticky=True)
+                           shared=args.shared_link, sticky=True, warm=cluster.app_urls if args.warm else ())
         out["balanced"] = f"HAProxy + {len(cluster.slots)} app processes"
     else:
+        warm = ([args.url] if args.url else ["self"]) if args.warm else []
         out = run_load(args.sessions, args.steps, env=env, url=args.url or None, seed=args.seed,
-                       shared=args.shared_link, sticky=bool(args.url))
+                       shared=args.shared_link, sticky=bool(args.url), warm=warm)
     print(json.dumps(out, indent=2))
     return 1 if out["errors"] and not args.exit_zero else 0
 

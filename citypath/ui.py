@@ -410,14 +410,15 @@ def player_payload(g: CityGraph, view: ViewState, optimal, replays: dict[str, Re
     return _payload(g, tuple(optimal), replays, thinking, *hashed)
 
 
-def replay_next(mset: ModelSet, g: CityGraph, view: ViewState) -> None:
+def replay_next(mset: ModelSet, g: CityGraph, view: ViewState, *, compute: bool = True) -> None:
     """Compute the view's next model still pending (one model's compute per request, so the routes appear
-    one by one), and read every other pending one that a process stored already (no model compute): a
-    shared link's visitors get every route in one request, not one request per model."""
+    one by one; none with `compute=False`), and read every pending one that a process stored already (no
+    model compute): a shared link's visitors get every route at once, not one request per model."""
     _, pending = replays_so_far(mset, g, view)
     store = _replay_store()
     for i, name in enumerate(pending):
-        if i == 0 or store.stored(mset.models[name], g, view.source, view.target, view.steps, view.seed):
+        if (compute and i == 0) or store.stored(mset.models[name], g, view.source, view.target, view.steps,
+                                                view.seed):
             replay(mset, g, name, view)
 
 

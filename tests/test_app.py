@@ -351,7 +351,7 @@ def test_an_interesting_pair_loads_in_one_click(app_env, small_graph, tmp_path, 
     assert (at.session_state["source"], at.session_state["target"]) == (g.label(a), g.label(b))
 
 
-def test_routes_stored_by_another_process_come_in_one_request(app_env, tmp_path, monkeypatch):
+def test_routes_stored_by_another_process_are_read_not_computed_again(app_env, tmp_path, monkeypatch):
     from citypath import ui
     from citypath.replay import ReplayStore
 
@@ -370,13 +370,20 @@ def test_routes_stored_by_another_process_come_in_one_request(app_env, tmp_path,
             at = _RUN(at, None, TIMEOUT)
         raise AssertionError("the models never finished")
 
-    def as_a_new_process() -> None:       # what this process remembers of the replays goes
+    def forget_replays() -> None:         # what this process remembers of the routes goes
         ui._REPLAYED.clear()
         ui._replay.clear()
+
+    def as_a_new_process() -> None:       # ... and its models are not loaded
+        forget_replays()
+        ui._MODELSETS.clear()
+        ui._models.clear()
 
     as_a_new_process()
     assert requests_until_drawn() == 2                 # computed here: one model per request, routes one by one
     assert len(list((tmp_path / "replays").rglob("*.json"))) == 2
+    forget_replays()
+    assert requests_until_drawn() == 0                 # stored, models loaded: read in the first run
     as_a_new_process()
-    assert requests_until_drawn() == 1                 # stored by another process: both in one request
-    assert requests_until_drawn() == 0                 # this process has them: drawn in the first run
+    assert requests_until_drawn() == 1                 # stored, models not loaded: both in the one request
+    assert requests_until_drawn() == 0                 # this process has them

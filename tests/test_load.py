@@ -30,6 +30,16 @@ def test_concurrent_sessions_each_play_their_own_route_without_errors(default_gr
     assert 0 < out["map_ms_p50"] <= out["open_ms_p50"]        # the map comes first, the routes after
 
 
+def test_a_shared_link_on_a_running_server(default_graph):
+    """--warm: a visitor of the default page first (graph and models loaded), then the crowd on one link."""
+    from benchmarks import load_app
+
+    out = load_app.run_load(sessions=4, steps=8, seed=2, shared=True, warm=["self"])
+    assert out["errors"] == [] and out["frames_checked"] == 4 * 8
+    assert out["server"].startswith("running") and len(out["warm_up_s"]) == 1 and out["warm_up_s"][0] > 0
+    assert out["messages_per_session"] <= 2 + len(out["models"])     # the open, the routes' requests, the stop
+
+
 def test_a_wrong_path_is_reported(default_graph, monkeypatch):
     """The checker is not vacuous: expecting other paths than the app draws is an error."""
     from benchmarks import load_app

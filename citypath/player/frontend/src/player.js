@@ -54,10 +54,12 @@ function absoluteUrl(url) {
 }
 
 function absoluteData(layers) {
-  // Data given by URL (the outlines, the all-cities layer: 1.5 MB on the full graph) is fetched here, once
-  // per URL, and the layer drawn empty until it arrives: the map never waits for the city layer, and the
-  // name boxes search the same list.
+  // Data given by URL (the all-cities layer: 1.5 MB on the full graph) is fetched here, once per URL, and
+  // the layer drawn empty until it arrives: the map never waits for the city layer, and the name boxes
+  // search the same list. The city layer is asked for only once the routes' frames are in: fetched and
+  // parsed together, it held the routes back.
   return layers.map((l) => {
+    if (l.id === CITIES_ID && typeof l.data === "string" && !framesSettled()) return { ...l, data: [] };
     const data = typeof l.data === "string" ? fetched(absoluteUrl(l.data)) : l.data;
     if (l.id === CITIES_ID) useCities(data);
     return { ...l, data: data || [] };
@@ -76,9 +78,9 @@ function fetched(url) {
     .then((data) => {
       entry.data = data;
       if (!state.args) return;
-      state.bottom = layerList(absoluteData(state.args.static.bottom || []));
       const had = state.frames.length;
       loadFrames(state.args);
+      state.bottom = layerList(absoluteData(state.args.static.bottom || []));
       if (!had && state.frames.length) show(state.step, { fade: false });
       else draw();
       refreshSuggestions();
@@ -86,8 +88,20 @@ function fetched(url) {
     .catch((e) => {
       entry.error = `Part of the map could not be loaded (${e.message}): reload the page.`;
       renderNotes();
+      if (state.args) {   // what waited for this download (the city layer waits for the frames) goes on
+        state.bottom = layerList(absoluteData(state.args.static.bottom || []));
+        draw();
+      }
     });
   return null;
+}
+
+function framesSettled() {
+  // The routes' frames are here (or failed, or came inline): the city layer may load.
+  const a = state.args;
+  if (!a || typeof a.frames !== "string") return true;
+  const d = downloads.get(absoluteUrl(a.frames));
+  return !!d && (d.data !== null || d.error !== null);
 }
 
 function loadFrames(a) {
@@ -396,11 +410,11 @@ function onClick(info) {
 // When the map first showed its outlines and optimal path (static), the city layer (cities) and each model's
 // route (routes), as Date.now() in ms, for the paint-order test and benchmarks/browser_app.py: set once
 // every layer drawn has its data. Also when the script started, its first arguments came and deck.gl
-// first drew (its warm-up layers, usually before the arguments).
+// first drew.
 window.citypathPaint = { script: Date.now() };
 function layersLoaded() {
   const layers = (deck && deck.layerManager && deck.layerManager.getLayers()) || [];
-  return layers.length > 0 && layers.every((l) => l.isLoaded && !l.id.startsWith("warm-"));
+  return layers.length > 0 && layers.every((l) => l.isLoaded);
 }
 
 function markPainted() {
@@ -432,13 +446,22 @@ function render(event) {
   }
   const newComparison = a.id !== state.id;
   state.args = a;
+  loadFrames(a);
   state.bottom = layerList(absoluteData(a.static.bottom || []));
   state.top = layerList(a.static.top || []);
-  loadFrames(a);
   $("map").style.height = `${a.height || 560}px`;
-  if (!state.viewState) {
+  if (!deck) {
     state.viewState = a.static.initialViewState;
-    deck.setProps({ initialViewState: a.static.initialViewState });
+    deck = new Deck({
+      parent: $("map"),
+      views: [new MapView({ controller: true })],
+      initialViewState: a.static.initialViewState,
+      layers: [],
+      getTooltip: tooltip,
+      onClick,
+      useDevicePixels: true,
+      onAfterRender: markPainted,
+    });
   } else if (newComparison && a.refit) {
     deck.setProps({ initialViewState: { ...a.static.initialViewState, transitionDuration: 0 } });
   }
@@ -472,32 +495,7 @@ function render(event) {
   }
 }
 
-// deck.gl is created as soon as the script runs, with one empty layer of every kind the map draws: it
-// compiles their shaders (seconds on a CPU-only browser's software WebGL) while the page waits for the
-// player's first arguments, not after them.
-const US_VIEW = { longitude: -96, latitude: 38.5, zoom: 3.3, pitch: 0, bearing: 0 };
-function warmLayers() {
-  return [
-    new Layers.PolygonLayer({ id: "warm-polygon", data: [], getPolygon: (d) => d }),
-    new Layers.PathLayer({ id: "warm-path", data: [], getPath: (d) => d }),
-    new Layers.ScatterplotLayer({ id: "warm-scatter", data: [], getPosition: (d) => d, stroked: true }),
-    new Layers.LineLayer({ id: "warm-line", data: [], getSourcePosition: (d) => d, getTargetPosition: (d) => d }),
-    new Layers.TextLayer({ id: "warm-text", data: [], getPosition: (d) => d, getText: (d) => d }),
-  ];
-}
-
 function setup() {
-  $("map").style.height = "560px";
-  deck = new Deck({
-    parent: $("map"),
-    views: [new MapView({ controller: true })],
-    initialViewState: US_VIEW,
-    layers: warmLayers(),
-    getTooltip: tooltip,
-    onClick,
-    useDevicePixels: true,
-    onAfterRender: markPainted,
-  });
   $("play").onclick = () => (state.playing ? stop() : play());
   $("back").onclick = () => { stop(false); show(state.step - 1); report(); };
   $("next").onclick = () => { stop(false); show(state.step + 1); report(); };
