@@ -111,6 +111,8 @@ function loadFrames(a) {
   state.nFrames = a.n_frames ?? (Array.isArray(a.frames) ? a.frames.length : 0);
   if (source === state.framesFrom && state.frames.length) return;
   const data = typeof source === "string" ? fetched(source) : source;
+  // More models of the same comparison: keep drawing the routes we have until the new file is in.
+  if (!data && a.id === state.id && state.frames.length) return;
   state.frames = data ? data.map(layerList) : [];
   state.framesFrom = data ? source : null;
 }
