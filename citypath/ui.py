@@ -32,8 +32,6 @@ from citypath.session import ModelSet, ViewState
 REPO = Path(__file__).resolve().parents[1]
 STATIC_DIR = REPO / "static"  # served by Streamlit at app/static/ (server.enableStaticServing)
 
-
-
 # Session-state keys; the widget keys double as the names tests set.
 K_SRC, K_DST, K_MODELS, K_STEPS, K_SEED = "source", "target", "models", "steps", "seed"
 K_STEP, K_SPEED, K_CLICK, K_NEXT = "step", "speed", "click_mode", "click_next"
@@ -133,16 +131,11 @@ def models(g: CityGraph) -> ModelSet:
 _REPLAYED: set[tuple] = set()
 
 
-# Shared and never modified; st.cache_data unpickled a copy of the 21,217 labels on every run (~9% of
-# the server's time under 40 visitors, py-spy).
-@process_cache(maxsize=8)
-def labels(_g: CityGraph, fingerprint: str) -> list[str]:
-    return _g.cities["label"].tolist()
-
-
+# Shared and never modified; st.cache_data unpickled a copy of the 21,217 labels on every run (~9% of the
+# server's time under 40 visitors, py-spy).
 @process_cache(maxsize=8)
 def label_index(_g: CityGraph, fingerprint: str) -> dict[str, int]:
-    return {label: i for i, label in enumerate(labels(_g, fingerprint))}
+    return {label: i for i, label in enumerate(_g.labels)}
 
 
 def route_text(source: str, target: str) -> str:
@@ -403,11 +396,10 @@ def player_payload(g: CityGraph, view: ViewState, optimal, replays: dict[str, Re
     key = tuple((n, r.steps, r.seed, len(r.paths)) for n, r in replays.items())
     think_key = (thinking.model, len(thinking.views)) if thinking is not None else None
     step = int(min(max(int(ss.get(K_STEP) or view.steps), 1), view.steps))
-    hashed = ((key, think_key), g.fingerprint, view.source, view.target, view.steps, view.seed, step,
-              float(ss.get(K_SPEED, 1.0)), tuple(pending), tuple((n, tuple(c)) for n, c in colours.items()),
-              tuple(titles.items()), tuple((urls or {}).items()), bool(ss.get(K_BASEMAP)), limits, notes,
-              float(ss.get(K_BUDGET, 0)))
-    return _payload(g, tuple(optimal), replays, thinking, *hashed)
+    return _payload(g, tuple(optimal), replays, thinking, (key, think_key), g.fingerprint, view.source,
+                    view.target, view.steps, view.seed, step, float(ss.get(K_SPEED, 1.0)), tuple(pending),
+                    tuple((n, tuple(c)) for n, c in colours.items()), tuple(titles.items()),
+                    tuple((urls or {}).items()), bool(ss.get(K_BASEMAP)), limits, notes, float(ss.get(K_BUDGET, 0)))
 
 
 def replay_next(mset: ModelSet, g: CityGraph, view: ViewState, *, compute: bool = True) -> None:
