@@ -3,7 +3,9 @@
     python -m benchmarks.browser_app                 # default graph, shipped checkpoints, the default link
     python -m benchmarks.browser_app --repeats 5 --states RI,MA --checkpoints DIR
 
-Starts `streamlit run app.py` on a loopback port and opens a link in headless Chromium (Debian's
+Starts the app (`python -m citypath.launch`, which loads the graph and the models before its port
+opens; `--streamlit-run`: plain `streamlit run app.py`, which loads them in the first visitor's wait)
+on a loopback port and opens a link in headless Chromium (Debian's
 `chromium`, software WebGL), as a first visitor of a just-started server (cold) and then as new
 visitors of the warm server (each a fresh browser context: nothing cached in the browser). The
 player marks (`window.citypathPaint` in its frame) when deck.gl had every layer's data for the map
@@ -81,6 +83,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--states", default="", help="a regional graph (e.g. RI,MA); default: the full graph")
     ap.add_argument("--checkpoints", default="", help="a checkpoint directory (default: checkpoints/)")
     ap.add_argument("--steps", type=int, default=16)
+    ap.add_argument("--streamlit-run", action="store_true",
+                    help="start the app with plain `streamlit run app.py` (the graph and the models load in the "
+                         "first visitor's wait) instead of `python -m citypath.launch`")
     args = ap.parse_args(argv)
     from playwright.sync_api import sync_playwright
 
@@ -91,8 +96,10 @@ def main(argv: list[str] | None = None) -> dict:
         return urllib.parse.urlencode({"source": pair[0], "target": pair[1], "models": ",".join(models),
                                        "steps": args.steps, "seed": 0})
 
-    out = {"graph": args.states or "default", "models": models, "steps": args.steps}
-    with AppServer(env) as server, sync_playwright() as p:
+    out = {"graph": args.states or "default", "models": models, "steps": args.steps,
+           "server": "streamlit run app.py" if args.streamlit_run else "python -m citypath.launch"}
+    with AppServer(env, warm=not args.streamlit_run) as server, sync_playwright() as p:
+        out["ready_s"] = round(server.ready_s, 2)         # launch -> the port answers
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         try:
             url = f"{server.url}/?{link(pairs[0])}"

@@ -67,30 +67,34 @@ def free_port() -> int:
 
 
 class AppServer:
-    """`streamlit run app.py` on a free loopback port, stopped on exit; its log is kept."""
+    """One app process on a free loopback port, stopped on exit; its log is kept.
 
-    def __init__(self, env: dict[str, str] | None = None, log_path: Path | None = None):
+    `warm` (default): `python -m citypath.launch`, which loads the graph and the models before its port
+    opens (what README and `citypath.serve` start); `warm=False`: plain `streamlit run app.py`, which loads
+    them inside the first visitors' wait."""
+
+    def __init__(self, env: dict[str, str] | None = None, log_path: Path | None = None, *, warm: bool = True):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
         self.log_path = log_path or Path(os.environ.get("TMPDIR", "/tmp")) / f"citypath-load-{self.port}.log"
+        self.warm = warm
+        self.ready_s: float | None = None        # launch -> the port answers
 
     def __enter__(self) -> AppServer:
+        from citypath.serve import app_command, wait_healthy
+
         self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(self.port),
-             "--server.address", "127.0.0.1", "--server.headless", "true"],
-            cwd=REPO, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2)
-                return self
-            except OSError:
-                if time.time() > deadline or self.proc.poll() is not None:
-                    self.__exit__()
-                    raise RuntimeError(f"streamlit did not start; see {self.log_path}") from None
-                time.sleep(0.3)
+        t0 = time.perf_counter()
+        self.proc = subprocess.Popen(app_command(self.port, warm=self.warm), cwd=REPO, env=self.env,
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        try:
+            wait_healthy(self.url, self.proc, f"the app (log: {self.log_path})", timeout_s=900)
+        except BaseException:
+            self.__exit__()
+            raise
+        self.ready_s = time.perf_counter() - t0
+        return self
 
     def __exit__(self, *exc) -> None:
         self.proc.terminate()
@@ -417,12 +421,13 @@ def warm_up(base_url: str, timeout: float = 180.0) -> float:
 
 def run_load(sessions: int = 20, steps: int = 16, *, env: dict[str, str] | None = None, url: str | None = None,
              seed: int = 0, timeout: float = 180.0, shared: bool = False, sticky: bool = False,
-             warm: Sequence[str] = ()) -> dict:
+             warm: Sequence[str] = (), streamlit_run: bool = False) -> dict:
     """Start the app (unless `url`), run `sessions` visitors at once, and summarise.
 
     `shared`: every visitor opens the same link (a link shared with a crowd); else each its own pair.
     `warm`: app processes' own addresses to visit once (`warm_up`) before the crowd; with `url` None,
-    ["self"] warms the server started here.
+    ["self"] warms the server started here. `streamlit_run`: the server started here is plain
+    `streamlit run app.py` (graph and models load in the crowd's wait), not `python -m citypath.launch`.
     """
     env = dict(env or {})
     pairs, models = pick_pairs(1 if shared else sessions, env, seed)
@@ -441,12 +446,13 @@ def run_load(sessions: int = 20, steps: int = 16, *, env: dict[str, str] | None 
             results = list(pool.map(one, pairs))
         return results, time.perf_counter() - t0
 
-    warm_s = []
+    warm_s, ready_s = [], None
     if url:
         warm_s = [warm_up(u, timeout) for u in warm]
         results, wall = go(url)
     else:
-        with AppServer(env) as server:
+        with AppServer(env, warm=not streamlit_run) as server:
+            ready_s = server.ready_s
             warm_s = [warm_up(server.url, timeout) for _ in warm]
             results, wall = go(server.url)
     stop_ms = [r.frames[1].ms for r in results if len(r.frames) > 1]     # the one report of a stop
@@ -464,8 +470,11 @@ def run_load(sessions: int = 20, steps: int = 16, *, env: dict[str, str] | None 
         "open_ms_p50": round(q(open_ms, 50), 1), "open_ms_max": round(max(open_ms), 1) if open_ms else None,
         "map_ms_p50": round(q(map_ms, 50), 1), "map_ms_max": round(max(map_ms), 1) if map_ms else None,
         "stop_ms_p50": round(q(stop_ms, 50), 1), "stop_ms_max": round(max(stop_ms), 1) if stop_ms else None,
-        "server": "running (a warm-up visit per process first)" if warm_s else "just started",
+        "server": "running (a warm-up visit per process first)" if warm_s else
+                  "just started (streamlit run app.py)" if streamlit_run else
+                  "just started (python -m citypath.launch)" if not url else "just started",
         "warm_up_s": [round(x, 2) for x in warm_s],
+        "ready_s": round(ready_s, 2) if ready_s is not None else None,      # launch -> the port answers
         "wall_s": round(wall, 1), "load_average": round(os.getloadavg()[0], 2),
         "mean_open_ms": round(statistics.fmean(open_ms), 1) if open_ms else None,
     }
@@ -523,6 +532,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warm", action="store_true",
                     help="before the crowd, one visitor of the default page per app process (graph and models "
                          "loaded: a server that is already running); default: a just-started server")
+    ap.add_argument("--streamlit-run", action="store_true",
+                    help="start app processes with plain `streamlit run app.py` (graph and models load inside the "
+                         "first visitors' wait) instead of `python -m citypath.launch` (loaded before the port opens)")
     ap.add_argument("--exit-zero", action="store_true", help="exit 0 even with errors (they are in the JSON)")
     args = ap.parse_args(argv)
     env = app_env(args.states, args.checkpoints)
@@ -533,14 +545,20 @@ def main(argv: list[str] | None = None) -> int:
         from citypath.serve import Cluster
 
         pick_pairs(1, env, args.seed)                       # load the graph and models here before the servers
-        with Cluster(env=env) as cluster:
+        t0 = time.perf_counter()
+        with Cluster(env=env, warm=not args.streamlit_run) as cluster:
+            ready_s = time.perf_counter() - t0
             out = run_load(args.sessions, args.steps, env=env, url=cluster.url, seed=args.seed,
                            shared=args.shared_link, sticky=True, warm=cluster.app_urls if args.warm else ())
+        out["ready_s"] = round(ready_s, 2)
+        if not args.warm:
+            how = "streamlit run app.py" if args.streamlit_run else "python -m citypath.launch"
+            out["server"] = f"just started ({how})"
         out["balanced"] = f"HAProxy + {len(cluster.slots)} app processes"
     else:
         warm = ([args.url] if args.url else ["self"]) if args.warm else []
         out = run_load(args.sessions, args.steps, env=env, url=args.url or None, seed=args.seed,
-                       shared=args.shared_link, sticky=bool(args.url), warm=warm)
+                       shared=args.shared_link, sticky=bool(args.url), warm=warm, streamlit_run=args.streamlit_run)
     print(json.dumps(out, indent=2))
     return 1 if out["errors"] and not args.exit_zero else 0
 

@@ -40,6 +40,16 @@ def app_slots(config: Path) -> list[str]:
     return sorted(set(re.findall(r"\$\{(APP_PORT_\d+)\}", config.read_text())), key=lambda v: int(v[9:]))
 
 
+def app_command(port: int, *, warm: bool = True) -> list[str]:
+    """The command of one app process on 127.0.0.1:`port`, run from the repo root: `python -m citypath.launch`
+    (graph and models loaded before the port opens), or with `warm=False` plain `streamlit run app.py`
+    (they load inside the first visitors' wait)."""
+    flags = ["--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true"]
+    if warm:
+        return [sys.executable, "-m", "citypath.launch", *flags]
+    return [sys.executable, "-m", "streamlit", "run", "app.py", *flags]
+
+
 def wait_healthy(url: str, proc: subprocess.Popen, what: str, timeout_s: float = 120.0) -> None:
     deadline = time.time() + timeout_s
     while True:
@@ -61,7 +71,7 @@ class Cluster:
     """
 
     def __init__(self, port: int = 0, *, config: Path = CONFIG, env: dict[str, str] | None = None,
-                 log_dir: Path | None = None, haproxy: str | None = None):
+                 log_dir: Path | None = None, haproxy: str | None = None, warm: bool = True):
         self.haproxy = haproxy or shutil.which("haproxy") or "/usr/sbin/haproxy"
         if not Path(self.haproxy).exists():
             raise FileNotFoundError("HAProxy is not installed: apt-get install haproxy (Debian's package)")
@@ -76,18 +86,18 @@ class Cluster:
         self.env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
         self.log_dir = Path(log_dir or os.environ.get("TMPDIR", "/tmp")) / f"citypath-serve-{self.port}"
         self.procs: list[subprocess.Popen] = []
+        self.warm = warm              # app processes load the graph and models before their ports open
 
     def __enter__(self) -> Cluster:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         try:
             for i, port in enumerate(self.ports.values(), start=1):
                 log = open(self.log_dir / f"app{i}.log", "w")
-                self.procs.append(subprocess.Popen(
-                    [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                     "--server.address", "127.0.0.1", "--server.headless", "true"],
-                    cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT))
+                self.procs.append(subprocess.Popen(app_command(port, warm=self.warm), cwd=REPO, env=self.env,
+                                                   stdout=log, stderr=subprocess.STDOUT))
             for proc, url, slot in zip(self.procs, self.app_urls, self.slots):
-                wait_healthy(url, proc, f"app process {slot}")
+                # a process answers once warm (graph and models loaded; the graph built on first use ever)
+                wait_healthy(url, proc, f"app process {slot}", timeout_s=900)
             env = {**self.env, "FRONT_PORT": str(self.port), **{s: str(p) for s, p in self.ports.items()}}
             log = open(self.log_dir / "haproxy.log", "w")
             self.procs.append(subprocess.Popen([self.haproxy, "-db", "-f", str(self.config)], env=env,

@@ -56,3 +56,25 @@ def test_a_wrong_path_is_reported(default_graph, monkeypatch):
     out = load_app.run_load(sessions=2, steps=3, seed=2)
     assert out["sessions_ok"] == 1
     assert any("drew" in e for e in out["errors"])
+
+
+@pytest.mark.parametrize("launch", [True, False], ids=["citypath.launch", "streamlit-run"])
+def test_a_launched_process_is_warm_before_its_port_opens(default_graph, launch):
+    """`python -m citypath.launch` loads the graph and the models and computes the default view's routes before
+    its port answers: the first visitor of the default page gets every route in the page's first run. Plain
+    `streamlit run app.py` answers at once and that visitor's first run has every model still to compute."""
+    from benchmarks.load_app import AppServer, Visitor
+
+    with AppServer({}, warm=launch) as server:
+        v = Visitor(server.url, 180.0)
+        try:
+            page = v.run(query="")
+        finally:
+            v.close()
+        log = server.log_path.read_text()
+    assert page.errors == [] and page.player_id
+    assert ("ready in" in log) is launch
+    if launch:
+        assert page.pending == []
+    else:
+        assert len(page.pending) >= 2          # the default comparison: two models, neither loaded yet
