@@ -37,7 +37,11 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     print("citypath: loading the graph and the models before serving…", file=sys.stderr, flush=True)
-    ui.warm_process(log=lambda line: print(f"  {line}", file=sys.stderr, flush=True))
+    try:
+        ui.warm_process(log=lambda line: print(f"  {line}", file=sys.stderr, flush=True))
+    except (OSError, ValueError) as e:    # an unwritable cache, a bad CITYPATH_* value: say which, serve nothing
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     print(f"citypath: ready in {time.perf_counter() - t0:.1f} s; starting the server", file=sys.stderr, flush=True)
     for name in BARE_MODE_LOGGERS:
         get_logger(name).setLevel(logging.WARNING)

@@ -78,3 +78,19 @@ def test_a_launched_process_is_warm_before_its_port_opens(default_graph, launch)
         assert page.pending == []
     else:
         assert len(page.pending) >= 2          # the default comparison: two models, neither loaded yet
+
+
+def test_the_launcher_refuses_a_bad_setting_before_it_serves(tmp_path):
+    """A bad CITYPATH_* value stops `python -m citypath.launch` with the reason, before any port opens."""
+    import os
+    import subprocess
+    import sys
+
+    from benchmarks.load_app import REPO, free_port
+
+    env = {**os.environ, "CITYPATH_STATES": "ZZ", "CITYPATH_CACHE_DIR": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-m", "citypath.launch", "--server.port", str(free_port())], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert "error: states=('ZZ',)" in proc.stderr and "two-letter codes" in proc.stderr
+    assert "You can now view" not in proc.stdout + proc.stderr

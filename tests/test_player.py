@@ -142,8 +142,13 @@ def test_frames_go_once_into_a_file_named_by_their_content(small_graph, tmp_path
     assert moved["frames"].startswith("app/static/frames-") and moved["n_frames"] == len(out["frames"]) == 5
     assert json.loads((tmp_path / name).read_text()) == out["frames"]          # the file holds every step
     assert isinstance(out["frames"], list)                                     # the payload given is unchanged
-    # What each visitor is sent loses the frames' bulk: a URL instead of every step's layers.
-    assert len(json.dumps(moved)) < len(json.dumps(out)) - len(json.dumps(out["frames"])) + 100
+    # What each visitor is sent loses the frames' bulk: a URL instead of every step's layers, and inline only
+    # the step the player opens at (drawn before the file is in).
+    k = out["step"]
+    assert moved["first_frame"] == {"step": k, "layers": out["frames"][k - 1]}
+    rest = {key: v for key, v in moved.items() if key != "first_frame"}
+    assert len(json.dumps(rest)) < len(json.dumps(out)) - len(json.dumps(out["frames"])) + 100
+    assert len(json.dumps(moved["first_frame"])) < len(json.dumps(out["frames"])) / 3
     # The same comparison (another visitor, another process) names the same file; another one, another file.
     assert payload.frames_to_file(out, tmp_path)["frames"] == moved["frames"]
     other, _ = _comparison(small_graph, steps=3, cities="app/static/cities.json")

@@ -129,7 +129,8 @@ def frames_to_file(payload: dict, directory: str | Path, url_prefix: str = "app/
     The frames are the bulk of a comparison (~0.3 MB for two models at 16 steps) and the same for every
     visitor of a link: written once, by whichever app process gets there first, and fetched by each
     browser; the server then sends each visitor a few KB. Returns a new dict (`payload` is not changed);
-    its "frames" is the file's URL. The oldest files beyond FRAMES_KEEP are removed when a new one is
+    its "frames" is the file's URL, its "first_frame" the layers of the step it opens at ({step, layers}:
+    drawn before the file is in). The oldest files beyond FRAMES_KEEP are removed when a new one is
     written (none younger than FRAMES_MIN_AGE_S).
     """
     text = json.dumps(payload["frames"], separators=(",", ":"))
@@ -140,7 +141,11 @@ def frames_to_file(payload: dict, directory: str | Path, url_prefix: str = "app/
         directory.mkdir(parents=True, exist_ok=True)
         write_atomic(path, text)
         prune_frames(directory)
-    return {**payload, "frames": f"{url_prefix}{name}", "n_frames": len(payload["frames"])}
+    # The step the player opens at travels inline too (tens of KB): the first paint has the routes, the
+    # file comes for playing.
+    k = int(payload.get("step") or len(payload["frames"]))
+    first = {"step": k, "layers": payload["frames"][k - 1]} if payload["frames"] else None
+    return {**payload, "frames": f"{url_prefix}{name}", "n_frames": len(payload["frames"]), "first_frame": first}
 
 
 def prune_frames(directory: str | Path, keep: int = FRAMES_KEEP, min_age_s: float = FRAMES_MIN_AGE_S) -> int:

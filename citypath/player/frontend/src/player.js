@@ -23,6 +23,7 @@ const state = {
   id: null,        // the comparison shown (pair, models, K, seed, ...): a new one resets the player
   args: null,
   frames: [],      // frames[k-1]: deck.gl layers of step k (converted once; [] until fetched)
+  first: null,     // {step, layers}: the step the player opens at, sent inline: drawn until the frames are in
   nFrames: 0,      // how many steps the comparison has (known before its frames arrive)
   framesFrom: null, // the frames' source (their URL, or the arguments that held them): converted once
   bottom: [],      // static layers under the routes
@@ -115,6 +116,14 @@ function loadFrames(a) {
   if (!data && a.id === state.id && state.frames.length) return;
   state.frames = data ? data.map(layerList) : [];
   state.framesFrom = data ? source : null;
+  const f = a.first_frame;
+  state.first = !data && f ? { step: f.step, layers: layerList(f.layers) } : null;
+}
+
+function routesAt(step) {
+  // The route layers of `step`: from the frames, or before they arrive the inline first frame.
+  if (state.frames.length) return state.frames[step - 1] || [];
+  return state.first && state.first.step === step ? state.first.layers : [];
 }
 
 function waitingFor() {
@@ -251,11 +260,11 @@ function withOpacity(layers, factor, prefix) {
 
 function currentLayers() {
   const base = state.args && state.args.basemap ? [basemapLayer(), ...state.bottom] : state.bottom;
-  const cur = state.frames[state.step - 1] || [];
+  const cur = routesAt(state.step);
   const f = state.fade;
   if (f) {
     const t = Math.min((performance.now() - f.start) / f.ms, 1);
-    const prev = state.frames[f.from - 1] || [];
+    const prev = routesAt(f.from);
     return [...base, ...withOpacity(prev, 1 - t, "was-"), ...withOpacity(cur, t, ""), ...state.top];
   }
   return [...base, ...cur, ...state.top];
@@ -429,7 +438,7 @@ function markPainted() {
     document.body.dataset.painted = "map";
   }
   const models = (state.args && state.args.models) || [];
-  if (marks.routes === undefined && models.length && !(state.args.pending || []).length && state.frames.length) {
+  if (marks.routes === undefined && models.length && !(state.args.pending || []).length && routesAt(state.step).length) {
     marks.routes = Date.now();
     document.body.dataset.painted = "routes";
   }
