@@ -36,6 +36,7 @@ FAMILIES: dict[str, Family] = {
     "bellman": _family("bellman", ("tiny",), "BellmanModel"),
     "looped": _family("looped", ("small",), "LoopedModel"),
     "memory": _family("memory", ("small",), "MemoryModel"),
+    "memsearch": _family("memsearch", ("small",), "MemSearchModel"),
 }
 
 

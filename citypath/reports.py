@@ -6,6 +6,11 @@
     python -m citypath.reports looped                       # results/looped-report.json (vs gru-large)
     python -m citypath.reports looped-ablations             # results/looped-ablations.json (~25 min)
     python -m citypath.reports memory-controls              # results/memory-controls.json (trains M = 0)
+    python -m citypath.reports card-metrics --model NAME     # re-measure a card's metrics (weights unchanged)
+
+`card-metrics`: the card's `metrics` measured again, as its training run measures them at its end (same
+pairs, seed and steps), for when the inference of a family changed but its weights did not; the card
+records the command.
 
 `postrnn`: the post's RNNs' greedy routes on the harness's held-out pairs, by the optimal
 path's hop count: where "low loss, broken routes" holds and where it does not.
@@ -294,13 +299,33 @@ def looped_ablations(g: CityGraph, n_pairs: int, seed: int, graphs: int, runs_di
     return out
 
 
+# -- card metrics -----------------------------------------------------------------------------
+
+def refresh_card_metrics(g: CityGraph, name: str, directory: str | None = None) -> dict:
+    """Measure card `name`'s metrics again as its training run did at its end; its weights are not touched."""
+    from citypath.models import checkpoints_dir
+    from citypath.models.base import write_card
+    from citypath.training import card_metrics
+
+    model = load_model(name, directory=directory, graph=g)
+    card = dict(model.card)
+    tc = card["training"]["train_config"]
+    card["metrics"] = {**card_metrics(model, g, tc["card_pairs"], tc["seed"], tc["steps_for_card"]),
+                       "command": f"python -m citypath.reports card-metrics --model {name}"}
+    path = Path(directory or checkpoints_dir()) / f"{name}.json"
+    write_card(path, card)
+    print(f"wrote {path}: " + ", ".join(f"{k} steps: valid {v['valid']:.3f}, ratio {v['length_ratio_mean']:.4f}"
+                                        for k, v in card["metrics"]["by_steps"].items()), file=sys.stderr)
+    return card
+
+
 # -- memory controls ------------------------------------------------------------------------
 
 def memory_controls(g: CityGraph, name: str, n_pairs: int, seed: int, runs_dir: Path, train_m0: bool) -> dict:
-    """The controls of the memory walker on the same held-out pairs: the shipped model at 1..max walks and
-    4x max; the same weights with the memory wiped halfway; the same weights with no memory (M = 0 at
-    inference); and, with `train_m0`, a walker trained identically without memory (the shipped card's
-    command plus `--set slots=0`)."""
+    """The controls of a memory model (families memory and memsearch) on the same held-out pairs: the shipped
+    model at 1..max steps and 4x max; the same weights with the memory wiped halfway; with a 64-slot
+    memory (when it has more); with no memory (M = 0 at inference); and, with `train_m0`, a model trained
+    identically without memory (the shipped card's command plus `--set slots=0`)."""
     import dataclasses
     import shlex
 
@@ -311,15 +336,21 @@ def memory_controls(g: CityGraph, name: str, n_pairs: int, seed: int, runs_dir: 
     top = model.max_steps
     steps, four = sorted({1, 2, 4, top}), sorted({1, 2, 4, top, 4 * top})
     srcs, dsts = sample_heldout_pairs(g, n_pairs, seed=seed)
-    out = {"command": f"python -m citypath.reports memory-controls --pairs {n_pairs}", "model": name,
+    out = {"command": f"python -m citypath.reports memory-controls --model {name} --pairs {n_pairs}", "model": name,
            "pairs": n_pairs, "pair_seed": seed, "runs": {}}
     res = evaluate_model(model, g, srcs, dsts, four, progress=False, bootstrap=1000)
     out["runs"]["full"] = {"what": f"{name} as shipped (M = {model.config.slots})", "by_steps": res["by_steps"]}
     wiped = load_model(name, graph=g)
     wiped.net.config = wiped.config = dataclasses.replace(wiped.config, wipe_after=max(top // 2, 1))
     res = evaluate_model(wiped, g, srcs, dsts, steps, progress=False, bootstrap=1000)
-    out["runs"]["wiped-halfway"] = {"what": f"the same weights, memory wiped after walk {max(top // 2, 1)}",
+    out["runs"]["wiped-halfway"] = {"what": f"the same weights, memory wiped after step {max(top // 2, 1)}",
                                     "by_steps": res["by_steps"]}
+    if model.config.slots > 64:
+        small = load_model(name, graph=g)
+        small.net.config = small.config = dataclasses.replace(small.config, slots=64)
+        res = evaluate_model(small, g, srcs, dsts, steps, progress=False, bootstrap=1000)
+        out["runs"]["m64-same-weights"] = {"what": "the same weights with a 64-slot memory",
+                                           "by_steps": res["by_steps"]}
     blind = load_model(name, graph=g)
     blind.net.config = blind.config = dataclasses.replace(blind.config, slots=0)
     res = evaluate_model(blind, g, srcs, dsts, steps, progress=False, bootstrap=1000)
@@ -468,18 +499,24 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--runs", default="runs/looped-ablations", help="where the short runs' checkpoints go")
     a.add_argument("--only", default="", help="comma-separated tags (default: all)")
     a.add_argument("--out", default="results/looped-ablations.json")
-    mc = sub.add_parser("memory-controls", help="the memory walker's controls: M = 0, wiped halfway, 1 vs many walks")
+    mc = sub.add_parser("memory-controls", help="a memory model's controls: M = 0, wiped halfway, 1 vs many steps")
     mc.add_argument("--model", default="memory-small")
     mc.add_argument("--pairs", type=int, default=200)
     mc.add_argument("--seed", type=int, default=0, help="held-out pair seed (0: the first pairs of results/eval.json)")
     mc.add_argument("--runs", default="runs/memory-controls", help="where the M = 0 run's checkpoint goes")
     mc.add_argument("--train-m0", action="store_true", help="also train a walker without memory (same budget)")
     mc.add_argument("--out", default="results/memory-controls.json")
+    cm = sub.add_parser("card-metrics", help="re-measure a checkpoint card's metrics (weights unchanged)")
+    cm.add_argument("--model", required=True)
+    cm.add_argument("--checkpoints", default=None, help="checkpoint directory (default: checkpoints/)")
     args = p.parse_args(argv)
     import torch
 
     torch.set_num_threads(1)
     g = load_graph(verbose=False)
+    if args.report == "card-metrics":
+        refresh_card_metrics(g, args.model, args.checkpoints)
+        return 0
     if args.report == "looped":
         report = looped_report(g, args.model, args.pairs, args.seed, args.compare)
         write_atomic(Path(args.out), json.dumps(report, indent=1) + "\n")

@@ -466,15 +466,20 @@ def write_checkpoint(task: TrainTask, model: torch.nn.Module, g: CityGraph, cfg:
         card["weights_sha256"] = sha256_file(tmp_weights)
         write_card(tmp_card, card)
     if cfg.card_pairs:
-        from citypath.evaluate import evaluate_model, sample_heldout_pairs
-
-        m = load_model(cfg.name, directory=out_dir, graph=g)
-        srcs, dsts = sample_heldout_pairs(g, cfg.card_pairs, seed=cfg.seed)
-        result = evaluate_model(m, g, srcs, dsts, cfg.steps_for_card, progress=cfg.progress, bootstrap=0)
-        card["metrics"] = {"pairs": cfg.card_pairs, "pair_seed": cfg.seed, "by_steps": result["by_steps"]}
+        card["metrics"] = card_metrics(load_model(cfg.name, directory=out_dir, graph=g), g, cfg.card_pairs, cfg.seed,
+                                       cfg.steps_for_card, progress=cfg.progress)
         write_card(card_path, card)
     print(f"wrote {weights} ({weights.stat().st_size / 1e6:.1f} MB) and {card_path}", file=sys.stderr)
     return weights
+
+
+def card_metrics(m, g: CityGraph, pairs: int, seed: int, steps, *, progress: bool = False) -> dict:
+    """A card's `metrics`: the harness on `pairs` held-out pairs (sampler seed `seed`) at `steps`."""
+    from citypath.evaluate import evaluate_model, sample_heldout_pairs
+
+    srcs, dsts = sample_heldout_pairs(g, pairs, seed=seed)
+    result = evaluate_model(m, g, srcs, dsts, steps, progress=progress, bootstrap=0)
+    return {"pairs": pairs, "pair_seed": seed, "by_steps": result["by_steps"]}
 
 
 # -- the CLI entry -------------------------------------------------------------------------------

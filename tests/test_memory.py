@@ -13,7 +13,7 @@ import torch
 import citypath
 from citypath.evaluate import sample_heldout_pairs
 from citypath.metrics import verifier_key
-from citypath.models import list_models, load_model
+from citypath.models import load_model
 from citypath.models.memory import (
     MemoryConfig,
     MemoryModel,
@@ -22,6 +22,7 @@ from citypath.models.memory import (
     full_graph_walks,
     walk_batch,
 )
+from citypath.registry import catalogue
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +113,7 @@ def test_training_step_learns_through_the_memory(default_graph):
     assert net.verdict.weight.grad is not None
 
 
-@pytest.mark.parametrize("name", [n for n in list_models() if n.startswith("memory-")])
+@pytest.mark.parametrize("name", [e.name for e in catalogue()[0] if e.family == "memory"])
 def test_shipped_checkpoint_scores_near_its_card(default_graph, name):
     m = load_model(name, graph=default_graph)
     card = m.card["metrics"]
@@ -125,3 +126,34 @@ def test_shipped_checkpoint_scores_near_its_card(default_graph, name):
     if df["valid"].any():
         assert df.loc[df["valid"], "length_ratio"].mean() <= want["length_ratio_mean"] + 0.03
     assert m.num_parameters <= 50_000
+
+
+def test_a_dead_end_is_backed_out_of_at_inference(tiny_graph):
+    """Without backtracking a walk that meets a dead end (every neighbour visited) stops there; with it (what
+    `refine` runs) the walk steps back and still reaches the target, along a simple path whose every hop is
+    an edge, and pays for the moves back in FLOPs. The walker here is the geometric greedy one (the score's
+    prior dominating), so the dead ends are the map's, found among training-split pairs."""
+    from citypath.split import sample_pairs
+
+    g = tiny_graph
+    m = MemoryModel.untrained(g, MemoryConfig(slots=8), seed=0)
+    with torch.no_grad():
+        m.net.prior.fill_(1e4)
+    srcs, dsts = sample_pairs(g.n_cities, 200, np.random.default_rng(3), heldout=False)
+    dead_ends = rescued = 0
+    for src, dst in zip(srcs.tolist(), dsts.tolist()):
+        w = full_graph_walks(g, src, dst)
+        with torch.no_grad():
+            plain = walk_batch(m.net, w, empty_memory(1, m.config))
+            back = walk_batch(m.net, w, empty_memory(1, m.config), backtrack=True)
+        p, q = plain.paths[0], back.paths[0]
+        if p[-1] == dst:
+            assert q == p and back.flops[0] == plain.flops[0]      # nothing to back out of: the same walk
+            continue
+        dead_ends += set(g.neighbors(p[-1]).tolist()) <= set(p)       # else it ran out of hops
+        assert len(q) == len(set(q)) and q[0] == src
+        assert citypath.evaluate_paths(g, [q], [src], [dst])["illegal_jumps"].sum() == 0
+        if q[-1] == dst:
+            rescued += 1
+            assert back.flops[0] > plain.flops[0]
+    assert dead_ends >= 1 and rescued == dead_ends     # the tiny graph is connected: a dead end is always left

@@ -264,6 +264,35 @@ def read_card(path: Path) -> dict:
     return card
 
 
+class StepwiseModel(RoutingModel):
+    """A family whose steps come from one deterministic run: `_run(g, src, dst, steps)` yields, per step, the
+    raw path, the FLOPs that step processed, and the family's state (for `trace`). `refine` is the verifier's
+    best so far of those paths; the FLOPs and the paths come from the same run."""
+
+    @abstractmethod
+    def _run(self, g: CityGraph, src: int, dst: int, steps: int) -> Iterator[tuple[list[int], float, object]]:
+        """Per step: (raw path, FLOPs of this step, state)."""
+
+    def refine(self, g: CityGraph, src: int, dst: int, steps: int = 1, *, seed: int = 0) -> Iterator[list[int]]:
+        """Yield `steps` paths: at step k, the verifier's best of the raw paths of steps 1..k. Deterministic
+        (`seed` unused)."""
+        src, dst, steps = self.check_query(g, src, dst, steps)
+        return self.best_so_far(g, src, dst, (p for p, _, _ in self._run(g, src, dst, steps)))
+
+    def refine_with_compute(self, g: CityGraph, src: int, dst: int, steps: int = 1, *, seed: int = 0
+                            ) -> Iterator[tuple[list[int], float]]:
+        src, dst, steps = self.check_query(g, src, dst, steps)
+        return self.best_so_far_with_compute(g, src, dst, ((p, f) for p, f, _ in self._run(g, src, dst, steps)))
+
+    def step_flops(self, g: CityGraph, src: int, dst: int, steps: int) -> list[float]:
+        src, dst, steps = self.check_query(g, src, dst, steps)
+        return [f for _, f, _ in self._run(g, src, dst, steps)]
+
+    def flops_per_step(self, g: CityGraph, src: int, dst: int) -> float:
+        """Mean FLOPs a step over the model's `max_steps` on this query (what was processed, zeros included)."""
+        return float(np.mean(self.step_flops(g, src, dst, self.max_steps)))
+
+
 def write_card(path: Path, card: dict) -> None:
     write_atomic(path, json.dumps(card, indent=2, sort_keys=False) + "\n")
 

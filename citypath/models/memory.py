@@ -16,7 +16,8 @@ sits an **external memory** of M slots (key, value), DNC/NTM style:
 **Test-time compute = planning passes.** Step k of `refine` is the k-th walk from the source; the
 memory persists from walk to walk, so walk k can use what walks 1..k-1 wrote (e.g. that a way led
 into a dead end). Walk 1 runs on an empty memory. With M = 0 (no memory) every walk is the same.
-Memory never holds a distance given from outside: only what the controller wrote.
+Memory never holds a distance given from outside: only what the controller wrote. At inference a walk
+that meets a dead end backs out of it (`walk_batch(backtrack=True)`); in training it stops there.
 
 The per-step state view shows, per city, how much read attention the walk put on slots written at
 that city, and which cities the memory holds.
@@ -35,7 +36,7 @@ from torch import nn
 
 from citypath.geo import haversine_km
 from citypath.graph import CityGraph
-from citypath.models.base import RoutingModel, StateView, config_from_dict, count_parameters
+from citypath.models.base import StateView, StepwiseModel, config_from_dict, count_parameters
 from citypath.models.looped import geo_features
 
 N_POS = 8       # geography of a city (looped.geo_features)
@@ -134,10 +135,16 @@ def candidate_features(w: Walks, cur: np.ndarray, nb: np.ndarray, lens: np.ndarr
 
 
 def walk_batch(net: MemoryNet, w: Walks, memory: dict, *, expert: np.ndarray | None = None,
-               follow_expert: np.ndarray | None = None, record_reads: bool = False) -> WalkOut:
+               follow_expert: np.ndarray | None = None, record_reads: bool = False,
+               backtrack: bool = False) -> WalkOut:
     """One walk per query from its source, reading and writing `memory` (updated in place: keys k, values v,
     filled, ptr, city, and the slots written by this walk). Greedy on the model's scores, except where
-    `follow_expert[b, hop]` says to take the expert's hop (DAgger mixing in training)."""
+    `follow_expert[b, hop]` says to take the expert's hop (DAgger mixing in training).
+
+    A walk never re-enters a city it visited; at a dead end (every neighbour visited) it stops there, or
+    with `backtrack` (inference) steps back along its path to the last city with an unvisited neighbour
+    and goes on from there: the path is then the walk without its dead-end branches. Every move, forward
+    or back, is one controller step of the hop budget (`max_hops`) and is counted in FLOPs."""
     c = net.config
     B = len(w.src)
     h = torch.zeros(B, c.hidden)
@@ -149,6 +156,7 @@ def walk_batch(net: MemoryNet, w: Walks, memory: dict, *, expert: np.ndarray | N
     out = WalkOut(paths)
     written = torch.zeros(B, c.slots, dtype=torch.bool)
     walked = np.zeros(B)
+    moves = np.zeros(B, dtype=np.int64)
     flops = np.zeros(B)
     qid = np.arange(B)
     hop = 0
@@ -206,21 +214,29 @@ def walk_batch(net: MemoryNet, w: Walks, memory: dict, *, expert: np.ndarray | N
             take = follow_expert[:, min(hop, follow_expert.shape[1] - 1)] & has
             choice[take] = ex[take]
         for b in idx:
-            if not has[b]:
-                alive[b] = False            # dead end: every neighbour visited
+            if not has[b]:                  # dead end: every neighbour visited
+                if backtrack and len(paths[b]) > 1 and moves[b] + 2 <= w.max_hops[b]:
+                    paths[b].pop()          # one step back (the dead end stays visited: never entered again)
+                    back = int(np.flatnonzero(nb[b] == paths[b][-1])[0])
+                    walked[b] += lens[b, back]
+                    cur[b] = paths[b][-1]
+                    moves[b] += 1
+                else:
+                    alive[b] = False
                 continue
             nxt = int(nb[b, choice[b]])
             walked[b] += lens[b, choice[b]]
             cur[b] = nxt
             visited[nxt] = True
             paths[b].append(nxt)
-            if nxt == w.dst[b] or len(paths[b]) > w.max_hops[b]:
+            moves[b] += 1
+            if nxt == w.dst[b] or moves[b] + 1 > w.max_hops[b]:
                 alive[b] = False
         hop += 1
     if c.slots:   # the verdict: how this walk went, added to every slot it wrote
         reached = torch.tensor([float(p[-1] == t) for p, t in zip(paths, w.dst)])
         ratio = torch.from_numpy(walked / np.maximum(w.d_st, 1e-9)).float().clamp(max=10.0)
-        hops = torch.tensor([len(p) / m for p, m in zip(paths, w.max_hops)], dtype=torch.float32)
+        hops = torch.from_numpy((moves + 1) / w.max_hops).float()      # (len(path) without backtracking)
         v = net.verdict(torch.cat([h, torch.stack([reached, ratio, hops], 1)], 1))
         memory["v"] = memory["v"] + written[..., None] * v[:, None, :]
         flops += 2 * (c.hidden + N_VERDICT) * c.width + c.slots * c.width
@@ -272,7 +288,7 @@ def imitation_loss(net: MemoryNet, w: Walks) -> tuple[torch.Tensor, torch.Tensor
     return total, count
 
 
-class MemoryModel(RoutingModel):
+class MemoryModel(StepwiseModel):
     """The trained walker behind the routing protocol: step k is its k-th walk, memory kept between walks."""
 
     family = "memory"
@@ -304,6 +320,8 @@ class MemoryModel(RoutingModel):
     @torch.no_grad()
     def _run(self, g: CityGraph, src: int, dst: int, steps: int, record_reads: bool = False
              ) -> Iterator[tuple[list[int], float, WalkOut]]:
+        """Walk k per step, the memory kept between walks. FLOPs of a walk: per move the controller and its
+        reads and writes, per neighbour scored its read and score; then the verdict."""
         if src == dst:
             for _ in range(steps):
                 yield [src], 0.0, WalkOut([[src]])
@@ -313,26 +331,8 @@ class MemoryModel(RoutingModel):
         for k in range(steps):
             if self.config.wipe_after and k == self.config.wipe_after:
                 mem = empty_memory(1, self.config)
-            out = walk_batch(self.net, w, mem, record_reads=record_reads)
+            out = walk_batch(self.net, w, mem, record_reads=record_reads, backtrack=True)
             yield out.paths[0], float(out.flops[0]), out
-
-    def refine(self, g: CityGraph, src: int, dst: int, steps: int = 1, *, seed: int = 0) -> Iterator[list[int]]:
-        """Yield `steps` paths: at step k, the verifier's best of walks 1..k. Deterministic (seed unused)."""
-        src, dst, steps = self.check_query(g, src, dst, steps)
-        return self.best_so_far(g, src, dst, (p for p, _, _ in self._run(g, src, dst, steps)))
-
-    def refine_with_compute(self, g: CityGraph, src: int, dst: int, steps: int = 1, *, seed: int = 0
-                            ) -> Iterator[tuple[list[int], float]]:
-        src, dst, steps = self.check_query(g, src, dst, steps)
-        return self.best_so_far_with_compute(g, src, dst, ((p, f) for p, f, _ in self._run(g, src, dst, steps)))
-
-    def step_flops(self, g: CityGraph, src: int, dst: int, steps: int) -> list[float]:
-        """FLOPs of each walk: per hop the controller and its reads/writes, per neighbour scored its read and score."""
-        src, dst, steps = self.check_query(g, src, dst, steps)
-        return [f for _, f, _ in self._run(g, src, dst, steps)]
-
-    def flops_per_step(self, g: CityGraph, src: int, dst: int) -> float:
-        return float(np.mean(self.step_flops(g, src, dst, self.max_steps)))
 
     def trace(self, g: CityGraph, src: int, dst: int, steps: int = 1) -> Iterator[list[StateView]]:
         """Per walk: read attention per city (summed over the walk's hops and neighbours, on the slots

@@ -113,9 +113,12 @@ class MemoryTask:
         self.g, self.size, self.config, self.episodes, self.cfg, self.command = g, size, config, episodes, cfg, command
         self.model_config = {**asdict(config), "episodes": asdict(episodes)}
         val_rng = np.random.default_rng([cfg.seed, 2])
-        self._val = [{"episode": episode(g, val_rng, dataclasses.replace(episodes, max_expert_share=0.0), 2)}
-                     for _ in range(4)]
+        self._val = [{"episode": self.val_episode(val_rng)} for _ in range(4)]
         self._val_pairs = sample_pairs(g.n_cities, cfg.val_paths, np.random.default_rng([cfg.seed, 3]), heldout=False)
+
+    def val_episode(self, rng: np.random.Generator):
+        """A validation batch: the expert never followed, two walks."""
+        return episode(self.g, rng, dataclasses.replace(self.episodes, max_expert_share=0.0), 2)
 
     def build_model(self) -> MemoryNetTrain:
         return MemoryNetTrain(self.config)
@@ -140,13 +143,19 @@ class MemoryTask:
         return {k: v.detach().float().cpu().clone() for k, v in model.state_dict().items()}
 
 
+def task_from_args(g: CityGraph, args, family: str, sizes: dict, defaults: dict, config_cls, episodes_cls, task_cls):
+    """The TrainTask of an episode family (memory, memsearch) from the CLI's arguments: `--set` overrides go
+    to the episodes config where they name one of its fields, else to the model config."""
+    size = args.size or "small"
+    if size not in sizes:
+        raise ValueError(f"--size {size!r}: family {family} comes in {', '.join(sizes)}")
+    cfg, overrides = config_from_args(f"{family}-{size}", defaults[size], args)
+    ep_fields = {f.name for f in fields(episodes_cls)}
+    episodes = episodes_cls(**{k: v for k, v in overrides.items() if k in ep_fields})
+    config = config_cls(**{**sizes[size], **{k: v for k, v in overrides.items() if k not in ep_fields}})
+    return task_cls(g, size, config, episodes, cfg, command=getattr(args, "command_line", "")), cfg
+
+
 def training_task(g: CityGraph, args):
     """Entry point for `python -m citypath train --model memory --size small`."""
-    size = args.size or "small"
-    if size not in SIZES:
-        raise ValueError(f"--size {size!r}: the memory walker comes in {', '.join(SIZES)}")
-    cfg, overrides = config_from_args(f"memory-{size}", TRAIN_DEFAULTS[size], args)
-    ep_fields = {f.name for f in fields(EpisodesConfig)}
-    episodes = EpisodesConfig(**{k: v for k, v in overrides.items() if k in ep_fields})
-    config = MemoryConfig(**{**SIZES[size], **{k: v for k, v in overrides.items() if k not in ep_fields}})
-    return MemoryTask(g, size, config, episodes, cfg, command=getattr(args, "command_line", "")), cfg
+    return task_from_args(g, args, "memory", SIZES, TRAIN_DEFAULTS, MemoryConfig, EpisodesConfig, MemoryTask)
