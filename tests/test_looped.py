@@ -14,9 +14,10 @@ from scipy.sparse.csgraph import dijkstra
 import citypath
 from citypath.evaluate import sample_heldout_pairs
 from citypath.metrics import verifier_key
-from citypath.models import list_models, load_model
+from citypath.models import list_models
 from citypath.models.looped import LoopedConfig, LoopedModel, Thinker, count_parameters
 from citypath.session import apportion_ms, compute_replay
+from tests.protocol import check_near_card
 
 
 def exact_min_head(m: LoopedModel) -> LoopedModel:
@@ -165,13 +166,5 @@ def test_training_on_small_graphs_runs_and_never_draws_held_out_queries(default_
 
 @pytest.mark.parametrize("name", [n for n in list_models() if n.startswith("looped-")])
 def test_shipped_checkpoint_scores_near_its_card(default_graph, name):
-    m = load_model(name, graph=default_graph)
-    card = m.card["metrics"]
-    srcs, dsts = sample_heldout_pairs(default_graph, 20, seed=card["pair_seed"])
-    top = m.max_steps
-    paths = [list(m.refine(default_graph, int(s), int(t), top))[-1] for s, t in zip(srcs, dsts)]
-    df = citypath.evaluate_paths(default_graph, paths, srcs, dsts)
-    want = card["by_steps"][str(top)]
-    assert df["valid"].mean() >= want["valid"] - 0.1
-    assert df.loc[df["valid"], "length_ratio"].mean() <= want["length_ratio_mean"] + 0.01
+    m = check_near_card(default_graph, name, valid_tol=0.1, ratio_tol=0.01)
     assert m.num_parameters <= 50_000

@@ -12,8 +12,6 @@ import torch
 
 import citypath
 from citypath.evaluate import sample_heldout_pairs
-from citypath.metrics import verifier_key
-from citypath.models import load_model
 from citypath.models.memory import (
     MemoryConfig,
     MemoryModel,
@@ -23,6 +21,7 @@ from citypath.models.memory import (
     walk_batch,
 )
 from citypath.registry import catalogue
+from tests.protocol import check_near_card, check_refine_protocol
 
 
 @pytest.fixture(scope="module")
@@ -32,19 +31,9 @@ def pairs(tiny_graph):
 
 
 def test_refine_yields_k_legal_paths_best_so_far_and_is_deterministic(tiny_graph, pairs):
-    g = tiny_graph
-    m = MemoryModel.untrained(g, MemoryConfig(max_steps=4), seed=1)
+    m = MemoryModel.untrained(tiny_graph, MemoryConfig(max_steps=4), seed=1)
     assert m.num_parameters == count_parameters(m.net) <= 50_000
-    for src, dst in pairs[:4]:
-        paths = list(m.refine(g, src, dst, steps=4))
-        assert len(paths) == 4 and all(p[0] == src for p in paths)
-        assert citypath.evaluate_paths(g, paths, [src] * 4, [dst] * 4)["illegal_jumps"].sum() == 0
-        keys = [verifier_key(g, p, src, dst) for p in paths]
-        assert all(b <= a for a, b in zip(keys, keys[1:]))
-        assert paths == list(m.refine(g, src, dst, steps=4))
-    assert list(m.refine(g, 2, 2, steps=3)) == [[2]] * 3
-    with pytest.raises(ValueError):
-        list(m.refine(g, 0, 1, steps=0))
+    check_refine_protocol(m, tiny_graph, pairs[:4], 4)
 
 
 def test_each_walk_writes_memory_and_later_walks_read_it(tiny_graph, pairs):
@@ -115,16 +104,7 @@ def test_training_step_learns_through_the_memory(default_graph):
 
 @pytest.mark.parametrize("name", [e.name for e in catalogue()[0] if e.family == "memory"])
 def test_shipped_checkpoint_scores_near_its_card(default_graph, name):
-    m = load_model(name, graph=default_graph)
-    card = m.card["metrics"]
-    srcs, dsts = sample_heldout_pairs(default_graph, 20, seed=card["pair_seed"])
-    top = m.max_steps
-    paths = [list(m.refine(default_graph, int(s), int(t), top))[-1] for s, t in zip(srcs, dsts)]
-    df = citypath.evaluate_paths(default_graph, paths, srcs, dsts)
-    want = card["by_steps"][str(top)]
-    assert df["valid"].mean() >= want["valid"] - 0.15
-    if df["valid"].any():
-        assert df.loc[df["valid"], "length_ratio"].mean() <= want["length_ratio_mean"] + 0.03
+    m = check_near_card(default_graph, name, valid_tol=0.15, ratio_tol=0.03)
     assert m.num_parameters <= 50_000
 
 
