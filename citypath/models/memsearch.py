@@ -140,6 +140,10 @@ class Search:
         self.flops += self.net.flops_keys(len(cities))
         return self.net.keys(torch.from_numpy(feats).float())
 
+    def ratings(self) -> torch.Tensor:
+        """The content read's scores: the controller's query against every slot's key (softmax = read weights)."""
+        return self.slot_keys @ self.net.query(self.h) / self.net.config.width ** 0.5
+
     def wipe(self) -> None:
         """Forget every slot (the control): the search goes on from the city it last went on from."""
         last = self.last_city if self.last_city >= 0 else self.q.src
@@ -155,8 +159,7 @@ class Search:
         for i in range(n):
             if self.finished or len(self.slot_city) == 0:
                 return
-            query = net.query(self.h)
-            logits = self.slot_keys @ query / c.width ** 0.5
+            logits = self.ratings()
             self.flops += net.flops_iteration(len(self.slot_city))
             choice = int(torch.argmax(logits.detach()))
             if q.expert is not None:
@@ -197,7 +200,7 @@ class Search:
             self.slot_keys = torch.cat([self.slot_keys[torch.from_numpy(keep)], self._write(nb, hop)])
             if c.slots and len(self.slot_city) > c.slots:    # full: drop the slots the controller rates lowest
                 with torch.no_grad():
-                    rate = (self.slot_keys @ net.query(self.h) / c.width ** 0.5).numpy()
+                    rate = self.ratings().numpy()
                 self.flops += 2.0 * len(rate) * c.width
                 top = np.sort(np.argpartition(-rate, c.slots - 1)[: c.slots])
                 dropped = np.setdiff1d(self.slot_city, self.slot_city[top])
@@ -220,7 +223,7 @@ class Search:
         if len(self.slot_city) == 0:
             return self.way_to(self.last_city) if self.last_city >= 0 else [q.src]
         with torch.no_grad():
-            rate = (self.slot_keys @ self.net.query(self.h)).numpy()
+            rate = self.ratings().numpy()
         return self.way_to(int(self.slot_city[int(np.argmax(rate))]))
 
 
@@ -287,8 +290,7 @@ class MemSearchModel(StepwiseModel):
             if len(s.slot_city):
                 km[s.slot_city] = s.cost[s.slot_city] * g.radius_km
                 with torch.no_grad():
-                    read[s.slot_city] = torch.softmax(s.slot_keys @ self.net.query(s.h) / self.config.width ** 0.5,
-                                                      0).numpy()
+                    read[s.slot_city] = torch.softmax(s.ratings(), 0).numpy()
             done = np.where(s.done, 1.0, np.nan)
             yield [StateView("km so far of each city in memory", "km", km),
                    StateView("cities gone on from", "", done),
