@@ -8,10 +8,12 @@ opens; `--streamlit-run`: plain `streamlit run app.py`, which loads them in the 
 on a loopback port and opens a link in headless Chromium (Debian's
 `chromium`, software WebGL), as a first visitor of a just-started server (cold) and then as new
 visitors of the warm server (each a fresh browser context: nothing cached in the browser). The
-player marks (`window.citypathPaint` in its frame) when deck.gl had every layer's data for the map
-with its state outlines and optimal path (`map_s`) and for every model's route (`routes_s`), in
-seconds after the page's navigation started. A link to a pair not computed yet (`new pair`) shows
-the models' compute on top. Prints one JSON object; figures in docs/benchmarks.md. Nothing here
+player marks (`window.citypathPaint` in its frame) when its still preview (boot.js: a 2D canvas drawn
+from the first arguments, before deck.gl loads) had painted the map with its state outlines and
+optimal path (`preview_map_s`) and every model's route (`preview_routes_s`), and when deck.gl, the
+interactive map, had every layer's data for the map (`map_s`) and for every model's route
+(`routes_s`), in seconds after the page's navigation started. A link to a pair not computed yet
+(`new pair`) shows the models' compute on top. Prints one JSON object; figures in docs/benchmarks.md. Nothing here
 asserts a time.
 """
 
@@ -47,9 +49,10 @@ def visit(browser, url: str, timeout_s: float = 120.0) -> dict:
     """One new visitor (a fresh context): seconds from navigation to the map, and to every route.
 
     Also where the time before goes: the page's title drawn (`title_s`), the player's frame created
-    (`frame_s`), its script running (`script_s`), its first arguments from the server (`args_s`) and
-    deck.gl's first frame (`drawn_s`); and when the layer of all cities (fetched by the player, after the
-    map) was drawn (`cities_s`).
+    (`frame_s`), its boot script running (`boot_s`), its first arguments from the server (`args_s`), the
+    still preview painted (`preview_map_s`, `preview_routes_s`), the player's bundle (deck.gl) running
+    (`script_s`) and deck.gl's first frame (`drawn_s`); and when the layer of all cities (fetched by the
+    player, after the map) was drawn (`cities_s`).
     """
     context = browser.new_context(viewport={"width": 1400, "height": 1200})
     page = context.new_page()
@@ -70,8 +73,10 @@ def visit(browser, url: str, timeout_s: float = 120.0) -> dict:
 
         def s(ms):
             return None if ms is None else round((ms - origin) / 1e3, 3)
-        return {"title_s": s(title), "frame_s": s(frame_origin), "script_s": s(marks.get("script")),
-                "args_s": s(marks.get("args")), "drawn_s": s(marks.get("rendered")), "map_s": s(marks.get("static")),
+        return {"title_s": s(title), "frame_s": s(frame_origin), "boot_s": s(marks.get("boot")),
+                "args_s": s(marks.get("args")), "preview_map_s": s(marks.get("previewMap")),
+                "preview_routes_s": s(marks.get("previewRoutes")), "script_s": s(marks.get("script")),
+                "drawn_s": s(marks.get("rendered")), "map_s": s(marks.get("static")),
                 "routes_s": s(marks.get("routes")), "cities_s": s(marks.get("cities"))}
     finally:
         context.close()
@@ -109,7 +114,8 @@ def main(argv: list[str] | None = None) -> dict:
         finally:
             browser.close()
     for name, runs in (("warm", warm), ("warm_new_pair", new)):
-        for key in ("title_s", "frame_s", "script_s", "args_s", "drawn_s", "map_s", "routes_s", "cities_s"):
+        for key in ("title_s", "frame_s", "boot_s", "args_s", "preview_map_s", "preview_routes_s", "script_s",
+                    "drawn_s", "map_s", "routes_s", "cities_s"):
             values = [r[key] for r in runs if r[key] is not None]
             out[f"{name}_{key}_median"] = round(statistics.median(values), 3) if values else None
             out[f"{name}_{key}_max"] = round(max(values), 3) if values else None

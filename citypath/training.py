@@ -69,6 +69,8 @@ class TrainConfig:
     val_paths: int = 300             # fixed validation subset (held back from training)
     save_every_s: float = 120.0
     grad_clip: float = 1.0
+    ema_decay: float = 0.0           # > 0: validate and ship an exponential moving average of the weights
+                                     # (torch.optim.swa_utils.AveragedModel), updated every optimiser step
     threads: int | None = 1          # torch threads per process; 1 because on a shared 2-core machine
                                      # 2 threads ran 10x slower (OpenMP spin-waits on a busy core)
     spd_paths: int | None = None     # SPD size (default: the default SPDConfig's 2,000,000)
@@ -223,11 +225,15 @@ def _all_max(value: float, d: Dist) -> float:
 
 # -- the training state file ------------------------------------------------------------------
 
-def save_state(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, meta: dict) -> None:
-    """Weights, optimiser moments and progress in one safetensors file, replaced atomically."""
+def save_state(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, meta: dict,
+               ema: torch.nn.Module | None = None) -> None:
+    """Weights, optimiser moments, the weights' moving average (if any) and progress in one safetensors
+    file, replaced atomically."""
     from safetensors.torch import save_file
 
     tensors = {f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    if ema is not None:
+        tensors.update({f"ema.{k}": v.detach().cpu().contiguous().clone() for k, v in ema.state_dict().items()})
     opt_state = opt.state_dict()
     scalars = {}
     for idx, st in opt_state["state"].items():
@@ -254,7 +260,8 @@ def read_state_meta(path: Path) -> dict:
         return json.loads(f.metadata()["state"])
 
 
-def load_state(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer) -> dict:
+def load_state(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer,
+               ema: torch.nn.Module | None = None) -> dict:
     """Restore what save_state wrote; returns its progress metadata."""
     from safetensors import safe_open
 
@@ -262,6 +269,11 @@ def load_state(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer) -
         meta = json.loads(f.metadata()["state"])
         tensors = {k: f.get_tensor(k) for k in f.keys()}
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    if ema is not None:
+        averaged = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
+        if not averaged:
+            raise SystemExit(f"{path} was saved without a moving average of the weights; pass --fresh to start over")
+        ema.load_state_dict(averaged)
     state: dict[int, dict[str, Any]] = {}
     for k, v in tensors.items():
         if k.startswith("opt."):
@@ -305,6 +317,10 @@ def train(task: TrainTask, g: CityGraph, cfg: TrainConfig, *, fresh: bool = Fals
     seed_everything(cfg.seed)
     model = task.build_model().to(d.device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    ema = torch.optim.swa_utils.AveragedModel(
+        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True) \
+        if cfg.ema_decay else None
+    shipped = ema.module if ema is not None else model   # what is validated, exported and measured
     run_dir = Path(cfg.runs_dir or RUNS_DIR) / cfg.name
     state_path = run_dir / STATE_FILE
     if d.main:  # half-written states of a run killed while saving; the last whole state is state_path
@@ -320,7 +336,7 @@ def train(task: TrainTask, g: CityGraph, cfg: TrainConfig, *, fresh: bool = Fals
             {k: v for k, v in task.model_config.items() if k not in decode_only}
         if not same or saved.get("seed") != cfg.seed:
             raise SystemExit(f"{state_path} is a run with another config or seed; pass --fresh to start over")
-        meta.update(load_state(state_path, model, opt))
+        meta.update(load_state(state_path, model, opt, ema))
         meta["config"] = task.model_config
         if d.main:
             print(f"resuming {cfg.name} at step {meta['step']} ({meta['paths_seen']:,} paths, "
@@ -348,7 +364,7 @@ def train(task: TrainTask, g: CityGraph, cfg: TrainConfig, *, fresh: bool = Fals
     def snapshot():
         meta["seconds"] = time.perf_counter() - t_start
         if d.main:
-            save_state(state_path, model, opt, meta)
+            save_state(state_path, model, opt, meta, ema)
 
     try:
         bar = tqdm(total=cfg.total_paths, initial=min(meta["paths_seen"], cfg.total_paths), unit="path",
@@ -372,6 +388,8 @@ def train(task: TrainTask, g: CityGraph, cfg: TrainConfig, *, fresh: bool = Fals
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
+            if ema is not None:
+                ema.update_parameters(model)
             meta["step"] += 1
             meta["paths_seen"] += n_paths * d.world
             meta["tokens_seen"] += int(count) * d.world
@@ -394,7 +412,7 @@ def train(task: TrainTask, g: CityGraph, cfg: TrainConfig, *, fresh: bool = Fals
                              "seconds": round(time.perf_counter() - t_start, 1),
                              "paths_seen": meta["paths_seen"], "tokens_seen": meta["tokens_seen"],
                              "train_loss": round(ema_loss, 5), "lr": lr_at(cfg, meta["step"], p)}
-                    point.update(validate(task, model, g))
+                    point.update(validate(task, shipped, g))
                     meta["curves"].append(point)
                     bar.write(json.dumps(point))
                 snapshot()
@@ -418,7 +436,7 @@ def train(task: TrainTask, g: CityGraph, cfg: TrainConfig, *, fresh: bool = Fals
     stopped_by = "paths" if meta["paths_seen"] >= cfg.total_paths else "minutes"
     out = None
     if d.main:
-        out = write_checkpoint(task, model, g, cfg, meta, n_params, stopped_by)
+        out = write_checkpoint(task, shipped, g, cfg, meta, n_params, stopped_by)
     if d.world > 1:
         dist.barrier()
         dist.destroy_process_group()

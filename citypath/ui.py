@@ -100,7 +100,7 @@ def catalog() -> Catalog:
     return _catalog(_checkpoint_stamp())
 
 
-@st.cache_resource(show_spinner="Loading models…", max_entries=4)
+@st.cache_resource(show_spinner="Loading models…", max_entries=1)   # one graph per process; a new stamp replaces
 def _models(_g: CityGraph, fingerprint: str, stamp: tuple) -> ModelSet:
     # One intra-op thread per query: the server's parallelism is its concurrent sessions, and
     # small graph ops with two threads on a busy 2-core box spin-wait (gnn step: ~530 ms vs 25 ms).
@@ -109,11 +109,15 @@ def _models(_g: CityGraph, fingerprint: str, stamp: tuple) -> ModelSet:
     torch.set_num_threads(1)
     session.register_families_from_env()
     ms = session.load_models(_g)
+    # Only the set of the checkpoints as they are now: a set loaded before a checkpoint was replaced is let go
+    # (kept here, every replacement held another ~100 MB of models for the process's life).
+    for key in [k for k in _MODELSETS if k[0] == fingerprint and k[1] != stamp]:
+        del _MODELSETS[key]
     _MODELSETS[(fingerprint, stamp)] = ms
     return ms
 
 
-_MODELSETS: dict[tuple, ModelSet] = {}
+_MODELSETS: dict[tuple, ModelSet] = {}   # (graph fingerprint, checkpoint stamp) -> the models loaded
 
 
 def models_if_loaded(g: CityGraph) -> ModelSet | None:

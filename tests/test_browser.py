@@ -223,6 +223,108 @@ def test_app_in_browser(app_url, small_graph):
             browser.close()
 
 
+HOST_PAGE = """<!doctype html><html><body style="margin:0">
+<iframe id="player" src="citypath_player/index.html" style="width:900px;height:900px;border:0"></iframe>
+<script>
+  // What Streamlit's page does for a component: arguments once it says it is ready, its height when told.
+  const args = ARGS;
+  window.heights = [];
+  window.addEventListener("message", (e) => {
+    if (e.data.type === "streamlit:componentReady")
+      e.source.postMessage({type: "streamlit:render", args, dfs: [], disabled: false}, "*");
+    if (e.data.type === "streamlit:setFrameHeight") window.heights.push(e.data.height);
+  });
+</script></body></html>"""
+
+
+@pytest.fixture(scope="module")
+def player_host(tmp_path_factory, small_graph):
+    """The player's build served by a plain HTTP server under a page that speaks Streamlit's component
+    protocol, for one comparison of the small graph: the player without Streamlit."""
+    import functools
+    import http.server
+    import json
+    import threading
+
+    from citypath import player
+    from citypath.player import payload
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (see the README's test command)")
+    src, dst = small_graph.find_city("Boston, MA"), small_graph.find_city("Springfield, MA")
+    args = payload.comparison(small_graph, src, dst, small_graph.shortest_path(src, dst), {}, {}, {}, steps=1)
+    root = tmp_path_factory.mktemp("host")
+    shutil.copytree(player.BUILD_DIR, root / "citypath_player")
+    (root / "host.html").write_text(HOST_PAGE.replace("ARGS", json.dumps(args)))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    http.server.SimpleHTTPRequestHandler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/host.html", args
+    finally:
+        server.shutdown()
+
+
+def _project(view: dict, box: dict, lon: float, lat: float) -> tuple[float, float]:
+    """(lon, lat) on the page, as deck.gl's Web Mercator view of `view` in `box` draws it."""
+    scale = 512 * 2 ** view["zoom"]
+
+    def mercator(lo, la):
+        y = (1 - math.log(math.tan(math.radians(la)) + 1 / math.cos(math.radians(la))) / math.pi) / 2
+        return (lo + 180) / 360 * scale, y * scale
+
+    (cx, cy), (x, y) = mercator(view["longitude"], view["latitude"]), mercator(lon, lat)
+    return x - cx + box["x"] + box["width"] / 2, y - cy + box["y"] + box["height"] / 2
+
+
+def test_the_still_preview_paints_the_map_before_deck_gl_loads(player_host):
+    """boot.js draws the outlines, the optimal path and the endpoints from the first arguments, where
+    deck.gl will draw them, before the player's bundle is even fetched; the player then replaces it."""
+    from PIL import Image
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    url, args = player_host
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1000, "height": 1000})
+        try:
+            held = []   # the player's bundle is held back: only the preview can have drawn
+            page.route("**/player.js", lambda route: held.append(route))
+            page.goto(url)
+            frame = _player(page)
+            frame.wait_for_function("() => document.body.dataset.preview === 'map'", timeout=30_000)
+            marks = frame.evaluate("window.citypathPaint")
+            assert marks["previewMap"] >= marks["args"] >= marks["boot"] and "script" not in marks
+            assert page.evaluate("window.heights")[-1] > 560          # the frame was sized for the map
+            box = frame.locator("#preview").bounding_box()
+            img = Image.open(io.BytesIO(page.screenshot())).convert("RGB")
+            OUTPUT.mkdir(parents=True, exist_ok=True)
+            img.save(OUTPUT / "preview.png")
+            # Each endpoint's dot (near-black, white ring) at its projected place; no dot elsewhere near it.
+            for end in args["static"]["top"][0]["data"]:
+                x, y = _project(args["static"]["initialViewState"], box, *end["p"])
+                assert max(img.getpixel((round(x), round(y)))) < 60, end
+                assert min(img.getpixel((round(x + 40), round(y + 40)))) > 60
+            # The optimal path's green between them.
+            optimal = next(layer for layer in args["static"]["bottom"] if layer["id"] == "optimal")
+            a, b = optimal["data"][0]["path"][1], optimal["data"][0]["path"][2]
+            x, y = _project(args["static"]["initialViewState"], box, (a[0] + b[0]) / 2, (a[1] + b[1]) / 2)
+            r, g, bl = img.getpixel((round(x), round(y)))
+            assert g > r + 40 and g > bl, (r, g, bl)
+            # Let the bundle come: deck.gl draws the map and the preview goes.
+            assert len(held) == 1
+            held[0].continue_()
+            frame.wait_for_function("() => document.body.dataset.painted === 'map'", timeout=60_000)
+            frame.wait_for_function("() => !document.getElementById('preview')", timeout=10_000)
+            marks = frame.evaluate("window.citypathPaint")
+            assert marks["static"] >= marks["script"] >= marks["previewMap"]
+            assert _canvas_not_blank(frame)
+            page.screenshot(path=str(OUTPUT / "preview-then-deck.png"))
+        finally:
+            browser.close()
+
+
 def test_a_link_opens_at_its_step_and_speed_and_paints_the_map_before_the_models(app_url):
     """A shared link: the map with the optimal path first (while a slow model runs), then its route;
     the player opens at the link's step and speed."""

@@ -130,7 +130,10 @@ def test_the_shipped_bundle_is_built_from_the_shipped_sources():
     assert info["sources_sha256"] == build.sources_digest(), "rebuild: python -m citypath.player.build"
     assert (player.BUILD_DIR / "player.js").stat().st_size == info["bundle_bytes"]
     html = (player.BUILD_DIR / "index.html").read_text()
-    assert '<script src="./player.js">' in html and "http" not in html       # nothing fetched from elsewhere
+    assert "<script src=" not in html and "http" not in html                  # nothing fetched from elsewhere
+    assert '<link rel="preload" href="./player.js" as="script">' in html      # fetched while the preview paints
+    assert "streamlit:componentReady" in html and '"./player.js"' in html      # boot.js inline: it loads the player
+    assert info["boot_bytes"] < 16_000 < info["bundle_bytes"]
     bundle = (player.BUILD_DIR / "player.js").read_text()
     assert "JSONConverter" in bundle or "@@type" in bundle                   # deck.gl's JSON converter inside
 

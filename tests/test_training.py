@@ -57,6 +57,46 @@ def test_state_file_round_trips_model_and_optimizer(tiny_graph, tmp_path):
     assert meta["paths_seen"] >= 300 and opt.state_dict()["state"]
 
 
+def test_a_moving_average_of_the_weights_is_shipped_and_resumes_bit_for_bit(tiny_graph, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    # One run to the end against the same run interrupted (SIGINT at step 20) and resumed: the moving
+    # average resumes with the rest.
+    whole = _cfg(tmp_path / "a", total_paths=1200, ema_decay=0.9)
+    train(_task(tiny_graph, whole), tiny_graph, whole)
+    cut = _cfg(tmp_path / "b", total_paths=1200, ema_decay=0.9)
+    task = _task(tiny_graph, cut)
+    batch = task.batch
+
+    def interrupted(step, rank, world):
+        if step == 20:
+            os.kill(os.getpid(), signal.SIGINT)
+        return batch(step, rank, world)
+
+    task.batch = interrupted
+    with pytest.raises(SystemExit):
+        train(task, tiny_graph, cut)
+    train(_task(tiny_graph, cut), tiny_graph, cut)
+    shipped_a = load_file(tmp_path / "a" / "ck" / "gru-t.safetensors")
+    shipped_b = load_file(tmp_path / "b" / "ck" / "gru-t.safetensors")
+    assert shipped_a.keys() == shipped_b.keys()
+    assert all(torch.equal(shipped_a[k], shipped_b[k]) for k in shipped_a)
+    # What ships is the average, not the last weights.
+    task = _task(tiny_graph, whole)
+    last = task.build_model()
+    load_state(tmp_path / "a" / "runs" / "gru-t" / "state.safetensors", last,
+               torch.optim.AdamW(last.parameters()), None)
+    exported_last = task.export(last)
+    assert any(not torch.equal(exported_last[k].to(shipped_a[k].dtype), shipped_a[k]) for k in shipped_a)
+    # A state saved without the average cannot be resumed with one.
+    plain = _cfg(tmp_path / "c", total_paths=300)
+    train(_task(tiny_graph, plain), tiny_graph, plain)
+    with pytest.raises(SystemExit, match="moving average"):
+        again = _cfg(tmp_path / "c", total_paths=600, ema_decay=0.9)
+        train(_task(tiny_graph, again), tiny_graph, again)
+
+
 def test_a_changed_config_refuses_to_resume(tiny_graph, tmp_path):
     cfg = _cfg(tmp_path, total_paths=200)
     train(_task(tiny_graph, cfg), tiny_graph, cfg)

@@ -4,13 +4,16 @@
 // all written with pydeck (deck.gl's JSON converter reads pydeck's spec), plus each model's metrics per
 // step. Play, pause, back, next, speed and the step slider run here, with no server round trip per frame;
 // the shown step goes back to Python only when the user stops or moves it (for the link and the exports),
-// and a click on a city goes back at once (it changes the question).
+// and a click on a city goes back at once (it changes the question). boot.js (inline in index.html) loads
+// this file once it has painted a still preview of the map from the first arguments.
 
 import { Deck, MapView } from "@deck.gl/core";
 import * as Layers from "@deck.gl/layers";
 import { TileLayer } from "@deck.gl/geo-layers";
 import { JSONConverter, JSONConfiguration } from "@deck.gl/json";
-import { Streamlit } from "streamlit-component-lib/dist/streamlit";
+
+// The link to Streamlit (the component protocol) is boot.js's, which loaded this file.
+const link = window.citypathLink;
 
 const converter = new JSONConverter({
   configuration: new JSONConfiguration({ classes: { ...Layers, MapView } }),
@@ -303,8 +306,8 @@ function show(step, { fade = true } = {}) {
 function report(extra = {}) {
   state.seq += 1;
   state.reported.add(state.step);
-  Streamlit.setComponentValue({ step: state.step, speed: state.speed, seq: state.seq,
-                                comparison: state.id, ...extra });
+  link.setComponentValue({ step: state.step, speed: state.speed, seq: state.seq,
+                          comparison: state.id, ...extra });
 }
 
 function stop(reportIt = true) {
@@ -420,9 +423,10 @@ function onClick(info) {
 
 // When the map first showed its outlines and optimal path (static), the city layer (cities) and each model's
 // route (routes), as Date.now() in ms, for the paint-order test and benchmarks/browser_app.py: set once
-// every layer drawn has its data. Also when the script started, its first arguments came and deck.gl
-// first drew.
-window.citypathPaint = { script: Date.now() };
+// every layer drawn has its data. Also when this script started and deck.gl first drew (boot.js marks
+// when it ran, when the first arguments came and when its still preview painted the map and routes).
+window.citypathPaint = window.citypathPaint || {};   // boot.js's marks (boot, args, previewMap, ...)
+window.citypathPaint.script = Date.now();
 function layersLoaded() {
   const layers = (deck && deck.layerManager && deck.layerManager.getLayers()) || [];
   return layers.length > 0 && layers.every((l) => l.isLoaded);
@@ -436,6 +440,8 @@ function markPainted() {
   if (marks.static === undefined && state.bottom.length && !waitingFor()) {
     marks.static = Date.now();
     document.body.dataset.painted = "map";
+    const still = $("preview");      // boot.js's still preview: deck.gl has drawn the map over it
+    if (still) still.remove();
   }
   const models = (state.args && state.args.models) || [];
   if (marks.routes === undefined && models.length && !(state.args.pending || []).length && routesAt(state.step).length) {
@@ -445,12 +451,11 @@ function markPainted() {
 }
 
 function resize() {
-  Streamlit.setFrameHeight(document.getElementById("root").scrollHeight);
+  link.setFrameHeight(document.getElementById("root").scrollHeight);
 }
 
-function render(event) {
-  const a = event.detail.args;
-  if (window.citypathPaint.args === undefined) window.citypathPaint.args = Date.now();
+function render(message) {
+  const a = message.args;
   if (a.speeds && a.speeds.join() !== SPEEDS.join()) {
     SPEEDS = a.speeds;
     $("speed").innerHTML = SPEEDS.map((s) => `<option value="${s}">${s} steps/s</option>`).join("");
@@ -531,8 +536,7 @@ function setup() {
     e.preventDefault();
     if (li && picker.input) choose(picker.input, Number(li.dataset.n));
   });
-  Streamlit.events.addEventListener(Streamlit.RENDER_EVENT, render);
-  Streamlit.setComponentReady();
+  link.onRender(render);   // at once with the arguments boot.js has, then every render
   new ResizeObserver(resize).observe(document.getElementById("root"));
   // A layer's data (the cities and outlines by URL) can arrive after the last redraw: look again.
   const poll = setInterval(() => {
