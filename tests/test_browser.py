@@ -256,9 +256,11 @@ def player_host(tmp_path_factory, small_graph):
     root = tmp_path_factory.mktemp("host")
     shutil.copytree(player.BUILD_DIR, root / "citypath_player")
     (root / "host.html").write_text(HOST_PAGE.replace("ARGS", json.dumps(args)))
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    http.server.SimpleHTTPRequestHandler.log_message = lambda *a: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}/host.html", args

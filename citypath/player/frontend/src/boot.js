@@ -186,7 +186,7 @@ const DRAW = {
   },
 };
 
-export function drawLayers(ctx, layers, view, width, height) {
+function drawLayers(ctx, layers, view, width, height) {
   // The layers (deck.gl JSON) that have their data inline, in order; returns the ids drawn.
   const v = mercator(view, width, height);
   const drawn = [];
