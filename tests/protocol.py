@@ -26,6 +26,16 @@ def check_refine_protocol(m, g, pairs, steps: int) -> None:
         list(m.refine(g, 0, 1, steps=0))
 
 
+def check_state_views(m, g, src: int, dst: int, steps: int, names: list[str]) -> list:
+    """`trace` gives one state view per step, each the named per-city arrays; returns the views."""
+    views = list(m.trace(g, src, dst, steps=steps))
+    assert len(views) == steps and m.has_state_view
+    for step in views:
+        assert [v.name for v in step] == names
+        assert all(v.values.shape == (g.n_cities,) for v in step)
+    return views
+
+
 def check_near_card(g, name: str, *, valid_tol: float, ratio_tol: float, n_pairs: int = 20):
     """Checkpoint `name` at its max steps on the first `n_pairs` of its card's held-out pairs: valid within
     `valid_tol` of the card, mean ratio of the valid ones within `ratio_tol`. Returns the model."""

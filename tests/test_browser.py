@@ -62,6 +62,20 @@ def _canvas_not_blank(frame) -> bool:
     return len(img.getcolors(maxcolors=100_000) or range(100_001)) > 20
 
 
+def _project(view: dict, box: dict, lon, lat):
+    """(lon, lat) on the page (scalars or arrays), as deck.gl's Web Mercator view of `view` in `box` draws it."""
+    import numpy as np
+
+    scale = 512 * 2 ** view["zoom"]
+
+    def mercator(lo, la):
+        y = (1 - np.log(np.tan(np.radians(la)) + 1 / np.cos(np.radians(la))) / math.pi) / 2
+        return (np.asarray(lo) + 180) / 360 * scale, y * scale
+
+    (cx, cy), (x, y) = mercator(view["longitude"], view["latitude"]), mercator(lon, lat)
+    return x - cx + box["x"] + box["width"] / 2, y - cy + box["y"] + box["height"] / 2
+
+
 def _click_a_city(page, frame, g, src: int, dst: int) -> int:
     """Click the most isolated city visible on the map (projected as deck.gl does); returns its id."""
     import numpy as np
@@ -70,15 +84,7 @@ def _click_a_city(page, frame, g, src: int, dst: int) -> int:
 
     view = view_for_pair(g, src, dst, g.shortest_path(src, dst))
     box = frame.locator("#map canvas").first.bounding_box()
-    scale = 512 * 2 ** view.zoom
-
-    def mercator(lon, lat):
-        y = (1 - np.log(np.tan(np.radians(lat)) + 1 / np.cos(np.radians(lat))) / math.pi) / 2
-        return (np.asarray(lon) + 180) / 360 * scale, y * scale
-
-    cx, cy = mercator(view.longitude, view.latitude)
-    x, y = mercator(g.lon, g.lat)
-    x, y = x - cx + box["x"] + box["width"] / 2, y - cy + box["y"] + box["height"] / 2
+    x, y = _project({"zoom": view.zoom, "longitude": view.longitude, "latitude": view.latitude}, box, g.lon, g.lat)
     inside = ((x > box["x"] + 60) & (x < box["x"] + box["width"] - 80) & (y > box["y"] + 60)
               & (y < box["y"] + box["height"] - 60))
     inside[[src, dst]] = False
@@ -266,18 +272,6 @@ def player_host(tmp_path_factory, small_graph):
         yield f"http://127.0.0.1:{server.server_address[1]}/host.html", args
     finally:
         server.shutdown()
-
-
-def _project(view: dict, box: dict, lon: float, lat: float) -> tuple[float, float]:
-    """(lon, lat) on the page, as deck.gl's Web Mercator view of `view` in `box` draws it."""
-    scale = 512 * 2 ** view["zoom"]
-
-    def mercator(lo, la):
-        y = (1 - math.log(math.tan(math.radians(la)) + 1 / math.cos(math.radians(la))) / math.pi) / 2
-        return (lo + 180) / 360 * scale, y * scale
-
-    (cx, cy), (x, y) = mercator(view["longitude"], view["latitude"]), mercator(lon, lat)
-    return x - cx + box["x"] + box["width"] / 2, y - cy + box["y"] + box["height"] / 2
 
 
 def test_the_still_preview_paints_the_map_before_deck_gl_loads(player_host):

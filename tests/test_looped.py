@@ -17,7 +17,7 @@ from citypath.metrics import verifier_key
 from citypath.models import list_models
 from citypath.models.looped import LoopedConfig, LoopedModel, Thinker, count_parameters
 from citypath.session import apportion_ms, compute_replay
-from tests.protocol import check_near_card
+from tests.protocol import check_near_card, check_state_views
 
 
 def exact_min_head(m: LoopedModel) -> LoopedModel:
@@ -112,12 +112,8 @@ def test_trace_has_one_state_per_step(tiny_graph, pairs):
     g = tiny_graph
     m = exact_min_head(LoopedModel.untrained(g, LoopedConfig(loops_per_step=2), seed=0))
     src, dst = pairs[1]
-    views = list(m.trace(g, src, dst, steps=5))
-    assert len(views) == 5 and m.has_state_view
-    for step in views:
-        assert [v.name for v in step] == ["estimated km to target", "reached by the min head",
-                                          "tokens of the block next step"]
-        assert all(v.values.shape == (g.n_cities,) for v in step)
+    views = check_state_views(m, g, src, dst, 5, ["estimated km to target", "reached by the min head",
+                                                  "tokens of the block next step"])
     reached = [int(step[1].values.sum()) for step in views]
     assert reached[0] >= 2 and reached == sorted(reached)          # the min head spreads from the target
 

@@ -21,7 +21,7 @@ from citypath.models.memory import (
     walk_batch,
 )
 from citypath.registry import catalogue
-from tests.protocol import check_near_card, check_refine_protocol
+from tests.protocol import check_near_card, check_refine_protocol, check_state_views
 
 
 @pytest.fixture(scope="module")
@@ -75,11 +75,8 @@ def test_state_view_per_step(tiny_graph, pairs):
     g = tiny_graph
     m = MemoryModel.untrained(g, MemoryConfig(slots=16), seed=5)
     src, dst = pairs[2]
-    views = list(m.trace(g, src, dst, steps=3))
-    assert len(views) == 3 and m.has_state_view
-    for step in views:
-        assert [v.name for v in step] == ["memory read attention (summed over the walk)", "cities the memory holds"]
-        assert all(v.values.shape == (g.n_cities,) for v in step)
+    views = check_state_views(m, g, src, dst, 3, ["memory read attention (summed over the walk)",
+                                                  "cities the memory holds"])
     assert views[0][1].values.sum() > 0                  # walk 1 wrote where it went
     attended = np.flatnonzero(views[1][0].values > 0)
     held = np.flatnonzero(views[0][1].values + views[1][1].values > 0)

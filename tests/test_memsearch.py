@@ -13,7 +13,7 @@ import torch
 from citypath.evaluate import sample_heldout_pairs
 from citypath.models.memsearch import MemSearchConfig, MemSearchModel, Search, count_parameters, full_graph_query
 from citypath.registry import catalogue
-from tests.protocol import check_near_card, check_refine_protocol
+from tests.protocol import check_near_card, check_refine_protocol, check_state_views
 
 
 @pytest.fixture(scope="module")
@@ -77,12 +77,8 @@ def test_state_view_per_step(tiny_graph, pairs):
     g = tiny_graph
     m = MemSearchModel.untrained(g, MemSearchConfig(per_step=2), seed=5)
     src, dst = pairs[2]
-    views = list(m.trace(g, src, dst, steps=3))
-    assert len(views) == 3 and m.has_state_view
-    for step in views:
-        assert [v.name for v in step] == ["km so far of each city in memory", "cities gone on from",
-                                          "read weight of each city in memory"]
-        assert all(v.values.shape == (g.n_cities,) for v in step)
+    views = check_state_views(m, g, src, dst, 3, ["km so far of each city in memory", "cities gone on from",
+                                                  "read weight of each city in memory"])
     km, done, read = (v.values for v in views[0])
     held = np.isfinite(km)
     assert held.any() and (np.isfinite(read) == held).all() and np.nansum(read) == pytest.approx(1.0)
