@@ -16,7 +16,7 @@ import time
 import streamlit as st
 
 from citypath import player, session, ui
-from citypath.maplayers import model_rgb, rgb_hex
+from citypath.maplayers import model_rgb
 
 st.set_page_config(page_title="citypath · test-time compute", page_icon="🗺️", layout="wide")
 ss = st.session_state
@@ -141,12 +141,7 @@ def comparison() -> None:
 
     step = int(min(max(ss[ui.K_STEP], 1), view.steps))
     shown = {name: (budget[name].step if equal else step) for name in replays}
-    table = ui.step_chart_table(replays, run_view.steps) if not equal else None
-    if table is not None:
-        palette = {n: rgb_hex(colours[n]) for n in replays}
-        for col, (field, title, fmt) in zip(st.columns(len(ui.STEP_CHARTS)), ui.STEP_CHARTS):
-            col.vega_lite_chart(table, ui.step_chart_spec(field, title, view.steps, palette, fmt), width="stretch")
-
+    # (The step charts are the player's: drawn in the browser, they follow playback.)
     downloads = [(f"PNG (step {step})" if not equal else "PNG (budget steps)", ":material/image:", "png",
                   "image/png"),
                  ("GIF (all steps)", ":material/animation:", "gif", "image/gif"),

@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import streamlit as st
 
 from citypath import registry, session, settings
@@ -507,47 +505,6 @@ def download_name(g: CityGraph, view: ViewState, steps: dict[str, int], ext: str
 
 
 # The step charts under the map: (metric column, title, axis format).
-STEP_CHARTS = (("length_pct", "length vs optimal (%)", ",.3~f"), ("illegal_jumps", "illegal jumps", "d"),
-               ("frechet_km", "Fréchet distance (km)", ",.3~f"))
-CHART_FIELDS = tuple(field for field, _, _ in STEP_CHARTS)
-
-
-def step_chart_table(replays: dict[str, Replay], step: int, fields: Sequence[str] = CHART_FIELDS) -> pa.Table | None:
-    """The charts' rows up to `step`, one per (model, step), as an Arrow table (None if no model has any).
-
-    Arrow, not pandas: Streamlit converts a chart's DataFrame to Arrow on every frame, and that
-    conversion (with the DataFrame's assembly) was the largest single cost of an animation frame
-    under load; an Arrow table is sent as it is.
-    """
-    parts = [(name, r.metrics.iloc[:step]) for name, r in replays.items() if len(r.metrics)]
-    if not parts:
-        return None
-    cols = {"model": pa.array([name for name, m in parts for _ in range(len(m))], pa.string()),
-            "step": pa.array(np.concatenate([m["step"].to_numpy(np.int64) for _, m in parts]))}
-    for f in fields:
-        values = np.concatenate([m[f].to_numpy(np.float64) for _, m in parts])
-        cols[f] = pa.array(values, mask=~np.isfinite(values))
-    return pa.table(cols)
-
-
-def step_chart_spec(field: str, title: str, steps: int, palette: dict[str, str], fmt: str = ",.3~f") -> dict:
-    """A small Vega-Lite line chart of one metric over steps, x fixed to 1..steps so it grows as it plays.
-
-    A plain spec, not altair: altair validates every chart against the schema, ~10 ms each per frame.
-    """
-    return {
-        "title": {"text": title, "fontSize": 12}, "height": 170, "mark": {"type": "line", "point": True},
-        "encoding": {
-            "x": {"field": "step", "type": "quantitative", "title": "refinement step",
-                  "scale": {"domain": [1, max(steps, 2)]}, "axis": {"tickMinStep": 1, "format": "d"}},
-            "y": {"field": field, "type": "quantitative", "title": None, "axis": {"format": fmt, "tickMinStep": 1}},
-            "color": {"field": "model", "type": "nominal", "legend": None,
-                      "scale": {"domain": list(palette), "range": list(palette.values())}},
-            "tooltip": [{"field": "model"}, {"field": "step"}, {"field": field, "format": ".2f"}],
-        },
-    }
-
-
 def legend_html(entries: list[tuple[str, str, str]]) -> str:
     """A one-line legend: (css colour, label, style) where style is 'line', 'ghost', 'dash' or 'dot'."""
     chips = []

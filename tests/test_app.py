@@ -12,7 +12,6 @@ import json
 import time
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
 
 from citypath import ui
@@ -171,20 +170,24 @@ def test_steps_slider_playback_and_models(app_env):
 
 
 def test_step_charts_carry_every_step_of_the_run(app_env):
-    from citypath import ui
+    """The player draws the step charts (so they follow playback): each model's metric at every step of the
+    run, whatever step is shown; the page itself has no chart that would hold the map's first paint."""
+    from citypath.player.payload import CHARTS
 
     at = run_app({"models": "demo-refining,demo-garbage", "steps": "6"})
     report(at, step=3)
     no_exceptions(at)
-    charts = at.get("vega_lite_chart")
-    specs = [json.loads(c.proto.spec) for c in charts]
-    assert [c["title"]["text"] for c in specs] == ["length vs optimal (%)", "illegal jumps", "Fréchet distance (km)"]
-    rows = pa.ipc.open_stream(charts[0].proto.data.data).read_all().to_pylist()
-    assert sorted((r["model"], r["step"]) for r in rows) == [(m, k) for m in ("demo-garbage", "demo-refining")
-                                                             for k in range(1, 7)]
-    assert all(set(r) == {"model", "step", *ui.CHART_FIELDS} for r in rows)
-    refining = [r["length_pct"] for r in sorted(rows, key=lambda r: r["step"]) if r["model"] == "demo-refining"]
+    assert not at.get("vega_lite_chart")
+    args = player_args(at)
+    assert [(c["field"], c["title"]) for c in args["charts"]] == [(f, t) for f, t, _ in CHARTS]
+    assert [c["title"] for c in args["charts"]] == ["length vs optimal (%)", "illegal jumps", "Fréchet distance (km)"]
+    for m in args["models"]:
+        assert set(m["series"]) == {f for f, _, _ in CHARTS}
+        assert all(len(values) == 6 for values in m["series"].values()), m["name"]   # every step, not up to 3
+    refining = next(m for m in args["models"] if m["name"] == "demo-refining")["series"]["length_pct"]
     assert all(v is not None for v in refining) and refining[-1] <= refining[0]   # the fake refines
+    garbage = next(m for m in args["models"] if m["name"] == "demo-garbage")["series"]["illegal_jumps"]
+    assert max(garbage) > 0                                                       # it jumps
 
 
 def test_garbage_model_is_drawn_and_scored(app_env):

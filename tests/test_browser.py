@@ -135,6 +135,32 @@ def _check_playback(shown: list[tuple[int, str]], last: int) -> None:
     assert stops and min(stops) == last, shown                              # it did not stop by itself early
 
 
+CHARTS_READER = """() => [...document.querySelectorAll('#charts svg[data-field]')].map((svg) => ({
+  field: svg.dataset.field, step: Number(svg.dataset.step),
+  xticks: [...svg.querySelectorAll('text.tick.x')].map((t) => [t.textContent, Number(t.getAttribute('x'))]),
+  yticks: [...svg.querySelectorAll('text.tick.y')].map((t) => t.textContent),
+  marker: Number(svg.querySelector('.marker').getAttribute('x1')),
+  series: [...svg.querySelectorAll('g.series')].map((g) => ({
+    model: g.dataset.model, points: g.querySelectorAll('circle:not(.now)').length,
+    now: [...g.querySelectorAll('circle.now')].filter((c) => c.getAttribute('visibility') === 'visible').length})),
+}))"""
+
+
+def _check_step_charts(frame, models: list[str], *, shown: int, last: int) -> None:
+    """The player's step charts: one per metric, a step axis 1..last with the shown step's rule on its tick,
+    value ticks, and each model's line over the steps it has a value at."""
+    charts = frame.evaluate(CHARTS_READER)
+    assert [c["field"] for c in charts] == ["length_pct", "illegal_jumps", "frechet_km"], charts
+    for c in charts:
+        ticks = dict(c["xticks"])
+        assert ticks["1"] < ticks[str(last)] and c["step"] == shown, c
+        assert abs(c["marker"] - ticks[str(shown)]) < 0.2, c             # the rule stands on the shown step
+        assert len(c["yticks"]) >= 2 and len(set(c["yticks"])) == len(c["yticks"]), c
+        assert [s["model"] for s in c["series"]] == models, c
+        assert all(0 <= s["points"] <= last and s["now"] <= 1 for s in c["series"]), c
+    assert all(s["points"] == last and s["now"] == 1 for s in charts[1]["series"])   # illegal jumps: every step
+
+
 def test_app_in_browser(app_url, small_graph):
     sync_api = pytest.importorskip("playwright.sync_api")
     OUTPUT.mkdir(parents=True, exist_ok=True)
@@ -201,6 +227,7 @@ def test_app_in_browser(app_url, small_graph):
             frame.click("#back")
             frame.click("#back")
             _url_has(page, "step=4")                     # a step chosen by hand is reported once, for the link
+            _check_step_charts(_player(page), ["demo-refining", "demo-garbage"], shown=4, last=6)
             page.screenshot(path=str(OUTPUT / "app-playing.png"))
             assert _canvas_not_blank(_player(page))
             assert page.locator("[data-testid=stException]").count() == 0

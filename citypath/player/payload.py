@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -31,6 +32,10 @@ from citypath.replay import Replay, Shown
 from citypath.session import compute_text, halting_text, metric_cards
 
 STRIP_LABELS = ("Valid", "Illegal jumps", "Reaches target", "Hops", "Length", "vs optimal", "Fréchet")
+# The step charts under the strip, drawn by the player (each model's metric over every step, with a marker at
+# the shown step that follows playback): (metric column of Replay.metrics, title, decimals on the y axis).
+CHARTS = (("length_pct", "length vs optimal (%)", 3), ("illegal_jumps", "illegal jumps", 0),
+          ("frechet_km", "Fréchet distance (km)", 3))
 
 
 def comparison_id(source: int, target: int, models: Sequence[str], steps: int, seed: int, mode: str = "") -> str:
@@ -57,6 +62,14 @@ def strip_cells(replay: Replay, step: int) -> list[dict]:
         cells.append({"label": "Compute so far", "value": compute_text(row), "delta": None, "good": "off",
                       "help": "FLOPs this model spent up to this step (its own count) and the measured wall time."})
     return cells
+
+
+def series(replay: Replay, steps: int, fields: Sequence[str] = tuple(f for f, _, _ in CHARTS)) -> dict:
+    """Each chart's metric at steps 1..`steps` (as far as the replay went), None where it is undefined
+    (e.g. the length of a path that does not reach the target); [] for a model that made no step."""
+    m = replay.metrics.iloc[:steps]
+    return {f: [float(v) if math.isfinite(v) else None for v in m[f].to_numpy(float)] if f in m else []
+            for f in fields}
 
 
 def comparison(g: CityGraph, source: int, target: int, optimal: Sequence[int], replays: Mapping[str, Replay],
@@ -97,7 +110,8 @@ def comparison(g: CityGraph, source: int, target: int, optimal: Sequence[int], r
             fixed = (notes_by_model or {}).get(name)
             notes_k = [fixed or (f"step {k} of {steps}" + (f" · {halt}" if halt else "")) for k in ks]
         models.append({"name": name, "colour": rgb_hex(colours[name]), "title": titles.get(name, name),
-                       "cards": cards, "notes": notes_k, "error": r.error})
+                       "cards": cards, "notes": notes_k, "error": r.error,
+                       "series": {} if still else series(r, steps)})
     view = view_for_pair(g, source, target, optimal)
     opt_km = g.path_length_km(optimal) if len(optimal) > 1 else float("nan")
     head = [(rgb_hex(OPTIMAL_RGB), f"optimal ({len(optimal) - 1} hops, {opt_km:,.0f} km)", "line")] \
@@ -109,6 +123,8 @@ def comparison(g: CityGraph, source: int, target: int, optimal: Sequence[int], r
         "static": {"bottom": layers_json(bottom), "top": layers_json(top),
                    "initialViewState": json.loads(json.dumps(view, default=lambda o: o.__dict__))},
         "frames": frames, "n_frames": len(frames), "models": models, "pending": list(pending),
+        # a still comparison (equal compute: each model at its own step) has no step axis to chart
+        "charts": [] if still else [{"field": f, "title": t, "decimals": d} for f, t, d in CHARTS],
         "ends": {"source": {"id": int(source), "label": g.label(source)},
                  "target": {"id": int(target), "label": g.label(target)}},
         "legend_head": [list(e) for e in head], "legend_tail": [list(e) for e in tail],

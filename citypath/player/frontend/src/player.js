@@ -300,6 +300,7 @@ function show(step, { fade = true } = {}) {
   renderControls();
   renderStrip();
   renderLegend();
+  markCharts();
   document.body.dataset.step = String(state.step);   // for tests and screen readers
 }
 
@@ -387,6 +388,108 @@ function renderStrip() {
   $("strip").innerHTML = rows.join("") + waiting.join("");
 }
 
+// -- the step charts: each model's metric over every step, with a marker at the shown step ----------------
+// Drawn here (SVG), not by Streamlit's Vega-Lite charts beside the player: those held the page's main thread
+// (which this frame shares) for ~0.7 s while the map's first paint waited, and could not follow playback.
+const charts = { width: 0, geometry: new Map() };   // field -> {X, Y} of the chart last drawn
+
+function niceStep(span, count) {
+  const raw = span / Math.max(count, 1);
+  const mag = 10 ** Math.floor(Math.log10(raw));
+  const f = raw / mag;
+  return mag * (f >= 7.5 ? 10 : f >= 3.5 ? 5 : f >= 1.5 ? 2 : 1);
+}
+
+function niceTicks(lo, hi, count, integer) {
+  // Round values from below `lo` to above `hi`, about `count` intervals (whole numbers if `integer`).
+  if (!(hi > lo)) hi = lo + (integer ? 1 : Math.max(Math.abs(lo) * 0.1, 1e-6));
+  let step = niceStep(hi - lo, count);
+  if (integer) step = Math.max(1, Math.round(step));
+  const start = Math.floor(lo / step + 1e-9) * step;
+  const out = [];
+  for (let v = start; v <= hi + step * (1 - 1e-9); v += step) out.push(Number(v.toPrecision(12)));
+  return out;
+}
+
+function stepTicks(n) {
+  // Steps 1..n: 1, then every nice multiple (at most ~8 labels).
+  const every = Math.max(1, Math.round(niceStep(Math.max(n - 1, 1), 7)));
+  return [1, ...Array.from({ length: n }, (_, i) => i + 1).filter((k) => k > 1 && k % every === 0)];
+}
+
+function chartSvg(chart, models, n, width) {
+  const H = 150, M = { l: 46, r: 12, t: 8, b: 34 };
+  const values = models.flatMap((m) => ((m.series || {})[chart.field] || []).filter((v) => v !== null));
+  if (!values.length) return { html: `<div class="nochart">no value at any step</div>`, geometry: null };
+  const integer = chart.decimals === 0;
+  const lo = integer ? Math.min(0, ...values) : Math.min(...values);
+  const yt = niceTicks(lo, Math.max(...values), 4, integer);
+  const [y0, y1] = [yt[0], yt[yt.length - 1]];
+  const X = (k) => M.l + (n > 1 ? (k - 1) / (n - 1) : 0.5) * (width - M.l - M.r);
+  const Y = (v) => M.t + (1 - (v - y0) / (y1 - y0)) * (H - M.t - M.b);
+  const fmt = new Intl.NumberFormat("en-US", { maximumFractionDigits: chart.decimals });
+  const px = (v) => v.toFixed(1);
+  const grid = yt.map((v) => `<line class="grid" x1="${M.l}" x2="${width - M.r}" y1="${px(Y(v))}" y2="${px(Y(v))}"/>` +
+    `<text class="tick y" x="${M.l - 6}" y="${px(Y(v) + 4)}" text-anchor="end">${fmt.format(v)}</text>`).join("");
+  const xaxis = stepTicks(n).map((k) => `<line class="axis" x1="${px(X(k))}" x2="${px(X(k))}" y1="${H - M.b}" ` +
+    `y2="${H - M.b + 4}"/><text class="tick x" x="${px(X(k))}" y="${H - M.b + 16}" text-anchor="middle">${k}</text>`).join("");
+  const lines = models.map((m, i) => {
+    const vs = (m.series || {})[chart.field] || [];
+    let d = "", dots = "", open = false;
+    vs.forEach((v, j) => {
+      if (v === null) { open = false; return; }
+      d += `${open ? "L" : "M"}${px(X(j + 1))},${px(Y(v))}`;
+      open = true;
+      dots += `<circle cx="${px(X(j + 1))}" cy="${px(Y(v))}" r="2.5"><title>${esc(m.name)} · step ${j + 1}: ` +
+        `${fmt.format(v)}</title></circle>`;
+    });
+    return `<g class="series" data-model="${esc(m.name)}" fill="${esc(m.colour)}" stroke="${esc(m.colour)}">` +
+      `<path d="${d}" fill="none"/>${dots}<circle class="now" data-i="${i}" r="5" visibility="hidden"/></g>`;
+  }).join("");
+  const html = `<svg width="${width}" height="${H}" data-field="${esc(chart.field)}" role="img" ` +
+    `aria-label="${esc(chart.title)} at each refinement step">${grid}` +
+    `<line class="axis" x1="${M.l}" x2="${width - M.r}" y1="${H - M.b}" y2="${H - M.b}"/>${xaxis}` +
+    `<text class="axistitle" x="${(M.l + width - M.r) / 2}" y="${H - 3}" text-anchor="middle">refinement step</text>` +
+    `<line class="marker" y1="${M.t}" y2="${H - M.b}"/>${lines}</svg>`;
+  return { html, geometry: { X, Y } };
+}
+
+function renderCharts() {
+  const a = state.args;
+  const list = (a && a.charts) || [];
+  const box = $("charts");
+  const models = ((a && a.models) || []).filter((m) => m.series && Object.keys(m.series).length);
+  if (!list.length || !models.length) { box.innerHTML = ""; charts.geometry.clear(); return; }
+  const gap = 16;
+  const width = Math.max(220, Math.floor((box.clientWidth - gap * (list.length - 1)) / list.length));
+  charts.width = box.clientWidth;
+  charts.geometry.clear();
+  box.innerHTML = list.map((c) => {
+    const { html, geometry } = chartSvg(c, models, state.nFrames || 1, width);
+    if (geometry) charts.geometry.set(c.field, { ...geometry, models });
+    return `<div class="chart"><div class="ctitle">${esc(c.title)}</div>${html}</div>`;
+  }).join("");
+  markCharts();
+}
+
+function markCharts() {
+  // The shown step: a rule across each chart, and each model's value there ringed.
+  for (const svg of $("charts").querySelectorAll("svg[data-field]")) {
+    const geo = charts.geometry.get(svg.dataset.field);
+    if (!geo) continue;
+    const x = geo.X(state.step).toFixed(1);
+    const rule = svg.querySelector(".marker");
+    rule.setAttribute("x1", x);
+    rule.setAttribute("x2", x);
+    svg.dataset.step = String(state.step);
+    for (const dot of svg.querySelectorAll("circle.now")) {
+      const v = (geo.models[Number(dot.dataset.i)].series[svg.dataset.field] || [])[state.step - 1];
+      dot.setAttribute("visibility", v === null || v === undefined ? "hidden" : "visible");
+      if (v !== null && v !== undefined) { dot.setAttribute("cx", x); dot.setAttribute("cy", geo.Y(v).toFixed(1)); }
+    }
+  }
+}
+
 function renderLegend() {
   const a = state.args;
   if (!a) return;
@@ -466,6 +569,7 @@ function render(message) {
   state.bottom = layerList(absoluteData(a.static.bottom || []));
   state.top = layerList(a.static.top || []);
   $("map").style.height = `${a.height || 560}px`;
+  renderCharts();
   if (!deck) {
     state.viewState = a.static.initialViewState;
     deck = new Deck({
@@ -538,6 +642,9 @@ function setup() {
   });
   link.onRender(render);   // at once with the arguments boot.js has, then every render
   new ResizeObserver(resize).observe(document.getElementById("root"));
+  // The charts are drawn to the frame's width: again when it changes.
+  new ResizeObserver(() => { if ($("charts").clientWidth !== charts.width && state.args) renderCharts(); })
+    .observe($("charts"));
   // A layer's data (the cities and outlines by URL) can arrive after the last redraw: look again.
   const poll = setInterval(() => {
     markPainted();
