@@ -16,6 +16,7 @@ import functools
 import json
 import math
 import urllib.parse
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -77,9 +78,21 @@ def rgb_hex(rgb: Sequence[int]) -> str:
     return "#" + "".join(f"{int(c):02x}" for c in rgb[:3])
 
 
+_TIPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()   # graph -> every city's "Label\npop N"
+
+
+def _tips(g: CityGraph) -> list[str]:
+    """Every city's tooltip head, by id, built once per graph: a pandas row per hop (`.iloc`) was ~70% of
+    building a new pair's player (16 steps, two models: ~900 hops)."""
+    tips = _TIPS.get(g)
+    if tips is None:
+        pops = g.cities["population"].tolist()
+        tips = _TIPS[g] = [f"{label}\npop {int(pop):,}" for label, pop in zip(g.labels, pops)]
+    return tips
+
+
 def _tip(g: CityGraph, city: int, extra: str = "") -> str:
-    row = g.cities.iloc[city]
-    return f"{row['label']}\npop {int(row['population']):,}{extra}"
+    return _tips(g)[city] + extra
 
 
 # -- the heavy, static layer ------------------------------------------------------------
@@ -88,10 +101,8 @@ def cities_records(g: CityGraph) -> list[dict]:
     """Every city as {id, p: [lon, lat], tip}, the data of the pickable all-cities layer."""
     lon = np.round(g.lon, 4).tolist()
     lat = np.round(g.lat, 4).tolist()
-    labels = g.cities["label"].tolist()
-    pops = g.cities["population"].tolist()
-    return [{"id": i, "p": [lon[i], lat[i]], "tip": f"{labels[i]}\npop {pops[i]:,}"}
-            for i in range(g.n_cities)]
+    tips = _tips(g)
+    return [{"id": i, "p": [lon[i], lat[i]], "tip": tips[i]} for i in range(g.n_cities)]
 
 
 def cities_layer(data: str | list[dict]) -> pdk.Layer:
