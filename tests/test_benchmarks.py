@@ -26,3 +26,18 @@ def test_the_quick_suite_runs_every_section_and_reports_every_figure_as_a_positi
     assert out["machine"]["cores"] > 0 and out["load_average"]["samples"] > 0
     assert json.loads((tmp_path / "benchmarks.json").read_text())["summary"] == s
     assert '"ratio_spd_speedup_vs_networkx"' in capsys.readouterr().out
+
+
+def test_the_payload_benchmark_builds_each_pairs_player(tmp_path, small_graph, monkeypatch):
+    """benchmarks/bench_payload.py builds and writes one player per pair for the app's default comparison."""
+    from benchmarks import bench_payload
+    from tests.fake_models import use_fake_app, write_checkpoint
+
+    ckpt = tmp_path / "checkpoints"
+    write_checkpoint(ckpt, "demo-refining", "fake-refining", small_graph)
+    write_checkpoint(ckpt, "demo-garbage", "fake-garbage", small_graph)
+    use_fake_app(monkeypatch, ckpt)
+    out = bench_payload.main(["--states", "RI,MA", "--pairs", "3", "--steps", "4"])
+    assert sorted(out["models"]) == ["demo-garbage", "demo-refining"] and out["steps"] == 4
+    assert len(out["build_ms"]) == len(out["write_ms"]) == 3
+    assert all(x > 0 for x in out["build_ms"] + out["write_ms"]) and out["total_ms_max"] >= out["total_ms_median"]
