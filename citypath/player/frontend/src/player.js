@@ -391,7 +391,7 @@ function renderStrip() {
 // -- the step charts: each model's metric over every step, with a marker at the shown step ----------------
 // Drawn here (SVG), not by Streamlit's Vega-Lite charts beside the player: those held the page's main thread
 // (which this frame shares) for ~0.7 s while the map's first paint waited, and could not follow playback.
-const charts = { width: 0, geometry: new Map() };   // field -> {X, Y} of the chart last drawn
+const charts = { width: 0, geometry: new Map() };   // field -> {X, Y, models} of the chart last drawn
 
 function niceStep(span, count) {
   const raw = span / Math.max(count, 1);
