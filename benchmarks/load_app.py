@@ -21,9 +21,9 @@ so each client is what a browser tab is to the server. Every session:
 
 Reports errors (exception or error elements, wrong or missing paths, timeouts, lost connections),
 the time to open a link (send the first rerun -> the last script run of the page finished, the
-page's models computed progressively in between), the time to handle the stop report, and the
-messages each session sent. Prints one JSON object; exits 1 on any error. `tests/test_load.py`
-runs a small count in CI.
+page's models computed progressively in between), the time to handle the stop report, the
+messages each session sent, and the CPU time the app process(es) spent while the crowd ran. Prints
+one JSON object; exits 1 on any error. `tests/test_load.py` runs a small count in CI.
 """
 
 from __future__ import annotations
@@ -421,13 +421,15 @@ def warm_up(base_url: str, timeout: float = 180.0) -> float:
 
 def run_load(sessions: int = 20, steps: int = 16, *, env: dict[str, str] | None = None, url: str | None = None,
              seed: int = 0, timeout: float = 180.0, shared: bool = False, sticky: bool = False,
-             warm: Sequence[str] = (), streamlit_run: bool = False) -> dict:
+             warm: Sequence[str] = (), streamlit_run: bool = False, server_pids: Sequence[int] = ()) -> dict:
     """Start the app (unless `url`), run `sessions` visitors at once, and summarise.
 
     `shared`: every visitor opens the same link (a link shared with a crowd); else each its own pair.
     `warm`: app processes' own addresses to visit once (`warm_up`) before the crowd; with `url` None,
     ["self"] warms the server started here. `streamlit_run`: the server started here is plain
     `streamlit run app.py` (graph and models load in the crowd's wait), not `python -m citypath.launch`.
+    `server_pids`: the app processes behind `url`, whose CPU time the crowd cost is reported (the server
+    started here is measured without it).
     """
     env = dict(env or {})
     pairs, models = pick_pairs(1 if shared else sessions, env, seed)
@@ -446,15 +448,19 @@ def run_load(sessions: int = 20, steps: int = 16, *, env: dict[str, str] | None 
             results = list(pool.map(one, pairs))
         return results, time.perf_counter() - t0
 
-    warm_s, ready_s = [], None
+    warm_s, ready_s, cpu_s = [], None, None
     if url:
         warm_s = [warm_up(u, timeout) for u in warm]
+        cpu0 = server_cpu_s(server_pids)
         results, wall = go(url)
+        cpu_s = server_cpu_s(server_pids) - cpu0 if server_pids else None
     else:
         with AppServer(env, warm=not streamlit_run) as server:
             ready_s = server.ready_s
             warm_s = [warm_up(server.url, timeout) for _ in warm]
+            cpu0 = server_cpu_s([server.proc.pid])
             results, wall = go(server.url)
+            cpu_s = server_cpu_s([server.proc.pid]) - cpu0
     stop_ms = [r.frames[1].ms for r in results if len(r.frames) > 1]     # the one report of a stop
     open_ms = [r.frames[0].ms for r in results if r.frames]                 # every route drawn
     map_ms = [r.map_ms for r in results if r.map_ms is not None]            # the first paint
@@ -477,7 +483,24 @@ def run_load(sessions: int = 20, steps: int = 16, *, env: dict[str, str] | None 
         "ready_s": round(ready_s, 2) if ready_s is not None else None,      # launch -> the port answers
         "wall_s": round(wall, 1), "load_average": round(os.getloadavg()[0], 2),
         "mean_open_ms": round(statistics.fmean(open_ms), 1) if open_ms else None,
+        # CPU seconds the app process(es) spent while the crowd ran (every thread, finished ones included)
+        "server_cpu_s": round(cpu_s, 2) if cpu_s is not None else None,
+        "server_cpu_ms_per_visitor": round(cpu_s / sessions * 1e3, 1) if cpu_s is not None else None,
     }
+
+
+def server_cpu_s(pids: Sequence[int]) -> float:
+    """User + system CPU seconds the processes `pids` have used so far (0 for one that has gone)."""
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        try:
+            t = psutil.Process(pid).cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            continue
+    return total
 
 
 def app_env(states: str = "", checkpoints: str = "") -> dict[str, str]:
@@ -549,7 +572,8 @@ def main(argv: list[str] | None = None) -> int:
         with Cluster(env=env, warm=not args.streamlit_run) as cluster:
             ready_s = time.perf_counter() - t0
             out = run_load(args.sessions, args.steps, env=env, url=cluster.url, seed=args.seed,
-                           shared=args.shared_link, sticky=True, warm=cluster.app_urls if args.warm else ())
+                           shared=args.shared_link, sticky=True, warm=cluster.app_urls if args.warm else (),
+                           server_pids=[p.pid for p in cluster.procs[:len(cluster.slots)]])
         out["ready_s"] = round(ready_s, 2)
         if not args.warm:
             how = "streamlit run app.py" if args.streamlit_run else "python -m citypath.launch"

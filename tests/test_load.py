@@ -28,6 +28,7 @@ def test_concurrent_sessions_each_play_their_own_route_without_errors(default_gr
     assert out["messages_per_session"] <= 2 + len(out["models"])
     assert out["open_ms_p50"] > 0 and out["stop_ms_p50"] > 0
     assert 0 < out["map_ms_p50"] <= out["open_ms_p50"]        # the map comes first, the routes after
+    assert out["server_cpu_s"] > 0 and out["server_cpu_ms_per_visitor"] == round(out["server_cpu_s"] / 4 * 1e3, 1)
 
 
 def test_a_shared_link_on_a_running_server(default_graph):

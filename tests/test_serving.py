@@ -34,11 +34,13 @@ def test_two_processes_serve_a_crowd_each_visitor_sticking_to_its_process(env, t
     from citypath.serve import Cluster
 
     with Cluster(env=env, log_dir=tmp_path) as cluster:
-        out = load_app.run_load(sessions=8, steps=4, env=env, url=cluster.url, sticky=True)
+        out = load_app.run_load(sessions=8, steps=4, env=env, url=cluster.url, sticky=True,
+                                server_pids=[p.pid for p in cluster.procs[:len(cluster.slots)]])
     assert out["errors"] == [] and out["sessions_ok"] == 8
     # the open, one request per model being computed, the stop, and the reopen after the reconnect
     assert out["frames_checked"] == 8 * 4 and out["messages_per_session"] <= 3 + len(out["models"])
     assert len(out["sessions_per_process"]) == 2 and "None" not in out["sessions_per_process"]  # both served
+    assert out["server_cpu_s"] > 0                  # the app processes' CPU, not HAProxy's
 
 
 def test_a_balancer_without_sticky_sessions_is_caught(env, tmp_path):
