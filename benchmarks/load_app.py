@@ -573,7 +573,7 @@ def main(argv: list[str] | None = None) -> int:
             ready_s = time.perf_counter() - t0
             out = run_load(args.sessions, args.steps, env=env, url=cluster.url, seed=args.seed,
                            shared=args.shared_link, sticky=True, warm=cluster.app_urls if args.warm else (),
-                           server_pids=[p.pid for p in cluster.procs[:len(cluster.slots)]])
+                           server_pids=cluster.app_pids)
         out["ready_s"] = round(ready_s, 2)
         if not args.warm:
             how = "streamlit run app.py" if args.streamlit_run else "python -m citypath.launch"

@@ -88,6 +88,11 @@ class Cluster:
         self.procs: list[subprocess.Popen] = []
         self.warm = warm              # app processes load the graph and models before their ports open
 
+    @property
+    def app_pids(self) -> list[int]:
+        """The app processes' pids (HAProxy's is not one), once started."""
+        return [p.pid for p in self.procs[:len(self.slots)]]
+
     def __enter__(self) -> Cluster:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         try:

@@ -35,7 +35,7 @@ def test_two_processes_serve_a_crowd_each_visitor_sticking_to_its_process(env, t
 
     with Cluster(env=env, log_dir=tmp_path) as cluster:
         out = load_app.run_load(sessions=8, steps=4, env=env, url=cluster.url, sticky=True,
-                                server_pids=[p.pid for p in cluster.procs[:len(cluster.slots)]])
+                                server_pids=cluster.app_pids)
     assert out["errors"] == [] and out["sessions_ok"] == 8
     # the open, one request per model being computed, the stop, and the reopen after the reconnect
     assert out["frames_checked"] == 8 * 4 and out["messages_per_session"] <= 3 + len(out["models"])
