@@ -504,7 +504,6 @@ def download_name(g: CityGraph, view: ViewState, steps: dict[str, int], ext: str
     return f"citypath-{city(view.source)}-{city(view.target)}-{'-'.join(part(m) for m in models)}-{which}.{ext}"
 
 
-# The step charts under the map: (metric column, title, axis format).
 def legend_html(entries: list[tuple[str, str, str]]) -> str:
     """A one-line legend: (css colour, label, style) where style is 'line', 'ghost', 'dash' or 'dot'."""
     chips = []
