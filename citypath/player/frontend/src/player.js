@@ -11,6 +11,7 @@ import { Deck, MapView } from "@deck.gl/core";
 import * as Layers from "@deck.gl/layers";
 import { TileLayer } from "@deck.gl/geo-layers";
 import { JSONConverter, JSONConfiguration } from "@deck.gl/json";
+import { nice, ticks } from "d3-array";
 
 // The link to Streamlit (the component protocol) is boot.js's, which loaded this file.
 const link = window.citypathLink;
@@ -393,28 +394,17 @@ function renderStrip() {
 // (which this frame shares) for ~0.7 s while the map's first paint waited, and could not follow playback.
 const charts = { width: 0, geometry: new Map() };   // field -> {X, Y, models} of the chart last drawn
 
-function niceStep(span, count) {
-  const raw = span / Math.max(count, 1);
-  const mag = 10 ** Math.floor(Math.log10(raw));
-  const f = raw / mag;
-  return mag * (f >= 7.5 ? 10 : f >= 3.5 ? 5 : f >= 1.5 ? 2 : 1);
-}
-
-function niceTicks(lo, hi, count, integer) {
-  // Round values from below `lo` to above `hi`, about `count` intervals (whole numbers if `integer`).
+function valueTicks(lo, hi, integer) {
+  // About four round intervals covering lo..hi (d3's nice domain and ticks); whole numbers for counts.
   if (!(hi > lo)) hi = lo + (integer ? 1 : Math.max(Math.abs(lo) * 0.1, 1e-6));
-  let step = niceStep(hi - lo, count);
-  if (integer) step = Math.max(1, Math.round(step));
-  const start = Math.floor(lo / step + 1e-9) * step;
-  const out = [];
-  for (let v = start; v <= hi + step * (1 - 1e-9); v += step) out.push(Number(v.toPrecision(12)));
-  return out;
+  const [a, b] = nice(lo, hi, 4);
+  const out = ticks(a, b, 4);
+  return integer ? [...new Set(out.map(Math.round))] : out;
 }
 
 function stepTicks(n) {
-  // Steps 1..n: 1, then every nice multiple (at most ~8 labels).
-  const every = Math.max(1, Math.round(niceStep(Math.max(n - 1, 1), 7)));
-  return [1, ...Array.from({ length: n }, (_, i) => i + 1).filter((k) => k > 1 && k % every === 0)];
+  // Steps 1..n: 1, then round steps (d3's ticks, at most ~8 labels).
+  return [...new Set([1, ...ticks(1, n, 7).filter(Number.isInteger)])];
 }
 
 function chartSvg(chart, models, n, width) {
@@ -423,7 +413,7 @@ function chartSvg(chart, models, n, width) {
   if (!values.length) return { html: `<div class="nochart">no value at any step</div>`, geometry: null };
   const integer = chart.decimals === 0;
   const lo = integer ? Math.min(0, ...values) : Math.min(...values);
-  const yt = niceTicks(lo, Math.max(...values), 4, integer);
+  const yt = valueTicks(lo, Math.max(...values), integer);
   const [y0, y1] = [yt[0], yt[yt.length - 1]];
   const X = (k) => M.l + (n > 1 ? (k - 1) / (n - 1) : 0.5) * (width - M.l - M.r);
   const Y = (v) => M.t + (1 - (v - y0) / (y1 - y0)) * (H - M.t - M.b);
