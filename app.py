@@ -18,7 +18,7 @@ import streamlit as st
 from citypath import player, session, ui
 from citypath.maplayers import model_rgb
 
-st.set_page_config(page_title="citypath · test-time compute", page_icon="🗺️", layout="wide")
+st.set_page_config(page_title="citypath · test-time compute", page_icon=ui.PAGE_ICON, layout="wide")
 ss = st.session_state
 st.markdown("<style>.block-container{padding-top:2.2rem}"
             "[data-testid='stSidebar']{min-width:330px}</style>", unsafe_allow_html=True)

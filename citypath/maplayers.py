@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 import pydeck as pdk
 from pydeck.bindings import deck as _pydeck_deck
-from pydeck.bindings.json_tools import default_serialize
+from pydeck.bindings.json_tools import IGNORE_KEYS, default_serialize, lower_camel_case_keys
 
 from citypath.basemap import state_rings
-from citypath.cache import write_atomic
+from citypath.cache import process_cache, write_atomic
 from citypath.graph import CityGraph
 from citypath.metrics import as_ids, hop_legality
 from citypath.replay import Shown
@@ -78,17 +78,25 @@ def rgb_hex(rgb: Sequence[int]) -> str:
     return "#" + "".join(f"{int(c):02x}" for c in rgb[:3])
 
 
-_TIPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()   # graph -> every city's "Label\npop N"
+# graph -> (every city's "Label\npop N", every city's [lon, lat] rounded to 5 decimals), by id
+_TIPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _city_table(g: CityGraph) -> tuple[list[str], list[list[float]]]:
+    """Every city's tooltip head and map position, by id, built once per graph: a pandas row per hop
+    (`.iloc`) was ~70% of building a new pair's player (16 steps, two models: ~900 hops), and rounding
+    each hop's coordinates again ~20% of what was left. The position lists are shared by every layer's
+    records (so never modified)."""
+    table = _TIPS.get(g)
+    if table is None:
+        pops = g.cities["population"].tolist()
+        tips = [f"{label}\npop {int(pop):,}" for label, pop in zip(g.labels, pops)]
+        table = _TIPS[g] = (tips, np.column_stack([np.round(g.lon, 5), np.round(g.lat, 5)]).tolist())
+    return table
 
 
 def _tips(g: CityGraph) -> list[str]:
-    """Every city's tooltip head, by id, built once per graph: a pandas row per hop (`.iloc`) was ~70% of
-    building a new pair's player (16 steps, two models: ~900 hops)."""
-    tips = _TIPS.get(g)
-    if tips is None:
-        pops = g.cities["population"].tolist()
-        tips = _TIPS[g] = [f"{label}\npop {int(pop):,}" for label, pop in zip(g.labels, pops)]
-    return tips
+    return _city_table(g)[0]
 
 
 def _tip(g: CityGraph, city: int, extra: str = "") -> str:
@@ -112,7 +120,10 @@ def cities_layer(data: str | list[dict]) -> pdk.Layer:
                      auto_highlight=True, highlight_color=[17, 17, 17, 200])
 
 
+@process_cache(maxsize=1)
 def states_records() -> list[dict]:
+    """Every state ring as {path: [[lon, lat], ...], name}: built once per process (concurrent first callers
+    wait for one build) and shared by every map's outline layer, so never modify it."""
     return [{"path": r.lonlat.tolist(), "name": r.name} for r in state_rings()]
 
 
@@ -148,7 +159,8 @@ def _known(g: CityGraph, path: Sequence) -> np.ndarray:
 
 
 def _coords(g: CityGraph, ids: np.ndarray) -> list[list[float]]:
-    return np.column_stack([np.round(g.lon[ids], 5), np.round(g.lat[ids], 5)]).tolist()
+    points = _city_table(g)[1]
+    return [points[c] for c in ids.tolist()]
 
 
 def illegal_segments(g: CityGraph, path: Sequence) -> list[tuple[int, int, float]]:
@@ -190,8 +202,9 @@ def route_layers(g: CityGraph, runs: Sequence[Shown]) -> list[pdk.Layer]:
                 id=f"model-{i}", get_path="path", get_color=[*rgb, 235], get_width=3.5, width_units=PIXELS,
                 pickable=True, joint_rounded=True, cap_rounded=True))
         if len(known):
-            hops = [{"id": int(c), "p": [round(float(g.lon[c]), 5), round(float(g.lat[c]), 5)],
-                     "tip": _tip(g, int(c), f"\n{r.name}: hop {h}")} for h, c in enumerate(known.tolist())]
+            tips, points = _city_table(g)
+            hops = [{"id": c, "p": points[c], "tip": f"{tips[c]}\n{r.name}: hop {h}"}
+                    for h, c in enumerate(known.tolist())]
             layers.append(pdk.Layer("ScatterplotLayer", hops, id=f"hops-{i}", get_position="p",
                                     get_fill_color=[*rgb, 255], get_line_color=[255, 255, 255], stroked=True,
                                     line_width_min_pixels=1, get_radius=900, radius_min_pixels=2.5,
@@ -298,8 +311,37 @@ def static_layers(g: CityGraph, src: int, dst: int, optimal: Sequence[int], *,
 
 
 def layers_json(layers: Sequence[pdk.Layer]) -> list[dict]:
-    """pydeck layers as the JSON deck.gl's JSON converter reads (pydeck's own serialisation)."""
-    return json.loads(CompactDeck(layers=list(layers)).to_json())["layers"]
+    """pydeck layers as the JSON deck.gl's JSON converter reads (pydeck's own serialisation).
+
+    Each layer's properties go through pydeck's serialiser (camelCase keys, accessor strings, None
+    dropped); its data, a URL or a list of records, is passed on as it is, not through a JSON round trip:
+    that round trip of every hop's record was ~40% of building a new pair's player
+    (`benchmarks/bench_payload.py`). So records must hold JSON values only (str, int, float, bool, None,
+    lists, dicts), as every layer built in this module does (`tests/test_maplayers.py` checks the output
+    equals pydeck's whole round trip); other data (e.g. numpy values) takes pydeck's round trip."""
+    out = []
+    for layer in layers:
+        data = layer.data
+        if not (data is None or isinstance(data, str) or (isinstance(data, list) and _plain_head(data))):
+            out.extend(json.loads(CompactDeck(layers=[layer]).to_json())["layers"])
+            continue
+        attrs = {k: v for k, v in vars(layer).items() if k != "_data" and v is not None and k not in IGNORE_KEYS}
+        lower_camel_case_keys(attrs)
+        spec = json.loads(json.dumps(attrs, default=default_serialize))
+        if data is not None:
+            spec["data"] = data
+        out.append(spec)
+    return out
+
+
+def _plain_head(records: list) -> bool:
+    """The first record holds JSON values only (a cheap guard: records of one layer are built alike)."""
+    if not records:
+        return True
+    head = records[0]
+    return isinstance(head, dict) and all(
+        isinstance(v, (str, int, float, bool, list, dict, type(None))) and not isinstance(v, np.generic)
+        for v in head.values())
 
 
 def build_deck(g: CityGraph, src: int, dst: int, optimal: Sequence[int], runs: Sequence[Shown], *,

@@ -15,6 +15,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import streamlit as st
@@ -22,13 +23,17 @@ import streamlit as st
 from citypath import registry, session, settings
 from citypath.cache import process_cache
 from citypath.graph import CityGraph, graph_kwargs_from_env, load_graph
-from citypath.maplayers import cities_records, write_static_json
+from citypath.maplayers import cities_records, states_records, write_static_json
 from citypath.models import checkpoints_dir
 from citypath.replay import Replay, ReplayStore, Shown
 from citypath.session import ModelSet, ViewState
 
+if TYPE_CHECKING:
+    from citypath.player import Prepared
+
 REPO = Path(__file__).resolve().parents[1]
 STATIC_DIR = REPO / "static"  # served by Streamlit at app/static/ (server.enableStaticServing)
+PAGE_ICON = "🗺️"
 
 # Session-state keys; the widget keys double as the names tests set.
 K_SRC, K_DST, K_MODELS, K_STEPS, K_SEED = "source", "target", "models", "steps", "seed"
@@ -355,10 +360,10 @@ def on_player_event(g: CityGraph) -> None:
         ss[K_SPEED] = event["speed"]
 
 
-@process_cache(maxsize=64)   # ~50 KB each (the frames are in a file), never modified
+@process_cache(maxsize=64)   # ~0.3 MB each (every step's layers as JSON text), never modified
 def _payload(_g: CityGraph, _optimal, _replays: dict, _thinking, key: tuple, fingerprint: str, source: int,
-             target: int, steps: int, seed: int, step: int, speed: float, pending: tuple, colours: tuple,
-             titles: tuple, urls: tuple, basemap: bool, limits: tuple | None, notes: tuple, budget: float) -> dict:
+             target: int, steps: int, seed: int, pending: tuple, colours: tuple, titles: tuple, urls: tuple,
+             basemap: bool, limits: tuple | None, notes: tuple, budget: float) -> Prepared:
     from citypath import player
 
     thinking_frames, legend_tail = [], []
@@ -369,8 +374,8 @@ def _payload(_g: CityGraph, _optimal, _replays: dict, _thinking, key: tuple, fin
             legend_tail = legend or legend_tail
     urls_d = dict(urls)
     payload = player.comparison(
-        _g, source, target, _optimal, _replays, dict(colours), dict(titles), steps=steps, seed=seed, step=step,
-        speed=speed, limits=dict(limits) if limits is not None else None, notes_by_model=dict(notes),
+        _g, source, target, _optimal, _replays, dict(colours), dict(titles), steps=steps, seed=seed,
+        limits=dict(limits) if limits is not None else None, notes_by_model=dict(notes),
         # The outlines (43 KB) go inline: the first paint needs them, and a second download of its own
         # came ~1 s later in the browser; the 1.5 MB city layer stays a URL, drawn when it arrives.
         cities=urls_d.get("cities") or city_records(_g, fingerprint), states=None,
@@ -381,16 +386,17 @@ def _payload(_g: CityGraph, _optimal, _replays: dict, _thinking, key: tuple, fin
         speeds=SPEEDS, mode=f"equal-{limits is not None}")
     if urls_d:      # static serving works: the frames go once into a file every visitor's browser fetches
         try:
-            return player.frames_to_file(payload, STATIC_DIR)
+            return player.store_frames(payload, STATIC_DIR)
         except OSError:
             pass        # a full or read-only disk: send them inline, as without static serving
-    return payload
+    return player.Prepared(payload)
 
 
 def player_payload(g: CityGraph, view: ViewState, optimal, replays: dict[str, Replay], pending: list[str],
                    colours: dict, titles: dict, urls: dict | None, thinking, budget: dict) -> dict:
     """The player's arguments for this view (see `citypath.player.comparison`), built once per question and
-    what is computed of it: a rerun that changes nothing sends the same payload without rebuilding it."""
+    what is computed of it: a rerun that changes nothing, or only the shown step or the speed (the player's
+    stop report), sends it again without rebuilding it."""
     ss = st.session_state
     equal = bool(budget) or bool(ss.get(K_EQUAL))
     limits = tuple((n, b.step) for n, b in budget.items()) if equal else None
@@ -398,10 +404,12 @@ def player_payload(g: CityGraph, view: ViewState, optimal, replays: dict[str, Re
     key = tuple((n, r.steps, r.seed, len(r.paths)) for n, r in replays.items())
     think_key = (thinking.model, len(thinking.views)) if thinking is not None else None
     step = int(min(max(int(ss.get(K_STEP) or view.steps), 1), view.steps))
-    return _payload(g, tuple(optimal), replays, thinking, (key, think_key), g.fingerprint, view.source,
-                    view.target, view.steps, view.seed, step, float(ss.get(K_SPEED, 1.0)), tuple(pending),
-                    tuple((n, tuple(c)) for n, c in colours.items()), tuple(titles.items()),
-                    tuple((urls or {}).items()), bool(ss.get(K_BASEMAP)), limits, notes, float(ss.get(K_BUDGET, 0)))
+    prepared = _payload(g, tuple(optimal), replays, thinking, (key, think_key), g.fingerprint, view.source,
+                        view.target, view.steps, view.seed, tuple(pending),
+                        tuple((n, tuple(c)) for n, c in colours.items()), tuple(titles.items()),
+                        tuple((urls or {}).items()), bool(ss.get(K_BASEMAP)), limits, notes,
+                        float(ss.get(K_BUDGET, 0)))
+    return prepared.at(step, float(ss.get(K_SPEED, 1.0)))
 
 
 def replay_next(mset: ModelSet, g: CityGraph, view: ViewState, *, compute: bool = True) -> None:
@@ -414,6 +422,14 @@ def replay_next(mset: ModelSet, g: CityGraph, view: ViewState, *, compute: bool 
         if (compute and i == 0) or store.stored(mset.models[name], g, view.source, view.target, view.steps,
                                                 view.seed):
             replay(mset, g, name, view)
+
+
+def _warm_page_icon() -> None:
+    try:
+        from streamlit.string_util import is_emoji  # what st.set_page_config calls on the icon
+    except ImportError:                                # moved in another Streamlit: the first visitor pays
+        return
+    is_emoji(PAGE_ICON)
 
 
 def warm_process(log=None) -> dict[str, float]:
@@ -435,9 +451,12 @@ def warm_process(log=None) -> dict[str, float]:
 
     g = stage("graph", graph)
     cat = stage("catalogue", catalog)
-    stage("labels", lambda: label_index(g, g.fingerprint))
+    stage("labels", lambda: (label_index(g, g.fingerprint), _file_city_names(g, g.fingerprint)))
+    # Streamlit's first check of the page's emoji icon imports its emoji table (~0.1-0.5 s of the first
+    # visitors' wait under a crowd): done here instead
+    stage("page icon", _warm_page_icon)
     # the static files only: whether they are served is Streamlit's option, read by the first run
-    stage("map layers", lambda: (city_records(g, g.fingerprint), write_static_json(g, STATIC_DIR)))
+    stage("map layers", lambda: (city_records(g, g.fingerprint), states_records(), write_static_json(g, STATIC_DIR)))
     stage("interesting pairs", lambda: interesting(g))
     mset = stage("models", lambda: models(g))
     view, _ = session.parse_query_params({}, g, cat.names, max_steps=cat.steps_max, parameters=cat.parameters)
@@ -489,19 +508,28 @@ def exporter(ext: str, g: CityGraph, view: ViewState, replays: dict[str, Replay]
     return render
 
 
+def _file_part(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-@" else "_" for ch in text).strip("_")
+
+
+@process_cache(maxsize=8)   # shared, never modified: a pandas lookup per city per download button was ~1 ms
+def _file_city_names(_g: CityGraph, fingerprint: str) -> list[str]:
+    """Every city as a file-name part, by id: "Boston_MA"."""
+    states = _g.cities["state"].tolist() if "state" in _g.cities else [""] * _g.n_cities
+    return [_file_part(f"{name}_{state}") for name, state in zip(_g.cities["name"].tolist(), states)]
+
+
 def download_name(g: CityGraph, view: ViewState, steps: dict[str, int], ext: str) -> str:
     """What a download holds, in its name: the pair, the models (with their step in a PNG) and the steps.
 
     e.g. citypath-Boston_MA-Denver_CO-gru-small@8-bellman-tiny@8-step8.png, ...-all-steps.geojson."""
-    def part(text: str) -> str:
-        return "".join(ch if ch.isalnum() or ch in "-@" else "_" for ch in text).strip("_")
-
-    city = lambda c: part(f"{g.cities.iloc[c]['name']}_{g.cities.iloc[c].get('state', '')}")  # noqa: E731
+    city = _file_city_names(g, g.fingerprint).__getitem__
     models = [f"{m}@{k}" if ext == "png" else m for m, k in steps.items() if k >= 1] or ["optimal"]
     shown = sorted({k for k in steps.values() if k >= 1})
     which = (f"step{shown[0]}" if len(shown) == 1 else "steps" + "-".join(map(str, shown))) if ext == "png" \
         else "all-steps"
-    return f"citypath-{city(view.source)}-{city(view.target)}-{'-'.join(part(m) for m in models)}-{which}.{ext}"
+    names = "-".join(_file_part(m) for m in models)
+    return f"citypath-{city(view.source)}-{city(view.target)}-{names}-{which}.{ext}"
 
 
 def legend_html(entries: list[tuple[str, str, str]]) -> str:

@@ -169,6 +169,30 @@ def test_steps_slider_playback_and_models(app_env):
     assert [m["name"] for m in player_args(at)["models"]] == ["demo-refining", "demo-garbage"]
 
 
+def test_a_stop_report_moves_the_step_and_speed_without_rebuilding_the_comparison(app_env, monkeypatch):
+    """The player's stop report (a step, a speed) reruns the page; the comparison is built once per question
+    and shown at the reported step: that step's routes inline, at the reported speed."""
+    from citypath import player
+
+    built = []
+    real = player.comparison
+    monkeypatch.setattr(player, "comparison", lambda *a, **kw: built.append(a[1:3]) or real(*a, **kw))
+    at = run_app({"models": "demo-refining,demo-garbage", "steps": "6", "seed": "4"})
+    no_exceptions(at)
+    assert built and player_args(at)["step"] == 6
+    n = len(built)
+    for step, speed in ((3, 4.0), (6, 16.0), (1, 2.0)):
+        report(at, step=step, speed=speed)
+        no_exceptions(at)
+        args = player_args(at)
+        assert (args["step"], args["speed"]) == (step, speed)
+        if "first_frame" in args:                                  # the frames in a file: that step's inline
+            assert args["first_frame"] == {"step": step, "layers": player_frames(args)[step - 1]}
+    assert len(built) == n                                         # no rebuild for a step or a speed
+    at.slider(key="steps").set_value(5).run()                      # a new question is built
+    assert len(built) > n and player_args(at)["n_frames"] == 5
+
+
 def test_step_charts_carry_every_step_of_the_run(app_env):
     """The player draws the step charts (so they follow playback): each model's metric at every step of the
     run, whatever step is shown; the page itself has no chart that would hold the map's first paint."""

@@ -86,3 +86,41 @@ def test_basemap_tiles_keep_the_offline_outlines(small_graph):
     assert states(plain)["filled"] and states(plain)["stroked"]
     assert states(tiles)["stroked"] and not states(tiles)["filled"]     # tiles show through, outlines stay
     assert tiles.map_provider == "carto" and plain.map_provider is None
+
+
+def test_layers_json_is_pydecks_own_serialisation(small_graph):
+    """layers_json passes the records through instead of a JSON round trip: what it gives must equal pydeck's
+    whole serialisation for every layer this module builds (routes, ghosts, jumps, static, state)."""
+    import numpy as np
+    import pydeck as pdk
+
+    g = small_graph
+    src, dst = 0, 5
+    optimal = g.shortest_path(src, dst)
+    far = int(max(range(g.n_cities), key=lambda c: g.distance_km(src, c)))
+    runs = [Shown(Replay.from_paths(g, "m", src, dst, [[src, dst], [src, far, -1, "x", dst]]), 2,
+                  maplayers.model_rgb(0)),
+            Shown(Replay.from_paths(g, "n", src, dst, [optimal]), 1, maplayers.model_rgb(1))]
+    values = np.where(np.arange(g.n_cities) % 3 == 0, np.nan, np.arange(g.n_cities, dtype=float))
+    bottom, top = maplayers.static_layers(g, src, dst, optimal, cities=maplayers.cities_records(g))
+    layer_sets = [maplayers.route_layers(g, runs), bottom, top,
+                  maplayers.static_layers(g, src, dst, optimal, cities="app/static/c.json", basemap=True)[0],
+                  [maplayers.state_layer(g, values, "km to go", "km")]]
+
+    def pydecks(layers):
+        return json.loads(maplayers.CompactDeck(layers=list(layers)).to_json())["layers"]
+
+    for layers in layer_sets:
+        assert maplayers.layers_json(layers) == pydecks(layers)
+    ids = {layer["id"] for layer in maplayers.layers_json(layer_sets[0])}
+    assert {"ghosts", "model-0", "hops-0", "illegal", "model-1"} <= ids
+    # data that is not plain JSON values (numpy scalars) takes pydeck's round trip, as before
+    odd = pdk.Layer("ScatterplotLayer", [{"p": [np.float32(1.5), 2.0], "n": np.int64(3)}], id="odd",
+                    get_position="p")
+    assert maplayers.layers_json([odd]) == pydecks([odd])
+    json.dumps(maplayers.layers_json([odd]))
+
+
+def test_state_outline_records_are_built_once_and_shared():
+    assert maplayers.states_records() is maplayers.states_records()
+    assert len(maplayers.states_records()) == len(state_rings())

@@ -159,6 +159,36 @@ def test_frames_go_once_into_a_file_named_by_their_content(small_graph, tmp_path
     assert len(list(tmp_path.glob("frames-*.json"))) == 2
 
 
+def test_a_prepared_comparison_shows_any_step_and_speed_without_a_rebuild(small_graph, tmp_path):
+    """The app keeps a comparison as `Prepared` whatever step and speed are shown: `at(k, speed)` is what a
+    fresh build at step k and that speed would send (the stop report, a link with a step), inline or with
+    the frames in a file."""
+    out, replays = _comparison(small_graph, cities="app/static/cities.json")
+    stored = payload.store_frames(out, tmp_path)
+    inline = player.Prepared(out)
+    for k in (1, 3, 5):
+        fresh, _ = _comparison(small_graph, cities="app/static/cities.json", step=k, speed=8.0)
+        assert inline.at(k, 8.0) == fresh
+        assert stored.at(k, 8.0) == payload.frames_to_file(fresh, tmp_path)
+        assert stored.at(k, 8.0)["first_frame"] == {"step": k, "layers": out["frames"][k - 1]}
+    assert stored.at()["step"] == out["step"] == 5 and stored.at()["speed"] == out["speed"]
+    assert stored.at(99)["step"] == 5 and stored.at(-2)["first_frame"]["step"] == 1       # clamped
+    assert "first_frame" not in stored.args and stored.at(2, 4.0) is not stored.at(2, 4.0)  # a copy per view
+    assert len(list(tmp_path.glob("frames-*.json"))) == 1
+
+
+def test_new_frame_files_prune_the_directory_now_and_then(small_graph, tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(payload, "prune_frames", lambda d: calls.append(d))
+    monkeypatch.setattr(payload, "_WRITES", __import__("itertools").count())
+    for steps in range(1, payload.PRUNE_EVERY + 3):
+        out, _ = _comparison(small_graph, steps=steps)
+        payload.store_frames(out, tmp_path)
+        payload.store_frames(out, tmp_path)          # the same file again: no write, no prune
+    assert len(list(tmp_path.glob("frames-*.json"))) == payload.PRUNE_EVERY + 2
+    assert calls == [tmp_path, tmp_path]             # the first new file and the PRUNE_EVERY+1-th
+
+
 def test_old_frame_files_are_pruned_but_never_recent_ones(tmp_path):
     import os
     import time

@@ -131,6 +131,23 @@ def test_metric_cards_and_deltas(small_graph):
         cards = {c.label: c for c in session.metric_cards(bad.metrics, k)}
         assert {cards[x].delta_color for x in ("Length", "vs optimal", "Fréchet")} == {"off"}
     assert session.metric_cards(r.metrics.iloc[:0], 1) == []
+    # every step's cards at once (the player's strip) are each step's cards, clamped the same way
+    for m in (r.metrics, bad.metrics):
+        ks = [0, 1, 2, 5, 6, 9]
+        assert session.metric_cards_by_step(m, ks) == [session.metric_cards(m, k) for k in ks]
+    assert session.metric_cards_by_step(r.metrics.iloc[:0], [1, 2]) == [[], []]
+
+
+def test_records_are_the_rows_as_python_values(small_graph):
+    g = small_graph
+    src, dst = session.default_pair(g)
+    m = session.compute_replay(fake(GarbageFake, g), g, src, dst, 4).metrics
+    rows, want = session.records(m), m.to_dict("records")
+    assert len(rows) == len(want) == 4 and [list(r) for r in rows] == [list(w) for w in want]
+    for row, w in zip(rows, want):
+        for key, v in row.items():
+            assert type(v) is type(w[key]) and (v == w[key] or (v != v and w[key] != w[key])), key
+    assert session.records(m.iloc[:0]) == []
 
 
 def test_load_models_reports_failures(tmp_path, small_graph, monkeypatch):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from citypath.player.payload import comparison, comparison_id, frames_to_file, read_event
+from citypath.player.payload import Prepared, comparison, comparison_id, frames_to_file, read_event, store_frames
 
 BUILD_DIR = Path(__file__).resolve().parent / "build"
 COMPONENT_NAME = "citypath_player"
@@ -35,4 +35,5 @@ def show(payload: dict, *, key: str, on_change=None) -> dict | None:
     return _component(**payload, key=key, default=None, on_change=on_change)
 
 
-__all__ = ["BUILD_DIR", "comparison", "comparison_id", "frames_to_file", "read_event", "show"]
+__all__ = ["BUILD_DIR", "Prepared", "comparison", "comparison_id", "frames_to_file", "read_event", "show",
+           "store_frames"]

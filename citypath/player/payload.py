@@ -9,10 +9,12 @@ compute so far that the strip under the map shows. The player plays it in the br
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pydeck as pdk
@@ -29,7 +31,7 @@ from citypath.maplayers import (
     view_for_pair,
 )
 from citypath.replay import Replay, Shown
-from citypath.session import compute_text, halting_text, metric_cards
+from citypath.session import compute_text, halting_text, metric_cards_by_step, records
 
 STRIP_LABELS = ("Valid", "Illegal jumps", "Reaches target", "Hops", "Length", "vs optimal", "Fréchet")
 # The step charts under the strip, drawn by the player (each model's metric over every step, with a marker at
@@ -54,14 +56,22 @@ def _good(delta: str | None, colour: str) -> str:
 def strip_cells(replay: Replay, step: int) -> list[dict]:
     """The strip's cells at `step`: the metrics shown while playing, with deltas only where they are not
     zero at the shown precision, and the compute spent so far."""
-    cards = [c for c in metric_cards(replay.metrics, step) if c.label in STRIP_LABELS]
-    cells = [{"label": c.label, "value": c.value, "delta": c.delta, "good": _good(c.delta, c.delta_color),
-              "help": c.help} for c in cards]
-    if len(replay.metrics):
-        row = replay.metrics.iloc[min(max(step, 1), len(replay.metrics)) - 1]
-        cells.append({"label": "Compute so far", "value": compute_text(row), "delta": None, "good": "off",
-                      "help": "FLOPs this model spent up to this step (its own count) and the measured wall time."})
-    return cells
+    return strips(replay, [step])[0]
+
+
+def strips(replay: Replay, steps: Sequence[int]) -> list[list[dict]]:
+    """`strip_cells(replay, k)` for each k of `steps` (the metrics table read once)."""
+    rows = records(replay.metrics)
+    out = []
+    for k, cards in zip(steps, metric_cards_by_step(replay.metrics, steps)):
+        cells = [{"label": c.label, "value": c.value, "delta": c.delta, "good": _good(c.delta, c.delta_color),
+                  "help": c.help} for c in cards if c.label in STRIP_LABELS]
+        if rows:
+            cells.append({"label": "Compute so far", "value": compute_text(rows[min(max(k, 1), len(rows)) - 1]),
+                          "delta": None, "good": "off",
+                          "help": "FLOPs this model spent up to this step (its own count) and the measured wall time."})
+        out.append(cells)
+    return out
 
 
 def series(replay: Replay, steps: int, fields: Sequence[str] = tuple(f for f, _, _ in CHARTS)) -> dict:
@@ -105,7 +115,7 @@ def comparison(g: CityGraph, source: int, target: int, optimal: Sequence[int], r
             cards, notes_k = [], []
         else:
             ks = [limits[name]] if still else range(1, min(steps, len(r.paths)) + 1)
-            cards = [strip_cells(r, k) for k in ks]
+            cards = strips(r, ks)
             halt = halting_text(r)
             fixed = (notes_by_model or {}).get(name)
             notes_k = [fixed or (f"step {k} of {steps}" + (f" · {halt}" if halt else "")) for k in ks]
@@ -137,31 +147,59 @@ def comparison(g: CityGraph, source: int, target: int, optimal: Sequence[int], r
 
 FRAMES_KEEP = 256          # frame files kept in a static directory (~0.1-0.5 MB each)
 FRAMES_MIN_AGE_S = 3600.0  # ... and none younger than this is removed (a visitor may still fetch it)
+PRUNE_EVERY = 16           # a process prunes on its first new file and every PRUNE_EVERY-th after
+_WRITES = itertools.count()
 
 
-def frames_to_file(payload: dict, directory: str | Path, url_prefix: str = "app/static/") -> dict:
+@dataclass(frozen=True)
+class Prepared:
+    """A comparison as kept between a question's visitors and reruns: the player's arguments whatever step
+    and speed are shown, and (frames in a file) each step's layers as JSON text. `at(step, speed)` gives
+    the arguments of one view: a rerun that only moves the step or the speed (the player's stop report, a
+    link with a step) costs a copy, not a rebuild."""
+
+    args: dict                         # the frames inline, or the file's URL (then no "first_frame")
+    frame_texts: tuple[str, ...] = ()  # frames in a file: each step's layers, compact JSON
+
+    def at(self, step: int | None = None, speed: float | None = None) -> dict:
+        """The arguments showing `step` (clamped; default: the comparison's own) at `speed` (default: its own);
+        frames in a file: with that step's layers inline as "first_frame" ({step, layers})."""
+        n = int(self.args["n_frames"])
+        k = int(min(max(int(step or self.args["step"]), 1), max(n, 1)))
+        out = {**self.args, "step": k, "speed": float(self.args["speed"] if speed is None else speed)}
+        if isinstance(out["frames"], str):
+            # The step the player opens at travels inline (tens of KB): the first paint has the routes, the
+            # file comes for playing.
+            out["first_frame"] = {"step": k, "layers": json.loads(self.frame_texts[k - 1])} if n else None
+        return out
+
+
+def store_frames(payload: dict, directory: str | Path, url_prefix: str = "app/static/") -> Prepared:
     """The payload with its frames moved into `directory` as one JSON file named by its content.
 
     The frames are the bulk of a comparison (~0.3 MB for two models at 16 steps) and the same for every
     visitor of a link: written once, by whichever app process gets there first, and fetched by each
-    browser; the server then sends each visitor a few KB. Returns a new dict (`payload` is not changed);
-    its "frames" is the file's URL, its "first_frame" the layers of the step it opens at ({step, layers}:
-    drawn before the file is in). The oldest files beyond FRAMES_KEEP are removed when a new one is
-    written (none younger than FRAMES_MIN_AGE_S).
+    browser; the server then sends each visitor a few KB. `payload` is not changed. The oldest files
+    beyond FRAMES_KEEP are removed when a new one is written (every PRUNE_EVERY-th new file of a process;
+    none younger than FRAMES_MIN_AGE_S).
     """
-    text = json.dumps(payload["frames"], separators=(",", ":"))
+    texts = tuple(json.dumps(f, separators=(",", ":")) for f in payload["frames"])
+    text = "[" + ",".join(texts) + "]"
     name = f"frames-{hashlib.sha256(text.encode()).hexdigest()[:24]}.json"
     directory = Path(directory)
     path = directory / name
     if not path.is_file():
         directory.mkdir(parents=True, exist_ok=True)
         write_atomic(path, text)
-        prune_frames(directory)
-    # The step the player opens at travels inline too (tens of KB): the first paint has the routes, the
-    # file comes for playing.
-    k = int(payload.get("step") or len(payload["frames"]))
-    first = {"step": k, "layers": payload["frames"][k - 1]} if payload["frames"] else None
-    return {**payload, "frames": f"{url_prefix}{name}", "n_frames": len(payload["frames"]), "first_frame": first}
+        if next(_WRITES) % PRUNE_EVERY == 0:      # not on every write: globbing ~300 files took ~30 ms
+            prune_frames(directory)
+    return Prepared({**payload, "frames": f"{url_prefix}{name}", "n_frames": len(texts)}, texts)
+
+
+def frames_to_file(payload: dict, directory: str | Path, url_prefix: str = "app/static/") -> dict:
+    """`store_frames(...).at()`: the payload with its frames in a file (its "frames" the file's URL) and the
+    step it opens at inline as "first_frame" ({step, layers}: drawn before the file is in)."""
+    return store_frames(payload, directory, url_prefix).at()
 
 
 def prune_frames(directory: str | Path, keep: int = FRAMES_KEEP, min_age_s: float = FRAMES_MIN_AGE_S) -> int:
