@@ -7,6 +7,7 @@ report is read once, and the bundle that ships is the one its sources build.
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -163,7 +164,7 @@ def test_a_prepared_comparison_shows_any_step_and_speed_without_a_rebuild(small_
     """The app keeps a comparison as `Prepared` whatever step and speed are shown: `at(k, speed)` is what a
     fresh build at step k and that speed would send (the stop report, a link with a step), inline or with
     the frames in a file."""
-    out, replays = _comparison(small_graph, cities="app/static/cities.json")
+    out, _ = _comparison(small_graph, cities="app/static/cities.json")
     stored = payload.store_frames(out, tmp_path)
     inline = player.Prepared(out)
     for k in (1, 3, 5):
@@ -180,7 +181,7 @@ def test_a_prepared_comparison_shows_any_step_and_speed_without_a_rebuild(small_
 def test_new_frame_files_prune_the_directory_now_and_then(small_graph, tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(payload, "prune_frames", lambda d: calls.append(d))
-    monkeypatch.setattr(payload, "_WRITES", __import__("itertools").count())
+    monkeypatch.setattr(payload, "_WRITES", itertools.count())
     for steps in range(1, payload.PRUNE_EVERY + 3):
         out, _ = _comparison(small_graph, steps=steps)
         payload.store_frames(out, tmp_path)
