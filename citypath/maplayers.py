@@ -79,7 +79,7 @@ def rgb_hex(rgb: Sequence[int]) -> str:
 
 
 # graph -> (every city's "Label\npop N", every city's [lon, lat] rounded to 5 decimals), by id
-_TIPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_CITY_TABLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _city_table(g: CityGraph) -> tuple[list[str], list[list[float]]]:
@@ -87,11 +87,11 @@ def _city_table(g: CityGraph) -> tuple[list[str], list[list[float]]]:
     (`.iloc`) was ~70% of building a new pair's player (16 steps, two models: ~900 hops), and rounding
     each hop's coordinates again ~20% of what was left. The position lists are shared by every layer's
     records (so never modified)."""
-    table = _TIPS.get(g)
+    table = _CITY_TABLES.get(g)
     if table is None:
         pops = g.cities["population"].tolist()
         tips = [f"{label}\npop {int(pop):,}" for label, pop in zip(g.labels, pops)]
-        table = _TIPS[g] = (tips, np.column_stack([np.round(g.lon, 5), np.round(g.lat, 5)]).tolist())
+        table = _CITY_TABLES[g] = (tips, np.column_stack([np.round(g.lon, 5), np.round(g.lat, 5)]).tolist())
     return table
 
 

@@ -342,11 +342,13 @@ def metric_cards(metrics: pd.DataFrame, step: int) -> list[MetricCard]:
     return _cards(metrics.iloc[step - 1], metrics.iloc[step - 2] if step > 1 else None)
 
 
-def metric_cards_by_step(metrics: pd.DataFrame, steps: Iterable[int]) -> list[list[MetricCard]]:
-    """`metric_cards(metrics, k)` for each k of `steps`, reading the table once (not a pandas row per card)."""
+def metric_cards_by_step(metrics: pd.DataFrame, steps: Iterable[int], *,
+                         rows: list[dict] | None = None) -> list[list[MetricCard]]:
+    """`metric_cards(metrics, k)` for each k of `steps`, reading the table once (not a pandas row per card);
+    `rows`: `records(metrics)` if the caller has them already."""
     if metrics is None or len(metrics) == 0:
         return [[] for _ in steps]
-    rows = records(metrics)
+    rows = records(metrics) if rows is None else rows
     out = []
     for k in steps:
         k = min(max(k, 1), len(rows))

@@ -63,7 +63,7 @@ def strips(replay: Replay, steps: Sequence[int]) -> list[list[dict]]:
     """`strip_cells(replay, k)` for each k of `steps` (the metrics table read once)."""
     rows = records(replay.metrics)
     out = []
-    for k, cards in zip(steps, metric_cards_by_step(replay.metrics, steps)):
+    for k, cards in zip(steps, metric_cards_by_step(replay.metrics, steps, rows=rows)):
         cells = [{"label": c.label, "value": c.value, "delta": c.delta, "good": _good(c.delta, c.delta_color),
                   "help": c.help} for c in cards if c.label in STRIP_LABELS]
         if rows:
