@@ -33,11 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     # Outside a script run ("bare mode") Streamlit warns that there is no session: true, and irrelevant here.
     for name in BARE_MODE_LOGGERS:
         get_logger(name).setLevel(logging.ERROR)
-    from citypath import ui
-
     t0 = time.perf_counter()
     print("citypath: loading the graph and the models before serving…", file=sys.stderr, flush=True)
     try:
+        from citypath import ui  # reads CITYPATH_RUNS_AT_ONCE: a bad value is said here too
+
         ui.warm_process(log=lambda line: print(f"  {line}", file=sys.stderr, flush=True))
     except (OSError, ValueError) as e:    # an unwritable cache, a bad CITYPATH_* value: say which, serve nothing
         print(f"error: {e}", file=sys.stderr)

@@ -10,6 +10,8 @@
 - `CITYPATH_MODEL_FAMILIES`: extra model families `family=module:Class,...` (test-only families in a
   subprocess app).
 - `CITYPATH_DEVICE`: `cpu` keeps distributed training off the GPUs.
+- `CITYPATH_RUNS_AT_ONCE`: how many of an app process's script runs compute at once, the others waiting
+  their turn, oldest visitor first (default 1: a process is one core; see `citypath.turns`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 import platformdirs
 
 VARIABLES = ("CITYPATH_CACHE_DIR", "CITYPATH_CHECKPOINTS", "CITYPATH_STATES", "CITYPATH_RADIUS_KM",
-             "CITYPATH_MODEL_FAMILIES", "CITYPATH_DEVICE")
+             "CITYPATH_MODEL_FAMILIES", "CITYPATH_DEVICE", "CITYPATH_RUNS_AT_ONCE")
 
 
 def _env(env: Mapping[str, str] | None) -> Mapping[str, str]:
@@ -66,3 +68,15 @@ def extra_model_families(env: Mapping[str, str] | None = None) -> dict[str, str]
 
 def cpu_forced(env: Mapping[str, str] | None = None) -> bool:
     return _env(env).get("CITYPATH_DEVICE", "") == "cpu"
+
+
+def runs_at_once(env: Mapping[str, str] | None = None) -> int:
+    """$CITYPATH_RUNS_AT_ONCE (a whole number >= 1), default 1."""
+    value = _env(env).get("CITYPATH_RUNS_AT_ONCE", "").strip() or "1"
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(f"CITYPATH_RUNS_AT_ONCE must be a whole number of at least 1, got {value!r}")
+    return n

@@ -11,8 +11,11 @@ environment so tests and demos can run the app on a small graph:
 
 from __future__ import annotations
 
+import functools
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import streamlit as st
 
-from citypath import registry, session, settings
+from citypath import registry, session, settings, turns
 from citypath.cache import process_cache
 from citypath.graph import CityGraph, graph_kwargs_from_env, load_graph
 from citypath.maplayers import cities_records, states_records, write_static_json
@@ -43,10 +46,39 @@ K_PLAYER, K_PLAYER_SEQ = "player", "_player_seq"     # the player component's la
 K_MORE, K_FULL_RERUN = "_more", "_full_rerun"          # the player asked for the next model; a click moved the route
 K_THINK = "show_state"
 K_EQUAL, K_BUDGET = "equal_compute", "budget"
+K_ARRIVED = "_arrived"               # when this visitor's first run started: its place in the queue of runs
 SPEEDS = session.SPEEDS
 
 
 # -- configuration and cached resources ---------------------------------------------------
+
+_TURNS = turns.Turns(settings.runs_at_once())
+
+
+@contextmanager
+def turn() -> Iterator[turns.Waited]:
+    """This script run's turn in the process (`citypath.turns`): the visitor who arrived first goes first."""
+    arrived = st.session_state.setdefault(K_ARRIVED, time.monotonic())
+    with _TURNS.turn(arrived) as waited:
+        yield waited
+
+
+def wait_text() -> str:
+    """What this run waited for its turn, for the page's caption ("" when it hardly waited)."""
+    waited = _TURNS.last_wait()
+    if waited.seconds < 0.05:
+        return ""
+    return f", after {waited.seconds * 1e3:.0f} ms waiting behind {waited.ahead} other visitor run(s)"
+
+
+def taking_turns(fn):
+    """`fn` runs in a turn (a fragment: its own reruns wait their turn; inside a page run it is the page's)."""
+    @functools.wraps(fn)
+    def in_turn(*args, **kwargs):
+        with turn():
+            return fn(*args, **kwargs)
+    return in_turn
+
 
 @st.cache_resource(show_spinner="Loading the city graph (the first run ever builds it: about a minute)…")
 def graph() -> CityGraph:

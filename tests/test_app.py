@@ -439,3 +439,53 @@ def test_a_replaced_checkpoint_lets_the_old_models_go(small_graph, monkeypatch):
         assert ui._MODELSETS == {(small_graph.fingerprint, ("a.safetensors", 2)): second}
     finally:
         ui._models.clear()
+
+
+def test_every_run_of_the_page_queues_once_in_its_visitors_place(app_env, monkeypatch):
+    """Each script run takes one turn (citypath/turns.py) with the time of its visitor's first run as its
+    place: a later run of the same visitor keeps the place, a new visitor queues behind, and the
+    fragment inside a page run is the page's turn (one slot: no deadlock, no run going ahead unqueued)."""
+    from citypath.turns import Turns
+
+    tickets: list[float] = []
+
+    class Recording(Turns):
+        def turn(self, ticket):
+            if not getattr(self._local, "depth", 0):
+                tickets.append(ticket)
+            return super().turn(ticket)
+
+    turns = Recording(slots=1, patience_s=TIMEOUT)
+    monkeypatch.setattr(ui, "_TURNS", turns)
+
+    def visitor() -> AppTest:
+        at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
+        at.query_params["models"] = "demo-refining"
+        return _RUN(at, None, TIMEOUT)
+
+    at = visitor()
+    no_exceptions(at)
+    assert len(tickets) == 1
+    at.session_state["player"] = {"seq": time.time_ns() // 1000, "speed": 4.0, "step": 2}
+    at = _RUN(at, None, TIMEOUT)
+    no_exceptions(at)
+    assert len(tickets) == 2 and tickets[1] == tickets[0]        # the same visitor keeps its place
+    no_exceptions(visitor())
+    assert len(tickets) == 3 and tickets[2] > tickets[0]          # a newcomer queues behind
+    assert (turns.served, turns.overruns, turns.waiting) == (3, 0, 0)
+
+
+def test_the_caption_says_how_long_a_run_waited_for_its_turn(monkeypatch):
+    from citypath.turns import Waited
+
+    class Waiting:
+        def __init__(self, waited):
+            self.waited = waited
+
+        def last_wait(self):
+            return self.waited
+
+    monkeypatch.setattr(ui, "_TURNS", Waiting(Waited(0.2344, 3)))
+    assert ui.wait_text() == ", after 234 ms waiting behind 3 other visitor run(s)"
+    monkeypatch.setattr(ui, "_TURNS", Waiting(Waited(0.01, 1)))
+    assert ui.wait_text() == ""

@@ -81,7 +81,11 @@ def test_a_launched_process_is_warm_before_its_port_opens(default_graph, launch)
         assert len(page.pending) >= 2          # the default comparison: two models, neither loaded yet
 
 
-def test_the_launcher_refuses_a_bad_setting_before_it_serves(tmp_path):
+@pytest.mark.parametrize("setting, says", [
+    ({"CITYPATH_STATES": "ZZ"}, ["error: states=('ZZ',)", "two-letter codes"]),
+    ({"CITYPATH_RUNS_AT_ONCE": "0"}, ["error: CITYPATH_RUNS_AT_ONCE must be a whole number of at least 1, got '0'"]),
+])
+def test_the_launcher_refuses_a_bad_setting_before_it_serves(tmp_path, setting, says):
     """A bad CITYPATH_* value stops `python -m citypath.launch` with the reason, before any port opens."""
     import os
     import subprocess
@@ -89,9 +93,9 @@ def test_the_launcher_refuses_a_bad_setting_before_it_serves(tmp_path):
 
     from benchmarks.load_app import REPO, free_port
 
-    env = {**os.environ, "CITYPATH_STATES": "ZZ", "CITYPATH_CACHE_DIR": str(tmp_path)}
+    env = {**os.environ, **setting, "CITYPATH_CACHE_DIR": str(tmp_path)}
     proc = subprocess.run([sys.executable, "-m", "citypath.launch", "--server.port", str(free_port())], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
-    assert "error: states=('ZZ',)" in proc.stderr and "two-letter codes" in proc.stderr
+    assert all(s in proc.stderr for s in says), proc.stderr
     assert "You can now view" not in proc.stdout + proc.stderr
