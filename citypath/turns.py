@@ -74,8 +74,9 @@ class Turns:
         t0 = time.perf_counter()
         me = (float(ticket), next(self._arrivals), threading.Event())
         with self._lock:
-            bisect.insort(self._queue, me)
-            ahead = self._queue.index(me) + self._running    # runs ahead of this one as it arrives
+            place = bisect.bisect(self._queue, me)
+            self._queue.insert(place, me)
+            ahead = place + self._running                   # runs ahead of this one as it arrives
             self._admit()
         counted = me[2].wait(self.patience_s)
         if not counted:
