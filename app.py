@@ -66,9 +66,10 @@ with ui.turn():
         st.number_input("Seed", 0, session.MAX_SEED, step=1, key=ui.K_SEED, on_change=ui.on_route_change)
         st.toggle("Equal compute", key=ui.K_EQUAL, on_change=ui.on_route_change,
                   help="Give every model the same compute budget instead of the same number of steps: each shows "
-                       "the most steps whose FLOPs fit (up to the slider's maximum).")
+                       "the most steps whose counted operations fit (one convention for every model; up to the "
+                       "slider's maximum).")
         if ss[ui.K_EQUAL]:
-            st.select_slider("Compute budget per query (FLOPs, log scale)", session.BUDGETS, key=ui.K_BUDGET,
+            st.select_slider("Compute budget per query (operations, log scale)", session.BUDGETS, key=ui.K_BUDGET,
                              format_func=session.human_flops)
         st.toggle("Show what the model thinks", key=ui.K_THINK,
                   help="Colour the cities by the first compared model's internal state at the shown step (for "

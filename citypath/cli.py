@@ -134,6 +134,12 @@ def cmd_train(args) -> int:
     return train_main(args)
 
 
+def cmd_findings(args) -> int:
+    from citypath.findings import main as findings_main
+
+    return findings_main(args)
+
+
 def cmd_evaluate(args) -> int:
     from citypath.evaluate import main as evaluate_main
 
@@ -183,7 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", help="the family's size preset, e.g. small or large")
     p.add_argument("--name", help="checkpoint name (default <family>-<size>)")
     p.add_argument("--seed", type=int, help="training seed (default 0)")
-    p.add_argument("--max-minutes", type=float, help="wall-clock budget; training ends and saves when it runs out")
+    p.add_argument("--max-minutes", type=float,
+                   help="wall-clock safety cap: if it runs out, training stops early and saves, and the card says "
+                        "its command no longer reproduces it (the schedule follows paths only)")
     p.add_argument("--paths", type=int, help="budget of training paths")
     p.add_argument("--batch-paths", type=int, help="paths per optimiser step per process")
     p.add_argument("--lr", type=float, help="peak learning rate")
@@ -193,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", help="directory for resumable training state (default runs/)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a training or model config field, e.g. --set hidden_dim=512 (repeatable)")
+    p.add_argument("--keep-validation-pairs", action="store_true",
+                   help="also train on validation pairs, as every run did before the validation split existed "
+                        "(reproduces those runs; new runs leave them out)")
     p.add_argument("--fresh", action="store_true", help="ignore a saved training state and start over")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _graph_args(p)
@@ -203,17 +214,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", default="1,2,4,8,16,32", help="comma-separated step counts (default 1,2,4,8,16,32)")
     p.add_argument("--pairs", type=int, default=1000, help="held-out pairs (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="seed for drawing pairs and for the models (default 0)")
-    p.add_argument("--split", choices=("heldout", "train"), default="heldout",
-                   help="draw held-out pairs (the harness, default) or training-split pairs (for choosing "
-                        "between checkpoints or budgets without looking at held-out pairs)")
-    p.add_argument("--out", help="results file; other models' entries are kept "
-                                 "(default results/eval.json, results/eval-train.json with --split train)")
+    p.add_argument("--split", choices=("heldout", "validation", "train"), default="heldout",
+                   help="draw held-out (test) pairs (the harness, default), validation pairs (for choosing "
+                        "between checkpoints or settings without looking at test pairs), or pairs that are "
+                        "not held out (training or validation, as before the validation split)")
+    p.add_argument("--out", help="results file; other models' entries are kept (default results/eval.json; "
+                                 "results/eval-validation.json, results/eval-train.json with --split)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95%% intervals")
     p.add_argument("--checkpoints", help="directory of checkpoints (default checkpoints/)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _graph_args(p)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("findings", help="rewrite README's generated figures from results/ (or --check them)")
+    p.add_argument("--results", default="results/eval.json", help="the harness's results (default results/eval.json)")
+    p.add_argument("--readme", default="README.md", help="the file holding <!-- findings:NAME --> blocks")
+    p.add_argument("--check", action="store_true", help="change nothing; exit 1 if the file disagrees with results")
+    p.set_defaults(func=cmd_findings)
     return parser
 
 

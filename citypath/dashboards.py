@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from citypath.evaluate import FAILED_RATIO_CAP
 from citypath.graph import CityGraph
 from citypath.models import RoutingModel
 
@@ -54,6 +55,9 @@ def results_table(results: Mapping | list | None) -> pd.DataFrame:
                 if isinstance(entry, Mapping) and isinstance(entry.get("by_steps"), Mapping):
                     extra = {k: entry[k] for k in ("family", "num_parameters", "flops_per_step", "nll_per_city")
                              if k in entry}
+                    # a row with nothing learned (the classical floor) or a scaffold control: drawn apart
+                    extra["kind"] = ("control" if entry.get("control_of") else
+                                     "learned" if entry.get("learned", True) else "no learning")
                     rows += _rows_from_by_steps(str(name), entry["by_steps"], extra)
         elif isinstance(models, list):
             rows = [r for r in models if isinstance(r, Mapping) and "model" in r and "steps" in r]
@@ -279,76 +283,116 @@ def path_length_sample(g: CityGraph, sources: int = 12, seed: int = 0) -> pd.Dat
 
 METRIC_NAMES = {
     "length_ratio_mean": "mean length vs optimal (×, lower is better)",
+    "length_ratio_all_mean": f"mean length vs optimal over all pairs, a failed route as {FAILED_RATIO_CAP:g}× "
+                             "(lower is better)",
+    "length_ratio_coverage": "share of pairs the valid-route length ratios are over",
     "length_ratio_p95": "95th percentile length vs optimal (×, lower is better)",
     "valid": "valid routes (share, higher is better)",
     "exact_match": "exact routes (share, higher is better)",
     "reaches_target": "reaches the target (share, higher is better)",
     "illegal_jump_rate": "paths with an illegal jump (share, lower is better)",
-    "flops_total": "compute per query (FLOPs)",
+    "flops_total": "compute per query (operations, one convention for every row)",
     "ms_total_mean": "measured wall time per query (ms)",
+    "cpu_ms_total_mean": "measured CPU time per query, one thread (ms)",
     "steps": "refinement steps",
 }
 FRONTIER_MIN_VALID = 0.99   # a point counts for the finding only if it routes this share of pairs validly
 
 
+FRONTIER_COSTS = {"flops_total": "counted operations per query", "cpu_ms_total_mean": "measured CPU ms per query"}
+
+
 def frontier_table(results: pd.DataFrame) -> pd.DataFrame:
-    """Rows with a compute figure and a length ratio, with the step count as a label; sorted for lines."""
+    """Rows with a compute figure and a length ratio, with the step count as a label; sorted for lines.
+
+    The ratio charted is over **all** pairs (a failed route at the cap) where the results have it, so a model
+    whose routes do not arrive cannot look short; cards measured before that key existed fall back to the
+    ratio over valid routes.
+    """
     need = {"model", "steps", "flops_total", "length_ratio_mean"}
     if results.empty or not need <= set(results.columns):
-        return pd.DataFrame(columns=sorted(need))
+        return pd.DataFrame(columns=sorted(need | {"ratio"}))
     df = results.dropna(subset=["flops_total", "length_ratio_mean"]).copy()
     df = df[df["flops_total"] > 0]
+    df["ratio"] = df["length_ratio_all_mean"].fillna(df["length_ratio_mean"]) if "length_ratio_all_mean" in df \
+        else df["length_ratio_mean"]
+    if "kind" not in df:
+        df["kind"] = "learned"
+    df["kind"] = df["kind"].fillna("learned")
     df["label"] = df["steps"].map(lambda k: f"{k}")
     return df.sort_values(["model", "flops_total"]).reset_index(drop=True)
 
 
-def best_at_budget(frontier: pd.DataFrame, budget_flops: float, *, min_valid: float = FRONTIER_MIN_VALID):
-    """The (model, steps) row with the lowest mean length ratio among points that spend at most
-    `budget_flops` per query and route at least `min_valid` of pairs validly; None if there is none."""
-    if frontier.empty:
+def best_at_budget(frontier: pd.DataFrame, budget: float, *, min_valid: float = FRONTIER_MIN_VALID,
+                   cost: str = "flops_total", learned_only: bool = False):
+    """The (model, steps) row with the lowest all-pairs length ratio among points that spend at most `budget`
+    of `cost` per query and route at least `min_valid` of pairs validly (learned models only if asked); None
+    if there is none."""
+    if frontier.empty or cost not in frontier:
         return None
-    ok = frontier[(frontier["flops_total"] <= budget_flops) & (frontier.get("valid", 1.0) >= min_valid)].copy()
+    ok = frontier[(frontier[cost] <= budget) & (frontier.get("valid", 1.0) >= min_valid)].copy()
+    if learned_only:
+        ok = ok[ok["kind"] == "learned"]
     if ok.empty:
         return None
     # Mean ratios equal to 1e-6 are a tie (they differ by millimetres): then more optimal routes, then less compute.
-    ok["_ratio"] = ok["length_ratio_mean"].round(6)
+    ok["_ratio"] = ok["ratio"].round(6)
     ok["_optimal"] = -ok["optimal_length"].fillna(0.0) if "optimal_length" in ok else 0.0
-    return ok.sort_values(["_ratio", "_optimal", "flops_total"]).iloc[0]
+    return ok.sort_values(["_ratio", "_optimal", cost]).iloc[0]
 
 
-def frontier_findings(frontier: pd.DataFrame, budgets: Iterable[float] = (1e7, 1e8, 1e9, 1e10)) -> list[str]:
-    """One sentence per compute budget, from the table: which model gives the shortest routes there."""
+def frontier_findings(frontier: pd.DataFrame, budgets: Iterable[float] | None = None,
+                      cost: str = "flops_total") -> list[str]:
+    """One sentence per compute budget, from the table: which row gives the shortest routes there, and, where that
+    row learned nothing, the best learned model at the same budget beside it."""
+    if budgets is None:
+        budgets = (1e7, 1e8, 1e9, 1e10) if cost == "flops_total" else (10.0, 100.0, 1000.0)
     out = []
     for b in budgets:
-        row = best_at_budget(frontier, b)
+        row = best_at_budget(frontier, b, cost=cost)
         if row is None:
-            out.append(f"At {_flops(b)} per query no model routes {FRONTIER_MIN_VALID:.0%} of pairs validly.")
+            out.append(f"At {_cost(b, cost)} per query no row routes {FRONTIER_MIN_VALID:.0%} of pairs validly.")
             continue
-        opt = row.get("optimal_length")
-        opt_text = f" (the optimal length on {opt:.1%})" if opt is not None and np.isfinite(opt) else ""
-        out.append(f"At {_flops(b)} per query the shortest routes come from **{row['model']}** at {int(row['steps'])} "
-                   f"step{'s' if int(row['steps']) != 1 else ''}: {row['length_ratio_mean']:.4f}× optimal on average"
-                   f"{opt_text}, {row.get('valid', float('nan')):.1%} valid, spending {_flops(row['flops_total'])}.")
+        text = f"At {_cost(b, cost)} per query the shortest routes come from {_point(row, cost)}"
+        if row["kind"] != "learned":
+            best = best_at_budget(frontier, b, cost=cost, learned_only=True)
+            text += (f"; the best learned model there is {_point(best, cost)}" if best is not None else
+                     f"; no learned model routes {FRONTIER_MIN_VALID:.0%} of pairs validly there")
+        out.append(text + ".")
     return out
 
 
+def _point(row, cost: str) -> str:
+    opt = row.get("optimal_length")
+    opt_text = f", the optimal length on {opt:.1%}" if opt is not None and np.isfinite(opt) else ""
+    kind = " (no learning)" if row["kind"] == "no learning" else " (scaffold control)" if row["kind"] == "control" \
+        else ""
+    return (f"**{row['model']}**{kind} at {int(row['steps'])} step{'s' if int(row['steps']) != 1 else ''}: "
+            f"{row['ratio']:.4f}× optimal over all pairs{opt_text}, {row.get('valid', float('nan')):.1%} valid, "
+            f"spending {_cost(row[cost], cost)}")
+
+
+def _cost(v: float, cost: str) -> str:
+    return _flops(v) if cost == "flops_total" else f"{v:.3g} CPU ms"
+
+
 def _flops(f: float) -> str:
-    for unit, scale in (("TFLOPs", 1e12), ("GFLOPs", 1e9), ("MFLOPs", 1e6), ("kFLOPs", 1e3)):
+    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if f >= scale:
-            return f"{f / scale:.3g} {unit}"
-    return f"{f:.0f} FLOPs"
+            return f"{f / scale:.3g} {unit}ops"
+    return f"{f:.0f} ops"
 
 
 FRONTIER_CHART_MIN_VALID = 0.9   # the length chart leaves out points whose length ratio rests on few valid routes
 
 
 def length_points(frontier: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """Points for the length chart (valid >= FRONTIER_CHART_MIN_VALID), with % longer than optimal, and the
-    models left out entirely (their ratios are over too few valid routes to mean much)."""
+    """Points for the length chart (valid >= FRONTIER_CHART_MIN_VALID), with % longer than optimal over all pairs,
+    and the models left out entirely (mostly routes that never arrive, each counted at the cap)."""
     if frontier.empty:
         return frontier, []
     ok = frontier[frontier.get("valid", 1.0) >= FRONTIER_CHART_MIN_VALID].copy()
-    ok["length_pct_mean"] = (ok["length_ratio_mean"] - 1.0) * 100.0
+    ok["length_pct_mean"] = (ok["ratio"] - 1.0) * 100.0
     left_out = sorted(set(frontier["model"]) - set(ok["model"]))
     return ok, left_out
 
@@ -361,7 +405,8 @@ def frontier_chart(frontier: pd.DataFrame, y: str = "length_pct_mean", x: str = 
     import altair as alt
 
     domain = sorted(models or frontier["model"].unique().tolist())
-    title = {"length_pct_mean": "mean % longer than optimal (lower is better)"}.get(y, METRIC_NAMES.get(y, y))
+    title = {"length_pct_mean": "mean % longer than optimal, all pairs (lower is better)"}.get(
+        y, METRIC_NAMES.get(y, y))
     # % longer than optimal spans 0.001% to 20%: a symmetric log scale shows both ends (and 0).
     y_scale = alt.Scale(domain=[0, 1]) if y in ("valid", "exact_match") else \
         alt.Scale(type="symlog", constant=0.05) if y == "length_pct_mean" else alt.Scale(zero=False)
@@ -369,8 +414,13 @@ def frontier_chart(frontier: pd.DataFrame, y: str = "length_pct_mean", x: str = 
         x=alt.X(f"{x}:Q", scale=alt.Scale(type="log"), title=METRIC_NAMES.get(x, x)),
         y=alt.Y(f"{y}:Q", scale=y_scale, title=title),
         color=alt.Color("model:N", scale=alt.Scale(domain=domain), legend=None),
-        tooltip=["model", "steps", alt.Tooltip(y, format=".4f"), alt.Tooltip(x, format=".3s"),
-                 *[alt.Tooltip(c, format=".3f") for c in ("length_ratio_mean", "valid", "exact_match")
+        # the classical floor dashed, scaffold controls dotted: a glance tells learned from hand-written
+        strokeDash=alt.StrokeDash("kind:N", scale=alt.Scale(domain=["learned", "no learning", "control"],
+                                                             range=[[1, 0], [6, 3], [2, 2]]),
+                                  legend=alt.Legend(title=None, orient="bottom")),
+        tooltip=["model", "kind", "steps", alt.Tooltip(y, format=".4f"), alt.Tooltip(x, format=".3s"),
+                 *[alt.Tooltip(c, format=".3f") for c in ("length_ratio_mean", "length_ratio_all_mean", "valid",
+                                                         "exact_match")
                    if c in frontier.columns and c != y]])
     layers = [base.mark_line(point=True)]
     if labels:

@@ -37,6 +37,56 @@ FAMILIES: dict[str, Family] = {
     "looped": _family("looped", ("small",), "LoopedModel"),
     "memory": _family("memory", ("small",), "MemoryModel"),
     "memsearch": _family("memsearch", ("small",), "MemSearchModel"),
+    # No learning: the floor every model is read against (cards only, nothing to train).
+    "classical": Family("citypath.models.classical:ClassicalModel"),
+}
+
+
+@dataclass(frozen=True)
+class Anatomy:
+    """What decides a family's route: the learned part, the hand-written parts that change the output, and
+    the hand-written parts that are only execution shortcuts (provably the dense computation's result)."""
+
+    learned: str
+    hand_written: str
+    shortcuts: str = "none"
+
+
+# The one table of who decides the route, per family; every card carries its family's row ("anatomy").
+ANATOMY: dict[str, Anatomy] = {
+    "gru": Anatomy("the next-city distribution (city embeddings, GRU, query heads, hop-geometry weights)",
+                   "decoding among the current city's graph neighbours only, never revisiting a city; best-of-N "
+                   "with the exact verifier choosing among samples (steps > 1)"),
+    "postrnn": Anatomy("the next-city distribution over all cities (the post's RNN)",
+                       "a hop cap; best-of-N with the exact verifier choosing among samples (steps > 1)"),
+    "refiner": Anatomy("the scorer of the current city's candidate neighbours",
+                       "the great-circle draft (step 1), candidates restricted to the neighbours nearest the "
+                       "target, no revisits, the direct jump once the target is within the radius, the per-city "
+                       "reach descriptors (a max-plus recursion), the exact verifier keeping the best walk"),
+    "gnn": Anatomy("the message-passing round (min aggregation, update MLP, detour read-out)",
+                   "the sparse message graph (nearest and farthest neighbour per compass cone), the decoder's "
+                   "score hop km + straight km + predicted detour among graph neighbours, no revisits"),
+    "bellman": Anatomy("the weights of the min-aggregation round and its read-out (10 scalars)",
+                       "the corridor (an ellipse around source and target that grows with the source's "
+                       "estimate) and the pruning of cities whose straight detour exceeds it; the decoder's "
+                       "straight-line prior for unreached cities",
+                       "the frontier: a city whose state did not change sends nothing new"),
+    "looped": Anatomy("the block (softmax heads over neighbours and global tokens, MLP, detour read-out) and the "
+                      "min head's 10 scalars",
+                      "bellman's corridor and pruning for the min head; the tube (which cities the block sees); "
+                      "the decoder (min head where reached, the block's estimate, straight km after convergence); "
+                      "halting",
+                      "the min head's frontier"),
+    "memory": Anatomy("the controller, the memory's keys, values, reads and verdicts, the neighbour scorer",
+                      "moves among graph neighbours only, no revisits, backing out of dead ends at inference, "
+                      "the exact verifier keeping the best walk"),
+    "memsearch": Anatomy("the rating of memory slots (key writer, GRU controller, query)",
+                         "best-first search itself: the open list (memory of candidates), relaxation, parent "
+                         "pointers, the closed set, decrease-key, eviction of the lowest-rated slots, path "
+                         "reconstruction; each slot's key is written from g and g + straight-line h (A*'s "
+                         "priority handed to the network)"),
+    "classical": Anatomy("nothing: no learned parameters",
+                         "the whole algorithm (citypath/models/classical.py)"),
 }
 
 
@@ -58,8 +108,11 @@ def human_count(n: float) -> str:
     return f"{n:g}"
 
 
-def model_label(name: str, family: str, parameters: float) -> str:
-    """'gru-small · gru · 791k params': how a checkpoint is named in pickers and tables."""
+def model_label(name: str, family: str, parameters: float, learned: bool = True) -> str:
+    """'gru-small · gru · 791k params' ('astar · no learning' for a classical row): how a checkpoint is named in
+    pickers and tables."""
+    if not learned:
+        return f"{name} · no learning"
     return f"{name} · {family} · {human_count(parameters)} params"
 
 
@@ -72,6 +125,7 @@ class Entry:
     parameters: int
     max_steps: int
     label: str
+    learned: bool = True     # False: a classical algorithm (the floor), in its own group "no learning"
 
 
 def catalogue(directory: str | os.PathLike | None = None) -> tuple[list[Entry], dict[str, str]]:
@@ -86,7 +140,9 @@ def catalogue(directory: str | os.PathLike | None = None) -> tuple[list[Entry], 
         try:
             card = read_card(d / f"{name}.json")
             family, params = str(card["family"]), int(card["num_parameters"])
-            entries.append(Entry(name, family, params, int(card["max_steps"]), model_label(name, family, params)))
+            learned = bool(card.get("learned", True))
+            entries.append(Entry(name, family, params, int(card["max_steps"]),
+                                 model_label(name, family, params, learned), learned))
         except (CheckpointError, ValueError, TypeError, KeyError) as e:
             unreadable[name] = f"{type(e).__name__}: {e}"
     return entries, unreadable

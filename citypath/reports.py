@@ -4,9 +4,16 @@
     python -m citypath.reports postrnn                      # results/postrnn-report.json
     python -m citypath.reports pairs                        # results/interesting-pairs.json (the app's list)
     python -m citypath.reports looped                       # results/looped-report.json (vs gru-large)
-    python -m citypath.reports looped-ablations             # results/looped-ablations.json (~25 min)
-    python -m citypath.reports memory-controls              # results/memory-controls.json (trains M = 0)
+    python -m citypath.reports looped-ablations             # results/looped-ablations.json (~25 min; validation pairs)
+    python -m citypath.reports memory-controls              # results/memory-controls.json (validation pairs)
     python -m citypath.reports card-metrics --model NAME     # re-measure a card's metrics (weights unchanged)
+    python -m citypath.reports control-weight               # results/memsearch-control-weight.json (validation)
+
+`control-weight`: the w of memory-search's attribution control (its search with the learned rating replaced
+by weighted A*'s -(g + w h)), chosen on validation pairs, never test pairs: the w whose all-pairs length ratio
+(failed routes at the cap) at the most steps is lowest: the strongest hand-set rating for the answer the model
+gives after thinking longest, so that what the learned rating adds is measured against the best the scaffold
+does without it. (Larger w finds a route in fewer steps and stops at a longer one; the table keeps every w.)
 
 `card-metrics`: the card's `metrics` measured again, as its training run measures them at its end (same
 pairs, seed and steps), for when the inference of a family changed but its weights did not; the card
@@ -33,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from citypath.cache import write_atomic
-from citypath.evaluate import sample_heldout_pairs
+from citypath.evaluate import sample_heldout_pairs, sample_validation_pairs
 from citypath.graph import CityGraph, load_graph
 from citypath.metrics import evaluate_paths
 from citypath.models import load_model
@@ -255,23 +262,24 @@ LOOPED_ABLATIONS = {
     "no-progressive": ("every loop from the first carries gradient (no loops without gradient)",
                        ["progressive=false"]),
     "softmax-only": ("no min head: softmax heads and MLP only", ["min_head=false"]),
+    "no-softmax": ("min head, injection and detour read-out only: no softmax heads, no MLP", ["softmax=false"]),
 }
 
 
 def looped_ablations(g: CityGraph, n_pairs: int, seed: int, graphs: int, runs_dir: Path,
                      only: list[str] | None = None) -> dict:
     """Train each ablation of the looped transformer for `graphs` small graphs (same seed, same batches)
-    and evaluate it on the same `n_pairs` held-out pairs; plus one loop per step (the full run's
-    weights, loops_per_step=1, twice the steps: the same loops at max steps)."""
+    and evaluate it on the same `n_pairs` validation pairs (a design study: never test pairs); plus one loop
+    per step (the full run's weights, loops_per_step=1, twice the steps: the same loops at max steps)."""
     import dataclasses
 
     from citypath.cli import main as cli_main
     from citypath.evaluate import evaluate_model
     from citypath.models import load_model as load
 
-    srcs, dsts = sample_heldout_pairs(g, n_pairs, seed=seed)
+    srcs, dsts = sample_validation_pairs(g, n_pairs, seed=seed)
     out = {"command": f"python -m citypath.reports looped-ablations --pairs {n_pairs} --graphs {graphs}",
-           "pairs": n_pairs, "pair_seed": seed, "graphs": graphs, "runs": {}}
+           "split": "validation", "pairs": n_pairs, "pair_seed": seed, "graphs": graphs, "runs": {}}
     for tag, (what, overrides) in LOOPED_ABLATIONS.items():
         if only and tag not in only:
             continue
@@ -296,6 +304,12 @@ def looped_ablations(g: CityGraph, n_pairs: int, seed: int, graphs: int, runs_di
             out["runs"]["one-loop-per-step"] = {"what": "the full run's weights, one loop per step (96 steps = "
                                                         "the same 96 loops)", "set": ["loops_per_step=1"],
                                                 "by_steps": res["by_steps"]}
+            # The attribution control: the full run's min head alone, the block removed (no training).
+            res = evaluate_model(m.scaffold_control(), g, srcs, dsts, (1, 2, 4, 8, 16, 32, 48), progress=False,
+                                 bootstrap=1000)
+            out["runs"]["min-head-only"] = {"what": "the full run's min head alone, run as bellman runs it: the "
+                                                    "block removed (looped's scaffold control)", "set": [],
+                                            "by_steps": res["by_steps"]}
     return out
 
 
@@ -335,9 +349,9 @@ def memory_controls(g: CityGraph, name: str, n_pairs: int, seed: int, runs_dir: 
     model = load_model(name, graph=g)
     top = model.max_steps
     steps, four = sorted({1, 2, 4, top}), sorted({1, 2, 4, top, 4 * top})
-    srcs, dsts = sample_heldout_pairs(g, n_pairs, seed=seed)
+    srcs, dsts = sample_validation_pairs(g, n_pairs, seed=seed)   # a design study: never test pairs
     out = {"command": f"python -m citypath.reports memory-controls --model {name} --pairs {n_pairs}", "model": name,
-           "pairs": n_pairs, "pair_seed": seed, "runs": {}}
+           "split": "validation", "pairs": n_pairs, "pair_seed": seed, "runs": {}}
     res = evaluate_model(model, g, srcs, dsts, four, progress=False, bootstrap=1000)
     out["runs"]["full"] = {"what": f"{name} as shipped (M = {model.config.slots})", "by_steps": res["by_steps"]}
     wiped = load_model(name, graph=g)
@@ -464,6 +478,29 @@ def pairs_report(g: CityGraph, names: list[str], n_pairs: int, seed: int, reuse:
             "pairs": n_pairs, "seed": seed, "interesting": interesting_pairs(rows), "per_pair": rows}
 
 
+def control_weight(g: CityGraph, name: str, weights: list[float], n_pairs: int, seed: int, steps: list[int]) -> dict:
+    """Each w's control on the same validation pairs; the chosen w is the one with the lowest mean all-pairs ratio."""
+    from citypath.evaluate import evaluate_model
+
+    model = load_model(name, graph=g)
+    srcs, dsts = sample_validation_pairs(g, n_pairs, seed=seed)
+    runs = {}
+    for w in weights:
+        entry = evaluate_model(model.scaffold_control(w), g, srcs, dsts, steps, seed=seed, bootstrap=200)
+        runs[f"{w:g}"] = {k: {m: v[m] for m in ("valid", "length_ratio_all_mean", "length_ratio_mean",
+                                               "flops_total", "cpu_ms_total_mean")}
+                          for k, v in entry["by_steps"].items()}
+    top = str(max(steps))
+    score = {w: run[top]["length_ratio_all_mean"] for w, run in runs.items()}
+    mean = {w: float(np.mean([r["length_ratio_all_mean"] for r in run.values()])) for w, run in runs.items()}
+    chosen = min(score, key=lambda w: (score[w], mean[w]))
+    return {"command": f"python -m citypath.reports control-weight --model {name} --pairs {n_pairs} --seed {seed}",
+            "model": name, "split": "validation", "pairs": n_pairs, "pair_seed": seed, "steps": steps,
+            "criterion": f"lowest length_ratio_all_mean (failed routes at the cap) at {top} steps (the answer "
+                         "after the most thinking), ties broken by its mean over the step counts",
+            "score": score, "mean_over_steps": mean, "chosen_weight": float(chosen), "runs": runs}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m citypath.reports")
     sub = p.add_subparsers(dest="report", required=True)
@@ -494,7 +531,7 @@ def main(argv: list[str] | None = None) -> int:
     lp.add_argument("--out", default="results/looped-report.json")
     a = sub.add_parser("looped-ablations", help="train and evaluate the looped transformer's ablations")
     a.add_argument("--pairs", type=int, default=200)
-    a.add_argument("--seed", type=int, default=0, help="held-out pair seed (0: the first pairs of results/eval.json)")
+    a.add_argument("--seed", type=int, default=0, help="validation pair seed")
     a.add_argument("--graphs", type=int, default=24_000, help="training budget of each run, in small graphs")
     a.add_argument("--runs", default="runs/looped-ablations", help="where the short runs' checkpoints go")
     a.add_argument("--only", default="", help="comma-separated tags (default: all)")
@@ -502,13 +539,20 @@ def main(argv: list[str] | None = None) -> int:
     mc = sub.add_parser("memory-controls", help="a memory model's controls: M = 0, wiped halfway, 1 vs many steps")
     mc.add_argument("--model", default="memory-small")
     mc.add_argument("--pairs", type=int, default=200)
-    mc.add_argument("--seed", type=int, default=0, help="held-out pair seed (0: the first pairs of results/eval.json)")
+    mc.add_argument("--seed", type=int, default=0, help="validation pair seed")
     mc.add_argument("--runs", default="runs/memory-controls", help="where the M = 0 run's checkpoint goes")
     mc.add_argument("--train-m0", action="store_true", help="also train a walker without memory (same budget)")
     mc.add_argument("--out", default="results/memory-controls.json")
     cm = sub.add_parser("card-metrics", help="re-measure a checkpoint card's metrics (weights unchanged)")
     cm.add_argument("--model", required=True)
     cm.add_argument("--checkpoints", default=None, help="checkpoint directory (default: checkpoints/)")
+    cw = sub.add_parser("control-weight", help="memory-search's control: w of -(g + w h), chosen on validation pairs")
+    cw.add_argument("--model", default="memory-search")
+    cw.add_argument("--weights", default="1,1.25,1.5,2,3,4,6,10")
+    cw.add_argument("--pairs", type=int, default=200)
+    cw.add_argument("--seed", type=int, default=0, help="validation pair seed")
+    cw.add_argument("--steps", default="1,2,4,8,16,32,64")
+    cw.add_argument("--out", default="results/memsearch-control-weight.json")
     args = p.parse_args(argv)
     import torch
 
@@ -516,6 +560,12 @@ def main(argv: list[str] | None = None) -> int:
     g = load_graph(verbose=False)
     if args.report == "card-metrics":
         refresh_card_metrics(g, args.model, args.checkpoints)
+        return 0
+    if args.report == "control-weight":
+        report = control_weight(g, args.model, [float(w) for w in args.weights.split(",")], args.pairs, args.seed,
+                                [int(k) for k in args.steps.split(",")])
+        write_atomic(Path(args.out), json.dumps(report, indent=1) + "\n")
+        print(json.dumps(report["score"], indent=1), f"chosen w = {report['chosen_weight']:g}")
         return 0
     if args.report == "looped":
         report = looped_report(g, args.model, args.pairs, args.seed, args.compare)

@@ -310,7 +310,7 @@ def load_models(g: CityGraph, names: Iterable[str] | None = None, *, directory=N
 
 def model_label(m: RoutingModel) -> str:
     """'gru-small · gru · 791k params', the name a picker shows (`registry.model_label`)."""
-    return registry.model_label(m.name, m.family, m.num_parameters)
+    return registry.model_label(m.name, m.family, m.num_parameters, m.learned)
 
 
 # -- live metrics -------------------------------------------------------------------------
@@ -399,12 +399,12 @@ def _cards(row, prev) -> list[MetricCard]:
                    judged, "Discrete Fréchet distance to the optimal path: how far the route strays."),
         MetricCard("Step time", f"{float(row['ms']):.1f} ms", None, "off",
                    "Measured wall time of this step; a batch computed for several steps is split over the "
-                   "steps it served, in proportion to their FLOPs."),
+                   "steps it served, in proportion to their operations."),
     ]
 
 
 def compute_so_far(metrics: pd.DataFrame, step: int) -> str | None:
-    """'compute so far: 12.3 MFLOPs · 45 ms' at `step` (1-based, clamped), or None without metrics."""
+    """'compute so far: 12.3 Mops · 45 ms' at `step` (1-based, clamped), or None without metrics."""
     if metrics is None or not len(metrics):
         return None
     row = metrics.iloc[min(max(step, 1), len(metrics)) - 1]
@@ -412,17 +412,17 @@ def compute_so_far(metrics: pd.DataFrame, step: int) -> str | None:
 
 
 def human_flops(f: float) -> str:
-    """1.2 GFLOPs, 340 MFLOPs, ... ('–' when unknown)."""
+    """1.2 Gops, 340 Mops, ... ('–' when unknown)."""
     if f is None or not np.isfinite(f):
         return "–"
-    for unit, scale in (("TFLOPs", 1e12), ("GFLOPs", 1e9), ("MFLOPs", 1e6), ("kFLOPs", 1e3)):
+    for unit, scale in (("Tops", 1e12), ("Gops", 1e9), ("Mops", 1e6), ("kops", 1e3)):
         if f >= scale:
             return f"{f / scale:.3g} {unit}"
-    return f"{f:.0f} FLOPs"
+    return f"{f:.0f} ops"
 
 
 def compute_text(row) -> str:
-    """'12.3 MFLOPs · 45 ms': cumulative compute of a metrics row."""
+    """'12.3 Mops · 45 ms': cumulative compute of a metrics row."""
     fl = float(row["flops_total"]) if "flops_total" in row else float("nan")
     ms = float(row["ms_total"]) if "ms_total" in row else float("nan")
     return f"{human_flops(fl)} · {ms:,.0f} ms" if np.isfinite(ms) else human_flops(fl)

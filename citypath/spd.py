@@ -6,8 +6,9 @@ traced back with vectorised predecessor walks. Half of the pairs are then flippe
 (the reverse of a shortest path is a shortest path), so both ends of a pair are
 uniform over cities. Pairs are split with `citypath.split.heldout_mask` into `train`
 and `test` (about 5%), stored as flat int32 tokens plus int64 offsets and memory-mapped
-on load. Each chunk has its own seed, so the result does not depend on the number of
-worker processes.
+on load; validation pairs stay in `train`, and training leaves them out
+(`citypath.training.spd_training_split`). Each chunk has its own seed, so the result
+does not depend on the number of worker processes.
 """
 
 from __future__ import annotations

@@ -1,10 +1,15 @@
-"""The train/held-out split of city pairs: a fixed hash of the unordered pair.
+"""The split of city pairs into train, validation and test: fixed hashes of the unordered pair.
 
-About 5% of pairs are held out. The split is symmetric, so a held-out pair's reverse
-path is held out too, and it depends only on the two ids, never on a random state:
-anyone can tell whether (src, dst) was eligible for training.
+About 5% of pairs are held out for testing (`is_heldout`: the SplitMix64 hash of the pair mod
+10,000 is below 500). Of the rest, about 5% are validation pairs (`is_validation`: a second
+SplitMix64 hash of the same pair, salted, independent of the first), for choosing checkpoints
+and settings without looking at test pairs; the remaining ~90% are training pairs. The split is
+symmetric, so a pair's reverse is on the same side, and it depends only on the two ids, never
+on a random state: anyone can tell which side (src, dst) is on.
 
     >>> is_heldout(3, 17) == is_heldout(17, 3)
+    True
+    >>> pair_split(3, 17) in ("train", "validation", "test")
     True
 """
 
@@ -12,8 +17,13 @@ from __future__ import annotations
 
 import numpy as np
 
-HELDOUT_PER_10K = 500  # 5.00% of pairs
+HELDOUT_PER_10K = 500     # 5.00% of all pairs are test pairs
+VALIDATION_PER_10K = 500  # 5.00% of the other pairs are validation pairs (4.75% of all pairs)
+PAIR_SPLITS = ("train", "validation", "test")
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+# XORed into the pair's key before the second hash; any constant with high bits set would do
+# ("validate" in ASCII): the held-out hash is left exactly as it was.
+_VALIDATION_SALT = np.uint64(0x76616C6964617465)
 
 
 def _splitmix64(x: np.ndarray) -> np.ndarray:
@@ -24,26 +34,63 @@ def _splitmix64(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
-def heldout_mask(src, dst) -> np.ndarray:
-    """Vectorised `is_heldout` over arrays of non-negative city ids."""
+def _pair_keys(src, dst) -> np.ndarray:
+    """`min << 32 | max` of each pair, as uint64 (the unordered pair's key)."""
     src = np.asarray(src, dtype=np.int64)
     dst = np.asarray(dst, dtype=np.int64)
     if (src < 0).any() or (dst < 0).any():
         raise ValueError("city ids must be non-negative integers")
     lo, hi = np.minimum(src, dst).astype(np.uint64), np.maximum(src, dst).astype(np.uint64)
+    return (lo << np.uint64(32)) | hi
+
+
+def heldout_mask(src, dst) -> np.ndarray:
+    """Vectorised `is_heldout` over arrays of non-negative city ids."""
+    keys = _pair_keys(src, dst)
     with np.errstate(over="ignore"):
-        h = _splitmix64((lo << np.uint64(32)) | hi)
+        h = _splitmix64(keys)
     return (h % np.uint64(10_000)) < np.uint64(HELDOUT_PER_10K)
 
 
-def sample_pairs(n_cities: int, n: int, rng: np.random.Generator, *, heldout: bool, batch: int = 1024,
-                 max_batches: int = 1000) -> tuple[np.ndarray, np.ndarray]:
-    """`n` random (src, dst) pairs of distinct cities, all held out (`heldout=True`) or all training pairs.
+def validation_mask(src, dst) -> np.ndarray:
+    """Vectorised `is_validation` over arrays of non-negative city ids."""
+    keys = _pair_keys(src, dst)
+    with np.errstate(over="ignore"):
+        h = _splitmix64(keys ^ _VALIDATION_SALT)
+    return ((h % np.uint64(10_000)) < np.uint64(VALIDATION_PER_10K)) & ~heldout_mask(src, dst)
 
-    The one sampler of pairs by split: the harness's held-out pairs, the app's random pair and the
-    families' validation pairs (training side) all draw here. Draws `batch` candidates at a time
-    from `rng` (src ids, then dst ids) and keeps those on the asked side, in order.
+
+def train_mask(src, dst, *, exclude_validation: bool = True) -> np.ndarray:
+    """True where training may use the pair: never a test pair, and not a validation pair unless
+    `exclude_validation=False` (how runs trained before the validation split drew their pairs)."""
+    allowed = ~heldout_mask(src, dst)
+    return allowed & ~validation_mask(src, dst) if exclude_validation else allowed
+
+
+def _side_mask(src, dst, split: str) -> np.ndarray:
+    if split == "test":
+        return heldout_mask(src, dst)
+    if split == "validation":
+        return validation_mask(src, dst)
+    return train_mask(src, dst)
+
+
+def sample_pairs(n_cities: int, n: int, rng: np.random.Generator, *, heldout: bool | None = None,
+                 split: str | None = None, batch: int = 1024,
+                 max_batches: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+    """`n` random (src, dst) pairs of distinct cities, all on one side of the split.
+
+    The one sampler of pairs by split: the harness's test pairs, the app's random pair, model
+    selection's validation pairs and the families' own validation pairs all draw here. Ask for
+    `split="train"`, `"validation"` or `"test"`; or, as before the validation split existed,
+    `heldout=True` (the same as `split="test"`) or `heldout=False` (any pair not held out: training
+    or validation). Draws `batch` candidates at a time from `rng` (src ids, then dst ids) and keeps
+    those on the asked side, in order.
     """
+    if (heldout is None) == (split is None):
+        raise ValueError("sample_pairs needs exactly one of heldout= or split=")
+    if split is not None and split not in PAIR_SPLITS:
+        raise ValueError(f"split={split!r}: choose one of {PAIR_SPLITS}")
     if n_cities < 2:
         raise ValueError("a graph needs at least 2 cities to draw pairs")
     srcs, dsts, have = [], [], 0
@@ -52,22 +99,43 @@ def sample_pairs(n_cities: int, n: int, rng: np.random.Generator, *, heldout: bo
             break
         s = rng.integers(0, n_cities, size=batch)
         t = rng.integers(0, n_cities, size=batch)
-        held = heldout_mask(s, t)
-        keep = (s != t) & (held if heldout else ~held)
+        if split is None:
+            held = heldout_mask(s, t)
+            side = held if heldout else ~held
+        else:
+            side = _side_mask(s, t, split)
+        keep = (s != t) & side
         srcs.append(s[keep])
         dsts.append(t[keep])
         have += int(keep.sum())
     if have < n:
-        side = "held-out" if heldout else "training"
+        side = split or ("held-out" if heldout else "training")
         raise ValueError(f"could not find {n} {side} pairs in a graph of {n_cities} cities")
     return np.concatenate(srcs)[:n], np.concatenate(dsts)[:n]
 
 
-def is_heldout(src: int, dst: int) -> bool:
-    """True if the pair (src, dst) is a test pair: never in training data (about 5% of pairs)."""
+def _check_ids(src: int, dst: int) -> None:
     for v in (src, dst):
         if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
             raise ValueError(f"city ids must be integers, not {type(v).__name__} {v!r:.40}")
         if not 0 <= v < 2**31:
             raise ValueError(f"city id {v} is out of range (ids are 0..2**31-1)")
+
+
+def is_heldout(src: int, dst: int) -> bool:
+    """True if the pair (src, dst) is a test pair: never in training data (about 5% of pairs)."""
+    _check_ids(src, dst)
     return bool(heldout_mask(src, dst))
+
+
+def is_validation(src: int, dst: int) -> bool:
+    """True if the pair (src, dst) is a validation pair: for model selection, not trained on since the
+    split existed (about 5% of the pairs that are not held out)."""
+    _check_ids(src, dst)
+    return bool(validation_mask(src, dst))
+
+
+def pair_split(src: int, dst: int) -> str:
+    """Which side of the split the pair (src, dst) is on: "train", "validation" or "test"."""
+    _check_ids(src, dst)
+    return "test" if heldout_mask(src, dst) else "validation" if validation_mask(src, dst) else "train"

@@ -6,8 +6,11 @@ This module then does the rest, identically for every family:
 
 - seeding, and batches that are a pure function of (seed, step, rank), so a resumed run
   sees exactly the batches it would have seen;
-- AdamW with warm-up and cosine decay over a budget of paths *or* wall-clock minutes,
-  whichever runs out first (so one documented command always finishes in time);
+- AdamW with warm-up and cosine decay over a budget of paths, never of time, so a card's command
+  reproduces its weights on any machine; `max_minutes` is only a safety stop, and a run it stops
+  says so on its card (`stopped_by: "clock"`: not reproducible by its command);
+- training pairs never held out, and (`exclude_validation`, the default since the validation
+  split existed) never validation pairs (`citypath.split`);
 - a training state `runs/<name>/state.safetensors` (weights, optimiser, curves; no pickle),
   written atomically every few minutes, at every epoch and on Ctrl-C / SIGTERM; a rerun of
   the same command resumes from it;
@@ -64,7 +67,8 @@ class TrainConfig:
     warmup_steps: int = 200
     batch_paths: int = 64            # paths per optimiser step, per process
     total_paths: int = 1_000_000     # budget of training paths (all processes together)
-    max_minutes: float = 55.0        # wall-clock budget; whichever budget runs out first ends training
+    max_minutes: float = 55.0        # wall-clock safety stop only: never shapes the schedule; a run it stops
+                                     # early is marked on its card as not reproducible by its command
     epoch_paths: int = 50_000        # a curve point (validation) every this many paths
     val_paths: int = 300             # fixed validation subset (held back from training)
     save_every_s: float = 120.0
@@ -80,6 +84,8 @@ class TrainConfig:
     runs_dir: str | None = None
     progress: bool = True
     extra: dict = field(default_factory=dict)
+    exclude_validation: bool = True  # never train on validation pairs (citypath.split); False reproduces runs
+                                     # made before the validation split (`--keep-validation-pairs`)
 
 
 class TrainTask(Protocol):
@@ -137,21 +143,28 @@ def batch_rng(seed: int, step: int, rank: int = 0) -> np.random.Generator:
     return np.random.default_rng([seed, step, rank])
 
 
-def spd_training_split(g: CityGraph, cfg: TrainConfig) -> tuple[Any, int, np.ndarray]:
-    """The SPD's train split for a sequence family: (dataset, paths trained on, validation indices).
+def spd_training_split(g: CityGraph, cfg: TrainConfig) -> tuple[Any, np.ndarray, np.ndarray]:
+    """The SPD's train split for a sequence family: (dataset, indices trained on, validation indices).
 
-    The last `val_paths` paths are the validation subset (never trained on); training draws from
-    the rest. They share a few source cities (the SPD solves 256 targets per source), so they are
-    a narrow sample: held-out figures come from the harness.
+    The last `val_paths` paths are the family's validation subset (never trained on); training draws
+    from the rest, less the paths between validation pairs of `citypath.split` unless
+    `cfg.exclude_validation` is off (the SPD's train split holds every pair that is not held out).
+    The subset's paths share a few source cities (the SPD solves 256 targets per source), so they
+    are a narrow sample: held-out figures come from the harness.
     """
     from citypath.spd import SPDConfig, load_spd
+    from citypath.split import train_mask
 
     spd = SPDConfig(n_paths=cfg.spd_paths) if cfg.spd_paths else SPDConfig()
     ds = load_spd(g, "train", spd, progress=cfg.progress)
     n = len(ds)
     if n <= cfg.val_paths:
         raise ValueError(f"the SPD train split has {n} paths, not more than val_paths={cfg.val_paths}")
-    return ds, n - cfg.val_paths, np.arange(n - cfg.val_paths, n)
+    n_train = n - cfg.val_paths
+    train_index = np.arange(n_train)
+    if cfg.exclude_validation:
+        train_index = train_index[train_mask(ds.src[:n_train], ds.dst[:n_train])]
+    return ds, train_index, np.arange(n_train, n)
 
 
 def hardware() -> str:
@@ -327,7 +340,7 @@ def train(task: TrainTask, g: CityGraph, cfg: TrainConfig, *, fresh: bool = Fals
         for stale in run_dir.glob(f".{STATE_FILE}.tmp-*"):
             stale.unlink(missing_ok=True)
     meta = {"step": 0, "paths_seen": 0, "tokens_seen": 0, "seconds": 0.0, "curves": [], "epoch": 0,
-            "config": task.model_config, "seed": cfg.seed}
+            "config": task.model_config, "seed": cfg.seed, "exclude_validation": cfg.exclude_validation}
     if state_path.exists() and not fresh:
         saved = read_state_meta(state_path)
         # Decoding-only settings (e.g. a sampling temperature) may change between runs; the rest may not.
@@ -336,6 +349,11 @@ def train(task: TrainTask, g: CityGraph, cfg: TrainConfig, *, fresh: bool = Fals
             {k: v for k, v in task.model_config.items() if k not in decode_only}
         if not same or saved.get("seed") != cfg.seed:
             raise SystemExit(f"{state_path} is a run with another config or seed; pass --fresh to start over")
+        # States saved before the validation split existed trained on validation pairs.
+        if saved.get("exclude_validation", False) != cfg.exclude_validation:
+            kept = "trained on" if cfg.exclude_validation else "left out"
+            raise SystemExit(f"{state_path} is a run that {kept} validation pairs; rerun with its "
+                             "--keep-validation-pairs setting, or pass --fresh to start over")
         meta.update(load_state(state_path, model, opt, ema))
         meta["config"] = task.model_config
         if d.main:
@@ -358,8 +376,12 @@ def train(task: TrainTask, g: CityGraph, cfg: TrainConfig, *, fresh: bool = Fals
     budget_s = cfg.max_minutes * 60
 
     def progress() -> float:
-        elapsed = time.perf_counter() - t_start
-        return _all_max(max(meta["paths_seen"] / cfg.total_paths, elapsed / budget_s), d)
+        # Paths only: the schedule, and so the weights, never depend on the machine's speed.
+        return meta["paths_seen"] / cfg.total_paths
+
+    def out_of_time() -> bool:
+        # The clock is a safety stop only, agreed by every process (their clocks differ).
+        return _all_max(time.perf_counter() - t_start, d) >= budget_s
 
     def snapshot():
         meta["seconds"] = time.perf_counter() - t_start
@@ -371,9 +393,9 @@ def train(task: TrainTask, g: CityGraph, cfg: TrainConfig, *, fresh: bool = Fals
                    unit_scale=True, desc=cfg.name, disable=not (cfg.progress and d.main), dynamic_ncols=True)
         model.train()
         ema_loss, tok_rate, t_last = None, 0.0, time.perf_counter()
-        p = progress()
+        p, clock_ran_out = progress(), out_of_time()
         stopped_by = "budget"
-        while p < 1.0:
+        while p < 1.0 and not clock_ran_out:
             if stop["signal"] is not None:
                 stopped_by = "signal"
                 break
@@ -403,9 +425,9 @@ def train(task: TrainTask, g: CityGraph, cfg: TrainConfig, *, fresh: bool = Fals
             bar.set_postfix(loss=f"{ema_loss:.3f}", tok_s=f"{tok_rate:,.0f}", lr=f"{lr_at(cfg, meta['step'], p):.1e}",
                             refresh=False)
             bar.update(0)
-            p = progress()
+            p, clock_ran_out = progress(), out_of_time()
             epoch_due = meta["paths_seen"] // cfg.epoch_paths > meta["epoch"]
-            if epoch_due or p >= 1.0:
+            if epoch_due or p >= 1.0 or clock_ran_out:
                 meta["epoch"] = max(meta["epoch"] + 1, meta["paths_seen"] // cfg.epoch_paths)
                 if d.main:
                     point = {"epoch": meta["epoch"], "step": meta["step"],
@@ -433,7 +455,12 @@ def train(task: TrainTask, g: CityGraph, cfg: TrainConfig, *, fresh: bool = Fals
         if d.world > 1:
             dist.destroy_process_group()
         raise SystemExit(130)
-    stopped_by = "paths" if meta["paths_seen"] >= cfg.total_paths else "minutes"
+    stopped_by = "paths" if meta["paths_seen"] >= cfg.total_paths else "clock"
+    if stopped_by == "clock" and d.main:
+        print(f"WARNING: {cfg.name} was stopped by the wall-clock safety cap (max_minutes={cfg.max_minutes:g}) "
+              f"after {meta['paths_seen']:,} of {cfg.total_paths:,} paths: its weights depend on this machine's "
+              "speed and its command does not reproduce them; raise --max-minutes and rerun to finish",
+              file=sys.stderr)
     out = None
     if d.main:
         out = write_checkpoint(task, shipped, g, cfg, meta, n_params, stopped_by)
@@ -477,6 +504,15 @@ def write_checkpoint(task: TrainTask, model: torch.nn.Module, g: CityGraph, cfg:
         "curves": meta["curves"],
         "metrics": None,
     }
+    from citypath.registry import ANATOMY
+
+    if task.family in ANATOMY:      # who decides the route: learned, hand-written, shortcut (one table)
+        card["anatomy"] = dataclasses.asdict(ANATOMY[task.family])
+    if stopped_by == "clock":
+        card["training"]["note"] = (
+            f"NOT REPRODUCIBLE BY ITS COMMAND: stopped by the wall-clock safety cap (max_minutes="
+            f"{cfg.max_minutes:g}) after {meta['paths_seen']:,} of {cfg.total_paths:,} paths, so where it stopped "
+            "depends on the machine's speed")
     # Weights and card are written in full, then renamed into place together: a full disk or an
     # unwritable directory leaves a previous checkpoint of this name as it was, pair intact.
     with staged_files(weights, card_path) as (tmp_weights, tmp_card):
@@ -557,4 +593,6 @@ def config_from_args(default_name: str, defaults: dict, args) -> tuple[TrainConf
             values[key] = getattr(args, arg)
     if getattr(args, "no_progress", False):
         values["progress"] = False
+    if getattr(args, "keep_validation_pairs", False):
+        values["exclude_validation"] = False
     return TrainConfig(name=getattr(args, "name", None) or default_name, **values), model_overrides

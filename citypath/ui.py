@@ -126,7 +126,11 @@ def _catalog(stamp: tuple) -> Catalog:
     entries, unreadable = registry.catalogue()
     labels = {e.name: e.label for e in entries} | {name: f"{name} (unreadable card)" for name in unreadable}
     steps = [16] + [e.max_steps for e in entries]
-    return Catalog(sorted(labels), labels, int(min(max(steps), 128)), {e.name: e.parameters for e in entries})
+    # The learned models first, then the group "no learning" (the classical floor); only learned models have a
+    # size that the default comparison (smallest against largest) reads.
+    classical = {e.name for e in entries if not e.learned}
+    names = sorted(labels, key=lambda n: (n in classical, n))
+    return Catalog(names, labels, int(min(max(steps), 128)), {e.name: e.parameters for e in entries if e.learned})
 
 
 def catalog() -> Catalog:
@@ -413,8 +417,8 @@ def _payload(_g: CityGraph, _optimal, _replays: dict, _thinking, key: tuple, fin
         cities=urls_d.get("cities") or city_records(_g, fingerprint), states=None,
         basemap=basemap, thinking_frames=thinking_frames, legend_tail=legend_tail, pending=pending,
         notes=[f"Equal compute: {session.human_flops(budget)} per query. Each model shows the most refinement "
-               "steps that fit in the budget (its own FLOPs count); turn Equal compute off in the sidebar to "
-               "play steps."] if limits is not None else [],
+               "steps that fit in the budget (operations, one count for every model); turn Equal compute off in the "
+               "sidebar to play steps."] if limits is not None else [],
         speeds=SPEEDS, mode=f"equal-{limits is not None}")
     if urls_d:      # static serving works: the frames go once into a file every visitor's browser fetches
         try:

@@ -44,37 +44,44 @@ if results.empty:
 frontier = dashboards.frontier_table(results)
 st.markdown(f"Showing **{source}**.")
 if not frontier.empty:
-    st.markdown("**Route length against compute per query.** Each line is a model, each point a number of "
-                "refinement steps (the small numbers); lower is better (shorter routes), further left is cheaper. "
-                "A model that thinks longer moves right along its line; it beats a bigger model where its line "
-                "runs below the other's at the same compute.")
+    st.markdown("**Route length against compute per query.** Each line is a row of the ruler, each point a number "
+                "of refinement steps (the small numbers); lower is better (shorter routes, a route that never "
+                "arrives counted at the cap), further left is cheaper. Solid lines learned, dashed lines the "
+                "classical algorithms (no learning: the floor), dotted lines a learned model's scaffold with the "
+                "learned part replaced by its hand-set equivalent. A model that thinks longer moves right along its "
+                "line; it beats another where its line runs below the other's at the same compute.")
+    costs = [c for c in dashboards.FRONTIER_COSTS if c in frontier and frontier[c].notna().all()]
+    cost = st.radio("Compute", costs, horizontal=True, format_func=dashboards.FRONTIER_COSTS.get,
+                    help="Counted operations: one convention for every row, set-up, search bookkeeping and the "
+                         "verifier included (docs/evaluation.md, One cost); machine-independent, so the default. "
+                         "CPU ms: measured single-thread CPU time of the whole query in the same run.")
     points, left_out = dashboards.length_points(frontier)
     everyone = sorted(frontier["model"].unique().tolist())
-    st.altair_chart(dashboards.frontier_chart(points, models=everyone), width="stretch")
-    st.markdown("\n".join(f"- {line}" for line in dashboards.frontier_findings(frontier)))
+    st.altair_chart(dashboards.frontier_chart(points, x=cost, models=everyone), width="stretch")
+    st.markdown("\n".join(f"- {line}" for line in dashboards.frontier_findings(frontier, cost=cost)))
     st.caption(f"Points where under {dashboards.FRONTIER_CHART_MIN_VALID:.0%} of routes are "
-               "valid are left out of the length chart (a length ratio over a few valid routes means little)"
+               "valid are left out of the length chart"
                + (f"; no point of {', '.join(left_out)} qualifies" if left_out else "") +
                f". A point counts for the sentences only if at least {dashboards.FRONTIER_MIN_VALID:.0%} of its "
-               "routes are valid. FLOPs are each model's own count of what it processed "
-               "(docs/test-time-compute.md).")
+               "routes are valid. Operations are counted by one convention for every row (docs/evaluation.md).")
     c1, c2 = st.columns(2)
     for col, metric in ((c1, "valid"), (c2, "exact_match")):
         if metric in frontier.columns:
-            col.altair_chart(dashboards.frontier_chart(frontier, y=metric, height=260, labels=False, models=everyone),
-                             width="stretch")
+            col.altair_chart(dashboards.frontier_chart(frontier, y=metric, x=cost, height=260, labels=False,
+                                                       models=everyone), width="stretch")
     st.divider()
     st.subheader("Explore any metric")
-headline = ("valid", "length_ratio_mean", "length_ratio_median", "reaches_target", "bounded", "illegal_jump_rate",
-            "illegal_jumps_mean", "exact_match", "frechet_km_mean", "hops_mean")
+headline = ("valid", "length_ratio_mean", "length_ratio_all_mean", "length_ratio_median", "reaches_target", "bounded",
+            "illegal_jump_rate", "illegal_jumps_mean", "exact_match", "frechet_km_mean", "hops_mean")
 numeric = [c for c in results.columns if c not in ("model", "steps", "family", "num_parameters", "pairs", "n",
                                                      "n_valid") and pd.api.types.is_numeric_dtype(results[c])]
 metrics = [c for c in headline if c in numeric] + [c for c in numeric if c not in headline]
 c1, c2 = st.columns([1, 2])
 metric = c1.selectbox("Metric", metrics, index=0, format_func=lambda c: dashboards.METRIC_NAMES.get(c, c),
-                      help="Length-ratio statistics are over valid paths only: read them next to `valid`.")
-x_names = {"steps": "refinement steps", "flops_total": "compute (FLOPs per query)",
-           "ms_total_mean": "measured ms per query"}
+                      help="Length-ratio statistics are over valid paths only: read them next to `valid`; "
+                           "the all-pairs mean counts a failed route at a stated cap.")
+x_names = {"steps": "refinement steps", "flops_total": "compute (counted operations per query)",
+           "ms_total_mean": "measured ms per query", "cpu_ms_total_mean": "measured CPU ms per query (one thread)"}
 x_options = [c for c in x_names if c in results.columns and results[c].notna().any()]
 x_axis = c2.radio("Against", x_options, horizontal=True, format_func=x_names.get)
 chart = (alt.Chart(results).mark_line(point=True)

@@ -324,9 +324,9 @@ def test_equal_compute_gives_each_model_the_steps_its_budget_buys(app_env, small
     args = player_args(at)
     notes = {m["name"]: m["notes"][0] for m in args["models"]}
     # the fake spends 1 MFLOP a step: 3 steps fit; the bellman network's steps are far cheaper on this graph
-    assert "3 steps fit in 3 MFLOPs" in notes["demo-refining"], notes
-    assert "fit in 3 MFLOPs" in notes["demo-bellman"] and "3 steps fit" not in notes["demo-bellman"]
-    assert not args["playable"] and len(player_frames(args)) == 1 and "Equal compute: 3 MFLOPs" in args["notes"][0]
+    assert "3 steps fit in 3 Mops" in notes["demo-refining"], notes
+    assert "fit in 3 Mops" in notes["demo-bellman"] and "3 steps fit" not in notes["demo-bellman"]
+    assert not args["playable"] and len(player_frames(args)) == 1 and "Equal compute: 3 Mops" in args["notes"][0]
     assert {"model-0", "model-1"} <= set(layer_ids(at))          # both routes drawn, each at its own step
     at.select_slider(key="budget").set_value(1e6).run()
     assert "1 step fit" in {m["name"]: m["notes"][0] for m in player_args(at)["models"]}["demo-refining"]
@@ -489,3 +489,15 @@ def test_the_caption_says_how_long_a_run_waited_for_its_turn(monkeypatch):
     assert ui.wait_text() == ", after 234 ms waiting behind 3 other visitor run(s)"
     monkeypatch.setattr(ui, "_TURNS", Waiting(Waited(0.01, 1)))
     assert ui.wait_text() == ""
+
+
+def test_the_picker_puts_the_classical_rows_last_and_the_default_comparison_leaves_them_out():
+    """The classical algorithms are offered in their own group ("no learning") after the learned models; the
+    first visit's comparison (smallest learned model against the largest) never picks one for its 0 parameters."""
+    from citypath import session, ui
+
+    cat = ui.catalog()
+    classical = [n for n in cat.names if cat.labels[n].endswith("· no learning")]
+    assert {"astar", "dijkstra", "anytime-astar", "bellman-ford"} <= set(classical)
+    assert cat.names[-len(classical):] == classical
+    assert not set(session.default_models(cat.names, cat.parameters)) & set(classical)

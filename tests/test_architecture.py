@@ -52,6 +52,9 @@ def test_the_registry_is_the_one_list_of_families():
 
     for name, family in FAMILIES.items():
         assert family.model.startswith(f"citypath.models.{name}:") and family_class(name).family == name
+        if family.task is None:        # nothing to train: the classical algorithms
+            assert family.sizes == () and name == "classical"
+            continue
         assert family.task == f"citypath.tasks.{name}:training_task" and callable(task_factory(name))
         presets = importlib.import_module(f"citypath.tasks.{name}").TRAIN_DEFAULTS
         assert set(family.sizes) == set(presets), name
@@ -92,3 +95,18 @@ def test_settings_parse_what_the_docs_say():
 
     assert settings.cache_dir({}) == Path(platformdirs.user_cache_dir("citypath", appauthor=False))
     assert all(f"`{v}`" in settings.__doc__ for v in settings.VARIABLES)
+
+
+def test_every_card_says_what_decides_its_route():
+    """One table (registry.ANATOMY) says, per family, what is learned, what hand-written part changes the output
+    and what is only an execution shortcut; every card carries its family's row."""
+    import dataclasses
+    import json
+
+    from citypath.models import checkpoints_dir
+    from citypath.registry import ANATOMY
+
+    assert set(ANATOMY) == set(FAMILIES)
+    for path in sorted(checkpoints_dir().glob("*.json")):
+        card = json.loads(path.read_text())
+        assert card["anatomy"] == dataclasses.asdict(ANATOMY[card["family"]]), path.name

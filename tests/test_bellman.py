@@ -215,3 +215,72 @@ def test_when_the_source_estimate_exceeds_the_corridor_every_reached_city_sends_
         assert set(t.s.frontier.tolist()) == set(np.flatnonzero(t.s.reached).tolist())
         seen += 1
     assert seen > 0
+
+
+def test_scaffold_control_is_the_same_run_with_bellman_fords_weights(tiny_graph, pairs):
+    """bellman's attribution control: the trained model's scaffold (config, frontier, corridor, decoder) with the
+    exact hand-set weights; on the same pairs it routes exactly as the hand-built exact model does."""
+    g = tiny_graph
+    trained = BellmanModel.untrained(g, BellmanConfig(hidden_dim=1, rounds_per_step=2, max_steps=20), seed=1)
+    control = trained.scaffold_control()
+    assert control.config == trained.config and not control.learned and control.card["control_of"] == trained.name
+    exact = exact_model(g, rounds_per_step=2, max_steps=20)
+    for src, dst in pairs[:6]:
+        assert list(control.refine(g, src, dst, steps=20)) == list(exact.refine(g, src, dst, steps=20))
+
+
+def _independent_frontier_ops(g, src, dst, rounds_per_step: int, steps: int, paths: list) -> list[float]:
+    """Bellman-Ford over a frontier in plain Python (exact weights, a corridor holding every city), priced by
+    citypath.cost from the counts it makes itself: per round the frontier's edges, the cities they touch, the ones
+    that changed; per step the neighbours the decoder scores along the model's path, and the verifier."""
+    from citypath import cost
+    from citypath.models.bellman import d_ops, decode_ops
+
+    n, R = g.n_cities, g.radius_km
+    ip, ix, wt = g.adjacency.indptr.tolist(), g.adjacency.indices.tolist(), g.adjacency.data.tolist()
+    h = [float("inf")] * n
+    h[dst] = 0.0
+    frontier = [dst]
+    via = (citypath.geo.haversine_km(g.lat, g.lon, g.lat[src], g.lon[src])
+           + citypath.geo.haversine_km(g.lat, g.lon, g.lat[dst], g.lon[dst])).tolist()
+    out, total = [], cost.haversine(2 * n) + cost.fill(n * 5)
+    for k in range(steps):
+        for _ in range(rounds_per_step):
+            if not frontier:
+                continue
+            edges = sum(ip[u + 1] - ip[u] for u in frontier)
+            total += cost.fill(5 * edges) + d_ops(1) * edges + cost.matmul(len(frontier), 1, 1)
+            new = {}
+            for u in frontier:
+                for j in range(ip[u], ip[u + 1]):
+                    m = h[u] * 1.0 + 1.0 * (wt[j] / R) + 0.0
+                    new[ix[j]] = min(new.get(ix[j], float("inf")), m)
+            total += cost.fill(n) + cost.sort(edges) + cost.fill(len(new) * 6)
+            changed = sorted(v for v, m in new.items() if m < h[v])
+            for v in changed:
+                h[v] = new[v]
+            if h[src] < float("inf"):
+                est = h[src] * R
+                changed = [v for v in changed if via[v] <= max(est, 0.0) + 1e-9]
+                total += cost.fill(len(changed)) + cost.matmul(1, 1, 1)
+            frontier = changed
+        path = paths[k]
+        total += sum(decode_ops(ip[c + 1] - ip[c], 1) for c in path[:-1]) + cost.fill(n) + cost.verify(len(path) - 1)
+        out.append(total)
+    return out
+
+
+def test_counted_operations_match_an_independent_count(tiny_graph, pairs):
+    g = tiny_graph
+    m = exact_model(g, rounds_per_step=2, max_steps=12, corridor_factor=1000.0)
+    for src, dst in pairs[:4]:
+        t = Thinker(m.weights, g, m.config, src, dst)
+        raw = []                                    # the decoder's own path each step (before best-so-far)
+        for _ in range(12):
+            for _ in range(2):
+                t.round()
+            raw.append(t.decode(10_000))
+        got = np.cumsum([f for _, f in m.refine_with_compute(g, src, dst, steps=12)])
+        want = _independent_frontier_ops(g, src, dst, 2, 12, raw)
+        # a step whose path is repeated after convergence still decodes and verifies: equal sums step by step
+        np.testing.assert_allclose(got, want, rtol=1e-12)

@@ -412,15 +412,15 @@ def test_state_layer_per_step_and_equal_compute_in_browser(app_url):
             page.wait_for_selector("text=Compute budget per query", timeout=30_000)
             thumb = page.locator("[data-testid=stSlider]", has_text="Compute budget").get_by_role("slider")
             thumb.focus()
-            for _ in range(3):                             # 100 MFLOPs -> 30 -> 10 -> 3 MFLOPs
+            for _ in range(3):                             # 100 Mops -> 30 -> 10 -> 3 Mops
                 page.keyboard.press("ArrowLeft")
                 page.wait_for_timeout(300)
-            _player(page).wait_for_selector("text=3 steps fit in 3 MFLOPs", timeout=30_000)
+            _player(page).wait_for_selector("text=3 steps fit in 3 Mops", timeout=30_000)
             frame = _player(page)
             page.wait_for_timeout(1500)
             strip = frame.inner_text("#strip")
             bell = [line for line in strip.splitlines() if "demo-bellman" in line]
-            assert bell and "fit in 3 MFLOPs" in strip and "3 steps fit" not in bell[0], strip
+            assert bell and "fit in 3 Mops" in strip and "3 steps fit" not in bell[0], strip
             assert frame.locator("#play").is_disabled()     # a still comparison: nothing to play
             assert _canvas_not_blank(frame)
             page.screenshot(path=str(OUTPUT / "equal-compute.png"))

@@ -29,7 +29,16 @@ def test_best_at_budget_needs_valid_routes_and_stays_within_the_budget():
     row = dashboards.best_at_budget(f, 1e9)
     assert (row["model"], row["steps"]) == ("small", 32)                   # cheaper and shorter than big
     lines = dashboards.frontier_findings(f, budgets=(1e6, 1e8))
-    assert "no model routes" in lines[0] and "**small** at 32 steps" in lines[1]
+    assert "no row routes" in lines[0] and "**small** at 32 steps" in lines[1]
+
+
+def test_findings_name_the_best_learned_model_beside_a_classical_row_that_wins():
+    f = _table()
+    floor = f[f["model"] == "small"].copy()
+    floor["model"], floor["kind"], floor["ratio"], floor["valid"] = "astar", "no learning", 1.0, 1.0
+    f = pd.concat([f, floor], ignore_index=True)
+    [line] = dashboards.frontier_findings(f, budgets=(1e9,))
+    assert line.index("**astar** (no learning)") < line.index("the best learned model there is **small**")
 
 
 def _replay_with_flops(flops):
@@ -113,7 +122,7 @@ def test_compute_so_far_is_cumulative(tiny_graph):
     m = RefiningFake("fake", {"num_parameters": 1, "max_steps": 4, "graph": {"fingerprint": tiny_graph.fingerprint}})
     r = session.compute_replay(m, tiny_graph, 0, 7, 4)
     assert list(r.metrics["flops_total"]) == [1e6, 2e6, 3e6, 4e6]
-    assert session.compute_so_far(r.metrics, 3).startswith("compute so far: 3 MFLOPs · ")
+    assert session.compute_so_far(r.metrics, 3).startswith("compute so far: 3 Mops · ")
     assert abs(r.metrics["ms_total"].iloc[-1] - sum(r.step_ms)) < 1e-9
 
 

@@ -10,11 +10,17 @@ import pytest
 
 import citypath
 from citypath.evaluate import (
+    FAILED_RATIO_CAP,
+    RATES,
+    SCHEMA_VERSION,
     ResultsError,
     evaluate_model,
+    learned_gain,
     load_results,
     merge_results,
+    paired_bootstrap,
     sample_heldout_pairs,
+    wilson_interval,
 )
 from citypath.models import list_models, load_model
 from citypath.models.base import RoutingModel
@@ -43,6 +49,26 @@ class Short(Oracle):
         yield [src, dst]
 
 
+class FailsUpward(Oracle):
+    """Dijkstra's path when src > dst; otherwise it stays at the source (not valid), at every step."""
+
+    def refine(self, g, src, dst, steps=1, *, seed=0):
+        src, dst, steps = self.check_query(g, src, dst, steps)
+        for _ in range(steps):
+            yield g.shortest_path(src, dst) if src > dst else [src]
+
+
+def test_wilson_interval_known_values_never_zero_width():
+    assert wilson_interval(0, 10) == [0.0, pytest.approx(0.2775, abs=1e-4)]
+    assert wilson_interval(200, 200) == [pytest.approx(0.9812, abs=1e-4), 1.0]
+    assert wilson_interval(5, 10) == [pytest.approx(0.2366, abs=1e-4), pytest.approx(0.7634, abs=1e-4)]
+    assert wilson_interval(0, 0) is None
+    for n in (1, 2, 7, 1000, 10**6):
+        for k in {0, 1, n // 2, n - 1, n}:
+            lo, hi = wilson_interval(k, n)
+            assert 0.0 <= lo <= k / n <= hi <= 1.0 and hi - lo > 0, (k, n, lo, hi)
+
+
 def test_pairs_are_heldout_distinct_and_deterministic(tiny_graph):
     s, t = sample_heldout_pairs(tiny_graph, 50, seed=1)
     assert len(s) == 50 and (s != t).all() and citypath.heldout_mask(s, t).all()
@@ -62,6 +88,67 @@ def test_an_oracle_scores_perfectly_at_step_2(tiny_graph):
     lo, hi = one["ci95"]["valid"]
     assert lo <= one["valid"] <= hi
     assert two["ms_per_step"] >= 0 and two["n"] == 30
+    # Every rate's interval is Wilson's, so 30/30 is not "100% [100-100]".
+    for k in RATES:
+        assert two["ci95"][k] == wilson_interval(round(two[k] * 30), 30), k
+    assert two["ci95"]["valid"][0] < 1.0 == two["ci95"]["valid"][1]
+    assert two["length_ratio_coverage"] == 1.0 and two["length_ratio_all_mean"] == pytest.approx(1.0)
+    # CPU time of the calling thread, measured beside wall time and kept per pair.
+    assert two["cpu_ms_total_mean"] >= 0 and two["cpu_ms_per_step"] == pytest.approx(two["cpu_ms_total_mean"] / 2)
+    assert two["ci95"]["cpu_ms_per_step"] is not None
+    for k in ("1", "2"):
+        record = r["per_pair"][k]
+        assert set(record) == {"valid", "length_ratio", "ms", "cpu_ms", "flops"}
+        assert all(len(v) == 30 for v in record.values())
+        assert all(c is not None and c >= 0 for c in record["cpu_ms"]) and all(m >= 0 for m in record["ms"])
+        assert sum(record["valid"]) == r["by_steps"][k]["n_valid"]
+        assert all((x is None) == (not v) for x, v in zip(record["length_ratio"], record["valid"]))
+
+
+def test_length_ratio_over_all_pairs_charges_failed_routes_the_cap(tiny_graph):
+    s, t = sample_heldout_pairs(tiny_graph, 40, seed=3)
+    up = int((s < t).sum())
+    assert 0 < up < 40
+    r = evaluate_model(FailsUpward(tiny_graph), tiny_graph, s, t, steps=(1,), bootstrap=200, progress=False)
+    one = r["by_steps"]["1"]
+    assert one["n_valid"] == 40 - up and one["length_ratio_coverage"] == pytest.approx((40 - up) / 40)
+    assert one["length_ratio_mean"] == pytest.approx(1.0)            # over the valid routes only
+    assert one["length_ratio_all_mean"] == pytest.approx(((40 - up) * 1.0 + up * FAILED_RATIO_CAP) / 40)
+    lo, hi = one["ci95"]["length_ratio_all_mean"]
+    assert lo <= one["length_ratio_all_mean"] <= hi and hi > 1.0
+    assert r["per_pair"]["1"]["length_ratio"].count(None) == up
+
+
+def test_paired_bootstrap_finds_a_known_difference_and_none_between_equals(tiny_graph):
+    s, t = sample_heldout_pairs(tiny_graph, 40, seed=3)
+    up = int((s < t).sum())
+    oracle = evaluate_model(Oracle(tiny_graph), tiny_graph, s, t, steps=(1, 2), bootstrap=0, progress=False)
+    failing = evaluate_model(FailsUpward(tiny_graph), tiny_graph, s, t, steps=(2,), bootstrap=0, progress=False)
+    d = paired_bootstrap(oracle, failing, 2, "valid")
+    assert d["difference"] == pytest.approx(up / 40) and d["pairs"] == 40
+    assert 0 < d["ci95"][0] <= d["difference"] <= d["ci95"][1]
+    d = paired_bootstrap(oracle, failing, 2, "length_ratio_all")
+    assert d["difference"] == pytest.approx(-up * (FAILED_RATIO_CAP - 1.0) / 40) and d["ci95"][1] < 0
+    d = paired_bootstrap(oracle, failing, 2, "length_ratio")       # only the pairs valid in both
+    assert d["pairs"] == 40 - up and d["difference"] == pytest.approx(0.0, abs=1e-6)
+    same = paired_bootstrap(oracle, oracle, 1, "length_ratio_all")
+    assert same["difference"] == 0.0 and same["ci95"][0] <= 0.0 <= same["ci95"][1]
+
+    results = {"models": {"oracle": oracle, "failing": failing}}
+    gain = learned_gain(results, "oracle", "failing")
+    assert gain["steps"] == [2]                                    # the step counts both were evaluated at
+    assert gain["verdict"].startswith("oracle better than failing") and "valid at 2 steps" in gain["verdict"]
+    assert learned_gain(results, "failing", "oracle")["verdict"].startswith("failing worse than oracle")
+    assert learned_gain({"models": {"a": oracle, "b": oracle}}, "a", "b")["verdict"] == "none measurable"
+
+
+def test_paired_bootstrap_refuses_entries_on_other_pairs():
+    a = {"pairs": 3, "seed": 0, "per_pair": {"1": {"valid": [1, 1, 1], "length_ratio": [1.0, 1.0, 1.0]}}}
+    b = {"pairs": 2, "seed": 0, "per_pair": {"1": {"valid": [1, 0], "length_ratio": [1.0, None]}}}
+    with pytest.raises(ResultsError, match="same pairs"):
+        paired_bootstrap(a, b, 1, "valid")
+    with pytest.raises(ResultsError, match="per-pair"):
+        paired_bootstrap(a, {"pairs": 3, "seed": 0, "by_steps": {}}, 1, "valid")
 
 
 def test_a_model_breaking_the_protocol_is_caught(tiny_graph):
@@ -103,9 +190,16 @@ def test_gru_on_tiny_graph_through_the_cli(tiny_gru_dir, tiny_graph, tmp_path):
     assert entry["family"] == "gru" and set(entry["by_steps"]) == {"1", "2", "4"}
     for m in entry["by_steps"].values():
         for key in ("valid", "illegal_jump_rate", "illegal_jumps_mean", "reaches_target", "exact_match",
-                    "length_ratio_mean", "length_ratio_median", "length_ratio_p95", "frechet_km_mean",
-                    "ms_per_step", "flops_per_step", "ci95"):
+                    "length_ratio_mean", "length_ratio_median", "length_ratio_p95", "length_ratio_all_mean",
+                    "length_ratio_coverage", "frechet_km_mean", "ms_per_step", "cpu_ms_total_mean",
+                    "cpu_ms_per_step", "flops_per_step", "ci95"):
             assert key in m
+    assert results["schema_version"] == SCHEMA_VERSION == 2
+    assert all(len(record["valid"]) == 25 for record in entry["per_pair"].values())
+    # The per-pair lists are written one list to a line, so the file stays small and readable.
+    text = out.read_text()
+    assert any(line.strip().startswith('"valid": [') for line in text.splitlines())
+    assert json.loads(text) == results
     # Best-of-k with the verifier can only help.
     assert entry["by_steps"]["4"]["valid"] >= entry["by_steps"]["1"]["valid"]
     from citypath.dashboards import results_table
@@ -129,6 +223,10 @@ def test_load_results_names_a_bad_file(tmp_path):
     bad.write_text("{}")
     with pytest.raises(ResultsError, match="bad.json"):
         load_results(bad)
+    old = tmp_path / "old.json"          # schema 1 had no per-pair records and percentile intervals for rates
+    old.write_text(json.dumps({"schema_version": 1, "models": {}}))
+    with pytest.raises(ResultsError, match="schema_version 1.*evaluate again"):
+        load_results(old)
     with pytest.raises(ResultsError, match="missing.json"):
         load_results(tmp_path / "missing.json")
 
@@ -197,10 +295,23 @@ def test_card_metrics_are_measured_again_as_the_training_run_did(tiny_graph, tin
     after = refresh_card_metrics(tiny_graph, "gru-tiny", str(tmp_path))
     assert after == json.loads(card_path.read_text())
     assert after["metrics"]["command"] == "python -m citypath.reports card-metrics --model gru-tiny"
-    def quality(metrics):         # wall times are measured again, the rest is deterministic
-        return {k: {f: v for f, v in r.items() if not f.startswith("ms_")} for k, r in metrics["by_steps"].items()}
+    def quality(metrics):         # wall and CPU times are measured again, the rest is deterministic
+        return {k: {f: v for f, v in r.items() if not f.startswith(("ms_", "cpu_ms_"))}
+                for k, r in metrics["by_steps"].items()}
 
     assert after["metrics"]["pairs"] == before["metrics"]["pairs"] and quality(after["metrics"]) == quality(
         before["metrics"])
     assert {k: v for k, v in after.items() if k != "metrics"} == {k: v for k, v in before.items() if k != "metrics"}
     assert (tmp_path / "gru-tiny.safetensors").read_bytes() == weights
+
+
+def test_poisson_interval_of_a_mean_count_is_exact_and_never_zero_width():
+    from scipy.stats import poisson
+
+    from citypath.evaluate import poisson_mean_interval
+
+    lo, hi = poisson_mean_interval(0, 500)
+    assert lo == 0.0 and hi == pytest.approx(-np.log(0.025) / 500, rel=1e-9)   # P(0 events | 500 hi) = 2.5%
+    lo, hi = poisson_mean_interval(7, 100)
+    assert poisson.sf(6, lo * 100) == pytest.approx(0.025, rel=1e-6)         # P(>= 7 | lo) = 2.5%
+    assert poisson.cdf(7, hi * 100) == pytest.approx(0.025, rel=1e-6)        # P(<= 7 | hi) = 2.5%

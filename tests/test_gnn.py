@@ -126,6 +126,41 @@ def test_flops_per_step_is_positive(untrained, tiny_graph, pairs):
     assert untrained.flops_per_step(tiny_graph, *pairs[0]) > 0
 
 
+def test_counted_operations_are_the_rounds_and_the_walk_each_step_ran(untrained, tiny_graph, pairs):
+    """Each step's operations, pinned against a count by hand: the set-up over every city and message slot on
+    step 1; per step its rounds over every city and slot and the read-out, from the config's dimensions; the
+    walk re-read from each step's raw path (the neighbours of every city it decided at, a dead end included);
+    the verifier on the step's path."""
+    from citypath.models.gnn import graph_messages, max_hops_for
+
+    g, m = tiny_graph, untrained
+    c = m.config
+    k, n = graph_messages(g, c.cones).nbr.shape
+    d, mlp = c.hidden_dim, c.mlp_dim
+    deg = np.diff(g.adjacency.indptr)
+    setup = (20 * n + 3 * n + 2 * n + 3 * n + 3 * n                # straight km, node features
+             + 4 * k * n + 2 * k * n + 2 * k * n                    # edge features
+             + 2 * k * n * 2 * d + 2 * k * n * d                    # edge term (with the padding penalty)
+             + 2 * n * 3 * mlp + 2 * n * 3 * d + n * d)             # recall term, initial state
+    per_round = (2 * n * d * d + n * d + 3 * k * n * d + 2 * n * d
+                 + 2 * n * 2 * d * mlp + 3 * n * mlp + 2 * n * mlp * d + n * d)
+    readout = 2 * n * d + 5 * n
+    for src, dst in pairs[:4]:
+        steps = 5
+        run = list(m.refine_with_compute(g, src, dst, steps))
+        assert [p for p, _ in run] == list(m.refine(g, src, dst, steps))          # the same routes
+        raw = list(m.decodes(g, src, dst, steps))
+        cap = [max_hops_for(float(est[src]), g.radius_km) for est in m.estimates(g, src, dst, steps)]
+        expected = []
+        for step, (path, hops_cap) in enumerate(zip(raw, cap)):
+            decided = path[:-1] + ([path[-1]] if path[-1] != dst and len(path) <= hops_cap else [])
+            walk = n + sum(5 * deg[u] + 2 * deg[u] for u in decided)
+            expected.append((setup if step == 0 else 0) + c.rounds_per_step * per_round + readout + walk
+                            + 4 * (len(path) - 1))                  # + the verifier
+        assert [f for _, f in run] == pytest.approx(expected, rel=1e-12)
+    assert m.step_flops(g, 3, 3, 2) == [0.0, 0.0]
+
+
 def _quality(g, paths, pairs):
     df = citypath.evaluate_paths(g, paths, [s for s, _ in pairs], [t for _, t in pairs])
     # An invalid path counts as ratio 3, so losing the target cannot look like an improvement.

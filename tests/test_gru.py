@@ -173,3 +173,54 @@ def test_every_prediction_has_its_true_next_city_among_its_candidates(tiny_graph
     predictions = int((b["lengths"] - 1).sum())
     per_prediction = np.bincount(b["cand_owner"].numpy(), weights=b["cand_target"].numpy(), minlength=predictions)
     assert np.array_equal(per_prediction, np.ones(predictions))
+
+
+def test_counted_operations_are_the_hops_each_sample_decoded(tiny_graph, pairs):
+    """Each step's operations, pinned against a count by hand: the candidate of that step (greedy, then samples
+    in chunks of 32) re-read for the hops its decode ran and each hop's candidate columns (the widest live row of
+    its batch), per hop the GRU cell, heads and per-candidate work from the config's dimensions, per decode the
+    set-up (the revisit mask over every city, the graph's widest row), shared by its rows, and the verifier."""
+    import torch
+
+    from citypath.models.gru import SAMPLE_CHUNK, GRUConfig, GRUModel, GRUNet, city_xy
+
+    g = tiny_graph
+    n_cities, e, h = g.n_cities, 8, 16
+    config = GRUConfig(n_cities=n_cities, embed_dim=e, hidden_dim=h)
+    torch.manual_seed(0)
+    net = GRUNet(config, city_xy(g.lat, g.lon))
+    card = {"name": "gru-untrained", "family": "gru", "num_parameters": 1, "max_steps": 4,
+            "graph": {"fingerprint": g.fingerprint, "config": {}}}
+    m = GRUModel("gru-untrained", card, net)
+    deg = np.diff(g.adjacency.indptr)
+    in_dim = 2 * e + 3
+    per_row = (in_dim + 6 + 2 * in_dim * 3 * h + 2 * h * 3 * h + 20 * h + 2 * h      # inputs, GRU cell, state
+               + (h + e) + 2 * (h + e) * (e + 4) + (e + 4) + 6 + 5)                    # heads, km left, bookkeeping
+
+    def per_candidate(sampled):   # token gather, dot, bias; masks; hop geometry; Gumbel draw
+        return e + 2 * e + 2 + 10 + 32 + 9 * sampled
+
+    def batch_ops(paths, src, dst, sampled):
+        n = len(paths)
+        hops = [len(p) - 1 if p[-1] == dst or len(p) - 1 == config.max_hops else len(p) for p in paths]
+        ops = np.full(n, (2 * n + 2 * n * e + n * (in_dim + 6) + 2 * n * in_dim * h + 3 * n * h + n * n_cities + n
+                          + n_cities + 2 * n_cities) / n)
+        for j in range(max(hops)):
+            live = [i for i in range(n) if hops[i] > j]
+            width = max(deg[paths[i][j]] for i in live)
+            shared = 2 * n + (SAMPLE_CHUNK * deg.max() if sampled else 0)
+            for i in live:
+                ops[i] += per_row + width * per_candidate(sampled) + 2 * width + shared / len(live)
+        return ops
+
+    for src, dst in pairs[:3]:
+        steps = SAMPLE_CHUNK + 3                          # greedy, a full chunk of samples, and 2 more
+        run = list(m.refine_with_compute(g, src, dst, steps, seed=4))
+        assert [p for p, _ in run] == list(m.refine(g, src, dst, steps, seed=4))    # the same routes
+        raw = [p for p, _ in m._candidates(g, src, dst, steps, 4)]
+        expected = list(batch_ops(raw[:1], src, dst, False))
+        for lo in range(1, steps, SAMPLE_CHUNK):
+            expected += list(batch_ops(raw[lo:lo + SAMPLE_CHUNK], src, dst, True))
+        expected = [x + 4 * (len(p) - 1) for x, p in zip(expected, raw)]             # + the verifier
+        assert [f for _, f in run] == pytest.approx(expected, rel=1e-12)
+    assert m.step_flops(g, 5, 5, 3) == [0.0, 0.0, 0.0]

@@ -164,3 +164,77 @@ def test_training_on_small_graphs_runs_and_never_draws_held_out_queries(default_
 def test_shipped_checkpoint_scores_near_its_card(default_graph, name):
     m = check_near_card(default_graph, name, valid_tol=0.1, ratio_tol=0.01)
     assert m.num_parameters <= 50_000
+
+
+def test_scaffold_control_is_the_min_head_alone(tiny_graph, pairs):
+    """looped's attribution control: its own min-head scalars run by the bellman family over the same corridor
+    (loops_per_step rounds a step), the block removed. With an exact min head it is exact too: the block is not
+    needed for the route, which is what the control measures on the shipped weights."""
+    from citypath.models.bellman import BellmanModel
+
+    g = tiny_graph
+    m = exact_min_head(LoopedModel.untrained(g, LoopedConfig(loops_per_step=2, max_steps=40), seed=0))
+    c = m.scaffold_control()
+    assert isinstance(c, BellmanModel) and c.card["control_of"] == m.name and c.num_parameters == 10
+    assert c.config.rounds_per_step == 2 and c.config.corridor_factor == m.config.corridor_factor
+    for name, p in m.net.min_head.state_dict().items():
+        assert torch.equal(c.net.state_dict()[name], p)
+    for src, dst in pairs[:4]:
+        path = list(c.refine(g, src, dst, steps=40))[-1]
+        assert citypath.evaluate_path(g, path, src, dst)["optimal_length"]
+    # the block's work is gone from the count: the control spends less on the same query
+    src, dst = pairs[0]
+    assert sum(c.step_flops(g, src, dst, 10)) < sum(m.step_flops(g, src, dst, 10))
+
+
+def test_counted_operations_match_an_independent_count(tiny_graph, pairs):
+    """Each step's operations, re-priced here from what the run observably did: the min head's rounds (bellman's
+    count, pinned in test_bellman.py), per loop the tube the block saw and the cities the min head had reached,
+    the neighbours scored along each decoded path, each new tube's parts; plus the query's set-up and the
+    verifier."""
+    from citypath import cost
+    from citypath.models.bellman import decode_ops
+    from citypath.models.looped import N_GEO, loop_flops, max_hops_for
+
+    g = tiny_graph
+    n, ip = g.n_cities, g.adjacency.indptr
+    m = LoopedModel.untrained(g, LoopedConfig(loops_per_step=2, max_steps=10), seed=2)
+    c, k = m.config, m.config.window
+
+    def tube_ops(t, path) -> float:
+        open_ = [x for x in path if not t.mh.s.reached[x]]
+        parts = 2 + sum(int(ip[x + 1] - ip[x]) for x in open_) + len(open_)
+        t.set_tube(path)
+        return cost.sort(parts) + cost.fill(n) + cost.fill(len(t.tube) * (4 * k + 3 * N_GEO + 8))
+
+    def decode(t, cap):
+        path, _ = t.decode(cap)
+        return path, sum(decode_ops(int(ip[x + 1] - ip[x]), 1) for x in path[:-1] if x != t.dst) + cost.fill(2 * n)
+
+    for src, dst in pairs[:3]:
+        got = [f for _, f in m.refine_with_compute(g, src, dst, steps=10)]
+        t = Thinker(m.net, g, src, dst)
+        first = [x for x in (src, dst) if not t.mh.s.reached[x]]       # the first tube: source, target
+        want_total = cost.haversine(2 * n) + cost.fill(5 * n) + cost.fill(n * (c.dim + 2)) \
+            + cost.sort(2 + sum(int(ip[x + 1] - ip[x]) for x in first) + len(first)) + cost.fill(n) \
+            + cost.fill(len(t.tube) * (4 * k + 3 * N_GEO + 8))
+        cap = max_hops_for(g, src, dst)
+        prior, ops = decode(t, cap)
+        want_total += ops + tube_ops(t, prior)
+        want, last = [], None
+        for _ in range(10):
+            for _ in range(c.loops_per_step):
+                before = t.mh.s.ops
+                tube = len(t.tube)
+                t.loop()
+                want_total += (t.mh.s.ops - before) + cost.fill(2 * n) + 4.0 * int(t.mh.s.reached.sum()) \
+                    + 8.0 * tube + loop_flops(c, tube, 0) + cost.fill(2 * tube * (c.dim + 1))
+            path, ops = decode(t, cap)
+            want_total += ops + tube_ops(t, path)
+            want.append(want_total + cost.verify(len(path) - 1))
+            want_total += cost.verify(len(path) - 1)
+            last = path
+        assert last is not None
+        # the model halts once converged (later steps 0); compare the steps it ran
+        ran = [f for f in got if f > 0]
+        np.testing.assert_allclose(np.cumsum(ran), want[:len(ran)], rtol=1e-12)

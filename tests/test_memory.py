@@ -134,3 +134,53 @@ def test_a_dead_end_is_backed_out_of_at_inference(tiny_graph):
             rescued += 1
             assert back.flops[0] > plain.flops[0]
     assert dead_ends >= 1 and rescued == dead_ends     # the tiny graph is connected: a dead end is always left
+
+
+def test_counted_operations_are_the_moves_each_walk_made(tiny_graph, pairs):
+    """Each step's operations, pinned against a count by hand: the query's set-up over every city and edge and
+    the empty memory on step 1; per walk its arrays; per move (read off the walk's record: its neighbour columns,
+    and whether it backed out of a dead end) the controller, read, write and per-column work from the config's
+    dimensions; the verdict; the verifier on the walk."""
+    from citypath.split import sample_pairs
+
+    g = tiny_graph
+    n, edges = g.n_cities, g.adjacency.nnz
+    c = MemoryConfig(hidden=16, slots=8, width=4, cand_dim=8, max_steps=3)
+    m = MemoryModel.untrained(g, c, seed=0)
+    with torch.no_grad():
+        m.net.prior.fill_(1e4)                  # the geometric greedy walker: it meets the map's dead ends
+    pos, hid, wid, slots, cd = 8, 16, 4, 8, 8
+    read = 2 * wid * slots + 3 * slots + 5 * slots + 2 * slots * wid + slots
+    cell = 2 * (pos + wid) * 3 * hid + 2 * hid * 3 * hid + 20 * hid
+
+    def move(width):
+        ops = 8 * width + pos + (pos + hid) + 2 * (pos + hid) * wid + wid + read + (pos + wid) + cell + hid
+        ops += 2 * hid * cd + cd
+        column = 33 + pos + 2 * pos * wid + wid + read + (7 + wid) + 2 * (7 + wid) * cd + 2 * cd + 5 * cd + 2 * cd + 8
+        ops += width * column + 2 * width + width
+        ops += 2 * pos * wid + 2 * hid * wid + 2 * wid + 2 * slots * wid + 2 * slots + 2
+        return ops + 6 + 2 * n + 2                     # + the degree arrays and the live scans of the move
+
+    setup = 20 * 2 * n + 2 * n + 3 * 8 * n + 8 * n + 2 * n + edges + 2 * slots * wid + 2 * slots + 1
+    verdict = 6 + (hid + 3) + 2 * (hid + 3) * wid + wid + 3 * slots * wid
+    srcs, dsts = sample_pairs(n, 200, np.random.default_rng(3), heldout=False)
+    stuck = []                                         # pairs whose walk meets a dead end
+    for src, dst in zip(srcs.tolist(), dsts.tolist()):
+        with torch.no_grad():
+            if walk_batch(m.net, full_graph_walks(g, src, dst), empty_memory(1, c)).paths[0][-1] != dst:
+                stuck.append((src, dst))
+    backed = 0
+    for src, dst in stuck[:3] + pairs[:3]:
+        run = list(m.refine_with_compute(g, src, dst, 3))
+        assert [p for p, _ in run] == list(m.refine(g, src, dst, 3))       # the same routes
+        expected = []
+        for k, (path, _, out) in enumerate(m._run(g, src, dst, 3)):
+            moves = len(out.cands)
+            backs = [h for h in range(moves - 1) if not torch.isfinite(out.logits[h]).any()]
+            backed += len(backs)
+            ops = (setup if k == 0 else 0) + n + hid + slots + 6 + verdict + 4 * (len(path) - 1)
+            ops += sum(move(out.cands[h].shape[1]) for h in range(moves))
+            ops += sum(out.cands[h].shape[1] + 3 for h in backs)
+            expected.append(ops)
+        assert [f for _, f in run] == pytest.approx(expected, rel=1e-12)
+    assert backed > 0                                  # the way back out of a dead end was counted too

@@ -105,3 +105,102 @@ def test_training_loss_follows_the_exact_expert(default_graph):
 def test_shipped_checkpoint_scores_near_its_card(default_graph, name):
     m = check_near_card(default_graph, name, valid_tol=0.1, ratio_tol=0.03)
     assert m.num_parameters <= 50_000
+
+
+def test_control_weight_is_the_one_chosen_on_validation_pairs():
+    """memory-search's attribution control uses the w that `python -m citypath.reports control-weight` chose on
+    validation pairs (results/memsearch-control-weight.json), not a hand-picked one."""
+    import json
+    from pathlib import Path
+
+    from citypath.models.memsearch import CONTROL_WEIGHT
+
+    report = json.loads((Path(__file__).resolve().parents[1] / "results" / "memsearch-control-weight.json").read_text())
+    assert report["split"] == "validation"
+    assert CONTROL_WEIGHT == report["chosen_weight"]
+    assert report["score"][f"{CONTROL_WEIGHT:g}"] == min(report["score"].values())
+
+
+def test_scaffold_control_keeps_the_search_and_drops_the_learning(small_graph):
+    """The control is the same search (memory, relaxation, parents, route) rated by -(g + w h): nothing learned
+    is read, and with w = 1 and memory enough it is A*: it ends on an optimal route."""
+    import citypath
+    from citypath.models.memsearch import HandRatedMemSearch, MemSearchConfig, MemSearchModel
+
+    g = small_graph
+    m = MemSearchModel.untrained(g, MemSearchConfig(per_step=64, max_steps=16))
+    c = m.scaffold_control(1.0)
+    assert isinstance(c, HandRatedMemSearch) and not c.learned and c.card["control_of"] == m.name
+    for s, t in [(0, g.n_cities - 1), (3, 200)]:
+        path = list(c.refine(g, s, t, steps=16))[-1]
+        assert citypath.evaluate_path(g, path, s, t)["valid"]
+        assert g.path_length_km(path) == pytest.approx(g.path_length_km(g.shortest_path(s, t)), rel=1e-9)
+
+
+def _independent_hand_search_ops(g, src, dst, weight: float, per_step: int, steps: int) -> list[float]:
+    """The hand-rated search re-written in plain Python (same slot order, first-best ties), priced by citypath.cost
+    from the events it counts itself: reads over m slots, edges relaxed, memory rewrites, the route walked back."""
+    from citypath import cost
+    from citypath.geo import haversine_km
+    from citypath.models.memsearch import query_setup_ops
+
+    R, n = g.radius_km, g.n_cities
+    ip, ix = g.adjacency.indptr.tolist(), g.adjacency.indices.tolist()
+    km = (g.adjacency.data / R).tolist()
+    dt = (haversine_km(g.lat, g.lon, g.lat[dst], g.lon[dst]) / R).tolist()
+    best, parent, done = [np.inf] * n, [-1] * n, [False] * n
+    best[src] = 0.0
+    slots, finished, last = [src], src == dst, -1
+    total, out = query_setup_ops(n), []
+
+    def way(city):
+        nonlocal total
+        path = [city]
+        while path[-1] != src:
+            path.append(parent[path[-1]])
+        total += cost.walk(len(path))
+        return path[::-1]
+
+    for _ in range(steps):
+        for _ in range(per_step):
+            if finished or not slots:
+                break
+            m = len(slots)
+            total += 3.0 * m + cost.select(m)
+            rating = [-(best[c] + weight * dt[c]) for c in slots]
+            i = rating.index(max(rating))
+            u = slots.pop(i)
+            done[u], last = True, u
+            if u == dst:
+                finished = True
+                break
+            deg = ip[u + 1] - ip[u]
+            total += cost.relax(deg) + cost.fill(deg)
+            new = [(ix[j], best[u] + km[j]) for j in range(ip[u], ip[u + 1])]
+            new = [(v, c) for v, c in new if not done[v] and c < best[v] - 1e-12]
+            for v, c in new:
+                best[v], parent[v] = c, u
+            fresh = [v for v, _ in new]
+            total += cost.sort(m + len(fresh)) + cost.fill(m + len(fresh))
+            slots = [c for c in slots if c not in set(fresh)] + fresh
+        if finished or parent[dst] >= 0:
+            path = way(dst)
+        elif not slots:
+            path = way(last)
+        else:
+            total += 3.0 * len(slots) + cost.select(len(slots))
+            rating = [-(best[c] + weight * dt[c]) for c in slots]
+            path = way(slots[rating.index(max(rating))])
+        total += cost.verify(len(path) - 1)
+        out.append(total)
+    return out
+
+
+def test_counted_operations_match_an_independent_count(tiny_graph):
+    g = tiny_graph
+    m = MemSearchModel.untrained(g, MemSearchConfig(per_step=6, max_steps=8))
+    c = m.scaffold_control(1.5)
+    srcs, dsts = sample_heldout_pairs(g, 4, seed=6)
+    for s, t in zip(srcs.tolist(), dsts.tolist()):
+        got = np.cumsum([f for _, f in c.refine_with_compute(g, s, t, steps=8)])
+        np.testing.assert_allclose(got, _independent_hand_search_ops(g, s, t, 1.5, 6, 8), rtol=1e-12)

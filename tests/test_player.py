@@ -76,7 +76,7 @@ def test_the_strip_holds_each_steps_metrics_and_compute(small_graph):
         if length["delta"]:      # shorter is better only between valid routes
             want = ("good" if length["delta"].startswith("-") else "bad") if both_valid else "off"
             assert length["good"] == want
-    assert m["cards"][4][-1]["value"].endswith("ms") and "MFLOPs" in m["cards"][4][-1]["value"]
+    assert m["cards"][4][-1]["value"].endswith("ms") and "Mops" in m["cards"][4][-1]["value"]
     assert m["notes"][0] == "step 1 of 5"
 
 

@@ -113,3 +113,41 @@ def test_the_harness_reports_nll_for_language_models_only(untrained, tiny_graph)
     other = evaluate_model(BellmanModel.untrained(tiny_graph), tiny_graph, s, t, steps=(1,), bootstrap=0,
                            progress=False)
     assert "nll_per_city" not in other
+
+
+def test_counted_operations_are_the_hops_each_sample_decoded(untrained, tiny_graph, pairs):
+    """Each step's operations, pinned against a count by hand: the candidate of that step (greedy, then samples
+    in chunks of 32) re-read for the hops its decode ran; per hop the GRU cell and the full-vocabulary output
+    layer from the config's dimensions and n_cities, the choice (argmax, or softmax and a search over every
+    city), per decode the prompt shared by its rows; the hop cap's straight line on step 1; the verifier."""
+    from citypath.models.postrnn import SAMPLE_CHUNK
+
+    g, m = tiny_graph, untrained
+    n_cities, e, h = g.n_cities, 16, 16
+    cell = 2 * e * 3 * h + 2 * h * 3 * h + 20 * h + 2 * h                    # GRU cell, state read and written
+
+    def per_hop(sampled):
+        out = e + cell + 2 * h * e + e + 2 * e * n_cities + n_cities + 3     # embedding, cell, output layer
+        return out + (n_cities + 5 * n_cities + n_cities + 2 + np.log2(n_cities) + 1 if sampled else 2 * n_cities)
+
+    def batch_ops(paths, sampled):
+        n = len(paths)
+        hops = [len(p) - 1 for p in paths]
+        ops = np.full(n, (n * (2 * e + 2 * cell) + 6 * n) / n)              # the prompt
+        for j in range(max(hops)):
+            live = [i for i in range(n) if hops[i] > j]
+            for i in live:
+                ops[i] += per_hop(sampled) + (4 * n + (SAMPLE_CHUNK if sampled else 0)) / len(live)
+        return ops
+
+    for src, dst in pairs[:3]:
+        steps = SAMPLE_CHUNK + 3
+        run = list(m.refine_with_compute(g, src, dst, steps, seed=2))
+        assert [p for p, _ in run] == list(m.refine(g, src, dst, steps, seed=2))     # the same routes
+        raw = [p for p, _ in m._candidates(g, src, dst, steps, 2)]
+        expected = list(batch_ops(raw[:1], False))
+        for lo in range(1, steps, SAMPLE_CHUNK):
+            expected += list(batch_ops(raw[lo:lo + SAMPLE_CHUNK], True))
+        expected[0] += 20                                                   # the hop cap's straight line
+        expected = [x + 4 * (len(p) - 1) for x, p in zip(expected, raw)]   # + the verifier
+        assert [f for _, f in run] == pytest.approx(expected, rel=1e-12)

@@ -170,3 +170,65 @@ def test_shipped_refiner_scores_near_its_card(default_graph):
     assert df["valid"].mean() >= card["valid"] - 0.08
     assert df.loc[df["valid"], "length_ratio"].mean() <= card["length_ratio_mean"] + 0.03
     assert df["illegal_jumps"].sum() == 0
+
+
+def test_counted_operations_are_the_walks_each_step_ran(tiny_graph):
+    """Each step's operations, pinned against a count by hand: the walks re-run with a record of every decision
+    (pairs whose walks meet no dead end, so the path says where each decision was taken); step 1 the
+    great-circle draft; per walk its set-up over every city and its guide; per hop the radius test; per decision
+    the candidates at the neighbour row's width, the features, the placement on the guide and the scorer from
+    the config's dimensions; the verifier, the repeat test and the next guide; nothing once a walk repeats."""
+    import torch
+
+    from citypath.models.refiner import SIZES, RefinerModel, WalkRecord, gc_km, walk
+
+    g = tiny_graph
+    config = RefinerConfig(**SIZES["tiny"])
+    torch.manual_seed(0)
+    card = {"name": "refiner-untrained", "family": "refiner", "num_parameters": 1, "max_steps": 4,
+            "graph": {"fingerprint": g.fingerprint, "config": {}}}
+    m = RefinerModel("refiner-untrained", card, Scorer(config), config)
+    t = graph_tables(g, config)
+    n, deg = g.n_cities, np.diff(g.adjacency.indptr)
+    gc, bear, cands, win, look, levels, sectors = 14, 12, 64, 12, 5, 4, 16
+    fc, fx, hidden = 6 + look + 1 + sectors * levels, 12 + 4 * look, 32
+    per_candidate = (3 + 2 * gc + bear + 1 + 4 + 2 + 3 + 1 + look * (gc + 2) + win * (gc + 1)
+                     + bear + 7 + 7 * levels * sectors + 4 * sectors + 2 * fc + 3 + 2 * look)
+    context = 6 + gc + bear + 3 * win + look * (7 + gc + bear + 1 + 3) + cands + 20 + gc + 5 * look + 2 * fx
+    scorer = (2 * cands * fc * hidden + 2 * fx * hidden + hidden + cands * hidden
+              + 4 * cands * hidden + 2 * cands * hidden + cands)
+    decision = win * (6 + gc) + 3 + 2 * win + 2 + cands * per_candidate + context + (cands + 2 * cands + 5) + scorer
+
+    def candidates(width):
+        return 16 * width + 3 + (width + 2 * width if width > cands else 0) + 2 * cands + cands
+
+    checked = repeated = 0
+    for src, dst in zip(*_pairs(g, 12, seed=6)):
+        src, dst = int(src), int(dst)
+        steps = 10
+        run = list(m.refine_with_compute(g, src, dst, steps))
+        assert [p for p, _ in run] == list(m.refine(g, src, dst, steps))          # the same routes
+        points = max(2, int(np.ceil(float(gc_km(t.xyz[src], t.xyz[dst])) / (0.8 * g.radius_km))) + 1)
+        expected = [gc + 4 + points + (points - 2) * (15 + 8 * np.log2(n)) + 3 * points] + [0.0] * (steps - 1)
+        guide, seen, clean = draft_path(t, src, dst), set(), True
+        for k in range(steps):
+            record = WalkRecord()
+            p = walk(t, config, NumpyScorer(m.scorer), np.array([src]), np.array([dst]), [guide], record=record)[0]
+            reached = p[-1] == dst
+            decided = p[:-2] if reached else p[:-1]
+            clean &= len(record.cur) == len(decided)                # no dead end: every decision is on the path
+            G = len(guide)
+            ops = gc + 4 + 2 * G + (G - 1) * (gc + 1) + (G + 1) + G + 1 + n + 8
+            ops += (len(decided) + 1) * (20 + 7 + 2)                # every hop's radius and budget tests
+            ops += sum(candidates(max(deg[u], cands)) + decision for u in decided)
+            ops += 4 * (len(p) - 1) + len(p) + 1 + (0 if reached else len(p) + 1)
+            expected[k] += ops
+            if p.tobytes() in seen:
+                break                                                # a repeat: no more walks
+            seen.add(p.tobytes())
+            guide = p if reached else np.r_[p, dst]
+        if clean:
+            assert [f for _, f in run] == pytest.approx(expected, rel=1e-12)
+            checked += 1
+            repeated += run[-1][1] == 0
+    assert checked >= 3 and repeated >= 1

@@ -31,7 +31,11 @@ class _Payload:
         return (Path.write_text, (self.marker, "pwned"))
 
 
-@pytest.mark.parametrize("family_card", sorted(p.name for p in SHIPPED.glob("*.json"))[:1] or ["none"])
+# The classical rows have no weights; these are the checkpoints that do.
+WEIGHTED = [n for n in list_models(SHIPPED) if (SHIPPED / f"{n}.safetensors").is_file()]
+
+
+@pytest.mark.parametrize("family_card", [f"{n}.json" for n in WEIGHTED[:1]] or ["none"])
 def test_a_pickle_posing_as_a_checkpoint_is_refused_and_never_executed(tmp_path, family_card):
     if family_card == "none":
         pytest.skip("no shipped checkpoint to copy a card from")
@@ -56,7 +60,7 @@ def test_checkpoint_names_cannot_reach_other_paths(tmp_path):
             load_model(name, directory=tmp_path)
 
 
-@pytest.mark.parametrize("name", list_models(SHIPPED) or ["none"])
+@pytest.mark.parametrize("name", WEIGHTED or ["none"])
 def test_the_card_must_match_its_weights(tmp_path, name):
     if name == "none":
         pytest.skip("no shipped checkpoint")

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import os
 from pathlib import Path
 
@@ -31,11 +32,43 @@ def checkpoints_dir(directory: str | os.PathLike | None = None) -> Path:
 
 
 def list_models(directory: str | os.PathLike | None = None) -> list[str]:
-    """Names of the checkpoints available (a card and weights side by side), sorted."""
+    """Names of the checkpoints available (a card and weights side by side, or a card of a row with no weights:
+    the classical algorithms), sorted."""
     d = checkpoints_dir(directory)
     if not d.is_dir():
         return []
-    return sorted(p.stem for p in d.glob("*.json") if p.with_suffix(".safetensors").is_file())
+    return sorted(p.stem for p in d.glob("*.json") if p.with_suffix(".safetensors").is_file() or _weightless(p))
+
+
+def _weightless(card_path: Path) -> bool:
+    """A card that declares it has no weights (`"weights": null`: the classical algorithms)."""
+    try:
+        card = json.loads(card_path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(card, dict) and "weights" in card and card["weights"] is None
+
+
+SCAFFOLD_SUFFIX = ".scaffold"   # load_model("looped-small.scaffold"): the model's attribution control
+
+
+def scaffolded(directory: str | os.PathLike | None = None) -> list[str]:
+    """Names of the checkpoints whose family runs a learned part inside a hand-written scaffold: each has an
+    attribution control, `load_model(name + ".scaffold")` (the scaffold with the learned part replaced by its
+    hand-set equivalent; `RoutingModel.scaffold_control`)."""
+    from citypath.models.base import read_card
+
+    d = checkpoints_dir(directory)
+    out = []
+    for name in list_models(d):
+        try:
+            family = read_card(d / f"{name}.json")["family"]
+            cls = family_class(family)
+        except ModelError:
+            continue
+        if cls.scaffold_control is not RoutingModel.scaffold_control:
+            out.append(name)
+    return out
 
 
 def family_class(family: str) -> type[RoutingModel]:
@@ -49,14 +82,30 @@ def family_class(family: str) -> type[RoutingModel]:
 def load_model(name: str, *, directory: str | os.PathLike | None = None, graph=None) -> RoutingModel:
     """The model saved as checkpoint `name` (see `list_models()`), ready to `refine`.
 
+    `name + ".scaffold"` (e.g. "looped-small.scaffold") gives that checkpoint's attribution control: its scaffold
+    with the learned part replaced by the hand-set equivalent (see `scaffolded()`).
+
     Raises ModelNotFound (listing what exists), CheckpointError for a broken file (naming it),
     IncompatibleGraph if `graph` is given and is not the graph the model was trained on.
     """
     d = checkpoints_dir(directory)
     available = list_models(d)
+    base = name.removesuffix(SCAFFOLD_SUFFIX) if isinstance(name, str) else name
+    if base != name and base in available:
+        model = load_model(base, directory=d, graph=graph)
+        control = model.scaffold_control()
+        if control is None:
+            raise ModelNotFound(f"{base!r} ({model.family}) has no hand-written scaffold around a learned part, so no "
+                                f"{name!r}; models with one: {', '.join(scaffolded(d)) or 'none'}")
+        return control
     if name not in available:
         raise ModelNotFound(f"no checkpoint named {name!r:.80} in {d}; available: {', '.join(available) or 'none'}")
     card = read_card(d / f"{name}.json")
+    if "weights" in card and card["weights"] is None:     # nothing learned: no weights to check
+        model = family_class(card["family"]).from_checkpoint(name, card, None)
+        if graph is not None:
+            model.check_graph(graph)
+        return model
     weights = d / f"{name}.safetensors"
     expected = card.get("weights_sha256")
     # Checked here for every family: weights that are not the ones the card describes are refused.
@@ -75,4 +124,4 @@ def load_model(name: str, *, directory: str | os.PathLike | None = None, graph=N
 
 
 __all__ = ["CheckpointError", "FAMILIES", "IncompatibleGraph", "ModelError", "ModelNotFound", "RoutingModel",
-           "checkpoints_dir", "family_class", "list_models", "load_model"]
+           "SCAFFOLD_SUFFIX", "checkpoints_dir", "family_class", "list_models", "load_model", "scaffolded"]

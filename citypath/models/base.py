@@ -88,12 +88,24 @@ class RoutingModel(ABC):
         return int(self.card["max_steps"])
 
     @property
-    def graph_fingerprint(self) -> str:
+    def graph_fingerprint(self) -> str | None:
         return self.card["graph"]["fingerprint"]
 
+    @property
+    def learned(self) -> bool:
+        """False for rows with nothing learned (the classical algorithms, scaffold controls)."""
+        return bool(self.card.get("learned", True))
+
+    def scaffold_control(self) -> RoutingModel | None:
+        """This model's hand-written scaffold with the learned part replaced by its hand-set equivalent (the
+        attribution control: learned gain = this model against it on the same pairs), or None where the
+        family has no hand-written search around a learned part."""
+        return None
+
     def check_graph(self, g: CityGraph) -> None:
-        """Refuse a graph other than the one the checkpoint was trained on."""
-        if g.fingerprint != self.graph_fingerprint:
+        """Refuse a graph other than the one the checkpoint was trained on (a card whose graph fingerprint is
+        null, like the classical algorithms', fits any graph)."""
+        if self.graph_fingerprint is not None and g.fingerprint != self.graph_fingerprint:
             raise IncompatibleGraph(
                 f"model {self.name!r} was trained on graph {self.graph_fingerprint[:12]} "
                 f"({self.card['graph'].get('config')}), not on {g.fingerprint[:12]} ({g.config}); "
@@ -127,12 +139,16 @@ class RoutingModel(ABC):
     @classmethod
     def best_so_far_with_compute(cls, g: CityGraph, src: int, dst: int, runs: Iterable[tuple[list[int], float]]
                                  ) -> Iterator[tuple[list[int], float]]:
-        """`best_so_far` over (path, FLOPs) pairs, lazily: each best path with the FLOPs of its step."""
+        """`best_so_far` over (path, operations) pairs, lazily: each best path with the operations of its step,
+        the verifier's scoring of that step's candidate included (`citypath.cost.verify`)."""
+        from citypath import cost
+
         flops: list[float] = []
 
         def paths():
             for path, f in runs:
-                flops.append(f)
+                # A step that computed nothing (halted, or an exact answer repeated) has nothing new to verify.
+                flops.append(f + cost.verify(max(len(path) - 1, 0)) if f else 0.0)
                 yield path
 
         for best in cls.best_so_far(g, src, dst, paths()):
@@ -285,8 +301,7 @@ class StepwiseModel(RoutingModel):
         return self.best_so_far_with_compute(g, src, dst, ((p, f) for p, f, _ in self._run(g, src, dst, steps)))
 
     def step_flops(self, g: CityGraph, src: int, dst: int, steps: int) -> list[float]:
-        src, dst, steps = self.check_query(g, src, dst, steps)
-        return [f for _, f, _ in self._run(g, src, dst, steps)]
+        return [f for _, f in self.refine_with_compute(g, src, dst, steps)]
 
     def flops_per_step(self, g: CityGraph, src: int, dst: int) -> float:
         """Mean FLOPs a step over the model's `max_steps` on this query (what was processed, zeros included)."""

@@ -26,8 +26,15 @@ whose straight-line detour already exceeds the source's current estimate stops s
 The corridor starts at 1.1 x the straight line + 1 radius and grows to the source's
 estimate (or by half when the frontier dies out before reaching the source), so no route
 is cut off. Messages are computed per channel over the frontier's edges (never an all
-edges x d tensor), and `step_flops` counts exactly the edges processed and the neighbours scored
-while decoding.
+edges x d tensor). `step_flops` counts operations by the one convention (`citypath.cost`): the
+per-query set-up (straight km to source and target for every city, the state arrays), each
+round's edge bookkeeping and messages, and the neighbours scored while decoding.
+
+The frontier is only an execution shortcut (a city whose state did not change would send the same
+messages again); the **corridor is not**: it is hand-written pruning that decides which cities may
+be reached, so it is part of the scaffold, with the decoder's straight-line prior for unreached
+cities. `BellmanModel.bellman_ford` is the same scaffold with Bellman-Ford's exact hand-set weights
+(the classical row `bellman-ford` and bellman-tiny's attribution control).
 
     >>> m = load_model("bellman-tiny")                       # doctest: +SKIP
     >>> paths = list(m.refine(g, src, dst, steps=24))        # doctest: +SKIP
@@ -44,6 +51,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from citypath import cost
 from citypath.geo import haversine_km
 from citypath.graph import CityGraph
 from citypath.models.base import RoutingModel, StateView, config_from_dict, count_parameters, greedy_walk, load_network
@@ -154,6 +162,7 @@ class RunState:
     to_target_km: np.ndarray   # (n,) straight km city -> target
     edges: int = 0             # edges processed so far
     scored: int = 0            # neighbours scored while decoding, so far
+    ops: float = 0.0           # operations so far, by the one convention (citypath.cost), set-up included
 
 
 class Thinker:
@@ -175,6 +184,8 @@ class Thinker:
         self.recall_src = np.array([0.0, 1.0]) @ w.B
         self.recall_dst = x_t @ w.B
         self.s = RunState(h, reached, np.array([dst]), via <= bound, bound, via, to_dst)
+        # Set-up: straight km to source and target for every city, the states, the corridor and the flags.
+        self.s.ops = cost.haversine(2 * n) + cost.fill(n * (d + 4))
 
     def estimates_km(self) -> np.ndarray:
         """Read-out of every reached city, in km to the target (NaN where unreached)."""
@@ -197,6 +208,8 @@ class Thinker:
         owner = np.repeat(np.arange(len(f)), deg)
         v = ix[idx]
         s.edges += len(idx)
+        # Per edge: the index bookkeeping (idx, owner, v, the corridor test, the hop), a message per channel.
+        s.ops += cost.fill(5 * len(idx)) + d_ops(len(w.r)) * len(idx) + cost.matmul(len(f), len(w.r), len(w.r))
         keep = s.corridor[v]
         v, owner, hop = v[keep], owner[keep], wt[idx[keep]] / g.radius_km
         sent = s.h[f] @ w.A                           # A h_u once per sender, not per edge
@@ -206,6 +219,7 @@ class Thinker:
             m = sent[owner, c] + w.a[c] * hop + w.b[c]
             np.minimum.at(new[:, c], v, m)
         touched = np.unique(v)
+        s.ops += cost.fill(len(s.reached) * d) + cost.sort(len(v)) + cost.fill(len(touched) * (3 * d + 3))
         new_t = new[touched]
         new_t += np.where((touched == self.src)[:, None], self.recall_src, 0.0)
         new_t += np.where((touched == self.dst)[:, None], self.recall_dst, 0.0)
@@ -220,6 +234,7 @@ class Thinker:
                 return
             # A city whose straight-line detour exceeds the source's estimate cannot be on a better route.
             changed = changed[s.via_km[changed] <= max(est_src, 0.0) + 1e-9]
+            s.ops += cost.fill(len(changed)) + cost.matmul(1, d, 1)
         s.frontier = changed
 
     def _grow(self, bound_km: float) -> None:
@@ -228,6 +243,7 @@ class Thinker:
         s.corridor = s.via_km <= bound_km
         # Every reached city sends again once, so the new cities hear from the old ones.
         s.frontier = np.flatnonzero(s.reached)
+        s.ops += cost.fill(2 * len(s.reached))
 
     def decode(self, max_hops: int) -> list[int]:
         """Walk from the source by the model's Bellman equation (unreached neighbours: straight km)."""
@@ -243,8 +259,10 @@ class Thinker:
             out[r_nb] = (msg @ w.r + w.r0) * g.radius_km
             out[~r_nb] = wt[lo:hi][~r_nb] + s.to_target_km[nb[~r_nb]]
             s.scored += len(nb)
+            s.ops += decode_ops(len(nb), len(w.r))
             return out
 
+        s.ops += cost.fill(len(s.reached))                # the walk's visited flags
         return greedy_walk(ip, ix, self.src, self.dst, max_hops, score)
 
 
@@ -252,11 +270,16 @@ def max_hops_for(g: CityGraph, src: int, dst: int) -> int:
     return int(8 * g.distance_km(src, dst) / g.radius_km) + 64
 
 
-def flops_of(edges: int, d: int, scored: int = 0) -> float:
-    """FLOPs of messages over `edges` edges: per channel an add (A h, once per sender, is small), a multiply-add
-    for the edge term and the min; plus one compare per edge for the corridor test; plus 4 per neighbour
-    scored while decoding the path (the read-out of its message and the comparison)."""
-    return float(edges * (1 + 4 * d) + 4 * scored)
+def d_ops(d: int) -> float:
+    """Operations of one edge's message over d channels: per channel the add of A h (computed once per sender),
+    the multiply-add of the edge term, the bias and the min (the relaxation's read, add, compare, write)."""
+    return cost.relax(1) * d + 2.0 * d
+
+
+def decode_ops(neighbours: int, d: int) -> float:
+    """Operations of scoring `neighbours` neighbours while decoding: the read-out of each one's message
+    (h A, the edge term, r . m + r0), the reached test, and the argmin over them."""
+    return neighbours * (cost.matmul(1, d, d) + 4.0 * d + 4.0) + cost.select(neighbours)
 
 
 class BellmanModel(RoutingModel):
@@ -287,19 +310,41 @@ class BellmanModel(RoutingModel):
                 "graph": {"fingerprint": g.fingerprint, "config": asdict(g.config)}}
         return cls(name, card, net)
 
+    @classmethod
+    def bellman_ford(cls, config: BellmanConfig, card: dict) -> BellmanModel:
+        """This scaffold with Bellman-Ford's exact weights and nothing learned: one channel holding km to the
+        target in radii; a message is the sender's value plus the hop; the target starts at 0."""
+        config = BellmanConfig(**{**asdict(config), "hidden_dim": 1})
+        net = BellmanNet(config).double()
+        exact = {"encode.weight": [[0.0, 0.0]], "encode.bias": [0.0], "sender.weight": [[1.0]],
+                 "edge.weight": [[1.0]], "edge.bias": [0.0], "recall.weight": [[0.0, 0.0]],
+                 "readout.weight": [[1.0]], "readout.bias": [0.0]}
+        net.load_state_dict({k: torch.tensor(v, dtype=torch.float64) for k, v in exact.items()})
+        from citypath.models.base import frozen
+
+        return cls(card.get("name", "bellman-ford"), card, frozen(net))
+
+    def scaffold_control(self) -> BellmanModel:
+        """The same frontier, corridor and decoder with the learned weights replaced by Bellman-Ford's exact ones."""
+        name = f"{self.name}.scaffold"
+        card = {**self.card, "name": name, "num_parameters": 0, "learned": False, "control_of": self.name,
+                "about": f"{self.name}'s scaffold (frontier, corridor, decoder) with Bellman-Ford's exact "
+                         "hand-set weights instead of the learned ones"}
+        return type(self).bellman_ford(self.config, card)
+
     def _run(self, g: CityGraph, src: int, dst: int, steps: int) -> Iterator[tuple[Thinker, list[int], float]]:
-        """Per step: the thinker after that step's rounds, its decoded path, and the FLOPs the step spent
-        (edges processed and neighbours scored while decoding)."""
+        """Per step: the thinker after that step's rounds, its decoded path, and the operations the step spent
+        (the first step also the query's set-up)."""
         t = Thinker(self.weights, g, self.config, src, dst)
         cap = max_hops_for(g, src, dst)
-        d = self.config.hidden_dim
+        before = 0.0                               # the first step carries the set-up
         for _ in range(steps):
-            before, scored = t.s.edges, t.s.scored
             if src != dst:
                 for _ in range(self.config.rounds_per_step):
                     t.round()
             path = t.decode(cap) if src != dst else [src]
-            yield t, path, flops_of(t.s.edges - before, d, t.s.scored - scored)
+            yield t, path, t.s.ops - before
+            before = t.s.ops
 
     def refine(self, g: CityGraph, src: int, dst: int, steps: int = 1, *, seed: int = 0) -> Iterator[list[int]]:
         """Yield `steps` paths: at step k, the verifier's best of the paths decoded after steps 1..k.
@@ -330,8 +375,7 @@ class BellmanModel(RoutingModel):
 
     def step_flops(self, g: CityGraph, src: int, dst: int, steps: int) -> list[float]:
         """FLOPs of each of `steps` steps on this query, counted over the edges actually processed."""
-        src, dst, steps = self.check_query(g, src, dst, steps)
-        return [flops for _, _, flops in self._run(g, src, dst, steps)]
+        return [f for _, f in self.refine_with_compute(g, src, dst, steps)]
 
     def flops_per_step(self, g: CityGraph, src: int, dst: int) -> float:
         """Mean FLOPs of a step over the model's max_steps steps on this query (see `step_flops`)."""

@@ -21,6 +21,13 @@ regional sub-graphs of a few hundred to ~1,500 cities with a progressive loss (a
 number of rounds without gradient, then a few with), it is run on the full graph with many
 more rounds than it was ever trained with: "train small, think longer".
 
+Compute is counted by the one convention (`citypath.cost`) as the run spends it: the query's set-up
+(straight km from every city to the target, the node and edge features over all cities and message
+slots, their per-query terms; step 1), then per step its rounds over every city and message slot,
+the read-out of every city's estimate, and the decode (the neighbours scored along the walk); the
+verifier scores each step's path (`RoutingModel.best_so_far_with_compute`). The message graph is
+built once per graph and cached, not per query.
+
     >>> m = load_model("gnn-small")                        # doctest: +SKIP
     >>> paths = list(m.refine(g, src, dst, steps=32))      # doctest: +SKIP
 """
@@ -37,6 +44,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from citypath import cost
 from citypath.cache import cached_arrays, config_key
 from citypath.geo import haversine_km
 from citypath.graph import CityGraph
@@ -207,19 +215,64 @@ class RecurrentMPNN(nn.Module):
 # -- decoding -------------------------------------------------------------------------------------
 
 def decode_path(indptr: np.ndarray, indices: np.ndarray, hop_km: np.ndarray, to_target_km: np.ndarray,
-                src: int, dst: int, max_hops: int) -> list[int]:
+                src: int, dst: int, max_hops: int, ops: list[float] | None = None) -> list[int]:
     """Walk from src: next city = the unvisited graph neighbour minimising hop + estimated distance to dst.
 
     Stops at dst, when every neighbour was visited (a dead end: the path then misses the
     target) or after max_hops hops. Every hop is a graph edge, so the path is always legal.
+    With `ops` (a one-element list) the walk's operations are added to it (`decode_ops`).
     """
-    return greedy_walk(indptr, indices, src, dst, max_hops,
-                       lambda cur, lo, hi: hop_km[lo:hi] + to_target_km[indices[lo:hi]])
+    def score(cur: int, lo: int, hi: int) -> np.ndarray:
+        if ops is not None:
+            ops[0] += decode_ops(hi - lo)
+        return hop_km[lo:hi] + to_target_km[indices[lo:hi]]
+
+    if ops is not None:
+        ops[0] += cost.fill(len(indptr) - 1)        # the walk's visited flags over every city
+    return greedy_walk(indptr, indices, src, dst, max_hops, score)
+
+
+def decode_ops(neighbours: int) -> float:
+    """Operations of one hop of the walk over `neighbours` neighbours: each one's score (a gather and an add),
+    its copy, the visited test and mask, then the argmin."""
+    return 5.0 * neighbours + cost.select(neighbours)
 
 
 def max_hops_for(straight_km: float, radius_km: float) -> int:
     # Optimal paths take ~1 hop per 45 km on the default graph; 4x that plus slack never cuts a sane path.
     return int(8 * straight_km / radius_km) + 64
+
+
+# -- counted operations ---------------------------------------------------------------------------
+
+def setup_ops(c: GNNConfig, n: int, k: int) -> float:
+    """Operations of a query's set-up on n cities with k message slots each: straight km to the target, the
+    node features (the target and source flags, exp(-km / radius)), the edge features of every slot (slack,
+    hop, both / radius), the per-query edge term (with the padding penalty), the recall term and the initial
+    state."""
+    d, m = c.hidden_dim, c.mlp_dim
+    ops = cost.haversine(n) + cost.fill(3 * n) + 2.0 * n + 3.0 * n + cost.fill(N_NODE_FEATURES * n)
+    ops += 4.0 * k * n + cost.fill(N_EDGE_FEATURES * k * n) + N_EDGE_FEATURES * k * n
+    ops += cost.matmul(k * n, N_EDGE_FEATURES, d) + 2.0 * k * n * d
+    ops += cost.matmul(n, N_NODE_FEATURES, m) + cost.matmul(n, N_NODE_FEATURES, d) + n * d
+    return ops
+
+
+def round_ops(c: GNNConfig, n: int, k: int) -> float:
+    """Operations of one round on n cities with k message slots each: A h once per city, every slot's message
+    gathered and its edge term added, the min over slots, the update MLP (the recall share precomputed) and
+    its output layer."""
+    d, m = c.hidden_dim, c.mlp_dim
+    ops = cost.matmul(n, d, d) + n * d
+    ops += cost.fill(k * n * d) + k * n * d + k * n * d
+    ops += cost.fill(2 * n * d) + cost.matmul(n, 2 * d, m) + 3.0 * n * m
+    return ops + cost.matmul(n, m, d) + n * d
+
+
+def readout_ops(c: GNNConfig, n: int) -> float:
+    """Operations of reading out every city's estimate: the detour, clamped, in km, plus the straight line,
+    as float64."""
+    return cost.matmul(n, c.hidden_dim, 1) + n + 4.0 * n
 
 
 # -- the routing model ----------------------------------------------------------------------------
@@ -301,43 +354,62 @@ class GNNModel(RoutingModel):
     def _refine(self, g: CityGraph, src: int, dst: int, steps: int) -> Iterator[list[int]]:
         yield from self.best_so_far(g, src, dst, self._decodes(g, src, dst, steps))
 
+    def refine_with_compute(self, g: CityGraph, src: int, dst: int, steps: int = 1, *, seed: int = 0
+                            ) -> Iterator[tuple[list[int], float]]:
+        """`refine`'s paths, each with its step's operations counted in the same run: its rounds, read-out and
+        decode (step 1 also the query's set-up), and the verifier's scoring of its path."""
+        src, dst, steps = self.check_query(g, src, dst, steps)
+        return self.best_so_far_with_compute(g, src, dst, self._run(g, src, dst, steps))
+
+    def step_flops(self, g: CityGraph, src: int, dst: int, steps: int) -> list[float]:
+        """Operations of each of the first `steps` steps on this query, counted as the run spends them."""
+        return [f for _, f in self.refine_with_compute(g, src, dst, steps)]
+
+    def flops_per_step(self, g: CityGraph, src: int, dst: int) -> float:
+        """Mean operations a step over the model's `max_steps` on this query (see `step_flops`)."""
+        return float(np.mean(self.step_flops(g, src, dst, self.max_steps)))
+
     def decodes(self, g: CityGraph, src: int, dst: int, steps: int = 1) -> Iterator[list[int]]:
         """The raw path decoded after each step of rounds (no best-so-far), for analysis."""
         src, dst, steps = self.check_query(g, src, dst, steps)
         return self._decodes(g, src, dst, steps)
 
     def _decodes(self, g: CityGraph, src: int, dst: int, steps: int) -> Iterator[list[int]]:
+        return (p for p, _ in self._run(g, src, dst, steps))
+
+    def _run(self, g: CityGraph, src: int, dst: int, steps: int) -> Iterator[tuple[list[int], float]]:
+        """Per step: the raw path decoded after its rounds, and the operations the step spent."""
         if src == dst:
             for _ in range(steps):
-                yield [src]
+                yield [src], 0.0
             return
-        for estimate in self.estimates(g, src, dst, steps):
-            yield decode_path(g.adjacency.indptr, g.adjacency.indices, g.adjacency.data, estimate, src, dst,
-                              max_hops_for(float(estimate[src]), g.radius_km))
+        adj = g.adjacency
+        for estimate, ops in self._estimates(g, src, dst, steps):
+            spent = [ops]
+            path = decode_path(adj.indptr, adj.indices, adj.data, estimate, src, dst,
+                               max_hops_for(float(estimate[src]), g.radius_km), ops=spent)
+            yield path, float(spent[0])
 
     def estimates(self, g: CityGraph, src: int, dst: int, steps: int) -> Iterator[np.ndarray]:
         """Per step, every city's estimated km to dst (straight line + predicted detour >= 0; 0 at dst)."""
-        mg = graph_messages(g, self.config.cones)
+        return (est for est, _ in self._estimates(g, src, dst, steps))
+
+    def _estimates(self, g: CityGraph, src: int, dst: int, steps: int) -> Iterator[tuple[np.ndarray, float]]:
+        """`estimates`, each with the operations spent on it (the first also the query's set-up)."""
+        c = self.config
+        mg = graph_messages(g, c.cones)
+        k, n = mg.nbr.shape
         with torch.inference_mode():
             x, e, to_t = query_features(mg, g.lat, g.lon, src, dst, g.radius_km)
             et, rt = self.net.edge_term(e, mg.pad), self.net.recall_term(x)
             h = self.net.initial_state(x)
+        ops = setup_ops(c, n, k)
         for _ in range(steps):
             # Inference mode per step, not around the yield: the caller's code must not run inside it.
             with torch.inference_mode():
-                for _ in range(self.config.rounds_per_step):
+                for _ in range(c.rounds_per_step):
                     h = self.net.round(h, rt, mg.nbr, et)
                 est = (to_t + self.net.detour(h).clamp_min(0.0) * g.radius_km).numpy().astype(np.float64)
             est[dst] = 0.0
-            yield est
-
-    def flops_per_step(self, g: CityGraph, src: int, dst: int) -> float:
-        """rounds_per_step rounds over every city, plus the decode (neighbour scores along the path)."""
-        c = self.config
-        n, k = g.n_cities, 2 * c.cones
-        d, m = c.hidden_dim, c.mlp_dim
-        # Per city and round: A h, K message adds and mins, the update MLP (recall share precomputed), read-out.
-        per_round = n * (2 * d * d + 2 * k * d + 2 * (2 * d) * m + 2 * m + 2 * m * d + 2 * d)
-        deg = float(np.diff(g.adjacency.indptr).mean())
-        hops = g.distance_km(src, dst) / (g.radius_km / 2)
-        return float(c.rounds_per_step * per_round + 3 * hops * deg)
+            yield est, ops + c.rounds_per_step * round_ops(c, n, k) + readout_ops(c, n)
+            ops = 0.0

@@ -5,7 +5,11 @@ the source, the target and the path so far, and is trained with teacher forcing 
 cross-entropy to predict the next city; decoding runs until it emits the target or hits a
 maximum length. Test-time compute is best-of-N with the exact verifier: step 1 is greedy
 decoding, step k is the best of greedy plus k-1 temperature samples, ranked valid first,
-then shortest.
+then shortest. Compute is counted by the one convention (`citypath.cost`), sample by sample from
+what was decoded: each decode's set-up (initial state, the revisit mask over every city), then per
+hop actually decoded the GRU cell, the query heads, and per candidate column (padding included) its
+token score, hop geometry, masks and draw (the Gumbel noise drawn for the whole chunk is shared by
+the rows it served); the verifier scores each step's candidate (`RoutingModel.best_so_far_with_compute`).
 
 What makes it as strong as an honest GRU can be on a 2-core CPU budget (docs/models.md):
 - every city token is a learned vector plus a projection of Fourier features of its
@@ -35,6 +39,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
+from citypath import cost
 from citypath.graph import CityGraph
 from citypath.models.base import CheckpointError, RoutingModel, config_from_dict, sample_generator
 
@@ -231,15 +236,56 @@ class Tables:
     bias: torch.Tensor         # (n_cities,)
 
 
+# Operations per candidate column of a decoded hop, beside its token's dot product (`citypath.cost`).
+MASK_OPS = {"neighbors": 10.0,   # the padded neighbour row (compare, index, gather, pad, copy), the revisit test
+                                 # (gather, not, and), the masked fill, the dead-end test
+            "vocab": 6.0}       # the all-true mask, the revisit test (3), the masked fill, the dead-end test
+EDGE_OPS = 32.0      # the candidate's hop geometry: its coordinates (2), km left (6), hop (6), progress, detour and
+                     # scaling (5), is-target, the stack (4), then the weighted sum into its score (8)
+GUMBEL_OPS = 9.0     # its uniform read, clamp, log, clamp, log, two negations, / temperature, + noise
+
+
+def hop_ops(c: GRUConfig, width: int, sampled: bool) -> float:
+    """Operations of one row's decoded hop over `width` candidate columns: its inputs (gathers, offset to the
+    target and its length), the GRU cell of every layer and the state read and written back, the query heads,
+    per candidate its token (gathered and dotted, plus bias; the vocabulary's product reads the table in
+    place), its masks, geometry and draw, then the argmax and the step's bookkeeping."""
+    e, h = c.embed_dim, c.hidden_dim
+    in_dim = 2 * e + 3
+    heads = e + N_EDGE_FEATURES * c.edge_features
+    ops = cost.fill(in_dim) + 6.0
+    ops += cost.gru_cell(in_dim, h) + (c.layers - 1) * cost.gru_cell(h, h) + cost.fill(2 * c.layers * h)
+    ops += cost.fill(h + e) + cost.matmul(1, h + e, heads) + heads
+    per_candidate = cost.matmul(1, e, 1) + 1.0 + (cost.fill(e) + 1.0 if c.output == "neighbors" else 0.0)
+    per_candidate += MASK_OPS[c.output] + EDGE_OPS * c.edge_features + GUMBEL_OPS * sampled
+    if c.edge_features:
+        ops += 6.0                        # the current city's km left to the target
+    return ops + width * per_candidate + cost.select(width) + 5.0
+
+
+def decode_setup_ops(c: GRUConfig, n: int) -> float:
+    """Operations of one decode of `n` rows before its first hop: the rows' ids and token gathers, the initial
+    state from (source, target), and the revisit mask over every city."""
+    in_dim, state = 2 * c.embed_dim + 3, c.layers * c.hidden_dim
+    ops = cost.fill(2 * n) + cost.fill(2 * n * c.embed_dim) + n * (cost.fill(in_dim) + 6.0)
+    ops += cost.matmul(n, in_dim, state) + 2.0 * n * state + cost.fill(n * state)
+    if c.no_revisit:
+        ops += cost.fill(n * c.n_cities) + n
+    return ops
+
+
 def decode(net: GRUNet, tables: Tables, indptr: np.ndarray, indices: np.ndarray, src: int, dst: int,
            n: int, *, greedy: bool, generator: torch.Generator | None = None,
-           temperature: float = 1.0) -> list[list[int]]:
+           temperature: float = 1.0, ops: np.ndarray | None = None) -> list[list[int]]:
     """`n` paths from src to dst decoded as one batch: greedy (then all equal) or sampled.
 
     Sampling uses the Gumbel-max trick with one (SAMPLE_CHUNK, max_degree) noise draw per
     position, indexed by sample number, so sample i's path does not depend on n.
+    With `ops` ((n,) floats) each row's operations are added to it (`citypath.cost`): its share of the
+    set-up, its own hops, and an equal share of the work done once per hop for every row still decoding.
     """
     c = net.config
+    count = ops is not None
     tok = tables.tokens
     cur = torch.full((n,), src, dtype=torch.int64)
     dst_t = torch.full((n,), dst, dtype=torch.int64)
@@ -252,6 +298,9 @@ def decode(net: GRUNet, tables: Tables, indptr: np.ndarray, indices: np.ndarray,
         visited[:, src] = True
     # Noise width fixed by the graph, not the batch, so a sample's random numbers never shift.
     width = int(np.diff(indptr).max()) if c.output == "neighbors" else c.n_cities
+    if count:
+        shared = cost.fill(c.n_cities) + cost.select(c.n_cities) if c.output == "neighbors" else 0.0
+        ops += (decode_setup_ops(c, n) + shared) / n
     for _ in range(c.max_hops):
         rows = np.flatnonzero(active)
         rows_t = torch.from_numpy(rows)
@@ -276,6 +325,10 @@ def decode(net: GRUNet, tables: Tables, indptr: np.ndarray, indices: np.ndarray,
             exponential = (-torch.log(u.clamp_min(1e-20))).clamp_min(1e-20)   # Exp(1) noise
             gumbel = -torch.log(exponential)
             scores = scores / temperature + gumbel
+        if count:
+            # Once per hop for the batch: the scan for live rows, the noise draw (sampling), the all-done test.
+            per_hop = cost.fill(2 * n) + (0.0 if greedy else cost.fill(SAMPLE_CHUNK * width))
+            ops[rows] += hop_ops(c, scores.shape[1], not greedy) + per_hop / len(rows)
         best = scores.argmax(dim=1)
         stuck = ~mask.any(dim=1)
         nxt = ids.gather(1, best[:, None])[:, 0]
@@ -334,37 +387,42 @@ class GRUModel(RoutingModel):
             for _ in range(steps):
                 yield [src]
             return
-        yield from self.best_so_far(g, src, dst, self._candidates(g, src, dst, steps, seed))
+        yield from self.best_so_far(g, src, dst, (p for p, _ in self._candidates(g, src, dst, steps, seed)))
 
-    def _candidates(self, g: CityGraph, src: int, dst: int, steps: int, seed: int) -> Iterator[list[int]]:
-        """Greedy, then samples decoded in chunks of SAMPLE_CHUNK (one random stream per chunk)."""
+    def refine_with_compute(self, g: CityGraph, src: int, dst: int, steps: int = 1, *, seed: int = 0
+                            ) -> Iterator[tuple[list[int], float]]:
+        """`refine`'s paths, each with its step's operations: the decode of that step's candidate (greedy, or
+        one sample with its share of its chunk's batch) and the verifier's scoring of it."""
+        src, dst, steps = self.check_query(g, src, dst, steps)
+        if src == dst:
+            return iter([([src], 0.0)] * steps)
+        return self.best_so_far_with_compute(g, src, dst, self._candidates(g, src, dst, steps, seed))
+
+    def _candidates(self, g: CityGraph, src: int, dst: int, steps: int, seed: int
+                    ) -> Iterator[tuple[list[int], float]]:
+        """Greedy, then samples decoded in chunks of SAMPLE_CHUNK (one random stream per chunk); each with the
+        operations its decode spent on it."""
         adj = g.adjacency
+        ops = np.zeros(1)
         with torch.inference_mode():
-            yield decode(self.net, self.tables, adj.indptr, adj.indices, src, dst, 1, greedy=True)[0]
+            path = decode(self.net, self.tables, adj.indptr, adj.indices, src, dst, 1, greedy=True, ops=ops)[0]
+        yield path, float(ops[0])
         done, chunk = 1, 0
         while done < steps:
             take = min(SAMPLE_CHUNK, steps - done)
+            ops = np.zeros(take)
             with torch.inference_mode():
-                yield from decode(self.net, self.tables, adj.indptr, adj.indices, src, dst, take, greedy=False,
-                                  generator=sample_generator(seed, chunk), temperature=self.config.temperature)
+                paths = decode(self.net, self.tables, adj.indptr, adj.indices, src, dst, take, greedy=False,
+                               generator=sample_generator(seed, chunk), temperature=self.config.temperature,
+                               ops=ops)
+            yield from zip(paths, ops.tolist())
             done += take
             chunk += 1
 
+    def step_flops(self, g: CityGraph, src: int, dst: int, steps: int) -> list[float]:
+        """Operations of each of the first `steps` steps on this query, counted as they are decoded."""
+        return [f for _, f in self.refine_with_compute(g, src, dst, steps)]
+
     def flops_per_step(self, g: CityGraph, src: int, dst: int) -> float:
-        """One decoded path: per hop, the GRU cell, the query heads and scoring the candidates."""
-        c = self.config
-        in_dim = 2 * c.embed_dim + 3
-        gru = 2 * 3 * (in_dim + c.hidden_dim) * c.hidden_dim * c.layers
-        heads = 2 * (c.hidden_dim + c.embed_dim) * (c.embed_dim + N_EDGE_FEATURES * c.edge_features)
-        deg = np.diff(g.adjacency.indptr)
-        cands = float(deg.mean()) if c.output == "neighbors" else float(c.n_cities)
-        per_candidate = 2 * c.embed_dim + (20 if c.edge_features else 0)
-        return float(_expected_hops(g, src, dst) * (gru + heads + cands * per_candidate))
-
-
-def _expected_hops(g: CityGraph, src: int, dst: int) -> float:
-    # On the default SPD, optimal paths are ~8% longer than the great circle and a hop averages
-    # 67 km, 0.75 of the radius (measured over the 1.9M training paths).
-    return max(1.0, 1.08 * g.distance_km(src, dst) / (0.75 * g.radius_km))
-
-
+        """Mean operations a step over the model's `max_steps` on this query (see `step_flops`)."""
+        return float(np.mean(self.step_flops(g, src, dst, self.max_steps)))

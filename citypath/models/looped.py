@@ -41,7 +41,9 @@ also the last step's path and reaches the target, later steps cannot change it, 
 thinking and repeats it; `last_run_steps` says how many steps ran. `refine_with_compute` /
 `step_flops` count what each step processed: the frontier's edges for the min head, per tube
 token the block (injection, projections, attention over its window and the global tokens, MLP,
-read-out), and the neighbours scored while decoding; 0 for steps after halting.
+read-out), the tube's bookkeeping, the per-query set-up and the neighbours scored while decoding, by
+the one convention of `citypath.cost`; 0 for steps after halting. `scaffold_control()` is the
+min head alone, the block removed (the attribution control).
 
     >>> m = load_model("looped-small")                       # doctest: +SKIP
     >>> paths = list(m.refine(g, src, dst, steps=16))        # doctest: +SKIP
@@ -59,6 +61,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from citypath import cost
 from citypath.graph import CityGraph
 from citypath.models.base import RoutingModel, StateView, config_from_dict, count_parameters, greedy_walk
 
@@ -387,7 +390,8 @@ class Thinker:
         self.tube = np.array([src, dst])
         self.tok: Tokens | None = None             # set by set_tube before the first loop
         self.est = np.full(g.n_cities, np.nan)      # learned km to target (tube cities, last loop)
-        self.flops = 0.0
+        # Operations so far (citypath.cost): the min head's set-up, and the block's per-city arrays (h, est, to_src).
+        self.ops = self.mh.s.ops + cost.fill(g.n_cities * (c.dim + 2))
         self.loops = 0
         self.set_tube([src, dst])                   # until a decoded path gives a better one
 
@@ -407,6 +411,10 @@ class Thinker:
         parts = [np.array([self.src, self.dst])] + [ix[ip[c]:ip[c + 1]] for c in open_] + [np.array(open_, np.int64)]
         self.tube = tube = np.unique(np.concatenate(parts))
         local = np.full(g.n_cities, -1)
+        k = self.net.config.window
+        # The tube's bookkeeping: its cities sorted, a city -> token table, windows, geography and the tokens.
+        self.ops += cost.sort(sum(len(p) for p in parts)) + cost.fill(g.n_cities) \
+            + cost.fill(len(tube) * (4 * k + 3 * N_GEO + 8))
         local[tube] = np.arange(len(tube))
         nn_idx, nn_len = nearest_neighbours(g, self.net.config.window)
         win = local[nn_idx[tube]]
@@ -427,6 +435,8 @@ class Thinker:
         """What the min head says of each tube city: reached, log((estimate + 1) / (straight + 1)) in radii."""
         s, R = self.mh.s, self.g.radius_km
         reached = s.reached[self.tube]
+        # estimates_km reads out every reached city (a pass over all cities), then the tube's two features.
+        self.ops += cost.fill(2 * len(s.reached)) + 4.0 * int(s.reached.sum()) + 8.0 * len(self.tube)
         est = np.where(reached, np.nan_to_num(self.mh.estimates_km()[self.tube]) / R, 0.0)
         ratio = np.where(reached, np.log((np.maximum(est, 0.0) + 1.0) / (s.to_target_km[self.tube] / R + 1.0)), 0.0)
         return torch.from_numpy(np.stack([reached, ratio], axis=1)).float()
@@ -434,16 +444,16 @@ class Thinker:
     @torch.no_grad()
     def loop(self) -> None:
         c = self.net.config
-        edges_before = self.mh.s.edges
+        mh_before = self.mh.s.ops
         if c.min_head:
             self.mh.round()
-        self.flops += float(self.mh.s.edges - edges_before) * 5.0       # bellman's flops_of with d = 1
+        self.ops += self.mh.s.ops - mh_before                          # the min head, as bellman counts it
         dyn = self.dynamic() if c.min_head else torch.zeros(self.tok.n, N_DYN)
         h = torch.from_numpy(self.h[self.tube])
         h, self.gtok = self.net.loop(h, self.gtok, dyn, self.tok, first=self.loops == 0)
         self.h[self.tube] = h.numpy()
         self.est[self.tube] = self.net.detour_estimate(h, self.tok).double().numpy() * self.g.radius_km
-        self.flops += loop_flops(c, self.tok.n, 0)
+        self.ops += loop_flops(c, self.tok.n, 0) + cost.fill(2 * self.tok.n * (c.dim + 1))   # + state in/out
         self.loops += 1
 
     def decode(self, max_hops: int) -> tuple[list[int], float]:
@@ -470,7 +480,9 @@ class Thinker:
             return out
 
         path = greedy_walk(ip, ix, self.src, self.dst, max_hops, score)
-        return path, 4.0 * scored[0]
+        from citypath.models.bellman import decode_ops
+
+        return path, decode_ops(scored[0], 1) + cost.fill(2 * len(guess))     # the guesses, the visited flags
 
     def estimates_for_map(self) -> np.ndarray:
         """km to target per city as the model holds it (min head where reached, else the block's; NaN elsewhere)."""
@@ -529,6 +541,26 @@ class LoopedModel(RoutingModel):
                 "graph": {"fingerprint": g.fingerprint, "config": asdict(g.config)}}
         return cls(name, card, net)
 
+    def scaffold_control(self):
+        """Min head only: this model's own min-head scalars run as the bellman family runs them (the same frontier,
+        corridor and decoder, `loops_per_step` rounds a step), the block removed; unreached cities are scored by
+        straight km. What the block adds is this model against it."""
+        from citypath.models.base import frozen
+        from citypath.models.bellman import BellmanConfig, BellmanModel, BellmanNet
+
+        c = self.config
+        config = BellmanConfig(hidden_dim=1, rounds_per_step=c.loops_per_step, max_steps=c.max_steps,
+                               corridor_factor=c.corridor_factor, corridor_slack_radii=c.corridor_slack_radii)
+        net = BellmanNet(config).double()
+        net.load_state_dict(self.net.min_head.state_dict())
+        name = f"{self.name}.scaffold"
+        card = {**self.card, "name": name, "family": "bellman", "config": asdict(config),
+                "num_parameters": count_parameters(net), "control_of": self.name,
+                "about": f"{self.name} with its block removed: its min head's {count_parameters(net)} scalars, run "
+                         "over the same frontier and corridor and decoded by the same walk (straight km where "
+                         "unreached)"}
+        return BellmanModel(name, card, frozen(net))
+
     def _run(self, g: CityGraph, src: int, dst: int, steps: int, halt: bool = True) -> Iterator[StepRecord]:
         """Per step: the decoded path, the FLOPs it spent, whether thinking had halted."""
         if src == dst:
@@ -538,24 +570,27 @@ class LoopedModel(RoutingModel):
             return
         t = Thinker(self.net, g, src, dst)
         cap = max_hops_for(g, src, dst)
-        prior, prior_flops = t.decode(cap)       # the straight-line walk: the first step's tube
+        prior, prior_ops = t.decode(cap)         # the straight-line walk: the first step's tube
+        t.ops += prior_ops
         t.set_tube(prior)
         last: list[int] | None = None
         used, settled = 0, False
+        before = 0.0                             # the first step carries the set-up and the prior walk
         for _ in range(steps):
             if halt and settled:
                 yield StepRecord(last, 0.0, True, t)
                 continue
-            t.flops, prior_flops = prior_flops, 0.0
             bound = t.mh.s.bound_km
             for _ in range(self.config.loops_per_step):
                 t.loop()
-            path, dec_flops = t.decode(cap)
+            path, dec_ops = t.decode(cap)
+            t.ops += dec_ops
             used += 1
             settled = t.converged and t.mh.s.bound_km == bound and path == last and path[-1] == dst
             last = path
             t.set_tube(path)
-            yield StepRecord(path, t.flops + dec_flops, False, t)
+            yield StepRecord(path, t.ops - before, False, t)
+            before = t.ops
         self.last_run_steps = used
 
     def refine(self, g: CityGraph, src: int, dst: int, steps: int = 1, *, seed: int = 0) -> Iterator[list[int]]:
@@ -591,8 +626,7 @@ class LoopedModel(RoutingModel):
 
     def step_flops(self, g: CityGraph, src: int, dst: int, steps: int) -> list[float]:
         """FLOPs of each step on this query, over the tokens and edges actually processed (0 once halted)."""
-        src, dst, steps = self.check_query(g, src, dst, steps)
-        return [r.flops for r in self._run(g, src, dst, steps)]
+        return [f for _, f in self.refine_with_compute(g, src, dst, steps)]
 
     def flops_per_step(self, g: CityGraph, src: int, dst: int) -> float:
         """Mean FLOPs of a step over the model's max_steps steps on this query (see `step_flops`)."""

@@ -21,6 +21,13 @@ that meets a dead end backs out of it (`walk_batch(backtrack=True)`); in trainin
 
 The per-step state view shows, per city, how much read attention the walk put on slots written at
 that city, and which cities the memory holds.
+
+Compute is counted by the one convention (`citypath.cost`) as the walks spend it: the query's set-up
+(straight km from every city to source and target, the geography of every city, every edge's length
+in radii, the empty memory; step 1), then per walk its visited flags over every city and, per move
+(forward or back), the controller and its read, the memory write, and per neighbour column its
+features, read and score; then the verdict written into memory. The verifier scores each walk
+(`RoutingModel.best_so_far_with_compute`).
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from citypath import cost
 from citypath.geo import haversine_km
 from citypath.graph import CityGraph
 from citypath.models.base import StateView, StepwiseModel, config_from_dict, count_parameters
@@ -42,6 +50,8 @@ from citypath.models.looped import geo_features
 N_POS = 8       # geography of a city (looped.geo_features)
 N_CAND = 7      # a neighbour as a candidate next hop
 N_VERDICT = 3   # reached, km walked / straight km, hops / hop cap
+CANDIDATE_FEATURE_OPS = 33.0   # a neighbour's 7 features: 2 gathers, the law of cosines (10), 7 more, stacked, cast
+GELU_OPS = 5.0                 # per unit: x / sqrt 2, erf, + 1, two products
 
 
 @dataclass(frozen=True)
@@ -134,6 +144,35 @@ def candidate_features(w: Walks, cur: np.ndarray, nb: np.ndarray, lens: np.ndarr
                      (dt_u + lens) / (dt_c + 1e-3)], axis=-1)
 
 
+def read_ops(c: MemoryConfig, queries: int) -> float:
+    """Operations of `queries` content reads over the M slots: each query's scores against every key (scaled,
+    masked), their softmax and the weighted sum of the values; the test for any filled slot."""
+    m = c.slots
+    if m == 0:
+        return cost.fill(queries * c.width)
+    per_query = cost.matmul(1, c.width, m) + 3.0 * m + cost.softmax(m) + cost.matmul(1, m, c.width)
+    return queries * per_query + cost.fill(m)
+
+
+def move_ops(c: MemoryConfig, width: int) -> float:
+    """Operations of one controller move for one row over `width` neighbour columns (padding included): the
+    padded neighbour row, its lengths and the legality mask; the controller's query, read and GRU cell; per
+    column its features, its key, its read, the candidate layer, GELU, score and prior; the argmax; the memory
+    write (key, value, and the new slot tensors); the move's bookkeeping."""
+    pos, hid, wid, m, cd = N_POS, c.hidden, c.width, c.slots, c.cand_dim
+    ops = cost.fill(8 * width) + cost.fill(pos)
+    ops += cost.fill(pos + hid) + cost.matmul(1, pos + hid, wid) + wid + read_ops(c, 1)
+    ops += cost.fill(pos + wid) + cost.gru_cell(pos + wid, hid) + hid
+    ops += cost.matmul(1, hid, cd) + cd
+    per_column = CANDIDATE_FEATURE_OPS + cost.fill(pos) + cost.matmul(1, pos, wid) + wid + read_ops(c, 1)
+    per_column += cost.fill(N_CAND + wid) + cost.matmul(1, N_CAND + wid, cd) + 2.0 * cd + GELU_OPS * cd
+    per_column += cost.matmul(1, cd, 1) + 1.0 + 4.0 + 3.0
+    ops += width * per_column + cost.select(width) + cost.fill(width)
+    if m:
+        ops += cost.matmul(1, pos, wid) + cost.matmul(1, hid, wid) + 2.0 * wid + cost.fill(2 * m * wid + 2 * m) + 2.0
+    return ops + 6.0
+
+
 def walk_batch(net: MemoryNet, w: Walks, memory: dict, *, expert: np.ndarray | None = None,
                follow_expert: np.ndarray | None = None, record_reads: bool = False,
                backtrack: bool = False) -> WalkOut:
@@ -144,7 +183,9 @@ def walk_batch(net: MemoryNet, w: Walks, memory: dict, *, expert: np.ndarray | N
     A walk never re-enters a city it visited; at a dead end (every neighbour visited) it stops there, or
     with `backtrack` (inference) steps back along its path to the last city with an unvisited neighbour
     and goes on from there: the path is then the walk without its dead-end branches. Every move, forward
-    or back, is one controller step of the hop budget (`max_hops`) and is counted in FLOPs."""
+    or back, is one controller step of the hop budget (`max_hops`); `flops` counts each walk's operations
+    (`citypath.cost`): the walk's arrays, every move (`move_ops`, the batch's padded work shared by the rows
+    still walking), the way back out of a dead end, and the verdict."""
     c = net.config
     B = len(w.src)
     h = torch.zeros(B, c.hidden)
@@ -160,10 +201,8 @@ def walk_batch(net: MemoryNet, w: Walks, memory: dict, *, expert: np.ndarray | N
     flops = np.zeros(B)
     qid = np.arange(B)
     hop = 0
-    per_hop_ctrl = 2 * 3 * (N_POS + c.width + c.hidden) * c.hidden + 2 * (N_POS + c.hidden) * c.width \
-        + 2 * N_POS * c.width + 2 * c.hidden * c.width + 4 * c.slots * c.width + 2 * c.hidden * c.cand_dim
-    per_cand = 2 * N_POS * c.width + 4 * c.slots * c.width + 2 * (N_CAND + c.width) * c.cand_dim \
-        + 2 * c.cand_dim + 10
+    # The walk's arrays: the visited flags over every node (shared), the state, the written flags and the rest.
+    flops += cost.fill(len(w.indptr) - 1) / B + cost.fill(c.hidden + c.slots + 6)
     while alive.any():
         idx = np.flatnonzero(alive)
         degs = np.diff(w.indptr)[cur]
@@ -187,7 +226,9 @@ def walk_batch(net: MemoryNet, w: Walks, memory: dict, *, expert: np.ndarray | N
         prior = -torch.from_numpy(lens + w.dt[nbc]).float()
         logits = net.score(z)[..., 0] + net.prior * prior
         logits = logits.masked_fill(~torch.from_numpy(valid), -torch.inf)
-        flops[idx] += per_hop_ctrl + per_cand * degs[idx]
+        # The batch computes every row at the padded width; the rows still walking share it, and the degree
+        # arrays over every node read twice a move and the scans for live rows.
+        flops[idx] += (B * move_ops(c, dmax) + cost.fill(2 * (len(w.indptr) - 1) + 2 * B)) / len(idx)
         # write where we are: key = where, value = what the controller holds
         if c.slots:
             ptr = memory["ptr"]
@@ -218,6 +259,7 @@ def walk_batch(net: MemoryNet, w: Walks, memory: dict, *, expert: np.ndarray | N
                 if backtrack and len(paths[b]) > 1 and moves[b] + 2 <= w.max_hops[b]:
                     paths[b].pop()          # one step back (the dead end stays visited: never entered again)
                     back = int(np.flatnonzero(nb[b] == paths[b][-1])[0])
+                    flops[b] += cost.fill(dmax) + 3.0
                     walked[b] += lens[b, back]
                     cur[b] = paths[b][-1]
                     moves[b] += 1
@@ -239,7 +281,9 @@ def walk_batch(net: MemoryNet, w: Walks, memory: dict, *, expert: np.ndarray | N
         hops = torch.from_numpy((moves + 1) / w.max_hops).float()      # (len(path) without backtracking)
         v = net.verdict(torch.cat([h, torch.stack([reached, ratio, hops], 1)], 1))
         memory["v"] = memory["v"] + written[..., None] * v[:, None, :]
-        flops += 2 * (c.hidden + N_VERDICT) * c.width + c.slots * c.width
+        # Per row: the walk's three figures, the verdict layer, and every slot's value updated (a new tensor).
+        flops += 6.0 + cost.fill(c.hidden + N_VERDICT) + cost.matmul(1, c.hidden + N_VERDICT, c.width) \
+            + c.width + 3.0 * c.slots * c.width
     out.flops = flops
     return out
 
@@ -250,10 +294,24 @@ def expert_choice(dist: np.ndarray, nb: np.ndarray, lens: np.ndarray, valid: np.
     return np.argmin(cost, axis=1)
 
 
+def empty_memory_ops(B: int, c: MemoryConfig) -> float:
+    """Operations of `empty_memory`: every slot's key, value, filled flag and city."""
+    return cost.fill(B * (2 * c.slots * c.width + 2 * c.slots) + B)
+
+
 def empty_memory(B: int, c: MemoryConfig) -> dict:
     return {"k": torch.zeros(B, c.slots, c.width), "v": torch.zeros(B, c.slots, c.width),
             "filled": torch.zeros(B, c.slots, dtype=torch.bool), "ptr": np.zeros(B, dtype=np.int64),
             "city": np.full((B, c.slots), -1)}
+
+
+def query_setup_ops(g: CityGraph) -> float:
+    """Operations of `full_graph_walks`: straight km from every city to target and source (in radii), the
+    geography (8 features, ~3 operations each, then cast), the source and target flags, every edge's length in
+    radii."""
+    n = g.n_cities
+    return cost.haversine(2 * n) + 2.0 * n + cost.fill(3 * N_POS * n) + cost.fill(N_POS * n) + cost.fill(2 * n) \
+        + float(g.adjacency.nnz)
 
 
 def full_graph_walks(g: CityGraph, src: int, dst: int) -> Walks:
@@ -320,19 +378,22 @@ class MemoryModel(StepwiseModel):
     @torch.no_grad()
     def _run(self, g: CityGraph, src: int, dst: int, steps: int, record_reads: bool = False
              ) -> Iterator[tuple[list[int], float, WalkOut]]:
-        """Walk k per step, the memory kept between walks. FLOPs of a walk: per move the controller and its
-        reads and writes, per neighbour scored its read and score; then the verdict."""
+        """Walk k per step, the memory kept between walks. Operations of a step: its walk (`walk_batch`); step 1
+        also the query's set-up and the empty memory, a wiped memory the new one."""
         if src == dst:
             for _ in range(steps):
                 yield [src], 0.0, WalkOut([[src]])
             return
         w = full_graph_walks(g, src, dst)
         mem = empty_memory(1, self.config)
+        setup = query_setup_ops(g) + empty_memory_ops(1, self.config)
         for k in range(steps):
             if self.config.wipe_after and k == self.config.wipe_after:
                 mem = empty_memory(1, self.config)
+                setup = empty_memory_ops(1, self.config)
             out = walk_batch(self.net, w, mem, record_reads=record_reads, backtrack=True)
-            yield out.paths[0], float(out.flops[0]), out
+            yield out.paths[0], setup + float(out.flops[0]), out
+            setup = 0.0
 
     def trace(self, g: CityGraph, src: int, dst: int, steps: int = 1) -> Iterator[list[StateView]]:
         """Per walk: read attention per city (summed over the walk's hops and neighbours, on the slots

@@ -42,12 +42,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from citypath import cost
 from citypath.geo import haversine_km
 from citypath.graph import CityGraph
 from citypath.models.base import StateView, StepwiseModel, config_from_dict, count_parameters
 from citypath.models.looped import geo_features
 
 N_GEO = 8       # looped.geo_features
+# The control's w in -(g + w h), chosen on validation pairs by `python -m citypath.reports control-weight`
+# (results/memsearch-control-weight.json; a test checks the two agree).
+CONTROL_WEIGHT = 1.5
 N_SLOT = N_GEO + 3   # + km so far, km so far + straight km left, the hop's km (all / (straight source-target + 1))
 
 
@@ -84,7 +88,8 @@ class MemSearchNet(nn.Module):
     def flops_iteration(self, m: int) -> float:
         """The read over m slots, the controller step and the next query."""
         c = self.config
-        return 2.0 * m * c.width + 3 * m + 2 * 3 * (c.width + c.hidden) * c.hidden + 2 * c.hidden * c.width
+        return cost.matmul(1, c.width, m) + m + cost.gru_cell(c.width, c.hidden) + cost.matmul(1, c.hidden, c.width) \
+            + c.width
 
 
 @dataclass
@@ -137,12 +142,24 @@ class Search:
         scale = q.d_st + 1.0
         g = self.cost[cities]
         feats = np.concatenate([q.pos[cities], np.stack([g / scale, (g + q.dt[cities]) / scale, hop / scale], 1)], 1)
-        self.flops += self.net.flops_keys(len(cities))
+        self.flops += self.net.flops_keys(len(cities)) + cost.fill(len(cities) * N_SLOT)
         return self.net.keys(torch.from_numpy(feats).float())
 
     def ratings(self) -> torch.Tensor:
         """The content read's scores: the controller's query against every slot's key (softmax = read weights)."""
         return self.slot_keys @ self.net.query(self.h) / self.net.config.width ** 0.5
+
+    def read_ops(self, m: int) -> float:
+        """Operations of one read over m slots, the controller step and the next query."""
+        return self.net.flops_iteration(m)
+
+    def rating_ops(self, m: int) -> float:
+        """Operations of rating m slots again (to drop the lowest when the memory is full)."""
+        return 2.0 * m * self.net.config.width
+
+    def after_read(self, chosen_key: torch.Tensor) -> None:
+        """The chosen slot's key goes into the controller."""
+        self.h = self.net.cell(chosen_key[None], self.h[None])[0]
 
     def wipe(self) -> None:
         """Forget every slot (the control): the search goes on from the city it last went on from."""
@@ -155,12 +172,13 @@ class Search:
         """Up to `n` planning iterations (fewer once the target is done or the memory empty). In training
         (`q.expert` set) each supervised iteration appends its cross-entropy to `losses`; `follow[i]`: take
         the expert's slot at iteration i (DAgger mixing), else the model's."""
-        net, q, c = self.net, self.q, self.net.config
+        q, c = self.q, self.net.config
         for i in range(n):
             if self.finished or len(self.slot_city) == 0:
                 return
             logits = self.ratings()
-            self.flops += net.flops_iteration(len(self.slot_city))
+            m = len(self.slot_city)
+            self.flops += self.read_ops(m) + cost.select(m)
             choice = int(torch.argmax(logits.detach()))
             if q.expert is not None:
                 f = self.cost[self.slot_city] + q.expert[self.slot_city]
@@ -179,7 +197,7 @@ class Search:
             keep[choice] = False
             self.done[u] = True
             self.last_city = u
-            self.h = net.cell(chosen_key[None], self.h[None])[0]
+            self.after_read(chosen_key)
             if u == q.dst:
                 self.slot_city, self.slot_keys = self.slot_city[keep], self.slot_keys[torch.from_numpy(keep)]
                 self.finished = True
@@ -187,6 +205,7 @@ class Search:
             lo, hi = q.indptr[u], q.indptr[u + 1]
             nb, hop = q.indices[lo:hi], q.km[lo:hi]
             new_cost = self.cost[u] + hop
+            self.flops += cost.relax(hi - lo) + cost.fill(hi - lo)     # + the done test per edge
             better = ~self.done[nb] & (new_cost < self.cost[nb] - 1e-12)
             if c.slots == 0:
                 keep[:] = False                       # no memory: only the current city's neighbours remain
@@ -196,12 +215,14 @@ class Search:
                 keep &= ~np.isin(self.slot_city, nb)  # a shorter way to a city in memory: its slot is rewritten
                 self.cost[nb] = new_cost
                 self.parent[nb] = u
+            # The memory rewritten: membership of the new cities, then every kept slot copied with its key.
+            self.flops += cost.sort(m + len(nb)) + cost.fill((m + len(nb)) * (1 + self.slot_keys.shape[1]))
             self.slot_city = np.concatenate([self.slot_city[keep], nb])
             self.slot_keys = torch.cat([self.slot_keys[torch.from_numpy(keep)], self._write(nb, hop)])
             if c.slots and len(self.slot_city) > c.slots:    # full: drop the slots the controller rates lowest
                 with torch.no_grad():
                     rate = self.ratings().numpy()
-                self.flops += 2.0 * len(rate) * c.width
+                self.flops += self.rating_ops(len(rate)) + cost.select(len(rate)) + cost.sort(len(rate))
                 top = np.sort(np.argpartition(-rate, c.slots - 1)[: c.slots])
                 dropped = np.setdiff1d(self.slot_city, self.slot_city[top])
                 self.cost[dropped], self.parent[dropped] = np.inf, -1      # forgotten: as if never reached
@@ -213,6 +234,7 @@ class Search:
             path.append(int(self.parent[path[-1]]))
             if path[-1] < 0 or len(path) > len(self.parent):
                 return [self.q.src]
+        self.flops += cost.walk(len(path))
         return path[::-1]
 
     def route(self) -> list[int]:
@@ -224,7 +246,38 @@ class Search:
             return self.way_to(self.last_city) if self.last_city >= 0 else [q.src]
         with torch.no_grad():
             rate = self.ratings().numpy()
+        self.flops += self.rating_ops(len(rate)) + cost.select(len(rate))
         return self.way_to(int(self.slot_city[int(np.argmax(rate))]))
+
+
+@dataclass
+class HandRatedSearch(Search):
+    """The same search with the learned rating replaced by weighted A*'s: a slot is rated -(g + w h), km so
+    far plus w x straight km left; no keys, no controller (the attribution control of memory-search)."""
+
+    weight: float = 1.0
+
+    def _write(self, cities: np.ndarray, hop: np.ndarray) -> torch.Tensor:
+        return torch.zeros(len(cities), 0)
+
+    def ratings(self) -> torch.Tensor:
+        c = self.slot_city
+        return torch.from_numpy(-(self.cost[c] + self.weight * self.q.dt[c]))
+
+    def read_ops(self, m: int) -> float:
+        return 3.0 * m           # a multiply-add and a negation per slot
+
+    def rating_ops(self, m: int) -> float:
+        return 3.0 * m
+
+    def after_read(self, chosen_key: torch.Tensor) -> None:
+        pass
+
+
+def query_setup_ops(n: int) -> float:
+    """Operations of `full_graph_query` on n cities: straight km to source and target, the geography (8
+    features, ~3 operations each), and the search's per-city arrays (cost, parent, done)."""
+    return cost.haversine(2 * n) + cost.fill(3 * N_GEO * n) + cost.fill(3 * n)
 
 
 def full_graph_query(g: CityGraph, src: int, dst: int) -> Query:
@@ -273,13 +326,29 @@ class MemSearchModel(StepwiseModel):
     def _run(self, g: CityGraph, src: int, dst: int, steps: int) -> Iterator[tuple[list[int], float, Search]]:
         """`per_step` planning iterations per step on one search. FLOPs: every key written, every read over the
         slots, the controller step and the query (none once the target is reached)."""
-        s = Search(self.net, full_graph_query(g, src, dst))
+        s = self.search(full_graph_query(g, src, dst))
+        s.flops += query_setup_ops(g.n_cities)
+        before = 0.0                                # the first step carries the set-up
         for k in range(steps):
             if self.config.wipe_after and k == self.config.wipe_after:
                 s.wipe()
-            before = s.flops
             s.iterate(self.config.per_step)
-            yield s.route(), s.flops - before, s
+            route = s.route()
+            yield route, s.flops - before, s
+            before = s.flops
+
+    def search(self, q: Query) -> Search:
+        """A fresh search of query `q` by this model's rating."""
+        return Search(self.net, q)
+
+    def scaffold_control(self, weight: float | None = None) -> MemSearchModel:
+        """The same search (memory, relaxation, parent pointers, eviction, route) with the learned rating
+        replaced by weighted A*'s -(g + w h), w = `CONTROL_WEIGHT` (chosen on validation pairs) unless given."""
+        w = CONTROL_WEIGHT if weight is None else float(weight)
+        name = f"{self.name}.scaffold"
+        card = {**self.card, "name": name, "num_parameters": 0, "learned": False, "control_of": self.name,
+                "about": f"{self.name}'s search with its learned rating replaced by weighted A*'s -(g + {w:g} h)"}
+        return HandRatedMemSearch(name, card, self.net, w)
 
     def trace(self, g: CityGraph, src: int, dst: int, steps: int = 1) -> Iterator[list[StateView]]:
         """Per step: the km so far the controller wrote for each city in memory (the search's frontier; no
@@ -295,3 +364,17 @@ class MemSearchModel(StepwiseModel):
             yield [StateView("km so far of each city in memory", "km", km),
                    StateView("cities gone on from", "", done),
                    StateView("read weight of each city in memory", "", read)]
+
+
+class HandRatedMemSearch(MemSearchModel):
+    """memory-search's scaffold with nothing learned deciding: slots rated by weighted A* (`HandRatedSearch`)."""
+
+    def __init__(self, name: str, card: dict, net: MemSearchNet, weight: float):
+        super().__init__(name, card, net)
+        self.weight = weight
+
+    def search(self, q: Query) -> Search:
+        return HandRatedSearch(self.net, q, weight=self.weight)
+
+    def scaffold_control(self, weight: float | None = None) -> None:
+        return None

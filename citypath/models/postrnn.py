@@ -10,7 +10,11 @@ Decoding runs until the model emits the target or a hop cap is reached. Nothing 
 from jumping to a city 2,000 km away: illegal jumps are possible and counted. Test-time
 compute is best-of-N with the exact verifier (`citypath.metrics.verifier_key`): step 1 is
 greedy, step k the best of greedy plus k - 1 samples, so an invalid path can still be the
-best of its batch, and is then shown with its illegal jumps.
+best of its batch, and is then shown with its illegal jumps. Compute is counted by the one convention
+(`citypath.cost`), sample by sample from what was decoded: the prompt (source, target), then per hop
+actually decoded the GRU cell, the output projection and all n_cities scores, and the choice (argmax,
+or softmax, cumulative sum and search when sampling); the hop cap's straight line is the query's
+set-up (step 1); the verifier scores each step's candidate (`RoutingModel.best_so_far_with_compute`).
 
     >>> m = load_model("post-rnn-small")                   # doctest: +SKIP
     >>> paths = list(m.refine(g, src, dst, steps=8))       # doctest: +SKIP
@@ -18,6 +22,7 @@ best of its batch, and is then shown with its illegal jumps.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from citypath import cost
 from citypath.graph import CityGraph
 from citypath.models.base import CheckpointError, RoutingModel, config_from_dict, frozen, load_network, sample_generator
 
@@ -106,15 +112,42 @@ def count_parameters(net: nn.Module) -> int:
 
 # -- decoding -------------------------------------------------------------------------------
 
+def layers_ops(c: PostRNNConfig) -> float:
+    """Operations of one token through the GRU's layers for one row (cells, the state read and written back)."""
+    return cost.gru_cell(c.embed_dim, c.hidden_dim) + (c.layers - 1) * cost.gru_cell(c.hidden_dim, c.hidden_dim) \
+        + cost.fill(2 * c.layers * c.hidden_dim)
+
+
+def hop_ops(c: PostRNNConfig, sampled: bool) -> float:
+    """Operations of one row's decoded hop: the current city's embedding, the GRU, the output projection and
+    the score of every city (a product with the whole table, plus bias), then the choice: the argmax, or the
+    scores / temperature, the softmax, its cumulative sum and a binary search; then the step's bookkeeping."""
+    n = c.n_cities
+    ops = cost.fill(c.embed_dim) + layers_ops(c)
+    ops += cost.matmul(1, c.hidden_dim, c.embed_dim) + c.embed_dim + cost.matmul(1, c.embed_dim, n) + n
+    if sampled:
+        ops += cost.fill(n) + cost.softmax(n) + cost.fill(n) + 2.0 + math.log2(n) + 1.0
+    else:
+        ops += cost.select(n)
+    return ops + 3.0
+
+
+def prompt_ops(c: PostRNNConfig, rows: int) -> float:
+    """Operations of reading the prompt (source, target) for `rows` rows, and the rows' bookkeeping arrays."""
+    return rows * (cost.fill(2 * c.embed_dim) + 2 * layers_ops(c)) + cost.fill(6 * rows)
+
+
 def decode(net: PostRNN, srcs: np.ndarray, dsts: np.ndarray, *, greedy: bool,
            generator: torch.Generator | None = None, temperature: float = 1.0,
-           hop_caps: np.ndarray | None = None) -> list[list[int]]:
+           hop_caps: np.ndarray | None = None, ops: np.ndarray | None = None) -> list[list[int]]:
     """One path per (src, dst) row, decoded as one batch over the full vocabulary.
 
     A row stops when it emits its target or after `hop_caps[row]` hops (default: config.max_hops).
 
     Sampling draws one uniform per position for each of SAMPLE_CHUNK rows, indexed by the row's
     number within the chunk, so sample i's path does not depend on how many are drawn.
+    With `ops` ((n,) floats) each row's operations are added to it (`citypath.cost`): its share of the
+    prompt, its own hops, and an equal share of the work done once per hop for every row still decoding.
     """
     c = net.config
     src = torch.as_tensor(np.asarray(srcs, dtype=np.int64))
@@ -125,11 +158,17 @@ def decode(net: PostRNN, srcs: np.ndarray, dsts: np.ndarray, *, greedy: bool,
     paths = [[int(s)] for s in src.tolist()]
     active = (src != dst).numpy().copy()
     cap = np.asarray(hop_caps, dtype=np.int64) if hop_caps is not None else np.full(n, c.max_hops)
+    if ops is not None:
+        ops += prompt_ops(c, n) / n
     for hop in range(int(cap.max(initial=0))):
         active &= hop < cap
         if not active.any():
             break
         rows = torch.from_numpy(np.flatnonzero(active))
+        if ops is not None:
+            # Once per hop for the batch: the cap test, the live test and scan, the chunk's uniforms (sampling).
+            shared = cost.fill(4 * n) + (0.0 if greedy else cost.fill(SAMPLE_CHUNK))
+            ops[rows.numpy()] += hop_ops(c, not greedy) + shared / len(rows)
         out, h_a = net.gru(net.embed(cur[rows])[:, None], h[:, rows])
         h[:, rows] = h_a
         scores = net.logits(out[:, 0])
@@ -187,33 +226,49 @@ class PostRNNModel(RoutingModel):
 
     def refine(self, g: CityGraph, src: int, dst: int, steps: int = 1, *, seed: int = 0) -> Iterator[list[int]]:
         """Yield `steps` paths: greedy, then the verifier's best of greedy + k-1 samples at step k."""
+        return (p for p, _ in self.refine_with_compute(g, src, dst, steps, seed=seed))
+
+    def refine_with_compute(self, g: CityGraph, src: int, dst: int, steps: int = 1, *, seed: int = 0
+                            ) -> Iterator[tuple[list[int], float]]:
+        """`refine`'s paths, each with its step's operations: the decode of that step's candidate (greedy, or
+        one sample with its share of its chunk's batch; step 1 also the hop cap's straight line) and the
+        verifier's scoring of it."""
         src, dst, steps = self.check_query(g, src, dst, steps)
         if self.config.n_cities != g.n_cities:
             raise CheckpointError(f"model {self.name!r} has {self.config.n_cities} city tokens, "
                                   f"the graph {g.n_cities}")
-        return self._refine(g, src, dst, steps, seed)
-
-    def _refine(self, g: CityGraph, src: int, dst: int, steps: int, seed: int) -> Iterator[list[int]]:
         if src == dst:
-            for _ in range(steps):
-                yield [src]
-            return
-        yield from self.best_so_far(g, src, dst, self._candidates(g, src, dst, steps, seed))
+            return iter([([src], 0.0)] * steps)
+        return self.best_so_far_with_compute(g, src, dst, self._candidates(g, src, dst, steps, seed))
 
-    def _candidates(self, g: CityGraph, src: int, dst: int, steps: int, seed: int) -> Iterator[list[int]]:
-        """Greedy, then samples decoded in chunks of SAMPLE_CHUNK (one random stream per chunk)."""
+    def _candidates(self, g: CityGraph, src: int, dst: int, steps: int, seed: int
+                    ) -> Iterator[tuple[list[int], float]]:
+        """Greedy, then samples decoded in chunks of SAMPLE_CHUNK (one random stream per chunk); each with the
+        operations its decode spent on it."""
         cap = hop_cap(g, src, dst, self.config.max_hops)
+        ops = np.array([cost.haversine(1)])         # the hop cap's straight line: the query's set-up
         with torch.inference_mode():
-            yield decode(self.net, np.array([src]), np.array([dst]), greedy=True, hop_caps=[cap])[0]
+            path = decode(self.net, np.array([src]), np.array([dst]), greedy=True, hop_caps=[cap], ops=ops)[0]
+        yield path, float(ops[0])
         done, chunk = 1, 0
         while done < steps:
             take = min(SAMPLE_CHUNK, steps - done)
+            ops = np.zeros(take)
             with torch.inference_mode():
-                yield from decode(self.net, np.full(take, src), np.full(take, dst), greedy=False,
-                                  generator=sample_generator(seed, chunk), temperature=self.config.temperature,
-                                  hop_caps=np.full(take, cap))
+                paths = decode(self.net, np.full(take, src), np.full(take, dst), greedy=False,
+                               generator=sample_generator(seed, chunk), temperature=self.config.temperature,
+                               hop_caps=np.full(take, cap), ops=ops)
+            yield from zip(paths, ops.tolist())
             done += take
             chunk += 1
+
+    def step_flops(self, g: CityGraph, src: int, dst: int, steps: int) -> list[float]:
+        """Operations of each of the first `steps` steps on this query, counted as they are decoded."""
+        return [f for _, f in self.refine_with_compute(g, src, dst, steps)]
+
+    def flops_per_step(self, g: CityGraph, src: int, dst: int) -> float:
+        """Mean operations a step over the model's `max_steps` on this query (see `step_flops`)."""
+        return float(np.mean(self.step_flops(g, src, dst, self.max_steps)))
 
     def path_nll(self, g: CityGraph, path: list[int]) -> float | None:
         """Teacher-forced cross-entropy per predicted city of `path`, softmax over every city (nats)."""
@@ -226,20 +281,3 @@ class PostRNNModel(RoutingModel):
         with torch.inference_mode():
             loss, n = self.net(tokens, mask, torch.zeros(0, dtype=torch.int64))
         return float(loss / n)
-
-    def flops_per_step(self, g: CityGraph, src: int, dst: int) -> float:
-        """One decoded path: per hop, the GRU cell, the output projection and all n_cities scores.
-
-        Counted over the hops the model actually decodes for this query (its greedy path, which
-        runs to the hop cap when it never emits the target), not over the optimal path's hops.
-        """
-        c = self.config
-        src, dst = g.check_id(src), g.check_id(dst)
-        if src == dst:
-            return 0.0
-        with torch.inference_mode():
-            cap = hop_cap(g, src, dst, c.max_hops)
-            hops = len(decode(self.net, np.array([src]), np.array([dst]), greedy=True, hop_caps=[cap])[0]) - 1
-        gru = 2 * 3 * (c.embed_dim + c.hidden_dim) * c.hidden_dim * c.layers
-        head = 2 * c.hidden_dim * c.embed_dim + 2 * c.n_cities * c.embed_dim
-        return float((hops + 2) * gru + hops * head)

@@ -26,6 +26,14 @@ by the current model again and again, each walk guided by that pair's previous w
 to `max_steps` walks; every decision is trained towards the cities with small regret
 (hop km + remaining optimal km from one Dijkstra per target), soft-maxed over near ties.
 Pairs are sampled from the training side of the split only (`heldout_mask`).
+
+Compute is counted by the one convention (`citypath.cost`) as the walks spend it: the great-circle
+draft (step 1), then per walk its arrays (the visited flags over every city, the guide's legality),
+per hop the radius test and, per decision, the candidates (every neighbour's closeness to the
+target, the selection of the nearest), the walker's place on its guide, the features of every
+candidate, the scorer and the choice; then the verifier's scoring of the walk and the test for a
+repeated walk. Once a walk repeats, the pair is not walked again and later steps cost nothing. The
+reach descriptors and the KD-tree are built once per graph, not per query.
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ import torch
 from scipy.spatial import cKDTree
 from torch import nn
 
+from citypath import cost
 from citypath.cache import cached_arrays, config_key
 from citypath.geo import EARTH_RADIUS_KM, haversine_km, unit_vectors
 from citypath.graph import CityGraph
@@ -50,6 +59,9 @@ from citypath.models.base import CheckpointError, RoutingModel
 
 # Bump when reach_descriptor's arithmetic changes, so cached descriptors are recomputed.
 REACH_VERSION = 1
+GC_KM_OPS = 14.0      # great-circle km of unit vectors: difference (3), dot (5), sqrt, halve, clip (2), arcsin, scale
+BEARING_OPS = 12.0    # a bearing: the target read in the east and north frame (two 3-dots: 10), arctan2, the offset
+KD_LEVEL_OPS = 8.0    # a KD-tree query, per level of log2 n: a coordinate compare and a squared distance
 
 SIZES = {
     "small": {"hidden": 96, "layers": 2},      # ~20k parameters: the shipped refiner
@@ -169,13 +181,24 @@ def graph_tables(g: CityGraph, config: RefinerConfig) -> GraphTables:
         return _TABLES[key]
 
 
-def draft_path(t: GraphTables, src: int, dst: int) -> np.ndarray:
-    """Step 0: the cities nearest to evenly spaced points on the great circle (legal or not)."""
+def draft_ops(n: int, points: int) -> float:
+    """Operations of `draft_path` with `points` great-circle points (the ends included) on n cities: the straight
+    km, each inner point's spherical interpolation (~15) and nearest city (a KD-tree query), the sequence with
+    repeats dropped."""
+    inner = max(points - 2, 0)
+    return GC_KM_OPS + 4.0 + cost.fill(points) + inner * (15.0 + KD_LEVEL_OPS * math.log2(n)) + cost.fill(3 * points)
+
+
+def draft_path(t: GraphTables, src: int, dst: int, ops: np.ndarray | None = None) -> np.ndarray:
+    """Step 0: the cities nearest to evenly spaced points on the great circle (legal or not). With `ops` (one
+    float) its operations are added to it (`draft_ops`)."""
     a, b = t.xyz[src], t.xyz[dst]
     d = float(gc_km(a, b))
     if src == dst:
         return np.array([src])
     k = max(2, int(math.ceil(d / (0.8 * t.radius_km))) + 1)
+    if ops is not None:
+        ops += draft_ops(t.n, k)
     omega = d / EARTH_RADIUS_KM
     f = np.linspace(0.0, 1.0, k)[1:-1]
     if omega < 1e-9:
@@ -228,6 +251,20 @@ class NumpyScorer:
         return h.reshape(a, m)
 
 
+
+def scorer_ops(config: RefinerConfig, decisions: int, columns: int) -> float:
+    """Operations of `NumpyScorer` on (decisions, columns) candidates: the split first layer (the context once
+    per decision, its bias, the broadcast add), then per further layer SiLU (negate, exp, add, divide) and the
+    product with its bias."""
+    rows, hidden = decisions * columns, config.hidden
+    ops = cost.matmul(rows, config.n_candidate, hidden) + cost.matmul(decisions, config.n_context, hidden)
+    ops += decisions * hidden + rows * hidden
+    widths = [hidden] * config.layers + [1]
+    for a, b in zip(widths, widths[1:]):
+        ops += 4.0 * rows * a + cost.matmul(rows, a, b) + rows * b
+    return ops
+
+
 _ROWS = 16
 
 
@@ -278,23 +315,71 @@ def _pad_guides(t: GraphTables, guides: list[np.ndarray]) -> tuple[np.ndarray, n
     return ids, length, bad
 
 
+def walk_setup_ops(n: int, guide: int) -> float:
+    """Operations of a walk's set-up for one pair on n cities, its guide padded to `guide` vertices: the padded
+    guide and the legality of its hops, their running count, the visited flags over every city, the walker's
+    state. (The hop budget, where the walk computes it: a great circle and 4 more.)"""
+    return (cost.fill(2 * guide) + (guide - 1) * (GC_KM_OPS + 1.0) + cost.fill(guide + 1) + guide + 1.0
+            + cost.fill(n) + 8.0)
+
+
+def candidate_ops(config: RefinerConfig, width: int) -> float:
+    """Operations of choosing one decision's candidates over `width` neighbour columns (padding included): the
+    padded row, the visited test, each one's closeness to the target (a 3-dot), then, where there are more than
+    `candidates`, the selection of the nearest; the chosen ids and mask gathered, the dead-end test."""
+    m = config.candidates
+    ops = 16.0 * width + 3.0
+    if width > m:
+        ops += width + cost.select(width)
+    return ops + cost.fill(2 * m) + m
+
+
+def decision_ops(config: RefinerConfig) -> float:
+    """Operations of one decision after its candidates: the walker placed on its guide (`guide_window` vertices,
+    the nearest), the features of every candidate and of the context (`features`), and the choice (mask,
+    argmax, the move's bookkeeping); the scorer is `scorer_ops`."""
+    m, w, look = config.candidates, config.guide_window, len(config.lookahead)
+    levels, s = len(config.reach_hops), config.sectors
+    place = w * (6.0 + GC_KM_OPS) + 3.0 + cost.select(w) + 2.0
+    # Per candidate: its coordinates, km to the target and hop (2 great circles), bearing and offsets, progress,
+    # detour, can-finish; to each lookahead point (a great circle, the difference); to the guide window (a great
+    # circle and the min each); its bearing to the target and the sector blend of its reach descriptor.
+    per_candidate = 3.0 + 2 * GC_KM_OPS + BEARING_OPS + 1.0 + 4.0 + 2.0 + 3.0 + 1.0
+    per_candidate += look * (GC_KM_OPS + 2.0) + w * (GC_KM_OPS + 1.0)
+    per_candidate += BEARING_OPS + 7.0 + levels * s + 4.0 * s + 6.0 * levels * s
+    per_candidate += 2.0 * config.n_candidate + 3.0 + 2.0 * look      # the stack and cast, the clips
+    # Per decision: the walker's km and bearing to the target, the lookahead points and their bearings, the
+    # guide's legality ahead, the context (its stack and cast).
+    context = 6.0 + GC_KM_OPS + BEARING_OPS + 3.0 * w + look * (7.0 + GC_KM_OPS + BEARING_OPS + 1.0 + 3.0)
+    context += m + 20.0 + GC_KM_OPS + 5.0 * look + 2.0 * config.n_context
+    choose = m + cost.select(m) + 5.0
+    return place + m * per_candidate + context + choose
+
+
 def walk(t: GraphTables, config: RefinerConfig, score: Callable[[np.ndarray, np.ndarray], np.ndarray],
          src: np.ndarray, dst: np.ndarray, guides: list[np.ndarray], *,
          record: WalkRecord | None = None, expert: Callable[[np.ndarray], np.ndarray] | None = None,
-         budget: np.ndarray | None = None) -> list[np.ndarray]:
+         budget: np.ndarray | None = None, ops: np.ndarray | None = None) -> list[np.ndarray]:
     """One refinement step for a batch of pairs: walk from each source, guided by `guides`.
 
     `score(cand, ctx)` returns (A, M) scores; the walk takes the best allowed candidate, or,
     where `expert` (a function of the decision index array) says so, the expert's choice.
     Returns one path (array of city ids) per pair. A walker with no unvisited neighbour steps
     back one city; a walk that runs out of hops ends where it is (without reaching the target).
+    With `ops` ((B,) floats) each pair's operations are added to it (`citypath.cost`; `score` is then
+    `NumpyScorer`, counted by `scorer_ops`): its set-up, every hop's radius test and every decision at
+    the batch's padded width.
     """
     src, dst = np.asarray(src, np.int64), np.asarray(dst, np.int64)
     b = len(src)
     m_cand = config.candidates
     radius = t.radius_km
     look = np.array(config.lookahead)
-    budget = hop_budget(t, src, dst) if budget is None else budget
+    count = ops is not None
+    if budget is None:
+        budget = hop_budget(t, src, dst)
+        if count:
+            ops += GC_KM_OPS + 4.0
     gids, glen, gbad = _pad_guides(t, guides)
     gcum_bad = np.concatenate([np.zeros((b, 1), np.float32), np.cumsum(gbad, axis=1)], axis=1)
     guide_ok = (gcum_bad[:, -1] == 0).astype(np.float32)
@@ -306,9 +391,13 @@ def walk(t: GraphTables, config: RefinerConfig, score: Callable[[np.ndarray, np.
     active = src != dst
     hops = np.zeros(b, np.int64)
     dst_xyz = t.xyz[dst]
+    if count:
+        ops += walk_setup_ops(t.n, gids.shape[1])
     while active.any():
         act = np.flatnonzero(active)
         c = cur[act]
+        if count:      # the radius test and the budget test of every live walker, the scans for live ones
+            ops[act] += cost.haversine(1) + 7.0 + cost.fill(2 * b) / len(act)
         # The graph's own radius test (haversine on degrees), so the final hop is always an edge.
         near = haversine_km(t.lat[c], t.lon[c], t.lat[dst[act]], t.lon[dst[act]]) <= radius
         for i in act[near]:
@@ -337,7 +426,11 @@ def walk(t: GraphTables, config: RefinerConfig, score: Callable[[np.ndarray, np.
         ids = np.take_along_axis(nb, sel, 1)
         mask = np.take_along_axis(ok, sel, 1)
         stuck = ~mask.any(axis=1)
+        if count:
+            ops[act] += candidate_ops(config, dmax)
         for i in act[stuck]:   # a dead end: step back (the city stays marked, so it is not re-entered)
+            if count:
+                ops[i] += 4.0
             if len(paths[i]) > 1:
                 paths[i].pop()
                 cur[i] = paths[i][-1]
@@ -362,6 +455,8 @@ def walk(t: GraphTables, config: RefinerConfig, score: Callable[[np.ndarray, np.
             record.cur.append(c)
             record.owner.append(act)
         s = score(cand, ctx)
+        if count:
+            ops[act] += decision_ops(config) + scorer_ops(config, 1, ids.shape[1])
         s = np.where(mask, s, -np.inf)
         choice = s.argmax(axis=1)
         if expert is not None:
@@ -454,6 +549,28 @@ class RefinerModel(RoutingModel):
                                       verify=verifier(g), keep_best=self.keep_best):
             yield paths[0].tolist()
 
+    def refine_with_compute(self, g: CityGraph, src: int, dst: int, steps: int = 1, *, seed: int = 0
+                            ) -> Iterator[tuple[list[int], float]]:
+        """`refine`'s paths, each with the operations its step spent, counted in the same walks: step 1 also
+        the draft; each step its walk and the verifier's scoring of it; nothing once the walks repeat."""
+        src, dst, steps = self.check_query(g, src, dst, steps)
+        t = graph_tables(g, self.config)
+        ops = np.zeros(1)
+        answers = refinement_steps(t, self.config, self._score, np.array([src]), np.array([dst]), steps,
+                                   verify=verifier(g), keep_best=self.keep_best, ops=ops)
+
+        def run() -> Iterator[tuple[list[int], float]]:
+            before = 0.0
+            for paths in answers:
+                yield paths[0].tolist(), float(ops[0]) - before
+                before = float(ops[0])
+
+        return run()
+
+    def step_flops(self, g: CityGraph, src: int, dst: int, steps: int) -> list[float]:
+        """Operations of each of the first `steps` steps on this query, counted as the walks spend them."""
+        return [f for _, f in self.refine_with_compute(g, src, dst, steps)]
+
     def refine_batch(self, g: CityGraph, srcs, dsts, steps: int) -> list[list[list[int]]]:
         """All `steps` paths for many pairs at once (the same walks as `refine`, batched): [pair][step]."""
         self.check_graph(g)
@@ -462,11 +579,8 @@ class RefinerModel(RoutingModel):
                             verify=verifier(g), keep_best=self.keep_best)
 
     def flops_per_step(self, g: CityGraph, src: int, dst: int) -> float:
-        """Multiply-adds x2 of the scorer over the candidates of an estimated number of hops."""
-        d = g.distance_km(src, dst)
-        hops = math.ceil(d / (0.85 * g.radius_km)) + 1
-        params = sum(p.numel() for p in self.scorer.parameters())
-        return 2.0 * params * self.config.candidates * hops
+        """Mean operations a step over the model's `max_steps` on this query (see `step_flops`)."""
+        return float(np.mean(self.step_flops(g, src, dst, self.max_steps)))
 
     @classmethod
     def from_checkpoint(cls, name: str, card: dict, weights_path: Path) -> RefinerModel:
@@ -487,7 +601,8 @@ class RefinerModel(RoutingModel):
 
 
 def refinement_steps(t: GraphTables, config: RefinerConfig, score, srcs: np.ndarray, dsts: np.ndarray,
-                     steps: int, *, verify: Callable, keep_best: bool = True) -> Iterator[list[np.ndarray]]:
+                     steps: int, *, verify: Callable, keep_best: bool = True,
+                     ops: np.ndarray | None = None) -> Iterator[list[np.ndarray]]:
     """Yield, for each of `steps` steps, every pair's current answer.
 
     Step k walks once, guided by walk k-1 (walk 0 is the great-circle draft). With `keep_best`
@@ -496,10 +611,14 @@ def refinement_steps(t: GraphTables, config: RefinerConfig, score, srcs: np.ndar
     make an answer worse. Without it the answer is walk k.
     Walks are deterministic in their guide, so once a walk repeats an earlier one the chain is
     periodic and nothing new can come: that pair is not walked again.
+    With `ops` ((pairs,) floats) each pair's operations are added to it as they are spent (`citypath.cost`):
+    the draft, the walks, the verifier on each walk, the test for a repeat and the next guide.
     """
     srcs, dsts = np.asarray(srcs, np.int64), np.asarray(dsts, np.int64)
     n = len(srcs)
-    guides = [draft_path(t, int(s), int(d)) for s, d in zip(srcs, dsts)]
+    count = ops is not None
+    guides = [draft_path(t, int(s), int(d), ops=ops[i:i + 1] if count else None)
+              for i, (s, d) in enumerate(zip(srcs, dsts))]
     latest: list[np.ndarray] = [np.array([s]) for s in srcs]
     best: list[np.ndarray | None] = [None] * n
     best_key: list[tuple | None] = [None] * n
@@ -509,7 +628,13 @@ def refinement_steps(t: GraphTables, config: RefinerConfig, score, srcs: np.ndar
         best[i] = latest[i]
     for _ in range(steps):
         if len(live):
-            paths = walk(t, config, score, srcs[live], dsts[live], [guides[i] for i in live])
+            walk_ops = np.zeros(len(live)) if count else None
+            paths = walk(t, config, score, srcs[live], dsts[live], [guides[i] for i in live], ops=walk_ops)
+            if count:
+                # The walks, the verifier on each, the repeat test (its bytes hashed, a lookup), the next guide.
+                ops[live] += walk_ops + [cost.verify(len(p) - 1) + cost.fill(len(p)) + 1.0
+                                         + (cost.fill(len(p) + 1) if p[-1] != dsts[i] else 0.0)
+                                         for i, p in zip(live, paths)]
             still = []
             for i, p in zip(live, paths):
                 latest[i] = p

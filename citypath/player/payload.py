@@ -69,7 +69,8 @@ def strips(replay: Replay, steps: Sequence[int]) -> list[list[dict]]:
         if rows:
             cells.append({"label": "Compute so far", "value": compute_text(rows[min(max(k, 1), len(rows)) - 1]),
                           "delta": None, "good": "off",
-                          "help": "FLOPs this model spent up to this step (its own count) and the measured wall time."})
+                          "help": "Operations this model spent up to this step (one count for every model, "
+                                  "docs/evaluation.md) and the measured wall time."})
         out.append(cells)
     return out
 

@@ -21,7 +21,7 @@ from scipy.sparse.csgraph import connected_components
 from citypath.geo import haversine_km
 from citypath.graph import CityGraph, radius_edges
 from citypath.models.bellman import BellmanConfig, BellmanModel, BellmanNet, count_parameters
-from citypath.split import heldout_mask, sample_pairs
+from citypath.split import sample_pairs, train_mask
 from citypath.training import batch_rng, config_from_args, decode_at_max_steps
 
 
@@ -104,9 +104,10 @@ def bellman_ford_rounds(sg: SmallGraph, target: int, rounds: int) -> np.ndarray:
     return out
 
 
-def graph_batch(graphs: list[SmallGraph], rng: np.random.Generator, rounds_free: int, rounds_grad: int
-                ) -> dict[str, torch.Tensor]:
-    """Disjoint union of `graphs`, one random target (and source) each, with per-round labels."""
+def graph_batch(graphs: list[SmallGraph], rng: np.random.Generator, rounds_free: int, rounds_grad: int, *,
+                exclude_validation: bool = False) -> dict[str, torch.Tensor]:
+    """Disjoint union of `graphs`, one random target (and source) each, with per-round labels (weight 0 where a
+    region city's pair with the target is held out, or with `exclude_validation` a validation pair)."""
     xs, srcs, dsts, ws, labels, weights = [], [], [], [], [], []
     offset = 0
     for sg in graphs:
@@ -116,7 +117,7 @@ def graph_batch(graphs: list[SmallGraph], rng: np.random.Generator, rounds_free:
         lab = bellman_ford_rounds(sg, t, rounds_free + rounds_grad)[rounds_free:]
         weight = np.ones(sg.n)
         if sg.ids is not None:   # pairs held out on the default graph are never supervised
-            weight[heldout_mask(sg.ids, np.full(sg.n, sg.ids[t]))] = 0.0
+            weight[~train_mask(sg.ids, np.full(sg.n, sg.ids[t]), exclude_validation=exclude_validation)] = 0.0
         xs.append(x)
         srcs.append(sg.src + offset)
         dsts.append(sg.dst + offset)
@@ -143,7 +144,8 @@ class BellmanTask:
         self.model_config = {**asdict(config), "graphs": asdict(graphs)}
         val_rng = np.random.default_rng([cfg.seed, 2])
         self._val = [graph_batch([self._draw(val_rng) for _ in range(graphs.graphs_per_batch)], val_rng,
-                                 int(val_rng.integers(0, graphs.max_free_rounds + 1)), 1) for _ in range(8)]
+                                 int(val_rng.integers(0, graphs.max_free_rounds + 1)), 1,
+                                 exclude_validation=cfg.exclude_validation) for _ in range(8)]
         self._val_pairs = sample_pairs(g.n_cities, cfg.val_paths, np.random.default_rng([cfg.seed, 3]), heldout=False)
 
     def _draw(self, rng: np.random.Generator) -> SmallGraph:
@@ -162,7 +164,7 @@ class BellmanTask:
         graphs = [self._draw(rng) for _ in range(gc.graphs_per_batch)]
         free = int(rng.integers(0, gc.max_free_rounds + 1))
         grad = int(rng.integers(1, gc.max_grad_rounds + 1))
-        b = graph_batch(graphs, rng, free, grad)
+        b = graph_batch(graphs, rng, free, grad, exclude_validation=self.cfg.exclude_validation)
         # The penalty stays on to the end: annealing it away over the last quarter brought a x r and
         # b x r closer to Bellman-Ford's (1.1e-6 / 1.6e-6 off instead of 2.0e-6 / 2.2e-6) but routed
         # fewer training pairs optimally (82% against 87%; docs/models.md).

@@ -24,7 +24,7 @@ from citypath.models.gnn import (
     message_graph,
     query_features,
 )
-from citypath.split import heldout_mask, sample_pairs
+from citypath.split import sample_pairs, train_mask
 from citypath.training import batch_rng, config_from_args
 
 
@@ -80,8 +80,9 @@ def build_region(g: CityGraph, rng: np.random.Generator, rc: RegionConfig, cones
 
 
 def region_batch(g: CityGraph, regions: list[Region], rng: np.random.Generator, rounds_free: int,
-                 rounds_grad: int) -> dict[str, torch.Tensor]:
-    """Disjoint union of regions, one random target each, with detour labels and loss weights."""
+                 rounds_grad: int, *, exclude_validation: bool = False) -> dict[str, torch.Tensor]:
+    """Disjoint union of regions, one random target each, with detour labels and loss weights
+    (0 where the city's pair with the target is held out, or with `exclude_validation` a validation pair)."""
     k = max(r.mg.nbr.shape[0] for r in regions)
     offset, parts = 0, []
     for r in regions:
@@ -96,7 +97,7 @@ def region_batch(g: CityGraph, regions: list[Region], rng: np.random.Generator, 
         x, e, to_t = query_features(mg, r.lat, r.lon, s, t, g.radius_km)
         dist = dijkstra(r.reverse, directed=True, indices=t)
         # Pairs held out on the default graph are never supervised, even on a sub-graph.
-        ok = np.isfinite(dist) & ~heldout_mask(r.ids, np.full(n, r.ids[t]))
+        ok = np.isfinite(dist) & train_mask(r.ids, np.full(n, r.ids[t]), exclude_validation=exclude_validation)
         target = np.where(ok, (dist - to_t.numpy()) / g.radius_km, 0.0).astype(np.float32)
         parts.append((nbr, pad, x, e, torch.from_numpy(target), torch.from_numpy(ok.astype(np.float32))))
         offset += n
@@ -135,7 +136,8 @@ class GNNTask:
         self.train_pool = self.pool[: regions.pool]
         val_rng = np.random.default_rng([cfg.seed, 2])
         self._val = [region_batch(g, self.pool[regions.pool + i: regions.pool + i + 8], val_rng,
-                                  regions.max_free_rounds, 1) for i in range(0, regions.val_regions, 8)]
+                                  regions.max_free_rounds, 1, exclude_validation=cfg.exclude_validation)
+                     for i in range(0, regions.val_regions, 8)]
 
         self._val_pairs = sample_pairs(g.n_cities, regions.val_pairs, np.random.default_rng([cfg.seed, 3]),
                                        heldout=False)
@@ -150,7 +152,8 @@ class GNNTask:
         # A quarter of batches start from the initial state so the encoder learns too.
         free = 0 if rng.random() < 0.25 else int(rng.integers(1, rc.max_free_rounds + 1))
         grad = int(rng.integers(1, rc.max_grad_rounds + 1))
-        return region_batch(self.g, [self.train_pool[i] for i in picks], rng, free, grad), len(picks)
+        return region_batch(self.g, [self.train_pool[i] for i in picks], rng, free, grad,
+                            exclude_validation=self.cfg.exclude_validation), len(picks)
 
     def val_batches(self):
         return self._val

@@ -63,7 +63,7 @@ class GRUTask:
 
     def __init__(self, g: CityGraph, size: str, config: GRUConfig, cfg, command: str = ""):
         self.g, self.size, self.config, self.cfg, self.command = g, size, config, cfg, command
-        self.ds, self.n_train, self.val_index = spd_training_split(g, cfg)
+        self.ds, self.train_index, self.val_index = spd_training_split(g, cfg)
         self.model_config = asdict(config)
 
     def build_model(self) -> GRUNet:
@@ -74,7 +74,8 @@ class GRUTask:
         return [p[: self.config.max_hops + 1] for p in paths if len(p) >= 2]
 
     def batch(self, step: int, rank: int, world: int):
-        index = batch_rng(self.cfg.seed, step, rank).integers(0, self.n_train, self.cfg.batch_paths)
+        rng = batch_rng(self.cfg.seed, step, rank)
+        index = self.train_index[rng.integers(0, len(self.train_index), self.cfg.batch_paths)]
         paths = self._paths(index)
         return make_batch(paths, self.g.adjacency, self.config.output), len(paths)
 

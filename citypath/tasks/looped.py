@@ -22,7 +22,7 @@ from scipy.sparse.csgraph import dijkstra
 from citypath.geo import haversine_km
 from citypath.graph import CityGraph
 from citypath.models.looped import LoopedConfig, LoopedModel, LoopedNet, Tokens, count_parameters, make_tokens
-from citypath.split import heldout_mask, is_heldout, sample_pairs
+from citypath.split import sample_pairs, train_mask
 from citypath.tasks.bellman import SmallGraph, bellman_ford_rounds, region_graph, synthetic_graph
 from citypath.training import batch_rng, config_from_args, decode_at_max_steps
 
@@ -61,22 +61,24 @@ def straight_radii(g: CityGraph, sg: SmallGraph, node: int) -> np.ndarray:
     return np.sqrt(((sg.xy - sg.xy[node]) ** 2).sum(axis=1))
 
 
-def draw_query(sg: SmallGraph, rng: np.random.Generator) -> tuple[int, int]:
-    """A random (source, target) of the small graph whose default-graph pair is not held out."""
+def draw_query(sg: SmallGraph, rng: np.random.Generator, *, exclude_validation: bool = False) -> tuple[int, int]:
+    """A random (source, target) of the small graph whose default-graph pair is not held out (nor, with
+    `exclude_validation`, a validation pair)."""
     for _ in range(100):
         t, s = int(rng.integers(sg.n)), int(rng.integers(sg.n))
-        if sg.ids is None or s == t or not is_heldout(int(sg.ids[s]), int(sg.ids[t])):
+        if sg.ids is None or s == t or train_mask(sg.ids[s], sg.ids[t], exclude_validation=exclude_validation):
             return s, t
     return t, t
 
 
 def loop_batch(g: CityGraph, graphs: list[SmallGraph], rng: np.random.Generator, free: int, grad: int,
-               config: LoopedConfig) -> dict:
-    """Tokens of a union of `graphs` (one query each) with per-loop Bellman-Ford labels and true distances."""
+               config: LoopedConfig, *, exclude_validation: bool = False) -> dict:
+    """Tokens of a union of `graphs` (one query each) with per-loop Bellman-Ford labels and true distances;
+    validation pairs are never drawn nor supervised with `exclude_validation` (held-out pairs never are)."""
     dts, dss, dsts_, srcs, snd, rcv, ws, gid, labels, trues, weights = [], [], [], [], [], [], [], [], [], [], []
     offset = 0
     for q, sg in enumerate(graphs):
-        s, t = draw_query(sg, rng)
+        s, t = draw_query(sg, rng, exclude_validation=exclude_validation)
         dt, ds = straight_radii(g, sg, t), straight_radii(g, sg, s)
         dts.append(dt)
         dss.append(ds)
@@ -91,7 +93,7 @@ def loop_batch(g: CityGraph, graphs: list[SmallGraph], rng: np.random.Generator,
         trues.append(dijkstra(adj, indices=t, directed=False))              # every node's distance to t
         weight = np.ones(sg.n)
         if sg.ids is not None:   # pairs held out on the default graph are never supervised
-            weight[heldout_mask(sg.ids, np.full(sg.n, sg.ids[t]))] = 0.0
+            weight[~train_mask(sg.ids, np.full(sg.n, sg.ids[t]), exclude_validation=exclude_validation)] = 0.0
         weights.append(weight)
         offset += sg.n
     st = np.array(srcs)
@@ -132,7 +134,7 @@ class LoopedTask:
 
     def _batch(self, rng: np.random.Generator, free: int, grad: int) -> dict:
         graphs = [self._draw(rng) for _ in range(self.graphs.graphs_per_batch)]
-        b = loop_batch(self.g, graphs, rng, free, grad, self.config)
+        b = loop_batch(self.g, graphs, rng, free, grad, self.config, exclude_validation=self.cfg.exclude_validation)
         b["l1"] = torch.tensor(self.graphs.l1, dtype=torch.float64)
         b["detour_weight"] = torch.tensor(self.graphs.detour_weight)
         return b

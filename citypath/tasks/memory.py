@@ -25,7 +25,7 @@ from citypath.geo import haversine_km
 from citypath.graph import CityGraph
 from citypath.models.looped import geo_features
 from citypath.models.memory import MemoryConfig, MemoryModel, MemoryNet, Walks, count_parameters, imitation_loss
-from citypath.split import heldout_mask, sample_pairs
+from citypath.split import sample_pairs, train_mask
 from citypath.tasks.bellman import GraphsConfig, region_graph
 from citypath.tasks.looped import draw_query
 from citypath.training import batch_rng, config_from_args, decode_at_max_steps
@@ -58,8 +58,10 @@ class MemoryNetTrain(MemoryNet):
         return imitation_loss(self, episode)
 
 
-def episode(g: CityGraph, rng: np.random.Generator, ec: EpisodesConfig, passes: int) -> Walks:
-    """A batch of queries, each on its own regional sub-graph, as one union graph."""
+def episode(g: CityGraph, rng: np.random.Generator, ec: EpisodesConfig, passes: int, *,
+            exclude_validation: bool = False) -> Walks:
+    """A batch of queries, each on its own regional sub-graph, as one union graph (validation pairs never drawn
+    nor supervised with `exclude_validation`; held-out pairs never are)."""
     gc = GraphsConfig(min_nodes=ec.min_nodes, max_nodes=ec.max_nodes)
     R = g.radius_km
     rows, cols, kms, pos, dts, dss, srcs, dsts, dst_list, expert, ok = [], [], [], [], [], [], [], [], [], [], []
@@ -68,7 +70,7 @@ def episode(g: CityGraph, rng: np.random.Generator, ec: EpisodesConfig, passes: 
         sg = region_graph(g, rng, gc)
         if sg.n < 4:
             continue
-        s, t = draw_query(sg, rng)
+        s, t = draw_query(sg, rng, exclude_validation=exclude_validation)
         if s == t:
             continue
         ids = sg.ids
@@ -85,7 +87,7 @@ def episode(g: CityGraph, rng: np.random.Generator, ec: EpisodesConfig, passes: 
         dts.append(dt)
         dss.append(ds)
         expert.append(dist)
-        ok.append(~heldout_mask(ids, np.full(sg.n, ids[t])) & np.isfinite(dist))
+        ok.append(train_mask(ids, np.full(sg.n, ids[t]), exclude_validation=exclude_validation) & np.isfinite(dist))
         srcs.append(s + offset)
         dsts.append(t + offset)
         dst_list.append(float(dt[s]))
@@ -118,7 +120,8 @@ class MemoryTask:
 
     def val_episode(self, rng: np.random.Generator):
         """A validation batch: the expert never followed, two walks."""
-        return episode(self.g, rng, dataclasses.replace(self.episodes, max_expert_share=0.0), 2)
+        return episode(self.g, rng, dataclasses.replace(self.episodes, max_expert_share=0.0), 2,
+                       exclude_validation=self.cfg.exclude_validation)
 
     def build_model(self) -> MemoryNetTrain:
         return MemoryNetTrain(self.config)
@@ -126,7 +129,8 @@ class MemoryTask:
     def batch(self, step: int, rank: int, world: int):
         rng = batch_rng(self.cfg.seed, step, rank)
         passes = int(rng.integers(1, self.episodes.max_passes + 1))
-        return {"episode": episode(self.g, rng, self.episodes, passes)}, self.episodes.queries_per_batch
+        walks = episode(self.g, rng, self.episodes, passes, exclude_validation=self.cfg.exclude_validation)
+        return {"episode": walks}, self.episodes.queries_per_batch
 
     def val_batches(self):
         return self._val

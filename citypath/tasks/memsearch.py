@@ -25,7 +25,7 @@ from citypath.geo import haversine_km
 from citypath.graph import CityGraph
 from citypath.models.looped import geo_features
 from citypath.models.memsearch import MemSearchConfig, MemSearchModel, MemSearchNet, Query, Search, count_parameters
-from citypath.split import heldout_mask
+from citypath.split import train_mask
 from citypath.tasks.bellman import GraphsConfig, region_graph
 from citypath.tasks.looped import draw_query
 from citypath.tasks.memory import MemoryTask, task_from_args
@@ -75,7 +75,9 @@ class MemSearchNetTrain(MemSearchNet):
         return total, torch.tensor(float(count))
 
 
-def episode(g: CityGraph, rng: np.random.Generator, ec: EpisodesConfig) -> Episode:
+def episode(g: CityGraph, rng: np.random.Generator, ec: EpisodesConfig, *, exclude_validation: bool = False) -> Episode:
+    """A batch of queries, each on its own regional sub-graph (validation pairs never drawn nor supervised with
+    `exclude_validation`; held-out pairs never are)."""
     gc = GraphsConfig(min_nodes=ec.min_nodes, max_nodes=ec.max_nodes)
     R = g.radius_km
     queries, follows, caps = [], [], []
@@ -83,7 +85,7 @@ def episode(g: CityGraph, rng: np.random.Generator, ec: EpisodesConfig) -> Episo
         sg = region_graph(g, rng, gc)
         if sg.n < 4:
             continue
-        s, t = draw_query(sg, rng)
+        s, t = draw_query(sg, rng, exclude_validation=exclude_validation)
         if s == t:
             continue
         ids = sg.ids
@@ -98,7 +100,8 @@ def episode(g: CityGraph, rng: np.random.Generator, ec: EpisodesConfig) -> Episo
             v, hops = pred[v], hops + 1
         queries.append(Query(adj.indptr, adj.indices, adj.data, geo_features(dt, ds, float(dt[s]), is_s, is_d), dt,
                              s, t, float(dt[s]), expert=dist,
-                             label_ok=~heldout_mask(ids, np.full(sg.n, ids[t])) & np.isfinite(dist)))
+                             label_ok=train_mask(ids, np.full(sg.n, ids[t]), exclude_validation=exclude_validation)
+                             & np.isfinite(dist)))
         cap = 4 * hops + 32
         follows.append(rng.random(cap) < rng.uniform(0.0, ec.max_expert_share))
         caps.append(cap)
@@ -115,14 +118,15 @@ class MemSearchTask(MemoryTask):
                    "by content (learned best-first search); more steps = more planning iterations")
 
     def val_episode(self, rng: np.random.Generator) -> Episode:
-        return episode(self.g, rng, dataclasses.replace(self.episodes, max_expert_share=0.0))
+        return episode(self.g, rng, dataclasses.replace(self.episodes, max_expert_share=0.0),
+                       exclude_validation=self.cfg.exclude_validation)
 
     def build_model(self) -> MemSearchNetTrain:
         return MemSearchNetTrain(self.config)
 
     def batch(self, step: int, rank: int, world: int):
-        return {"episode": episode(self.g, batch_rng(self.cfg.seed, step, rank), self.episodes)}, \
-            self.episodes.queries_per_batch
+        return {"episode": episode(self.g, batch_rng(self.cfg.seed, step, rank), self.episodes,
+                                   exclude_validation=self.cfg.exclude_validation)}, self.episodes.queries_per_batch
 
     def decode(self, model: MemSearchNet, srcs, dsts) -> list[list[int]]:
         """Paths at max_steps on the default graph (the curves track the model's full budget)."""

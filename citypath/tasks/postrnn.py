@@ -51,7 +51,7 @@ class PostRNNTask:
 
     def __init__(self, g: CityGraph, size: str, config: PostRNNConfig, cfg, command: str = ""):
         self.g, self.size, self.config, self.cfg, self.command = g, size, config, cfg, command
-        self.ds, self.n_train, self.val_index = spd_training_split(g, cfg)
+        self.ds, self.train_index, self.val_index = spd_training_split(g, cfg)
         self.model_config = asdict(config)
 
     def build_model(self) -> PostRNN:
@@ -63,7 +63,7 @@ class PostRNNTask:
 
     def batch(self, step: int, rank: int, world: int):
         rng = batch_rng(self.cfg.seed, step, rank)
-        paths = self._paths(rng.integers(0, self.n_train, self.cfg.batch_paths))
+        paths = self._paths(self.train_index[rng.integers(0, len(self.train_index), self.cfg.batch_paths)])
         tokens, mask = token_batch(paths)
         k = self.config.train_negatives
         negatives = torch.from_numpy(rng.integers(0, self.config.n_cities, k)) if k else \

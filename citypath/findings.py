@@ -1,0 +1,196 @@
+"""README's figures, generated from `results/` and never typed: the results table, the classical floor, each
+scaffolded model's learned gain, and the headline sentences that quote them.
+
+README.md holds generated blocks between `<!-- findings:NAME -->` and `<!-- /findings:NAME -->`; this module
+renders each block from `results/eval.json` (the harness's one run on test pairs), and `tests/test_findings.py`
+fails when README disagrees with the results:
+
+    python -m citypath findings            # rewrite README.md's blocks from results/eval.json
+    python -m citypath findings --check    # exit 1, naming the blocks, if README.md disagrees
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+from citypath.evaluate import FAILED_RATIO_CAP, learned_gain, load_results
+
+BLOCK = re.compile(r"(<!-- findings:(?P<name>[a-z-]+) -->\n)(?P<body>.*?)(<!-- /findings:(?P=name) -->)", re.S)
+
+
+def _last(entry: dict) -> str:
+    return max(entry["by_steps"], key=int)
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.1f}%"
+
+
+def _ci_pct(ci: list | None) -> str:
+    return "" if not ci else f" [{100 * ci[0]:.1f}-{100 * ci[1]:.1f}]"
+
+
+def _ratio(v: float | None) -> str:
+    return "-" if v is None else f"{v:.4f}"
+
+
+def _ops(v: float | None) -> str:
+    if v is None:
+        return "-"
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if v >= scale:
+            return f"{v / scale:.3g}{unit}"
+    return f"{v:.3g}"
+
+
+def _ms(v: float | None) -> str:
+    return "-" if v is None else (f"{v:.1f}" if v < 100 else f"{v:,.0f}")
+
+
+def _rows(results: dict) -> list[tuple[str, dict]]:
+    """Learned models (by parameters), their controls right after them, then the classical rows."""
+    models = results["models"]
+    learned = sorted((n for n, e in models.items() if e.get("learned", True) and not e.get("control_of")),
+                     key=lambda n: (models[n]["num_parameters"], n))
+    out = []
+    for n in learned:
+        out.append((n, models[n]))
+        out += [(c, e) for c, e in sorted(models.items()) if e.get("control_of") == n]
+    seen = {n for n, _ in out}
+    out += [(n, e) for n, e in sorted(models.items()) if n not in seen]
+    return out
+
+
+def results_table(results: dict) -> str:
+    """One row per entry: valid (Wilson 95%) and the all-pairs length ratio at 1 step and at its last step, with
+    the counted operations and measured single-thread CPU ms of a whole query at its last step."""
+    pairs = results["pairs"]["n"]
+    lines = [
+        f"Test pairs: {pairs:,} (seed {results['pairs']['seed']}), never used for training, tuning or selection. "
+        f"*ratio (all)*: mean length / optimal over all pairs, a route that does not arrive counted at "
+        f"{FAILED_RATIO_CAP:g}; *ops*: operations of the whole query by the one convention of "
+        "[`docs/evaluation.md`](docs/evaluation.md#one-cost); *CPU ms*: measured single-thread CPU time per query.",
+        "",
+        "| row | learned? | parameters | steps | valid, 1 step -> last | ratio (all), 1 -> last | ops / query | "
+        "CPU ms / query |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, e in _rows(results):
+        first, last = e["by_steps"]["1"], e["by_steps"][_last(e)]
+        kind = ("control of " + e["control_of"]) if e.get("control_of") else ("yes" if e.get("learned", True)
+                                                                              else "no learning")
+        lines.append(
+            f"| `{name}` | {kind} | {e['num_parameters']:,} | {_last(e)} | "
+            f"{_pct(first['valid'])} -> {_pct(last['valid'])}{_ci_pct(last['ci95'].get('valid'))} | "
+            f"{_ratio(first.get('length_ratio_all_mean'))} -> {_ratio(last.get('length_ratio_all_mean'))} | "
+            f"{_ops(last.get('flops_total'))} | {_ms(last.get('cpu_ms_total_mean'))} |")
+    return "\n".join(lines) + "\n"
+
+
+def learned_gain_table(results: dict) -> str:
+    """Each scaffolded model against its control on the same pairs: paired differences with 95% intervals."""
+    lines = ["| model vs its scaffold control | steps | valid, difference [95%] | ratio (all), difference [95%] | "
+             "ops, model / control | verdict | control within the model's ops: steps, valid, ratio (all) |",
+             "|---|---:|---:|---:|---:|---|---|"]
+    for name, e in _rows(results):
+        if not e.get("control_of"):
+            continue
+        model = e["control_of"]
+        if model not in results["models"]:
+            continue
+        gain = learned_gain(results, model, name)
+        last = max(gain["by_steps"], key=int)
+        shown = sorted({k for k in gain["by_steps"] if int(k) in (1, 4, 16)} | {last}, key=int)
+        for k in shown:
+            row = gain["by_steps"][k]
+            v, r = row["valid"], row["length_ratio_all"]
+            ops_m = results["models"][model]["by_steps"][k].get("flops_total")
+            ops_c = results["models"][name]["by_steps"][k].get("flops_total")
+            times = f"{ops_m / ops_c:.2g}x" if ops_m and ops_c else "-"
+            lines.append(
+                f"| `{model}` vs `{name}` | {k} | {100 * v['difference']:+.1f} pts [{100 * v['ci95'][0]:+.1f}, "
+                f"{100 * v['ci95'][1]:+.1f}] | {r['difference']:+.4f} [{r['ci95'][0]:+.4f}, {r['ci95'][1]:+.4f}] | "
+                f"{times} | {row['verdict']} | {_within(results['models'][name], ops_m)} |")
+        lines.append(f"| `{model}`, all steps | | | | | **{gain['verdict']}** | |")
+    return "\n".join(lines) + "\n"
+
+
+def _within(entry: dict, budget: float | None) -> str:
+    """The entry's most steps whose operations fit in `budget`, with what it reaches there (equal compute)."""
+    fits = [k for k, s in entry["by_steps"].items() if budget and s.get("flops_total") and s["flops_total"] <= budget]
+    if not fits:
+        return "none fits"
+    k = max(fits, key=int)
+    s = entry["by_steps"][k]
+    return f"{k}: {_pct(s['valid'])}, {_ratio(s.get('length_ratio_all_mean'))}"
+
+
+def classical_floor(results: dict) -> str:
+    """Sentences: what the classical rows reach, and what each learned model costs against A* at its last step."""
+    m = results["models"]
+    out = []
+    if "astar" in m:
+        a = m["astar"]["by_steps"][_last(m["astar"])]
+        out.append(f"- **A\\* (no learning)** is optimal on {a['optimal_length'] * a['n']:.0f} of {a['n']} test "
+                   f"pairs, for {_ops(a['flops_total'])} operations and {_ms(a['cpu_ms_total_mean'])} ms of CPU a "
+                   "query.")
+        for name, e in _rows(results):
+            if not e.get("learned", True) or e.get("control_of"):
+                continue
+            points = []
+            for k in sorted({"1", _last(e)}, key=int):
+                s = e["by_steps"][k]
+                if not s.get("flops_total") or not s.get("cpu_ms_total_mean"):
+                    continue
+                points.append(f"at {k} step{'s' if k != '1' else ''} valid {_pct(s['valid'])}, ratio (all) "
+                              f"{_ratio(s['length_ratio_all_mean'])}, optimal on {_pct(s['optimal_length'])}, "
+                              f"{s['flops_total'] / a['flops_total']:.3g}x A\\*'s operations and "
+                              f"{s['cpu_ms_total_mean'] / a['cpu_ms_total_mean']:.3g}x its CPU time")
+            if points:
+                out.append(f"  - `{name}`: " + "; ".join(points) + ".")
+    return "\n".join(out) + "\n"
+
+
+RENDERERS = {"results-table": results_table, "learned-gain": learned_gain_table, "classical-floor": classical_floor}
+
+
+def render(results: dict) -> dict[str, str]:
+    return {name: f(results) for name, f in RENDERERS.items()}
+
+
+def rewrite(text: str, blocks: dict[str, str]) -> str:
+    """`text` with every generated block's body replaced; a block README lacks is an error (not silently skipped)."""
+    found = {m.group("name") for m in BLOCK.finditer(text)}
+    missing = sorted(set(blocks) - found)
+    if missing:
+        raise ValueError(f"README has no block(s) {', '.join(missing)}: add <!-- findings:NAME --> ... "
+                         "<!-- /findings:NAME --> where they belong")
+    return BLOCK.sub(lambda m: m.group(1) + blocks.get(m.group("name"), m.group("body")) + m.group(4), text)
+
+
+def disagreements(text: str, blocks: dict[str, str]) -> list[str]:
+    """Names of the blocks whose body in `text` is not what the results give."""
+    have = {m.group("name"): m.group("body") for m in BLOCK.finditer(text)}
+    return [n for n, body in blocks.items() if have.get(n) != body]
+
+
+def main(args) -> int:
+    """`python -m citypath findings [--check]`."""
+    readme = Path(args.readme)
+    blocks = render(load_results(args.results))
+    text = readme.read_text()
+    if args.check:
+        bad = disagreements(text, blocks)
+        if bad:
+            print(f"{readme} disagrees with {args.results} in: {', '.join(bad)}; run python -m citypath findings",
+                  file=sys.stderr)
+            return 1
+        print(f"{readme} agrees with {args.results}")
+        return 0
+    new = rewrite(text, blocks)
+    if new != text:
+        readme.write_text(new)
+    print(f"{'rewrote' if new != text else 'unchanged:'} {readme} from {args.results}")
+    return 0
