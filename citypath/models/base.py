@@ -93,7 +93,8 @@ class RoutingModel(ABC):
 
     @property
     def learned(self) -> bool:
-        """False for rows with nothing learned (the classical algorithms, scaffold controls)."""
+        """False for rows with nothing learned: the classical algorithms, and the controls whose hand-set part
+        replaces everything their model learned (looped's control keeps the learned min head: True)."""
         return bool(self.card.get("learned", True))
 
     def scaffold_control(self) -> RoutingModel | None:
