@@ -2,6 +2,7 @@
 
     python -m benchmarks.screenshot --out docs/screenshot.png
     python -m benchmarks.screenshot --link "source=Boston, MA&target=Chicago, IL&models=gnn-small&steps=16"
+    python -m benchmarks.screenshot --page Test-time_compute --out docs/test-time-compute-page.png
 
 Starts `streamlit run app.py` on a loopback port (default graph and checkpoints, or `--states` /
 `--checkpoints`), opens the link in headless Chromium (Debian's `chromium`), waits until the player
@@ -28,6 +29,7 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--height", type=int, default=1240)
     ap.add_argument("--states", default="", help="a regional graph (e.g. RI,MA); default: the full graph")
     ap.add_argument("--checkpoints", default="", help="a checkpoint directory (default: checkpoints/)")
+    ap.add_argument("--page", default="", help="another page (e.g. Test-time_compute): waits for its charts")
     args = ap.parse_args(argv)
     from urllib.parse import parse_qsl, urlencode
 
@@ -38,6 +40,13 @@ def main(argv: list[str] | None = None) -> str:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": args.width, "height": args.height})
+            if args.page:
+                page.goto(f"{server.url}/{args.page}", wait_until="commit")
+                page.wait_for_selector("canvas, svg.marks", timeout=180_000)
+                page.wait_for_timeout(4000)        # every chart drawn
+                page.screenshot(path=args.out, full_page=True)
+                print(f"wrote {args.out}")
+                return args.out
             page.goto(f"{server.url}/?{query}", wait_until="commit")
             deadline = time.time() + 180
             while time.time() < deadline:

@@ -417,7 +417,7 @@ def frontier_chart(frontier: pd.DataFrame, y: str = "length_pct_mean", x: str = 
         # the classical floor dashed, scaffold controls dotted: a glance tells learned from hand-written
         strokeDash=alt.StrokeDash("kind:N", scale=alt.Scale(domain=["learned", "no learning", "control"],
                                                              range=[[1, 0], [6, 3], [2, 2]]),
-                                  legend=alt.Legend(title=None, orient="bottom")),
+                                  legend=None),          # the caption above the chart says which is which
         tooltip=["model", "kind", "steps", alt.Tooltip(y, format=".4f"), alt.Tooltip(x, format=".3s"),
                  *[alt.Tooltip(c, format=".3f") for c in ("length_ratio_mean", "length_ratio_all_mean", "valid",
                                                          "exact_match")
