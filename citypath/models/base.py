@@ -281,7 +281,20 @@ def read_card(path: Path) -> dict:
     return card
 
 
-class StepwiseModel(RoutingModel):
+class CountedModel(RoutingModel):
+    """A family whose `refine_with_compute` counts its operations in the run that makes its paths
+    (`citypath.cost`): `step_flops` and `flops_per_step` read that one run instead of an estimate."""
+
+    def step_flops(self, g: CityGraph, src: int, dst: int, steps: int) -> list[float]:
+        """Operations of each of the first `steps` steps on this query, as the run spends them."""
+        return [f for _, f in self.refine_with_compute(g, src, dst, steps)]
+
+    def flops_per_step(self, g: CityGraph, src: int, dst: int) -> float:
+        """Mean operations a step over the model's `max_steps` on this query (zeros after halting included)."""
+        return float(np.mean(self.step_flops(g, src, dst, self.max_steps)))
+
+
+class StepwiseModel(CountedModel):
     """A family whose steps come from one deterministic run: `_run(g, src, dst, steps)` yields, per step, the
     raw path, the FLOPs that step processed, and the family's state (for `trace`). `refine` is the verifier's
     best so far of those paths; the FLOPs and the paths come from the same run."""
@@ -300,13 +313,6 @@ class StepwiseModel(RoutingModel):
                             ) -> Iterator[tuple[list[int], float]]:
         src, dst, steps = self.check_query(g, src, dst, steps)
         return self.best_so_far_with_compute(g, src, dst, ((p, f) for p, f, _ in self._run(g, src, dst, steps)))
-
-    def step_flops(self, g: CityGraph, src: int, dst: int, steps: int) -> list[float]:
-        return [f for _, f in self.refine_with_compute(g, src, dst, steps)]
-
-    def flops_per_step(self, g: CityGraph, src: int, dst: int) -> float:
-        """Mean FLOPs a step over the model's `max_steps` on this query (what was processed, zeros included)."""
-        return float(np.mean(self.step_flops(g, src, dst, self.max_steps)))
 
 
 def write_card(path: Path, card: dict) -> None:

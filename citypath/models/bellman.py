@@ -54,7 +54,14 @@ from torch import nn
 from citypath import cost
 from citypath.geo import haversine_km
 from citypath.graph import CityGraph
-from citypath.models.base import RoutingModel, StateView, config_from_dict, count_parameters, greedy_walk, load_network
+from citypath.models.base import (
+    CountedModel,
+    StateView,
+    config_from_dict,
+    count_parameters,
+    greedy_walk,
+    load_network,
+)
 
 N_INPUTS = 2            # is_target, is_source
 
@@ -282,7 +289,7 @@ def decode_ops(neighbours: int, d: int) -> float:
     return neighbours * (cost.matmul(1, d, d) + 4.0 * d + 4.0) + cost.select(neighbours)
 
 
-class BellmanModel(RoutingModel):
+class BellmanModel(CountedModel):
     """The trained network behind the routing protocol: step k decodes after k * rounds_per_step rounds."""
 
     family = "bellman"
@@ -372,11 +379,3 @@ class BellmanModel(RoutingModel):
             active[t.s.frontier] = 1.0
             yield [StateView("estimated km to target", "km", t.estimates_km()),
                    StateView("active (sent messages last round)", "", active)]
-
-    def step_flops(self, g: CityGraph, src: int, dst: int, steps: int) -> list[float]:
-        """FLOPs of each of `steps` steps on this query, counted over the edges actually processed."""
-        return [f for _, f in self.refine_with_compute(g, src, dst, steps)]
-
-    def flops_per_step(self, g: CityGraph, src: int, dst: int) -> float:
-        """Mean FLOPs of a step over the model's max_steps steps on this query (see `step_flops`)."""
-        return float(np.mean(self.step_flops(g, src, dst, self.max_steps)))

@@ -48,7 +48,14 @@ from citypath import cost
 from citypath.cache import cached_arrays, config_key
 from citypath.geo import haversine_km
 from citypath.graph import CityGraph
-from citypath.models.base import RoutingModel, config_from_dict, count_parameters, frozen, greedy_walk, load_network
+from citypath.models.base import (
+    CountedModel,
+    config_from_dict,
+    count_parameters,
+    frozen,
+    greedy_walk,
+    load_network,
+)
 
 N_NODE_FEATURES = 3   # is_target, is_source, exp(-straight-line km to target / radius)
 N_EDGE_FEATURES = 2   # slack of the hop w.r.t. the target, hop length (both / radius)
@@ -312,7 +319,7 @@ def cached_message_graph(g: CityGraph, cones: int) -> MessageGraph:
     return MessageGraph(torch.from_numpy(a["nbr"]), torch.from_numpy(a["hop_km"]), torch.from_numpy(a["pad"]))
 
 
-class GNNModel(RoutingModel):
+class GNNModel(CountedModel):
     """A trained recurrent MPNN behind the routing protocol: step k decodes after k * rounds_per_step rounds."""
 
     family = "gnn"
@@ -360,14 +367,6 @@ class GNNModel(RoutingModel):
         decode (step 1 also the query's set-up), and the verifier's scoring of its path."""
         src, dst, steps = self.check_query(g, src, dst, steps)
         return self.best_so_far_with_compute(g, src, dst, self._run(g, src, dst, steps))
-
-    def step_flops(self, g: CityGraph, src: int, dst: int, steps: int) -> list[float]:
-        """Operations of each of the first `steps` steps on this query, counted as the run spends them."""
-        return [f for _, f in self.refine_with_compute(g, src, dst, steps)]
-
-    def flops_per_step(self, g: CityGraph, src: int, dst: int) -> float:
-        """Mean operations a step over the model's `max_steps` on this query (see `step_flops`)."""
-        return float(np.mean(self.step_flops(g, src, dst, self.max_steps)))
 
     def decodes(self, g: CityGraph, src: int, dst: int, steps: int = 1) -> Iterator[list[int]]:
         """The raw path decoded after each step of rounds (no best-so-far), for analysis."""

@@ -41,7 +41,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from citypath import cost
 from citypath.graph import CityGraph
-from citypath.models.base import CheckpointError, RoutingModel, config_from_dict, sample_generator
+from citypath.models.base import CheckpointError, CountedModel, config_from_dict, sample_generator
 
 # 1 unit of model coordinates = 1000 km.
 KM_PER_UNIT = 1000.0
@@ -350,7 +350,7 @@ def decode(net: GRUNet, tables: Tables, indptr: np.ndarray, indices: np.ndarray,
 
 # -- the routing model -------------------------------------------------------------------------
 
-class GRUModel(RoutingModel):
+class GRUModel(CountedModel):
     """A trained GRU behind the routing protocol: step 1 greedy, step k best of k (verifier-ranked)."""
 
     family = "gru"
@@ -418,11 +418,3 @@ class GRUModel(RoutingModel):
             yield from zip(paths, ops.tolist())
             done += take
             chunk += 1
-
-    def step_flops(self, g: CityGraph, src: int, dst: int, steps: int) -> list[float]:
-        """Operations of each of the first `steps` steps on this query, counted as they are decoded."""
-        return [f for _, f in self.refine_with_compute(g, src, dst, steps)]
-
-    def flops_per_step(self, g: CityGraph, src: int, dst: int) -> float:
-        """Mean operations a step over the model's `max_steps` on this query (see `step_flops`)."""
-        return float(np.mean(self.step_flops(g, src, dst, self.max_steps)))

@@ -63,7 +63,7 @@ from torch import nn
 
 from citypath import cost
 from citypath.graph import CityGraph
-from citypath.models.base import RoutingModel, StateView, config_from_dict, count_parameters, greedy_walk
+from citypath.models.base import CountedModel, StateView, config_from_dict, count_parameters, greedy_walk
 
 N_GEO = 8          # geography features per token (see geo_features)
 N_DYN = 2          # what the min head says of the token: reached, log(estimate / straight)
@@ -504,7 +504,7 @@ class StepRecord:
     thinker: Thinker | None = field(default=None, repr=False)
 
 
-class LoopedModel(RoutingModel):
+class LoopedModel(CountedModel):
     """The trained block behind the routing protocol: step k decodes after k * loops_per_step loops."""
 
     family = "looped"
@@ -623,11 +623,3 @@ class LoopedModel(RoutingModel):
             yield [StateView("estimated km to target", "km", km),
                    StateView("reached by the min head", "", reached),
                    StateView("tokens of the block next step", "", tube)]
-
-    def step_flops(self, g: CityGraph, src: int, dst: int, steps: int) -> list[float]:
-        """FLOPs of each step on this query, over the tokens and edges actually processed (0 once halted)."""
-        return [f for _, f in self.refine_with_compute(g, src, dst, steps)]
-
-    def flops_per_step(self, g: CityGraph, src: int, dst: int) -> float:
-        """Mean FLOPs of a step over the model's max_steps steps on this query (see `step_flops`)."""
-        return float(np.mean(self.step_flops(g, src, dst, self.max_steps)))

@@ -33,7 +33,14 @@ from torch import nn
 
 from citypath import cost
 from citypath.graph import CityGraph
-from citypath.models.base import CheckpointError, RoutingModel, config_from_dict, frozen, load_network, sample_generator
+from citypath.models.base import (
+    CheckpointError,
+    CountedModel,
+    config_from_dict,
+    frozen,
+    load_network,
+    sample_generator,
+)
 
 SAMPLE_CHUNK = 32   # samples decoded per batch; also fixes which random numbers each sample uses
 
@@ -198,7 +205,7 @@ def hop_cap(g: CityGraph, src: int, dst: int, max_hops: int) -> int:
 
 # -- the routing model ----------------------------------------------------------------------
 
-class PostRNNModel(RoutingModel):
+class PostRNNModel(CountedModel):
     """The post's RNN behind the routing protocol: step 1 greedy, step k the verifier's best of k."""
 
     family = "postrnn"
@@ -261,14 +268,6 @@ class PostRNNModel(RoutingModel):
             yield from zip(paths, ops.tolist())
             done += take
             chunk += 1
-
-    def step_flops(self, g: CityGraph, src: int, dst: int, steps: int) -> list[float]:
-        """Operations of each of the first `steps` steps on this query, counted as they are decoded."""
-        return [f for _, f in self.refine_with_compute(g, src, dst, steps)]
-
-    def flops_per_step(self, g: CityGraph, src: int, dst: int) -> float:
-        """Mean operations a step over the model's `max_steps` on this query (see `step_flops`)."""
-        return float(np.mean(self.step_flops(g, src, dst, self.max_steps)))
 
     def path_nll(self, g: CityGraph, path: list[int]) -> float | None:
         """Teacher-forced cross-entropy per predicted city of `path`, softmax over every city (nats)."""

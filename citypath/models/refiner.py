@@ -55,7 +55,7 @@ from citypath.cache import cached_arrays, config_key
 from citypath.geo import EARTH_RADIUS_KM, haversine_km, unit_vectors
 from citypath.graph import CityGraph
 from citypath.metrics import verifier
-from citypath.models.base import CheckpointError, RoutingModel
+from citypath.models.base import CheckpointError, CountedModel
 
 # Bump when reach_descriptor's arithmetic changes, so cached descriptors are recomputed.
 REACH_VERSION = 1
@@ -525,7 +525,7 @@ def features(t: GraphTables, config: RefinerConfig, c: np.ndarray, d: np.ndarray
 
 # -- the model -------------------------------------------------------------------------
 
-class RefinerModel(RoutingModel):
+class RefinerModel(CountedModel):
     """A trained walker behind the RoutingModel protocol; read-only once built, so thread-safe."""
 
     family = "refiner"
@@ -567,20 +567,12 @@ class RefinerModel(RoutingModel):
 
         return run()
 
-    def step_flops(self, g: CityGraph, src: int, dst: int, steps: int) -> list[float]:
-        """Operations of each of the first `steps` steps on this query, counted as the walks spend them."""
-        return [f for _, f in self.refine_with_compute(g, src, dst, steps)]
-
     def refine_batch(self, g: CityGraph, srcs, dsts, steps: int) -> list[list[list[int]]]:
         """All `steps` paths for many pairs at once (the same walks as `refine`, batched): [pair][step]."""
         self.check_graph(g)
         t = graph_tables(g, self.config)
         return refine_batch(t, self.config, self._score, np.asarray(srcs), np.asarray(dsts), steps,
                             verify=verifier(g), keep_best=self.keep_best)
-
-    def flops_per_step(self, g: CityGraph, src: int, dst: int) -> float:
-        """Mean operations a step over the model's `max_steps` on this query (see `step_flops`)."""
-        return float(np.mean(self.step_flops(g, src, dst, self.max_steps)))
 
     @classmethod
     def from_checkpoint(cls, name: str, card: dict, weights_path: Path) -> RefinerModel:
