@@ -46,7 +46,11 @@ def _weightless(card_path: Path) -> bool:
         card = json.loads(card_path.read_text())
     except (OSError, ValueError):
         return False
-    return isinstance(card, dict) and "weights" in card and card["weights"] is None
+    return isinstance(card, dict) and _declares_no_weights(card)
+
+
+def _declares_no_weights(card: dict) -> bool:
+    return "weights" in card and card["weights"] is None
 
 
 SCAFFOLD_SUFFIX = ".scaffold"   # load_model("looped-small.scaffold"): the model's attribution control
@@ -101,13 +105,9 @@ def load_model(name: str, *, directory: str | os.PathLike | None = None, graph=N
     if name not in available:
         raise ModelNotFound(f"no checkpoint named {name!r:.80} in {d}; available: {', '.join(available) or 'none'}")
     card = read_card(d / f"{name}.json")
-    if "weights" in card and card["weights"] is None:     # nothing learned: no weights to check
-        model = family_class(card["family"]).from_checkpoint(name, card, None)
-        if graph is not None:
-            model.check_graph(graph)
-        return model
-    weights = d / f"{name}.safetensors"
-    expected = card.get("weights_sha256")
+    # A classical row learned nothing: no weights to read or check.
+    weights = None if _declares_no_weights(card) else d / f"{name}.safetensors"
+    expected = card.get("weights_sha256") if weights is not None else None
     # Checked here for every family: weights that are not the ones the card describes are refused.
     try:
         digest = sha256_file(weights) if expected else None
