@@ -190,6 +190,7 @@ class ClassicalModel(StepwiseModel):
     """A classical algorithm behind the routing protocol: nothing learned, every operation counted."""
 
     family = "classical"
+    has_state_view = False       # the bellman-ford row sets it on its instance: its state is bellman's
 
     def __init__(self, name: str, card: dict, config: ClassicalConfig):
         super().__init__(name, card)
@@ -208,8 +209,6 @@ class ClassicalModel(StepwiseModel):
                 corridor_factor=config.corridor_factor, corridor_slack_radii=config.corridor_slack_radii), card)
             self.has_state_view = True
 
-    has_state_view = False       # the bellman-ford row sets it on its instance: its state is bellman's
-
     @classmethod
     def from_checkpoint(cls, name: str, card: dict, weights_path: Path | None) -> ClassicalModel:
         return cls(name, card, config_from_dict(ClassicalConfig, card.get("config", {})))
@@ -224,13 +223,11 @@ class ClassicalModel(StepwiseModel):
         """Any graph: nothing here was fitted to one."""
 
     def _run(self, g: CityGraph, src: int, dst: int, steps: int) -> Iterator[tuple[list[int], float, None]]:
-        """Per step: the algorithm's answer, the operations the step spent, no state (bellman-ford has its own)."""
-        yield from ((p, f, None) for p, f in self._answers(g, src, dst, steps))
-
-    def _answers(self, g: CityGraph, src: int, dst: int, steps: int) -> Iterator[tuple[list[int], float]]:
+        """Per step: the algorithm's answer, the operations the step spent, no state (bellman-ford has its own,
+        read by `trace`)."""
         c = self.config
         if c.algorithm == "bellman-ford":
-            yield from ((p, f) for _, p, f in self._bellman._run(g, src, dst, steps))
+            yield from ((p, f, None) for _, p, f in self._bellman._run(g, src, dst, steps))
         elif c.algorithm == "bellman-ford-dense":
             from citypath.models.bellman import max_hops_for
 
@@ -242,11 +239,11 @@ class ClassicalModel(StepwiseModel):
                 for _ in range(c.rounds_per_step):
                     bf.round()
                 if was and src != dst:
-                    yield last, 0.0               # converged: the answer cannot change
+                    yield last, 0.0, None         # converged: the answer cannot change
                     continue
                 last, dec = bf.decode(cap) if src != dst else ([src], 0.0)
                 bf.ops += dec
-                yield last, bf.ops - spent
+                yield last, bf.ops - spent, None
                 spent = bf.ops
         elif c.algorithm == "dijkstra":
             from scipy.sparse.csgraph import dijkstra
@@ -258,9 +255,9 @@ class ClassicalModel(StepwiseModel):
             path = path[::-1] if path[-1] == src else [src]
             n, m = g.n_cities, g.adjacency.nnz
             ops = cost.fill(2 * n) + cost.relax(m) + cost.heap(n, n) + cost.walk(len(path))
-            yield path, ops
+            yield path, ops, None
             for _ in range(steps - 1):
-                yield path, 0.0
+                yield path, 0.0, None
         else:
             anytime = c.algorithm == "anytime-astar"
             s = BestFirst(g, src, dst, c.weight_start if anytime else 1.0, c.weight_step if anytime else 0.0)
@@ -273,7 +270,7 @@ class ClassicalModel(StepwiseModel):
                         if s.done or anytime:
                             break
                 answer = s.answer()
-                yield answer, s.ops - before
+                yield answer, s.ops - before, None
                 before = s.ops
 
     def trace(self, g: CityGraph, src: int, dst: int, steps: int = 1) -> Iterator[list[StateView]]:
