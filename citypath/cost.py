@@ -35,6 +35,16 @@ GRU_UNIT_OPS = 20.0    # a GRU cell's elementwise work per unit: 6 biases, 2 gat
 SOFTMAX_OPS = 5.0      # per score: the max, subtract, exp, sum, divide
 
 
+def human(ops: float | None) -> str:
+    """1.2 Gops, 340 Mops, 12 ops ('–' when unknown): how the app and its pages write an operation count."""
+    if ops is None or not math.isfinite(ops):
+        return "–"
+    for unit, scale in (("Tops", 1e12), ("Gops", 1e9), ("Mops", 1e6), ("kops", 1e3)):
+        if ops >= scale:
+            return f"{ops / scale:.3g} {unit}"
+    return f"{ops:.0f} ops"
+
+
 def matmul(m: int, k: int, n: int) -> float:
     """(m, k) @ (k, n): a multiply-add per output element and inner index."""
     return 2.0 * m * k * n

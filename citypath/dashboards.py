@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from citypath.cost import human as human_ops
 from citypath.evaluate import FAILED_RATIO_CAP
 from citypath.graph import CityGraph
 from citypath.models import RoutingModel
@@ -373,14 +374,7 @@ def _point(row, cost: str) -> str:
 
 
 def _cost(v: float, cost: str) -> str:
-    return _flops(v) if cost == "flops_total" else f"{v:.3g} CPU ms"
-
-
-def _flops(f: float) -> str:
-    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if f >= scale:
-            return f"{f / scale:.3g} {unit}ops"
-    return f"{f:.0f} ops"
+    return human_ops(v) if cost == "flops_total" else f"{v:.3g} CPU ms"
 
 
 FRONTIER_CHART_MIN_VALID = 0.9   # the length chart leaves out points whose length ratio rests on few valid routes

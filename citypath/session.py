@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from citypath import registry, settings
+from citypath import cost, registry, settings
 from citypath.graph import CityGraph, CityNotFound
 from citypath.models import ModelError, RoutingModel, list_models, load_model
 from citypath.replay import (  # noqa: F401  (re-exported: the app's and tests' names)
@@ -412,13 +412,8 @@ def compute_so_far(metrics: pd.DataFrame, step: int) -> str | None:
 
 
 def human_flops(f: float) -> str:
-    """1.2 Gops, 340 Mops, ... ('–' when unknown)."""
-    if f is None or not np.isfinite(f):
-        return "–"
-    for unit, scale in (("Tops", 1e12), ("Gops", 1e9), ("Mops", 1e6), ("kops", 1e3)):
-        if f >= scale:
-            return f"{f / scale:.3g} {unit}"
-    return f"{f:.0f} ops"
+    """1.2 Gops, 340 Mops, ... ('–' when unknown): `citypath.cost.human`."""
+    return cost.human(f)
 
 
 def compute_text(row) -> str:
