@@ -33,6 +33,8 @@ VERIFY_OPS_PER_HOP = 4.0   # the verifier: is the hop an edge (a lookup), add it
 GRU_UNIT_OPS = 20.0    # a GRU cell's elementwise work per unit: 6 biases, 2 gate sums, 2 sigmoids (3 each),
                        # r * (W h), its sum and tanh, the blend (1 - z) n + z h (3)
 SOFTMAX_OPS = 5.0      # per score: the max, subtract, exp, sum, divide
+LAYER_NORM_OPS = 8.0   # per element: the mean's and variance's sums, subtract, square, divide, scale, shift
+SILU_GATE_OPS = 6.0    # per SwiGLU unit: a sigmoid (3), the product with its input, the product with the up half
 
 
 def human(ops: float | None) -> str:
@@ -59,6 +61,22 @@ def gru_cell(in_dim: int, hidden: int, rows: int = 1) -> float:
 def softmax(n: int) -> float:
     """Exp-normalising `n` scores into probabilities."""
     return SOFTMAX_OPS * n
+
+
+def layer_norm(n: int) -> float:
+    """A layer norm over `n` values (mean, variance, normalise, scale and shift)."""
+    return LAYER_NORM_OPS * n
+
+
+def transformer_layer(dim: int, context: int, heads: int, mlp_dim: int) -> float:
+    """One token through a pre-norm transformer layer attending to `context` positions: the norm, the query,
+    key and value projections, each head's scores and softmax over the context, the weighted sum of values,
+    the output projection and residual, the norm, a SwiGLU MLP and its residual, and the key and value written
+    to the cache."""
+    attention = matmul(1, dim, context) + heads * softmax(context) + matmul(1, context, dim)
+    return (layer_norm(dim) + matmul(1, dim, 3 * dim) + attention + matmul(1, dim, dim) + dim
+            + layer_norm(dim) + matmul(1, dim, 2 * mlp_dim) + SILU_GATE_OPS * mlp_dim + matmul(1, mlp_dim, dim)
+            + dim + fill(2 * dim))
 
 
 def haversine(n: int) -> float:

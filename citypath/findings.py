@@ -153,11 +153,82 @@ def classical_floor(results: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+def _diff_pct(p: dict) -> str:
+    lo, hi = p["ci95"]
+    seen = "beyond" if p["significant"] else "within"
+    return f"{100 * p['difference']:+.1f} points [{100 * lo:+.1f}, {100 * hi:+.1f}], {seen} the interval"
+
+
+def _diff_nats(p: dict) -> str:
+    lo, hi = p["ci95"]
+    seen = "beyond" if p["significant"] else "within"
+    return f"{p['difference']:+.3f} nats [{lo:+.3f}, {hi:+.3f}], {seen} the interval"
+
+
+def depthlm_loops(report: dict) -> str:
+    """The depth-recurrent LMs' loops curves, their paired checks and loops against samples at equal compute
+    (`results/depthlm-loops.json`, made by `python -m experiments.depthlm_loops`)."""
+    if not report.get("sizes"):
+        return "No depth-recurrent LM has been measured yet (`python -m experiments.depthlm_loops`).\n"
+    pairs = report["pairs"]
+    out = [f"{pairs['n']} held-out test pairs (seed {pairs['seed']}); `{report['command']}`.", ""]
+    for e in report["sizes"].values():
+        out += [f"**`{e['model']}`** ({e['parameters'][e['model']]:,} parameters; trained with a mean of "
+                f"{e['loops_mean']:g} loops)", "",
+                "| loops | NLL per city | passes three checks | valid | illegal hops | operations | CPU ms |",
+                "|---:|---|---|---|---|---:|---:|"]
+        for r in e["loops"]:
+            nll = r["nll_per_city"]
+            out.append(f"| {r['loops']} | {nll['value']:.3f} [{nll['ci95'][0]:.3f}-{nll['ci95'][1]:.3f}] | "
+                       f"{_pct(r['passes_three_checks']['value'])}{_ci_pct(r['passes_three_checks']['ci95'])} | "
+                       f"{_pct(r['valid']['value'])}{_ci_pct(r['valid']['ci95'])} | "
+                       f"{_pct(r['illegal_hop_rate']['value'])} | {_ops(r['ops_mean'])} | {_ms(r['cpu_ms_mean'])} |")
+        p = e["paired"]
+        rmax, r1 = p["passes_rmax_minus_r1"]["loops"]
+        r4, mean = p["passes_4x_mean_minus_mean"]["loops"]
+        control = e["control"]
+        out += ["",
+                f"- More loops, {rmax} against {r1}: passes {_diff_pct(p['passes_rmax_minus_r1'])}; NLL "
+                f"{_diff_nats(p['nll_rmax_minus_r1'])}.",
+                f"- Overthinking, {r4} loops (about 4x the training mean) against {mean}: passes "
+                f"{_diff_pct(p['passes_4x_mean_minus_mean'])}; NLL {_diff_nats(p['nll_4x_mean_minus_mean'])}.",
+                f"- Against its unlooped control `{control}` (same parameters, r = 1 in training and test, greedy): "
+                f"at {mean} loops passes {_diff_pct(p['passes_looped_mean_minus_control'])}, at {rmax} loops "
+                f"{_diff_pct(p['passes_looped_rmax_minus_control'])}; NLL at {mean} loops "
+                f"{_diff_nats(p['nll_looped_mean_minus_control'])} (control "
+                f"{e['control_nll_per_city']['value']:.3f}).",
+                f"- `{e['post_rnn']}` ({e['parameters'][e['post_rnn']]:,} parameters): NLL per city "
+                f"{e['post_rnn_nll_per_city']['value']:.3f} on the same optimal paths."]
+        rnn = e["equal_compute"].get(e["post_rnn"], [])
+        best = max(rnn, key=lambda x: x["loops_passes"], default=None)
+        if best is not None:
+            if best["n"] is None:
+                out.append(f"- At equal operations: even one greedy decode of `{e['post_rnn']}` costs more than "
+                           f"{best['loops']} loops.")
+            else:
+                out.append(f"- At equal operations: {best['loops']} loops ({_ops(best['loops_ops'])}) pass "
+                           f"{_pct(best['loops_passes'])}; `{e['post_rnn']}`'s best of {best['n']} "
+                           f"({_ops(best['n_ops'])}) passes {_pct(best['n_passes'])}.")
+        out.append("")
+    return "\n".join(out)
+
+
 RENDERERS = {"results-table": results_table, "learned-gain": learned_gain_table, "classical-floor": classical_floor}
+DEPTHLM_REPORT = Path("results/depthlm-loops.json")
 
 
-def render(results: dict) -> dict[str, str]:
-    return {name: f(results) for name, f in RENDERERS.items()}
+def render(results: dict, depthlm: dict | None = None) -> dict[str, str]:
+    """Every block from the harness's results (and, given it, the depth-recurrent LMs' report)."""
+    blocks = {name: f(results) for name, f in RENDERERS.items()}
+    if depthlm is not None:
+        blocks["depthlm-loops"] = depthlm_loops(depthlm)
+    return blocks
+
+
+def load_depthlm(path: Path = DEPTHLM_REPORT) -> dict:
+    import json
+
+    return json.loads(Path(path).read_text()) if Path(path).is_file() else {"sizes": {}}
 
 
 def rewrite(text: str, blocks: dict[str, str]) -> str:
@@ -179,7 +250,7 @@ def disagreements(text: str, blocks: dict[str, str]) -> list[str]:
 def main(args) -> int:
     """`python -m citypath findings [--check]`."""
     readme = Path(args.readme)
-    blocks = render(load_results(args.results))
+    blocks = render(load_results(args.results), load_depthlm(Path(args.results).parent / DEPTHLM_REPORT.name))
     text = readme.read_text()
     if args.check:
         bad = disagreements(text, blocks)

@@ -37,6 +37,7 @@ FAMILIES: dict[str, Family] = {
     "looped": _family("looped", ("small",), "LoopedModel"),
     "memory": _family("memory", ("small",), "MemoryModel"),
     "memsearch": _family("memsearch", ("small",), "MemSearchModel"),
+    "depthlm": _family("depthlm", ("small", "large"), "DepthLMModel"),
     # No learning: the floor every model is read against (cards only, nothing to train).
     "classical": Family("citypath.models.classical:ClassicalModel"),
 }
@@ -85,6 +86,10 @@ ANATOMY: dict[str, Anatomy] = {
                          "pointers, the closed set, decrease-key, eviction of the lowest-rated slots, path "
                          "reconstruction; each slot's key is written from g and g + straight-line h (A*'s "
                          "priority handed to the network)"),
+    "depthlm": Anatomy("the next-city distribution over all cities (city table and coordinate projection, "
+                       "prelude, looped core, coda)",
+                       "a hop cap; the loop count per token (a schedule over steps); best-of-N with the exact "
+                       "verifier choosing among samples (mode \"samples\" only)"),
     "classical": Anatomy("nothing: no learned parameters",
                          "the whole algorithm (citypath/models/classical.py)"),
 }
