@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-import urllib.parse
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
@@ -47,16 +46,7 @@ TARGET_RGB = (17, 17, 17)
 CITY_RGBA = (90, 100, 120, 70)
 STATE_FILL_RGBA = (241, 238, 230, 255)
 STATE_LINE_RGBA = (160, 160, 170, 255)
-# Plain text: Streamlit shows a tooltip's "html" escaped, so tips are text with newlines.
-TOOLTIP = {"text": "{tip}", "style": {"backgroundColor": "#1f2937", "color": "white", "fontSize": "12px",
-                                      "padding": "4px 8px", "borderRadius": "4px"}}
 CITIES_LAYER_ID = "cities"
-# With no map style, Streamlit's chart fetches CARTO's positron style from the internet. An inline
-# style (a data: URL, so nothing is fetched) with one background layer keeps the map fully offline
-# and paints the sea behind the states.
-OFFLINE_STYLE = "data:application/json," + urllib.parse.quote(json.dumps(
-    {"version": 8, "sources": {}, "layers": [{"id": "sea", "type": "background",
-                                               "paint": {"background-color": "#dde7ef"}}]}, separators=(",", ":")))
 # pydeck turns a bare string kwarg into an accessor expression ("@@=pixels"); quotes keep it a string.
 PIXELS = '"pixels"'
 
@@ -343,20 +333,3 @@ def _plain_head(records: list) -> bool:
         isinstance(v, (str, int, float, bool, list, dict, type(None))) and not isinstance(v, np.generic)
         for v in head.values())
 
-
-def build_deck(g: CityGraph, src: int, dst: int, optimal: Sequence[int], runs: Sequence[Shown], *,
-               cities: str | list[dict] | None = None, states: str | list[dict] | None = None,
-               view: pdk.ViewState | None = None, basemap: bool = False,
-               extra: Sequence[pdk.Layer] = ()) -> pdk.Deck:
-    """The whole map of one frame.
-
-    `cities` is the URL of the all-cities JSON (or the records themselves, or None to leave the
-    layer out); `states` the URL of the outlines (None: inline). `basemap=True` draws CARTO light tiles
-    (needs internet) under the state outlines, which stay (without their fill) so the map still reads
-    when the tiles cannot load. `extra` layers go between the cities and the routes.
-    """
-    bottom, top = static_layers(g, src, dst, optimal, cities=cities, states=states, basemap=basemap, extra=extra)
-    layers = bottom + route_layers(g, runs) + top
-    return CompactDeck(layers=layers, initial_view_state=view or view_for_pair(g, src, dst, optimal),
-                    map_provider="carto" if basemap else None, map_style="light" if basemap else OFFLINE_STYLE,
-                    tooltip=TOOLTIP)

@@ -3,10 +3,10 @@
 - `ViewState`: the shareable part of a view (source, target, models, steps, seed) and its
   round trip through URL query parameters (`parse_query_params`, `to_query_params`); a bad
   or stale link falls back to defaults and says what was wrong.
-- `city_from_selection` / `apply_click`: a click on the map as a city id, and which end it sets.
+- `apply_click`: which end of the route a click on a city sets.
 - Replays (one model's K steps on one pair) live in `citypath.replay`; their names are re-exported here.
 - `load_models`: every checkpoint that loads, and for each one that does not, why.
-- `metric_cards`: the live metrics of one step with deltas against the previous step.
+- `metric_cards_by_step`: the live metrics of each step with deltas against the previous step.
 
 Nothing here imports streamlit; `citypath.ui` wraps these in Streamlit caches.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from citypath import cost, registry, settings
+from citypath import cost, settings
 from citypath.graph import CityGraph, CityNotFound
 from citypath.models import ModelError, RoutingModel, list_models, load_model
 from citypath.replay import (  # noqa: F401  (re-exported: the app's and tests' names)
@@ -38,7 +38,6 @@ from citypath.split import heldout_mask, sample_pairs
 DEFAULT_STEPS = 8
 MAX_SEED = 2**31 - 1
 MAX_DEFAULT_MODELS = 3
-QUERY_KEYS = ("source", "target", "models", "steps", "seed", "step", "speed", "click")
 SPEEDS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)   # playback, steps per second (the browser plays them)
 DEFAULT_SPEED = 2.0
 
@@ -212,25 +211,6 @@ def to_query_params(state: ViewState, g: CityGraph) -> dict[str, str]:
 
 # -- picking cities ---------------------------------------------------------------------
 
-def city_from_selection(selection: Mapping | None, n_cities: int) -> int | None:
-    """The city a map click picked, from `st.pydeck_chart`'s selection state, or None.
-
-    The selection looks like {"objects": {layer_id: [object, ...]}, ...}; every pickable city
-    object carries its id under "id". Objects without a usable id (a path, a state) are ignored.
-    """
-    if not selection:
-        return None
-    objects = selection.get("objects") if isinstance(selection, Mapping) else None
-    if not isinstance(objects, Mapping):
-        return None
-    for picked in objects.values():
-        for obj in picked or []:
-            city = obj.get("id") if isinstance(obj, Mapping) else None
-            if isinstance(city, (int, np.integer)) and not isinstance(city, bool) and 0 <= city < n_cities:
-                return int(city)
-    return None
-
-
 CLICK_MODES = ("alternate", "source", "target")
 
 
@@ -308,11 +288,6 @@ def load_models(g: CityGraph, names: Iterable[str] | None = None, *, directory=N
     return out
 
 
-def model_label(m: RoutingModel) -> str:
-    """'gru-small · gru · 791k params', the name a picker shows (`registry.model_label`)."""
-    return registry.model_label(m.name, m.family, m.num_parameters, m.learned)
-
-
 # -- live metrics -------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -334,17 +309,10 @@ def _fmt_pct(v: float) -> str:
     return "–" if not np.isfinite(v) else f"{v:+.1f}%"
 
 
-def metric_cards(metrics: pd.DataFrame, step: int) -> list[MetricCard]:
-    """The metrics of `step` (1-based) with deltas against step-1 (none at step 1)."""
-    if metrics is None or len(metrics) == 0:
-        return []
-    step = min(max(step, 1), len(metrics))
-    return _cards(metrics.iloc[step - 1], metrics.iloc[step - 2] if step > 1 else None)
-
-
 def metric_cards_by_step(metrics: pd.DataFrame, steps: Iterable[int], *,
                          rows: list[dict] | None = None) -> list[list[MetricCard]]:
-    """`metric_cards(metrics, k)` for each k of `steps`, reading the table once (not a pandas row per card);
+    """The cards of each step k of `steps` (1-based, clamped), with deltas against step k-1 (none at step 1),
+    reading the table once (not a pandas row per card);
     `rows`: `records(metrics)` if the caller has them already."""
     if metrics is None or len(metrics) == 0:
         return [[] for _ in steps]
@@ -401,14 +369,6 @@ def _cards(row, prev) -> list[MetricCard]:
                    "Measured wall time of this step; a batch computed for several steps is split over the "
                    "steps it served, in proportion to their operations."),
     ]
-
-
-def compute_so_far(metrics: pd.DataFrame, step: int) -> str | None:
-    """'compute so far: 12.3 Mops · 45 ms' at `step` (1-based, clamped), or None without metrics."""
-    if metrics is None or not len(metrics):
-        return None
-    row = metrics.iloc[min(max(step, 1), len(metrics)) - 1]
-    return f"compute so far: {compute_text(row)}"
 
 
 def human_flops(f: float) -> str:

@@ -116,13 +116,13 @@ def test_halting_is_reported_only_when_later_steps_spend_nothing():
     assert session.halted_at(r) is None
 
 
-def test_compute_so_far_is_cumulative(tiny_graph):
+def test_compute_spent_so_far_is_cumulative(tiny_graph):
     from tests.fake_models import RefiningFake
 
     m = RefiningFake("fake", {"num_parameters": 1, "max_steps": 4, "graph": {"fingerprint": tiny_graph.fingerprint}})
     r = session.compute_replay(m, tiny_graph, 0, 7, 4)
     assert list(r.metrics["flops_total"]) == [1e6, 2e6, 3e6, 4e6]
-    assert session.compute_so_far(r.metrics, 3).startswith("compute so far: 3 Mops · ")
+    assert session.compute_text(r.metrics.iloc[2]).startswith("3 Mops · ")
     assert abs(r.metrics["ms_total"].iloc[-1] - sum(r.step_ms)) < 1e-9
 
 

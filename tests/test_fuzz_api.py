@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -22,12 +23,14 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from citypath import cli, is_heldout, session
-from citypath.maplayers import build_deck, model_rgb
+from citypath.maplayers import layers_json, model_rgb, route_layers, static_layers
 from citypath.models import ModelNotFound, list_models, load_model
 from citypath.models.base import STEPS_LIMIT, check_steps
 from citypath.replay import Shown
-from citypath.session import MAX_SEED, QUERY_KEYS, ViewState
+from citypath.session import MAX_SEED, ViewState
 from tests.fake_models import GarbageFake, RefiningFake, use_fake_app, write_checkpoint
+
+QUERY_KEYS = tuple(f.name for f in dataclasses.fields(ViewState))   # a link's parameters: the view's fields
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = list_models()
@@ -280,11 +283,12 @@ def test_a_thousand_random_pairs_through_the_apps_logic(default_graph):
         assert optimal[0] == s and optimal[-1] == t
         assert shipped.metrics["optimal_km"].iloc[0] == pytest.approx(g.path_length_km(optimal))
         for r, step in ((shipped, 1), (fake, 1), (fake, 2)):
-            cards = session.metric_cards(r.metrics, step)
+            cards = session.metric_cards_by_step(r.metrics, [step])[0]
             assert [c.label for c in cards][:3] == ["Valid", "Illegal jumps", "Reaches target"]
         runs = [Shown(shipped, 1, model_rgb(0)), Shown(fake, 2, model_rgb(1))]
-        deck = build_deck(g, s, t, optimal, runs)
-        ids = [layer.id for layer in deck.layers]
+        bottom, top = static_layers(g, s, t, optimal)
+        layers = bottom + route_layers(g, runs) + top
+        ids = [layer.id for layer in layers]
         assert "optimal" in ids and "model-0" in ids and "endpoints" in ids
         if i % 50 == 0:  # what the browser receives; costly, so for a sample of the pairs
-            assert '"optimal"' in deck.to_json()
+            assert "optimal" in {layer["id"] for layer in layers_json(layers)}

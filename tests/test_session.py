@@ -61,17 +61,6 @@ def test_params_accept_lists_and_ids(small_graph):
     assert (parsed.source, parsed.target, parsed.steps) == (3, 5, 2) and not notices
 
 
-def test_city_from_selection():
-    sel = {"indices": {"cities": [4]}, "objects": {"cities": [{"id": 42, "tip": "x"}]}}
-    assert session.city_from_selection(sel, 100) == 42
-    assert session.city_from_selection({"objects": {"optimal": [{"path": [], "tip": "x"}]}}, 100) is None
-    assert session.city_from_selection({"objects": {"cities": [{"id": 400}]}}, 100) is None
-    assert session.city_from_selection({"objects": {"cities": [{"id": True}]}}, 100) is None
-    assert session.city_from_selection(None, 100) is None
-    assert session.city_from_selection({}, 100) is None
-    assert session.city_from_selection({"objects": {"a": [], "hops-0": [{"id": 7}]}}, 100) == 7
-
-
 def test_apply_click_rules():
     assert session.apply_click(1, 2, 9, "source") == (9, 2, "target")
     assert session.apply_click(1, 2, 9, "target") == (1, 9, "source")
@@ -118,23 +107,24 @@ def test_metric_cards_and_deltas(small_graph):
     g = small_graph
     src, dst = session.default_pair(g)
     r = session.compute_replay(fake(RefiningFake, g), g, src, dst, 6)
-    first = session.metric_cards(r.metrics, 1)
+    first = session.metric_cards_by_step(r.metrics, [1])[0]
     assert [c.label for c in first][:3] == ["Valid", "Illegal jumps", "Reaches target"]
     assert all(c.delta is None for c in first)
-    later = {c.label: c for c in session.metric_cards(r.metrics, 6)}
+    later = {c.label: c for c in session.metric_cards_by_step(r.metrics, [6])[0]}
     assert later["Illegal jumps"].delta_color == "inverse"
     assert bool(r.metrics.iloc[4]["valid"]) and bool(r.metrics.iloc[5]["valid"])
     assert later["Length"].delta_color == "inverse"          # between valid routes, shorter is better
     bad = session.compute_replay(fake(GarbageFake, g), g, src, dst, 6)
     assert not bad.metrics["valid"].any()
     for k in range(2, 7):                                        # an invalid route shrinking is not progress
-        cards = {c.label: c for c in session.metric_cards(bad.metrics, k)}
+        cards = {c.label: c for c in session.metric_cards_by_step(bad.metrics, [k])[0]}
         assert {cards[x].delta_color for x in ("Length", "vs optimal", "Fréchet")} == {"off"}
-    assert session.metric_cards(r.metrics.iloc[:0], 1) == []
-    # every step's cards at once (the player's strip) are each step's cards, clamped the same way
+    # every step's cards at once (the player's strip) are each step's cards, clamped to 1..K
     for m in (r.metrics, bad.metrics):
         ks = [0, 1, 2, 5, 6, 9]
-        assert session.metric_cards_by_step(m, ks) == [session.metric_cards(m, k) for k in ks]
+        one_by_one = [session.metric_cards_by_step(m, [k])[0] for k in ks]
+        assert session.metric_cards_by_step(m, ks) == one_by_one and one_by_one[0] == one_by_one[1]
+        assert one_by_one[-1] == one_by_one[-2]
     assert session.metric_cards_by_step(r.metrics.iloc[:0], [1, 2]) == [[], []]
 
 
@@ -162,7 +152,6 @@ def test_load_models_reports_failures(tmp_path, small_graph, monkeypatch):
     assert ms.names == ["good"]
     assert set(ms.failures) == {"other-graph", "unknown-family", "broken"}
     assert "trained on graph" in ms.failures["other-graph"]
-    assert session.model_label(ms.models["good"]) == "good · fake-refining · 1.23k params"
 
 
 def test_register_families_from_env(monkeypatch):
