@@ -80,7 +80,7 @@ def _click_a_city(page, frame, g, src: int, dst: int) -> int:
     """Click the most isolated city visible on the map (projected as deck.gl does); returns its id."""
     import numpy as np
 
-    from citypath.maplayers import view_for_pair
+    from citypath.view.maplayers import view_for_pair
 
     view = view_for_pair(g, src, dst, g.shortest_path(src, dst))
     box = frame.locator("#map canvas").first.bounding_box()
@@ -279,8 +279,8 @@ def player_host(tmp_path_factory, small_graph):
     import json
     import threading
 
-    from citypath import player
-    from citypath.player import payload
+    from citypath.view import player
+    from citypath.view.player import payload
 
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's chromium is not installed (see the README's test command)")

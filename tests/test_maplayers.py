@@ -1,12 +1,12 @@
-"""citypath.maplayers and citypath.basemap: the pydeck spec of a frame, offline outlines, view fitting."""
+"""citypath.view.maplayers and citypath.view.basemap: the pydeck spec of a frame, offline outlines, view fitting."""
 
 from __future__ import annotations
 
 import json
 
-from citypath import maplayers
-from citypath.basemap import rings_in_box, state_rings
 from citypath.replay import Replay, Shown
+from citypath.view import maplayers
+from citypath.view.basemap import rings_in_box, state_rings
 
 
 def test_state_rings_are_simplified_and_skip_alaska_hawaii():
@@ -68,7 +68,7 @@ def test_static_json_written_once(tmp_path, small_graph):
 def test_state_layer_colours_known_cities_on_a_fixed_scale(small_graph):
     import numpy as np
 
-    from citypath.maplayers import STATE_RAMP, state_colours, state_layer
+    from citypath.view.maplayers import STATE_RAMP, state_colours, state_layer
 
     g = small_graph
     values = np.full(g.n_cities, np.nan)

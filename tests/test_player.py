@@ -12,10 +12,10 @@ import json
 
 import pytest
 
-from citypath import player
-from citypath.maplayers import model_rgb
-from citypath.player import build, payload
 from citypath.replay import compute_replay
+from citypath.view import player
+from citypath.view.maplayers import model_rgb
+from citypath.view.player import build, payload
 from tests.fake_models import GarbageFake, RefiningFake
 
 CARD = {"num_parameters": 1, "max_steps": 8}
@@ -126,9 +126,9 @@ def test_reports_are_read_once_and_malformed_ones_ignored(value, last, expected)
 
 
 def test_the_shipped_bundle_is_built_from_the_shipped_sources():
-    """`python -m citypath.player.build` rebuilt it after the last edit of frontend/ (and npm's lock file)."""
+    """`python -m citypath.view.player.build` rebuilt it after the last edit of frontend/ (and npm's lock file)."""
     info = json.loads((player.BUILD_DIR / "BUILD_INFO.json").read_text())
-    assert info["sources_sha256"] == build.sources_digest(), "rebuild: python -m citypath.player.build"
+    assert info["sources_sha256"] == build.sources_digest(), "rebuild: python -m citypath.view.player.build"
     assert (player.BUILD_DIR / "player.js").stat().st_size == info["bundle_bytes"]
     html = (player.BUILD_DIR / "index.html").read_text()
     assert "<script src=" not in html and "http" not in html                  # nothing fetched from elsewhere

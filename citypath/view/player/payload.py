@@ -3,7 +3,7 @@
 A comparison is the map's static layers, one set of route layers per step (pydeck layers as
 deck.gl JSON: the map stays defined with pydeck) and, per model and step, the metric cells and the
 compute so far that the strip under the map shows. The player plays it in the browser; see
-`citypath.player`.
+`citypath.view.player`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ import pydeck as pdk
 
 from citypath.cache import write_atomic
 from citypath.graph import CityGraph
-from citypath.maplayers import (
+from citypath.replay import Replay, Shown
+from citypath.view.maplayers import (
     ILLEGAL_RGB,
     OPTIMAL_RGB,
     layers_json,
@@ -30,8 +31,7 @@ from citypath.maplayers import (
     static_layers,
     view_for_pair,
 )
-from citypath.replay import Replay, Shown
-from citypath.session import compute_text, halting_text, metric_cards_by_step, records
+from citypath.view.present import compute_text, halting_text, metric_cards_by_step, records
 
 STRIP_LABELS = ("Valid", "Illegal jumps", "Reaches target", "Hops", "Length", "vs optimal", "Fréchet")
 # The step charts under the strip, drawn by the player (each model's metric over every step, with a marker at

@@ -24,7 +24,7 @@ from citypath.evaluate import FAILED_RATIO_CAP
 from citypath.graph import CityGraph
 from citypath.models import RoutingModel
 
-RESULTS_PATH = Path(__file__).resolve().parents[1] / "results" / "eval.json"
+RESULTS_PATH = Path(__file__).resolve().parents[2] / "results" / "eval.json"
 
 
 # -- quality vs steps -------------------------------------------------------------------------

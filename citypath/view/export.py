@@ -23,11 +23,11 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from PIL import Image
 
-from citypath.basemap import rings_in_box
 from citypath.graph import CityGraph
-from citypath.maplayers import ILLEGAL_RGB, OPTIMAL_RGB, illegal_segments, model_rgb, rgb_hex
 from citypath.metrics import as_ids, evaluate_paths
 from citypath.replay import Shown
+from citypath.view.basemap import rings_in_box
+from citypath.view.maplayers import ILLEGAL_RGB, OPTIMAL_RGB, illegal_segments, model_rgb, rgb_hex
 
 PNG_DPI = 200
 GIF_DPI = 90

@@ -1,6 +1,6 @@
 """The pydeck map: state outlines, all cities, the optimal path and each model's path.
 
-Layers, bottom to top: state fills and outlines (offline, from `citypath.basemap`), every city
+Layers, bottom to top: state fills and outlines (offline, from `citypath.view.basemap`), every city
 as a faint pickable dot (click one to set an end of the route), the previous step of each
 model as a faint ghost, the optimal path, each model's current path in its own colour with
 its hops as dots, illegal jumps as red straight segments, and the two endpoints.
@@ -24,11 +24,11 @@ import pydeck as pdk
 from pydeck.bindings import deck as _pydeck_deck
 from pydeck.bindings.json_tools import IGNORE_KEYS, default_serialize, lower_camel_case_keys
 
-from citypath.basemap import state_rings
 from citypath.cache import process_cache, write_atomic
 from citypath.graph import CityGraph
 from citypath.metrics import as_ids, hop_legality
-from citypath.replay import Shown
+from citypath.replay import Shown, Thoughts
+from citypath.view.basemap import state_rings
 
 # pydeck's Deck() asks on every construction whether its Jupyter widget can be imported; with no
 # Jupyter installed that is a failed import that scans sys.path each time: ~10% of the app
@@ -333,3 +333,16 @@ def _plain_head(records: list) -> bool:
         isinstance(v, (str, int, float, bool, list, dict, type(None))) and not isinstance(v, np.generic)
         for v in head.values())
 
+
+def thinking_layers(g: CityGraph, thinking: Thoughts | None, step: int) -> tuple[list, list]:
+    """The map layer of a model's state at `step` and its legend entries (colour, label, style); empty if none."""
+    state = thinking.at(step) if thinking is not None else None
+    if state is None:
+        return [], []
+    low, high = thinking.scale
+    layer = state_layer(g, state.values, state.name, state.unit, low=low, high=high)
+    unit = f" {state.unit}" if state.unit else ""
+    lo_rgb, hi_rgb = state_colours(np.array([low, high]), low, high)
+    legend = [(rgb_hex(lo_rgb), f"{thinking.model}: {state.name} {low:,.0f}{unit}", "dot"),
+              (rgb_hex(hi_rgb), f"… {high:,.0f}{unit} (no dot: no value yet)", "dot")]
+    return ([layer] if layer is not None else []), legend
