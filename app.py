@@ -100,7 +100,8 @@ with turns.turn():
     optimal = g.shortest_path(view.source, view.target)
     urls = resources.static_urls(g, g.fingerprint)
     equal = bool(ss[state.K_EQUAL])
-    run_view = dataclasses.replace(view, steps=cat.steps_max) if equal else view   # equal compute: all steps
+    # The question: with equal compute every model runs up to the slider's maximum (the budget picks its step).
+    question = view.question(equal=equal, budget=float(ss[state.K_BUDGET]), steps_max=cat.steps_max)
     colours = {name: model_rgb(cat.names.index(name)) for name in view.models if name in cat.names}
 
 
@@ -119,16 +120,16 @@ with turns.turn():
         t0 = time.perf_counter()
         mset = resources.models_if_loaded(g)
         if mset is not None:        # routes stored already (by another process or visitor) come with this run
-            replays.replay_next(mset, g, run_view, compute=False)
-        if ss.pop(state.K_MORE, False) and (mset is None or replays.replays_so_far(mset, g, run_view)[1]):
+            replays.replay_next(mset, g, question, compute=False)
+        if ss.pop(state.K_MORE, False) and (mset is None or replays.replays_so_far(mset, g, question)[1]):
             with st.spinner("Loading the models…" if mset is None else "Running the next model…"):
                 mset = resources.models(g)
-                replays.replay_next(mset, g, run_view)
-        computed, pending = replays.replays_so_far(mset, g, run_view)
+                replays.replay_next(mset, g, question)
+        computed, pending = replays.replays_so_far(mset, g, question)
         thinking = replays.thoughts(mset, g, view) if ss[state.K_THINK] and mset is not None and not pending else None
-        budget = {name: present.steps_within(r, ss[state.K_BUDGET]) for name, r in computed.items()} if equal else {}
-        payload = replays.player_payload(g, view, optimal, computed, pending, colours, cat.labels, urls, thinking,
-                                         budget)
+        budget = {name: present.steps_within(r, question.budget) for name, r in computed.items()} if equal else {}
+        payload = replays.player_payload(g, question, optimal, computed, pending, colours, cat.labels, urls,
+                                         thinking, budget, view.steps)
         player.show(payload, key=state.K_PLAYER, on_change=functools.partial(callbacks.on_player_event, g))
         if mset is None or pending:
             st.caption("Computing the models' routes: each appears on the map when it is ready.")

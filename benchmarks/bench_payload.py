@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> dict:
     import numpy as np
 
     from citypath.app import picks, replays, resources, url
+    from citypath.replay import Question
     from citypath.view.maplayers import model_rgb
     from citypath.view.player import payload
 
@@ -43,13 +44,13 @@ def main(argv: list[str] | None = None) -> dict:
     computed = []
     for src, dst in pairs:
         view = url.ViewState(source=src, target=dst, models=tuple(models), steps=args.steps, seed=0)
-        computed.append({name: replays.replay(mset, g, name, view) for name in models})
+        computed.append({name: replays.replay(mset, g, name, view.question()) for name in models})
     build_ms, write_ms = [], []
     with tempfile.TemporaryDirectory() as static:
         for (src, dst), reps in zip(pairs, computed):
             t0 = time.perf_counter()
-            args_ = payload.comparison(g, src, dst, g.shortest_path(src, dst), reps, colours, {}, steps=args.steps,
-                                       cities="app/static/cities.json")
+            args_ = payload.comparison(g, Question(src, dst, tuple(reps), args.steps), g.shortest_path(src, dst), reps,
+                                       colours, {}, cities="app/static/cities.json")
             t1 = time.perf_counter()
             payload.frames_to_file(args_, static)
             build_ms.append((t1 - t0) * 1e3)

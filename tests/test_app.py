@@ -397,12 +397,10 @@ def test_routes_stored_by_another_process_are_read_not_computed_again(app_env, t
         raise AssertionError("the models never finished")
 
     def forget_replays() -> None:         # what this process remembers of the routes goes
-        replays._REPLAYED.clear()
         replays._replay.clear()
 
     def as_a_new_process() -> None:       # ... and its models are not loaded
         forget_replays()
-        resources._MODELSETS.clear()
         resources._models.clear()
 
     as_a_new_process()
@@ -427,15 +425,18 @@ def test_a_replaced_checkpoint_lets_the_old_models_go(small_graph, monkeypatch):
         pass
 
     monkeypatch.setattr(resources, "load_models", lambda g: Models())
-    monkeypatch.setattr(resources, "_MODELSETS", {})
+    stamp = ("a.safetensors", 1)
+    monkeypatch.setattr(resources, "_checkpoint_stamp", lambda: stamp)
     resources._models.clear()
     try:
-        first = weakref.ref(resources._models(small_graph, small_graph.fingerprint, ("a.safetensors", 1)))
-        assert first() is not None and list(resources._MODELSETS) == [(small_graph.fingerprint, ("a.safetensors", 1))]
-        second = resources._models(small_graph, small_graph.fingerprint, ("a.safetensors", 2))   # the file was replaced
+        first = weakref.ref(resources.models(small_graph))
+        assert first() is not None and resources.models_if_loaded(small_graph) is first()
+        stamp = ("a.safetensors", 2)                                  # the file was replaced
+        assert resources.models_if_loaded(small_graph) is None
+        second = resources.models(small_graph)
         gc.collect()
-        assert first() is None                       # nothing holds the old set: not the dict, not the cache
-        assert resources._MODELSETS == {(small_graph.fingerprint, ("a.safetensors", 2)): second}
+        assert first() is None                       # nothing holds the old set
+        assert resources.models_if_loaded(small_graph) is second
     finally:
         resources._models.clear()
 

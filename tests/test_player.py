@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from citypath.replay import compute_replay
+from citypath.replay import Question, compute_replay
 from citypath.view import player
 from citypath.view.maplayers import model_rgb
 from citypath.view.player import build, payload
@@ -35,8 +35,9 @@ def _comparison(g, steps=5, **kw):
     src, dst = _pair(g)
     replays = _replays(g, src, dst, steps)
     colours = {n: model_rgb(i) for i, n in enumerate(replays)}
-    out = player.comparison(g, src, dst, g.shortest_path(src, dst), replays, colours, {"refining": "Refining"},
-                            steps=steps, **kw)
+    seed = kw.pop("seed", 0)
+    out = player.comparison(g, Question(src, dst, tuple(replays), steps, seed), g.shortest_path(src, dst), replays,
+                            colours, {"refining": "Refining"}, **kw)
     return out, replays
 
 
@@ -96,14 +97,15 @@ def test_a_comparison_keeps_its_id_while_its_models_arrive(small_graph):
     src, dst = _pair(g)
     replays = _replays(g, src, dst, 3)
     colours = {n: model_rgb(i) for i, n in enumerate(replays)}
-    args = (g, src, dst, g.shortest_path(src, dst))
-    first = player.comparison(*args, {}, colours, {}, steps=3, pending=["refining", "garbage"])
-    half = player.comparison(*args, {"refining": replays["refining"]}, colours, {}, steps=3, pending=["garbage"])
-    full = player.comparison(*args, replays, colours, {}, steps=3)
+    args = (g, Question(src, dst, tuple(replays), 3), g.shortest_path(src, dst))
+    first = player.comparison(*args, {}, colours, {}, pending=["refining", "garbage"])
+    half = player.comparison(*args, {"refining": replays["refining"]}, colours, {}, pending=["garbage"])
+    full = player.comparison(*args, replays, colours, {})
     assert first["id"] == half["id"] == full["id"]           # the player keeps its step and playback
     assert first["pending"] == ["refining", "garbage"] and not first["models"]
     assert first["static"]["bottom"] == full["static"]["bottom"]   # the map and optimal path come first
-    other = player.comparison(*args, replays, colours, {}, steps=3, seed=1)
+    other = player.comparison(g, Question(src, dst, tuple(replays), 3, seed=1), g.shortest_path(src, dst), replays,
+                              colours, {})
     assert other["id"] != full["id"]
 
 

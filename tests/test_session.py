@@ -194,3 +194,22 @@ def test_bad_links_say_exactly_what_was_changed(small_graph):
     parsed, notices = url.parse_query_params({"source": "Nowhere, ZZ", "target": g.label(9)}, g, ["a"],
                                                  max_steps=16)
     assert any(n.startswith("showing the default pair") for n in notices)
+
+
+def test_a_view_asks_one_question_the_caches_key_on():
+    """The question (pair, models, steps, seed, mode, budget) is frozen and hashable; with equal compute every
+    model runs up to the catalogue's steps and the shown step, speed and click mode are not part of it."""
+    import dataclasses
+
+    from citypath.replay import Question
+
+    view = url.ViewState(3, 9, ("a", "b"), 8, 5, step=2, speed=4.0)
+    q = view.question()
+    assert q == Question(3, 9, ("a", "b"), 8, 5) and not q.equal and hash(q) == hash(Question(3, 9, ("a", "b"), 8, 5))
+    assert dataclasses.replace(view, step=7, speed=1.0).question() == q
+    eq = view.question(equal=True, budget=1e8, steps_max=64)
+    assert eq.equal and (eq.steps, eq.budget) == (64, 1e8) and eq != q
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        q.steps = 4
+    with pytest.raises(ValueError, match="mode"):
+        Question(0, 1, (), 1, mode="fast")

@@ -66,8 +66,9 @@ def warm_process(log=None) -> dict[str, float]:
     view, _ = url.parse_query_params({}, g, cat.names, max_steps=cat.steps_max, parameters=cat.parameters)
 
     def routes() -> None:
-        for name in replays.replays_so_far(mset, g, view)[1]:
-            replays.replay(mset, g, name, view)
+        question = view.question()
+        for name in replays.replays_so_far(mset, g, question)[1]:
+            replays.replay(mset, g, name, question)
 
     stage("the default view's routes", routes)
     return times

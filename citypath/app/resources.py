@@ -70,27 +70,25 @@ def load_models(g: CityGraph, names: Iterable[str] | None = None, *, directory=N
 
 STAMP_TTL_S = 2.0
 
-_STAMP: dict[str, tuple[float, int, tuple]] = {}
-
 def _checkpoint_stamp() -> tuple:
     """Names and mtimes of the checkpoint files, so a new or retrained checkpoint is picked up.
 
     The full listing is redone when the directory changes (a file added, removed or atomically replaced)
-    or STAMP_TTL_S after the last one (a file rewritten in place): listing and stat'ing every file on
-    every run was ~7% of the server's time under 40 visitors (py-spy)."""
+    or every STAMP_TTL_S (a file rewritten in place): listing and stat'ing every file on every run was ~7%
+    of the server's time under 40 visitors (py-spy)."""
     d = checkpoints_dir()
     try:
         dir_mtime = d.stat().st_mtime_ns
     except OSError:
         return (str(d),)
-    now = time.monotonic()
-    have = _STAMP.get(str(d))
-    if have is not None and have[1] == dir_mtime and now - have[0] < STAMP_TTL_S:
-        return have[2]
-    stamp = (str(d), *sorted((p.name, p.stat().st_mtime_ns) for p in d.iterdir()
-                             if p.suffix in {".json", ".safetensors"}))
-    _STAMP[str(d)] = (now, dir_mtime, stamp)
-    return stamp
+    return _listing(str(d), dir_mtime, int(time.monotonic() // STAMP_TTL_S))
+
+
+@process_cache(maxsize=4)
+def _listing(directory: str, dir_mtime: int, period: int) -> tuple:
+    return (directory, *sorted((p.name, p.stat().st_mtime_ns) for p in Path(directory).iterdir()
+                               if p.suffix in {".json", ".safetensors"}))
+
 
 @dataclass(frozen=True)
 class Catalog:
@@ -118,7 +116,9 @@ def catalog() -> Catalog:
     register_families_from_env()
     return _catalog(_checkpoint_stamp())
 
-@st.cache_resource(show_spinner="Loading models…", max_entries=1)   # one graph per process; a new stamp replaces
+# One set of models held per process: the checkpoints as they are now. A set loaded before a checkpoint was
+# replaced is let go (kept, every replacement held another ~100 MB of models for the process's life).
+@process_cache(maxsize=1)
 def _models(_g: CityGraph, fingerprint: str, stamp: tuple) -> ModelSet:
     # One intra-op thread per query: the server's parallelism is its concurrent sessions, and
     # small graph ops with two threads on a busy 2-core box spin-wait (gnn step: ~530 ms vs 25 ms).
@@ -126,23 +126,22 @@ def _models(_g: CityGraph, fingerprint: str, stamp: tuple) -> ModelSet:
 
     torch.set_num_threads(1)
     register_families_from_env()
-    ms = load_models(_g)
-    # Only the set of the checkpoints as they are now: a set loaded before a checkpoint was replaced is let go
-    # (kept here, every replacement held another ~100 MB of models for the process's life).
-    for key in [k for k in _MODELSETS if k[0] == fingerprint and k[1] != stamp]:
-        del _MODELSETS[key]
-    _MODELSETS[(fingerprint, stamp)] = ms
-    return ms
+    return load_models(_g)
 
-_MODELSETS: dict[tuple, ModelSet] = {}   # (graph fingerprint, checkpoint stamp) -> the models loaded
 
 def models_if_loaded(g: CityGraph) -> ModelSet | None:
     """The loaded models if this process has them already (nothing is loaded here), else None."""
-    return _MODELSETS.get((g.fingerprint, _checkpoint_stamp()))
+    return _models.peek(g, g.fingerprint, _checkpoint_stamp())
+
 
 def models(g: CityGraph) -> ModelSet:
     """Every checkpoint that loads for graph `g`, and the ones that do not with their reasons."""
-    return _models(g, g.fingerprint, _checkpoint_stamp())
+    stamp = _checkpoint_stamp()
+    held = _models.peek(g, g.fingerprint, stamp)
+    if held is not None:
+        return held
+    with st.spinner("Loading models…"):
+        return _models(g, g.fingerprint, stamp)
 
 # -- labels, map layers, interesting pairs --------------------------------------------------
 
@@ -152,7 +151,7 @@ def models(g: CityGraph) -> ModelSet:
 def label_index(_g: CityGraph, fingerprint: str) -> dict[str, int]:
     return {label: i for i, label in enumerate(_g.labels)}
 
-@st.cache_resource(show_spinner=False)   # shared, never modified
+@process_cache(maxsize=2)   # shared, never modified
 def city_records(_g: CityGraph, fingerprint: str) -> list[dict]:
     """The all-cities layer inline (when static serving is off): ~1.5 MB per frame on the full graph."""
     return cities_records(_g)

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from citypath.cache import process_cache
 from citypath.graph import CityGraph, CityNotFound
+from citypath.replay import Question
 from citypath.split import heldout_mask
 
 DEFAULT_STEPS = 8
@@ -44,6 +46,14 @@ class ViewState:
         if not 1 <= self.step <= self.steps:      # 0 or out of range: the last step (the final answer)
             object.__setattr__(self, "step", self.steps)
 
+    def question(self, *, equal: bool = False, budget: float = 0.0, steps_max: int | None = None) -> Question:
+        """What this view asks; with equal compute every model runs up to `steps_max` steps (the budget says
+        how many of them each is shown at)."""
+        if equal:
+            return Question(self.source, self.target, self.models, steps_max or self.steps, self.seed, "equal",
+                            float(budget))
+        return Question(self.source, self.target, self.models, self.steps, self.seed)
+
     @property
     def shown_step(self) -> int:
         return self.step
@@ -55,14 +65,12 @@ def default_pair(g: CityGraph, candidates: int = 120) -> tuple[int, int]:
     Among their held-out pairs (never trained on) it picks the one whose distance is closest
     to ~1,200 km, or to half the graph's extent on a small regional graph.
     """
-    key = (g.fingerprint, candidates)
-    if key not in _DEFAULT_PAIRS:        # every link's parse asks; ~5% of a run under load when recomputed
-        _DEFAULT_PAIRS[key] = _default_pair(g, candidates)
-    return _DEFAULT_PAIRS[key]
+    return _default_pair(g, g.fingerprint, candidates)   # every link's parse asks: ~5% of a run under load
 
-_DEFAULT_PAIRS: dict[tuple[str, int], tuple[int, int]] = {}
 
-def _default_pair(g: CityGraph, candidates: int) -> tuple[int, int]:
+@process_cache(maxsize=8)
+def _default_pair(_g: CityGraph, fingerprint: str, candidates: int) -> tuple[int, int]:
+    g = _g
     n = min(candidates, g.n_cities)
     if n < 2:
         return 0, 0

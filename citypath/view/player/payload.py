@@ -21,7 +21,7 @@ import pydeck as pdk
 
 from citypath.cache import write_atomic
 from citypath.graph import CityGraph
-from citypath.replay import Replay, Shown
+from citypath.replay import Question, Replay, Shown
 from citypath.view.maplayers import (
     ILLEGAL_RGB,
     OPTIMAL_RGB,
@@ -83,14 +83,14 @@ def series(replay: Replay, steps: int, fields: Sequence[str] = tuple(f for f, _,
             for f in fields}
 
 
-def comparison(g: CityGraph, source: int, target: int, optimal: Sequence[int], replays: Mapping[str, Replay],
-               colours: Mapping[str, tuple[int, int, int]], titles: Mapping[str, str], *, steps: int,
-               seed: int = 0, step: int | None = None, speed: float = 1.0, limits: Mapping[str, int] | None = None,
+def comparison(g: CityGraph, question: Question, optimal: Sequence[int], replays: Mapping[str, Replay],
+               colours: Mapping[str, tuple[int, int, int]], titles: Mapping[str, str], *, step: int | None = None,
+               speed: float = 1.0, limits: Mapping[str, int] | None = None,
                notes_by_model: Mapping[str, str] | None = None, cities: str | list | None = None,
                states: str | list | None = None, basemap: bool = False,
                thinking_frames: Sequence[Sequence[pdk.Layer]] = (), legend_tail: Sequence[tuple] = (),
                pending: Sequence[str] = (), notes: Sequence[str] = (), height: int = 560,
-               speeds: Sequence[float] = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0), mode: str = "") -> dict:
+               speeds: Sequence[float] = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)) -> dict:
     """The player's arguments for one question.
 
     `limits`: model -> the step it is shown at (equal compute: its budget's step), which also makes the
@@ -98,6 +98,7 @@ def comparison(g: CityGraph, source: int, target: int, optimal: Sequence[int], r
     extra layers of step k (a model's state over cities). `pending`: models still being computed (the
     player says so). `step`: the step to show first (default: the last).
     """
+    source, target, steps = question.source, question.target, question.steps
     still = limits is not None
     bottom, top = static_layers(g, source, target, optimal, cities=cities, states=states, basemap=basemap)
     n_frames = 1 if still else steps
@@ -130,7 +131,7 @@ def comparison(g: CityGraph, source: int, target: int, optimal: Sequence[int], r
     tail = [(rgb_hex(ILLEGAL_RGB), f"illegal jump (> {g.radius_km:g} km)", "dash"),
             ("#111111", "source / target", "dot"), *legend_tail]
     return {
-        "id": comparison_id(source, target, sorted([*replays, *pending]), steps, seed, mode),
+        "id": comparison_id(source, target, sorted([*replays, *pending]), steps, question.seed, question.mode),
         "static": {"bottom": layers_json(bottom), "top": layers_json(top),
                    "initialViewState": json.loads(json.dumps(view, default=lambda o: o.__dict__))},
         "frames": frames, "n_frames": len(frames), "models": models, "pending": list(pending),
