@@ -6,13 +6,14 @@ Nothing here imports streamlit.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from citypath.cost import human as human_flops
+from citypath.metrics import METRICS, Metric
 from citypath.replay import Replay
 
 
@@ -26,11 +27,9 @@ class MetricCard:
     delta_color: str  # "normal" (up is good), "inverse" (down is good) or "off"
     help: str
 
-def _fmt_km(v: float) -> str:
-    return "–" if not np.isfinite(v) else f"{v:,.0f} km"
+# The cards of a step, in order: what a model's route is like at that step (`citypath.metrics.METRICS`).
+CARDS = ("valid", "illegal_jumps", "reaches_target", "hops", "length_km", "length_pct", "frechet_km", "ms")
 
-def _fmt_pct(v: float) -> str:
-    return "–" if not np.isfinite(v) else f"{v:+.1f}%"
 
 def metric_cards_by_step(metrics: pd.DataFrame, steps: Iterable[int], *,
                          rows: list[dict] | None = None) -> list[list[MetricCard]]:
@@ -54,42 +53,31 @@ def records(df: pd.DataFrame) -> list[dict]:
 
 def _cards(row, prev) -> list[MetricCard]:
     """The cards of a metrics row (a pandas row or a dict) against the previous step's (None at step 1)."""
-    def delta(col: str, fmt: Callable[[float], str]) -> str | None:
-        if prev is None:
-            return None
-        a, b = float(row[col]), float(prev[col])
-        if not (np.isfinite(a) and np.isfinite(b)):
-            return None
-        text = fmt(a - b)
-        # No delta that reads as nothing at the shown precision ("-0 km", "+0.0 pt").
-        return None if not any(ch in "123456789" for ch in text) else text
+    return [_card(METRICS[name], row, prev) for name in CARDS]
 
-    def flag(col: str) -> str | None:
-        if prev is None or bool(row[col]) == bool(prev[col]):
-            return None
-        return "+ now yes" if bool(row[col]) else "- now no"
 
-    # A shorter or closer route is better only between valid routes: a garbage path shrinking is not progress.
-    judged = "inverse" if prev is not None and bool(row["valid"]) and bool(prev["valid"]) else "off"
-    return [
-        MetricCard("Valid", "yes" if row["valid"] else "no", flag("valid"), "normal",
-                   "Starts at the source, reaches the target, no illegal jumps."),
-        MetricCard("Illegal jumps", f"{int(row['illegal_jumps'])}", delta("illegal_jumps", lambda d: f"{d:+.0f}"),
-                   "inverse", "Hops longer than the graph radius (or to unknown ids), drawn in red."),
-        MetricCard("Reaches target", "yes" if row["reaches_target"] else "no", flag("reaches_target"), "normal",
-                   "The path ends at the target city."),
-        MetricCard("Hops", f"{int(row['hops'])}", delta("hops", lambda d: f"{d:+.0f}"), "off",
-                   "Number of hops in the path."),
-        MetricCard("Length", _fmt_km(float(row["length_km"])), delta("length_km", lambda d: f"{d:+,.0f} km"),
-                   judged, "Great-circle length of the path's hops."),
-        MetricCard("vs optimal", _fmt_pct(float(row["length_pct"])), delta("length_pct", lambda d: f"{d:+.1f} pt"),
-                   judged, "How much longer than the optimal (Dijkstra) path, in %."),
-        MetricCard("Fréchet", _fmt_km(float(row["frechet_km"])), delta("frechet_km", lambda d: f"{d:+,.0f} km"),
-                   judged, "Discrete Fréchet distance to the optimal path: how far the route strays."),
-        MetricCard("Step time", f"{float(row['ms']):.1f} ms", None, "off",
-                   "Measured wall time of this step; a batch computed for several steps is split over the "
-                   "steps it served, in proportion to their operations."),
-    ]
+def _card(m: Metric, row, prev) -> MetricCard:
+    value = m.text(row[m.name])
+    if m.kind == "ms":                   # a step's own time: nothing to compare with the step before
+        return MetricCard(m.label, value, None, "off", m.description)
+    if m.kind == "flag":
+        same = prev is None or bool(row[m.name]) == bool(prev[m.name])
+        delta = None if same else ("+ now yes" if bool(row[m.name]) else "- now no")
+    else:
+        delta = None
+        if prev is not None:
+            a, b = float(row[m.name]), float(prev[m.name])
+            if np.isfinite(a) and np.isfinite(b):
+                text = m.change(a - b)
+                # No delta that reads as nothing at the shown precision ("-0 km", "+0.0 pt").
+                delta = text if any(ch in "123456789" for ch in text) else None
+    if m.judged_valid_only:
+        judged = prev is not None and bool(row["valid"]) and bool(prev["valid"])
+        colour = ({"lower": "inverse", "higher": "normal"}.get(m.better, "off")) if judged else "off"
+    else:
+        colour = {"lower": "inverse", "higher": "normal"}.get(m.better, "off")
+    return MetricCard(m.label, value, delta, colour, m.description)
+
 
 def compute_text(row) -> str:
     """'12.3 Mops · 45 ms': cumulative compute of a metrics row."""

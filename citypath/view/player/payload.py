@@ -21,6 +21,7 @@ import pydeck as pdk
 
 from citypath.cache import write_atomic
 from citypath.graph import CityGraph
+from citypath.metrics import METRICS
 from citypath.replay import Question, Replay, Shown
 from citypath.view.maplayers import (
     ILLEGAL_RGB,
@@ -31,13 +32,14 @@ from citypath.view.maplayers import (
     static_layers,
     view_for_pair,
 )
-from citypath.view.present import compute_text, halting_text, metric_cards_by_step, records
+from citypath.view.present import CARDS, compute_text, halting_text, metric_cards_by_step, records
 
-STRIP_LABELS = ("Valid", "Illegal jumps", "Reaches target", "Hops", "Length", "vs optimal", "Fréchet")
+# The strip under the map: a step's cards but its own time (the strip shows the compute so far instead).
+STRIP_LABELS = tuple(METRICS[name].label for name in CARDS if name != "ms")
 # The step charts under the strip, drawn by the player (each model's metric over every step, with a marker at
 # the shown step that follows playback): (metric column of Replay.metrics, title, decimals on the y axis).
-CHARTS = (("length_pct", "length vs optimal (%)", 3), ("illegal_jumps", "illegal jumps", 0),
-          ("frechet_km", "Fréchet distance (km)", 3))
+CHARTED = ("length_pct", "illegal_jumps", "frechet_km")
+CHARTS = tuple((name, METRICS[name].chart, METRICS[name].decimals) for name in CHARTED)
 
 
 def comparison_id(source: int, target: int, models: Sequence[str], steps: int, seed: int, mode: str = "") -> str:
