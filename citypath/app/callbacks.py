@@ -36,10 +36,12 @@ def on_route_change() -> None:
     ss[K_STEP] = ss[K_STEPS]
     ss[K_NOTICES] = []
 
+
 def on_swap() -> None:
     ss = st.session_state
     ss[K_SRC], ss[K_DST] = ss[K_DST], ss[K_SRC]
     on_route_change()
+
 
 def on_random_pair(g: CityGraph, heldout: bool) -> None:
     ss = st.session_state
@@ -47,6 +49,7 @@ def on_random_pair(g: CityGraph, heldout: bool) -> None:
     src, dst = picks.random_heldout_pair(g, rng, heldout=heldout)
     ss[K_SRC], ss[K_DST] = g.label(src), g.label(dst)
     on_route_change()
+
 
 def on_reset(g: CityGraph, cat: Catalog) -> None:
     ss = st.session_state
@@ -56,10 +59,12 @@ def on_reset(g: CityGraph, cat: Catalog) -> None:
     ss[K_NOTICES] = []
     on_route_change()
 
+
 def on_pick_pair(g: CityGraph, src: int, dst: int) -> None:
     ss = st.session_state
     ss[K_SRC], ss[K_DST] = g.label(src), g.label(dst)
     on_route_change()
+
 
 def on_player_event(g: CityGraph) -> None:
     """The player reported something (its on_change callback, run before the rerun): the step it stopped

@@ -27,14 +27,17 @@ def exporter(ext: str, g: CityGraph, view: ViewState, replays: dict[str, Replay]
 
     return render
 
+
 def _file_part(text: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-@" else "_" for ch in text).strip("_")
+
 
 @process_cache(maxsize=8)   # shared, never modified: a pandas lookup per city per download button was ~1 ms
 def file_city_names(_g: CityGraph, fingerprint: str) -> list[str]:
     """Every city as a file-name part, by id: "Boston_MA"."""
     states = _g.cities["state"].tolist() if "state" in _g.cities else [""] * _g.n_cities
     return [_file_part(f"{name}_{state}") for name, state in zip(_g.cities["name"].tolist(), states)]
+
 
 def download_name(g: CityGraph, view: ViewState, steps: dict[str, int], ext: str) -> str:
     """What a download holds, in its name: the pair, the models (with their step in a PNG) and the steps.

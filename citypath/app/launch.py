@@ -32,6 +32,7 @@ def _warm_page_icon() -> None:
 
     is_emoji(PAGE_ICON)
 
+
 def warm_process(log=None) -> dict[str, float]:
     """Do in this process, before any visitor, what the first visitor of the default page would wait for:
     the graph, the catalogue, the labels, the map's static layers, the models, the default view's routes.

@@ -31,6 +31,7 @@ def apply_click(source: int, target: int, city: int, mode: str, next_end: str = 
         target = city
     return source, target, ("target" if end == "source" else "source")
 
+
 def random_heldout_pair(g: CityGraph, rng: np.random.Generator, *, heldout: bool = True,
                         tries: int = 100_000) -> tuple[int, int]:
     """A uniformly random pair of distinct cities, held out from training unless heldout=False."""
@@ -48,14 +49,17 @@ def random_heldout_pair(g: CityGraph, rng: np.random.Generator, *, heldout: bool
         raise ValueError("no held-out pair found in this graph") from None
     return int(s[0]), int(t[0])
 
+
 def route_text(source: str, target: str) -> str:
     """The sidebar's line for the route (markdown; the labels' markdown characters escaped)."""
     esc = lambda t: re.sub(r"([\\`*_\[\]<>#|$~])", r"\\\1", t)  # noqa: E731
     return f":material/trip_origin: **From** {esc(source)}  \n:material/flag: **To** {esc(target)}"
 
+
 # -- interesting pairs -------------------------------------------------------------------
 
 INTERESTING_PATH = Path(__file__).resolve().parents[2] / "results" / "interesting-pairs.json"
+
 
 @dataclass(frozen=True)
 class Pick:
@@ -68,6 +72,7 @@ class Pick:
 
     def label(self, g: CityGraph) -> str:
         return f"{g.label(self.source)} → {g.label(self.target)}"
+
 
 def interesting_pairs(g: CityGraph, path: str | Path | None = None) -> tuple[list[Pick], str | None]:
     """The committed interesting pairs that exist on `g` (ids by label), and a reason when there are none."""

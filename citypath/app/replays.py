@@ -1,6 +1,7 @@
 """A question's replays, computed once per process (and once across processes, on the shared disk store), and
 the player's arguments built from them.
 
+
 Three caches, one per kind of thing: the process's resources (`citypath.app.resources`), the replays here
 (in memory over the disk store, keyed by model and question) and the player's payload (its frames in a
 static file). The page asks for what is computed already (`replays_so_far`), computes the next pending

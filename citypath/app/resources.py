@@ -22,14 +22,14 @@ from citypath.models import ModelError, RoutingModel, checkpoints_dir, list_mode
 from citypath.view.maplayers import cities_records, write_static_json
 
 REPO = Path(__file__).resolve().parents[2]
-
 STATIC_DIR = REPO / "static"  # served by Streamlit at app/static/ (server.enableStaticServing)
-
 PAGE_ICON = "🗺️"
+
 
 @st.cache_resource(show_spinner="Loading the city graph (the first run ever builds it: about a minute)…")
 def graph() -> CityGraph:
     return load_graph(**graph_kwargs_from_env(), verbose=True)
+
 
 # -- the models ---------------------------------------------------------------------------
 
@@ -44,6 +44,7 @@ class ModelSet:
     def names(self) -> list[str]:
         return list(self.models)
 
+
 def register_families_from_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """Extra model families named in $CITYPATH_MODEL_FAMILIES ("family=module:Class,..."), added to the registry.
 
@@ -54,6 +55,7 @@ def register_families_from_env(env: Mapping[str, str] | None = None) -> dict[str
 
     return {family: target for family, target in settings.extra_model_families(env).items()
             if register(family, target)}
+
 
 def load_models(g: CityGraph, names: Iterable[str] | None = None, *, directory=None,
                 loader: Callable[..., RoutingModel] = load_model) -> ModelSet:
@@ -68,7 +70,9 @@ def load_models(g: CityGraph, names: Iterable[str] | None = None, *, directory=N
             out.failures[name] = f"{type(e).__name__}: {e}"
     return out
 
+
 STAMP_TTL_S = 2.0
+
 
 def _checkpoint_stamp() -> tuple:
     """Names and mtimes of the checkpoint files, so a new or retrained checkpoint is picked up.
@@ -100,6 +104,7 @@ class Catalog:
     steps_max: int
     parameters: dict[str, int]
 
+
 @process_cache(maxsize=8)   # never modified
 def _catalog(stamp: tuple) -> Catalog:
     entries, unreadable = registry.catalogue()
@@ -111,10 +116,12 @@ def _catalog(stamp: tuple) -> Catalog:
     names = sorted(labels, key=lambda n: (n in classical, n))
     return Catalog(names, labels, int(min(max(steps), 128)), {e.name: e.parameters for e in entries if e.learned})
 
+
 def catalog() -> Catalog:
     """Checkpoint names, picker labels and the steps slider's upper end (the largest max_steps, 16..128)."""
     register_families_from_env()
     return _catalog(_checkpoint_stamp())
+
 
 # One set of models held per process: the checkpoints as they are now. A set loaded before a checkpoint was
 # replaced is let go (kept, every replacement held another ~100 MB of models for the process's life).
@@ -143,6 +150,7 @@ def models(g: CityGraph) -> ModelSet:
     with st.spinner("Loading models…"):
         return _models(g, g.fingerprint, stamp)
 
+
 # -- labels, map layers, interesting pairs --------------------------------------------------
 
 # Shared and never modified; st.cache_data unpickled a copy of the 21,217 labels on every run (~9% of the
@@ -151,10 +159,12 @@ def models(g: CityGraph) -> ModelSet:
 def label_index(_g: CityGraph, fingerprint: str) -> dict[str, int]:
     return {label: i for i, label in enumerate(_g.labels)}
 
+
 @process_cache(maxsize=2)   # shared, never modified
 def city_records(_g: CityGraph, fingerprint: str) -> list[dict]:
     """The all-cities layer inline (when static serving is off): ~1.5 MB per frame on the full graph."""
     return cities_records(_g)
+
 
 @st.cache_resource(show_spinner="Preparing the map layers…")
 def static_urls(_g: CityGraph, fingerprint: str) -> dict[str, str] | None:
@@ -167,9 +177,11 @@ def static_urls(_g: CityGraph, fingerprint: str) -> dict[str, str] | None:
         return None
     return {k: f"app/static/{p.name}" for k, p in paths.items()}
 
+
 @process_cache(maxsize=8)   # never modified
 def _interesting(_g: CityGraph, fingerprint: str, stamp: float) -> tuple[list[picks.Pick], str | None]:
     return picks.interesting_pairs(_g)
+
 
 def interesting(g: CityGraph) -> tuple[list[picks.Pick], str | None]:
     """The committed interesting pairs on this graph (re-read when the file changes)."""

@@ -115,6 +115,7 @@ class Turns:
 
 _TURNS = Turns(settings.runs_at_once())
 
+
 @contextmanager
 def turn() -> Iterator[Waited]:
     """This script run's turn in the process (see the module's doc): the visitor who arrived first goes first."""
@@ -122,12 +123,14 @@ def turn() -> Iterator[Waited]:
     with _TURNS.turn(arrived) as waited:
         yield waited
 
+
 def wait_text() -> str:
     """What this run waited for its turn, for the page's caption ("" when it hardly waited)."""
     waited = _TURNS.last_wait()
     if waited.seconds < 0.05:
         return ""
     return f", after {waited.seconds * 1e3:.0f} ms waiting behind {waited.ahead} other visitor run(s)"
+
 
 def taking_turns(fn):
     """`fn` runs in a turn (a fragment: its own reruns wait their turn; inside a page run it is the page's)."""

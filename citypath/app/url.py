@@ -17,16 +17,12 @@ from citypath.replay import Question
 from citypath.split import heldout_mask
 
 DEFAULT_STEPS = 8
-
 MAX_SEED = 2**31 - 1
-
 MAX_DEFAULT_MODELS = 3
-
 SPEEDS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)   # playback, steps per second (the browser plays them)
-
 DEFAULT_SPEED = 2.0
-
 CLICK_MODES = ("alternate", "source", "target")
+
 
 @dataclass(frozen=True)
 class ViewState:
@@ -54,9 +50,6 @@ class ViewState:
                             float(budget))
         return Question(self.source, self.target, self.models, self.steps, self.seed)
 
-    @property
-    def shown_step(self) -> int:
-        return self.step
 
 def default_pair(g: CityGraph, candidates: int = 120) -> tuple[int, int]:
     """A fixed, held-out pair of well-known cities, far enough apart to need many hops.
@@ -87,6 +80,7 @@ def _default_pair(_g: CityGraph, fingerprint: str, candidates: int) -> tuple[int
     best = pool[np.argmin(np.abs(d[pool] - goal))]
     return int(a[best]), int(b[best])
 
+
 def default_models(models: Sequence[str], parameters: Mapping[str, int] | None = None) -> tuple[str, ...]:
     """The comparison a first visit sees: the smallest model against the largest (the post's
     question: can the small one, thinking longer, keep up?), or the first few without sizes."""
@@ -97,9 +91,11 @@ def default_models(models: Sequence[str], parameters: Mapping[str, int] | None =
         return (smallest, largest)
     return tuple(models[:MAX_DEFAULT_MODELS])
 
+
 def default_state(g: CityGraph, models: Sequence[str], parameters: Mapping[str, int] | None = None) -> ViewState:
     src, dst = default_pair(g)
     return ViewState(src, dst, default_models(models, parameters), DEFAULT_STEPS, 0)
+
 
 def _first(value: str | list[str] | None) -> str | None:
     """The value a link gives for a key (the last one if repeated), as a string; None if absent.
@@ -109,6 +105,7 @@ def _first(value: str | list[str] | None) -> str | None:
     if isinstance(value, (list, tuple)):
         value = value[-1] if value else None
     return value if value is None or isinstance(value, str) else str(value)
+
 
 def _parse_int(text: str | None, name: str, lo: int, hi: int, notices: list[str]) -> int | None:
     if text is None or text == "":
@@ -124,6 +121,7 @@ def _parse_int(text: str | None, name: str, lo: int, hi: int, notices: list[str]
         return clamped
     return value
 
+
 def _parse_city(g: CityGraph, text: str | None, name: str, notices: list[str]) -> int | None:
     if text is None or text == "":
         return None
@@ -132,6 +130,7 @@ def _parse_city(g: CityGraph, text: str | None, name: str, notices: list[str]) -
     except (CityNotFound, ValueError) as e:
         notices.append(f"{name}: {e}")
         return None
+
 
 def parse_query_params(params: Mapping[str, str | list[str]], g: CityGraph, models: Sequence[str], *,
                        max_steps: int, parameters: Mapping[str, int] | None = None) -> tuple[ViewState, list[str]]:
@@ -182,8 +181,9 @@ def parse_query_params(params: Mapping[str, str | list[str]], g: CityGraph, mode
         click = "alternate"
     return ViewState(src, dst, chosen, steps, seed if seed is not None else 0, step, speed, click), notices
 
+
 def to_query_params(state: ViewState, g: CityGraph) -> dict[str, str]:
     """The query parameters that reproduce `state` (labels, not ids, so links stay readable)."""
     return {"source": g.label(state.source), "target": g.label(state.target),
             "models": ",".join(state.models), "steps": str(state.steps), "seed": str(state.seed),
-            "step": str(state.shown_step), "speed": f"{state.speed:g}", "click": state.click}
+            "step": str(state.step), "speed": f"{state.speed:g}", "click": state.click}

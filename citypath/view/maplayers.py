@@ -1,5 +1,6 @@
 """The pydeck map: state outlines, all cities, the optimal path and each model's path.
 
+
 Layers, bottom to top: state fills and outlines (offline, from `citypath.view.basemap`), every city
 as a faint pickable dot (click one to set an end of the route), the previous step of each
 model as a faint ghost, the optimal path, each model's current path in its own colour with
@@ -36,6 +37,7 @@ from citypath.view.basemap import state_rings
 # process runs, so ask once.
 if not isinstance(_pydeck_deck.has_jupyter_extra, functools._lru_cache_wrapper):
     _pydeck_deck.has_jupyter_extra = functools.cache(_pydeck_deck.has_jupyter_extra)
+
 
 # Okabe-Ito colours (colour-blind safe); red is kept for illegal jumps only.
 OPTIMAL_RGB = (0, 158, 115)

@@ -27,6 +27,7 @@ class MetricCard:
     delta_color: str  # "normal" (up is good), "inverse" (down is good) or "off"
     help: str
 
+
 # The cards of a step, in order: what a model's route is like at that step (`citypath.metrics.METRICS`).
 CARDS = ("valid", "illegal_jumps", "reaches_target", "hops", "length_km", "length_pct", "frechet_km", "ms")
 
@@ -45,11 +46,13 @@ def metric_cards_by_step(metrics: pd.DataFrame, steps: Iterable[int], *,
         out.append(_cards(rows[k - 1], rows[k - 2] if k > 1 else None))
     return out
 
+
 def records(df: pd.DataFrame) -> list[dict]:
     """The rows of `df` as dicts of Python values, like `df.to_dict("records")` at a fraction of its cost
     (a column at a time, not a pandas row at a time)."""
     cols = [str(c) for c in df.columns]
     return [dict(zip(cols, values)) for values in zip(*(df[c].tolist() for c in df.columns))]
+
 
 def _cards(row, prev) -> list[MetricCard]:
     """The cards of a metrics row (a pandas row or a dict) against the previous step's (None at step 1)."""
@@ -85,9 +88,11 @@ def compute_text(row) -> str:
     ms = float(row["ms_total"]) if "ms_total" in row else float("nan")
     return f"{human_flops(fl)} · {ms:,.0f} ms" if np.isfinite(ms) else human_flops(fl)
 
+
 # -- equal compute ------------------------------------------------------------------------
 
 BUDGETS = (1e6, 3e6, 1e7, 3e7, 1e8, 3e8, 1e9, 3e9, 1e10, 3e10)   # FLOPs per query, log scale
+
 
 @dataclass(frozen=True)
 class BudgetStep:
@@ -97,6 +102,7 @@ class BudgetStep:
     flops: float         # FLOPs spent by those steps (step 1's cost when step is 0)
     capped: bool         # every computed step fits: more steps might fit too
     text: str
+
 
 def steps_within(replay: Replay, budget_flops: float) -> BudgetStep:
     """The most steps of `replay` whose summed FLOPs stay within `budget_flops`."""
@@ -116,11 +122,13 @@ def steps_within(replay: Replay, budget_flops: float) -> BudgetStep:
                       f"{k} step{'s' if k != 1 else ''} fit in {human_flops(budget_flops)}: "
                       f"{human_flops(total[k - 1])} spent{more}")
 
+
 def budget_note(budget_flops: float) -> str:
     """The player's note in equal-compute mode."""
     return (f"Equal compute: {human_flops(budget_flops)} per query. Each model shows the most refinement steps that "
             "fit in the budget (operations, one count for every model); turn Equal compute off in the sidebar to "
             "play steps.")
+
 
 # -- halting ------------------------------------------------------------------------------
 
@@ -134,6 +142,7 @@ def halted_at(replay: Replay) -> int | None:
         return None
     return int(working[-1]) + 1
 
+
 def halting_text(replay: Replay) -> str | None:
     """'converged at step 7: steps 8-48 repeat its answer and spend nothing', or None."""
     k = halted_at(replay)
@@ -141,6 +150,7 @@ def halting_text(replay: Replay) -> str | None:
         return None
     rest = f"step {k + 1}" if k + 1 == len(replay.step_flops) else f"steps {k + 1}–{len(replay.step_flops)}"
     return f"stopped thinking after step {k}: {rest} repeat its answer and spend nothing"
+
 
 def legend_html(entries: list[tuple[str, str, str]]) -> str:
     """A one-line legend: (css colour, label, style) where style is 'line', 'ghost', 'dash' or 'dot'."""
