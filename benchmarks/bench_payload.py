@@ -5,7 +5,7 @@
 
 For each of `--pairs` held-out pairs (their routes computed, or read from the replay store, before any
 timing), builds what the app sends a visitor of a pair this process has not shown yet:
-`citypath.player.comparison` (the map's layers, every step's route layers, the strip and the charts) and
+`citypath.view.player.comparison` (the map's layers, every step's route layers, the strip and the charts) and
 `frames_to_file` (the steps' layers written to one JSON file, in a temporary directory). Prints one JSON
 object: per-pair milliseconds, median and max. Nothing here asserts a time.
 """
@@ -30,26 +30,27 @@ def main(argv: list[str] | None = None) -> dict:
         os.environ["CITYPATH_STATES"] = args.states
     import numpy as np
 
-    from citypath import session, ui
-    from citypath.maplayers import model_rgb
-    from citypath.player import payload
+    from citypath.app import picks, replays, resources, url
+    from citypath.replay import Question
+    from citypath.view.maplayers import model_rgb
+    from citypath.view.player import payload
 
-    g = ui.graph()
-    mset = ui.models(g)
+    g = resources.graph()
+    mset = resources.models(g)
     rng = np.random.default_rng(11)
-    pairs = [session.random_heldout_pair(g, rng) for _ in range(args.pairs)]
-    models = list(session.default_models(mset.names, {n: m.num_parameters for n, m in mset.models.items()}))
+    pairs = [picks.random_heldout_pair(g, rng) for _ in range(args.pairs)]
+    models = list(url.default_models(mset.names, {n: m.num_parameters for n, m in mset.models.items()}))
     colours = {name: model_rgb(i) for i, name in enumerate(models)}
-    replays = []
+    computed = []
     for src, dst in pairs:
-        view = session.ViewState(source=src, target=dst, models=tuple(models), steps=args.steps, seed=0)
-        replays.append({name: ui.replay(mset, g, name, view) for name in models})
+        view = url.ViewState(source=src, target=dst, models=tuple(models), steps=args.steps, seed=0)
+        computed.append({name: replays.replay(mset, g, name, view.question()) for name in models})
     build_ms, write_ms = [], []
     with tempfile.TemporaryDirectory() as static:
-        for (src, dst), reps in zip(pairs, replays):
+        for (src, dst), reps in zip(pairs, computed):
             t0 = time.perf_counter()
-            args_ = payload.comparison(g, src, dst, g.shortest_path(src, dst), reps, colours, {}, steps=args.steps,
-                                       cities="app/static/cities.json")
+            args_ = payload.comparison(g, Question(src, dst, tuple(reps), args.steps), g.shortest_path(src, dst), reps,
+                                       colours, {}, cities="app/static/cities.json")
             t1 = time.perf_counter()
             payload.frames_to_file(args_, static)
             build_ms.append((t1 - t0) * 1e3)

@@ -3,7 +3,7 @@
     python -m benchmarks.browser_app                 # default graph, shipped checkpoints, the default link
     python -m benchmarks.browser_app --repeats 5 --states RI,MA --checkpoints DIR
 
-Starts the app (`python -m citypath.launch`, which loads the graph and the models before its port
+Starts the app (`python -m citypath.app.launch`, which loads the graph and the models before its port
 opens; `--streamlit-run`: plain `streamlit run app.py`, which loads them in the first visitor's wait)
 on a loopback port and opens a link in headless Chromium (Debian's
 `chromium`, software WebGL), as a first visitor of a just-started server (cold) and then as new
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--steps", type=int, default=16)
     ap.add_argument("--streamlit-run", action="store_true",
                     help="start the app with plain `streamlit run app.py` (the graph and the models load in the "
-                         "first visitor's wait) instead of `python -m citypath.launch`")
+                         "first visitor's wait) instead of `python -m citypath.app.launch`")
     args = ap.parse_args(argv)
     from playwright.sync_api import sync_playwright
 
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> dict:
                                        "steps": args.steps, "seed": 0})
 
     out = {"graph": args.states or "default", "models": models, "steps": args.steps,
-           "server": "streamlit run app.py" if args.streamlit_run else "python -m citypath.launch"}
+           "server": "streamlit run app.py" if args.streamlit_run else "python -m citypath.app.launch"}
     with AppServer(env, warm=not args.streamlit_run) as server, sync_playwright() as p:
         out["ready_s"] = round(server.ready_s, 2)         # launch -> the port answers
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)

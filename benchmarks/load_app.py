@@ -69,8 +69,8 @@ def free_port() -> int:
 class AppServer:
     """One app process on a free loopback port, stopped on exit; its log is kept.
 
-    `warm` (default): `python -m citypath.launch`, which loads the graph and the models before its port
-    opens (what README and `citypath.serve` start); `warm=False`: plain `streamlit run app.py`, which loads
+    `warm` (default): `python -m citypath.app.launch`, which loads the graph and the models before its port
+    opens (what README and `citypath.app.serve` start); `warm=False`: plain `streamlit run app.py`, which loads
     them inside the first visitors' wait."""
 
     def __init__(self, env: dict[str, str] | None = None, log_path: Path | None = None, *, warm: bool = True):
@@ -82,7 +82,7 @@ class AppServer:
         self.ready_s: float | None = None        # launch -> the port answers
 
     def __enter__(self) -> AppServer:
-        from citypath.serve import app_command, wait_healthy
+        from citypath.app.serve import app_command, wait_healthy
 
         self.log = open(self.log_path, "w")
         t0 = time.perf_counter()
@@ -360,13 +360,13 @@ def app_graph_and_models(env: dict[str, str]):
     if key not in _LOADED:
         import torch
 
-        from citypath import session
+        from citypath.app import resources
         from citypath.graph import graph_kwargs_from_env, load_graph
 
         torch.set_num_threads(1)  # as the app runs them
         g = load_graph(**graph_kwargs_from_env())
-        session.register_families_from_env()
-        _LOADED[key] = (g, session.load_models(g))
+        resources.register_families_from_env()
+        _LOADED[key] = (g, resources.load_models(g))
     return _LOADED[key]
 
 
@@ -391,13 +391,13 @@ def expected_paths(models: list[str], pairs: list[tuple[int, int]], steps: int, 
 
 def pick_pairs(n: int, env: dict[str, str], seed: int) -> tuple[list[tuple[int, int]], list[str]]:
     """`n` random held-out pairs of the app's graph, and the two models the app compares by default."""
-    from citypath import session
+    from citypath.app import picks, url
 
     g, mset = app_graph_and_models(env)
     rng = np.random.default_rng(seed)
-    pairs = [session.random_heldout_pair(g, rng) for _ in range(n)]
+    pairs = [picks.random_heldout_pair(g, rng) for _ in range(n)]
     params = {name: m.num_parameters for name, m in mset.models.items()}
-    return pairs, list(session.default_models(mset.names, params))
+    return pairs, list(url.default_models(mset.names, params))
 
 
 def warm_up(base_url: str, timeout: float = 180.0) -> float:
@@ -427,7 +427,7 @@ def run_load(sessions: int = 20, steps: int = 16, *, env: dict[str, str] | None 
     `shared`: every visitor opens the same link (a link shared with a crowd); else each its own pair.
     `warm`: app processes' own addresses to visit once (`warm_up`) before the crowd; with `url` None,
     ["self"] warms the server started here. `streamlit_run`: the server started here is plain
-    `streamlit run app.py` (graph and models load in the crowd's wait), not `python -m citypath.launch`.
+    `streamlit run app.py` (graph and models load in the crowd's wait), not `python -m citypath.app.launch`.
     `server_pids`: the app processes behind `url`, whose CPU time the crowd cost is reported (the server
     started here is measured without it).
     """
@@ -478,7 +478,7 @@ def run_load(sessions: int = 20, steps: int = 16, *, env: dict[str, str] | None 
         "stop_ms_p50": round(q(stop_ms, 50), 1), "stop_ms_max": round(max(stop_ms), 1) if stop_ms else None,
         "server": "running (a warm-up visit per process first)" if warm_s else
                   "just started (streamlit run app.py)" if streamlit_run else
-                  "just started (python -m citypath.launch)" if not url else "just started",
+                  "just started (python -m citypath.app.launch)" if not url else "just started",
         "warm_up_s": [round(x, 2) for x in warm_s],
         "ready_s": round(ready_s, 2) if ready_s is not None else None,      # launch -> the port answers
         "wall_s": round(wall, 1), "load_average": round(os.getloadavg()[0], 2),
@@ -544,7 +544,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checkpoints", default="", help="a checkpoint directory (default: checkpoints/)")
     ap.add_argument("--url", default="", help="a running app instead of starting one")
     ap.add_argument("--balanced", action="store_true",
-                    help="start two app processes behind HAProxy (serving/haproxy.cfg, `python -m citypath.serve`) "
+                    help="start two app processes behind HAProxy (serving/haproxy.cfg, `python -m citypath.app.serve`) "
                          "and check that every session sticks to its process across a reconnect")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--shared-link", action="store_true",
@@ -557,7 +557,8 @@ def main(argv: list[str] | None = None) -> int:
                          "loaded: a server that is already running); default: a just-started server")
     ap.add_argument("--streamlit-run", action="store_true",
                     help="start app processes with plain `streamlit run app.py` (graph and models load inside the "
-                         "first visitors' wait) instead of `python -m citypath.launch` (loaded before the port opens)")
+                         "first visitors' wait) instead of `python -m citypath.app.launch` (loaded before the port "
+                         "opens)")
     ap.add_argument("--exit-zero", action="store_true", help="exit 0 even with errors (they are in the JSON)")
     args = ap.parse_args(argv)
     env = app_env(args.states, args.checkpoints)
@@ -565,7 +566,7 @@ def main(argv: list[str] | None = None) -> int:
         out = memory_batches(args.sessions, args.steps, args.batches, env=env, seed=args.seed,
                              shared=args.shared_link)
     elif args.balanced:
-        from citypath.serve import Cluster
+        from citypath.app.serve import Cluster
 
         pick_pairs(1, env, args.seed)                       # load the graph and models here before the servers
         t0 = time.perf_counter()
@@ -576,7 +577,7 @@ def main(argv: list[str] | None = None) -> int:
                            server_pids=cluster.app_pids)
         out["ready_s"] = round(ready_s, 2)
         if not args.warm:
-            how = "streamlit run app.py" if args.streamlit_run else "python -m citypath.launch"
+            how = "streamlit run app.py" if args.streamlit_run else "python -m citypath.app.launch"
             out["server"] = f"just started ({how})"
         out["balanced"] = f"HAProxy + {len(cluster.slots)} app processes"
     else:

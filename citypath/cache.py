@@ -278,7 +278,8 @@ def process_cache(maxsize: int = 128):
     calls with one key compute it once (the others wait). Without its per-call cost: Streamlit hashed
     every argument and inspected the function's signature on every call, ~15% of the app server's time
     under 40 visitors (py-spy). Positional arguments only; the least recently used results beyond
-    `maxsize` are dropped; `.clear()` empties it.
+    `maxsize` are dropped; `.clear()` empties it; `.peek(*args)` is the result held for those arguments, or
+    None (nothing is computed).
     """
     def decorate(fn):
         keyed = [i for i, name in enumerate(inspect.signature(fn).parameters) if not name.startswith("_")]
@@ -313,7 +314,12 @@ def process_cache(maxsize: int = 128):
             with guard:
                 results.clear()
 
+        def peek(*args):
+            with guard:
+                return results.get(tuple(args[i] for i in keyed))
+
         wrapper.clear = clear
+        wrapper.peek = peek
         return wrapper
 
     return decorate

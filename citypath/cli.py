@@ -78,10 +78,10 @@ def _route_models(args, g, src: int, dst: int) -> int:
     """`route --model M --steps K`: each model's refinement, step by step, and the image/data exports."""
     from pathlib import Path
 
-    from citypath import export
     from citypath.cache import write_atomic
     from citypath.models import ModelError, load_model
     from citypath.replay import Shown, compute_replay
+    from citypath.view import export
 
     runs = []
     for name in args.model or []:

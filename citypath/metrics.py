@@ -13,6 +13,7 @@ batch at once (vectorised), and `evaluate_path` is that for one path.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -27,26 +28,87 @@ OPTIMAL_RTOL = 1e-9
 # GEOS's discrete Fréchet needs memory for every pair of points; no real route has this many.
 FRECHET_MAX_CITIES = 5_000
 
-METRIC_DEFINITIONS = {
-    "cities": "Number of entries in the path.",
-    "hops": "Number of consecutive pairs in the path (cities - 1, or 0 for an empty path).",
-    "unknown_ids": "Number of entries that are not city ids of the graph.",
-    "illegal_jumps": "Number of hops between cities farther apart than the graph's radius_km, "
-                     "counting every hop to or from an unknown id as illegal.",
-    "starts_at_source": "The path's first entry is the source city.",
-    "reaches_target": "The path's last entry is the target city.",
-    "valid": "The path starts at the source, reaches the target and has no illegal jumps.",
-    "length_km": "Sum of the great-circle lengths of the path's hops between known cities, in km.",
-    "optimal_km": "Length of the optimal (Dijkstra) path from source to target, in km.",
-    "length_ratio": "length_km / optimal_km (1.0 for the optimal path; for src == dst, 1.0 if the path "
-                    "has no length, else inf).",
-    "bounded": "The path starts at the source, reaches the target and length_ratio <= 1 + tolerance.",
-    "exact_match": "The path is identical to the optimal path, city by city.",
-    "optimal_length": "The path is valid and no longer than the optimal path (length_ratio <= 1 + 1e-9): "
-                      "an equally short route counts, so ties between optimal routes do not.",
-    "frechet_km": "Discrete Fréchet distance in km between the path's known cities and the optimal path "
-                  "(azimuthal equidistant projection about the pair's midpoint; NaN for no known city, or over 5,000).",
-}
+@dataclass(frozen=True)
+class Metric:
+    """One metric, once: its column, how it reads and which way is better. Everything that shows a metric (the
+    app's cards, the player's strip and charts, the PNG's table, the docs) reads it from `METRICS`."""
+
+    name: str                 # the column of `evaluate_paths` (or of a replay's metrics)
+    label: str                # on a card: "Length"
+    short: str                # a table's column: "km"
+    kind: str                 # how a value reads: "flag" (yes/no), "count", "km", "pct", "ms" or "ratio"
+    better: str               # "higher", "lower" or "" (neither)
+    description: str          # one sentence: the definition
+    judged_valid_only: bool = False   # better or worse only between valid routes (a garbage path shrinking
+    #                                   is not progress)
+    chart: str = ""           # the player's chart title, if the player charts it over the steps
+    decimals: int = 0         # the chart's y-axis decimals
+
+    def text(self, value, *, unit: bool = True) -> str:
+        """The value as it reads ("1,234 km", "+3.1%", "yes"); "–" when undefined."""
+        if self.kind == "flag":
+            return "yes" if value else "no"
+        v = float(value)
+        if not np.isfinite(v):
+            return "–"
+        if self.kind == "count":
+            return f"{int(v)}"
+        if self.kind == "km":
+            return f"{v:,.0f} km" if unit else f"{v:,.0f}"
+        if self.kind == "pct":
+            return f"{v:+.1f}%"
+        if self.kind == "ms":
+            return f"{v:.1f} ms"
+        return f"{v:.3f}"
+
+    def change(self, delta: float) -> str:
+        """A change between two steps as it reads ("+2", "-120 km", "+0.4 pt")."""
+        return {"count": f"{delta:+.0f}", "km": f"{delta:+,.0f} km", "pct": f"{delta:+.1f} pt"}.get(
+            self.kind, f"{delta:+.3f}")
+
+
+METRICS = {m.name: m for m in [
+    Metric("cities", "Cities", "cities", "count", "", "Number of entries in the path."),
+    Metric("hops", "Hops", "hops", "count", "",
+           "Number of consecutive pairs in the path (cities - 1, or 0 for an empty path)."),
+    Metric("unknown_ids", "Unknown ids", "unknown", "count", "lower",
+           "Number of entries that are not city ids of the graph."),
+    Metric("illegal_jumps", "Illegal jumps", "illegal", "count", "lower",
+           "Number of hops between cities farther apart than the graph's radius_km, "
+           "counting every hop to or from an unknown id as illegal.", chart="illegal jumps", decimals=0),
+    Metric("starts_at_source", "Starts at source", "starts", "flag", "higher",
+           "The path's first entry is the source city."),
+    Metric("reaches_target", "Reaches target", "reaches", "flag", "higher",
+           "The path's last entry is the target city."),
+    Metric("valid", "Valid", "valid", "flag", "higher",
+           "The path starts at the source, reaches the target and has no illegal jumps."),
+    Metric("length_km", "Length", "km", "km", "lower",
+           "Sum of the great-circle lengths of the path's hops between known cities, in km.", judged_valid_only=True),
+    Metric("optimal_km", "Optimal", "optimal km", "km", "",
+           "Length of the optimal (Dijkstra) path from source to target, in km."),
+    Metric("length_ratio", "Length ratio", "ratio", "ratio", "lower",
+           "length_km / optimal_km (1.0 for the optimal path; for src == dst, 1.0 if the path "
+           "has no length, else inf).", judged_valid_only=True),
+    Metric("length_pct", "vs optimal", "vs optimal", "pct", "lower",
+           "How much longer than the optimal (Dijkstra) path, in % ((length_ratio - 1) x 100).",
+           judged_valid_only=True, chart="length vs optimal (%)", decimals=3),
+    Metric("bounded", "Bounded", "bounded", "flag", "higher",
+           "The path starts at the source, reaches the target and length_ratio <= 1 + tolerance."),
+    Metric("exact_match", "Exact", "exact", "flag", "higher",
+           "The path is identical to the optimal path, city by city."),
+    Metric("optimal_length", "Optimal length", "optimal", "flag", "higher",
+           "The path is valid and no longer than the optimal path (length_ratio <= 1 + 1e-9): "
+           "an equally short route counts, so ties between optimal routes do not."),
+    Metric("frechet_km", "Fréchet", "Fréchet km", "km", "lower",
+           "Discrete Fréchet distance in km between the path's known cities and the optimal path "
+           "(azimuthal equidistant projection about the pair's midpoint; NaN for no known city, or over 5,000).",
+           judged_valid_only=True, chart="Fréchet distance (km)", decimals=3),
+    Metric("ms", "Step time", "ms", "ms", "",
+           "Measured wall time of this step; a batch computed for several steps is split over the "
+           "steps it served, in proportion to their operations."),
+]}
+# The per-path metrics `evaluate_paths` computes (the others are a replay's: per step).
+METRIC_DEFINITIONS = {name: m.description for name, m in METRICS.items() if name not in ("length_pct", "ms")}
 
 
 def as_ids(path, n_cities: int) -> np.ndarray:

@@ -88,6 +88,33 @@ class Shown:
         return self.replay.path(self.step - 1) if self.step > 1 else None
 
 
+MODES = ("steps", "equal")
+
+
+@dataclass(frozen=True)
+class Question:
+    """What a visitor asks: a pair, the models compared, the steps each may refine, the seed, and the mode:
+    "steps" (every model plays steps 1..steps) or "equal" (each is shown at the most steps whose counted
+    operations fit in `budget`, operations per query). Frozen and hashable: the key of every cache of what
+    answers it, and the one argument from a link to the replays to the player."""
+
+    source: int
+    target: int
+    models: tuple[str, ...]
+    steps: int
+    seed: int = 0
+    mode: str = "steps"
+    budget: float = 0.0
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"mode {self.mode!r}: use one of {', '.join(MODES)}")
+
+    @property
+    def equal(self) -> bool:
+        return self.mode == "equal"
+
+
 SERVED_SHARE = 0.25   # a call faster than this share of its FLOPs' expected time did no work of its own
 
 

@@ -11,7 +11,7 @@
   subprocess app).
 - `CITYPATH_DEVICE`: `cpu` keeps distributed training off the GPUs.
 - `CITYPATH_RUNS_AT_ONCE`: how many of an app process's script runs compute at once, the others waiting
-  their turn, oldest visitor first (default 1: a process is one core; see `citypath.turns`).
+  their turn, oldest visitor first (default 1: a process is one core; see `citypath.app.turns`).
 """
 
 from __future__ import annotations

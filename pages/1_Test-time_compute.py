@@ -6,17 +6,17 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from citypath import dashboards, ui
+from citypath.app import resources, tables
 
 st.set_page_config(page_title="citypath · test-time compute", page_icon="🗺️", layout="wide")
-g = ui.graph()
-mset = ui.models(g)
+g = resources.graph()
+mset = resources.models(g)
 
 st.title("Does thinking longer help? Only compute can say")
-results, problem = dashboards.load_results_table()
+results, problem = tables.load_results_table()
 source = "results/eval.json (the committed evaluation)"
 if results.empty:
-    results = dashboards.card_table(mset.models)
+    results = tables.card_table(mset.models)
     source = "the checkpoint cards (results/eval.json " + (problem or "has no rows") + ")"
 
 with st.expander("Re-run the harness on fresh held-out pairs", expanded=results.empty):
@@ -25,10 +25,10 @@ with st.expander("Re-run the harness on fresh held-out pairs", expanded=results.
     chosen = c2.multiselect("Models", mset.names, default=mset.names)
     seed = c3.number_input("Seed", 0, 2**31 - 1, 1, help="Pairs are drawn with this seed; the committed "
                            "evaluation used seed 2, so any other seed gives other pairs.")
-    steps = [k for k in (1, 2, 4, 8, 16, 32, 64) if k <= ui.catalog().steps_max]
+    steps = [k for k in (1, 2, 4, 8, 16, 32, 64) if k <= resources.catalog().steps_max]
     if st.button("Run", type="primary", disabled=not chosen):
         bar = st.progress(0.0, "starting…")
-        fresh = dashboards.quick_eval({n: mset.models[n] for n in chosen}, g, int(n_pairs), steps, seed=int(seed),
+        fresh = tables.quick_eval({n: mset.models[n] for n in chosen}, g, int(n_pairs), steps, seed=int(seed),
                                       progress=lambda f, text: bar.progress(min(f, 1.0), text))
         bar.empty()
         st.session_state["fresh_eval"] = fresh
@@ -41,7 +41,7 @@ if results.empty:
             "once a checkpoint exists, or `python -m citypath evaluate`.")
     st.stop()
 
-frontier = dashboards.frontier_table(results)
+frontier = tables.frontier_table(results)
 st.markdown(f"Showing **{source}**.")
 if not frontier.empty:
     st.markdown("**Route length against compute per query.** Each line is a row of the ruler, each point a number "
@@ -50,24 +50,24 @@ if not frontier.empty:
                 "classical algorithms (no learning: the floor), dotted lines a learned model's scaffold with the "
                 "learned part replaced by its hand-set equivalent. A model that thinks longer moves right along its "
                 "line; it beats another where its line runs below the other's at the same compute.")
-    costs = [c for c in dashboards.FRONTIER_COSTS if c in frontier and frontier[c].notna().all()]
-    cost = st.radio("Compute", costs, horizontal=True, format_func=dashboards.FRONTIER_COSTS.get,
+    costs = [c for c in tables.FRONTIER_COSTS if c in frontier and frontier[c].notna().all()]
+    cost = st.radio("Compute", costs, horizontal=True, format_func=tables.FRONTIER_COSTS.get,
                     help="Counted operations: one convention for every row, set-up, search bookkeeping and the "
                          "verifier included (docs/evaluation.md, One cost); machine-independent, so the default. "
                          "CPU ms: measured single-thread CPU time of the whole query in the same run.")
-    points, left_out = dashboards.length_points(frontier)
+    points, left_out = tables.length_points(frontier)
     everyone = sorted(frontier["model"].unique().tolist())
-    st.altair_chart(dashboards.frontier_chart(points, x=cost, models=everyone), width="stretch")
-    st.markdown("\n".join(f"- {line}" for line in dashboards.frontier_findings(frontier, cost=cost)))
-    st.caption(f"Points where under {dashboards.FRONTIER_CHART_MIN_VALID:.0%} of routes are "
+    st.altair_chart(tables.frontier_chart(points, x=cost, models=everyone), width="stretch")
+    st.markdown("\n".join(f"- {line}" for line in tables.frontier_findings(frontier, cost=cost)))
+    st.caption(f"Points where under {tables.FRONTIER_CHART_MIN_VALID:.0%} of routes are "
                "valid are left out of the length chart"
                + (f"; no point of {', '.join(left_out)} qualifies" if left_out else "") +
-               f". A point counts for the sentences only if at least {dashboards.FRONTIER_MIN_VALID:.0%} of its "
+               f". A point counts for the sentences only if at least {tables.FRONTIER_MIN_VALID:.0%} of its "
                "routes are valid. Operations are counted by one convention for every row (docs/evaluation.md).")
     c1, c2 = st.columns(2)
     for col, metric in ((c1, "valid"), (c2, "exact_match")):
         if metric in frontier.columns:
-            col.altair_chart(dashboards.frontier_chart(frontier, y=metric, x=cost, height=260, labels=False,
+            col.altair_chart(tables.frontier_chart(frontier, y=metric, x=cost, height=260, labels=False,
                                                        models=everyone), width="stretch")
     st.divider()
     st.subheader("Explore any metric")
@@ -77,7 +77,7 @@ numeric = [c for c in results.columns if c not in ("model", "steps", "family", "
                                                      "n_valid") and pd.api.types.is_numeric_dtype(results[c])]
 metrics = [c for c in headline if c in numeric] + [c for c in numeric if c not in headline]
 c1, c2 = st.columns([1, 2])
-metric = c1.selectbox("Metric", metrics, index=0, format_func=lambda c: dashboards.METRIC_NAMES.get(c, c),
+metric = c1.selectbox("Metric", metrics, index=0, format_func=lambda c: tables.METRIC_NAMES.get(c, c),
                       help="Length-ratio statistics are over valid paths only: read them next to `valid`; "
                            "the all-pairs mean counts a failed route at a stated cap.")
 x_names = {"steps": "refinement steps", "flops_total": "compute (counted operations per query)",
@@ -87,7 +87,7 @@ x_axis = c2.radio("Against", x_options, horizontal=True, format_func=x_names.get
 chart = (alt.Chart(results).mark_line(point=True)
          .encode(x=alt.X(f"{x_axis}:Q", scale=alt.Scale(type="log", base=2 if x_axis == "steps" else 10),
                          title=x_names[x_axis]),
-                 y=alt.Y(f"{metric}:Q", title=dashboards.METRIC_NAMES.get(metric, metric), scale=alt.Scale(zero=False)),
+                 y=alt.Y(f"{metric}:Q", title=tables.METRIC_NAMES.get(metric, metric), scale=alt.Scale(zero=False)),
                  color="model:N",
                  tooltip=["model", "steps", alt.Tooltip(metric, format=".3f")])
          .properties(height=380))

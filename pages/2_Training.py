@@ -5,11 +5,12 @@ from __future__ import annotations
 import altair as alt
 import streamlit as st
 
-from citypath import dashboards, ui
+from citypath.app import resources, tables
+from citypath.view import present
 
 st.set_page_config(page_title="citypath · training", page_icon="🗺️", layout="wide")
-g = ui.graph()
-mset = ui.models(g)
+g = resources.graph()
+mset = resources.models(g)
 
 st.title("Low loss is not a good route")
 st.caption("The post that started this trained an RNN on shortest paths as language modelling and found that its "
@@ -17,7 +18,7 @@ st.caption("The post that started this trained an RNN on shortest paths as langu
            "optimal), reaching the target. Every number here is measured during training on fixed validation "
            "pairs (never trained on) and stored in the checkpoint's card.")
 
-head = dashboards.headline_curve(mset.models)
+head = tables.headline_curve(mset.models)
 if len(head):
     st.subheader("The post's RNN: validation loss against routes that pass all three checks")
     base = alt.Chart(head).encode(
@@ -34,10 +35,10 @@ if len(head):
                                   groupby=["model"]).transform_filter("datum.rank == 1").mark_text(
         align="left", dx=4, dy=-10, fontWeight="bold").encode(text="model:N")
     st.altair_chart((lines + names).properties(height=320), width="stretch")
-    results, _ = dashboards.load_results_table()
+    results, _ = tables.load_results_table()
     for name in sorted(head["model"].unique()):
-        st.caption(dashboards.curve_sentence(name, mset.models[name]))
-        held = dashboards.heldout_sentence(name, results)
+        st.caption(tables.curve_sentence(name, mset.models[name]))
+        held = tables.heldout_sentence(name, results)
         if held:
             st.caption(held)
     st.caption("The validation pairs of these curves are the last 200 paths of the SPD's training split, which "
@@ -47,7 +48,7 @@ else:
     st.info("No checkpoint of the post's RNN (family `postrnn`) is installed: train one with "
             "`python -m citypath train --model postrnn --size small`.")
 
-curves = dashboards.curves_table(mset.models)
+curves = tables.curves_table(mset.models)
 if curves.empty:
     st.info("No checkpoint has training curves yet.")
     st.stop()
@@ -57,8 +58,8 @@ st.caption("One panel per model. Left: rates on validation routes (0-100%). Righ
            "the family (named under it): compare losses only between models of the same family.")
 
 
-RATE_COLOURS = dict(zip(dashboards.RATE_CURVES.values(), ["#1b7837", "#2166ac", "#92c5de", "#d6604d"]))
-st.markdown(ui.legend_html([(c, name, "line") for name, c in RATE_COLOURS.items()]), unsafe_allow_html=True)
+RATE_COLOURS = dict(zip(tables.RATE_CURVES.values(), ["#1b7837", "#2166ac", "#92c5de", "#d6604d"]))
+st.markdown(present.legend_html([(c, name, "line") for name, c in RATE_COLOURS.items()]), unsafe_allow_html=True)
 
 
 def rates_chart(df, title: str) -> alt.Chart:
@@ -85,19 +86,19 @@ for name in sorted(curves["model"].unique()):
     mine = curves[curves["model"] == name]
     st.markdown(f"**{name}** · {m.family} · {m.num_parameters:,} parameters")
     c1, c2, c3 = st.columns(3)
-    rates = mine[mine["metric"].isin(list(dashboards.RATE_CURVES))].assign(
-        curve=lambda d: d["metric"].map(dashboards.RATE_CURVES))
+    rates = mine[mine["metric"].isin(list(tables.RATE_CURVES))].assign(
+        curve=lambda d: d["metric"].map(tables.RATE_CURVES))
     if len(rates):
         c1.altair_chart(rates_chart(rates, "validation routes"), width="stretch")
-    ratio = mine[mine["metric"].isin(list(dashboards.RATIO_CURVES))]
+    ratio = mine[mine["metric"].isin(list(tables.RATIO_CURVES))]
     if len(ratio):
         c2.altair_chart(value_chart(ratio, "length / optimal (valid routes)", "ratio"),
                         width="stretch")
     loss = mine[mine["metric"] == "val_loss"]
     if len(loss):
         c3.altair_chart(value_chart(loss, "validation loss", "loss"), width="stretch")
-        c3.caption(dashboards.LOSS_MEANING.get(m.family, "loss as defined by the family"))
-    st.caption(dashboards.curve_sentence(name, m))
+        c3.caption(tables.LOSS_MEANING.get(m.family, "loss as defined by the family"))
+    st.caption(tables.curve_sentence(name, m))
 
 with st.expander("The cards"):
     for name in sorted(curves["model"].unique()):

@@ -6,15 +6,16 @@ import altair as alt
 import pydeck as pdk
 import streamlit as st
 
-from citypath import dashboards, maplayers, ui
+from citypath.app import resources, tables
+from citypath.view import maplayers
 
 st.set_page_config(page_title="citypath · dataset", page_icon="🗺️", layout="wide")
-g = ui.graph()
+g = resources.graph()
 
 
 @st.cache_data(show_spinner="Sampling optimal paths…")
 def lengths(fingerprint: str):
-    return dashboards.path_length_sample(g, sources=12)
+    return tables.path_length_sample(g, sources=12)
 
 
 st.title("The city graph")
@@ -30,11 +31,11 @@ cols[4].metric("Left out", f"{summary['dropped_disconnected'] + summary['outside
                help="Disconnected groups plus places outside the contiguous US (Alaska, Hawaii, territories).")
 
 c1, c2 = st.columns(2)
-deg = dashboards.degree_counts(g)
+deg = tables.degree_counts(g)
 c1.altair_chart(alt.Chart(deg, title="neighbours per city").mark_bar()
                 .encode(x=alt.X("degree_from:Q", bin="binned", title="degree"), x2="degree_to:Q",
                         y=alt.Y("cities:Q", title="cities")).properties(height=260), width="stretch")
-comp = dashboards.component_sizes(g)
+comp = tables.component_sizes(g)
 c2.markdown("**Components** (the main one is kept; smaller groups are beyond the radius from it)")
 c2.dataframe(comp, hide_index=True, width="stretch", height=260)
 
@@ -50,8 +51,8 @@ c4.altair_chart(alt.Chart(sample, title="optimal path length (hops)")
                 width="stretch")
 
 st.markdown("**Where the cities are** (hexagons of ~25 km; colour: quantile of the number of cities in the cell)")
-urls = ui.static_urls(g, g.fingerprint)
-data = urls["cities"] if urls else ui.city_records(g, g.fingerprint)
+urls = resources.static_urls(g, g.fingerprint)
+data = urls["cities"] if urls else resources.city_records(g, g.fingerprint)
 hexes = pdk.Layer("HexagonLayer", data, id="density", get_position="p", radius=25000, coverage=0.9,
                   color_range=[[255, 255, 204], [161, 218, 180], [65, 182, 196], [44, 127, 184], [37, 52, 148],
                                [8, 29, 88]], color_scale_type='"quantile"', opacity=0.85, pickable=False)

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from citypath import ui
+from citypath import replay
+from citypath.app import downloads, picks, replays, resources, turns, url
 from tests.fake_models import use_fake_app, write_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,7 +79,7 @@ def player_frames(args: dict) -> list[list[dict]]:
     frames = args["frames"]
     if isinstance(frames, str):
         assert frames.startswith("app/static/frames-"), frames
-        frames = json.loads((ui.STATIC_DIR / frames.removeprefix("app/static/")).read_text())
+        frames = json.loads((resources.STATIC_DIR / frames.removeprefix("app/static/")).read_text())
     assert len(frames) == args["n_frames"]
     return frames
 
@@ -172,7 +173,7 @@ def test_steps_slider_playback_and_models(app_env):
 def test_a_stop_report_moves_the_step_and_speed_without_rebuilding_the_comparison(app_env, monkeypatch):
     """The player's stop report (a step, a speed) reruns the page; the comparison is built once per question
     and shown at the reported step: that step's routes inline, at the reported speed."""
-    from citypath import player
+    from citypath.view import player
 
     built = []
     real = player.comparison
@@ -196,7 +197,7 @@ def test_a_stop_report_moves_the_step_and_speed_without_rebuilding_the_compariso
 def test_step_charts_carry_every_step_of_the_run(app_env):
     """The player draws the step charts (so they follow playback): each model's metric at every step of the
     run, whatever step is shown; the page itself has no chart that would hold the map's first paint."""
-    from citypath.player.payload import CHARTS
+    from citypath.view.player.payload import CHARTS
 
     at = run_app({"models": "demo-refining,demo-garbage", "steps": "6"})
     report(at, step=3)
@@ -270,16 +271,15 @@ def test_no_models_at_all(app_env, tmp_path, monkeypatch):
 @pytest.mark.parametrize("ext, magic", [("png", b"\x89PNG"), ("gif", b"GIF8"), ("geojson", b"{"), ("csv", b"kind")])
 def test_download_renderers(small_graph, ext, magic):
     """The download buttons' deferred callables (AppTest cannot click a download)."""
-    from citypath import session, ui
     from tests.fake_models import RefiningFake
 
     g = small_graph
-    view = session.ViewState(0, 7, ("r",), 3, 0)
+    view = url.ViewState(0, 7, ("r",), 3, 0)
     model = RefiningFake("r", {"num_parameters": 1, "max_steps": 8, "graph": {"fingerprint": g.fingerprint}})
-    replays = {"r": session.compute_replay(model, g, 0, 7, 3)}
-    data = ui.exporter(ext, g, view, replays, {"r": 2}, {"r": (0, 114, 178)})()
+    replays = {"r": replay.compute_replay(model, g, 0, 7, 3)}
+    data = downloads.exporter(ext, g, view, replays, {"r": 2}, {"r": (0, 114, 178)})()
     assert (data if isinstance(data, bytes) else data.encode()).startswith(magic)
-    name = ui.download_name(g, view, {"r": 2}, ext)
+    name = downloads.download_name(g, view, {"r": 2}, ext)
     assert name.endswith("-r@2-step2.png" if ext == "png" else "-r-all-steps." + ext) and name.startswith("citypath-")
     if ext == "geojson":                      # every step, each feature saying which
         feats = json.loads(data)["features"]
@@ -362,14 +362,13 @@ def test_a_click_on_a_city_sets_an_end_of_the_route(app_env, small_graph):
 
 
 def test_an_interesting_pair_loads_in_one_click(app_env, small_graph, tmp_path, monkeypatch):
-    from citypath import session
 
     g = small_graph
     a, b = g.find_city("Worcester, MA"), g.find_city("Providence, RI")
     path = tmp_path / "interesting-pairs.json"
     path.write_text(json.dumps({"interesting": [{"kind": "refinement helps most", "source_label": g.label(a),
                                                  "target_label": g.label(b), "why": "demo goes from +5% to +0%"}]}))
-    monkeypatch.setattr(session, "INTERESTING_PATH", path)
+    monkeypatch.setattr(picks, "INTERESTING_PATH", path)
     at = run_app({"models": "demo-refining"})
     no_exceptions(at)
     assert any("demo goes from +5% to +0%" in c.value for c in at.caption)
@@ -379,10 +378,10 @@ def test_an_interesting_pair_loads_in_one_click(app_env, small_graph, tmp_path, 
 
 
 def test_routes_stored_by_another_process_are_read_not_computed_again(app_env, tmp_path, monkeypatch):
-    from citypath import ui
+    from citypath.app import resources
     from citypath.replay import ReplayStore
 
-    monkeypatch.setattr(ui, "_replay_store", lambda: ReplayStore(tmp_path / "replays"))
+    monkeypatch.setattr(replays, "_replay_store", lambda: ReplayStore(tmp_path / "replays"))
     link = {"models": "demo-refining,demo-garbage", "steps": "4", "seed": "5"}
 
     def requests_until_drawn() -> int:
@@ -398,13 +397,11 @@ def test_routes_stored_by_another_process_are_read_not_computed_again(app_env, t
         raise AssertionError("the models never finished")
 
     def forget_replays() -> None:         # what this process remembers of the routes goes
-        ui._REPLAYED.clear()
-        ui._replay.clear()
+        replays._replay.clear()
 
     def as_a_new_process() -> None:       # ... and its models are not loaded
         forget_replays()
-        ui._MODELSETS.clear()
-        ui._models.clear()
+        resources._models.clear()
 
     as_a_new_process()
     assert requests_until_drawn() == 2                 # computed here: one model per request, routes one by one
@@ -422,30 +419,33 @@ def test_a_replaced_checkpoint_lets_the_old_models_go(small_graph, monkeypatch):
     import gc
     import weakref
 
-    from citypath import session
+    from citypath.app import resources
 
     class Models:   # stands for a ModelSet (which can be referred to weakly)
         pass
 
-    monkeypatch.setattr(session, "load_models", lambda g: Models())
-    monkeypatch.setattr(ui, "_MODELSETS", {})
-    ui._models.clear()
+    monkeypatch.setattr(resources, "load_models", lambda g: Models())
+    stamp = ("a.safetensors", 1)
+    monkeypatch.setattr(resources, "_checkpoint_stamp", lambda: stamp)
+    resources._models.clear()
     try:
-        first = weakref.ref(ui._models(small_graph, small_graph.fingerprint, ("a.safetensors", 1)))
-        assert first() is not None and list(ui._MODELSETS) == [(small_graph.fingerprint, ("a.safetensors", 1))]
-        second = ui._models(small_graph, small_graph.fingerprint, ("a.safetensors", 2))   # the file was replaced
+        first = weakref.ref(resources.models(small_graph))
+        assert first() is not None and resources.models_if_loaded(small_graph) is first()
+        stamp = ("a.safetensors", 2)                                  # the file was replaced
+        assert resources.models_if_loaded(small_graph) is None
+        second = resources.models(small_graph)
         gc.collect()
-        assert first() is None                       # nothing holds the old set: not the dict, not the cache
-        assert ui._MODELSETS == {(small_graph.fingerprint, ("a.safetensors", 2)): second}
+        assert first() is None                       # nothing holds the old set
+        assert resources.models_if_loaded(small_graph) is second
     finally:
-        ui._models.clear()
+        resources._models.clear()
 
 
 def test_every_run_of_the_page_queues_once_in_its_visitors_place(app_env, monkeypatch):
-    """Each script run takes one turn (citypath/turns.py) with the time of its visitor's first run as its
+    """Each script run takes one turn (citypath/app/turns.py) with the time of its visitor's first run as its
     place: a later run of the same visitor keeps the place, a new visitor queues behind, and the
     fragment inside a page run is the page's turn (one slot: no deadlock, no run going ahead unqueued)."""
-    from citypath.turns import Turns
+    from citypath.app.turns import Turns
 
     tickets: list[float] = []
 
@@ -455,8 +455,8 @@ def test_every_run_of_the_page_queues_once_in_its_visitors_place(app_env, monkey
                 tickets.append(ticket)
             return super().turn(ticket)
 
-    turns = Recording(slots=1, patience_s=TIMEOUT)
-    monkeypatch.setattr(ui, "_TURNS", turns)
+    queue = Recording(slots=1, patience_s=TIMEOUT)
+    monkeypatch.setattr(turns, "_TURNS", queue)
 
     def visitor() -> AppTest:
         at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
@@ -472,11 +472,11 @@ def test_every_run_of_the_page_queues_once_in_its_visitors_place(app_env, monkey
     assert len(tickets) == 2 and tickets[1] == tickets[0]        # the same visitor keeps its place
     no_exceptions(visitor())
     assert len(tickets) == 3 and tickets[2] > tickets[0]          # a newcomer queues behind
-    assert (turns.served, turns.overruns, turns.waiting) == (3, 0, 0)
+    assert (queue.served, queue.overruns, queue.waiting) == (3, 0, 0)
 
 
 def test_the_caption_says_how_long_a_run_waited_for_its_turn(monkeypatch):
-    from citypath.turns import Waited
+    from citypath.app.turns import Waited
 
     class Waiting:
         def __init__(self, waited):
@@ -485,19 +485,19 @@ def test_the_caption_says_how_long_a_run_waited_for_its_turn(monkeypatch):
         def last_wait(self):
             return self.waited
 
-    monkeypatch.setattr(ui, "_TURNS", Waiting(Waited(0.2344, 3)))
-    assert ui.wait_text() == ", after 234 ms waiting behind 3 other visitor run(s)"
-    monkeypatch.setattr(ui, "_TURNS", Waiting(Waited(0.01, 1)))
-    assert ui.wait_text() == ""
+    monkeypatch.setattr(turns, "_TURNS", Waiting(Waited(0.2344, 3)))
+    assert turns.wait_text() == ", after 234 ms waiting behind 3 other visitor run(s)"
+    monkeypatch.setattr(turns, "_TURNS", Waiting(Waited(0.01, 1)))
+    assert turns.wait_text() == ""
 
 
 def test_the_picker_puts_the_classical_rows_last_and_the_default_comparison_leaves_them_out():
     """The classical algorithms are offered in their own group ("no learning") after the learned models; the
     first visit's comparison (smallest learned model against the largest) never picks one for its 0 parameters."""
-    from citypath import session, ui
+    from citypath.app import resources
 
-    cat = ui.catalog()
+    cat = resources.catalog()
     classical = [n for n in cat.names if cat.labels[n].endswith("· no learning")]
     assert {"astar", "dijkstra", "anytime-astar", "bellman-ford"} <= set(classical)
     assert cat.names[-len(classical):] == classical
-    assert not set(session.default_models(cat.names, cat.parameters)) & set(classical)
+    assert not set(url.default_models(cat.names, cat.parameters)) & set(classical)

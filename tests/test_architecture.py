@@ -1,5 +1,6 @@
-"""The layout's one-way rules, checked on the source: model files never import training code, and the
-training registry is the only list of trainable families."""
+"""The layout's one-way rules, checked on the source: model files never import training code, the core never
+imports the app's rooms (`citypath/view/`, `citypath/app/`), no module imports itself back through another, and
+the training registry is the only list of trainable families."""
 
 from __future__ import annotations
 
@@ -35,6 +36,107 @@ def test_no_model_file_imports_training_code():
         if bad:
             offenders[path.name] = sorted(bad)
     assert offenders == {}
+
+
+ROOMS = ("citypath.view", "citypath.app")
+FRONTS = {"cli.py", "__main__.py"}     # the CLI reads the view (exports, presentation) like the app does
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(PACKAGE.parent).with_suffix("")
+    parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+    return ".".join(parts)
+
+
+def package_modules() -> dict[str, Path]:
+    return {module_name(p): p for p in sorted(PACKAGE.rglob("*.py")) if "frontend" not in p.parts}
+
+
+def test_the_core_never_imports_the_rooms():
+    """The research core (data, graph, SPD, models, metrics, harness, replay) is usable without the app: no
+    module outside citypath/view/ and citypath/app/ (but the CLI, a front like the app) imports from them,
+    lazy imports included; the view room never imports the app room."""
+    offenders = {}
+    for name, path in package_modules().items():
+        if name.startswith(ROOMS) or path.name in FRONTS and path.parent == PACKAGE:
+            continue
+        bad = {m for m in imported_modules(path) if m.startswith(ROOMS)}
+        if bad:
+            offenders[name] = sorted(bad)
+    for name, path in package_modules().items():
+        if name.startswith("citypath.view"):
+            bad = {m for m in imported_modules(path) if m.startswith("citypath.app")}
+            if bad:
+                offenders[name] = sorted(bad)
+    assert offenders == {}
+
+
+def internal_imports(path: Path, modules: dict[str, Path]) -> set[str]:
+    """The package's modules `path` imports (`from a import b` counts as a.b when b is a module, else a)."""
+    out = set()
+    for m in imported_modules(path):
+        if m in modules:
+            out.add(m)
+        elif m.rpartition(".")[0] in modules:
+            out.add(m.rpartition(".")[0])
+    parents = {n for n in out for i in range(1, n.count(".") + 1) if (p := n.rsplit(".", i)[0]) in modules
+               and modules[p].name == "__init__.py" and p != "citypath"}
+    return (out | parents) - {module_name(path)}
+
+
+def import_cycles(modules: dict[str, Path]) -> list[list[str]]:
+    """Every strongly connected group of more than one module in the package's import graph (Tarjan)."""
+    graph = {n: internal_imports(p, modules) - {"citypath"} for n, p in modules.items()}
+    index, low, stack, on, out = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                out.append(sorted(group))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+KNOWN_LOOPS = [["citypath.models", "citypath.registry"]]   # issue #29, item 4: the registry and the models' package
+
+
+def test_no_import_loops():
+    """No module imports itself back through others, lazy imports included (a package's __init__ re-exporting
+    its own modules aside: `citypath` itself is left out of the graph)."""
+    assert import_cycles(package_modules()) == KNOWN_LOOPS
+
+
+def test_the_loop_check_would_catch_a_loop(tmp_path):
+    pkg = tmp_path / "citypath"
+    pkg.mkdir()
+    (pkg / "a.py").write_text("from citypath import b\n")
+    (pkg / "b.py").write_text("def f():\n    from citypath.a import x\n")
+    (pkg / "c.py").write_text("import citypath.a\n")
+    global PACKAGE
+    real, PACKAGE = PACKAGE, pkg
+    try:
+        assert import_cycles(package_modules()) == [["citypath.a", "citypath.b"]]
+    finally:
+        PACKAGE = real
 
 
 def test_the_import_check_would_catch_a_lazy_import(tmp_path):

@@ -80,7 +80,7 @@ def _click_a_city(page, frame, g, src: int, dst: int) -> int:
     """Click the most isolated city visible on the map (projected as deck.gl does); returns its id."""
     import numpy as np
 
-    from citypath.maplayers import view_for_pair
+    from citypath.view.maplayers import view_for_pair
 
     view = view_for_pair(g, src, dst, g.shortest_path(src, dst))
     box = frame.locator("#map canvas").first.bounding_box()
@@ -279,13 +279,14 @@ def player_host(tmp_path_factory, small_graph):
     import json
     import threading
 
-    from citypath import player
-    from citypath.player import payload
+    from citypath.replay import Question
+    from citypath.view import player
+    from citypath.view.player import payload
 
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's chromium is not installed (see the README's test command)")
     src, dst = small_graph.find_city("Boston, MA"), small_graph.find_city("Springfield, MA")
-    args = payload.comparison(small_graph, src, dst, small_graph.shortest_path(src, dst), {}, {}, {}, steps=1)
+    args = payload.comparison(small_graph, Question(src, dst, (), 1), small_graph.shortest_path(src, dst), {}, {}, {})
     root = tmp_path_factory.mktemp("host")
     shutil.copytree(player.BUILD_DIR, root / "citypath_player")
     (root / "host.html").write_text(HOST_PAGE.replace("ARGS", json.dumps(args)))

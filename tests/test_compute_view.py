@@ -8,7 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from citypath import dashboards, reports, session
+from citypath import replay, reports
+from citypath.app import picks, tables
+from citypath.view import present
 
 
 def _table() -> pd.DataFrame:
@@ -17,18 +19,18 @@ def _table() -> pd.DataFrame:
         rows.append({"model": "small", "steps": k, "flops_total": fl, "length_ratio_mean": r, "valid": v})
     for k, fl, r, v in ((1, 2e7, 1.004, 1.0), (32, 6.4e8, 1.002, 1.0)):
         rows.append({"model": "big", "steps": k, "flops_total": fl, "length_ratio_mean": r, "valid": v})
-    return dashboards.frontier_table(pd.DataFrame(rows))
+    return tables.frontier_table(pd.DataFrame(rows))
 
 
 def test_best_at_budget_needs_valid_routes_and_stays_within_the_budget():
     f = _table()
-    assert dashboards.best_at_budget(f, 5e5) is None
-    assert dashboards.best_at_budget(f, 2e6) is None                       # 90% valid does not count
-    row = dashboards.best_at_budget(f, 1e7)
+    assert tables.best_at_budget(f, 5e5) is None
+    assert tables.best_at_budget(f, 2e6) is None                       # 90% valid does not count
+    row = tables.best_at_budget(f, 1e7)
     assert (row["model"], row["steps"]) == ("small", 8)
-    row = dashboards.best_at_budget(f, 1e9)
+    row = tables.best_at_budget(f, 1e9)
     assert (row["model"], row["steps"]) == ("small", 32)                   # cheaper and shorter than big
-    lines = dashboards.frontier_findings(f, budgets=(1e6, 1e8))
+    lines = tables.frontier_findings(f, budgets=(1e6, 1e8))
     assert "no row routes" in lines[0] and "**small** at 32 steps" in lines[1]
 
 
@@ -37,22 +39,22 @@ def test_findings_name_the_best_learned_model_beside_a_classical_row_that_wins()
     floor = f[f["model"] == "small"].copy()
     floor["model"], floor["kind"], floor["ratio"], floor["valid"] = "astar", "no learning", 1.0, 1.0
     f = pd.concat([f, floor], ignore_index=True)
-    [line] = dashboards.frontier_findings(f, budgets=(1e9,))
+    [line] = tables.frontier_findings(f, budgets=(1e9,))
     assert line.index("**astar** (no learning)") < line.index("the best learned model there is **small**")
 
 
 def _replay_with_flops(flops):
     df = pd.DataFrame({"step": np.arange(1, len(flops) + 1), "flops": flops, "flops_total": np.cumsum(flops)})
-    return session.Replay("m", 0, 1, len(flops), 0, [[0, 1]] * len(flops), [1.0] * len(flops), df)
+    return replay.Replay("m", 0, 1, len(flops), 0, [[0, 1]] * len(flops), [1.0] * len(flops), df)
 
 
 def test_steps_within_a_budget():
     r = _replay_with_flops([4e6, 4e6, 4e6, 4e6])
-    assert session.steps_within(r, 1e6).step == 0 and "over the budget" in session.steps_within(r, 1e6).text
-    got = session.steps_within(r, 1e7)
+    assert present.steps_within(r, 1e6).step == 0 and "over the budget" in present.steps_within(r, 1e6).text
+    got = present.steps_within(r, 1e7)
     assert got.step == 2 and got.flops == 8e6 and not got.capped
-    assert session.steps_within(r, 1e9).capped
-    assert session.steps_within(_replay_with_flops([np.nan] * 3), 1e9).step == 0
+    assert present.steps_within(r, 1e9).capped
+    assert present.steps_within(_replay_with_flops([np.nan] * 3), 1e9).step == 0
 
 
 def _row(s, t, hops, **models):
@@ -86,11 +88,11 @@ def test_interesting_pairs_load_by_label_and_skip_other_graphs(tmp_path, small_g
                {"kind": "k", "source_label": "Nowhere, ZZ", "target_label": g.label(5), "why": "other graph"}]
     path = tmp_path / "p.json"
     path.write_text(json.dumps({"interesting": entries}))
-    picks, why = session.interesting_pairs(g, path)
-    assert why is None and [(p.source, p.target) for p in picks] == [(0, 5)]
+    found, why = picks.interesting_pairs(g, path)
+    assert why is None and [(p.source, p.target) for p in found] == [(0, 5)]
     path.write_text("{broken")
-    picks, why = session.interesting_pairs(g, path)
-    assert picks == [] and "JSONDecodeError" in why
+    found, why = picks.interesting_pairs(g, path)
+    assert found == [] and "JSONDecodeError" in why
 
 
 def test_pair_outcomes_run_every_model(tmp_path, tiny_graph, monkeypatch):
@@ -109,20 +111,20 @@ def test_pair_outcomes_run_every_model(tmp_path, tiny_graph, monkeypatch):
 def test_halting_is_reported_only_when_later_steps_spend_nothing():
     r = _replay_with_flops([5.0, 3.0, 0.0, 0.0])
     r.step_flops = [5.0, 3.0, 0.0, 0.0]
-    assert session.halted_at(r) == 2 and "after step 2: steps 3–4" in session.halting_text(r)
+    assert present.halted_at(r) == 2 and "after step 2: steps 3–4" in present.halting_text(r)
     r.step_flops = [5.0, 3.0, 1.0, 1.0]
-    assert session.halted_at(r) is None and session.halting_text(r) is None
+    assert present.halted_at(r) is None and present.halting_text(r) is None
     r.step_flops = [float("nan")] * 4
-    assert session.halted_at(r) is None
+    assert present.halted_at(r) is None
 
 
-def test_compute_so_far_is_cumulative(tiny_graph):
+def test_compute_spent_so_far_is_cumulative(tiny_graph):
     from tests.fake_models import RefiningFake
 
     m = RefiningFake("fake", {"num_parameters": 1, "max_steps": 4, "graph": {"fingerprint": tiny_graph.fingerprint}})
-    r = session.compute_replay(m, tiny_graph, 0, 7, 4)
+    r = replay.compute_replay(m, tiny_graph, 0, 7, 4)
     assert list(r.metrics["flops_total"]) == [1e6, 2e6, 3e6, 4e6]
-    assert session.compute_so_far(r.metrics, 3).startswith("compute so far: 3 Mops · ")
+    assert present.compute_text(r.metrics.iloc[2]).startswith("3 Mops · ")
     assert abs(r.metrics["ms_total"].iloc[-1] - sum(r.step_ms)) < 1e-9
 
 
@@ -137,11 +139,11 @@ def test_every_shipped_model_reports_compute_per_step_that_sums_to_its_total(def
     g = default_graph
     m = load_model(name, graph=g)
     s, t = (int(v[0]) for v in sample_heldout_pairs(g, 1, seed=11))
-    r = session.compute_replay(m, g, s, t, 4)
+    r = replay.compute_replay(m, g, s, t, 4)
     assert r.error is None
     flops = np.asarray(r.step_flops)
     assert np.isfinite(flops).all() and flops[0] > 0
-    halted = session.halted_at(r)
+    halted = present.halted_at(r)
     thought = flops[:halted] if halted else flops
     assert (thought > 0).all() and (flops[len(thought):] == 0).all()
     assert flops.sum() == pytest.approx(sum(m.step_flops(g, s, t, 4)), rel=1e-9)

@@ -202,7 +202,7 @@ def test_gru_on_tiny_graph_through_the_cli(tiny_gru_dir, tiny_graph, tmp_path):
     assert json.loads(text) == results
     # Best-of-k with the verifier can only help.
     assert entry["by_steps"]["4"]["valid"] >= entry["by_steps"]["1"]["valid"]
-    from citypath.dashboards import results_table
+    from citypath.app.tables import results_table
 
     table = results_table(results)
     assert sorted(table["steps"]) == [1, 2, 4]

@@ -1,4 +1,4 @@
-"""citypath.export: PNG, GIF, GeoJSON and CSV of a path comparison, garbage included."""
+"""citypath.view.export: PNG, GIF, GeoJSON and CSV of a path comparison, garbage included."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import json
 
 from PIL import Image
 
-from citypath import export
 from citypath.replay import Replay, Shown
+from citypath.view import export
 
 
 def runs_for(g, src, dst):

@@ -551,7 +551,7 @@ def test_cli_exports_into_a_read_only_directory(tmp_path, capsys):
 # -- the app's static layer files ----------------------------------------------------------------------
 
 def test_static_layer_files_on_a_full_disk_leave_no_temp(ri_graph, tmp_path, monkeypatch):
-    from citypath.maplayers import write_static_json
+    from citypath.view.maplayers import write_static_json
 
     monkeypatch.setattr(os, "fdopen", HalfThenFull(os.fdopen))
     with pytest.raises(OSError) as e:

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -21,13 +22,17 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from citypath import cli, is_heldout, session
-from citypath.maplayers import build_deck, model_rgb
+from citypath import cli, is_heldout, replay
+from citypath.app import picks, url
+from citypath.app.url import MAX_SEED, ViewState
 from citypath.models import ModelNotFound, list_models, load_model
 from citypath.models.base import STEPS_LIMIT, check_steps
 from citypath.replay import Shown
-from citypath.session import MAX_SEED, QUERY_KEYS, ViewState
+from citypath.view import present
+from citypath.view.maplayers import layers_json, model_rgb, route_layers, static_layers
 from tests.fake_models import GarbageFake, RefiningFake, use_fake_app, write_checkpoint
+
+QUERY_KEYS = tuple(f.name for f in dataclasses.fields(ViewState))   # a link's parameters: the view's fields
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = list_models()
@@ -197,7 +202,7 @@ MODELS = ["demo-a", "demo-b", "demo-c"]
          max_steps=16).via("lists, empties and non-strings")
 def test_any_link_gives_a_usable_view_and_short_notices(small_graph, params, max_steps):
     g = small_graph
-    state, notices = session.parse_query_params(params, g, MODELS, max_steps=max_steps,
+    state, notices = url.parse_query_params(params, g, MODELS, max_steps=max_steps,
                                                 parameters={"demo-a": 10, "demo-b": 1000})
     assert isinstance(state, ViewState)
     assert all(type(v) is int for v in (state.source, state.target, state.steps, state.seed))
@@ -207,7 +212,7 @@ def test_any_link_gives_a_usable_view_and_short_notices(small_graph, params, max
     assert len(set(state.models)) == len(state.models)
     assert isinstance(notices, list) and all(isinstance(n, str) and 0 < len(n) < 400 for n in notices)
     # The link the app then writes reproduces the view exactly, without notices.
-    again, quiet = session.parse_query_params(session.to_query_params(state, g), g, MODELS, max_steps=max_steps)
+    again, quiet = url.parse_query_params(url.to_query_params(state, g), g, MODELS, max_steps=max_steps)
     assert again == state and quiet == []
 
 
@@ -265,26 +270,27 @@ def test_a_thousand_random_pairs_through_the_apps_logic(default_graph):
     # time), so two pairs per source halve the cost without narrowing the targets.
     pairs = []
     for _ in range(500):
-        s, t = session.random_heldout_pair(g, rng)
+        s, t = picks.random_heldout_pair(g, rng)
         u = next(int(u) for u in rng.integers(0, g.n_cities, 1000) if u != s and not is_heldout(s, int(u)))
         pairs += [(s, t), (s, u)]
     assert [is_heldout(s, t) for s, t in pairs] == [True, False] * 500
     assert all(s != t for s, t in pairs) and len(set(pairs)) > 990
     for i, (s, t) in enumerate(pairs):
         # The replay scores the path, so it runs Dijkstra from s: most of this test's time.
-        shipped = session.compute_replay(models[0], g, s, t, 1, seed=i)
+        shipped = replay.compute_replay(models[0], g, s, t, 1, seed=i)
         assert shipped.error is None and len(shipped.paths) == 1 and len(shipped.metrics) == 1
-        fake = session.compute_replay(models[1 + i % 2], g, s, t, 2, seed=i)  # a refining or a garbage model
+        fake = replay.compute_replay(models[1 + i % 2], g, s, t, 2, seed=i)  # a refining or a garbage model
         assert fake.error is None and len(fake.metrics) == 2
         optimal = g.shortest_path(s, t)
         assert optimal[0] == s and optimal[-1] == t
         assert shipped.metrics["optimal_km"].iloc[0] == pytest.approx(g.path_length_km(optimal))
         for r, step in ((shipped, 1), (fake, 1), (fake, 2)):
-            cards = session.metric_cards(r.metrics, step)
+            cards = present.metric_cards_by_step(r.metrics, [step])[0]
             assert [c.label for c in cards][:3] == ["Valid", "Illegal jumps", "Reaches target"]
         runs = [Shown(shipped, 1, model_rgb(0)), Shown(fake, 2, model_rgb(1))]
-        deck = build_deck(g, s, t, optimal, runs)
-        ids = [layer.id for layer in deck.layers]
+        bottom, top = static_layers(g, s, t, optimal)
+        layers = bottom + route_layers(g, runs) + top
+        ids = [layer.id for layer in layers]
         assert "optimal" in ids and "model-0" in ids and "endpoints" in ids
         if i % 50 == 0:  # what the browser receives; costly, so for a sample of the pairs
-            assert '"optimal"' in deck.to_json()
+            assert "optimal" in {layer["id"] for layer in layers_json(layers)}

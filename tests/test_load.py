@@ -59,9 +59,9 @@ def test_a_wrong_path_is_reported(default_graph, monkeypatch):
     assert any("drew" in e for e in out["errors"])
 
 
-@pytest.mark.parametrize("launch", [True, False], ids=["citypath.launch", "streamlit-run"])
+@pytest.mark.parametrize("launch", [True, False], ids=["citypath.app.launch", "streamlit-run"])
 def test_a_launched_process_is_warm_before_its_port_opens(default_graph, launch):
-    """`python -m citypath.launch` loads the graph and the models and computes the default view's routes before
+    """`python -m citypath.app.launch` loads the graph and the models and computes the default view's routes before
     its port answers: the first visitor of the default page gets every route in the page's first run. Plain
     `streamlit run app.py` answers at once and that visitor's first run has every model still to compute."""
     from benchmarks.load_app import AppServer, Visitor
@@ -86,7 +86,7 @@ def test_a_launched_process_is_warm_before_its_port_opens(default_graph, launch)
     ({"CITYPATH_RUNS_AT_ONCE": "0"}, ["error: CITYPATH_RUNS_AT_ONCE must be a whole number of at least 1, got '0'"]),
 ])
 def test_the_launcher_refuses_a_bad_setting_before_it_serves(tmp_path, setting, says):
-    """A bad CITYPATH_* value stops `python -m citypath.launch` with the reason, before any port opens."""
+    """A bad CITYPATH_* value stops `python -m citypath.app.launch` with the reason, before any port opens."""
     import os
     import subprocess
     import sys
@@ -94,7 +94,7 @@ def test_the_launcher_refuses_a_bad_setting_before_it_serves(tmp_path, setting, 
     from benchmarks.load_app import REPO, free_port
 
     env = {**os.environ, **setting, "CITYPATH_CACHE_DIR": str(tmp_path)}
-    proc = subprocess.run([sys.executable, "-m", "citypath.launch", "--server.port", str(free_port())], cwd=REPO,
+    proc = subprocess.run([sys.executable, "-m", "citypath.app.launch", "--server.port", str(free_port())], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     assert all(s in proc.stderr for s in says), proc.stderr

@@ -16,7 +16,7 @@ from citypath.evaluate import sample_heldout_pairs
 from citypath.metrics import verifier_key
 from citypath.models import list_models
 from citypath.models.looped import LoopedConfig, LoopedModel, Thinker, count_parameters
-from citypath.session import apportion_ms, compute_replay
+from citypath.replay import apportion_ms, compute_replay
 from tests.protocol import check_near_card, check_state_views
 
 

@@ -1,12 +1,12 @@
-"""citypath.maplayers and citypath.basemap: the pydeck spec of a frame, offline outlines, view fitting."""
+"""citypath.view.maplayers and citypath.view.basemap: the pydeck spec of a frame, offline outlines, view fitting."""
 
 from __future__ import annotations
 
 import json
 
-from citypath import maplayers
-from citypath.basemap import rings_in_box, state_rings
 from citypath.replay import Replay, Shown
+from citypath.view import maplayers
+from citypath.view.basemap import rings_in_box, state_rings
 
 
 def test_state_rings_are_simplified_and_skip_alaska_hawaii():
@@ -17,6 +17,12 @@ def test_state_rings_are_simplified_and_skip_alaska_hawaii():
     assert {r.code for r in rings_in_box(-72, 41, -70, 43)} >= {"MA", "RI"}
 
 
+def frame(g, src, dst, optimal, runs, **static) -> list[dict]:
+    """One frame's layers as the player draws them: the static layers under and over the routes."""
+    bottom, top = maplayers.static_layers(g, src, dst, optimal, **static)
+    return maplayers.layers_json(bottom + maplayers.route_layers(g, runs) + top)
+
+
 def test_frame_spec_has_paths_ghost_illegal_and_is_compact(small_graph):
     g = small_graph
     src, dst = 0, 5
@@ -24,11 +30,9 @@ def test_frame_spec_has_paths_ghost_illegal_and_is_compact(small_graph):
     far = int(max(range(g.n_cities), key=lambda c: g.distance_km(src, c)))
     bad = [src, far, -1, "x", dst]
     runs = [Shown(Replay.from_paths(g, "m", src, dst, [[src, dst], bad]), 2, maplayers.model_rgb(0))]
-    deck = maplayers.build_deck(g, src, dst, optimal, runs, cities="app/static/c.json", states="app/static/s.json")
-    text = deck.to_json()
-    assert "\n" not in text  # compact: every frame is resent
-    spec = json.loads(text)
-    layers = {layer["id"]: layer for layer in spec["layers"]}
+    layers = {layer["id"]: layer for layer in frame(g, src, dst, optimal, runs, cities="app/static/c.json",
+                                                     states="app/static/s.json")}
+    text = json.dumps(list(layers.values()), separators=(",", ":"))
     assert {"optimal", "model-0", "hops-0", "ghosts", "illegal", "endpoints", "cities", "states"} <= set(layers)
     assert layers["cities"]["data"] == "app/static/c.json" and layers["cities"]["pickable"]
     assert layers["optimal"]["widthUnits"] == "pixels"  # a string, not an accessor expression
@@ -39,11 +43,10 @@ def test_frame_spec_has_paths_ghost_illegal_and_is_compact(small_graph):
 
 def test_inline_layers_and_no_model(small_graph):
     g = small_graph
-    deck = maplayers.build_deck(g, 0, 0, [0], [], cities=maplayers.cities_records(g))
-    spec = json.loads(deck.to_json())
-    ids = [layer["id"] for layer in spec["layers"]]
+    layers = frame(g, 0, 0, [0], [], cities=maplayers.cities_records(g))
+    ids = [layer["id"] for layer in layers]
     assert "optimal" not in ids and "cities" in ids and "states" in ids
-    cities = next(layer for layer in spec["layers"] if layer["id"] == "cities")["data"]
+    cities = next(layer for layer in layers if layer["id"] == "cities")["data"]
     assert len(cities) == g.n_cities and {"id", "p", "tip"} <= set(cities[0])
 
 
@@ -65,7 +68,7 @@ def test_static_json_written_once(tmp_path, small_graph):
 def test_state_layer_colours_known_cities_on_a_fixed_scale(small_graph):
     import numpy as np
 
-    from citypath.maplayers import STATE_RAMP, state_colours, state_layer
+    from citypath.view.maplayers import STATE_RAMP, state_colours, state_layer
 
     g = small_graph
     values = np.full(g.n_cities, np.nan)
@@ -80,12 +83,12 @@ def test_state_layer_colours_known_cities_on_a_fixed_scale(small_graph):
 
 def test_basemap_tiles_keep_the_offline_outlines(small_graph):
     g = small_graph
-    states = lambda deck: next(json.loads(layer.to_json()) for layer in deck.layers if layer.id == "states")  # noqa: E731
-    plain = maplayers.build_deck(g, 0, 5, g.shortest_path(0, 5), [], states="app/static/s.json")
-    tiles = maplayers.build_deck(g, 0, 5, g.shortest_path(0, 5), [], states="app/static/s.json", basemap=True)
-    assert states(plain)["filled"] and states(plain)["stroked"]
-    assert states(tiles)["stroked"] and not states(tiles)["filled"]     # tiles show through, outlines stay
-    assert tiles.map_provider == "carto" and plain.map_provider is None
+    states = lambda basemap: next(layer for layer in frame(g, 0, 5, g.shortest_path(0, 5), [],  # noqa: E731
+                                                           states="app/static/s.json", basemap=basemap)
+                                  if layer["id"] == "states")
+    plain, tiles = states(False), states(True)
+    assert plain["filled"] and plain["stroked"]
+    assert tiles["stroked"] and not tiles["filled"]     # tiles show through, outlines stay
 
 
 def test_layers_json_is_pydecks_own_serialisation(small_graph):

@@ -12,10 +12,10 @@ import json
 
 import pytest
 
-from citypath import player
-from citypath.maplayers import model_rgb
-from citypath.player import build, payload
-from citypath.replay import compute_replay
+from citypath.replay import Question, compute_replay
+from citypath.view import player
+from citypath.view.maplayers import model_rgb
+from citypath.view.player import build, payload
 from tests.fake_models import GarbageFake, RefiningFake
 
 CARD = {"num_parameters": 1, "max_steps": 8}
@@ -35,8 +35,9 @@ def _comparison(g, steps=5, **kw):
     src, dst = _pair(g)
     replays = _replays(g, src, dst, steps)
     colours = {n: model_rgb(i) for i, n in enumerate(replays)}
-    out = player.comparison(g, src, dst, g.shortest_path(src, dst), replays, colours, {"refining": "Refining"},
-                            steps=steps, **kw)
+    seed = kw.pop("seed", 0)
+    out = player.comparison(g, Question(src, dst, tuple(replays), steps, seed), g.shortest_path(src, dst), replays,
+                            colours, {"refining": "Refining"}, **kw)
     return out, replays
 
 
@@ -96,14 +97,15 @@ def test_a_comparison_keeps_its_id_while_its_models_arrive(small_graph):
     src, dst = _pair(g)
     replays = _replays(g, src, dst, 3)
     colours = {n: model_rgb(i) for i, n in enumerate(replays)}
-    args = (g, src, dst, g.shortest_path(src, dst))
-    first = player.comparison(*args, {}, colours, {}, steps=3, pending=["refining", "garbage"])
-    half = player.comparison(*args, {"refining": replays["refining"]}, colours, {}, steps=3, pending=["garbage"])
-    full = player.comparison(*args, replays, colours, {}, steps=3)
+    args = (g, Question(src, dst, tuple(replays), 3), g.shortest_path(src, dst))
+    first = player.comparison(*args, {}, colours, {}, pending=["refining", "garbage"])
+    half = player.comparison(*args, {"refining": replays["refining"]}, colours, {}, pending=["garbage"])
+    full = player.comparison(*args, replays, colours, {})
     assert first["id"] == half["id"] == full["id"]           # the player keeps its step and playback
     assert first["pending"] == ["refining", "garbage"] and not first["models"]
     assert first["static"]["bottom"] == full["static"]["bottom"]   # the map and optimal path come first
-    other = player.comparison(*args, replays, colours, {}, steps=3, seed=1)
+    other = player.comparison(g, Question(src, dst, tuple(replays), 3, seed=1), g.shortest_path(src, dst), replays,
+                              colours, {})
     assert other["id"] != full["id"]
 
 
@@ -126,9 +128,9 @@ def test_reports_are_read_once_and_malformed_ones_ignored(value, last, expected)
 
 
 def test_the_shipped_bundle_is_built_from_the_shipped_sources():
-    """`python -m citypath.player.build` rebuilt it after the last edit of frontend/ (and npm's lock file)."""
+    """`python -m citypath.view.player.build` rebuilt it after the last edit of frontend/ (and npm's lock file)."""
     info = json.loads((player.BUILD_DIR / "BUILD_INFO.json").read_text())
-    assert info["sources_sha256"] == build.sources_digest(), "rebuild: python -m citypath.player.build"
+    assert info["sources_sha256"] == build.sources_digest(), "rebuild: python -m citypath.view.player.build"
     assert (player.BUILD_DIR / "player.js").stat().st_size == info["bundle_bytes"]
     html = (player.BUILD_DIR / "index.html").read_text()
     assert "<script src=" not in html and "http" not in html                  # nothing fetched from elsewhere

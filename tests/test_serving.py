@@ -1,4 +1,4 @@
-"""Several app processes behind HAProxy (`serving/haproxy.cfg`, `python -m citypath.serve`), on loopback.
+"""Several app processes behind HAProxy (`serving/haproxy.cfg`, `python -m citypath.app.serve`), on loopback.
 
 Each visitor loads the page (HAProxy sets its sticky cookie), opens the app's websocket with that
 cookie, plays its route, then drops the connection and reconnects as a browser does after a
@@ -31,7 +31,7 @@ def env(tmp_path_factory, small_graph):
 
 def test_two_processes_serve_a_crowd_each_visitor_sticking_to_its_process(env, tmp_path):
     from benchmarks import load_app
-    from citypath.serve import Cluster
+    from citypath.app.serve import Cluster
 
     with Cluster(env=env, log_dir=tmp_path) as cluster:
         out = load_app.run_load(sessions=8, steps=4, env=env, url=cluster.url, sticky=True,
@@ -46,7 +46,7 @@ def test_two_processes_serve_a_crowd_each_visitor_sticking_to_its_process(env, t
 def test_a_balancer_without_sticky_sessions_is_caught(env, tmp_path):
     """The check is not vacuous: round robin without the cookie moves reconnecting visitors."""
     from benchmarks import load_app
-    from citypath.serve import CONFIG, Cluster
+    from citypath.app.serve import CONFIG, Cluster
 
     loose = tmp_path / "haproxy-loose.cfg"
     text = CONFIG.read_text().replace("balance leastconn", "balance roundrobin")
@@ -59,7 +59,7 @@ def test_a_balancer_without_sticky_sessions_is_caught(env, tmp_path):
 
 
 def test_serve_says_what_is_missing(tmp_path):
-    from citypath import serve
+    from citypath.app import serve
 
     bad = tmp_path / "empty.cfg"
     bad.write_text("global\n")

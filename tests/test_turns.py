@@ -1,4 +1,4 @@
-"""Turns (citypath/turns.py): a process's script runs queue for a slot, the oldest visitor's first."""
+"""Turns (citypath/app/turns.py): a process's script runs queue for a slot, the oldest visitor's first."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from citypath import settings
-from citypath.turns import Turns
+from citypath.app.turns import Turns
 
 JOIN = 30      # seconds before a test calls a thread stuck (a deadlock), never a measure of speed
 

@@ -19,12 +19,18 @@ runs are counted in `overruns`.
 from __future__ import annotations
 
 import bisect
+import functools
 import itertools
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+
+import streamlit as st
+
+from citypath import settings
+from citypath.app import state
 
 
 @dataclass(frozen=True)
@@ -103,3 +109,33 @@ class Turns:
         while self._running < self.slots and self._queue:
             self._running += 1
             self._queue.pop(0)[2].set()
+
+
+# -- this process's turns, for the app's script runs -------------------------------------
+
+_TURNS = Turns(settings.runs_at_once())
+
+
+@contextmanager
+def turn() -> Iterator[Waited]:
+    """This script run's turn in the process (see the module's doc): the visitor who arrived first goes first."""
+    arrived = st.session_state.setdefault(state.K_ARRIVED, time.monotonic())
+    with _TURNS.turn(arrived) as waited:
+        yield waited
+
+
+def wait_text() -> str:
+    """What this run waited for its turn, for the page's caption ("" when it hardly waited)."""
+    waited = _TURNS.last_wait()
+    if waited.seconds < 0.05:
+        return ""
+    return f", after {waited.seconds * 1e3:.0f} ms waiting behind {waited.ahead} other visitor run(s)"
+
+
+def taking_turns(fn):
+    """`fn` runs in a turn (a fragment: its own reruns wait their turn; inside a page run it is the page's)."""
+    @functools.wraps(fn)
+    def in_turn(*args, **kwargs):
+        with turn():
+            return fn(*args, **kwargs)
+    return in_turn

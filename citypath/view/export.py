@@ -23,11 +23,11 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from PIL import Image
 
-from citypath.basemap import rings_in_box
 from citypath.graph import CityGraph
-from citypath.maplayers import ILLEGAL_RGB, OPTIMAL_RGB, illegal_segments, model_rgb, rgb_hex
-from citypath.metrics import as_ids, evaluate_paths
+from citypath.metrics import METRICS, as_ids, evaluate_paths
 from citypath.replay import Shown
+from citypath.view.basemap import rings_in_box
+from citypath.view.maplayers import ILLEGAL_RGB, OPTIMAL_RGB, illegal_segments, model_rgb, rgb_hex
 
 PNG_DPI = 200
 GIF_DPI = 90
@@ -108,6 +108,11 @@ def _legend(ax, runs_present_illegal: bool) -> None:
               frameon=True, framealpha=0.9)
 
 
+# The PNG table's columns after the path's name (`citypath.metrics.METRICS`).
+TABLE = ("valid", "illegal_jumps", "reaches_target", "hops", "length_km", "length_pct", "frechet_km")
+TABLE_HEADER = ["path", *(METRICS[name].short for name in TABLE)]
+
+
 def metrics_rows(g: CityGraph, src: int, dst: int, runs: Sequence[Shown]) -> list[list[str]]:
     """The table under the PNG: one row per model at its step (the replay's own metrics), the optimal first."""
     optimal = g.shortest_path(src, dst)
@@ -115,15 +120,9 @@ def metrics_rows(g: CityGraph, src: int, dst: int, runs: Sequence[Shown]) -> lis
     rows_in += [(f"{r.name} @ {r.step}", r.replay.at(r.step)) for r in runs if r.replay.at(r.step) is not None]
     rows = []
     for name, m in rows_in:
-        pct = (m["length_ratio"] - 1) * 100
-        rows.append([name, "yes" if m["valid"] else "no", f"{int(m['illegal_jumps'])}",
-                     "yes" if m["reaches_target"] else "no", f"{int(m['hops'])}", f"{m['length_km']:,.0f}",
-                     f"{pct:+.1f}%" if np.isfinite(pct) else "–",
-                     f"{m['frechet_km']:,.0f}" if np.isfinite(m["frechet_km"]) else "–"])
+        values = {**m, "length_pct": (m["length_ratio"] - 1) * 100}
+        rows.append([name, *(METRICS[col].text(values[col], unit=False) for col in TABLE)])
     return rows
-
-
-TABLE_HEADER = ["path", "valid", "illegal", "reaches", "hops", "km", "vs optimal", "Fréchet km"]
 
 
 def _figure(g: CityGraph, src: int, dst: int, runs: Sequence[Shown], *, table: bool, width_in: float = 8.0):

@@ -1,7 +1,7 @@
 """Serve the app from several processes behind HAProxy with sticky sessions, on loopback.
 
-    python -m citypath.serve                 # http://127.0.0.1:8501, two app processes
-    python -m citypath.serve --port 8080
+    python -m citypath.app.serve                 # http://127.0.0.1:8501, two app processes
+    python -m citypath.app.serve --port 8080
 
 One Streamlit process uses one core and keeps each visitor's session in its own memory, so a crowd
 needs several processes and every visitor pinned to one: `serving/haproxy.cfg` (HAProxy from
@@ -25,7 +25,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "serving" / "haproxy.cfg"
 
 
@@ -41,12 +41,12 @@ def app_slots(config: Path) -> list[str]:
 
 
 def app_command(port: int, *, warm: bool = True) -> list[str]:
-    """The command of one app process on 127.0.0.1:`port`, run from the repo root: `python -m citypath.launch`
+    """The command of one app process on 127.0.0.1:`port`, run from the repo root: `python -m citypath.app.launch`
     (graph and models loaded before the port opens), or with `warm=False` plain `streamlit run app.py`
     (they load inside the first visitors' wait)."""
     flags = ["--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true"]
     if warm:
-        return [sys.executable, "-m", "citypath.launch", *flags]
+        return [sys.executable, "-m", "citypath.app.launch", *flags]
     return [sys.executable, "-m", "streamlit", "run", "app.py", *flags]
 
 

@@ -24,7 +24,7 @@ from citypath.evaluate import FAILED_RATIO_CAP
 from citypath.graph import CityGraph
 from citypath.models import RoutingModel
 
-RESULTS_PATH = Path(__file__).resolve().parents[1] / "results" / "eval.json"
+RESULTS_PATH = Path(__file__).resolve().parents[2] / "results" / "eval.json"
 
 
 # -- quality vs steps -------------------------------------------------------------------------
@@ -79,13 +79,8 @@ def load_results_table(path: str | Path = RESULTS_PATH) -> tuple[pd.DataFrame, s
     if not path.is_file():
         return results_table(None), f"{path.name} does not exist yet"
     try:
-        try:
-            from citypath.evaluate import load_results  # the harness's own reader, when it exists
-        except ImportError:
-            import json
+        from citypath.evaluate import load_results
 
-            def load_results(p):
-                return json.loads(Path(p).read_text())
         return results_table(load_results(path)), None
     except Exception as e:  # a broken results file must not break the page
         return results_table(None), f"{path.name} cannot be read: {type(e).__name__}: {e}"

@@ -3,7 +3,7 @@
 A comparison is the map's static layers, one set of route layers per step (pydeck layers as
 deck.gl JSON: the map stays defined with pydeck) and, per model and step, the metric cells and the
 compute so far that the strip under the map shows. The player plays it in the browser; see
-`citypath.player`.
+`citypath.view.player`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ import pydeck as pdk
 
 from citypath.cache import write_atomic
 from citypath.graph import CityGraph
-from citypath.maplayers import (
+from citypath.metrics import METRICS
+from citypath.replay import Question, Replay, Shown
+from citypath.view.maplayers import (
     ILLEGAL_RGB,
     OPTIMAL_RGB,
     layers_json,
@@ -30,14 +32,14 @@ from citypath.maplayers import (
     static_layers,
     view_for_pair,
 )
-from citypath.replay import Replay, Shown
-from citypath.session import compute_text, halting_text, metric_cards_by_step, records
+from citypath.view.present import CARDS, compute_text, halting_text, metric_cards_by_step, records
 
-STRIP_LABELS = ("Valid", "Illegal jumps", "Reaches target", "Hops", "Length", "vs optimal", "Fréchet")
+# The strip under the map: a step's cards but its own time (the strip shows the compute so far instead).
+STRIP_LABELS = tuple(METRICS[name].label for name in CARDS if name != "ms")
 # The step charts under the strip, drawn by the player (each model's metric over every step, with a marker at
 # the shown step that follows playback): (metric column of Replay.metrics, title, decimals on the y axis).
-CHARTS = (("length_pct", "length vs optimal (%)", 3), ("illegal_jumps", "illegal jumps", 0),
-          ("frechet_km", "Fréchet distance (km)", 3))
+CHARTED = ("length_pct", "illegal_jumps", "frechet_km")
+CHARTS = tuple((name, METRICS[name].chart, METRICS[name].decimals) for name in CHARTED)
 
 
 def comparison_id(source: int, target: int, models: Sequence[str], steps: int, seed: int, mode: str = "") -> str:
@@ -83,14 +85,14 @@ def series(replay: Replay, steps: int, fields: Sequence[str] = tuple(f for f, _,
             for f in fields}
 
 
-def comparison(g: CityGraph, source: int, target: int, optimal: Sequence[int], replays: Mapping[str, Replay],
-               colours: Mapping[str, tuple[int, int, int]], titles: Mapping[str, str], *, steps: int,
-               seed: int = 0, step: int | None = None, speed: float = 1.0, limits: Mapping[str, int] | None = None,
+def comparison(g: CityGraph, question: Question, optimal: Sequence[int], replays: Mapping[str, Replay],
+               colours: Mapping[str, tuple[int, int, int]], titles: Mapping[str, str], *, step: int | None = None,
+               speed: float = 1.0, limits: Mapping[str, int] | None = None,
                notes_by_model: Mapping[str, str] | None = None, cities: str | list | None = None,
                states: str | list | None = None, basemap: bool = False,
                thinking_frames: Sequence[Sequence[pdk.Layer]] = (), legend_tail: Sequence[tuple] = (),
                pending: Sequence[str] = (), notes: Sequence[str] = (), height: int = 560,
-               speeds: Sequence[float] = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0), mode: str = "") -> dict:
+               speeds: Sequence[float] = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)) -> dict:
     """The player's arguments for one question.
 
     `limits`: model -> the step it is shown at (equal compute: its budget's step), which also makes the
@@ -98,6 +100,7 @@ def comparison(g: CityGraph, source: int, target: int, optimal: Sequence[int], r
     extra layers of step k (a model's state over cities). `pending`: models still being computed (the
     player says so). `step`: the step to show first (default: the last).
     """
+    source, target, steps = question.source, question.target, question.steps
     still = limits is not None
     bottom, top = static_layers(g, source, target, optimal, cities=cities, states=states, basemap=basemap)
     n_frames = 1 if still else steps
@@ -130,7 +133,7 @@ def comparison(g: CityGraph, source: int, target: int, optimal: Sequence[int], r
     tail = [(rgb_hex(ILLEGAL_RGB), f"illegal jump (> {g.radius_km:g} km)", "dash"),
             ("#111111", "source / target", "dot"), *legend_tail]
     return {
-        "id": comparison_id(source, target, sorted([*replays, *pending]), steps, seed, mode),
+        "id": comparison_id(source, target, sorted([*replays, *pending]), steps, question.seed, question.mode),
         "static": {"bottom": layers_json(bottom), "top": layers_json(top),
                    "initialViewState": json.loads(json.dumps(view, default=lambda o: o.__dict__))},
         "frames": frames, "n_frames": len(frames), "models": models, "pending": list(pending),

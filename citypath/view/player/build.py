@@ -1,4 +1,4 @@
-"""Rebuild the player's bundle from `frontend/` with npm (build time only): `python -m citypath.player.build`.
+"""Rebuild the player's bundle from `frontend/` with npm (build time only): `python -m citypath.view.player.build`.
 
 Installs the locked npm packages (`npm ci`), bundles `frontend/src/boot.js` (the Streamlit link and a
 still preview of the map, a few KB) inline into `build/index.html` (no second request before the

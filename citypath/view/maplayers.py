@@ -1,6 +1,7 @@
 """The pydeck map: state outlines, all cities, the optimal path and each model's path.
 
-Layers, bottom to top: state fills and outlines (offline, from `citypath.basemap`), every city
+
+Layers, bottom to top: state fills and outlines (offline, from `citypath.view.basemap`), every city
 as a faint pickable dot (click one to set an end of the route), the previous step of each
 model as a faint ghost, the optimal path, each model's current path in its own colour with
 its hops as dots, illegal jumps as red straight segments, and the two endpoints.
@@ -15,7 +16,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-import urllib.parse
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,11 +25,11 @@ import pydeck as pdk
 from pydeck.bindings import deck as _pydeck_deck
 from pydeck.bindings.json_tools import IGNORE_KEYS, default_serialize, lower_camel_case_keys
 
-from citypath.basemap import state_rings
 from citypath.cache import process_cache, write_atomic
 from citypath.graph import CityGraph
 from citypath.metrics import as_ids, hop_legality
-from citypath.replay import Shown
+from citypath.replay import Shown, Thoughts
+from citypath.view.basemap import state_rings
 
 # pydeck's Deck() asks on every construction whether its Jupyter widget can be imported; with no
 # Jupyter installed that is a failed import that scans sys.path each time: ~10% of the app
@@ -37,6 +37,7 @@ from citypath.replay import Shown
 # process runs, so ask once.
 if not isinstance(_pydeck_deck.has_jupyter_extra, functools._lru_cache_wrapper):
     _pydeck_deck.has_jupyter_extra = functools.cache(_pydeck_deck.has_jupyter_extra)
+
 
 # Okabe-Ito colours (colour-blind safe); red is kept for illegal jumps only.
 OPTIMAL_RGB = (0, 158, 115)
@@ -47,16 +48,7 @@ TARGET_RGB = (17, 17, 17)
 CITY_RGBA = (90, 100, 120, 70)
 STATE_FILL_RGBA = (241, 238, 230, 255)
 STATE_LINE_RGBA = (160, 160, 170, 255)
-# Plain text: Streamlit shows a tooltip's "html" escaped, so tips are text with newlines.
-TOOLTIP = {"text": "{tip}", "style": {"backgroundColor": "#1f2937", "color": "white", "fontSize": "12px",
-                                      "padding": "4px 8px", "borderRadius": "4px"}}
 CITIES_LAYER_ID = "cities"
-# With no map style, Streamlit's chart fetches CARTO's positron style from the internet. An inline
-# style (a data: URL, so nothing is fetched) with one background layer keeps the map fully offline
-# and paints the sea behind the states.
-OFFLINE_STYLE = "data:application/json," + urllib.parse.quote(json.dumps(
-    {"version": 8, "sources": {}, "layers": [{"id": "sea", "type": "background",
-                                               "paint": {"background-color": "#dde7ef"}}]}, separators=(",", ":")))
 # pydeck turns a bare string kwarg into an accessor expression ("@@=pixels"); quotes keep it a string.
 PIXELS = '"pixels"'
 
@@ -344,19 +336,15 @@ def _plain_head(records: list) -> bool:
         for v in head.values())
 
 
-def build_deck(g: CityGraph, src: int, dst: int, optimal: Sequence[int], runs: Sequence[Shown], *,
-               cities: str | list[dict] | None = None, states: str | list[dict] | None = None,
-               view: pdk.ViewState | None = None, basemap: bool = False,
-               extra: Sequence[pdk.Layer] = ()) -> pdk.Deck:
-    """The whole map of one frame.
-
-    `cities` is the URL of the all-cities JSON (or the records themselves, or None to leave the
-    layer out); `states` the URL of the outlines (None: inline). `basemap=True` draws CARTO light tiles
-    (needs internet) under the state outlines, which stay (without their fill) so the map still reads
-    when the tiles cannot load. `extra` layers go between the cities and the routes.
-    """
-    bottom, top = static_layers(g, src, dst, optimal, cities=cities, states=states, basemap=basemap, extra=extra)
-    layers = bottom + route_layers(g, runs) + top
-    return CompactDeck(layers=layers, initial_view_state=view or view_for_pair(g, src, dst, optimal),
-                    map_provider="carto" if basemap else None, map_style="light" if basemap else OFFLINE_STYLE,
-                    tooltip=TOOLTIP)
+def thinking_layers(g: CityGraph, thinking: Thoughts | None, step: int) -> tuple[list, list]:
+    """The map layer of a model's state at `step` and its legend entries (colour, label, style); empty if none."""
+    state = thinking.at(step) if thinking is not None else None
+    if state is None:
+        return [], []
+    low, high = thinking.scale
+    layer = state_layer(g, state.values, state.name, state.unit, low=low, high=high)
+    unit = f" {state.unit}" if state.unit else ""
+    lo_rgb, hi_rgb = state_colours(np.array([low, high]), low, high)
+    legend = [(rgb_hex(lo_rgb), f"{thinking.model}: {state.name} {low:,.0f}{unit}", "dot"),
+              (rgb_hex(hi_rgb), f"… {high:,.0f}{unit} (no dot: no value yet)", "dot")]
+    return ([layer] if layer is not None else []), legend

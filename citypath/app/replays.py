@@ -1,0 +1,138 @@
+"""A question's replays, computed once per process (and once across processes, on the shared disk store), and
+the player's arguments built from them.
+
+
+Three caches, one per kind of thing: the process's resources (`citypath.app.resources`), the replays here
+(in memory over the disk store, keyed by model and question) and the player's payload (its frames in a
+static file). The page asks for what is computed already (`replays_so_far`), computes the next pending
+model per request (`replay_next`) so routes appear one by one, and builds the payload once per question.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from citypath import settings
+from citypath.app import state
+from citypath.app.resources import STATIC_DIR, ModelSet, city_records
+from citypath.app.url import SPEEDS, ViewState
+from citypath.cache import process_cache
+from citypath.graph import CityGraph
+from citypath.models import RoutingModel
+from citypath.replay import Question, Replay, ReplayStore, Thoughts, compute_thoughts
+from citypath.view import player, present
+from citypath.view.maplayers import thinking_layers
+
+
+def _replay_store() -> ReplayStore:
+    return ReplayStore(settings.cache_dir() / "replays")
+
+
+def _model_key(m: RoutingModel) -> tuple:
+    return (m.name, m.card.get("weights_sha256", ""), m.family)
+
+
+@process_cache(maxsize=512)   # shared, not copied (never modified)
+def _replay(_model, _g: CityGraph, model_key: tuple, fingerprint: str, src: int, dst: int, steps: int,
+            seed: int) -> Replay:
+    # Shared on disk with the other app processes (behind a balancer): computed by one, once.
+    return _replay_store().get_or_compute(_model, _g, src, dst, steps, seed)
+
+
+def _args(mset: ModelSet, g: CityGraph, name: str, q: Question) -> tuple:
+    m = mset.models[name]
+    return (m, g, _model_key(m), g.fingerprint, q.source, q.target, q.steps, q.seed)
+
+
+def replay(mset: ModelSet, g: CityGraph, name: str, q: Question) -> Replay:
+    """The K paths of model `name` on the question's pair, computed once per (model, pair, steps, seed)."""
+    return _replay(*_args(mset, g, name, q))
+
+
+def replays_so_far(mset: ModelSet | None, g: CityGraph, q: Question) -> tuple[dict[str, Replay], list[str]]:
+    """The question's replays held in this process already, and the models still to compute (in order).
+
+    With `mset` None (models not loaded yet) every model is still to compute.
+    """
+    done, pending = {}, []
+    for name in q.models:
+        held = _replay.peek(*_args(mset, g, name, q)) if mset is not None and name in mset.models else None
+        if held is not None:
+            done[name] = held
+        elif mset is None or name in mset.models:
+            pending.append(name)
+    return done, pending
+
+
+def replay_next(mset: ModelSet, g: CityGraph, q: Question, *, compute: bool = True) -> None:
+    """Compute the question's next model still pending (one model's compute per request, so the routes appear
+    one by one; none with `compute=False`), and read every pending one that a process stored already (no
+    model compute): a shared link's visitors get every route at once, not one request per model."""
+    _, pending = replays_so_far(mset, g, q)
+    store = _replay_store()
+    for i, name in enumerate(pending):
+        if (compute and i == 0) or store.stored(mset.models[name], g, q.source, q.target, q.steps, q.seed):
+            replay(mset, g, name, q)
+
+
+@process_cache(maxsize=64)
+def _thoughts(_model, _g: CityGraph, model_key: tuple, fingerprint: str, src: int, dst: int,
+              steps: int) -> Thoughts:
+    return compute_thoughts(_model, _g, src, dst, steps)
+
+
+def thoughts(mset: ModelSet, g: CityGraph, view: ViewState) -> Thoughts | None:
+    """The per-step city state of the first compared model that has one (None if no model is compared), over
+    the view's steps."""
+    names = [n for n in view.models if n in mset.models]
+    if not names:
+        return None
+    with_view = [n for n in names if mset.models[n].has_state_view] or names[:1]
+    m = mset.models[with_view[0]]
+    return _thoughts(m, g, _model_key(m), g.fingerprint, view.source, view.target, view.steps)
+
+
+@process_cache(maxsize=64)   # ~0.3 MB each (every step's layers as JSON text), never modified
+def _payload(_g: CityGraph, _optimal, _replays: dict, _thinking, question: Question, fingerprint: str,
+             computed: tuple, shown_steps: int, pending: tuple, colours: tuple, titles: tuple, urls: tuple,
+             basemap: bool, limits: tuple | None, notes: tuple) -> player.Prepared:
+    thinking_frames, legend_tail = [], []
+    if _thinking is not None and _thinking.views:
+        for k in range(1, shown_steps + 1):
+            layers, legend = thinking_layers(_g, _thinking, k)
+            thinking_frames.append(layers)
+            legend_tail = legend or legend_tail
+    urls_d = dict(urls)
+    payload = player.comparison(
+        _g, question, _optimal, _replays, dict(colours), dict(titles),
+        limits=dict(limits) if limits is not None else None, notes_by_model=dict(notes),
+        # The outlines (43 KB) go inline: the first paint needs them, and a second download of its own
+        # came ~1 s later in the browser; the 1.5 MB city layer stays a URL, drawn when it arrives.
+        cities=urls_d.get("cities") or city_records(_g, fingerprint), states=None,
+        basemap=basemap, thinking_frames=thinking_frames, legend_tail=legend_tail, pending=pending,
+        notes=[present.budget_note(question.budget)] if limits is not None else [], speeds=SPEEDS)
+    if urls_d:      # static serving works: the frames go once into a file every visitor's browser fetches
+        try:
+            return player.store_frames(payload, STATIC_DIR)
+        except OSError:
+            pass        # a full or read-only disk: send them inline, as without static serving
+    return player.Prepared(payload)
+
+
+def player_payload(g: CityGraph, q: Question, optimal, replays: dict[str, Replay], pending: list[str],
+                   colours: dict, titles: dict, urls: dict | None, thinking: Thoughts | None,
+                   budget: dict[str, present.BudgetStep], shown_steps: int) -> dict:
+    """The player's arguments for question `q` (see `citypath.view.player.comparison`), built once per question
+    and what is computed of it: a rerun that changes nothing, or only the shown step or the speed (the
+    player's stop report), sends it again without rebuilding it. `shown_steps`: the steps the view plays (the
+    thinking overlay's)."""
+    ss = st.session_state
+    limits = tuple((n, b.step) for n, b in budget.items()) if q.equal else None
+    notes = tuple((n, b.text) for n, b in budget.items()) if q.equal else ()
+    computed = (tuple((n, r.steps, r.seed, len(r.paths)) for n, r in replays.items()),
+                (thinking.model, len(thinking.views)) if thinking is not None else None)
+    step = int(min(max(int(ss.get(state.K_STEP) or q.steps), 1), q.steps))
+    prepared = _payload(g, tuple(optimal), replays, thinking, q, g.fingerprint, computed, shown_steps,
+                        tuple(pending), tuple((n, tuple(c)) for n, c in colours.items()), tuple(titles.items()),
+                        tuple((urls or {}).items()), bool(ss.get(state.K_BASEMAP)), limits, notes)
+    return prepared.at(step, float(ss.get(state.K_SPEED, 1.0)))
