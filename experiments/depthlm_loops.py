@@ -137,6 +137,43 @@ def equal_compute(looped: dict, sampled: dict, sampled_name: str) -> list[dict]:
     return out
 
 
+def measure(g: CityGraph, srcs, dsts, model, ctrl, post) -> dict:
+    """One size's entry: `model`'s loops curve, best-of-N of `post`, `ctrl` and `model` at its training mean,
+    the paired checks and the equal-compute table."""
+    name, control, rnn = model.name, ctrl.name, post.name
+    optimal = [g.shortest_path(int(s), int(t)) for s, t in zip(srcs, dsts)]
+    curve = loops_curve(model, g, srcs, dsts, optimal)
+    mean = max(1, round(model.config.loops_mean))
+    control_nll = nll_per_pair(ctrl, g, optimal, 1)
+    samples = {m.name: best_of_curve(m, g, srcs, dsts) for m in (post, ctrl, model.variant("samples", mean))}
+    keep = curve.pop("_keep")
+    r1, rmax = min(keep), max(keep)
+    r4 = max(r for r in keep if r <= 4 * mean)
+    nll_diff = lambda a, b: paired(a[:, 0] / a[:, 1], b[:, 0] / b[:, 1])  # noqa: E731  (per pair, nats)
+    ctrl_greedy = samples[control]["_keep"][1]
+    entry = {
+        "model": name, "control": control, "post_rnn": rnn, "loops_mean": model.config.loops_mean,
+        "parameters": {m.name: m.num_parameters for m in (model, ctrl, post)},
+        "loops": curve["rows"],
+        "control_nll_per_city": nll_summary(control_nll),
+        "post_rnn_nll_per_city": nll_summary(nll_per_pair(post, g, optimal, None)),
+        "best_of": {k: v["rows"] for k, v in samples.items()},
+        "paired": {
+            "passes_rmax_minus_r1": {"loops": [rmax, r1], **paired(keep[rmax][0], keep[r1][0])},
+            "nll_rmax_minus_r1": {"loops": [rmax, r1], **nll_diff(keep[rmax][1], keep[r1][1])},
+            "passes_4x_mean_minus_mean": {"loops": [r4, mean], **paired(keep[r4][0], keep[mean][0])},
+            "nll_4x_mean_minus_mean": {"loops": [r4, mean], **nll_diff(keep[r4][1], keep[mean][1])},
+            "passes_looped_rmax_minus_control": {"loops": [rmax, 1], **paired(keep[rmax][0], ctrl_greedy)},
+            "passes_looped_mean_minus_control": {"loops": [mean, 1], **paired(keep[mean][0], ctrl_greedy)},
+            "nll_looped_mean_minus_control": {"loops": [mean, 1], **nll_diff(keep[mean][1], control_nll)},
+        },
+        "equal_compute": {k: equal_compute({"rows": curve["rows"]}, v, k) for k, v in samples.items()},
+    }
+    for v in samples.values():
+        v.pop("_keep")
+    return entry
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m experiments.depthlm_loops", description=__doc__.split("\n\n")[0])
     ap.add_argument("--pairs", type=int, default=500)
@@ -147,10 +184,14 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     g = load_graph(verbose=False)
     srcs, dsts = sample_heldout_pairs(g, args.pairs, seed=args.seed)
-    optimal = [g.shortest_path(int(s), int(t)) for s, t in zip(srcs, dsts)]
     available = set(list_models())
-    report = {"command": "python -m experiments.depthlm_loops " + " ".join(sys.argv[1:] if argv is None else argv),
-              "pairs": {"n": args.pairs, "seed": args.seed, "heldout": True}, "sizes": {}}
+    command = "python -m experiments.depthlm_loops " + " ".join(sys.argv[1:] if argv is None else argv)
+    pairs = {"n": args.pairs, "seed": args.seed, "heldout": True}
+    report = {"command": command, "pairs": pairs, "sizes": {}}
+    if args.out.is_file():      # sizes measured by an earlier run on the same pairs are kept
+        earlier = json.loads(args.out.read_text())
+        if earlier.get("pairs") == pairs:
+            report["sizes"] = earlier.get("sizes", {})
     for size in [s.strip() for s in args.sizes.split(",") if s.strip()]:
         name, control, rnn = f"depth-lm-{size}", f"depth-lm-{size}-unlooped", f"post-rnn-{size}"
         missing = [m for m in (name, control, rnn) if m not in available]
@@ -158,35 +199,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"skipping {size}: no checkpoint {', '.join(missing)}", file=sys.stderr)
             continue
         model, ctrl, post = (load_model(m, graph=g) for m in (name, control, rnn))
-        curve = loops_curve(model, g, srcs, dsts, optimal)
-        mean = max(1, round(model.config.loops_mean))
-        control_nll = nll_per_pair(ctrl, g, optimal, 1)
-        samples = {m.name: best_of_curve(m, g, srcs, dsts) for m in (post, ctrl, model.variant("samples", mean))}
-        keep = curve.pop("_keep")
-        r1, rmax = min(keep), max(keep)
-        r4 = max(r for r in keep if r <= 4 * mean)
-        nll_diff = lambda a, b: paired(a[:, 0] / a[:, 1], b[:, 0] / b[:, 1])  # noqa: E731  (per pair, nats)
-        ctrl_greedy = samples[control]["_keep"][1]
-        entry = {
-            "model": name, "control": control, "post_rnn": rnn, "loops_mean": model.config.loops_mean,
-            "parameters": {m.name: m.num_parameters for m in (model, ctrl, post)},
-            "loops": curve["rows"],
-            "control_nll_per_city": nll_summary(control_nll),
-            "post_rnn_nll_per_city": nll_summary(nll_per_pair(post, g, optimal, None)),
-            "best_of": {k: v["rows"] for k, v in samples.items()},
-            "paired": {
-                "passes_rmax_minus_r1": {"loops": [rmax, r1], **paired(keep[rmax][0], keep[r1][0])},
-                "nll_rmax_minus_r1": {"loops": [rmax, r1], **nll_diff(keep[rmax][1], keep[r1][1])},
-                "passes_4x_mean_minus_mean": {"loops": [r4, mean], **paired(keep[r4][0], keep[mean][0])},
-                "nll_4x_mean_minus_mean": {"loops": [r4, mean], **nll_diff(keep[r4][1], keep[mean][1])},
-                "passes_looped_rmax_minus_control": {"loops": [rmax, 1], **paired(keep[rmax][0], ctrl_greedy)},
-                "passes_looped_mean_minus_control": {"loops": [mean, 1], **paired(keep[mean][0], ctrl_greedy)},
-                "nll_looped_mean_minus_control": {"loops": [mean, 1], **nll_diff(keep[mean][1], control_nll)},
-            },
-            "equal_compute": {k: equal_compute({"rows": curve["rows"]}, v, k) for k, v in samples.items()},
-        }
-        for v in samples.values():
-            v.pop("_keep")
+        entry = {**measure(g, srcs, dsts, model, ctrl, post), "command": command}
         report["sizes"][size] = entry
         print(json.dumps({k: entry[k] for k in ("model", "paired")}, indent=1), file=sys.stderr)
     args.out.parent.mkdir(parents=True, exist_ok=True)

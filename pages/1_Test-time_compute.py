@@ -6,7 +6,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from citypath.app import resources, tables
+from citypath.app import loops, resources, tables
 
 st.set_page_config(page_title="citypath · test-time compute", page_icon="🗺️", layout="wide")
 g = resources.graph()
@@ -93,3 +93,20 @@ chart = (alt.Chart(results).mark_line(point=True)
          .properties(height=380))
 st.altair_chart(chart, width="stretch")
 st.dataframe(results, width="stretch", hide_index=True)
+
+st.divider()
+st.subheader("The post's first avenue: a transformer that loops its depth")
+report, why_not = loops.load_report()
+if not report:
+    st.info(f"No loops curves yet: {why_not}.")
+else:
+    st.markdown("A causal transformer LM over city tokens (the post RNN's tokens and full-vocabulary softmax) whose "
+                "core runs r times per token. Left: NLL per city of the optimal routes against loops (lower is "
+                "better). Right: the share of greedy routes passing all three checks against the operations of one "
+                "query, loops solid, best-of-N samples dashed (the post's RNN and the unlooped control), so a loop "
+                "and a sample meet at equal compute. Bands and bars: 95% intervals. "
+                f"{report['pairs']['n']} held-out test pairs; `{report['command']}`.")
+    curve, samples = loops.loops_table(report), loops.best_of_table(report)
+    c1, c2 = st.columns(2)
+    c1.altair_chart(loops.nll_chart(curve), width="stretch")
+    c2.altair_chart(loops.passes_chart(curve, samples), width="stretch")
