@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from citypath.evaluate import load_results
-from citypath.findings import disagreements, render, rewrite
+from citypath.findings import disagreements, load_depthlm, render, rewrite
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,7 +21,8 @@ def results() -> dict:
 
 def test_readme_agrees_with_results(results):
     text = (ROOT / "README.md").read_text()
-    assert disagreements(text, render(results)) == [], "run: python -m citypath findings"
+    depthlm = load_depthlm(ROOT / "results" / "depthlm-loops.json")
+    assert disagreements(text, render(results, depthlm)) == [], "run: python -m citypath findings"
 
 
 def test_every_evaluated_row_is_in_the_table(results):
