@@ -56,6 +56,10 @@ def test_refine_yields_k_paths_one_per_loop_count_deterministically(untrained, t
     assert list(m.refine(g, 4, 4, steps=2)) == [[4], [4]]
     with pytest.raises(ValueError):
         list(m.refine(g, 0, 1, steps=0))
+    # Past the schedule's last loop count the answer stands, and nothing more is computed.
+    s, t = pairs[0]
+    run = list(m.refine_with_compute(g, s, t, steps=7))
+    assert [p for p, _ in run[4:]] == [run[3][0]] * 3 and [f for _, f in run[4:]] == [0.0] * 3
 
 
 def test_cached_decoding_is_the_teacher_forced_pass(untrained, tiny_graph, pairs):

@@ -466,8 +466,14 @@ class DepthLMModel(CountedModel):
         return self._loops(g, src, dst, steps)
 
     def _loops(self, g: CityGraph, src: int, dst: int, steps: int) -> Iterator[tuple[list[int], float]]:
+        """Step k: the greedy decode at the k-th loop count; past the schedule's end the last answer stands and
+        nothing more is computed (0 operations, as a halted model)."""
         cap = hop_cap(g, src, dst, self.config.max_hops)
+        schedule = len(self.config.loop_schedule)
         for k in range(1, steps + 1):
+            if k > schedule:
+                yield path, 0.0
+                continue
             ops = np.array([cost.haversine(1) if k == 1 else 0.0])
             with torch.inference_mode():
                 path = decode(self.net, [src], [dst], loops=self.loops_at(k), hop_caps=[cap], ops=ops)[0]
