@@ -469,15 +469,14 @@ class DepthLMModel(CountedModel):
         """Step k: the greedy decode at the k-th loop count; past the schedule's end the last answer stands and
         nothing more is computed (0 operations, as a halted model)."""
         cap = hop_cap(g, src, dst, self.config.max_hops)
-        schedule = len(self.config.loop_schedule)
-        for k in range(1, steps + 1):
-            if k > schedule:
-                yield path, 0.0
-                continue
+        path: list[int] = []
+        for k in range(1, min(steps, len(self.config.loop_schedule)) + 1):
             ops = np.array([cost.haversine(1) if k == 1 else 0.0])
             with torch.inference_mode():
                 path = decode(self.net, [src], [dst], loops=self.loops_at(k), hop_caps=[cap], ops=ops)[0]
             yield path, float(ops[0])
+        for _ in range(steps - len(self.config.loop_schedule)):
+            yield list(path), 0.0
 
     def _samples(self, g: CityGraph, src: int, dst: int, steps: int, seed: int
                  ) -> Iterator[tuple[list[int], float]]:
