@@ -1,9 +1,10 @@
-"""The one registry of model families, and the catalogue of checkpoints built from their cards.
+"""The one registry of model families: what each is, and how a checkpoint is named in pickers.
 
 Per family: its inference class (`citypath/models/<family>.py`), its training task
 (`citypath/tasks/<family>.py`) and its size presets. Adding a family is one model file, one training
-file and one line here. Nothing is imported until it is used, so reading the registry or the
-catalogue (cards only) costs no torch import.
+file and one line here. Nothing is imported until it is used (the registry imports nothing of the
+models), so reading it costs no torch import; the catalogue of checkpoints built from their cards is
+`citypath.models.catalogue`.
 
     >>> sorted(FAMILIES)[:3]
     ['bellman', 'gnn', 'gru']
@@ -12,9 +13,7 @@ catalogue (cards only) costs no torch import.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -119,35 +118,3 @@ def model_label(name: str, family: str, parameters: float, learned: bool = True)
     if not learned:
         return f"{name} · no learning"
     return f"{name} · {family} · {human_count(parameters)} params"
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One checkpoint as its card describes it (no weights read)."""
-
-    name: str
-    family: str
-    parameters: int
-    max_steps: int
-    label: str
-    learned: bool = True     # False: a classical algorithm (the floor), in its own group "no learning"
-
-
-def catalogue(directory: str | os.PathLike | None = None) -> tuple[list[Entry], dict[str, str]]:
-    """The checkpoints in `directory` (default: `models.checkpoints_dir()`), from their cards only, and for
-    each card that cannot be read, why."""
-    from citypath.models import CheckpointError, checkpoints_dir, list_models
-    from citypath.models.base import read_card
-
-    d = Path(checkpoints_dir(directory))
-    entries, unreadable = [], {}
-    for name in list_models(d):
-        try:
-            card = read_card(d / f"{name}.json")
-            family, params = str(card["family"]), int(card["num_parameters"])
-            learned = bool(card.get("learned", True))
-            entries.append(Entry(name, family, params, int(card["max_steps"]),
-                                 model_label(name, family, params, learned), learned))
-        except (CheckpointError, ValueError, TypeError, KeyError) as e:
-            unreadable[name] = f"{type(e).__name__}: {e}"
-    return entries, unreadable

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from citypath.evaluate import sample_heldout_pairs
+from citypath.models import catalogue
 from citypath.models.memsearch import MemSearchConfig, MemSearchModel, Search, count_parameters, full_graph_query
-from citypath.registry import catalogue
 from tests.protocol import check_near_card, check_refine_protocol, check_state_views
 
 
