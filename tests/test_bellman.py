@@ -13,7 +13,8 @@ from citypath.evaluate import sample_heldout_pairs
 from citypath.metrics import verifier_key
 from citypath.models import list_models, load_model
 from citypath.models.bellman import BellmanConfig, BellmanModel, Thinker, Weights
-from citypath.tasks.bellman import GraphsConfig, SmallGraph, bellman_ford_rounds, graph_batch, synthetic_graph
+from citypath.tasks.bellman import graph_batch
+from citypath.tasks.small_graphs import GraphsConfig, SmallGraph, bellman_ford_rounds, synthetic_graph
 
 
 def exact_model(g, **config) -> BellmanModel:
@@ -157,7 +158,7 @@ def test_learns_bellman_ford_on_small_graphs():
 
 def test_held_out_pairs_are_never_supervised(small_graph):
     from citypath.split import heldout_mask
-    from citypath.tasks.bellman import region_graph
+    from citypath.tasks.small_graphs import region_graph
 
     rng = np.random.default_rng(4)
     sg = region_graph(small_graph, rng, GraphsConfig())

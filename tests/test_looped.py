@@ -144,7 +144,7 @@ def test_apportion_splits_a_batch_over_the_steps_it_served():
 def test_training_on_small_graphs_runs_and_never_draws_held_out_queries(default_graph):
     from citypath.split import is_heldout
     from citypath.tasks import looped as tl
-    from citypath.tasks.bellman import region_graph
+    from citypath.tasks.small_graphs import region_graph
 
     args = types.SimpleNamespace(size="small", set=["graphs_per_batch=2", "val_paths=2"], command_line="test")
     task, cfg = tl.training_task(default_graph, args)

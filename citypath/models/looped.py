@@ -62,10 +62,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from citypath import cost
+from citypath.geo import N_GEO, geo_features
 from citypath.graph import CityGraph
 from citypath.models.base import CountedModel, StateView, config_from_dict, count_parameters, greedy_walk
 
-N_GEO = 8          # geography features per token (see geo_features)
 N_DYN = 2          # what the min head says of the token: reached, log(estimate / straight)
 
 
@@ -86,18 +86,6 @@ class LoopedConfig:
     softmax: bool = True
     global_tokens: bool = True
     injection: bool = True
-
-
-# -- geography ------------------------------------------------------------------------------------
-
-def geo_features(dt: np.ndarray, ds: np.ndarray, d_st: float, is_src: np.ndarray, is_dst: np.ndarray) -> np.ndarray:
-    """(n, N_GEO) features from straight distances (radii) to target and source: scale-free positions
-    along and across the source -> target axis (law of cosines), log distances, and the two flags."""
-    scale = d_st + 1.0
-    along = (ds ** 2 - dt ** 2 + d_st ** 2) / (2 * d_st) if d_st > 0 else np.zeros_like(ds)
-    across = np.sqrt(np.maximum(ds ** 2 - along ** 2, 0.0))
-    return np.stack([dt / scale, ds / scale, along / scale, across / scale, np.log1p(dt), np.log1p(ds),
-                     is_src.astype(np.float64), is_dst.astype(np.float64)], axis=1)
 
 
 def window_of(n: int, snd: np.ndarray, rcv: np.ndarray, w: np.ndarray, k: int) -> tuple[np.ndarray, ...]:

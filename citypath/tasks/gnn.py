@@ -14,13 +14,13 @@ from scipy.sparse.csgraph import connected_components, dijkstra
 
 from citypath.geo import haversine_km
 from citypath.graph import CityGraph, radius_edges
+from citypath.models.base import count_parameters
 from citypath.models.gnn import (
     SIZES,
     GNNConfig,
     GNNModel,
     MessageGraph,
     RecurrentMPNN,
-    count_parameters,
     message_graph,
     query_features,
 )

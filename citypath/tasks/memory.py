@@ -1,7 +1,7 @@
 """Training side of `citypath.models.memory`: imitation of the optimal next hop on regional sub-graphs.
 
 Each batch holds `queries_per_batch` queries, each on its own regional sub-graph of the default
-graph (the bellman family's `region_graph`: a random subset of the cities near a random city,
+graph (`citypath.tasks.small_graphs.region_graph`: a random subset of the cities near a random city,
 joined within the radius: sparse enough to have dead ends). Per query the walker makes
 U{1..max_passes} walks that share one memory; at every city a walk visits, the loss is the
 cross-entropy of the expert's hop (the unvisited neighbour minimising edge + true distance to the
@@ -21,13 +21,12 @@ import scipy.sparse as sp
 import torch
 from scipy.sparse.csgraph import dijkstra
 
-from citypath.geo import haversine_km
+from citypath.geo import geo_features, haversine_km
 from citypath.graph import CityGraph
-from citypath.models.looped import geo_features
-from citypath.models.memory import MemoryConfig, MemoryModel, MemoryNet, Walks, count_parameters, imitation_loss
+from citypath.models.base import count_parameters
+from citypath.models.memory import MemoryConfig, MemoryModel, MemoryNet, Walks, imitation_loss
 from citypath.split import sample_pairs, train_mask
-from citypath.tasks.bellman import GraphsConfig, region_graph
-from citypath.tasks.looped import draw_query
+from citypath.tasks.small_graphs import GraphsConfig, draw_query, region_graph
 from citypath.training import batch_rng, config_from_args, decode_at_max_steps
 
 
