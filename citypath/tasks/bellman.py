@@ -10,7 +10,7 @@ out on the default graph are never supervised. The loop is `citypath.training.tr
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields
+from dataclasses import asdict
 
 import numpy as np
 import torch
@@ -20,7 +20,7 @@ from citypath.models.base import count_parameters
 from citypath.models.bellman import BellmanConfig, BellmanModel, BellmanNet
 from citypath.split import sample_pairs, train_mask
 from citypath.tasks.small_graphs import GraphsConfig, SmallGraph, bellman_ford_rounds, region_graph, synthetic_graph
-from citypath.training import batch_rng, config_from_args, decode_at_max_steps
+from citypath.training import batch_rng, decode_at_max_steps, task_from_args
 
 TRAIN_DEFAULTS = {
     # A few minutes on one core (docs/models.md); budget in graphs ("paths" in the loop's bookkeeping).
@@ -117,11 +117,5 @@ class BellmanTask:
 
 def training_task(g: CityGraph, args):
     """Entry point for `python -m citypath train --model bellman --size tiny`."""
-    size = args.size or "tiny"
-    if size not in SIZES:
-        raise ValueError(f"--size {size!r}: the bellman network comes in {', '.join(SIZES)}")
-    cfg, overrides = config_from_args(f"bellman-{size}", TRAIN_DEFAULTS[size], args)
-    graph_fields = {f.name for f in fields(GraphsConfig)}
-    graphs = GraphsConfig(**{k: v for k, v in overrides.items() if k in graph_fields})
-    config = BellmanConfig(**{**SIZES[size], **{k: v for k, v in overrides.items() if k not in graph_fields}})
-    return BellmanTask(g, size, config, graphs, cfg, command=getattr(args, "command_line", "")), cfg
+    return task_from_args(g, args, "bellman", SIZES, TRAIN_DEFAULTS, BellmanConfig, GraphsConfig, BellmanTask,
+                          default_size="tiny")

@@ -32,7 +32,7 @@ from citypath.tasks.small_graphs import (
     straight_radii,
     synthetic_graph,
 )
-from citypath.training import batch_rng, config_from_args, decode_at_max_steps
+from citypath.training import batch_rng, decode_at_max_steps, task_from_args
 
 
 @dataclass(frozen=True)
@@ -165,14 +165,7 @@ def _bellman_graphs(gc: LoopGraphsConfig):
 
 def training_task(g: CityGraph, args):
     """Entry point for `python -m citypath train --model looped --size small`."""
-    size = args.size or "small"
-    if size not in SIZES:
-        raise ValueError(f"--size {size!r}: the looped transformer comes in {', '.join(SIZES)}")
-    cfg, overrides = config_from_args(f"looped-{size}", TRAIN_DEFAULTS[size], args)
-    graph_fields = {f.name for f in fields(LoopGraphsConfig)}
-    graphs = LoopGraphsConfig(**{k: v for k, v in overrides.items() if k in graph_fields})
-    config = LoopedConfig(**{**SIZES[size], **{k: v for k, v in overrides.items() if k not in graph_fields}})
-    return LoopedTask(g, size, config, graphs, cfg, command=getattr(args, "command_line", "")), cfg
+    return task_from_args(g, args, "looped", SIZES, TRAIN_DEFAULTS, LoopedConfig, LoopGraphsConfig, LoopedTask)
 
 
 __all__ = ["LoopGraphsConfig", "LoopedTask", "Tokens", "training_task"]

@@ -26,9 +26,9 @@ from citypath.graph import CityGraph
 from citypath.models.base import count_parameters
 from citypath.models.memsearch import MemSearchConfig, MemSearchModel, MemSearchNet, Query, Search
 from citypath.split import train_mask
-from citypath.tasks.memory import MemoryTask, task_from_args
+from citypath.tasks.memory import MemoryTask
 from citypath.tasks.small_graphs import GraphsConfig, draw_query, region_graph
-from citypath.training import batch_rng, decode_at_max_steps
+from citypath.training import batch_rng, decode_at_max_steps, task_from_args
 
 
 @dataclass(frozen=True)
