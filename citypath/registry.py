@@ -21,22 +21,35 @@ class Family:
     model: str                      # "module:Class", a RoutingModel
     task: str | None = None         # "module:function" -> TrainTask; None: not trainable here (test families)
     sizes: tuple[str, ...] = ()     # the `--size` presets of `python -m citypath train`
+    loss: str = ""                  # what its training loss means (losses compare only within one meaning)
+    post_nll: bool = False          # its validation loss is the post's language-modelling NLL
 
 
-def _family(name: str, sizes: tuple[str, ...], cls: str) -> Family:
-    return Family(f"citypath.models.{name}:{cls}", f"citypath.tasks.{name}:training_task", sizes)
+def _family(name: str, sizes: tuple[str, ...], cls: str, loss: str, post_nll: bool = False) -> Family:
+    return Family(f"citypath.models.{name}:{cls}", f"citypath.tasks.{name}:training_task", sizes, loss, post_nll)
 
+
+NEXT_CITY_NLL = "cross-entropy per predicted city, softmax over all cities (nats)"
 
 FAMILIES: dict[str, Family] = {
-    "gru": _family("gru", ("small", "large"), "GRUModel"),
-    "refiner": _family("refiner", ("small", "medium", "tiny"), "RefinerModel"),
-    "gnn": _family("gnn", ("small",), "GNNModel"),
-    "postrnn": _family("postrnn", ("small", "large"), "PostRNNModel"),
-    "bellman": _family("bellman", ("tiny",), "BellmanModel"),
-    "looped": _family("looped", ("small",), "LoopedModel"),
-    "memory": _family("memory", ("small",), "MemoryModel"),
-    "memsearch": _family("memsearch", ("small",), "MemSearchModel"),
-    "depthlm": _family("depthlm", ("small", "large"), "DepthLMModel"),
+    "gru": _family("gru", ("small", "large"), "GRUModel",
+                   "cross-entropy per predicted city, softmax over the current city's neighbours (nats)"),
+    "refiner": _family("refiner", ("small", "medium", "tiny"), "RefinerModel",
+                       "cross-entropy per hop over the current city's neighbours (nats)"),
+    "gnn": _family("gnn", ("small",), "GNNModel",
+                   "smooth-L1 error of the predicted detour to the target (radius units)"),
+    "postrnn": _family("postrnn", ("small", "large"), "PostRNNModel", NEXT_CITY_NLL, post_nll=True),
+    "bellman": _family("bellman", ("tiny",), "BellmanModel",
+                       "L1 error of the estimated distance to the target (radius units), plus the L1 weight penalty"),
+    "looped": _family("looped", ("small",), "LoopedModel",
+                      "L1 error of the min head's estimate against Bellman-Ford's (radius units), plus the detour "
+                      "read-out's |log1p error| against the true distance and the min head's L1 weight penalty"),
+    "memory": _family("memory", ("small",), "MemoryModel",
+                      "cross-entropy of the expert's next hop, per supervised decision (nats)"),
+    "memsearch": _family("memsearch", ("small",), "MemSearchModel",
+                         "cross-entropy of the read weights against the expert's memory slots, per planning "
+                         "iteration (nats)"),
+    "depthlm": _family("depthlm", ("small", "large"), "DepthLMModel", NEXT_CITY_NLL, post_nll=True),
     # No learning: the floor every model is read against (cards only, nothing to train).
     "classical": Family("citypath.models.classical:ClassicalModel"),
 }

@@ -23,6 +23,7 @@ from citypath.cost import human as human_ops
 from citypath.evaluate import FAILED_RATIO_CAP
 from citypath.graph import CityGraph
 from citypath.models import RoutingModel
+from citypath.registry import FAMILIES
 
 RESULTS_PATH = Path(__file__).resolve().parents[2] / "results" / "eval.json"
 
@@ -164,16 +165,10 @@ def curves_table(models: Mapping[str, RoutingModel]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["model", "family", "paths_seen", "metric", "value"])
 
 
-# What each family's training loss means: losses are compared only within one meaning.
-LOSS_MEANING = {
-    "postrnn": "cross-entropy per predicted city, softmax over all cities (nats)",
-    "gru": "cross-entropy per predicted city, softmax over the current city's neighbours (nats)",
-    "refiner": "cross-entropy per hop over the current city's neighbours (nats)",
-    "gnn": "smooth-L1 error of the predicted detour to the target (radius units)",
-    "bellman": "L1 error of the estimated distance to the target (radius units), plus the L1 weight penalty",
-}
-# Families whose validation loss is the post's language-modelling NLL: the headline chart's lines.
-POST_FAMILIES = ("postrnn",)
+# What each family's training loss means (losses are compared only within one meaning), and the families whose
+# validation loss is the post's language-modelling NLL (the headline chart's lines): the registry says both.
+LOSS_MEANING = {name: f.loss for name, f in FAMILIES.items() if f.loss}
+POST_FAMILIES = tuple(name for name, f in FAMILIES.items() if f.post_nll)
 RATE_CURVES = {"val_passes_three_checks": "passes all three checks", "val_reaches_target": "reaches the target",
                "val_valid": "valid", "val_illegal_jump_rate": "has an illegal jump"}
 RATIO_CURVES = {"val_length_ratio": "length / optimal (valid routes)"}
