@@ -116,6 +116,13 @@ def import_cycles(modules: dict[str, Path]) -> list[list[str]]:
     return out
 
 
+def test_the_library_never_imports_an_experiment():
+    """Studies that train, ablate or sweep live in experiments/ and use the library; never the other way round."""
+    offenders = {name: sorted(m for m in imported_modules(path) if m.split(".")[0] == "experiments")
+                 for name, path in package_modules().items()}
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
 def test_no_import_loops():
     """No module imports itself back through others, lazy imports included (a package's __init__ re-exporting
     its own modules aside: `citypath` itself is left out of the graph)."""

@@ -185,7 +185,7 @@ def test_shipped_checkpoint_scores_near_its_card(default_graph):
 
 
 def test_the_report_compares_learned_weights_with_bellman_ford(small_graph, tmp_path, monkeypatch):
-    from citypath.reports import bellman_report
+    from experiments.bellman_report import bellman_report
     from tests.fake_models import bellman_exact_checkpoint
 
     bellman_exact_checkpoint(tmp_path, small_graph, rounds_per_step=2, max_steps=12)

@@ -108,7 +108,7 @@ def test_shipped_checkpoint_scores_near_its_card(default_graph, name):
 
 
 def test_control_weight_is_the_one_chosen_on_validation_pairs():
-    """memory-search's attribution control uses the w that `python -m citypath.reports control-weight` chose on
+    """memory-search's attribution control uses the w that `python -m experiments.control_weight` chose on
     validation pairs (results/memsearch-control-weight.json), not a hand-picked one."""
     import json
     from pathlib import Path
