@@ -348,10 +348,10 @@ def loop_flops(c: LoopedConfig, n_tokens: int, n_edges: int) -> float:
 
 # -- inference: the min head over a corridor, the block over a tube around the path -------------------
 
-class Thinker:
+class LoopedThinker:
     """Runs the looped block on one query of the full graph, a loop at a time.
 
-    The min head is run exactly as the bellman family runs its network (`citypath.models.bellman.Thinker`:
+    The min head is run exactly as the bellman family runs its network (`citypath.models.bellman.BellmanThinker`:
     float64, messages only from cities whose value changed last loop, inside the corridor that grows
     when the source's estimate exceeds it). The block (injection, softmax heads, MLP, detour read-out)
     runs over the **tube**: the cities of the last decoded path that the min head has not reached yet,
@@ -361,12 +361,11 @@ class Thinker:
     """
 
     def __init__(self, net: LoopedNet, g: CityGraph, src: int, dst: int):
-        from citypath.models.bellman import BellmanConfig, Weights
-        from citypath.models.bellman import Thinker as MinThinker
+        from citypath.models.bellman import BellmanConfig, BellmanThinker, Weights
 
         c = net.config
         self.net, self.g, self.src, self.dst = net, g, src, dst
-        self.mh = MinThinker(Weights.of(net.min_head), g, BellmanConfig(
+        self.mh = BellmanThinker(Weights.of(net.min_head), g, BellmanConfig(
             hidden_dim=1, corridor_factor=c.corridor_factor, corridor_slack_radii=c.corridor_slack_radii), src, dst)
         if not c.min_head:      # ablation: nothing is ever reached (the target itself aside)
             self.mh.s.frontier = np.array([], dtype=np.int64)
@@ -489,7 +488,7 @@ class StepRecord:
     path: list[int]
     flops: float
     halted: bool
-    thinker: Thinker | None = field(default=None, repr=False)
+    thinker: LoopedThinker | None = field(default=None, repr=False)
 
 
 class LoopedModel(CountedModel):
@@ -556,7 +555,7 @@ class LoopedModel(CountedModel):
                 yield StepRecord([src], 0.0, True)
             self.last_run_steps = 0
             return
-        t = Thinker(self.net, g, src, dst)
+        t = LoopedThinker(self.net, g, src, dst)
         cap = max_hops_for(g, src, dst)
         prior, prior_ops = t.decode(cap)         # the straight-line walk: the first step's tube
         t.ops += prior_ops
