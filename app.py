@@ -52,7 +52,7 @@ with turns.turn():
         interesting, _why_none = resources.interesting(g)
         if interesting:
             with st.expander("Interesting pairs", icon=":material/travel_explore:"):
-                st.caption("Held-out pairs picked by `python -m citypath.reports pairs` from every shipped model's "
+                st.caption("Held-out pairs picked by `python -m citypath.pairs` from every shipped model's "
                            "routes: one click loads a pair.")
                 for i, pick in enumerate(interesting):
                     st.button(f"{pick.label(g)}", key=f"pick-{i}", help=f"{pick.kind}: {pick.why}", width="stretch",

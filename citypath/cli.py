@@ -92,11 +92,7 @@ def _route_models(args, g, src: int, dst: int) -> int:
             return 2
         r = compute_replay(model, g, src, dst, args.steps, args.seed)
         print(f"\n{name} ({model.family}, {model.num_parameters:,} parameters), seed {args.seed}:")
-        print("step  valid  illegal  reaches  hops   length km  vs optimal  frechet km      ms")
-        for _, m in r.metrics.iterrows():
-            print(f"{int(m['step']):4d}  {'yes' if m['valid'] else 'no':>5}  {int(m['illegal_jumps']):7d}  "
-                  f"{'yes' if m['reaches_target'] else 'no':>7}  {int(m['hops']):4d}  {m['length_km']:10,.1f}  "
-                  f"{m['length_pct']:+9.1f}%  {m['frechet_km']:10,.1f}  {m['ms']:6.1f}")
+        print(route_table(r.metrics))
         if r.error:
             print(f"warning: {r.error}", file=sys.stderr)
         runs.append(Shown(r, args.steps))
@@ -125,6 +121,21 @@ def _route_models(args, g, src: int, dst: int) -> int:
             write_atomic(Path(path), data if isinstance(data, bytes) else data.encode())
             print(f"wrote {path}")
     return 0
+
+
+# The route table's columns after the step: the PNG's table and the step's time (`citypath.metrics.METRICS`).
+ROUTE_TABLE = ("valid", "illegal_jumps", "reaches_target", "hops", "length_km", "length_pct", "frechet_km", "ms")
+
+
+def route_table(metrics) -> str:
+    """A replay's metrics per step as a fixed-width table: headers and values as the metric table writes them."""
+    from citypath.metrics import METRICS
+
+    columns = [["step", *(str(int(k)) for k in metrics["step"])]]
+    columns += [[METRICS[name].short, *(METRICS[name].text(v, unit=False) for v in metrics[name])]
+                for name in ROUTE_TABLE]
+    widths = [max(map(len, col)) for col in columns]
+    return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in zip(*columns))
 
 
 def cmd_train(args) -> int:

@@ -34,15 +34,17 @@ from tqdm.auto import tqdm
 
 from citypath.cache import write_atomic
 from citypath.graph import CityGraph
-from citypath.metrics import evaluate_paths
+from citypath.metrics import METRICS, evaluate_paths
 from citypath.models.base import RoutingModel
 from citypath.split import sample_pairs
 
 SCHEMA_VERSION = 2
 
-# Shares of pairs: their intervals are Wilson score intervals (never zero-width at 0% or 100%).
-RATES = ("valid", "reaches_target", "starts_at_source", "illegal_jump_rate", "exact_match", "optimal_length",
-         "passes_three_checks", "bounded")
+# Every yes/no metric of the metric table (`citypath.metrics.METRICS`), summarised as the share of pairs where it holds.
+FLAGS = tuple(name for name, m in METRICS.items() if m.kind == "flag")
+# Shares of pairs (the flags, and the post's checks on top of them): Wilson score intervals (never zero-width at
+# 0% or 100%).
+RATES = (*FLAGS, "illegal_jump_rate", "passes_three_checks")
 # The length ratio charged to a failed (not valid) route in `length_ratio_all_*`: a stated, conservative
 # penalty (twice the optimal length, worse than almost any valid route), so that a model cannot look
 # short by failing its hard pairs. Valid routes keep their own ratio, even above the cap.
@@ -135,16 +137,10 @@ def summarise(df: pd.DataFrame, ms: np.ndarray, steps: int, flops: np.ndarray, *
     ratio = df["length_ratio"].to_numpy(np.float64)
     ratio_all = np.where(valid, ratio, FAILED_RATIO_CAP)
     cpu_ms = np.full(n, np.nan) if cpu_ms is None else np.asarray(cpu_ms, np.float64)
-    columns = {
-        "valid": df["valid"].to_numpy(np.float64),
-        "reaches_target": df["reaches_target"].to_numpy(np.float64),
-        "starts_at_source": df["starts_at_source"].to_numpy(np.float64),
+    columns = {name: df[name].to_numpy(np.float64) for name in FLAGS} | {
         "illegal_jump_rate": (df["illegal_jumps"] > 0).to_numpy(np.float64),
         "illegal_jumps_mean": df["illegal_jumps"].to_numpy(np.float64),
-        "exact_match": df["exact_match"].to_numpy(np.float64),
-        "optimal_length": df["optimal_length"].to_numpy(np.float64),
         "passes_three_checks": (df["bounded"] & (df["illegal_jumps"] == 0)).to_numpy(np.float64),
-        "bounded": df["bounded"].to_numpy(np.float64),
     }
     out: dict = {k: float(v.mean()) for k, v in columns.items()}
     # Illegal hops as a rate over all hops (as the training curves count it), so it gets a Wilson interval.

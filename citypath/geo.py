@@ -3,6 +3,8 @@
 Every distance in citypath is a haversine distance in kilometres on a sphere of
 radius 6371.0088 km (the IUGG mean Earth radius), so the graph, the metrics and
 the map agree to the last bit on whether two cities are within the radius.
+`geo_features` is the one description of where a city lies relative to a query's source and
+target that the looped, memory and memsearch families feed their networks.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 EARTH_RADIUS_KM = 6371.0088
+N_GEO = 8   # features per city of `geo_features`
 
 
 def haversine_km(lat1, lon1, lat2, lon2) -> np.ndarray:
@@ -53,3 +56,13 @@ def project_aeqd_km(lat, lon, lat0, lon0) -> tuple[np.ndarray, np.ndarray]:
     x = EARTH_RADIUS_KM * k * np.cos(phi) * np.sin(lam - lam0)
     y = EARTH_RADIUS_KM * k * (np.cos(phi0) * np.sin(phi) - np.sin(phi0) * np.cos(phi) * np.cos(lam - lam0))
     return x, y
+
+
+def geo_features(dt: np.ndarray, ds: np.ndarray, d_st: float, is_src: np.ndarray, is_dst: np.ndarray) -> np.ndarray:
+    """(n, N_GEO) features from straight distances (radii) to target and source: scale-free positions
+    along and across the source -> target axis (law of cosines), log distances, and the two flags."""
+    scale = d_st + 1.0
+    along = (ds ** 2 - dt ** 2 + d_st ** 2) / (2 * d_st) if d_st > 0 else np.zeros_like(ds)
+    across = np.sqrt(np.maximum(ds ** 2 - along ** 2, 0.0))
+    return np.stack([dt / scale, ds / scale, along / scale, across / scale, np.log1p(dt), np.log1p(ds),
+                     is_src.astype(np.float64), is_dst.astype(np.float64)], axis=1)

@@ -58,7 +58,7 @@ class Metric:
         if self.kind == "pct":
             return f"{v:+.1f}%"
         if self.kind == "ms":
-            return f"{v:.1f} ms"
+            return f"{v:.1f} ms" if unit else f"{v:.1f}"
         return f"{v:.3f}"
 
     def change(self, delta: float) -> str:

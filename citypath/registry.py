@@ -1,9 +1,10 @@
-"""The one registry of model families, and the catalogue of checkpoints built from their cards.
+"""The one registry of model families: what each is, and how a checkpoint is named in pickers.
 
 Per family: its inference class (`citypath/models/<family>.py`), its training task
 (`citypath/tasks/<family>.py`) and its size presets. Adding a family is one model file, one training
-file and one line here. Nothing is imported until it is used, so reading the registry or the
-catalogue (cards only) costs no torch import.
+file and one line here. Nothing is imported until it is used (the registry imports nothing of the
+models), so reading it costs no torch import; the catalogue of checkpoints built from their cards is
+`citypath.models.catalogue`.
 
     >>> sorted(FAMILIES)[:3]
     ['bellman', 'gnn', 'gru']
@@ -12,9 +13,7 @@ catalogue (cards only) costs no torch import.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -22,22 +21,35 @@ class Family:
     model: str                      # "module:Class", a RoutingModel
     task: str | None = None         # "module:function" -> TrainTask; None: not trainable here (test families)
     sizes: tuple[str, ...] = ()     # the `--size` presets of `python -m citypath train`
+    loss: str = ""                  # what its training loss means (losses compare only within one meaning)
+    post_nll: bool = False          # its validation loss is the post's language-modelling NLL
 
 
-def _family(name: str, sizes: tuple[str, ...], cls: str) -> Family:
-    return Family(f"citypath.models.{name}:{cls}", f"citypath.tasks.{name}:training_task", sizes)
+def _family(name: str, sizes: tuple[str, ...], cls: str, loss: str, post_nll: bool = False) -> Family:
+    return Family(f"citypath.models.{name}:{cls}", f"citypath.tasks.{name}:training_task", sizes, loss, post_nll)
 
+
+NEXT_CITY_NLL = "cross-entropy per predicted city, softmax over all cities (nats)"
 
 FAMILIES: dict[str, Family] = {
-    "gru": _family("gru", ("small", "large"), "GRUModel"),
-    "refiner": _family("refiner", ("small", "medium", "tiny"), "RefinerModel"),
-    "gnn": _family("gnn", ("small",), "GNNModel"),
-    "postrnn": _family("postrnn", ("small", "large"), "PostRNNModel"),
-    "bellman": _family("bellman", ("tiny",), "BellmanModel"),
-    "looped": _family("looped", ("small",), "LoopedModel"),
-    "memory": _family("memory", ("small",), "MemoryModel"),
-    "memsearch": _family("memsearch", ("small",), "MemSearchModel"),
-    "depthlm": _family("depthlm", ("small", "large"), "DepthLMModel"),
+    "gru": _family("gru", ("small", "large"), "GRUModel",
+                   "cross-entropy per predicted city, softmax over the current city's neighbours (nats)"),
+    "refiner": _family("refiner", ("small", "medium", "tiny"), "RefinerModel",
+                       "cross-entropy per hop over the current city's neighbours (nats)"),
+    "gnn": _family("gnn", ("small",), "GNNModel",
+                   "smooth-L1 error of the predicted detour to the target (radius units)"),
+    "postrnn": _family("postrnn", ("small", "large"), "PostRNNModel", NEXT_CITY_NLL, post_nll=True),
+    "bellman": _family("bellman", ("tiny",), "BellmanModel",
+                       "L1 error of the estimated distance to the target (radius units), plus the L1 weight penalty"),
+    "looped": _family("looped", ("small",), "LoopedModel",
+                      "L1 error of the min head's estimate against Bellman-Ford's (radius units), plus the detour "
+                      "read-out's |log1p error| against the true distance and the min head's L1 weight penalty"),
+    "memory": _family("memory", ("small",), "MemoryModel",
+                      "cross-entropy of the expert's next hop, per supervised decision (nats)"),
+    "memsearch": _family("memsearch", ("small",), "MemSearchModel",
+                         "cross-entropy of the read weights against the expert's memory slots, per planning "
+                         "iteration (nats)"),
+    "depthlm": _family("depthlm", ("small", "large"), "DepthLMModel", NEXT_CITY_NLL, post_nll=True),
     # No learning: the floor every model is read against (cards only, nothing to train).
     "classical": Family("citypath.models.classical:ClassicalModel"),
 }
@@ -119,35 +131,3 @@ def model_label(name: str, family: str, parameters: float, learned: bool = True)
     if not learned:
         return f"{name} · no learning"
     return f"{name} · {family} · {human_count(parameters)} params"
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One checkpoint as its card describes it (no weights read)."""
-
-    name: str
-    family: str
-    parameters: int
-    max_steps: int
-    label: str
-    learned: bool = True     # False: a classical algorithm (the floor), in its own group "no learning"
-
-
-def catalogue(directory: str | os.PathLike | None = None) -> tuple[list[Entry], dict[str, str]]:
-    """The checkpoints in `directory` (default: `models.checkpoints_dir()`), from their cards only, and for
-    each card that cannot be read, why."""
-    from citypath.models import CheckpointError, checkpoints_dir, list_models
-    from citypath.models.base import read_card
-
-    d = Path(checkpoints_dir(directory))
-    entries, unreadable = [], {}
-    for name in list_models(d):
-        try:
-            card = read_card(d / f"{name}.json")
-            family, params = str(card["family"]), int(card["num_parameters"])
-            learned = bool(card.get("learned", True))
-            entries.append(Entry(name, family, params, int(card["max_steps"]),
-                                 model_label(name, family, params, learned), learned))
-        except (CheckpointError, ValueError, TypeError, KeyError) as e:
-            unreadable[name] = f"{type(e).__name__}: {e}"
-    return entries, unreadable

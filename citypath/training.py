@@ -596,3 +596,19 @@ def config_from_args(default_name: str, defaults: dict, args) -> tuple[TrainConf
     if getattr(args, "keep_validation_pairs", False):
         values["exclude_validation"] = False
     return TrainConfig(name=getattr(args, "name", None) or default_name, **values), model_overrides
+
+
+def task_from_args(g: CityGraph, args, family: str, sizes: dict, defaults: dict, config_cls, data_cls, task_cls, *,
+                   default_size: str = "small"):
+    """The TrainTask of a family trained on drawn graphs or episodes (bellman, gnn, looped, memory, memsearch)
+    from the CLI's arguments, and its TrainConfig: `--set` overrides go to the TrainConfig (`config_from_args`),
+    else to the data config (`data_cls`: how graphs or episodes are drawn) where they name one of its fields, else
+    to the model config (`config_cls`)."""
+    size = args.size or default_size
+    if size not in sizes:
+        raise ValueError(f"--size {size!r}: family {family} comes in {', '.join(sizes)}")
+    cfg, overrides = config_from_args(f"{family}-{size}", defaults[size], args)
+    data_fields = {f.name for f in dataclasses.fields(data_cls)}
+    data = data_cls(**{k: v for k, v in overrides.items() if k in data_fields})
+    config = config_cls(**{**sizes[size], **{k: v for k, v in overrides.items() if k not in data_fields}})
+    return task_cls(g, size, config, data, cfg, command=getattr(args, "command_line", "")), cfg

@@ -12,8 +12,9 @@ import citypath
 from citypath.evaluate import sample_heldout_pairs
 from citypath.metrics import verifier_key
 from citypath.models import list_models, load_model
-from citypath.models.bellman import BellmanConfig, BellmanModel, Thinker, Weights
-from citypath.tasks.bellman import GraphsConfig, SmallGraph, bellman_ford_rounds, graph_batch, synthetic_graph
+from citypath.models.bellman import BellmanConfig, BellmanModel, BellmanThinker, Weights
+from citypath.tasks.bellman import graph_batch
+from citypath.tasks.small_graphs import GraphsConfig, SmallGraph, bellman_ford_rounds, synthetic_graph
 
 
 def exact_model(g, **config) -> BellmanModel:
@@ -39,7 +40,7 @@ def test_exact_weights_give_dijkstras_distances_after_enough_rounds(tiny_graph, 
     g = tiny_graph
     m = exact_model(g)
     for src, dst in pairs[:6]:
-        t = Thinker(m.weights, g, m.config, src, dst)
+        t = BellmanThinker(m.weights, g, m.config, src, dst)
         for _ in range(400):
             t.round()
         truth = dijkstra(g.adjacency, indices=dst)
@@ -157,7 +158,7 @@ def test_learns_bellman_ford_on_small_graphs():
 
 def test_held_out_pairs_are_never_supervised(small_graph):
     from citypath.split import heldout_mask
-    from citypath.tasks.bellman import region_graph
+    from citypath.tasks.small_graphs import region_graph
 
     rng = np.random.default_rng(4)
     sg = region_graph(small_graph, rng, GraphsConfig())
@@ -184,7 +185,7 @@ def test_shipped_checkpoint_scores_near_its_card(default_graph):
 
 
 def test_the_report_compares_learned_weights_with_bellman_ford(small_graph, tmp_path, monkeypatch):
-    from citypath.reports import bellman_report
+    from experiments.bellman_report import bellman_report
     from tests.fake_models import bellman_exact_checkpoint
 
     bellman_exact_checkpoint(tmp_path, small_graph, rounds_per_step=2, max_steps=12)
@@ -204,7 +205,7 @@ def test_when_the_source_estimate_exceeds_the_corridor_every_reached_city_sends_
     m = exact_model(g, rounds_per_step=1)
     seen = 0
     for src, dst in pairs:
-        t = Thinker(m.weights, g, m.config, src, dst)
+        t = BellmanThinker(m.weights, g, m.config, src, dst)
         while not t.s.reached[src] and len(t.s.frontier):
             t.round()
         if not len(t.s.frontier):
@@ -274,7 +275,7 @@ def test_counted_operations_match_an_independent_count(tiny_graph, pairs):
     g = tiny_graph
     m = exact_model(g, rounds_per_step=2, max_steps=12, corridor_factor=1000.0)
     for src, dst in pairs[:4]:
-        t = Thinker(m.weights, g, m.config, src, dst)
+        t = BellmanThinker(m.weights, g, m.config, src, dst)
         raw = []                                    # the decoder's own path each step (before best-so-far)
         for _ in range(12):
             for _ in range(2):

@@ -33,3 +33,17 @@ def test_help_runs_as_a_module():
     out = subprocess.run([sys.executable, "-m", "citypath", "--help"], capture_output=True, text=True, check=True)
     for command in ("cities", "build", "route"):
         assert command in out.stdout
+
+
+def test_the_route_table_reads_the_metric_table():
+    """The CLI's per-step table: one column per metric of ROUTE_TABLE, headed and written as METRICS says."""
+    import pandas as pd
+
+    from citypath.cli import ROUTE_TABLE, route_table
+    from citypath.metrics import METRICS
+
+    row = {"step": 1, "valid": True, "illegal_jumps": 0, "reaches_target": True, "hops": 2, "length_km": 1234.4,
+           "length_pct": 3.14, "frechet_km": 12.0, "ms": 8.04}
+    header, line = route_table(pd.DataFrame([row])).splitlines()
+    assert header.split("  ")[0] == "step" and all(METRICS[n].short in header for n in ROUTE_TABLE)
+    assert line.split() == ["1", "yes", "0", "yes", "2", "1,234", "+3.1%", "12", "8.0"]

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from citypath import replay, reports
+from citypath import pairs, replay
 from citypath.app import picks, tables
 from citypath.view import present
 
@@ -72,7 +72,7 @@ def test_interesting_pairs_are_derived_from_the_outcomes():
         _row(5, 6, 7, a=(True, 1.20, True, 1.20), b=(True, 1.25, True, 1.25)),      # all far
         _row(7, 8, 4, a=(True, 1.00, True, 1.00), b=(True, 1.09, True, 1.09)),      # disagree: 9% apart
     ]
-    picks = reports.interesting_pairs(rows, per_kind=1)
+    picks = pairs.interesting_pairs(rows, per_kind=1)
     kinds = {p["kind"]: (p["source"], p["target"]) for p in picks}
     assert kinds["fails at step 1, then recovers"] == (1, 2)
     assert kinds["refinement helps most"] == (3, 4)
@@ -100,7 +100,7 @@ def test_pair_outcomes_run_every_model(tmp_path, tiny_graph, monkeypatch):
 
     bellman_exact_checkpoint(tmp_path, tiny_graph, name="bellman-exact", rounds_per_step=1, max_steps=30)
     monkeypatch.setenv("CITYPATH_CHECKPOINTS", str(tmp_path))
-    rows = reports.pair_outcomes(tiny_graph, ["bellman-exact"], 4, seed=0)
+    rows = pairs.pair_outcomes(tiny_graph, ["bellman-exact"], 4, seed=0)
     assert len(rows) == 4
     for r in rows:
         m = r["models"]["bellman-exact"]

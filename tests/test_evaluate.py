@@ -281,12 +281,12 @@ def test_flops_total_is_the_sum_of_the_steps_actually_run(tiny_graph):
 
 
 def test_card_metrics_are_measured_again_as_the_training_run_did(tiny_graph, tiny_gru_dir, tmp_path):
-    """`python -m citypath.reports card-metrics`: the card's metrics measured again with its own pairs, seed and
+    """`python -m experiments.card_metrics`: the card's metrics measured again with its own pairs, seed and
     steps (the training run's end), the weights and the rest of the card untouched."""
     import json
     import shutil
 
-    from citypath.reports import refresh_card_metrics
+    from experiments.card_metrics import refresh_card_metrics
 
     for f in tiny_gru_dir.iterdir():
         shutil.copy(f, tmp_path / f.name)
@@ -296,7 +296,7 @@ def test_card_metrics_are_measured_again_as_the_training_run_did(tiny_graph, tin
     card_path.write_text(json.dumps({**before, "metrics": {"pairs": 1, "pair_seed": 0, "by_steps": {}}}))
     after = refresh_card_metrics(tiny_graph, "gru-tiny", str(tmp_path))
     assert after == json.loads(card_path.read_text())
-    assert after["metrics"]["command"] == "python -m citypath.reports card-metrics --model gru-tiny"
+    assert after["metrics"]["command"] == "python -m experiments.card_metrics --model gru-tiny"
     def quality(metrics):         # wall and CPU times are measured again, the rest is deterministic
         return {k: {f: v for f, v in r.items() if not f.startswith(("ms_", "cpu_ms_"))}
                 for k, r in metrics["by_steps"].items()}

@@ -15,7 +15,7 @@ import citypath
 from citypath.evaluate import sample_heldout_pairs
 from citypath.metrics import verifier_key
 from citypath.models import list_models
-from citypath.models.looped import LoopedConfig, LoopedModel, Thinker, count_parameters
+from citypath.models.looped import LoopedConfig, LoopedModel, LoopedThinker, count_parameters
 from citypath.replay import apportion_ms, compute_replay
 from tests.protocol import check_near_card, check_state_views
 
@@ -65,7 +65,7 @@ def test_exact_min_head_reaches_dijkstra_and_routes_optimally(tiny_graph, pairs)
     g = tiny_graph
     m = exact_min_head(LoopedModel.untrained(g, LoopedConfig(loops_per_step=1, max_steps=60), seed=0))
     for src, dst in pairs[:6]:
-        t = Thinker(m.net, g, src, dst)
+        t = LoopedThinker(m.net, g, src, dst)
         for _ in range(300):
             t.loop()
         truth = dijkstra(g.adjacency, indices=dst)
@@ -144,7 +144,7 @@ def test_apportion_splits_a_batch_over_the_steps_it_served():
 def test_training_on_small_graphs_runs_and_never_draws_held_out_queries(default_graph):
     from citypath.split import is_heldout
     from citypath.tasks import looped as tl
-    from citypath.tasks.bellman import region_graph
+    from citypath.tasks.small_graphs import region_graph
 
     args = types.SimpleNamespace(size="small", set=["graphs_per_batch=2", "val_paths=2"], command_line="test")
     task, cfg = tl.training_task(default_graph, args)
@@ -213,7 +213,7 @@ def test_counted_operations_match_an_independent_count(tiny_graph, pairs):
 
     for src, dst in pairs[:3]:
         got = [f for _, f in m.refine_with_compute(g, src, dst, steps=10)]
-        t = Thinker(m.net, g, src, dst)
+        t = LoopedThinker(m.net, g, src, dst)
         first = [x for x in (src, dst) if not t.mh.s.reached[x]]       # the first tube: source, target
         want_total = cost.haversine(2 * n) + cost.fill(5 * n) + cost.fill(n * (c.dim + 2)) \
             + cost.sort(2 + sum(int(ip[x + 1] - ip[x]) for x in first) + len(first)) + cost.fill(n) \

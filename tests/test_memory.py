@@ -12,6 +12,7 @@ import torch
 
 import citypath
 from citypath.evaluate import sample_heldout_pairs
+from citypath.models import catalogue
 from citypath.models.memory import (
     MemoryConfig,
     MemoryModel,
@@ -20,7 +21,6 @@ from citypath.models.memory import (
     full_graph_walks,
     walk_batch,
 )
-from citypath.registry import catalogue
 from tests.protocol import check_near_card, check_refine_protocol, check_state_views
 
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from citypath.evaluate import sample_heldout_pairs
+from citypath.models import catalogue
 from citypath.models.memsearch import MemSearchConfig, MemSearchModel, Search, count_parameters, full_graph_query
-from citypath.registry import catalogue
 from tests.protocol import check_near_card, check_refine_protocol, check_state_views
 
 
@@ -108,7 +108,7 @@ def test_shipped_checkpoint_scores_near_its_card(default_graph, name):
 
 
 def test_control_weight_is_the_one_chosen_on_validation_pairs():
-    """memory-search's attribution control uses the w that `python -m citypath.reports control-weight` chose on
+    """memory-search's attribution control uses the w that `python -m experiments.control_weight` chose on
     validation pairs (results/memsearch-control-weight.json), not a hand-picked one."""
     import json
     from pathlib import Path

@@ -220,9 +220,9 @@ def test_graph_families_never_draw_nor_supervise_validation_pairs(small_graph):
     import numpy as np
 
     from citypath.split import train_mask, validation_mask
-    from citypath.tasks.bellman import GraphsConfig, graph_batch, region_graph
-    from citypath.tasks.looped import draw_query
+    from citypath.tasks.bellman import graph_batch
     from citypath.tasks.refiner import _PairSource
+    from citypath.tasks.small_graphs import GraphsConfig, draw_query, region_graph
 
     sg = region_graph(small_graph, np.random.default_rng(4), GraphsConfig(min_nodes=150, max_nodes=160))
     for exclude in (False, True):

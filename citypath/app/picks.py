@@ -63,7 +63,7 @@ INTERESTING_PATH = Path(__file__).resolve().parents[2] / "results" / "interestin
 
 @dataclass(frozen=True)
 class Pick:
-    """One interesting pair from `python -m citypath.reports pairs`, with why it is interesting."""
+    """One interesting pair from `python -m citypath.pairs`, with why it is interesting."""
 
     kind: str
     source: int

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from citypath import registry, settings
+from citypath import settings
 from citypath.app import picks
 from citypath.cache import process_cache
 from citypath.graph import CityGraph, graph_kwargs_from_env, load_graph
-from citypath.models import ModelError, RoutingModel, checkpoints_dir, list_models, load_model
+from citypath.models import ModelError, RoutingModel, catalogue, checkpoints_dir, list_models, load_model
 from citypath.view.maplayers import cities_records, write_static_json
 
 REPO = Path(__file__).resolve().parents[2]
@@ -107,7 +107,7 @@ class Catalog:
 
 @process_cache(maxsize=8)   # never modified
 def _catalog(stamp: tuple) -> Catalog:
-    entries, unreadable = registry.catalogue()
+    entries, unreadable = catalogue()
     labels = {e.name: e.label for e in entries} | {name: f"{name} (unreadable card)" for name in unreadable}
     steps = [16] + [e.max_steps for e in entries]
     # The learned models first, then the group "no learning" (the classical floor); only learned models have a

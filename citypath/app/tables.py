@@ -20,9 +20,11 @@ import numpy as np
 import pandas as pd
 
 from citypath.cost import human as human_ops
-from citypath.evaluate import FAILED_RATIO_CAP
+from citypath.evaluate import FAILED_RATIO_CAP, FLAGS
 from citypath.graph import CityGraph
+from citypath.metrics import METRICS
 from citypath.models import RoutingModel
+from citypath.registry import FAMILIES
 
 RESULTS_PATH = Path(__file__).resolve().parents[2] / "results" / "eval.json"
 
@@ -164,16 +166,10 @@ def curves_table(models: Mapping[str, RoutingModel]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["model", "family", "paths_seen", "metric", "value"])
 
 
-# What each family's training loss means: losses are compared only within one meaning.
-LOSS_MEANING = {
-    "postrnn": "cross-entropy per predicted city, softmax over all cities (nats)",
-    "gru": "cross-entropy per predicted city, softmax over the current city's neighbours (nats)",
-    "refiner": "cross-entropy per hop over the current city's neighbours (nats)",
-    "gnn": "smooth-L1 error of the predicted detour to the target (radius units)",
-    "bellman": "L1 error of the estimated distance to the target (radius units), plus the L1 weight penalty",
-}
-# Families whose validation loss is the post's language-modelling NLL: the headline chart's lines.
-POST_FAMILIES = ("postrnn",)
+# What each family's training loss means (losses are compared only within one meaning), and the families whose
+# validation loss is the post's language-modelling NLL (the headline chart's lines): the registry says both.
+LOSS_MEANING = {name: f.loss for name, f in FAMILIES.items() if f.loss}
+POST_FAMILIES = tuple(name for name, f in FAMILIES.items() if f.post_nll)
 RATE_CURVES = {"val_passes_three_checks": "passes all three checks", "val_reaches_target": "reaches the target",
                "val_valid": "valid", "val_illegal_jump_rate": "has an illegal jump"}
 RATIO_CURVES = {"val_length_ratio": "length / optimal (valid routes)"}
@@ -277,15 +273,21 @@ def path_length_sample(g: CityGraph, sources: int = 12, seed: int = 0) -> pd.Dat
 
 # -- the equal-compute frontier ---------------------------------------------------------------
 
+def _share_name(name: str) -> str:
+    """How a page names the share of pairs where a yes/no metric holds, from the metric table."""
+    m = METRICS[name]
+    return f"{m.label.lower()} (share of pairs, {m.better} is better)" if m.better else f"{m.label.lower()} (share)"
+
+
+# The harness's summary statistics as the pages name them: each flag's share from the metric table; the
+# statistics over several metrics or over a distribution (the harness's own, `evaluate.summarise`) by hand.
 METRIC_NAMES = {
+    **{name: _share_name(name) for name in FLAGS},
     "length_ratio_mean": "mean length vs optimal (×, lower is better)",
     "length_ratio_all_mean": f"mean length vs optimal over all pairs, a failed route as {FAILED_RATIO_CAP:g}× "
                              "(lower is better)",
     "length_ratio_coverage": "share of pairs the valid-route length ratios are over",
     "length_ratio_p95": "95th percentile length vs optimal (×, lower is better)",
-    "valid": "valid routes (share, higher is better)",
-    "exact_match": "exact routes (share, higher is better)",
-    "reaches_target": "reaches the target (share, higher is better)",
     "illegal_jump_rate": "paths with an illegal jump (share, lower is better)",
     "flops_total": "compute per query (operations, one convention for every row)",
     "ms_total_mean": "measured wall time per query (ms)",

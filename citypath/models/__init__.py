@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from citypath import registry, settings
@@ -21,7 +22,7 @@ from citypath.models.base import (
     read_card,
     sha256_file,
 )
-from citypath.registry import FAMILIES  # the one registry; a family's class is imported when first loaded
+from citypath.registry import FAMILIES, model_label  # the one registry; a family's class is imported when first loaded
 
 REPO_CHECKPOINTS = Path(__file__).resolve().parents[2] / "checkpoints"
 
@@ -51,6 +52,35 @@ def _weightless(card_path: Path) -> bool:
 
 def _declares_no_weights(card: dict) -> bool:
     return "weights" in card and card["weights"] is None
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One checkpoint as its card describes it (no weights read)."""
+
+    name: str
+    family: str
+    parameters: int
+    max_steps: int
+    label: str
+    learned: bool = True     # False: a classical algorithm (the floor), in its own group "no learning"
+
+
+def catalogue(directory: str | os.PathLike | None = None) -> tuple[list[Entry], dict[str, str]]:
+    """The checkpoints in `directory` (default: `models.checkpoints_dir()`), from their cards only, and for
+    each card that cannot be read, why."""
+    d = Path(checkpoints_dir(directory))
+    entries, unreadable = [], {}
+    for name in list_models(d):
+        try:
+            card = read_card(d / f"{name}.json")
+            family, params = str(card["family"]), int(card["num_parameters"])
+            learned = bool(card.get("learned", True))
+            entries.append(Entry(name, family, params, int(card["max_steps"]),
+                                 model_label(name, family, params, learned), learned))
+        except (CheckpointError, ValueError, TypeError, KeyError) as e:
+            unreadable[name] = f"{type(e).__name__}: {e}"
+    return entries, unreadable
 
 
 SCAFFOLD_SUFFIX = ".scaffold"   # load_model("looped-small.scaffold"): the model's attribution control
@@ -123,5 +153,5 @@ def load_model(name: str, *, directory: str | os.PathLike | None = None, graph=N
     return model
 
 
-__all__ = ["CheckpointError", "FAMILIES", "IncompatibleGraph", "ModelError", "ModelNotFound", "RoutingModel",
-           "SCAFFOLD_SUFFIX", "checkpoints_dir", "family_class", "list_models", "load_model", "scaffolded"]
+__all__ = ["CheckpointError", "Entry", "FAMILIES", "IncompatibleGraph", "ModelError", "ModelNotFound", "RoutingModel",
+           "SCAFFOLD_SUFFIX", "catalogue", "checkpoints_dir", "family_class", "list_models", "load_model", "scaffolded"]

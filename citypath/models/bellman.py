@@ -172,7 +172,7 @@ class RunState:
     ops: float = 0.0           # operations so far, by the one convention (citypath.cost), set-up included
 
 
-class Thinker:
+class BellmanThinker:
     """Runs the network on one query of the full graph, a round at a time, over the frontier."""
 
     def __init__(self, w: Weights, g: CityGraph, config: BellmanConfig, src: int, dst: int):
@@ -339,10 +339,10 @@ class BellmanModel(CountedModel):
                          "hand-set weights instead of the learned ones"}
         return type(self).bellman_ford(self.config, card)
 
-    def _run(self, g: CityGraph, src: int, dst: int, steps: int) -> Iterator[tuple[Thinker, list[int], float]]:
+    def _run(self, g: CityGraph, src: int, dst: int, steps: int) -> Iterator[tuple[BellmanThinker, list[int], float]]:
         """Per step: the thinker after that step's rounds, its decoded path, and the operations the step spent
         (the first step also the query's set-up)."""
-        t = Thinker(self.weights, g, self.config, src, dst)
+        t = BellmanThinker(self.weights, g, self.config, src, dst)
         cap = max_hops_for(g, src, dst)
         before = 0.0                               # the first step carries the set-up
         for _ in range(steps):

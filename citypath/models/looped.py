@@ -62,10 +62,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from citypath import cost
+from citypath.geo import N_GEO, geo_features
 from citypath.graph import CityGraph
 from citypath.models.base import CountedModel, StateView, config_from_dict, count_parameters, greedy_walk
 
-N_GEO = 8          # geography features per token (see geo_features)
 N_DYN = 2          # what the min head says of the token: reached, log(estimate / straight)
 
 
@@ -86,18 +86,6 @@ class LoopedConfig:
     softmax: bool = True
     global_tokens: bool = True
     injection: bool = True
-
-
-# -- geography ------------------------------------------------------------------------------------
-
-def geo_features(dt: np.ndarray, ds: np.ndarray, d_st: float, is_src: np.ndarray, is_dst: np.ndarray) -> np.ndarray:
-    """(n, N_GEO) features from straight distances (radii) to target and source: scale-free positions
-    along and across the source -> target axis (law of cosines), log distances, and the two flags."""
-    scale = d_st + 1.0
-    along = (ds ** 2 - dt ** 2 + d_st ** 2) / (2 * d_st) if d_st > 0 else np.zeros_like(ds)
-    across = np.sqrt(np.maximum(ds ** 2 - along ** 2, 0.0))
-    return np.stack([dt / scale, ds / scale, along / scale, across / scale, np.log1p(dt), np.log1p(ds),
-                     is_src.astype(np.float64), is_dst.astype(np.float64)], axis=1)
 
 
 def window_of(n: int, snd: np.ndarray, rcv: np.ndarray, w: np.ndarray, k: int) -> tuple[np.ndarray, ...]:
@@ -360,10 +348,10 @@ def loop_flops(c: LoopedConfig, n_tokens: int, n_edges: int) -> float:
 
 # -- inference: the min head over a corridor, the block over a tube around the path -------------------
 
-class Thinker:
+class LoopedThinker:
     """Runs the looped block on one query of the full graph, a loop at a time.
 
-    The min head is run exactly as the bellman family runs its network (`citypath.models.bellman.Thinker`:
+    The min head is run exactly as the bellman family runs its network (`citypath.models.bellman.BellmanThinker`:
     float64, messages only from cities whose value changed last loop, inside the corridor that grows
     when the source's estimate exceeds it). The block (injection, softmax heads, MLP, detour read-out)
     runs over the **tube**: the cities of the last decoded path that the min head has not reached yet,
@@ -373,12 +361,11 @@ class Thinker:
     """
 
     def __init__(self, net: LoopedNet, g: CityGraph, src: int, dst: int):
-        from citypath.models.bellman import BellmanConfig, Weights
-        from citypath.models.bellman import Thinker as MinThinker
+        from citypath.models.bellman import BellmanConfig, BellmanThinker, Weights
 
         c = net.config
         self.net, self.g, self.src, self.dst = net, g, src, dst
-        self.mh = MinThinker(Weights.of(net.min_head), g, BellmanConfig(
+        self.mh = BellmanThinker(Weights.of(net.min_head), g, BellmanConfig(
             hidden_dim=1, corridor_factor=c.corridor_factor, corridor_slack_radii=c.corridor_slack_radii), src, dst)
         if not c.min_head:      # ablation: nothing is ever reached (the target itself aside)
             self.mh.s.frontier = np.array([], dtype=np.int64)
@@ -501,7 +488,7 @@ class StepRecord:
     path: list[int]
     flops: float
     halted: bool
-    thinker: Thinker | None = field(default=None, repr=False)
+    thinker: LoopedThinker | None = field(default=None, repr=False)
 
 
 class LoopedModel(CountedModel):
@@ -568,7 +555,7 @@ class LoopedModel(CountedModel):
                 yield StepRecord([src], 0.0, True)
             self.last_run_steps = 0
             return
-        t = Thinker(self.net, g, src, dst)
+        t = LoopedThinker(self.net, g, src, dst)
         cap = max_hops_for(g, src, dst)
         prior, prior_ops = t.decode(cap)         # the straight-line walk: the first step's tube
         t.ops += prior_ops

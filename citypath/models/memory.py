@@ -42,12 +42,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from citypath import cost
-from citypath.geo import haversine_km
+from citypath.geo import N_GEO, geo_features, haversine_km
 from citypath.graph import CityGraph
 from citypath.models.base import StateView, StepwiseModel, config_from_dict, count_parameters
-from citypath.models.looped import geo_features
 
-N_POS = 8       # geography of a city (looped.geo_features)
+N_POS = N_GEO   # geography of a city (citypath.geo.geo_features)
 N_CAND = 7      # a neighbour as a candidate next hop
 N_VERDICT = 3   # reached, km walked / straight km, hops / hop cap
 CANDIDATE_FEATURE_OPS = 33.0   # a neighbour's 7 features: 2 gathers, the law of cosines (10), 7 more, stacked, cast

@@ -43,13 +43,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from citypath import cost
-from citypath.geo import haversine_km
+from citypath.geo import N_GEO, geo_features, haversine_km
 from citypath.graph import CityGraph
 from citypath.models.base import StateView, StepwiseModel, config_from_dict, count_parameters
-from citypath.models.looped import geo_features
 
-N_GEO = 8       # looped.geo_features
-# The control's w in -(g + w h), chosen on validation pairs by `python -m citypath.reports control-weight`
+# The control's w in -(g + w h), chosen on validation pairs by `python -m experiments.control_weight`
 # (results/memsearch-control-weight.json; a test checks the two agree).
 CONTROL_WEIGHT = 1.5
 N_SLOT = N_GEO + 3   # + km so far, km so far + straight km left, the hop's km (all / (straight source-target + 1))

@@ -37,6 +37,7 @@ from citypath.models.base import (
     CheckpointError,
     CountedModel,
     config_from_dict,
+    count_parameters,
     frozen,
     load_network,
     sample_generator,
@@ -111,10 +112,6 @@ class PostRNN(nn.Module):
         neg = neg.masked_fill(negatives[None, :] == target[:, None], -torch.inf)
         logz = torch.logsumexp(torch.cat([pos[:, None], neg], dim=1), dim=1)
         return (logz - pos).sum(), torch.tensor(float(len(target)))
-
-
-def count_parameters(net: nn.Module) -> int:
-    return sum(p.numel() for p in net.parameters())
 
 
 # -- decoding -------------------------------------------------------------------------------

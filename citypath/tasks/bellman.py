@@ -1,8 +1,7 @@
-"""Training side of `citypath.models.bellman`: small graphs, Bellman-Ford labels, progressive L1 loss.
+"""Training side of `citypath.models.bellman`: Bellman-Ford labels on small graphs, progressive L1 loss.
 
-Each batch is a disjoint union of small graphs: random geometric graphs (points in a square,
-joined within one radius, edge length = distance in radii) and regional sub-graphs of the
-default graph (a few hundred cities). One random target each; the label of every city after
+Each batch is a disjoint union of small graphs (`citypath.tasks.small_graphs`: random geometric
+graphs and regional sub-graphs of the default graph). One random target each; the label of every city after
 T rounds is Bellman-Ford's estimate after T rounds (the shortest route of at most T hops,
 inf if none), so the network is taught the algorithm round by round, not just its fixed
 point. Rounds are progressive: a random number without gradient, then 1-3 with. Pairs held
@@ -11,34 +10,17 @@ out on the default graph are never supervised. The loop is `citypath.training.tr
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict
 
 import numpy as np
-import scipy.sparse as sp
 import torch
-from scipy.sparse.csgraph import connected_components
 
-from citypath.geo import haversine_km
-from citypath.graph import CityGraph, radius_edges
-from citypath.models.bellman import BellmanConfig, BellmanModel, BellmanNet, count_parameters
+from citypath.graph import CityGraph
+from citypath.models.base import count_parameters
+from citypath.models.bellman import BellmanConfig, BellmanModel, BellmanNet
 from citypath.split import sample_pairs, train_mask
-from citypath.training import batch_rng, config_from_args, decode_at_max_steps
-
-
-@dataclass(frozen=True)
-class GraphsConfig:
-    """How the small training graphs are drawn (stored in the card beside the model config)."""
-
-    graphs_per_batch: int = 8
-    min_nodes: int = 12
-    max_nodes: int = 160
-    min_degree: float = 3.0        # random geometric graphs: expected neighbours per node in U(min, max)
-    max_degree: float = 24.0
-    region_share: float = 0.5      # share of graphs cut from the default graph (the rest are synthetic)
-    max_free_rounds: int = 24
-    max_grad_rounds: int = 3
-    l1: float = 1e-4               # L1 penalty on every weight, per supervised city, to the end of the run
-
+from citypath.tasks.small_graphs import GraphsConfig, SmallGraph, bellman_ford_rounds, region_graph, synthetic_graph
+from citypath.training import batch_rng, decode_at_max_steps, task_from_args
 
 TRAIN_DEFAULTS = {
     # A few minutes on one core (docs/models.md); budget in graphs ("paths" in the loop's bookkeeping).
@@ -48,60 +30,6 @@ TRAIN_DEFAULTS = {
                  steps_for_card=(1, 2, 4, 8, 16, 24)),
 }
 SIZES = {"tiny": dict(hidden_dim=1)}
-
-
-@dataclass
-class SmallGraph:
-    n: int
-    src: np.ndarray        # edge senders
-    dst: np.ndarray        # edge receivers
-    w: np.ndarray          # edge length in radii
-    ids: np.ndarray | None  # default-graph ids of the nodes (regions) or None (synthetic)
-    xy: np.ndarray | None = None   # synthetic graphs: positions in radii
-
-
-def synthetic_graph(rng: np.random.Generator, gc: GraphsConfig) -> SmallGraph:
-    n = int(rng.integers(gc.min_nodes, gc.max_nodes + 1))
-    degree = rng.uniform(gc.min_degree, gc.max_degree)
-    side = np.sqrt(n * np.pi / degree)             # expected neighbours within radius 1 ~ degree
-    xy = rng.uniform(0, side, (n, 2))
-    diff = xy[:, None] - xy[None]
-    dist = np.sqrt((diff ** 2).sum(-1))
-    i, j = np.nonzero((dist <= 1.0) & ~np.eye(n, dtype=bool))
-    return _largest(SmallGraph(n, i, j, np.maximum(dist[i, j], 1e-6), None, xy))
-
-
-def region_graph(g: CityGraph, rng: np.random.Generator, gc: GraphsConfig) -> SmallGraph:
-    centre = int(rng.integers(g.n_cities))
-    near = np.argsort(haversine_km(g.lat, g.lon, g.lat[centre], g.lon[centre]))[: gc.max_nodes * 3]
-    near = np.sort(rng.choice(near, int(rng.integers(gc.min_nodes, gc.max_nodes + 1)), replace=False))
-    adj = radius_edges(g.lat[near], g.lon[near], g.radius_km).tocoo()
-    return _largest(SmallGraph(len(near), adj.row.astype(np.int64), adj.col.astype(np.int64),
-                               adj.data / g.radius_km, near))
-
-
-def _largest(sg: SmallGraph) -> SmallGraph:
-    """The largest connected component, renumbered."""
-    adj = sp.csr_matrix((np.ones(len(sg.src)), (sg.src, sg.dst)), shape=(sg.n, sg.n))
-    _, comp = connected_components(adj, directed=False)
-    keep = comp == np.argmax(np.bincount(comp))
-    new = np.cumsum(keep) - 1
-    e = keep[sg.src] & keep[sg.dst]
-    return SmallGraph(int(keep.sum()), new[sg.src[e]], new[sg.dst[e]], sg.w[e],
-                      None if sg.ids is None else sg.ids[keep], None if sg.xy is None else sg.xy[keep])
-
-
-def bellman_ford_rounds(sg: SmallGraph, target: int, rounds: int) -> np.ndarray:
-    """(rounds, n): Bellman-Ford's estimates after 1..rounds synchronous rounds from `target` (inf: unreached)."""
-    d = np.full(sg.n, np.inf)
-    d[target] = 0.0
-    out = np.empty((rounds, sg.n))
-    for r in range(rounds):
-        new = np.full(sg.n, np.inf)
-        np.minimum.at(new, sg.dst, d[sg.src] + sg.w)
-        d = np.minimum(d, new)
-        out[r] = d
-    return out
 
 
 def graph_batch(graphs: list[SmallGraph], rng: np.random.Generator, rounds_free: int, rounds_grad: int, *,
@@ -189,11 +117,5 @@ class BellmanTask:
 
 def training_task(g: CityGraph, args):
     """Entry point for `python -m citypath train --model bellman --size tiny`."""
-    size = args.size or "tiny"
-    if size not in SIZES:
-        raise ValueError(f"--size {size!r}: the bellman network comes in {', '.join(SIZES)}")
-    cfg, overrides = config_from_args(f"bellman-{size}", TRAIN_DEFAULTS[size], args)
-    graph_fields = {f.name for f in fields(GraphsConfig)}
-    graphs = GraphsConfig(**{k: v for k, v in overrides.items() if k in graph_fields})
-    config = BellmanConfig(**{**SIZES[size], **{k: v for k, v in overrides.items() if k not in graph_fields}})
-    return BellmanTask(g, size, config, graphs, cfg, command=getattr(args, "command_line", "")), cfg
+    return task_from_args(g, args, "bellman", SIZES, TRAIN_DEFAULTS, BellmanConfig, GraphsConfig, BellmanTask,
+                          default_size="tiny")

@@ -5,7 +5,7 @@ The loop itself is `citypath.training.train`; batches are a pure function of (se
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -14,18 +14,18 @@ from scipy.sparse.csgraph import connected_components, dijkstra
 
 from citypath.geo import haversine_km
 from citypath.graph import CityGraph, radius_edges
+from citypath.models.base import count_parameters
 from citypath.models.gnn import (
     SIZES,
     GNNConfig,
     GNNModel,
     MessageGraph,
     RecurrentMPNN,
-    count_parameters,
     message_graph,
     query_features,
 )
 from citypath.split import sample_pairs, train_mask
-from citypath.training import batch_rng, config_from_args
+from citypath.training import batch_rng, task_from_args
 
 
 @dataclass(frozen=True)
@@ -179,11 +179,4 @@ class GNNTask:
 
 def training_task(g: CityGraph, args):
     """Entry point for `python -m citypath train --model gnn --size small` (see citypath.training)."""
-    size = args.size or "small"
-    if size not in SIZES:
-        raise ValueError(f"--size {size!r}: the GNN comes in {', '.join(SIZES)}")
-    cfg, overrides = config_from_args(f"gnn-{size}", TRAIN_DEFAULTS[size], args)
-    region_fields = {f.name for f in fields(RegionConfig)}
-    regions = RegionConfig(**{k: v for k, v in overrides.items() if k in region_fields})
-    config = GNNConfig(**{**SIZES[size], **{k: v for k, v in overrides.items() if k not in region_fields}})
-    return GNNTask(g, size, config, regions, cfg, command=getattr(args, "command_line", "")), cfg
+    return task_from_args(g, args, "gnn", SIZES, TRAIN_DEFAULTS, GNNConfig, RegionConfig, GNNTask)

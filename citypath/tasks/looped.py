@@ -19,12 +19,20 @@ import scipy.sparse as sp
 import torch
 from scipy.sparse.csgraph import dijkstra
 
-from citypath.geo import haversine_km
 from citypath.graph import CityGraph
-from citypath.models.looped import LoopedConfig, LoopedModel, LoopedNet, Tokens, count_parameters, make_tokens
+from citypath.models.base import count_parameters
+from citypath.models.looped import LoopedConfig, LoopedModel, LoopedNet, Tokens, make_tokens
 from citypath.split import sample_pairs, train_mask
-from citypath.tasks.bellman import SmallGraph, bellman_ford_rounds, region_graph, synthetic_graph
-from citypath.training import batch_rng, config_from_args, decode_at_max_steps
+from citypath.tasks.small_graphs import (
+    GraphsConfig,
+    SmallGraph,
+    bellman_ford_rounds,
+    draw_query,
+    region_graph,
+    straight_radii,
+    synthetic_graph,
+)
+from citypath.training import batch_rng, decode_at_max_steps, task_from_args
 
 
 @dataclass(frozen=True)
@@ -52,23 +60,6 @@ TRAIN_DEFAULTS = {
                   steps_for_card=(1, 2, 4, 8, 16, 32, 48)),
 }
 SIZES = {"small": dict(dim=16, heads=2, window=8)}
-
-
-def straight_radii(g: CityGraph, sg: SmallGraph, node: int) -> np.ndarray:
-    """Straight-line distance (radii) of every node of a small graph to `node`."""
-    if sg.ids is not None:
-        return haversine_km(g.lat[sg.ids], g.lon[sg.ids], g.lat[sg.ids[node]], g.lon[sg.ids[node]]) / g.radius_km
-    return np.sqrt(((sg.xy - sg.xy[node]) ** 2).sum(axis=1))
-
-
-def draw_query(sg: SmallGraph, rng: np.random.Generator, *, exclude_validation: bool = False) -> tuple[int, int]:
-    """A random (source, target) of the small graph whose default-graph pair is not held out (nor, with
-    `exclude_validation`, a validation pair)."""
-    for _ in range(100):
-        t, s = int(rng.integers(sg.n)), int(rng.integers(sg.n))
-        if sg.ids is None or s == t or train_mask(sg.ids[s], sg.ids[t], exclude_validation=exclude_validation):
-            return s, t
-    return t, t
 
 
 def loop_batch(g: CityGraph, graphs: list[SmallGraph], rng: np.random.Generator, free: int, grad: int,
@@ -168,22 +159,13 @@ class LoopedTask:
 
 
 def _bellman_graphs(gc: LoopGraphsConfig):
-    from citypath.tasks.bellman import GraphsConfig
-
     names = {f.name for f in fields(GraphsConfig)}
     return GraphsConfig(**{k: v for k, v in asdict(gc).items() if k in names})
 
 
 def training_task(g: CityGraph, args):
     """Entry point for `python -m citypath train --model looped --size small`."""
-    size = args.size or "small"
-    if size not in SIZES:
-        raise ValueError(f"--size {size!r}: the looped transformer comes in {', '.join(SIZES)}")
-    cfg, overrides = config_from_args(f"looped-{size}", TRAIN_DEFAULTS[size], args)
-    graph_fields = {f.name for f in fields(LoopGraphsConfig)}
-    graphs = LoopGraphsConfig(**{k: v for k, v in overrides.items() if k in graph_fields})
-    config = LoopedConfig(**{**SIZES[size], **{k: v for k, v in overrides.items() if k not in graph_fields}})
-    return LoopedTask(g, size, config, graphs, cfg, command=getattr(args, "command_line", "")), cfg
+    return task_from_args(g, args, "looped", SIZES, TRAIN_DEFAULTS, LoopedConfig, LoopGraphsConfig, LoopedTask)
 
 
 __all__ = ["LoopGraphsConfig", "LoopedTask", "Tokens", "training_task"]

@@ -1,7 +1,7 @@
 """Training side of `citypath.models.memory`: imitation of the optimal next hop on regional sub-graphs.
 
 Each batch holds `queries_per_batch` queries, each on its own regional sub-graph of the default
-graph (the bellman family's `region_graph`: a random subset of the cities near a random city,
+graph (`citypath.tasks.small_graphs.region_graph`: a random subset of the cities near a random city,
 joined within the radius: sparse enough to have dead ends). Per query the walker makes
 U{1..max_passes} walks that share one memory; at every city a walk visits, the loss is the
 cross-entropy of the expert's hop (the unvisited neighbour minimising edge + true distance to the
@@ -14,21 +14,20 @@ and a decision at a city whose pair with the target is held out is never supervi
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 from scipy.sparse.csgraph import dijkstra
 
-from citypath.geo import haversine_km
+from citypath.geo import geo_features, haversine_km
 from citypath.graph import CityGraph
-from citypath.models.looped import geo_features
-from citypath.models.memory import MemoryConfig, MemoryModel, MemoryNet, Walks, count_parameters, imitation_loss
+from citypath.models.base import count_parameters
+from citypath.models.memory import MemoryConfig, MemoryModel, MemoryNet, Walks, imitation_loss
 from citypath.split import sample_pairs, train_mask
-from citypath.tasks.bellman import GraphsConfig, region_graph
-from citypath.tasks.looped import draw_query
-from citypath.training import batch_rng, config_from_args, decode_at_max_steps
+from citypath.tasks.small_graphs import GraphsConfig, draw_query, region_graph
+from citypath.training import batch_rng, decode_at_max_steps, task_from_args
 
 
 @dataclass(frozen=True)
@@ -145,19 +144,6 @@ class MemoryTask:
 
     def export(self, model: MemoryNet) -> dict[str, torch.Tensor]:
         return {k: v.detach().float().cpu().clone() for k, v in model.state_dict().items()}
-
-
-def task_from_args(g: CityGraph, args, family: str, sizes: dict, defaults: dict, config_cls, episodes_cls, task_cls):
-    """The TrainTask of an episode family (memory, memsearch) from the CLI's arguments: `--set` overrides go
-    to the episodes config where they name one of its fields, else to the model config."""
-    size = args.size or "small"
-    if size not in sizes:
-        raise ValueError(f"--size {size!r}: family {family} comes in {', '.join(sizes)}")
-    cfg, overrides = config_from_args(f"{family}-{size}", defaults[size], args)
-    ep_fields = {f.name for f in fields(episodes_cls)}
-    episodes = episodes_cls(**{k: v for k, v in overrides.items() if k in ep_fields})
-    config = config_cls(**{**sizes[size], **{k: v for k, v in overrides.items() if k not in ep_fields}})
-    return task_cls(g, size, config, episodes, cfg, command=getattr(args, "command_line", "")), cfg
 
 
 def training_task(g: CityGraph, args):

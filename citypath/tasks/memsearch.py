@@ -1,7 +1,7 @@
 """Training side of `citypath.models.memsearch`: imitation of an exact A* on the model's own memory.
 
 Each batch holds `queries_per_batch` queries, each on its own regional sub-graph of the default graph
-(the bellman family's `region_graph`, as the memory walker's task). Per query the search runs from the
+(`citypath.tasks.small_graphs.region_graph`, as the memory walker's task). Per query the search runs from the
 source; at every planning iteration the expert picks, among the slots *the model wrote*, the one
 cheapest counting the km so far (as written) plus the true km left (Dijkstra on the sub-graph): A*
 with an exact heuristic. The loss is the cross-entropy of the read weights against the expert's slots
@@ -21,15 +21,14 @@ import scipy.sparse as sp
 import torch
 from scipy.sparse.csgraph import dijkstra
 
-from citypath.geo import haversine_km
+from citypath.geo import geo_features, haversine_km
 from citypath.graph import CityGraph
-from citypath.models.looped import geo_features
-from citypath.models.memsearch import MemSearchConfig, MemSearchModel, MemSearchNet, Query, Search, count_parameters
+from citypath.models.base import count_parameters
+from citypath.models.memsearch import MemSearchConfig, MemSearchModel, MemSearchNet, Query, Search
 from citypath.split import train_mask
-from citypath.tasks.bellman import GraphsConfig, region_graph
-from citypath.tasks.looped import draw_query
-from citypath.tasks.memory import MemoryTask, task_from_args
-from citypath.training import batch_rng, decode_at_max_steps
+from citypath.tasks.memory import MemoryTask
+from citypath.tasks.small_graphs import GraphsConfig, draw_query, region_graph
+from citypath.training import batch_rng, decode_at_max_steps, task_from_args
 
 
 @dataclass(frozen=True)
