@@ -294,7 +294,7 @@ class Export:
         return SPDConfig(**self.metadata["spd"]["config"])
 
     def paths(self, columns: list[str] | None = None) -> pa.Table:
-        """The SPD's paths as a pyarrow Table (all of it in memory: ~2 GB for the default 2,000,000 paths)."""
+        """The SPD's paths as a pyarrow Table, all in memory (`iter_paths` streams them)."""
         return pq.read_table(self.directory / "paths.parquet", columns=columns)
 
     def iter_paths(self, batch_size: int = CHUNK_PATHS):

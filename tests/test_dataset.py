@@ -238,3 +238,33 @@ def test_the_default_export_directory_is_ignored_by_git():
         pytest.skip("not a git checkout")
     probe = f"{dataset.DEFAULT_OUT}/paths.parquet"
     assert subprocess.run(["git", "check-ignore", "-q", probe], cwd=root).returncode == 0
+
+
+# -- the datasheet's figures --------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_the_datasheet_quotes_the_committed_counts():
+    """Every count docs/datasheet.md gives comes from results/ (the default export's metadata, the source counts)."""
+    meta = json.loads((REPO / "results" / "dataset-metadata.json").read_text())
+    source = json.loads((REPO / "results" / "geonames-counts.json").read_text())
+    text = (REPO / "docs" / "datasheet.md").read_text()
+    excluded = meta["excluded"]
+    figures = [meta["graph"]["cities"], meta["graph"]["edges"], excluded["total"], excluded["disconnected_groups"],
+               excluded["by_reason"]["disconnected"], *excluded["not_contiguous_by_state"].values(),
+               meta["spd"]["paths"], *meta["spd"]["by_split"].values(),
+               *(f[k] for f in meta["files"].values() for k in ("rows", "bytes")),
+               source["records"], source["us_records"], source["us_below_min_population"], source["us_cities"],
+               *source["territories_not_read"].values()]
+    missing = [n for n in figures if f"{n:,}" not in text]
+    assert missing == []
+    assert meta["graph"]["fingerprint"][:12] in text
+    assert source["us_cities"] == meta["graph"]["cities"] + excluded["total"]
+
+
+@pytest.mark.slow
+def test_the_committed_metadata_is_the_default_graphs(default_graph):
+    meta = json.loads((REPO / "results" / "dataset-metadata.json").read_text())
+    assert meta["graph"]["fingerprint"] == default_graph.fingerprint
+    assert meta["excluded"] == dataset.excluded_counts(default_graph)
