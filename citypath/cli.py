@@ -1,4 +1,4 @@
-"""The command line: `python -m citypath {cities,build,route,train,evaluate} ...`; `--help` on each says more."""
+"""The command line: `python -m citypath {cities,build,route,train,evaluate,dataset} ...`; `--help` says more."""
 
 from __future__ import annotations
 
@@ -157,6 +157,54 @@ def cmd_evaluate(args) -> int:
     return evaluate_main(args)
 
 
+def cmd_dataset_export(args) -> int:
+    from citypath import dataset
+    from citypath.spd import SPDConfig
+
+    t0 = time.perf_counter()
+    g = _graph(args)
+    meta = dataset.export(g, SPDConfig(args.paths, args.targets_per_source, args.seed), args.out, force=args.force,
+                          progress=not args.no_progress, workers=args.workers)
+    for name, info in meta["files"].items():
+        print(f"{args.out}/{name}: {info['rows']:,} rows, {info['bytes']:,} bytes, sha256 {info['sha256']}")
+    print(f"wrote {args.out}/{dataset.METADATA} in {time.perf_counter() - t0:.1f} s "
+          f"(paths by split: {meta['spd']['by_split']})")
+    return 0
+
+
+def cmd_dataset_check(args) -> int:
+    from citypath import dataset
+
+    ex = dataset.load_export(args.dir)
+    print(f"{args.dir}: a complete export, every file matches metadata.json; {ex.graph!r}, "
+          f"{ex.metadata['spd']['paths']:,} paths {ex.metadata['spd']['by_split']}")
+    return 0
+
+
+def _dataset_parser(sub) -> None:
+    from citypath import dataset
+    from citypath.spd import SPDConfig
+
+    spd = SPDConfig()
+    p = sub.add_parser("dataset", help="export the City Dataset and the SPD as Parquet files (docs/datasheet.md)")
+    verbs = p.add_subparsers(dest="verb", required=True)
+    e = verbs.add_parser("export", help="write cities, edges and SPD paths as Parquet, with metadata.json")
+    e.add_argument("--out", default=dataset.DEFAULT_OUT,
+                   help=f"a new or empty directory (default {dataset.DEFAULT_OUT}, git-ignored)")
+    e.add_argument("--force", action="store_true", help="replace a previous export in --out")
+    _graph_args(e)
+    e.add_argument("--paths", type=int, default=spd.n_paths, help=f"SPD pairs in all (default {spd.n_paths:,})")
+    e.add_argument("--targets-per-source", type=int, default=spd.targets_per_source,
+                   help=f"targets per Dijkstra source (default {spd.targets_per_source})")
+    e.add_argument("--seed", type=int, default=spd.seed, help=f"SPD sampling seed (default {spd.seed})")
+    e.add_argument("--workers", type=int, default=None, help="processes building the SPD if not cached")
+    e.add_argument("--no-progress", action="store_true", help="no progress bars")
+    e.set_defaults(func=cmd_dataset_export)
+    c = verbs.add_parser("check", help="check an export directory against its metadata.json and rebuild its graph")
+    c.add_argument("dir", help="the export directory")
+    c.set_defaults(func=cmd_dataset_check)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m citypath",
                                      description="Routing between US cities: the data, the models, the demo.")
@@ -243,6 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--readme", default="README.md", help="the file holding <!-- findings:NAME --> blocks")
     p.add_argument("--check", action="store_true", help="change nothing; exit 1 if the file disagrees with results")
     p.set_defaults(func=cmd_findings)
+
+    _dataset_parser(sub)
     return parser
 
 

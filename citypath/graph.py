@@ -250,6 +250,13 @@ class CityGraph:
         return float(haversine_km(self.lat[ids[:-1]], self.lon[ids[:-1]], self.lat[ids[1:]], self.lon[ids[1:]]).sum())
 
     # -- views ------------------------------------------------------------------------
+    def edges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every edge once, as arrays (u, v, km) with u < v, ordered by u then v."""
+        upper = sp.triu(self.adjacency, k=1).tocsr()
+        upper.sort_indices()
+        u = np.repeat(np.arange(self.n_cities, dtype=np.int32), np.diff(upper.indptr))
+        return u, upper.indices.astype(np.int32), upper.data.astype(np.float64)
+
     def to_networkx(self):
         """A `networkx.Graph` view: nodes are city ids with their table columns, edges carry `weight` km."""
         import networkx as nx
@@ -335,6 +342,22 @@ def build_graph(config: GraphConfig) -> CityGraph:
     adj = adj[idx][:, idx].tocsr()
     adj.sort_indices()
     return CityGraph(config, cities, adj, outside.reset_index(drop=True), _fingerprint(config, cities, adj))
+
+
+def graph_from_edges(config: GraphConfig, cities: pd.DataFrame, u: np.ndarray, v: np.ndarray, km: np.ndarray,
+                     outside: pd.DataFrame) -> CityGraph:
+    """A CityGraph from its tables (e.g. an exported dataset's files): the adjacency rebuilt from the edge
+    list (`CityGraph.edges()`), the fingerprint recomputed, so equal tables give the built graph's fingerprint."""
+    n = len(cities)
+    u, v = np.asarray(u, dtype=np.int64), np.asarray(v, dtype=np.int64)
+    if len(u) and not (0 <= min(u.min(), v.min()) and max(u.max(), v.max()) < n and (u < v).all()):
+        raise ValueError(f"edges must join distinct city ids 0..{n - 1} with u < v")
+    km = np.asarray(km, dtype=np.float64)
+    adj = sp.coo_matrix((np.r_[km, km], (np.r_[u, v], np.r_[v, u])), shape=(n, n)).tocsr()
+    adj.sort_indices()
+    if adj.nnz != 2 * len(u):
+        raise ValueError("edges must list each pair of cities once")
+    return CityGraph(config, cities, adj, outside, _fingerprint(config, cities, adj))
 
 
 def _save(g: CityGraph, entry: CacheEntry, meta: dict) -> None:

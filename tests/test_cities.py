@@ -41,3 +41,10 @@ def test_outside_reasons_name_the_place():
     assert "selected states" in cities.outside_reason("TX", ("RI",))
     assert cities.outside_reason("RI", ("RI",)) is None
     assert cities.outside_reason("DC", None) is None
+
+
+def test_source_counts_add_up_to_the_city_table():
+    counts = cities.source_counts()
+    assert counts["us_records"] - counts["us_without_state"] - counts["us_below_min_population"] == counts["us_cities"]
+    assert counts["us_cities"] == len(cities.us_cities(500)) and counts["records"] > counts["us_records"]
+    assert cities.source_counts(1000)["us_below_min_population"] > counts["us_below_min_population"]

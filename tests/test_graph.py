@@ -165,3 +165,19 @@ def test_neighbors_and_distance(small_graph):
         nb = g.neighbors(c)
         assert c not in nb and len(nb) > 0
         assert all(g.distance_km(c, int(n)) <= g.radius_km for n in nb)
+
+
+def test_a_graph_rebuilt_from_its_edge_list_has_the_same_fingerprint(tiny_graph):
+    from citypath.graph import graph_from_edges
+
+    u, v, km = tiny_graph.edges()
+    assert len(u) == tiny_graph.adjacency.nnz // 2 and (u < v).all()
+    g = graph_from_edges(tiny_graph.config, tiny_graph.cities, u, v, km, tiny_graph.outside)
+    assert g.fingerprint == tiny_graph.fingerprint and (g.adjacency != tiny_graph.adjacency).nnz == 0
+    with pytest.raises(ValueError, match="once"):
+        graph_from_edges(tiny_graph.config, tiny_graph.cities, np.r_[u, u[:1]], np.r_[v, v[:1]], np.r_[km, km[:1]],
+                         tiny_graph.outside)
+    with pytest.raises(ValueError, match="u < v"):
+        graph_from_edges(tiny_graph.config, tiny_graph.cities, v, u, km, tiny_graph.outside)
+    assert graph_from_edges(tiny_graph.config, tiny_graph.cities, u[1:], v[1:], km[1:],
+                            tiny_graph.outside).fingerprint != tiny_graph.fingerprint
