@@ -109,12 +109,12 @@ def loops_curve(model, g: CityGraph, srcs, dsts, optimal) -> dict:
     return {"rows": rows, "_keep": keep}
 
 
-def best_of_curve(model, g: CityGraph, srcs, dsts) -> dict:
+def best_of_curve(model, g: CityGraph, srcs, dsts, best_of=BEST_OF) -> dict:
     """Best-of-N (greedy + N - 1 samples, verifier's best) with the cumulative operations of the N decodes."""
-    top = max(BEST_OF)
+    top = max(best_of)
     paths, ops, cpu = run_steps(model, g, srcs, dsts, top)
     rows, keep = [], {}
-    for n in BEST_OF:
+    for n in best_of:
         c = checks(g, [p[n - 1] for p in paths], srcs, dsts)
         keep[n] = c["passes"]
         rows.append({"n": n, "passes_three_checks": rate(c["passes"]), "valid": rate(c["valid"]),
@@ -137,15 +137,20 @@ def equal_compute(looped: dict, sampled: dict, sampled_name: str) -> list[dict]:
     return out
 
 
-def measure(g: CityGraph, srcs, dsts, model, ctrl, post) -> dict:
-    """One size's entry: `model`'s loops curve, best-of-N of `post`, `ctrl` and `model` at its training mean,
-    the paired checks and the equal-compute table."""
+def measure(g: CityGraph, srcs, dsts, model, ctrl, post, *, own_samples: bool = True,
+            control_best_of=BEST_OF) -> dict:
+    """One size's entry: `model`'s loops curve, best-of-N of `post`, of `ctrl` (N in `control_best_of`; its
+    greedy route at least) and, with `own_samples`, of `model` at its training mean; the paired checks and the
+    equal-compute table."""
     name, control, rnn = model.name, ctrl.name, post.name
     optimal = [g.shortest_path(int(s), int(t)) for s, t in zip(srcs, dsts)]
     curve = loops_curve(model, g, srcs, dsts, optimal)
     mean = max(1, round(model.config.loops_mean))
     control_nll = nll_per_pair(ctrl, g, optimal, 1)
-    samples = {m.name: best_of_curve(m, g, srcs, dsts) for m in (post, ctrl, model.variant("samples", mean))}
+    samples = {post.name: best_of_curve(post, g, srcs, dsts),
+               ctrl.name: best_of_curve(ctrl, g, srcs, dsts, control_best_of)}
+    if own_samples:
+        samples[f"{name}.samples"] = best_of_curve(model.variant("samples", mean), g, srcs, dsts)
     keep = curve.pop("_keep")
     r1, rmax = min(keep), max(keep)
     r4 = max(r for r in keep if r <= 4 * mean)
@@ -180,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=2)
     ap.add_argument("--sizes", default="small,large")
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--lean", action="store_true", help="best-of-N for the post RNN only (the unlooped control "
+                    "greedy, the looped model's own samples left out): for the large size on a 2-core CPU")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     g = load_graph(verbose=False)
@@ -199,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"skipping {size}: no checkpoint {', '.join(missing)}", file=sys.stderr)
             continue
         model, ctrl, post = (load_model(m, graph=g) for m in (name, control, rnn))
-        entry = {**measure(g, srcs, dsts, model, ctrl, post), "command": command}
+        lean = dict(own_samples=False, control_best_of=(1,)) if args.lean else {}
+        entry = {**measure(g, srcs, dsts, model, ctrl, post, **lean), "command": command}
         report["sizes"][size] = entry
         print(json.dumps({k: entry[k] for k in ("model", "paired")}, indent=1), file=sys.stderr)
     args.out.parent.mkdir(parents=True, exist_ok=True)
