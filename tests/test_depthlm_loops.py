@@ -44,6 +44,7 @@ def test_the_entry_holds_every_loop_count_and_the_paired_checks(report):
         assert all(b >= a for a, b in zip(passes, passes[1:]))             # the verifier keeps the best
         assert [r["n"] for r in curve] == [1, 2, 4, 8, 16, 32]
     assert e["paired"]["passes_4x_mean_minus_mean"]["loops"] == [16, 4]
+    assert e["batched_agrees_with_refine"] == 1.0
     assert e["paired"]["passes_rmax_minus_r1"]["loops"] == [16, 1]
     for row in e["equal_compute"]["post-rnn-tiny"]:
         assert row["n"] is None or row["n_ops"] <= row["loops_ops"]
