@@ -13,14 +13,8 @@ import torch
 import citypath
 from citypath.evaluate import sample_heldout_pairs
 from citypath.models import catalogue
-from citypath.models.memory import (
-    MemoryConfig,
-    MemoryModel,
-    count_parameters,
-    empty_memory,
-    full_graph_walks,
-    walk_batch,
-)
+from citypath.models.base import count_parameters
+from citypath.models.memory import MemoryConfig, MemoryModel, empty_memory, full_graph_walks, walk_batch
 from tests.protocol import check_near_card, check_refine_protocol, check_state_views
 
 

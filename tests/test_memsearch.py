@@ -12,7 +12,8 @@ import torch
 
 from citypath.evaluate import sample_heldout_pairs
 from citypath.models import catalogue
-from citypath.models.memsearch import MemSearchConfig, MemSearchModel, Search, count_parameters, full_graph_query
+from citypath.models.base import count_parameters
+from citypath.models.memsearch import MemSearchConfig, MemSearchModel, Search, full_graph_query
 from tests.protocol import check_near_card, check_refine_protocol, check_state_views
 
 

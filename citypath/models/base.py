@@ -26,6 +26,10 @@ from citypath.graph import CityGraph
 
 # Past this many steps a request is refused rather than left to run for hours.
 STEPS_LIMIT = 1024
+# Best-of-N samples decoded per batch; also fixes which random numbers each sample uses (`sample_generator`).
+SAMPLE_CHUNK = 32
+# The steps an untrained model's card allows where its config has no `max_steps` (the best-of-N families).
+UNTRAINED_MAX_STEPS = 32
 
 
 class ModelError(Exception):
@@ -68,15 +72,23 @@ class StateView:
 class RoutingModel(ABC):
     """A model that routes between cities and can spend more steps to refine its answer.
 
-    Subclasses set `family` and implement `refine` (and `from_checkpoint`). Inference must not
-    mutate the model, so one loaded model serves many threads.
+    Subclasses set `family` and implement `refine`. A family with a network names it (`network`, built from
+    its `config_class`) and gets `from_checkpoint` and `untrained` from here; it is constructed as
+    `cls(name, card, net)`. Inference must not mutate the model, so one loaded model serves many threads.
     """
 
     family: str = "abstract"
+    network: type | None = None       # the family's nn.Module, built as network(config) (`new_network`)
+    config_class: type | None = None  # its config dataclass, as a card's "config" holds it
+    weights_cast: str = "float"       # how stored weights are read: "float", "double" or "stored" (as saved)
 
-    def __init__(self, name: str, card: dict):
+    def __init__(self, name: str, card: dict, net=None):
         self.name = name
         self.card = card
+        if net is not None:
+            # Eval mode, not frozen: training hands its live module in to decode validation pairs.
+            self.net = net.eval()
+            self.config = net.config
 
     @property
     def num_parameters(self) -> int:
@@ -196,9 +208,46 @@ class RoutingModel(ABC):
         raise NotImplementedError(f"model family {self.family!r} has no per-city state view")
 
     @classmethod
-    @abstractmethod
-    def from_checkpoint(cls, name: str, card: dict, weights_path: Path) -> RoutingModel:
-        """Build the model from its card and safetensors weights."""
+    def read_config(cls, card: dict):
+        """The family's config from a card (keys the config does not have are ignored)."""
+        return config_from_dict(cls.config_class, card["config"])
+
+    @classmethod
+    def default_config(cls, g: CityGraph):
+        """The config an untrained model of this family gets on `g` when none is given."""
+        return cls.config_class()
+
+    @classmethod
+    def new_network(cls, config, g: CityGraph | None = None):
+        """A freshly initialised network for `config` (`g`, where given, for a network that holds graph data;
+        loading a checkpoint overwrites it)."""
+        return cls.network(config)
+
+    @classmethod
+    def from_checkpoint(cls, name: str, card: dict, weights_path: Path | None) -> RoutingModel:
+        """Build the model from its card and safetensors weights: the family's `network` for the card's config,
+        its weights loaded (`load_network`). Families without a network (the classical rows) override this."""
+        if cls.network is None:
+            raise CheckpointError(f"model family {cls.family!r} has no network to load {weights_path} into")
+        build = lambda: cls.new_network(cls.read_config(card))  # noqa: E731
+        return cls(name, card, load_network(build, weights_path, cls.family, cast=cls.weights_cast))
+
+    @classmethod
+    def untrained(cls, g: CityGraph, config=None, name: str | None = None, seed: int = 0) -> RoutingModel:
+        """A randomly initialised model for `g` (tests, experiments): the family's network, seeded."""
+        import torch
+
+        config = config or cls.default_config(g)
+        name = name or f"{cls.family}-untrained"
+        torch.manual_seed(seed)
+        net = cls.new_network(config, g)
+        return cls(name, untrained_card(g, name, cls.family, net, config), net)
+
+    def control_card(self, about: str, **fields) -> dict:
+        """The card of this model's attribution control (`scaffold_control`): this card as `<name>.scaffold`,
+        nothing learned, what it is (`about`); `fields` change any of that."""
+        return {**self.card, "name": f"{self.name}.scaffold", "num_parameters": 0, "learned": False,
+                "control_of": self.name, "about": about, **fields}
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(name={self.name!r}, family={self.family!r}, "
@@ -239,15 +288,17 @@ def sample_generator(seed: int, chunk: int):
     return torch.Generator().manual_seed(int.from_bytes(digest, "little") >> 1)
 
 
-def load_network(build, weights_path: Path, family: str, *, double: bool = False):
-    """The network `build()` returns, with the safetensors weights at `weights_path`, in inference mode
-    (eval, no gradients); CheckpointError naming the file when they do not fit."""
+def load_network(build, weights_path: Path, family: str, *, cast: str = "float"):
+    """The network `build()` returns, with the safetensors weights at `weights_path` read as `cast` ("float",
+    "double", or "stored": as saved), in inference mode (eval, no gradients); CheckpointError naming the file
+    when they do not fit."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    read = {"float": lambda v: v.float(), "double": lambda v: v.double(), "stored": lambda v: v}[cast]
     try:
         net = build()
-        net.load_state_dict({k: (v.double() if double else v.float()) for k, v in load_file(str(weights_path)).items()})
+        net.load_state_dict({k: read(v) for k, v in load_file(str(weights_path)).items()})
     except (SafetensorError, OSError, KeyError, RuntimeError, ValueError, TypeError) as e:
         raise CheckpointError(f"cannot load {family} weights {weights_path}: {e}") from e
     return frozen(net)
@@ -313,6 +364,66 @@ class StepwiseModel(CountedModel):
                             ) -> Iterator[tuple[list[int], float]]:
         src, dst, steps = self.check_query(g, src, dst, steps)
         return self.best_so_far_with_compute(g, src, dst, ((p, f) for p, f, _ in self._run(g, src, dst, steps)))
+
+
+class BestOfNModel(CountedModel):
+    """A family whose test-time compute is best-of-N with the exact verifier: step 1 is greedy decoding, step k
+    the verifier's best of greedy and k - 1 samples at `config.temperature`. Samples are decoded SAMPLE_CHUNK at
+    a time, chunk c from its own random stream (`sample_generator(seed, c)`), so sample i is the same whatever
+    the number of steps asked for. A subclass writes `_decode` (and `query_setup_ops` where a query costs
+    something before its first decode)."""
+
+    @abstractmethod
+    def _decode(self, g: CityGraph, src: int, dst: int, n: int, *, greedy: bool, generator, ops: np.ndarray
+                ) -> list[list[int]]:
+        """`n` paths from src to dst decoded as one batch (greedy, or sampled from `generator`), each row's
+        operations added to `ops` ((n,) floats; `citypath.cost`)."""
+
+    def query_setup_ops(self, g: CityGraph, src: int, dst: int) -> float:
+        """Operations a query spends before its first decode (step 1 carries them)."""
+        return 0.0
+
+    def refine(self, g: CityGraph, src: int, dst: int, steps: int = 1, *, seed: int = 0) -> Iterator[list[int]]:
+        """Yield `steps` paths: greedy, then the verifier's best of greedy + k-1 samples at step k."""
+        return (p for p, _ in self.refine_with_compute(g, src, dst, steps, seed=seed))
+
+    def refine_with_compute(self, g: CityGraph, src: int, dst: int, steps: int = 1, *, seed: int = 0
+                            ) -> Iterator[tuple[list[int], float]]:
+        """`refine`'s paths, each with its step's operations: the decode of that step's candidate (greedy, or one
+        sample with its share of its chunk's batch; step 1 also the query's set-up) and the verifier's scoring
+        of it."""
+        src, dst, steps = self.check_query(g, src, dst, steps)
+        if src == dst:
+            return iter([([src], 0.0) for _ in range(steps)])
+        return self.best_so_far_with_compute(g, src, dst, self._candidates(g, src, dst, steps, seed))
+
+    def _candidates(self, g: CityGraph, src: int, dst: int, steps: int, seed: int
+                    ) -> Iterator[tuple[list[int], float]]:
+        """Greedy, then the samples chunk by chunk; each with the operations its decode spent on it."""
+        import torch
+
+        ops = np.array([self.query_setup_ops(g, src, dst)])
+        with torch.inference_mode():
+            path = self._decode(g, src, dst, 1, greedy=True, generator=None, ops=ops)[0]
+        yield path, float(ops[0])
+        done, chunk = 1, 0
+        while done < steps:
+            take = min(SAMPLE_CHUNK, steps - done)
+            ops = np.zeros(take)
+            with torch.inference_mode():
+                paths = self._decode(g, src, dst, take, greedy=False, generator=sample_generator(seed, chunk), ops=ops)
+            yield from zip(paths, ops.tolist())
+            done += take
+            chunk += 1
+
+
+def untrained_card(g: CityGraph, name: str, family: str, net, config) -> dict:
+    """The card of an untrained model of `family` on `g` (its config's `max_steps`, else UNTRAINED_MAX_STEPS)."""
+    from dataclasses import asdict
+
+    return {"name": name, "family": family, "num_parameters": count_parameters(net),
+            "max_steps": getattr(config, "max_steps", UNTRAINED_MAX_STEPS), "config": asdict(config),
+            "graph": {"fingerprint": g.fingerprint, "config": asdict(g.config)}}
 
 
 def write_card(path: Path, card: dict) -> None:

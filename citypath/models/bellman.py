@@ -26,9 +26,7 @@ whose straight-line detour already exceeds the source's current estimate stops s
 The corridor starts at 1.1 x the straight line + 1 radius and grows to the source's
 estimate (or by half when the frontier dies out before reaching the source), so no route
 is cut off. Messages are computed per channel over the frontier's edges (never an all
-edges x d tensor). `step_flops` counts operations by the one convention (`citypath.cost`): the
-per-query set-up (straight km to source and target for every city, the state arrays), each
-round's edge bookkeeping and messages, and the neighbours scored while decoding.
+edges x d tensor). Operations are counted as the run spends them (`citypath.cost`).
 
 The frontier is only an execution shortcut (a city whose state did not change would send the same
 messages again); the **corridor is not**: it is hand-written pruning that decides which cities may
@@ -45,7 +43,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -54,14 +51,7 @@ from torch import nn
 from citypath import cost
 from citypath.geo import haversine_km
 from citypath.graph import CityGraph
-from citypath.models.base import (
-    CountedModel,
-    StateView,
-    config_from_dict,
-    count_parameters,
-    greedy_walk,
-    load_network,
-)
+from citypath.models.base import StateView, StepwiseModel, frozen, greedy_walk
 
 N_INPUTS = 2            # is_target, is_source
 
@@ -289,59 +279,42 @@ def decode_ops(neighbours: int, d: int) -> float:
     return neighbours * (cost.matmul(1, d, d) + 4.0 * d + 4.0) + cost.select(neighbours)
 
 
-class BellmanModel(CountedModel):
-    """The trained network behind the routing protocol: step k decodes after k * rounds_per_step rounds."""
+class BellmanModel(StepwiseModel):
+    """The trained network behind the routing protocol: step k decodes after k * rounds_per_step rounds; `refine`
+    is the verifier's best of the paths decoded after steps 1..k (deterministic: `seed` unused)."""
 
     family = "bellman"
+    network, config_class, weights_cast = BellmanNet, BellmanConfig, "double"
     has_state_view = True
 
     def __init__(self, name: str, card: dict, net: BellmanNet):
-        super().__init__(name, card)
-        self.net = net.eval()       # training hands its live module in (BellmanTask.decode): not frozen here
-        self.config = net.config
+        super().__init__(name, card, net)
         self.weights = Weights.of(net)
 
     @classmethod
-    def from_checkpoint(cls, name: str, card: dict, weights_path: Path) -> BellmanModel:
-        build = lambda: BellmanNet(config_from_dict(BellmanConfig, card["config"])).double()  # noqa: E731
-        return cls(name, card, load_network(build, weights_path, "bellman", double=True))
-
-    @classmethod
-    def untrained(cls, g: CityGraph, config: BellmanConfig | None = None, name: str = "bellman-untrained",
-                  seed: int = 0) -> BellmanModel:
-        config = config or BellmanConfig()
-        torch.manual_seed(seed)
-        net = BellmanNet(config).double()
-        card = {"name": name, "family": cls.family, "num_parameters": count_parameters(net),
-                "max_steps": config.max_steps, "config": asdict(config),
-                "graph": {"fingerprint": g.fingerprint, "config": asdict(g.config)}}
-        return cls(name, card, net)
+    def new_network(cls, config: BellmanConfig, g: CityGraph | None = None) -> BellmanNet:
+        return BellmanNet(config).double()     # float64: exact over a hundred rounds
 
     @classmethod
     def bellman_ford(cls, config: BellmanConfig, card: dict) -> BellmanModel:
         """This scaffold with Bellman-Ford's exact weights and nothing learned: one channel holding km to the
         target in radii; a message is the sender's value plus the hop; the target starts at 0."""
-        config = BellmanConfig(**{**asdict(config), "hidden_dim": 1})
-        net = BellmanNet(config).double()
+        net = cls.new_network(BellmanConfig(**{**asdict(config), "hidden_dim": 1}))
         exact = {"encode.weight": [[0.0, 0.0]], "encode.bias": [0.0], "sender.weight": [[1.0]],
                  "edge.weight": [[1.0]], "edge.bias": [0.0], "recall.weight": [[0.0, 0.0]],
                  "readout.weight": [[1.0]], "readout.bias": [0.0]}
         net.load_state_dict({k: torch.tensor(v, dtype=torch.float64) for k, v in exact.items()})
-        from citypath.models.base import frozen
-
         return cls(card.get("name", "bellman-ford"), card, frozen(net))
 
     def scaffold_control(self) -> BellmanModel:
         """The same frontier, corridor and decoder with the learned weights replaced by Bellman-Ford's exact ones."""
-        name = f"{self.name}.scaffold"
-        card = {**self.card, "name": name, "num_parameters": 0, "learned": False, "control_of": self.name,
-                "about": f"{self.name}'s scaffold (frontier, corridor, decoder) with Bellman-Ford's exact "
-                         "hand-set weights instead of the learned ones"}
+        card = self.control_card(f"{self.name}'s scaffold (frontier, corridor, decoder) with Bellman-Ford's exact "
+                                 "hand-set weights instead of the learned ones")
         return type(self).bellman_ford(self.config, card)
 
-    def _run(self, g: CityGraph, src: int, dst: int, steps: int) -> Iterator[tuple[BellmanThinker, list[int], float]]:
-        """Per step: the thinker after that step's rounds, its decoded path, and the operations the step spent
-        (the first step also the query's set-up)."""
+    def _run(self, g: CityGraph, src: int, dst: int, steps: int) -> Iterator[tuple[list[int], float, BellmanThinker]]:
+        """Per step: its decoded path, the operations the step spent (the first step also the query's set-up),
+        and the thinker after that step's rounds."""
         t = BellmanThinker(self.weights, g, self.config, src, dst)
         cap = max_hops_for(g, src, dst)
         before = 0.0                               # the first step carries the set-up
@@ -350,31 +323,13 @@ class BellmanModel(CountedModel):
                 for _ in range(self.config.rounds_per_step):
                     t.round()
             path = t.decode(cap) if src != dst else [src]
-            yield t, path, t.s.ops - before
+            yield path, t.s.ops - before, t
             before = t.s.ops
-
-    def refine(self, g: CityGraph, src: int, dst: int, steps: int = 1, *, seed: int = 0) -> Iterator[list[int]]:
-        """Yield `steps` paths: at step k, the verifier's best of the paths decoded after steps 1..k.
-
-        Deterministic (`seed` is accepted for the protocol and unused).
-        """
-        src, dst, steps = self.check_query(g, src, dst, steps)
-        return self._refine(g, src, dst, steps)
-
-    def _refine(self, g: CityGraph, src: int, dst: int, steps: int) -> Iterator[list[int]]:
-        yield from self.best_so_far(g, src, dst, (path for _, path, _ in self._run(g, src, dst, steps)))
-
-    def refine_with_compute(self, g: CityGraph, src: int, dst: int, steps: int = 1, *, seed: int = 0
-                            ) -> Iterator[tuple[list[int], float]]:
-        """`refine`'s paths with each step's FLOPs, from one run."""
-        src, dst, steps = self.check_query(g, src, dst, steps)
-        runs = ((path, flops) for _, path, flops in self._run(g, src, dst, steps))
-        return self.best_so_far_with_compute(g, src, dst, runs)
 
     def trace(self, g: CityGraph, src: int, dst: int, steps: int = 1) -> Iterator[list[StateView]]:
         """Per step, what the network holds over cities: its estimated km to the target and the active set."""
         src, dst, steps = self.check_query(g, src, dst, steps)
-        for t, _, _ in self._run(g, src, dst, steps):
+        for _, _, t in self._run(g, src, dst, steps):
             active = np.zeros(g.n_cities, np.float64)
             active[t.s.frontier] = 1.0
             yield [StateView("estimated km to target", "km", t.estimates_km()),

@@ -227,7 +227,7 @@ class ClassicalModel(StepwiseModel):
         read by `trace`)."""
         c = self.config
         if c.algorithm == "bellman-ford":
-            yield from ((p, f, None) for _, p, f in self._bellman._run(g, src, dst, steps))
+            yield from ((p, f, None) for p, f, _ in self._bellman._run(g, src, dst, steps))
         elif c.algorithm == "bellman-ford-dense":
             from citypath.models.bellman import max_hops_for
 

@@ -9,8 +9,8 @@ close to the target). A linear read-out gives each city's estimated *detour* to 
 model never has to output or extrapolate raw distances: only local slacks enter it.
 
 Messages travel over a sparse subset of the graph's edges (in each of 8 compass cones around
-a city, its nearest and its farthest neighbour: at most 16 per city instead of ~210), which
-keeps one round on the 21k-city graph at a few milliseconds. Paths are decoded from the
+a city, its nearest and its farthest neighbour: at most 16 per city instead of ~210), so a
+round on the full graph stays cheap (docs/benchmarks.md times a step). Paths are decoded from the
 source among *all* graph neighbours: the next city is the unvisited neighbour minimising
 hop km + straight-line km to target + predicted detour. Every hop is a graph edge, so a path
 never has an illegal jump by construction; it is valid exactly when it reaches the target,
@@ -21,12 +21,9 @@ regional sub-graphs of a few hundred to ~1,500 cities with a progressive loss (a
 number of rounds without gradient, then a few with), it is run on the full graph with many
 more rounds than it was ever trained with: "train small, think longer".
 
-Compute is counted by the one convention (`citypath.cost`) as the run spends it: the query's set-up
-(straight km from every city to the target, the node and edge features over all cities and message
-slots, their per-query terms; step 1), then per step its rounds over every city and message slot,
-the read-out of every city's estimate, and the decode (the neighbours scored along the walk); the
-verifier scores each step's path (`RoutingModel.best_so_far_with_compute`). The message graph is
-built once per graph and cached, not per query.
+Compute is counted by the one convention (`citypath.cost`) as the run spends it (`setup_ops`,
+`round_ops`, `readout_ops`, the decode's neighbours). The message graph is built once per graph and
+cached, not per query.
 
     >>> m = load_model("gnn-small")                        # doctest: +SKIP
     >>> paths = list(m.refine(g, src, dst, steps=32))      # doctest: +SKIP
@@ -36,8 +33,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -48,14 +44,7 @@ from citypath import cost
 from citypath.cache import cached_arrays, config_key
 from citypath.geo import haversine_km
 from citypath.graph import CityGraph
-from citypath.models.base import (
-    CountedModel,
-    config_from_dict,
-    count_parameters,
-    frozen,
-    greedy_walk,
-    load_network,
-)
+from citypath.models.base import StepwiseModel, greedy_walk
 
 N_NODE_FEATURES = 3   # is_target, is_source, exp(-straight-line km to target / radius)
 N_EDGE_FEATURES = 2   # slack of the hop w.r.t. the target, hop length (both / radius)
@@ -319,75 +308,36 @@ def cached_message_graph(g: CityGraph, cones: int) -> MessageGraph:
     return MessageGraph(torch.from_numpy(a["nbr"]), torch.from_numpy(a["hop_km"]), torch.from_numpy(a["pad"]))
 
 
-class GNNModel(CountedModel):
-    """A trained recurrent MPNN behind the routing protocol: step k decodes after k * rounds_per_step rounds."""
+class GNNModel(StepwiseModel):
+    """A trained recurrent MPNN behind the routing protocol: step k decodes after k * rounds_per_step rounds.
+
+    `refine` gives, at step k, the verifier's best (`citypath.metrics.verifier_key`: a path reaching dst beats one
+    that does not, then the shorter in km) of the paths decoded after steps 1..k, so quality never goes down
+    with more steps; `decodes()` gives the raw per-step paths. Deterministic (`seed` unused).
+    """
 
     family = "gnn"
-
-    def __init__(self, name: str, card: dict, net: RecurrentMPNN):
-        super().__init__(name, card)
-        self.net = frozen(net)
-        self.config = net.config
-
-    @classmethod
-    def from_checkpoint(cls, name: str, card: dict, weights_path: Path) -> GNNModel:
-        # load_model has checked the weights against the card's sha256
-        build = lambda: RecurrentMPNN(config_from_dict(GNNConfig, card["config"]))  # noqa: E731
-        return cls(name, card, load_network(build, weights_path, "GNN"))
-
-    @classmethod
-    def untrained(cls, g: CityGraph, config: GNNConfig | None = None, name: str = "gnn-untrained",
-                  seed: int = 0) -> GNNModel:
-        """A randomly initialised model for `g` (tests, experiments)."""
-        config = config or GNNConfig()
-        torch.manual_seed(seed)
-        net = RecurrentMPNN(config)
-        card = {"name": name, "family": "gnn", "num_parameters": count_parameters(net),
-                "max_steps": config.max_steps, "config": asdict(config),
-                "graph": {"fingerprint": g.fingerprint, "config": asdict(g.config)}}
-        return cls(name, card, net)
-
-    def refine(self, g: CityGraph, src: int, dst: int, steps: int = 1, *, seed: int = 0) -> Iterator[list[int]]:
-        """Yield `steps` paths: at step k, the best of the paths decoded after 1..k steps of rounds.
-
-        "Best" is the project's one verifier (`citypath.metrics.verifier_key`): a path reaching
-        dst beats one that does not, then the shorter in km wins. So quality never goes
-        down with more steps; `decodes()` gives the raw per-step paths. Deterministic (no
-        sampling: `seed` is accepted for the protocol and unused).
-        """
-        src, dst, steps = self.check_query(g, src, dst, steps)
-        return self._refine(g, src, dst, steps)
-
-    def _refine(self, g: CityGraph, src: int, dst: int, steps: int) -> Iterator[list[int]]:
-        yield from self.best_so_far(g, src, dst, self._decodes(g, src, dst, steps))
-
-    def refine_with_compute(self, g: CityGraph, src: int, dst: int, steps: int = 1, *, seed: int = 0
-                            ) -> Iterator[tuple[list[int], float]]:
-        """`refine`'s paths, each with its step's operations counted in the same run: its rounds, read-out and
-        decode (step 1 also the query's set-up), and the verifier's scoring of its path."""
-        src, dst, steps = self.check_query(g, src, dst, steps)
-        return self.best_so_far_with_compute(g, src, dst, self._run(g, src, dst, steps))
+    network, config_class = RecurrentMPNN, GNNConfig
 
     def decodes(self, g: CityGraph, src: int, dst: int, steps: int = 1) -> Iterator[list[int]]:
         """The raw path decoded after each step of rounds (no best-so-far), for analysis."""
         src, dst, steps = self.check_query(g, src, dst, steps)
-        return self._decodes(g, src, dst, steps)
+        return (p for p, _, _ in self._run(g, src, dst, steps))
 
-    def _decodes(self, g: CityGraph, src: int, dst: int, steps: int) -> Iterator[list[int]]:
-        return (p for p, _ in self._run(g, src, dst, steps))
-
-    def _run(self, g: CityGraph, src: int, dst: int, steps: int) -> Iterator[tuple[list[int], float]]:
-        """Per step: the raw path decoded after its rounds, and the operations the step spent."""
+    def _run(self, g: CityGraph, src: int, dst: int, steps: int
+             ) -> Iterator[tuple[list[int], float, np.ndarray | None]]:
+        """Per step: the raw path decoded after its rounds, the operations the step spent (its rounds, read-out and
+        decode; step 1 also the query's set-up), and every city's estimated km to dst it decoded from."""
         if src == dst:
             for _ in range(steps):
-                yield [src], 0.0
+                yield [src], 0.0, None
             return
         adj = g.adjacency
         for estimate, ops in self._estimates(g, src, dst, steps):
             spent = [ops]
             path = decode_path(adj.indptr, adj.indices, adj.data, estimate, src, dst,
                                max_hops_for(float(estimate[src]), g.radius_km), ops=spent)
-            yield path, float(spent[0])
+            yield path, float(spent[0]), estimate
 
     def estimates(self, g: CityGraph, src: int, dst: int, steps: int) -> Iterator[np.ndarray]:
         """Per step, every city's estimated km to dst (straight line + predicted detour >= 0; 0 at dst)."""

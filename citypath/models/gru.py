@@ -3,15 +3,12 @@
 Faithful to the post: cities are tokens (one embedding per city of the graph), the model reads
 the source, the target and the path so far, and is trained with teacher forcing and
 cross-entropy to predict the next city; decoding runs until it emits the target or hits a
-maximum length. Test-time compute is best-of-N with the exact verifier: step 1 is greedy
-decoding, step k is the best of greedy plus k-1 temperature samples, ranked valid first,
-then shortest. Compute is counted by the one convention (`citypath.cost`), sample by sample from
-what was decoded: each decode's set-up (initial state, the revisit mask over every city), then per
-hop actually decoded the GRU cell, the query heads, and per candidate column (padding included) its
-token score, hop geometry, masks and draw (the Gumbel noise drawn for the whole chunk is shared by
-the rows it served); the verifier scores each step's candidate (`RoutingModel.best_so_far_with_compute`).
+maximum length. Test-time compute is best-of-N with the exact verifier (`BestOfNModel`). Compute is
+counted by the one convention (`citypath.cost`), sample by sample from what was decoded
+(`decode_setup_ops`, `hop_ops`).
 
-What makes it as strong as an honest GRU can be on a 2-core CPU budget (docs/models.md):
+What makes it as strong as an honest GRU can be on a 2-core CPU budget (docs/models.md has the
+figures):
 - every city token is a learned vector plus a projection of Fourier features of its
   coordinates, so cities the model rarely saw still "know where they are";
 - the input at every step is (current city, target city, offset to the target), so the
@@ -22,17 +19,15 @@ What makes it as strong as an honest GRU can be on a 2-core CPU budget (docs/mod
   impossible by construction, and the remaining failure modes are wandering (never reaching
   the target) and detours (length ratio);
 - each candidate's score adds its hop geometry (progress to the target, hop length, detour,
-  "is the target"), weighted per step by the GRU state: without it a CPU-budget GRU reaches
-  the target on a quarter of pairs, with it on nearly all (docs/models.md);
+  "is the target"), weighted per step by the GRU state: without it a CPU-budget GRU wanders
+  (`gru-small-plain`);
 - decoding never revisits a city (a shortest path is simple), which turns loops into detours.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -41,11 +36,10 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from citypath import cost
 from citypath.graph import CityGraph
-from citypath.models.base import CheckpointError, CountedModel, config_from_dict, sample_generator
+from citypath.models.base import SAMPLE_CHUNK, BestOfNModel
 
 # 1 unit of model coordinates = 1000 km.
 KM_PER_UNIT = 1000.0
-SAMPLE_CHUNK = 32  # samples decoded per batch; also fixes which random numbers each sample uses
 
 
 @dataclass
@@ -59,7 +53,7 @@ class GRUConfig:
     fourier_freqs: int = 8         # sin/cos of coordinates at 2^0..2^(f-1) cycles per 1000 km / 2pi
     output: str = "neighbors"      # "neighbors": softmax over the current city's neighbours; "vocab": all cities
     max_hops: int = 128            # decoding cap (the longest SPD path has 82 hops on the default graph)
-    temperature: float = 0.5       # sampling temperature for steps >= 2 (0.5 beat 1.0 and 1.5 on validation pairs)
+    temperature: float = 0.5       # sampling temperature for steps >= 2 (chosen on validation pairs: docs/models.md)
     no_revisit: bool = True        # decoding masks cities already on the path
     edge_features: bool = True     # add a learned, per-step weighting of each candidate's geometry
     extra: dict = field(default_factory=dict)
@@ -350,71 +344,29 @@ def decode(net: GRUNet, tables: Tables, indptr: np.ndarray, indices: np.ndarray,
 
 # -- the routing model -------------------------------------------------------------------------
 
-class GRUModel(CountedModel):
+class GRUModel(BestOfNModel):
     """A trained GRU behind the routing protocol: step 1 greedy, step k best of k (verifier-ranked)."""
 
     family = "gru"
+    network, config_class = GRUNet, GRUConfig
 
     def __init__(self, name: str, card: dict, net: GRUNet):
-        super().__init__(name, card)
-        self.net = net.eval()
-        self.config = net.config
+        super().__init__(name, card, net)
         with torch.inference_mode():
             self.tables = Tables(tokens=net.tokens().detach().clone(), bias=net.bias.detach().clone())
 
     @classmethod
-    def from_checkpoint(cls, name: str, card: dict, weights_path: Path) -> GRUModel:
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
+    def default_config(cls, g: CityGraph) -> GRUConfig:
+        return GRUConfig(n_cities=g.n_cities)
 
-        weights_path = Path(weights_path)  # load_model has checked it against the card's sha256
-        try:
-            config = config_from_dict(GRUConfig, card["config"])
-            state = load_file(str(weights_path))
-            net = GRUNet(config, state["xy"].numpy())
-            net.load_state_dict({k: v.float() for k, v in state.items()})
-        except (SafetensorError, OSError, KeyError, RuntimeError, ValueError, TypeError) as e:
-            raise CheckpointError(f"cannot load GRU weights {weights_path}: {e}") from e
-        return cls(name, card, net)
+    @classmethod
+    def new_network(cls, config: GRUConfig, g: CityGraph | None = None) -> GRUNet:
+        """The network with `g`'s city coordinates (zeros without a graph: a checkpoint's weights hold them)."""
+        xy = city_xy(g.lat, g.lon) if g is not None else np.zeros((config.n_cities, 2), np.float32)
+        return GRUNet(config, xy)
 
-    def refine(self, g: CityGraph, src: int, dst: int, steps: int = 1, *, seed: int = 0) -> Iterator[list[int]]:
-        """Yield `steps` paths: greedy, then the verifier's best of greedy + k-1 samples at step k."""
-        src, dst, steps = self.check_query(g, src, dst, steps)
-        return self._refine(g, src, dst, steps, seed)
-
-    def _refine(self, g: CityGraph, src: int, dst: int, steps: int, seed: int) -> Iterator[list[int]]:
-        if src == dst:
-            for _ in range(steps):
-                yield [src]
-            return
-        yield from self.best_so_far(g, src, dst, (p for p, _ in self._candidates(g, src, dst, steps, seed)))
-
-    def refine_with_compute(self, g: CityGraph, src: int, dst: int, steps: int = 1, *, seed: int = 0
-                            ) -> Iterator[tuple[list[int], float]]:
-        """`refine`'s paths, each with its step's operations: the decode of that step's candidate (greedy, or
-        one sample with its share of its chunk's batch) and the verifier's scoring of it."""
-        src, dst, steps = self.check_query(g, src, dst, steps)
-        if src == dst:
-            return iter([([src], 0.0)] * steps)
-        return self.best_so_far_with_compute(g, src, dst, self._candidates(g, src, dst, steps, seed))
-
-    def _candidates(self, g: CityGraph, src: int, dst: int, steps: int, seed: int
-                    ) -> Iterator[tuple[list[int], float]]:
-        """Greedy, then samples decoded in chunks of SAMPLE_CHUNK (one random stream per chunk); each with the
-        operations its decode spent on it."""
+    def _decode(self, g: CityGraph, src: int, dst: int, n: int, *, greedy: bool, generator, ops: np.ndarray
+                ) -> list[list[int]]:
         adj = g.adjacency
-        ops = np.zeros(1)
-        with torch.inference_mode():
-            path = decode(self.net, self.tables, adj.indptr, adj.indices, src, dst, 1, greedy=True, ops=ops)[0]
-        yield path, float(ops[0])
-        done, chunk = 1, 0
-        while done < steps:
-            take = min(SAMPLE_CHUNK, steps - done)
-            ops = np.zeros(take)
-            with torch.inference_mode():
-                paths = decode(self.net, self.tables, adj.indptr, adj.indices, src, dst, take, greedy=False,
-                               generator=sample_generator(seed, chunk), temperature=self.config.temperature,
-                               ops=ops)
-            yield from zip(paths, ops.tolist())
-            done += take
-            chunk += 1
+        return decode(self.net, self.tables, adj.indptr, adj.indices, src, dst, n, greedy=greedy, generator=generator,
+                      temperature=self.config.temperature, ops=ops)

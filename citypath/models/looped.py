@@ -26,8 +26,8 @@ target that grows when the source's estimate exceeds it, so no route that could 
 own is cut off), and the block's tokens are the **tube**: the cities of the last decoded route
 that the min head has not reached yet, their graph neighbours, source and target. Cities the min
 head has reached need the block no more (their distance is the min head's), so the tube shrinks
-as the min head spreads. (The whole corridor as tokens cost 20x the FLOPs for the same routes:
-docs/test-time-compute.md.)
+as the min head spreads. (The whole corridor as tokens costs far more for the same routes:
+docs/models.md.)
 
 Step k of `refine` is the path decoded after k * loops_per_step loops, from the source, by the
 best next hop among the current city's graph neighbours: score = edge km + the neighbour's
@@ -38,12 +38,9 @@ construction** (illegal jumps are 0 and reported as such; valid = reaches the ta
 **Adaptive halting**: once the min head has reached the source and its last round changed
 nothing, and the corridor did not grow, the decoded path depends on the min head alone; if it is
 also the last step's path and reaches the target, later steps cannot change it, so `refine` stops
-thinking and repeats it; `last_run_steps` says how many steps ran. `refine_with_compute` /
-`step_flops` count what each step processed: the frontier's edges for the min head, per tube
-token the block (injection, projections, attention over its window and the global tokens, MLP,
-read-out), the tube's bookkeeping, the per-query set-up and the neighbours scored while decoding, by
-the one convention of `citypath.cost`; 0 for steps after halting. `scaffold_control()` is the
-min head alone, the block removed (the attribution control).
+thinking and repeats it at no cost; `last_run_steps` says how many steps ran. Each step's operations
+are counted as it runs (`citypath.cost`: the min head's frontier edges, the block per tube token, the
+decode). `scaffold_control()` is the min head alone, the block removed (the attribution control).
 
     >>> m = load_model("looped-small")                       # doctest: +SKIP
     >>> paths = list(m.refine(g, src, dst, steps=16))        # doctest: +SKIP
@@ -53,8 +50,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import torch
@@ -64,7 +60,7 @@ from torch import nn
 from citypath import cost
 from citypath.geo import N_GEO, geo_features
 from citypath.graph import CityGraph
-from citypath.models.base import CountedModel, StateView, config_from_dict, count_parameters, greedy_walk
+from citypath.models.base import StateView, StepwiseModel, count_parameters, frozen, greedy_walk
 
 N_DYN = 2          # what the min head says of the token: reached, log(estimate / straight)
 
@@ -483,76 +479,43 @@ def max_hops_for(g: CityGraph, src: int, dst: int) -> int:
     return int(8 * g.distance_km(src, dst) / g.radius_km) + 64
 
 
-@dataclass
-class StepRecord:
-    path: list[int]
-    flops: float
-    halted: bool
-    thinker: LoopedThinker | None = field(default=None, repr=False)
-
-
-class LoopedModel(CountedModel):
-    """The trained block behind the routing protocol: step k decodes after k * loops_per_step loops."""
+class LoopedModel(StepwiseModel):
+    """The trained block behind the routing protocol: step k decodes after k * loops_per_step loops; `refine` is
+    the verifier's best of the paths decoded after steps 1..k (deterministic: `seed` unused). Thinking halts once
+    the path cannot change any more; the converged path is then repeated at no cost (see `last_run_steps`)."""
 
     family = "looped"
+    # Weights as stored: float32 for the block, float64 for the min head (exact over a hundred rounds).
+    network, config_class, weights_cast = LoopedNet, LoopedConfig, "stored"
     has_state_view = True
 
     def __init__(self, name: str, card: dict, net: LoopedNet):
-        super().__init__(name, card)
-        self.net = net.eval()
-        self.config = net.config
+        super().__init__(name, card, net)
         self.last_run_steps: int | None = None
-
-    @classmethod
-    def from_checkpoint(cls, name: str, card: dict, weights_path: Path) -> LoopedModel:
-        from safetensors.torch import load_file
-
-        from citypath.models.base import CheckpointError, frozen
-
-        try:
-            net = LoopedNet(config_from_dict(LoopedConfig, card["config"]))
-            # As stored: float32 for the block, float64 for the min head (exact over a hundred rounds).
-            net.load_state_dict(load_file(str(weights_path)))
-        except Exception as e:
-            raise CheckpointError(f"cannot load looped weights {weights_path}: {type(e).__name__}: {e}") from e
-        return cls(name, card, frozen(net))
-
-    @classmethod
-    def untrained(cls, g: CityGraph, config: LoopedConfig | None = None, name: str = "looped-untrained",
-                  seed: int = 0) -> LoopedModel:
-        config = config or LoopedConfig()
-        torch.manual_seed(seed)
-        net = LoopedNet(config)
-        card = {"name": name, "family": cls.family, "num_parameters": count_parameters(net),
-                "max_steps": config.max_steps, "config": asdict(config),
-                "graph": {"fingerprint": g.fingerprint, "config": asdict(g.config)}}
-        return cls(name, card, net)
 
     def scaffold_control(self):
         """Min head only: this model's own min-head scalars run as the bellman family runs them (the same frontier,
         corridor and decoder, `loops_per_step` rounds a step), the block removed; unreached cities are scored by
         straight km. What the block adds is this model against it."""
-        from citypath.models.base import frozen
-        from citypath.models.bellman import BellmanConfig, BellmanModel, BellmanNet
+        from citypath.models.bellman import BellmanConfig, BellmanModel
 
         c = self.config
         config = BellmanConfig(hidden_dim=1, rounds_per_step=c.loops_per_step, max_steps=c.max_steps,
                                corridor_factor=c.corridor_factor, corridor_slack_radii=c.corridor_slack_radii)
-        net = BellmanNet(config).double()
+        net = BellmanModel.new_network(config)
         net.load_state_dict(self.net.min_head.state_dict())
-        name = f"{self.name}.scaffold"
-        card = {**self.card, "name": name, "family": "bellman", "config": asdict(config),
-                "num_parameters": count_parameters(net), "control_of": self.name,
-                "about": f"{self.name} with its block removed: its min head's {count_parameters(net)} scalars, run "
-                         "over the same frontier and corridor and decoded by the same walk (straight km where "
-                         "unreached)"}
-        return BellmanModel(name, card, frozen(net))
+        n = count_parameters(net)
+        card = self.control_card(f"{self.name} with its block removed: its min head's {n} scalars, run over the same "
+                                 "frontier and corridor and decoded by the same walk (straight km where unreached)",
+                                 family="bellman", config=asdict(config), num_parameters=n, learned=self.learned)
+        return BellmanModel(card["name"], card, frozen(net))
 
-    def _run(self, g: CityGraph, src: int, dst: int, steps: int, halt: bool = True) -> Iterator[StepRecord]:
-        """Per step: the decoded path, the FLOPs it spent, whether thinking had halted."""
+    def _run(self, g: CityGraph, src: int, dst: int, steps: int
+             ) -> Iterator[tuple[list[int], float, LoopedThinker | None]]:
+        """Per step: the decoded path, the FLOPs it spent (0 once halted), and the thinker (None: src == dst)."""
         if src == dst:
             for _ in range(steps):
-                yield StepRecord([src], 0.0, True)
+                yield [src], 0.0, None
             self.last_run_steps = 0
             return
         t = LoopedThinker(self.net, g, src, dst)
@@ -564,8 +527,8 @@ class LoopedModel(CountedModel):
         used, settled = 0, False
         before = 0.0                             # the first step carries the set-up and the prior walk
         for _ in range(steps):
-            if halt and settled:
-                yield StepRecord(last, 0.0, True, t)
+            if settled:
+                yield last, 0.0, t
                 continue
             bound = t.mh.s.bound_km
             for _ in range(self.config.loops_per_step):
@@ -576,37 +539,22 @@ class LoopedModel(CountedModel):
             settled = t.converged and t.mh.s.bound_km == bound and path == last and path[-1] == dst
             last = path
             t.set_tube(path)
-            yield StepRecord(path, t.ops - before, False, t)
+            yield path, t.ops - before, t
             before = t.ops
         self.last_run_steps = used
-
-    def refine(self, g: CityGraph, src: int, dst: int, steps: int = 1, *, seed: int = 0) -> Iterator[list[int]]:
-        """Yield `steps` paths: at step k, the verifier's best of the paths decoded after steps 1..k.
-
-        Deterministic (`seed` is accepted for the protocol and unused). Thinking halts once the
-        path cannot change any more; the converged path is then repeated (see `last_run_steps`).
-        """
-        src, dst, steps = self.check_query(g, src, dst, steps)
-        return self.best_so_far(g, src, dst, (r.path for r in self._run(g, src, dst, steps)))
-
-    def refine_with_compute(self, g: CityGraph, src: int, dst: int, steps: int = 1, *, seed: int = 0
-                            ) -> Iterator[tuple[list[int], float]]:
-        """`refine`'s paths with each step's FLOPs (0 once halted), from one run."""
-        src, dst, steps = self.check_query(g, src, dst, steps)
-        return self.best_so_far_with_compute(g, src, dst, ((r.path, r.flops) for r in self._run(g, src, dst, steps)))
 
     def trace(self, g: CityGraph, src: int, dst: int, steps: int = 1) -> Iterator[list[StateView]]:
         """Per step: km to target as the model holds it, and where the min head has reached."""
         src, dst, steps = self.check_query(g, src, dst, steps)
-        for rec in self._run(g, src, dst, steps):
+        for _, _, thinker in self._run(g, src, dst, steps):
             km = np.full(g.n_cities, np.nan)
             reached, tube = np.zeros(g.n_cities), np.zeros(g.n_cities)
-            if rec.thinker is None:
+            if thinker is None:
                 km[src] = 0.0
             else:
-                km = rec.thinker.estimates_for_map()
-                reached = rec.thinker.mh.s.reached.astype(np.float64)
-                tube[rec.thinker.tube] = 1.0
+                km = thinker.estimates_for_map()
+                reached = thinker.mh.s.reached.astype(np.float64)
+                tube[thinker.tube] = 1.0
             yield [StateView("estimated km to target", "km", km),
                    StateView("reached by the min head", "", reached),
                    StateView("tokens of the block next step", "", tube)]

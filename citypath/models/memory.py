@@ -22,19 +22,14 @@ that meets a dead end backs out of it (`walk_batch(backtrack=True)`); in trainin
 The per-step state view shows, per city, how much read attention the walk put on slots written at
 that city, and which cities the memory holds.
 
-Compute is counted by the one convention (`citypath.cost`) as the walks spend it: the query's set-up
-(straight km from every city to source and target, the geography of every city, every edge's length
-in radii, the empty memory; step 1), then per walk its visited flags over every city and, per move
-(forward or back), the controller and its read, the memory write, and per neighbour column its
-features, read and score; then the verdict written into memory. The verifier scores each walk
-(`RoutingModel.best_so_far_with_compute`).
+Compute is counted by the one convention (`citypath.cost`) as the walks spend it (`query_setup_ops`,
+`empty_memory_ops`, `walk_batch`'s per-move count).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -44,7 +39,7 @@ from torch import nn
 from citypath import cost
 from citypath.geo import N_GEO, geo_features, haversine_km
 from citypath.graph import CityGraph
-from citypath.models.base import StateView, StepwiseModel, config_from_dict, count_parameters
+from citypath.models.base import StateView, StepwiseModel
 
 N_POS = N_GEO   # geography of a city (citypath.geo.geo_features)
 N_CAND = 7      # a neighbour as a candidate next hop
@@ -349,30 +344,8 @@ class MemoryModel(StepwiseModel):
     """The trained walker behind the routing protocol: step k is its k-th walk, memory kept between walks."""
 
     family = "memory"
+    network, config_class = MemoryNet, MemoryConfig
     has_state_view = True
-
-    def __init__(self, name: str, card: dict, net: MemoryNet):
-        super().__init__(name, card)
-        self.net = net.eval()
-        self.config = net.config
-
-    @classmethod
-    def from_checkpoint(cls, name: str, card: dict, weights_path: Path) -> MemoryModel:
-        from citypath.models.base import load_network
-
-        build = lambda: MemoryNet(config_from_dict(MemoryConfig, card["config"]))  # noqa: E731
-        return cls(name, card, load_network(build, weights_path, "memory"))
-
-    @classmethod
-    def untrained(cls, g: CityGraph, config: MemoryConfig | None = None, name: str = "memory-untrained",
-                  seed: int = 0) -> MemoryModel:
-        config = config or MemoryConfig()
-        torch.manual_seed(seed)
-        net = MemoryNet(config)
-        card = {"name": name, "family": cls.family, "num_parameters": count_parameters(net),
-                "max_steps": config.max_steps, "config": asdict(config),
-                "graph": {"fingerprint": g.fingerprint, "config": asdict(g.config)}}
-        return cls(name, card, net)
 
     @torch.no_grad()
     def _run(self, g: CityGraph, src: int, dst: int, steps: int, record_reads: bool = False

@@ -34,8 +34,7 @@ read) and the cities done.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -45,7 +44,7 @@ from torch import nn
 from citypath import cost
 from citypath.geo import N_GEO, geo_features, haversine_km
 from citypath.graph import CityGraph
-from citypath.models.base import StateView, StepwiseModel, config_from_dict, count_parameters
+from citypath.models.base import StateView, StepwiseModel
 
 # The control's w in -(g + w h), chosen on validation pairs by `python -m experiments.control_weight`
 # (results/memsearch-control-weight.json; a test checks the two agree).
@@ -295,30 +294,8 @@ class MemSearchModel(StepwiseModel):
     """The trained planner behind the routing protocol: step k is its route after k x per_step iterations."""
 
     family = "memsearch"
+    network, config_class = MemSearchNet, MemSearchConfig
     has_state_view = True
-
-    def __init__(self, name: str, card: dict, net: MemSearchNet):
-        super().__init__(name, card)
-        self.net = net.eval()
-        self.config = net.config
-
-    @classmethod
-    def from_checkpoint(cls, name: str, card: dict, weights_path: Path) -> MemSearchModel:
-        from citypath.models.base import load_network
-
-        build = lambda: MemSearchNet(config_from_dict(MemSearchConfig, card["config"]))  # noqa: E731
-        return cls(name, card, load_network(build, weights_path, "memsearch"))
-
-    @classmethod
-    def untrained(cls, g: CityGraph, config: MemSearchConfig | None = None, name: str = "memsearch-untrained",
-                  seed: int = 0) -> MemSearchModel:
-        config = config or MemSearchConfig()
-        torch.manual_seed(seed)
-        net = MemSearchNet(config)
-        card = {"name": name, "family": cls.family, "num_parameters": count_parameters(net),
-                "max_steps": config.max_steps, "config": asdict(config),
-                "graph": {"fingerprint": g.fingerprint, "config": asdict(g.config)}}
-        return cls(name, card, net)
 
     @torch.no_grad()
     def _run(self, g: CityGraph, src: int, dst: int, steps: int) -> Iterator[tuple[list[int], float, Search]]:
@@ -343,10 +320,9 @@ class MemSearchModel(StepwiseModel):
         """The same search (memory, relaxation, parent pointers, eviction, route) with the learned rating
         replaced by weighted A*'s -(g + w h), w = `CONTROL_WEIGHT` (chosen on validation pairs) unless given."""
         w = CONTROL_WEIGHT if weight is None else float(weight)
-        name = f"{self.name}.scaffold"
-        card = {**self.card, "name": name, "num_parameters": 0, "learned": False, "control_of": self.name,
-                "about": f"{self.name}'s search with its learned rating replaced by weighted A*'s -(g + {w:g} h)"}
-        return HandRatedMemSearch(name, card, self.net, w)
+        card = self.control_card(f"{self.name}'s search with its learned rating replaced by weighted A*'s "
+                                 f"-(g + {w:g} h)")
+        return HandRatedMemSearch(card["name"], card, self.net, w)
 
     def trace(self, g: CityGraph, src: int, dst: int, steps: int = 1) -> Iterator[list[StateView]]:
         """Per step: the km so far the controller wrote for each city in memory (the search's frontier; no

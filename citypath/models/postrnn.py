@@ -8,13 +8,9 @@ Input and output embeddings are tied (score = W h . token + bias), as in most sm
 
 Decoding runs until the model emits the target or a hop cap is reached. Nothing stops it
 from jumping to a city 2,000 km away: illegal jumps are possible and counted. Test-time
-compute is best-of-N with the exact verifier (`citypath.metrics.verifier_key`): step 1 is
-greedy, step k the best of greedy plus k - 1 samples, so an invalid path can still be the
-best of its batch, and is then shown with its illegal jumps. Compute is counted by the one convention
-(`citypath.cost`), sample by sample from what was decoded: the prompt (source, target), then per hop
-actually decoded the GRU cell, the output projection and all n_cities scores, and the choice (argmax,
-or softmax, cumulative sum and search when sampling); the hop cap's straight line is the query's
-set-up (step 1); the verifier scores each step's candidate (`RoutingModel.best_so_far_with_compute`).
+compute is best-of-N with the exact verifier (`BestOfNModel`), so an invalid path can still be
+the best of its batch, and is then shown with its illegal jumps. Compute is counted by the one
+convention (`citypath.cost`), sample by sample from what was decoded (`prompt_ops`, `hop_ops`).
 
     >>> m = load_model("post-rnn-small")                   # doctest: +SKIP
     >>> paths = list(m.refine(g, src, dst, steps=8))       # doctest: +SKIP
@@ -23,9 +19,7 @@ set-up (step 1); the verifier scores each step's candidate (`RoutingModel.best_s
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -33,17 +27,7 @@ from torch import nn
 
 from citypath import cost
 from citypath.graph import CityGraph
-from citypath.models.base import (
-    CheckpointError,
-    CountedModel,
-    config_from_dict,
-    count_parameters,
-    frozen,
-    load_network,
-    sample_generator,
-)
-
-SAMPLE_CHUNK = 32   # samples decoded per batch; also fixes which random numbers each sample uses
+from citypath.models.base import SAMPLE_CHUNK, BestOfNModel, CheckpointError
 
 
 @dataclass(frozen=True)
@@ -202,69 +186,32 @@ def hop_cap(g: CityGraph, src: int, dst: int, max_hops: int) -> int:
 
 # -- the routing model ----------------------------------------------------------------------
 
-class PostRNNModel(CountedModel):
+class PostRNNModel(BestOfNModel):
     """The post's RNN behind the routing protocol: step 1 greedy, step k the verifier's best of k."""
 
     family = "postrnn"
-
-    def __init__(self, name: str, card: dict, net: PostRNN):
-        super().__init__(name, card)
-        self.net = frozen(net)
-        self.config = net.config
+    network, config_class = PostRNN, PostRNNConfig
 
     @classmethod
-    def from_checkpoint(cls, name: str, card: dict, weights_path: Path) -> PostRNNModel:
-        build = lambda: PostRNN(config_from_dict(PostRNNConfig, card["config"]))  # noqa: E731
-        return cls(name, card, load_network(build, weights_path, "post-RNN"))
+    def default_config(cls, g: CityGraph) -> PostRNNConfig:
+        return PostRNNConfig(n_cities=g.n_cities)
 
-    @classmethod
-    def untrained(cls, g: CityGraph, config: PostRNNConfig | None = None, name: str = "post-rnn-untrained",
-                  seed: int = 0) -> PostRNNModel:
-        """A randomly initialised model for `g` (tests, experiments)."""
-        config = config or PostRNNConfig(n_cities=g.n_cities)
-        torch.manual_seed(seed)
-        net = PostRNN(config)
-        card = {"name": name, "family": cls.family, "num_parameters": count_parameters(net), "max_steps": 32,
-                "config": asdict(config), "graph": {"fingerprint": g.fingerprint, "config": asdict(g.config)}}
-        return cls(name, card, net)
-
-    def refine(self, g: CityGraph, src: int, dst: int, steps: int = 1, *, seed: int = 0) -> Iterator[list[int]]:
-        """Yield `steps` paths: greedy, then the verifier's best of greedy + k-1 samples at step k."""
-        return (p for p, _ in self.refine_with_compute(g, src, dst, steps, seed=seed))
-
-    def refine_with_compute(self, g: CityGraph, src: int, dst: int, steps: int = 1, *, seed: int = 0
-                            ) -> Iterator[tuple[list[int], float]]:
-        """`refine`'s paths, each with its step's operations: the decode of that step's candidate (greedy, or
-        one sample with its share of its chunk's batch; step 1 also the hop cap's straight line) and the
-        verifier's scoring of it."""
-        src, dst, steps = self.check_query(g, src, dst, steps)
+    def check_graph(self, g: CityGraph) -> None:
+        """The trained graph, and one city token per city of it."""
+        super().check_graph(g)
         if self.config.n_cities != g.n_cities:
             raise CheckpointError(f"model {self.name!r} has {self.config.n_cities} city tokens, "
                                   f"the graph {g.n_cities}")
-        if src == dst:
-            return iter([([src], 0.0)] * steps)
-        return self.best_so_far_with_compute(g, src, dst, self._candidates(g, src, dst, steps, seed))
 
-    def _candidates(self, g: CityGraph, src: int, dst: int, steps: int, seed: int
-                    ) -> Iterator[tuple[list[int], float]]:
-        """Greedy, then samples decoded in chunks of SAMPLE_CHUNK (one random stream per chunk); each with the
-        operations its decode spent on it."""
+    def query_setup_ops(self, g: CityGraph, src: int, dst: int) -> float:
+        """The hop cap's straight line."""
+        return cost.haversine(1)
+
+    def _decode(self, g: CityGraph, src: int, dst: int, n: int, *, greedy: bool, generator, ops: np.ndarray
+                ) -> list[list[int]]:
         cap = hop_cap(g, src, dst, self.config.max_hops)
-        ops = np.array([cost.haversine(1)])         # the hop cap's straight line: the query's set-up
-        with torch.inference_mode():
-            path = decode(self.net, np.array([src]), np.array([dst]), greedy=True, hop_caps=[cap], ops=ops)[0]
-        yield path, float(ops[0])
-        done, chunk = 1, 0
-        while done < steps:
-            take = min(SAMPLE_CHUNK, steps - done)
-            ops = np.zeros(take)
-            with torch.inference_mode():
-                paths = decode(self.net, np.full(take, src), np.full(take, dst), greedy=False,
-                               generator=sample_generator(seed, chunk), temperature=self.config.temperature,
-                               hop_caps=np.full(take, cap), ops=ops)
-            yield from zip(paths, ops.tolist())
-            done += take
-            chunk += 1
+        return decode(self.net, np.full(n, src), np.full(n, dst), greedy=greedy, generator=generator,
+                      temperature=self.config.temperature, hop_caps=np.full(n, cap), ops=ops)
 
     def path_nll(self, g: CityGraph, path: list[int]) -> float | None:
         """Teacher-forced cross-entropy per predicted city of `path`, softmax over every city (nats)."""

@@ -27,13 +27,9 @@ to `max_steps` walks; every decision is trained towards the cities with small re
 (hop km + remaining optimal km from one Dijkstra per target), soft-maxed over near ties.
 Pairs are sampled from the training side of the split only (`heldout_mask`).
 
-Compute is counted by the one convention (`citypath.cost`) as the walks spend it: the great-circle
-draft (step 1), then per walk its arrays (the visited flags over every city, the guide's legality),
-per hop the radius test and, per decision, the candidates (every neighbour's closeness to the
-target, the selection of the nearest), the walker's place on its guide, the features of every
-candidate, the scorer and the choice; then the verifier's scoring of the walk and the test for a
-repeated walk. Once a walk repeats, the pair is not walked again and later steps cost nothing. The
-reach descriptors and the KD-tree are built once per graph, not per query.
+Compute is counted by the one convention (`citypath.cost`) as the walks spend it; once a walk
+repeats, the pair is not walked again and later steps cost nothing. The reach descriptors and the
+KD-tree are built once per graph, not per query.
 """
 
 from __future__ import annotations
@@ -43,7 +39,6 @@ import math
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -55,7 +50,7 @@ from citypath.cache import cached_arrays, config_key
 from citypath.geo import EARTH_RADIUS_KM, haversine_km, unit_vectors
 from citypath.graph import CityGraph
 from citypath.metrics import verifier
-from citypath.models.base import CheckpointError, CountedModel
+from citypath.models.base import CountedModel
 
 # Bump when reach_descriptor's arithmetic changes, so cached descriptors are recomputed.
 REACH_VERSION = 1
@@ -218,6 +213,7 @@ class Scorer(nn.Module):
 
     def __init__(self, config: RefinerConfig):
         super().__init__()
+        self.config = config
         dims = [config.n_candidate + config.n_context] + [config.hidden] * config.layers
         layers: list[nn.Module] = []
         for i in range(config.layers):
@@ -529,11 +525,12 @@ class RefinerModel(CountedModel):
     """A trained walker behind the RoutingModel protocol; read-only once built, so thread-safe."""
 
     family = "refiner"
+    network, config_class = Scorer, RefinerConfig
 
-    def __init__(self, name: str, card: dict, scorer: Scorer, config: RefinerConfig):
+    def __init__(self, name: str, card: dict, scorer: Scorer, config: RefinerConfig | None = None):
         super().__init__(name, card)
         self.scorer = scorer.eval()
-        self.config = config
+        self.config = config or scorer.config
         self.keep_best = bool(card.get("keep_best", True))
         with torch.inference_mode():
             self._score = NumpyScorer(self.scorer)
@@ -575,22 +572,12 @@ class RefinerModel(CountedModel):
                             verify=verifier(g), keep_best=self.keep_best)
 
     @classmethod
-    def from_checkpoint(cls, name: str, card: dict, weights_path: Path) -> RefinerModel:
-        from safetensors.torch import load_file
-
+    def read_config(cls, card: dict) -> RefinerConfig:
         cfg = dict(card.get("config", {}))
-        for k in ("reach_hops", "lookahead"):
+        for k in ("reach_hops", "lookahead"):     # tuples, stored as JSON lists
             if k in cfg:
                 cfg[k] = tuple(cfg[k])
-        try:
-            config = RefinerConfig(**cfg)
-            scorer = Scorer(config)
-            state = load_file(str(weights_path))
-            scorer.load_state_dict({k: v.float() for k, v in state.items()})
-        except Exception as e:  # a broken file must name itself, whatever the cause
-            raise CheckpointError(f"refiner checkpoint {weights_path} cannot be loaded: {e}") from e
-        return cls(name, card, scorer, config)
-
+        return RefinerConfig(**cfg)
 
 def refinement_steps(t: GraphTables, config: RefinerConfig, score, srcs: np.ndarray, dsts: np.ndarray,
                      steps: int, *, verify: Callable, keep_best: bool = True,
