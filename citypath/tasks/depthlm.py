@@ -16,8 +16,8 @@ import torch
 from citypath.graph import CityGraph
 from citypath.models.depthlm import SIZES, DepthLM, DepthLMConfig, city_xy_km, decode, sample_loops
 from citypath.models.postrnn import hop_cap
-from citypath.tasks.postrnn import token_batch
-from citypath.training import batch_rng, config_from_args, spd_training_split
+from citypath.tasks.postrnn import PostRNNTask
+from citypath.training import batch_rng, config_from_args
 
 TRAIN_DEFAULTS = {
     # Path budgets, never a clock: each fits in under 60 minutes on the 2-core CPU (docs/models.md).
@@ -62,52 +62,36 @@ def describe(c: DepthLMConfig) -> str:
                "compute = best-of-N samples"))
 
 
-class DepthLMTask:
-    """The depth-recurrent LM (or, with --unlooped, its r = 1 control) as a TrainTask of citypath.training."""
+class DepthLMTask(PostRNNTask):
+    """The depth-recurrent LM (or, with --unlooped, its r = 1 control) as a TrainTask of citypath.training: the
+    post RNN's data and batches, plus a loop count per batch and each position's local cities."""
 
     family = "depthlm"
     decode_fields = ("temperature", "max_hops", "loop_schedule", "test_time", "sample_loops")
-    flush_denormal = True
 
     def __init__(self, g: CityGraph, size: str, config: DepthLMConfig, cfg, command: str = ""):
-        self.g, self.size, self.config, self.cfg, self.command = g, size, config, cfg, command
-        self.ds, self.train_index, self.val_index = spd_training_split(g, cfg)
-        self.model_config = asdict(config)
+        super().__init__(g, size, config, cfg, command)
         self.local = local_sets(g, config.train_local) if config.train_local else None
         self.description = describe(config)
 
     def build_model(self) -> DepthLM:
         return DepthLM(self.config, city_xy_km(self.g.lat, self.g.lon))
 
-    def _paths(self, index) -> list[np.ndarray]:
-        paths = [np.asarray(self.ds[int(i)], dtype=np.int64) for i in index]
-        return [p[: self.config.max_hops + 1] for p in paths if len(p) >= 2]
-
     def batch(self, step: int, rank: int, world: int):
         rng = batch_rng(self.cfg.seed, step, rank)
-        paths = self._paths(self.train_index[rng.integers(0, len(self.train_index), self.cfg.batch_paths)])
-        tokens, mask = token_batch(paths)
-        k = self.config.train_negatives
-        negatives = torch.from_numpy(rng.integers(0, self.config.n_cities, k)) if k else \
-            torch.zeros(0, dtype=torch.int64)
-        loops = torch.tensor(sample_loops(rng, self.config))
-        batch = {"tokens": tokens, "mask": mask, "negatives": negatives, "loops": loops}
+        batch, n_paths = self.draw(rng)
+        batch["loops"] = torch.tensor(sample_loops(rng, self.config))     # drawn after the paths and negatives
         if self.config.train_local:
             ids, km = self.local
-            batch |= {"local": ids[tokens[:, :-1]], "local_km": km[tokens[:, :-1]]}
-        return batch, len(paths)
+            batch |= {"local": ids[batch["tokens"][:, :-1]], "local_km": km[batch["tokens"][:, :-1]]}
+        return batch, n_paths
 
     def val_loops(self) -> int:
         return max(1, round(self.config.loops_mean))
 
     def val_batches(self):
-        paths = self._paths(self.val_index)
-        empty, loops = torch.zeros(0, dtype=torch.int64), torch.tensor(self.val_loops())
-        return [dict(zip(("tokens", "mask"), token_batch(paths[i:i + 64])), negatives=empty, loops=loops)
-                for i in range(0, len(paths), 64)]
-
-    def val_pairs(self):
-        return np.asarray(self.ds.src[self.val_index]), np.asarray(self.ds.dst[self.val_index])
+        loops = torch.tensor(self.val_loops())
+        return [{**b, "loops": loops} for b in super().val_batches()]
 
     def decode(self, model: DepthLM, srcs, dsts) -> list[list[int]]:
         caps = [hop_cap(self.g, int(s), int(t), self.config.max_hops) for s, t in zip(srcs, dsts)]

@@ -62,7 +62,10 @@ class PostRNNTask:
         return [p[: self.config.max_hops + 1] for p in paths if len(p) >= 2]
 
     def batch(self, step: int, rank: int, world: int):
-        rng = batch_rng(self.cfg.seed, step, rank)
+        return self.draw(batch_rng(self.cfg.seed, step, rank))
+
+    def draw(self, rng: np.random.Generator) -> tuple[dict[str, torch.Tensor], int]:
+        """A training batch from `rng`: paths drawn from the train split, then the shared negatives."""
         paths = self._paths(self.train_index[rng.integers(0, len(self.train_index), self.cfg.batch_paths)])
         tokens, mask = token_batch(paths)
         k = self.config.train_negatives
