@@ -24,7 +24,7 @@ TRAIN_DEFAULTS = {
     "small": dict(lr=2e-3, batch_paths=64, total_paths=200_000, max_minutes=600.0, epoch_paths=25_000,
                   warmup_steps=200, val_paths=200, card_pairs=100, steps_for_card=(1, 2, 4, 6, 8, 10)),
     "large": dict(lr=1e-3, batch_paths=64, total_paths=40_000, max_minutes=600.0, epoch_paths=10_000,
-                  warmup_steps=200, val_paths=200, card_pairs=100, steps_for_card=(1, 2, 4, 6, 8, 10)),
+                  warmup_steps=200, val_paths=200, card_pairs=50, steps_for_card=(1, 2, 4, 6, 8, 10)),
 }
 UNLOOPED = dict(loops_mean=1.0, loops_max=1, backprop_loops=1, test_time="samples", sample_loops=1)
 
