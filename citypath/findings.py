@@ -192,11 +192,13 @@ def depthlm_loops(report: dict) -> str:
                 f"{_diff_nats(p['nll_rmax_minus_r1'])}.",
                 f"- Overthinking, {r4} loops (about 4x the training mean) against {mean}: passes "
                 f"{_diff_pct(p['passes_4x_mean_minus_mean'])}; NLL {_diff_nats(p['nll_4x_mean_minus_mean'])}.",
-                f"- Against its unlooped control `{control}` (same parameters, r = 1 in training and test, greedy): "
-                f"at {mean} loops passes {_diff_pct(p['passes_looped_mean_minus_control'])}, at {rmax} loops "
-                f"{_diff_pct(p['passes_looped_rmax_minus_control'])}; NLL at {mean} loops "
-                f"{_diff_nats(p['nll_looped_mean_minus_control'])} (control "
-                f"{e['control_nll_per_city']['value']:.3f}).",
+                (f"- Against its unlooped control `{control}` (same parameters, r = 1 in training and test, greedy): "
+                 f"at {mean} loops passes {_diff_pct(p['passes_looped_mean_minus_control'])}, at {rmax} loops "
+                 f"{_diff_pct(p['passes_looped_rmax_minus_control'])}; NLL at {mean} loops "
+                 f"{_diff_nats(p['nll_looped_mean_minus_control'])} (control "
+                 f"{e['control_nll_per_city']['value']:.3f})." if control else
+                 "- **No unlooped control was trained for this size yet**: loops against r = 1 of a model trained "
+                 "unlooped is not measured."),
                 f"- `{e['post_rnn']}` ({e['parameters'][e['post_rnn']]:,} parameters): NLL per city "
                 f"{e['post_rnn_nll_per_city']['value']:.3f} on the same optimal paths."]
         rnn = e["equal_compute"].get(e["post_rnn"], [])

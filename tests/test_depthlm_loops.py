@@ -71,3 +71,15 @@ def test_a_missing_or_broken_report_is_said(tmp_path):
     bad.write_text(json.dumps({"sizes": {}}))
     assert "no measured model" in loops.load_report(bad)[1]
     assert "No depth-recurrent LM" in depthlm_loops({"sizes": {}})
+
+
+def test_a_size_without_its_control_is_measured_and_says_so(tiny_graph):
+    g = tiny_graph
+    model = DepthLMModel.untrained(g, DepthLMConfig(n_cities=g.n_cities, **TINY), name="depth-lm-tiny")
+    post = PostRNNModel.untrained(g, PostRNNConfig(n_cities=g.n_cities, embed_dim=8, hidden_dim=8), name="post-rnn-tiny")
+    srcs, dsts = sample_heldout_pairs(g, 3, seed=1)
+    entry = measure(g, srcs, dsts, model, None, post, own_samples=False)
+    assert entry["control"] is None and set(entry["best_of"]) == {"post-rnn-tiny"}
+    assert not any("control" in k for k in entry["paired"])
+    text = depthlm_loops({"command": "(test)", "pairs": {"n": 3, "seed": 1}, "sizes": {"tiny": entry}})
+    assert "No unlooped control" in text
