@@ -76,7 +76,8 @@ def test_a_missing_or_broken_report_is_said(tmp_path):
 def test_a_size_without_its_control_is_measured_and_says_so(tiny_graph):
     g = tiny_graph
     model = DepthLMModel.untrained(g, DepthLMConfig(n_cities=g.n_cities, **TINY), name="depth-lm-tiny")
-    post = PostRNNModel.untrained(g, PostRNNConfig(n_cities=g.n_cities, embed_dim=8, hidden_dim=8), name="post-rnn-tiny")
+    post = PostRNNModel.untrained(g, PostRNNConfig(n_cities=g.n_cities, embed_dim=8, hidden_dim=8),
+                                  name="post-rnn-tiny")
     srcs, dsts = sample_heldout_pairs(g, 3, seed=1)
     entry = measure(g, srcs, dsts, model, None, post, own_samples=False)
     assert entry["control"] is None and set(entry["best_of"]) == {"post-rnn-tiny"}
