@@ -201,16 +201,21 @@ def depthlm_loops(report: dict) -> str:
                  "unlooped is not measured."),
                 f"- `{e['post_rnn']}` ({e['parameters'][e['post_rnn']]:,} parameters): NLL per city "
                 f"{e['post_rnn_nll_per_city']['value']:.3f} on the same optimal paths."]
-        rnn = e["equal_compute"].get(e["post_rnn"], [])
-        best = max(rnn, key=lambda x: x["loops_passes"], default=None)
-        if best is not None:
-            if best["n"] is None:
-                out.append(f"- At equal operations: even one greedy decode of `{e['post_rnn']}` costs more than "
-                           f"{best['loops']} loops.")
+        for name, rows in e["equal_compute"].items():
+            top = next((x for x in rows if x["loops"] == rmax), None)
+            if top is None:
+                continue
+            if top["n"] is None:
+                out.append(f"- At equal operations with `{name}`: even its one greedy decode costs more than {rmax} "
+                           "loops.")
             else:
-                out.append(f"- At equal operations: {best['loops']} loops ({_ops(best['loops_ops'])}) pass "
-                           f"{_pct(best['loops_passes'])}; `{e['post_rnn']}`'s best of {best['n']} "
-                           f"({_ops(best['n_ops'])}) passes {_pct(best['n_passes'])}.")
+                out.append(f"- At equal operations, {rmax} loops ({_ops(top['loops_ops'])}) pass "
+                           f"{_pct(top['loops_passes'])}; `{name}`'s best of {top['n']} ({_ops(top['n_ops'])}) "
+                           f"passes {_pct(top['n_passes'])}.")
+        best = {name: rows[-1] for name, rows in e["best_of"].items()}
+        out.append("- Samples instead of loops, at the largest N: " + "; ".join(
+            f"`{name}` best of {r['n']} passes {_pct(r['passes_three_checks']['value'])}"
+            f"{_ci_pct(r['passes_three_checks']['ci95'])} ({_ops(r['ops_mean'])})" for name, r in best.items()) + ".")
         out.append("")
     return "\n".join(out)
 
