@@ -111,10 +111,12 @@ def _catalog(stamp: tuple) -> Catalog:
     labels = {e.name: e.label for e in entries} | {name: f"{name} (unreadable card)" for name in unreadable}
     steps = [16] + [e.max_steps for e in entries]
     # The learned models first, then the group "no learning" (the classical floor); only learned models have a
-    # size that the default comparison (smallest against largest) reads.
+    # size that the default comparison (smallest against largest) reads, and only those whose card found a valid
+    # route at some step (a first visit should not open on a model that never arrives).
     classical = {e.name for e in entries if not e.learned}
     names = sorted(labels, key=lambda n: (n in classical, n))
-    return Catalog(names, labels, int(min(max(steps), 128)), {e.name: e.parameters for e in entries if e.learned})
+    sizes = {e.name: e.parameters for e in entries if e.learned and e.ever_valid}
+    return Catalog(names, labels, int(min(max(steps), 128)), sizes)
 
 
 def catalog() -> Catalog:

@@ -64,6 +64,7 @@ class Entry:
     max_steps: int
     label: str
     learned: bool = True     # False: a classical algorithm (the floor), in its own group "no learning"
+    ever_valid: bool = True  # False: its card measured no valid route at any step (never a default comparison)
 
 
 def catalogue(directory: str | os.PathLike | None = None) -> tuple[list[Entry], dict[str, str]]:
@@ -77,10 +78,16 @@ def catalogue(directory: str | os.PathLike | None = None) -> tuple[list[Entry], 
             family, params = str(card["family"]), int(card["num_parameters"])
             learned = bool(card.get("learned", True))
             entries.append(Entry(name, family, params, int(card["max_steps"]),
-                                 model_label(name, family, params, learned), learned))
+                                 model_label(name, family, params, learned), learned, _ever_valid(card)))
         except (CheckpointError, ValueError, TypeError, KeyError) as e:
             unreadable[name] = f"{type(e).__name__}: {e}"
     return entries, unreadable
+
+
+def _ever_valid(card: dict) -> bool:
+    """Whether a card's measured metrics (if any) found a valid route at some step."""
+    by_steps = (card.get("metrics") or {}).get("by_steps") or {}
+    return not by_steps or any((m or {}).get("valid", 1) > 0 for m in by_steps.values())
 
 
 SCAFFOLD_SUFFIX = ".scaffold"   # load_model("looped-small.scaffold"): the model's attribution control
