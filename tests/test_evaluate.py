@@ -234,9 +234,14 @@ def test_load_results_names_a_bad_file(tmp_path):
 SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints"
 
 
+# The depth-recurrent LMs have their own card test (tests/test_depthlm.py): 8 steps of theirs decode 52 loops a
+# token over up to 128 hops, minutes per checkpoint for 40 pairs on 2 cores, which the suite's budget cannot take.
+_CARD_CHECKED_HERE = [n for n in list_models(SHIPPED)
+                      if (SHIPPED / f"{n}.safetensors").exists() and not n.startswith("depth-lm-")]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [n for n in list_models(SHIPPED) if (SHIPPED / f"{n}.safetensors").exists()]
-                         or ["gru-small"])
+@pytest.mark.parametrize("name", _CARD_CHECKED_HERE or ["gru-small"])
 def test_shipped_checkpoint_scores_near_its_card(name, default_graph):
     """Re-measure every shipped checkpoint (the learned ones: the classical rows have no card metrics; their
     exactness is tests/test_classical.py's) on 40 of its card's pairs, through the protocol only:
