@@ -220,15 +220,66 @@ def depthlm_loops(report: dict) -> str:
     return "\n".join(out)
 
 
+def _x(r: dict) -> str:
+    lo, hi = r["ci95"]
+    return f"{r['value']:.3f}x [{lo:.3f}-{hi:.3f}]"
+
+
+def guided_frontier(report: dict) -> str:
+    """The learned lower bounds against A*, ALT at equal bytes and their controls (`results/guided-frontier.json`,
+    made by `python -m experiments.guided_frontier`)."""
+    rows = report.get("rows", {})
+    if not any(r["kind"] == "guided" for r in rows.values()):
+        return "No guided checkpoint has been measured yet (`python -m experiments.guided_frontier`).\n"
+    out = [f"{report['pairs']} {'held-out test' if report['split'] == 'test' else 'validation'} pairs "
+           f"(seed {report['pair_seed']}), every row the same search run to its end, one thread; "
+           f"`{report['command']}`.", "",
+           "| row | bytes a city (read / stored) | parameters | expansions | x A* | CPU ms | x A* | exact |",
+           "|---|---|---:|---:|---|---:|---|---|"]
+    for name, r in rows.items():
+        what = "" if r.get("certified", True) else " (uncertified)"
+        out.append(f"| `{name}`{what} | {r['bytes_per_city']} / {r['stored_bytes_per_city']} | {r['parameters']:,} | "
+                   f"{r['expansions']['value']:.1f} | {_x(r['vs_astar']['expansions'])} | {r['ms']['value']:.2f} | "
+                   f"{_x(r['vs_astar']['ms'])} | {_pct(r['exact']['value'])}{_ci_pct(r['exact']['ci95'])} |")
+    out.append("")
+    for name, r in rows.items():
+        if r["kind"] != "guided":
+            continue
+        e = r["vs_astar"]["expansions"]
+        bar = "reaches" if e["ci95"][1] <= 0.73 else "does not reach"
+        line = (f"- `{name}` ({r['bytes_per_city']} bytes a city read, {r['stored_bytes_per_city']} stored): "
+                f"expansions {_x(e)} A*'s, which {bar} the bar of 0.73x")
+        alt = r.get("vs_alt_equal_bytes")
+        if alt:
+            a = alt["expansions"]
+            verdict = ("fewer than" if a["below_1"] else "more than" if a["above_1"] else
+                       "no different from (the interval holds 1: no learned gain)")
+            line += f"; against `{alt['row']}` at equal bytes {_x(a)}, {verdict} ALT"
+        m = r["vs_astar"]["ms"]
+        line += (f"; CPU ms {_x(m)} A*'s ({'at or below' if m['ci95'][1] <= 1.0 else 'not below'} A*'s); "
+                 f"exact on {_pct(r['exact']['value'])}.")
+        out.append(line)
+    for name, r in rows.items():
+        if r["kind"] == "control":
+            e = r["vs_astar"]["expansions"]
+            extra = f", weight {r['weight']:g}, exact on {_pct(r['exact']['value'])}" if "weight" in r else ""
+            out.append(f"- Control `{name}` (of `{r['control_of']}`{extra}): expansions {_x(e)} A*'s.")
+    return "\n".join(out) + "\n"
+
+
 RENDERERS = {"results-table": results_table, "learned-gain": learned_gain_table, "classical-floor": classical_floor}
 DEPTHLM_REPORT = Path("results/depthlm-loops.json")
+GUIDED_REPORT = Path("results/guided-frontier.json")
 
 
-def render(results: dict, depthlm: dict | None = None) -> dict[str, str]:
-    """Every block from the harness's results (and, given it, the depth-recurrent LMs' report)."""
+def render(results: dict, depthlm: dict | None = None, guided: dict | None = None) -> dict[str, str]:
+    """Every block from the harness's results (and, given them, the depth-recurrent LMs' and the guided
+    frontier's reports)."""
     blocks = {name: f(results) for name, f in RENDERERS.items()}
     if depthlm is not None:
         blocks["depthlm-loops"] = depthlm_loops(depthlm)
+    if guided is not None:
+        blocks["guided-frontier"] = guided_frontier(guided)
     return blocks
 
 
@@ -236,6 +287,12 @@ def load_depthlm(path: Path = DEPTHLM_REPORT) -> dict:
     import json
 
     return json.loads(Path(path).read_text()) if Path(path).is_file() else {"sizes": {}}
+
+
+def load_guided(path: Path = GUIDED_REPORT) -> dict:
+    import json
+
+    return json.loads(Path(path).read_text()) if Path(path).is_file() else {"rows": {}}
 
 
 def rewrite(text: str, blocks: dict[str, str]) -> str:
@@ -257,7 +314,9 @@ def disagreements(text: str, blocks: dict[str, str]) -> list[str]:
 def main(args) -> int:
     """`python -m citypath findings [--check]`."""
     readme = Path(args.readme)
-    blocks = render(load_results(args.results), load_depthlm(Path(args.results).parent / DEPTHLM_REPORT.name))
+    results_dir = Path(args.results).parent
+    blocks = render(load_results(args.results), load_depthlm(results_dir / DEPTHLM_REPORT.name),
+                    load_guided(results_dir / GUIDED_REPORT.name))
     text = readme.read_text()
     if args.check:
         bad = disagreements(text, blocks)

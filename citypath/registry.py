@@ -50,6 +50,9 @@ FAMILIES: dict[str, Family] = {
                          "cross-entropy of the read weights against the expert's memory slots, per planning "
                          "iteration (nats)"),
     "depthlm": _family("depthlm", ("small", "large"), "DepthLMModel", NEXT_CITY_NLL, post_nll=True),
+    "guided": _family("guided", ("geo", "m4", "m16", "m64"), "GuidedModel",
+                      "relative gap (d - h) / d of the table's bound below the road km, plus the penalties for "
+                      "passing it and for breaking the 1-Lipschitz edge constraint"),
     # No learning: the floor every model is read against (cards only, nothing to train).
     "classical": Family("citypath.models.classical:ClassicalModel"),
 }
@@ -102,6 +105,11 @@ ANATOMY: dict[str, Anatomy] = {
                        "prelude, looped core, coda)",
                        "a hop cap; the loop count per token (a schedule over steps); best-of-N with the exact "
                        "verifier choosing among samples (mode \"samples\" only)"),
+    "guided": Anatomy("the lower bound's table: a network of coordinates (+ a per-city memory), certified "
+                      "1-Lipschitz on the graph before use; it decides only how many cities the search expands",
+                      "the whole search, which decides the route: A* on a binary heap with the larger of the "
+                      "straight-line km and the table's bound (exact by construction), the certification "
+                      "(one Dijkstra per column), the doubling expansion budgets per step"),
     "classical": Anatomy("nothing: no learned parameters",
                          "the whole algorithm (citypath/models/classical.py)"),
 }

@@ -6,7 +6,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from citypath.app import loops, resources, tables
+from citypath.app import effort, loops, resources, tables
 
 st.set_page_config(page_title="citypath · test-time compute", page_icon="🗺️", layout="wide")
 g = resources.graph()
@@ -110,3 +110,20 @@ else:
     c1, c2 = st.columns(2)
     c1.altair_chart(loops.nll_chart(curve), width="stretch")
     c2.altair_chart(loops.passes_chart(curve, samples), width="stretch")
+
+st.subheader("Effort: does a learned part make exact search do less work?")
+effort_report, effort_why = effort.load_report()
+if effort_why:
+    st.info(f"No effort figures yet: {effort_why}.")
+else:
+    st.caption("Every row is the same A* run to its end (exact), with a lower bound on the road km to the target: "
+               "the straight line (A*), ALT's landmark table, or a learned table certified on the graph. Left: "
+               "cities expanded per query against the bytes a city the bound reads; right: single-thread CPU ms. "
+               "Weighted A* (uncertified, matched to a learned row's expansions) shows what giving up exactness "
+               f"buys. {effort_report['pairs']} {effort_report['split']} pairs; "
+               f"`{effort_report['command']}`.")
+    effort_rows = effort.effort_table(effort_report)
+    c1, c2 = st.columns(2)
+    c1.altair_chart(effort.effort_chart(effort_rows, "expansions"), width="stretch")
+    c2.altair_chart(effort.effort_chart(effort_rows, "CPU ms"), width="stretch")
+    st.dataframe(effort_rows.drop(columns=["expansions_lo", "expansions_hi"]), hide_index=True, width="stretch")

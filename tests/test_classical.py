@@ -19,7 +19,7 @@ from citypath.models import list_models, load_model
 from citypath.models.classical import ROWS, BestFirst, ClassicalModel, classical_card
 from tests.protocol import check_refine_protocol
 
-EXACT = ("dijkstra", "astar", "anytime-astar", "bellman-ford", "bellman-ford-dense")
+EXACT = ("dijkstra", "astar", "alt", "anytime-astar", "bellman-ford", "bellman-ford-dense")
 
 
 def _oracle_km(g, src, dst) -> float:
@@ -34,7 +34,7 @@ def _oracle_km(g, src, dst) -> float:
 def test_exact_at_its_last_step(small_graph, algorithm):
     """Every classical row ends on an optimal route (networkx as oracle)."""
     g = small_graph
-    config = ROWS[algorithm][0]
+    config = ROWS["alt-4" if algorithm == "alt" else algorithm][0]
     m = ClassicalModel.make(g, algorithm, max_steps=config.max_steps, expansions_per_step=1000)
     srcs, dsts = sample_heldout_pairs(g, 6, seed=3)
     for s, t in zip(srcs.tolist(), dsts.tolist()):

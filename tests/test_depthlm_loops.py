@@ -69,7 +69,7 @@ def test_a_missing_or_broken_report_is_said(tmp_path):
     bad.write_text("{not json")
     assert "cannot be read" in loops.load_report(bad)[1]
     bad.write_text(json.dumps({"sizes": {}}))
-    assert "no measured model" in loops.load_report(bad)[1]
+    assert "nothing measured" in loops.load_report(bad)[1]
     assert "No depth-recurrent LM" in depthlm_loops({"sizes": {}})
 
 

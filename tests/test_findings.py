@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from citypath.evaluate import load_results
-from citypath.findings import disagreements, load_depthlm, render, rewrite
+from citypath.findings import disagreements, guided_frontier, load_depthlm, load_guided, render, rewrite
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,7 +22,31 @@ def results() -> dict:
 def test_readme_agrees_with_results(results):
     text = (ROOT / "README.md").read_text()
     depthlm = load_depthlm(ROOT / "results" / "depthlm-loops.json")
-    assert disagreements(text, render(results, depthlm)) == [], "run: python -m citypath findings"
+    guided = load_guided(ROOT / "results" / "guided-frontier.json")
+    assert disagreements(text, render(results, depthlm, guided)) == [], "run: python -m citypath findings"
+
+
+def _guided_report(expansions: list[float], alt_ci: list[float]) -> dict:
+    def row(kind, e, **kw):
+        return {"kind": kind, "certified": True, "bytes_per_city": 4, "stored_bytes_per_city": 4, "parameters": 10,
+                "expansions": {"value": e, "ci95": [e, e]}, "ms": {"value": 1.0, "ci95": [1.0, 1.0]},
+                "exact": {"value": 1.0, "ci95": [0.99, 1.0]},
+                "vs_astar": {"expansions": {"value": e / expansions[0], "ci95": [e / expansions[0] - 0.01,
+                                                                                 e / expansions[0] + 0.01]},
+                             "ms": {"value": 0.9, "ci95": [0.8, 0.95]}}, **kw}
+    alt = {"row": "alt-1", "expansions": {"value": sum(alt_ci) / 2, "ci95": alt_ci, "below_1": alt_ci[1] < 1,
+                                          "above_1": alt_ci[0] > 1}}
+    return {"pairs": 10, "split": "test", "pair_seed": 0, "command": "x",
+            "rows": {"astar": row("classical", expansions[0]), "guided-m4": row("guided", expansions[1],
+                                                                             vs_alt_equal_bytes=alt)}}
+
+
+def test_the_guided_block_says_no_gain_when_the_interval_holds_1():
+    """A learned gain over ALT whose interval holds 1 is written as none; one that excludes it as fewer."""
+    none = guided_frontier(_guided_report([1000.0, 600.0], [0.97, 1.02]))
+    assert "no learned gain" in none and "reaches the bar of 0.73x" in none
+    fewer = guided_frontier(_guided_report([1000.0, 800.0], [0.9, 0.95]))
+    assert "fewer than ALT" in fewer and "does not reach the bar" in fewer
 
 
 def test_every_evaluated_row_is_in_the_table(results):

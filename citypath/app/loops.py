@@ -4,26 +4,19 @@ by `python -m experiments.depthlm_loops`)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import altair as alt
 import pandas as pd
+
+from citypath.app import reports
 
 REPORT = Path("results/depthlm-loops.json")
 
 
 def load_report(path: Path = REPORT) -> tuple[dict, str | None]:
     """The report, or ({}, why not)."""
-    try:
-        report = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        return {}, f"{path} does not exist yet (python -m experiments.depthlm_loops)"
-    except (OSError, ValueError) as e:
-        return {}, f"{path} cannot be read: {e}"
-    if not isinstance(report, dict) or not report.get("sizes"):
-        return {}, f"{path} holds no measured model"
-    return report, None
+    return reports.load_report(path, "python -m experiments.depthlm_loops", "sizes")
 
 
 def loops_table(report: dict) -> pd.DataFrame:

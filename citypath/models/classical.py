@@ -10,6 +10,10 @@ put them beside the learned families at equal compute:
 - `astar`: textbook A* on a binary heap with the straight-line km to the target as heuristic
   (admissible and consistent here: every edge is the great-circle km between its cities). Stops
   when the target is popped: exact. One step.
+- `alt-1`, `alt-4`, `alt-16`: ALT (Goldberg & Harrelson 2005), the same A* with the larger of the
+  straight line and the landmark bound (`citypath.bounds`): 1, 4 or 16 landmarks by farthest-point sampling,
+  their road distances to every city stored as int32 metres (4, 16, 64 bytes a city), computed once per graph
+  (`preprocessing_ops`, not counted per query). Exact in one step; fewer expansions than A*.
 - `anytime-astar`: anytime weighted A* with a falling weight (Hansen & Zhou 2007; ARA*'s schedule,
   Likhachev et al. 2003): one open list ordered by g + w·h, w starting at `weight_start`; each
   solution found becomes the incumbent, w falls by `weight_step` (down to 1) and the open list is
@@ -37,11 +41,12 @@ from pathlib import Path
 import numpy as np
 
 from citypath import cost
+from citypath.bounds import BYTES_PER_COLUMN, landmark_table, lower_bound_km, preprocessing_ops
 from citypath.geo import haversine_km
 from citypath.graph import CityGraph
 from citypath.models.base import StateView, StepwiseModel, config_from_dict, greedy_walk
 
-ALGORITHMS = ("dijkstra", "astar", "anytime-astar", "bellman-ford", "bellman-ford-dense")
+ALGORITHMS = ("dijkstra", "astar", "alt", "anytime-astar", "bellman-ford", "bellman-ford-dense")
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,7 @@ class ClassicalConfig:
     rounds_per_step: int = 4           # bellman-ford(-dense): rounds a step
     corridor_factor: float = 1.1       # bellman-ford: the corridor, as bellman-tiny's
     corridor_slack_radii: float = 1.0
+    landmarks: int = 16                # alt: landmarks (4 bytes a city each: int32 road metres)
 
 
 # -- best-first search: A* and anytime weighted A* ----------------------------------------------------
@@ -63,11 +69,13 @@ class ClassicalConfig:
 class BestFirst:
     """One query's weighted A* with an incumbent; `expand(n)` runs up to n expansions, counting operations."""
 
-    def __init__(self, g: CityGraph, src: int, dst: int, weight: float, weight_step: float = 0.0):
+    def __init__(self, g: CityGraph, src: int, dst: int, weight: float, weight_step: float = 0.0,
+                 table_m: np.ndarray | None = None):
         n = g.n_cities
         self.g, self.src, self.dst = g, src, dst
         self.w, self.w_step = float(weight), float(weight_step)
-        self.h = haversine_km(g.lat, g.lon, g.lat[dst], g.lon[dst])
+        # The heuristic: straight-line km, or its max with a certified table's bound (citypath.bounds).
+        self.h, h_ops = lower_bound_km(g, dst, table_m)
         self.h_list = self.h.tolist()             # scalar reads in the pop loop: a list is ~5x faster than numpy
         self.cost_g = np.full(n, np.inf)
         self.parent = np.full(n, -1, dtype=np.int64)
@@ -77,10 +85,11 @@ class BestFirst:
         self.incumbent: list[int] | None = None
         self.nearest = src                        # the expanded city nearest the target (the answer before one)
         self.expanded = 0
+        self.order: list[int] = []                # the expanded cities, in order (what `trace` draws)
         self.done = src == dst
         if self.done:
             self.incumbent, self.incumbent_km = [src], 0.0
-        self.ops = cost.haversine(n) + cost.fill(2 * n) + cost.heap(1, 1)
+        self.ops = h_ops + cost.fill(2 * n) + cost.heap(1, 1)
 
     def way_to(self, city: int) -> list[int]:
         path = [city]
@@ -122,6 +131,7 @@ class BestFirst:
                 continue
             spent += 1
             self.expanded += 1
+            self.order.append(u)
             if hl[u] < hl[self.nearest]:
                 self.nearest = u
             lo, hi = ip[u], ip[u + 1]
@@ -138,6 +148,35 @@ class BestFirst:
 
     def answer(self) -> list[int]:
         return list(self.incumbent) if self.incumbent is not None else self.way_to(self.nearest)
+
+
+BEST_FIRST = ("astar", "alt", "anytime-astar")
+
+
+def best_first_run(s: BestFirst, budgets: list[int | None]) -> Iterator[tuple[list[int], float, BestFirst]]:
+    """Per step: up to that step's expansions (None: to the end), then (its answer, the operations the step
+    spent, the search). The first step carries the set-up."""
+    before = 0.0
+    for budget in budgets:
+        while not s.done:
+            s.expand(s.g.n_cities + 1 if budget is None else budget)
+            if budget is not None:
+                break
+        answer = s.answer()
+        yield answer, s.ops - before, s
+        before = s.ops
+
+
+def best_first_trace(s: BestFirst, budgets: list[int | None]) -> Iterator[list[StateView]]:
+    """Per step, the cities expanded so far and the step that expanded each (what a search "thinks")."""
+    n = s.g.n_cities
+    at = np.full(n, np.nan)
+    seen = 0
+    for k, (_, _, search) in enumerate(best_first_run(s, budgets), start=1):
+        at[search.order[seen:]] = k
+        seen = len(search.order)
+        h = np.where(np.isnan(at), np.nan, search.h)
+        yield [StateView("expanded at step", "", at.copy()), StateView("lower bound to target (expanded)", "km", h)]
 
 
 # -- Bellman-Ford by the book: every edge, every round ------------------------------------------------
@@ -190,7 +229,8 @@ class ClassicalModel(StepwiseModel):
     """A classical algorithm behind the routing protocol: nothing learned, every operation counted."""
 
     family = "classical"
-    has_state_view = False       # the bellman-ford row sets it on its instance: its state is bellman's
+    has_state_view = False       # set on the instance: bellman-ford's state is bellman's; a best-first search
+                                 # shows the cities it expanded
 
     def __init__(self, name: str, card: dict, config: ClassicalConfig):
         super().__init__(name, card)
@@ -201,6 +241,7 @@ class ClassicalModel(StepwiseModel):
                                   f"known: {', '.join(ALGORITHMS)}")
         self.config = config
         self._bellman = None
+        self.has_state_view = config.algorithm in BEST_FIRST
         if config.algorithm == "bellman-ford":
             from citypath.models.bellman import BellmanConfig, BellmanModel
 
@@ -259,25 +300,33 @@ class ClassicalModel(StepwiseModel):
             for _ in range(steps - 1):
                 yield path, 0.0, None
         else:
-            anytime = c.algorithm == "anytime-astar"
-            s = BestFirst(g, src, dst, c.weight_start if anytime else 1.0, c.weight_step if anytime else 0.0)
-            budget = c.expansions_per_step if anytime else g.n_cities + 1
-            before = 0.0                           # the first step carries the set-up
-            for _ in range(steps):
-                if not s.done:
-                    while True:
-                        s.expand(budget)
-                        if s.done or anytime:
-                            break
-                answer = s.answer()
-                yield answer, s.ops - before, None
-                before = s.ops
+            yield from best_first_run(self._search(g, src, dst), self._budgets(g, steps))
+
+    def _search(self, g: CityGraph, src: int, dst: int) -> BestFirst:
+        c = self.config
+        if c.algorithm == "anytime-astar":
+            return BestFirst(g, src, dst, c.weight_start, c.weight_step)
+        return BestFirst(g, src, dst, 1.0, table_m=landmark_table(g, c.landmarks) if c.algorithm == "alt" else None)
+
+    def _budgets(self, g: CityGraph, steps: int) -> list[int | None]:
+        """Expansions each step may spend (None: to the end)."""
+        return [self.config.expansions_per_step if self.config.algorithm == "anytime-astar" else None] * steps
+
+    def bytes_per_city(self) -> int:
+        """Bytes a city its query reads beyond the graph and coordinates (alt: the landmark table)."""
+        return BYTES_PER_COLUMN * self.config.landmarks if self.config.algorithm == "alt" else 0
+
+    def preprocessing_ops(self, g: CityGraph) -> float:
+        """Operations spent once per graph before any query (alt: one Dijkstra per landmark; 0 otherwise)."""
+        return preprocessing_ops(g, self.config.landmarks) if self.config.algorithm == "alt" else 0.0
 
     def trace(self, g: CityGraph, src: int, dst: int, steps: int = 1) -> Iterator[list[StateView]]:
-        if self._bellman is None:
-            raise NotImplementedError(f"{self.name} ({self.config.algorithm}) has no per-city state view")
         src, dst, steps = self.check_query(g, src, dst, steps)
-        return self._bellman.trace(g, src, dst, steps)
+        if self._bellman is not None:
+            return self._bellman.trace(g, src, dst, steps)
+        if self.config.algorithm in BEST_FIRST:
+            return best_first_trace(self._search(g, src, dst), self._budgets(g, steps))
+        raise NotImplementedError(f"{self.name} ({self.config.algorithm}) has no per-city state view")
 
 
 def classical_card(g: CityGraph | None, name: str, config: ClassicalConfig, *, about: str = "") -> dict:
@@ -310,6 +359,12 @@ ROWS: dict[str, tuple[ClassicalConfig, str]] = {
     "bellman-ford-dense": (ClassicalConfig("bellman-ford-dense", max_steps=24),
                            "Bellman-Ford by the book: every round relaxes every edge, 4 rounds a step, until "
                            "nothing changes; the same decoder. No learned parameters."),
+    **{f"alt-{k}": (ClassicalConfig("alt", max_steps=1, landmarks=k),
+                    f"ALT: A* on the same heap with the larger of the straight-line km and the landmark bound "
+                    f"max over {k} landmark{'s' if k > 1 else ''} of |d(L, v) - d(L, t)| (landmarks by farthest-point "
+                    f"sampling, road metres from scipy's Dijkstra, {4 * k} bytes a city, computed once per graph); "
+                    f"exact in one step. No learned parameters.")
+       for k in (1, 4, 16)},
 }
 
 
