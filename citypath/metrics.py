@@ -203,12 +203,15 @@ def evaluate_paths(g: CityGraph, paths: Sequence, srcs: Sequence[int], dsts: Seq
     frechet = _frechet_km(g, ids, optimal, centres) if n else np.zeros(0)
 
     valid = starts & reaches & (illegal_jumps == 0)
+    bounded = starts & reaches & (ratio <= 1 + tolerance)
     return pd.DataFrame({
         "src": srcs, "dst": dsts, "cities": lens, "hops": np.maximum(lens - 1, 0),
         "unknown_ids": unknown_ids, "illegal_jumps": illegal_jumps,
         "starts_at_source": starts, "reaches_target": reaches, "valid": valid,
         "length_km": length_km, "optimal_km": optimal_km, "length_ratio": ratio,
-        "bounded": starts & reaches & (ratio <= 1 + tolerance),
+        "bounded": bounded,
+        # The post's three checks together: no illegal jump, bounded length, reaches the target.
+        "passes_three_checks": bounded & (illegal_jumps == 0),
         "exact_match": exact, "optimal_length": valid & (ratio <= 1 + OPTIMAL_RTOL), "frechet_km": frechet,
     })
 

@@ -40,7 +40,7 @@ OUT = Path("results/depthlm-loops.json")
 
 def passes(df) -> np.ndarray:
     """The post's three checks: no illegal jump, reaches the target, within the length bound."""
-    return (df["bounded"] & (df["illegal_jumps"] == 0)).to_numpy(bool)
+    return df["passes_three_checks"].to_numpy(bool)
 
 
 def rate(x: np.ndarray) -> dict:

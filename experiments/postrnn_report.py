@@ -30,7 +30,7 @@ def postrnn_report(g: CityGraph, names: list[str], n_pairs: int, seed: int) -> d
         m = load_model(name, graph=g)
         paths = [list(m.refine(g, int(s), int(t), steps=1))[0] for s, t in zip(srcs, dsts)]
         df = evaluate_paths(g, paths, srcs, dsts)
-        passes = (df["bounded"] & (df["illegal_jumps"] == 0)).to_numpy()
+        passes = df["passes_three_checks"].to_numpy()
         rows = {}
         for lo, hi in buckets:
             sel = (hops >= lo) & (hops <= hi)

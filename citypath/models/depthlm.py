@@ -36,7 +36,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -46,12 +45,10 @@ from torch.nn import functional as F
 from citypath import cost
 from citypath.graph import CityGraph
 from citypath.models.base import (
+    UNTRAINED_MAX_STEPS,
     CheckpointError,
     CountedModel,
-    config_from_dict,
-    count_parameters,
     frozen,
-    load_network,
     sample_generator,
 )
 from citypath.models.postrnn import SAMPLE_CHUNK, hop_cap
@@ -96,6 +93,11 @@ class DepthLMConfig:
         if not self.loop_schedule or min(self.loop_schedule) < 1:
             raise ValueError(f"loop_schedule={self.loop_schedule}: positive loop counts")
         object.__setattr__(self, "loop_schedule", tuple(int(r) for r in self.loop_schedule))
+
+    @property
+    def max_steps(self) -> int:
+        """Steps a card allows: one per loop count of the schedule (mode "loops"), else best-of-32."""
+        return len(self.loop_schedule) if self.test_time == "loops" else UNTRAINED_MAX_STEPS
 
     @property
     def max_len(self) -> int:
@@ -403,6 +405,8 @@ class DepthLMModel(CountedModel):
     "loops"), or is the verifier's best of greedy + k - 1 samples (mode "samples")."""
 
     family = "depthlm"
+    network = DepthLM
+    config_class = DepthLMConfig
 
     def __init__(self, name: str, card: dict, net: DepthLM):
         super().__init__(name, card)
@@ -410,21 +414,13 @@ class DepthLMModel(CountedModel):
         self.config = net.config
 
     @classmethod
-    def from_checkpoint(cls, name: str, card: dict, weights_path: Path) -> DepthLMModel:
-        build = lambda: DepthLM(config_from_dict(DepthLMConfig, card["config"]))  # noqa: E731
-        return cls(name, card, load_network(build, weights_path, "depth-LM"))
+    def default_config(cls, g: CityGraph) -> DepthLMConfig:
+        return DepthLMConfig(n_cities=g.n_cities)
 
     @classmethod
-    def untrained(cls, g: CityGraph, config: DepthLMConfig | None = None, name: str = "depth-lm-untrained",
-                  seed: int = 0) -> DepthLMModel:
-        """A randomly initialised model for `g` (tests, experiments)."""
-        config = config or DepthLMConfig(n_cities=g.n_cities)
-        torch.manual_seed(seed)
-        net = DepthLM(config, city_xy_km(g.lat, g.lon))
-        card = {"name": name, "family": cls.family, "num_parameters": count_parameters(net),
-                "max_steps": len(config.loop_schedule) if config.test_time == "loops" else 32,
-                "config": asdict(config), "graph": {"fingerprint": g.fingerprint, "config": asdict(g.config)}}
-        return cls(name, card, net)
+    def new_network(cls, config: DepthLMConfig, g: CityGraph | None = None) -> DepthLM:
+        """The network; given `g`, its cities' coordinates (a checkpoint's own are read with its weights)."""
+        return DepthLM(config, None if g is None else city_xy_km(g.lat, g.lon))
 
     def variant(self, test_time: str, loops: int | None = None) -> DepthLMModel:
         """The same weights answering with the other kind of test-time compute: "samples" (best-of-N at `loops`,
@@ -434,7 +430,7 @@ class DepthLMModel(CountedModel):
         loops = int(loops if loops is not None else max(1, round(self.config.loops_mean)))
         config = replace(self.config, test_time=test_time, sample_loops=loops)
         card = {**self.card, "config": asdict(config), "name": f"{self.name}.{test_time}",
-                "max_steps": len(config.loop_schedule) if test_time == "loops" else 32}
+                "max_steps": config.max_steps}
         model = DepthLMModel(card["name"], card, self.net)
         model.config = config
         return model
