@@ -140,7 +140,7 @@ def summarise(df: pd.DataFrame, ms: np.ndarray, steps: int, flops: np.ndarray, *
     columns = {name: df[name].to_numpy(np.float64) for name in FLAGS} | {
         "illegal_jump_rate": (df["illegal_jumps"] > 0).to_numpy(np.float64),
         "illegal_jumps_mean": df["illegal_jumps"].to_numpy(np.float64),
-        "passes_three_checks": (df["bounded"] & (df["illegal_jumps"] == 0)).to_numpy(np.float64),
+        "passes_three_checks": df["passes_three_checks"].to_numpy(np.float64),
     }
     out: dict = {k: float(v.mean()) for k, v in columns.items()}
     # Illegal hops as a rate over all hops (as the training curves count it), so it gets a Wilson interval.

@@ -194,7 +194,8 @@ def test_scaffold_controls_load_by_name():
     end to end has none, and says which do."""
     from citypath.models import ModelNotFound, scaffolded
 
-    assert set(scaffolded()) == {"bellman-tiny", "looped-small", "memory-search"}
+    assert set(scaffolded()) == {"bellman-tiny", "looped-small", "memory-search"} | {
+        n for n in list_models() if n.startswith("guided-")}
     for name in scaffolded():
         c = load_model(f"{name}.scaffold")
         assert c.name == f"{name}.scaffold" and c.card["control_of"] == name

@@ -70,7 +70,7 @@ class BestFirst:
     """One query's weighted A* with an incumbent; `expand(n)` runs up to n expansions, counting operations."""
 
     def __init__(self, g: CityGraph, src: int, dst: int, weight: float, weight_step: float = 0.0,
-                 table_m: np.ndarray | None = None):
+                 table_m: np.ndarray | None = None, reopen: bool = True):
         n = g.n_cities
         self.g, self.src, self.dst = g, src, dst
         self.w, self.w_step = float(weight), float(weight_step)
@@ -86,6 +86,10 @@ class BestFirst:
         self.nearest = src                        # the expanded city nearest the target (the answer before one)
         self.expanded = 0
         self.order: list[int] = []                # the expanded cities, in order (what `trace` draws)
+        # reopen=False: a city is expanded at most once (weighted A* as usually run; with w > 1 and reopening,
+        # a dense graph re-expands some cities hundreds of times). With w = 1 and a consistent bound nothing
+        # is ever reopened, so A*, ALT and guided are the same either way.
+        self.closed = None if reopen else np.zeros(n, dtype=bool)
         self.done = src == dst
         if self.done:
             self.incumbent, self.incumbent_km = [src], 0.0
@@ -118,8 +122,8 @@ class BestFirst:
                 break
             _, gu, u = heapq.heappop(self.heap)
             self.ops += 2.0 * math.log2(len(self.heap) + 2)          # cost.heap(1, size), inlined: the hot loop
-            if gu > cg.item(u) or gu + hl[u] >= self.incumbent_km:
-                self.ops += 2.0                   # a stale or pruned entry: two compares
+            if gu > cg.item(u) or gu + hl[u] >= self.incumbent_km or (self.closed is not None and self.closed[u]):
+                self.ops += 2.0                   # a stale, pruned or closed entry: two compares
                 continue
             if u == self.dst:                     # a solution: the new incumbent
                 self.incumbent_km, self.incumbent = gu, self.way_to(u)
@@ -132,11 +136,15 @@ class BestFirst:
             spent += 1
             self.expanded += 1
             self.order.append(u)
+            if self.closed is not None:
+                self.closed[u] = True
             if hl[u] < hl[self.nearest]:
                 self.nearest = u
             lo, hi = ip[u], ip[u + 1]
             nb, new = ix[lo:hi], gu + wt[lo:hi]
             better = (new < cg[nb]) & (new + h[nb] < self.incumbent_km)
+            if self.closed is not None:
+                better &= ~self.closed[nb]
             self.ops += cost.relax(hi - lo) + cost.fill(hi - lo)      # + the incumbent test per edge
             nb, new = nb[better], new[better]
             cg[nb] = new
