@@ -32,9 +32,12 @@ from citypath.models.guided import UNIT_KM, GuidedConfig, GuidedModel, GuidedNet
 from citypath.split import sample_pairs, train_mask, validation_mask
 from citypath.training import batch_rng, decode_at_max_steps, task_from_args
 
+# Budget in drawn (v, t) pairs: 3,000 steps of 4,096 for the memory sizes; the memory-free network a third of
+# that (1,000 steps): what this session's shared CPU afforded, said on its card and in docs/models.md.
 TRAIN_DEFAULTS = {
-    size: dict(lr=3e-4, min_lr_ratio=0.1, batch_paths=4096, total_paths=12_288_000, epoch_paths=2_048_000,
-               warmup_steps=50, val_paths=100, card_pairs=200, grad_clip=0.0, steps_for_card=(1, 2, 4, 6, 8, 10, 12))
+    size: dict(lr=3e-4, min_lr_ratio=0.1, batch_paths=4096, total_paths=4_096_000 if size == "geo" else 12_288_000,
+               epoch_paths=1_024_000 if size == "geo" else 2_048_000, warmup_steps=50, val_paths=100,
+               card_pairs=200, grad_clip=0.0, steps_for_card=(1, 2, 4, 6, 8, 10, 12))
     for size in ("geo", "m4", "m16", "m64")
 }
 SIZES = {
