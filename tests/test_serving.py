@@ -58,6 +58,19 @@ def test_a_balancer_without_sticky_sessions_is_caught(env, tmp_path):
     assert any("moved between app processes" in e for e in out["errors"])
 
 
+def test_a_crowd_survives_a_dying_process(env, tmp_path):
+    """One of the two processes is killed (SIGKILL) while its visitors read their maps: each is moved to the live
+    process by the balancer, gets its view back from the link (pair, models, step, speed) with every route and no
+    error, after one lost connection; the replays the processes stored are whole."""
+    from benchmarks import load_app
+
+    out = load_app.run_failover(sessions=6, steps=4, env=env, seed=3, hold_s=8.0, log_dir=tmp_path)
+    assert out["errors"] == [] and out["sessions_ok"] == 6
+    assert out["sessions_on_killed"] >= 1 and out["moved"] == out["sessions_on_killed"]   # all of them, only them
+    assert out["moved_to_killed"] == 0 and out["notices_max"] == 1
+    assert out["restore_s_p50"] is not None and out["replays_stored"] >= 1 and out["replays_broken"] == []
+
+
 def test_serve_says_what_is_missing(tmp_path):
     from citypath.app import serve
 
