@@ -129,9 +129,12 @@ function loadFrames(a) {
 }
 
 function routesAt(step) {
-  // The route layers of `step`: from the frames, or before they arrive the inline first frame.
-  if (state.frames.length) return state.frames[step - 1] || [];
-  return state.first && state.first.step === step ? state.first.layers : [];
+  // The route layers of `step`: from the frames, or before they arrive the inline first frame. Fresh
+  // instances each draw: deck.gl finalizes a layer that leaves the map (the ghosts at step 1, the illegal
+  // jumps of a step that has none) and throws "assertion failed" when that instance is handed back.
+  const layers = state.frames.length ? state.frames[step - 1] || []
+    : state.first && state.first.step === step ? state.first.layers : [];
+  return layers.map((l) => l.clone({}));
 }
 
 function waitingFor() {
