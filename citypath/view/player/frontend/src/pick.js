@@ -189,8 +189,9 @@ export function attach(deck, element, { onCity, redraw }) {
         pickable: false })] : [];
       redraw();
     }
-    deck.setProps({ getCursor: ({ isDragging }) => (isDragging ? "grabbing" : isCity(object) ? "pointer" : "grab") });
   };
+  // deck.gl asks for the cursor every frame: a hand over a city, which a click would pick.
+  deck.setProps({ getCursor: ({ isDragging }) => (isDragging ? "grabbing" : isCity(hover.object) ? "pointer" : "grab") });
 
   element.addEventListener("pointermove", (e) => {
     dragging = e.buttons !== 0;
