@@ -560,7 +560,7 @@ def run_failover(sessions: int = 40, steps: int = 16, *, env: dict[str, str] | N
             results = [f.result() for f in futures]
         crowd_open_s = killed["at"] - t0 - kill_after_s
         load = os.getloadavg()[0]
-    store = settings.cache_dir() if "CITYPATH_CACHE_DIR" not in env else Path(env["CITYPATH_CACHE_DIR"])
+    store = settings.cache_dir({**os.environ, **env})          # where the app processes stored their replays
     moved = [r for r in results if r.pid_after is not None]
     restore = sorted(r.restore_s for r in moved if r.restore_s is not None)
     errors = [f"session {i} ({r.source}->{r.target}): {e}" for i, r in enumerate(results) for e in r.errors]
