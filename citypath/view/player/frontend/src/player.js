@@ -568,7 +568,7 @@ function render(message) {
       onAfterRender: markPainted,
     });
     attachPicking(deck, $("map"), { onCity: onCityClick, redraw: draw });
-    window.citypathDeck = deck;   // for tests and debugging: e.g. deck.stats' "Pick Count" stays 0
+    window.citypathDeck = deck;   // for tests and debugging (e.g. no layer is pickable to deck.gl)
   } else if (newComparison && a.refit) {
     deck.setProps({ initialViewState: { ...a.static.initialViewState, transitionDuration: 0 } });
   }
