@@ -130,7 +130,8 @@ with turns.turn():
         budget = {name: present.steps_within(r, question.budget) for name, r in computed.items()} if equal else {}
         payload = replays.player_payload(g, question, optimal, computed, pending, colours, cat.labels, urls,
                                          thinking, budget, view.steps)
-        player.show(payload, key=state.K_PLAYER, on_change=functools.partial(callbacks.on_player_event, g))
+        callbacks.on_player_shown(player.show(payload, key=state.K_PLAYER,
+                                              on_change=functools.partial(callbacks.on_player_event, g)))
         if mset is None or pending:
             st.caption("Computing the models' routes: each appears on the map when it is ready.")
             return

@@ -2,6 +2,7 @@
 
     python -m benchmarks.load_app                       # 20 sessions x 16 steps, default graph + shipped models
     python -m benchmarks.load_app --sessions 4 --steps 8 --states RI,MA --checkpoints DIR
+    python -m benchmarks.load_app --kill-one --sessions 40     # two processes behind HAProxy, one killed mid-run
 
 Starts `streamlit run app.py` on a loopback port (or uses `--url` of a running one) and opens one
 websocket client per session, speaking Streamlit's own protocol (the protobufs the browser sends),
@@ -24,6 +25,12 @@ the time to open a link (send the first rerun -> the last script run of the page
 page's models computed progressively in between), the time to handle the stop report, the
 messages each session sent, and the CPU time the app process(es) spent while the crowd ran. Prints
 one JSON object; exits 1 on any error. `tests/test_load.py` runs a small count in CI.
+
+`--kill-one`: two app processes behind HAProxy, every visitor staying on its page; once all have opened,
+one process is killed (SIGKILL). Each of its visitors reconnects as a browser does (the page's cookies,
+the link in its address bar, every widget's value) and must be moved to the live process and find its
+view (pair, models, step, speed) with every route, no error, after one lost connection; then the stored
+replays are checked whole. `tests/test_serving.py` runs a small crowd in CI.
 """
 
 from __future__ import annotations
@@ -144,6 +151,16 @@ class Visitor:
 
     def close(self) -> None:
         self.ws.close()
+
+    def watch(self, seconds: float) -> None:
+        """Stay on the page for `seconds`, sending nothing, as a tab whose player plays or whose visitor reads;
+        raises websockets' ConnectionClosed as soon as the server's end goes (a browser notices at once)."""
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            try:
+                self.ws.recv(timeout=min(left, 0.5))
+            except TimeoutError:
+                continue
 
     def fetch_json(self, url: str):
         """GET a URL the page names (relative to the app), once per visitor, as the player's fetch does."""
@@ -350,6 +367,223 @@ def play_session(base_url: str, source: int, target: int, models: list[str], ste
     return SessionResult(source, target, frames, seen, errors, v.sent, pids[0] if pids else None, map_ms)
 
 
+# -- a crowd that loses a process -------------------------------------------------------------------
+
+VIEW_KEYS = ("source", "target", "models", "steps", "seed", "step", "speed")
+
+
+def view_of(query: str) -> dict[str, str]:
+    """What a link reproduces, read from a query string: the pair, models, steps, seed, step shown, speed."""
+    q = urllib.parse.parse_qs(query)
+    return {k: q[k][0] for k in VIEW_KEYS if k in q}
+
+
+@dataclass
+class FailoverResult:
+    source: int
+    target: int
+    errors: list[str]
+    pid: int | None = None           # the process that served the visitor first
+    pid_after: int | None = None     # ... and after the loss (None: never lost its connection)
+    notices: int = 0                 # connection losses the visitor saw ("Connecting..." in a browser)
+    attempts: int = 0                # reconnection attempts until one held
+    restore_s: float | None = None   # the kill -> the view back, with every route, from the live process
+    opened: bool = False             # its page had opened before the kill
+
+
+def _open(v: Visitor, query: str, models: list[str], expected: dict[str, list[list[int]]], steps: int,
+          errors: list[str]) -> Frame:
+    """Open `query` as the player does (asking for each model still computing) and check every frame drawn."""
+    page = v.run(query=query)
+    for _ in range(len(models) + 2):
+        if not page.pending or not page.player_id:
+            break
+        page = v.run(report=(page.player_id, {"more": True, "step": 1, "speed": 1.0,
+                                              "seq": time.time_ns() // 1000}))
+    errors.extend(page.errors)
+    if not page.player_id:
+        errors.append("the page sent no player")
+    for k in range(1, steps + 1):
+        for i, name in enumerate(models):
+            if page.drawn.get(k, {}).get(i, []) != expected[name][k - 1]:
+                errors.append(f"step {k}, {name}: not the model's path")
+                return page
+    return page
+
+
+def _reconnect(base_url: str, cookie: str | None, timeout: float, deadline: float) -> tuple[Visitor, str | None, int]:
+    """Reconnect as the browser does after a lost connection (with the page's cookies, retrying every 0.5 s):
+    the visitor, its cookies (the balancer may set a new one on the handshake) and the attempts it took."""
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            v = Visitor(base_url, timeout, cookie)
+            break
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+    fresh = [h.split(";", 1)[0] for h in v.ws.response.headers.get_all("Set-Cookie")]
+    if fresh:
+        jar = dict(c.split("=", 1) for c in (cookie or "").split("; ") if "=" in c)
+        jar.update(c.split("=", 1) for c in fresh if "=" in c)
+        cookie = v.cookie = "; ".join(f"{k}={val}" for k, val in jar.items())
+    return v, cookie, attempts
+
+
+def failover_session(base_url: str, source: int, target: int, models: list[str], steps: int,
+                     expected: dict[str, list[list[int]]], killed: dict, hold_s: float, timeout: float = 120.0,
+                     speed: float = 16.0, clicks: bool = False) -> FailoverResult:
+    """One visitor behind the balancer who stays on the page until `hold_s` after the kill (`killed["at"]`,
+    time.monotonic()): it opens its link (then adds itself to `killed["opened"]`), plays it, reports the stop,
+    then reads the map. If its process dies, it reconnects as the browser does
+    (the page's cookies, the link's query string and every widget's value) and must find the same view (pair,
+    models, step, speed) served by another process, every route drawn, no error, after one loss at most, and
+    keep it on its next rerun. `clicks`: after the stop it clicks its own two cities on the map (source, then
+    target: the same route), so the last report its browser holds, and sends again, is a click."""
+    from websockets.exceptions import ConnectionClosed
+
+    errors: list[str] = []
+    res = FailoverResult(source, target, errors)
+    query = urllib.parse.urlencode({"source": source, "target": target, "models": ",".join(models),
+                                    "steps": steps, "seed": 0})
+    try:
+        cookie = page_cookie(base_url, timeout)
+        v = Visitor(base_url, timeout, cookie)
+    except Exception as e:
+        errors.append(f"connect: {type(e).__name__}: {e}")
+        return res
+    page, stopped = None, False
+    try:
+        while True:
+            try:
+                if page is None:
+                    page = _open(v, query, models, expected, steps, errors)
+                    res.pid, res.opened = v.pid, "at" not in killed
+                    killed["opened"].append(source)
+                if not stopped:
+                    v.watch(steps / speed)                  # the browser plays the steps
+                    report = {"step": steps, "speed": speed, "seq": time.time_ns() // 1000}
+                    after = v.run(report=(page.player_id, report))
+                    errors.extend(after.errors)
+                    for city in (source, target) if clicks else ():
+                        report = {"step": steps, "speed": speed, "seq": time.time_ns() // 1000, "click": city}
+                        errors.extend(v.run(report=(page.player_id, report)).errors)
+                    stopped = True
+                while "at" not in killed or time.monotonic() < killed["at"] + hold_s:
+                    v.watch(0.5)                            # reading the map, connected
+                break
+            except TimeoutError:
+                errors.append(f"no answer within {timeout:g} s")
+                break
+            except (ConnectionClosed, OSError) as e:
+                res.notices += 1
+                if res.notices > 1:
+                    errors.append(f"lost the connection again: {type(e).__name__}")
+                    break
+                # The browser keeps its address bar (the link as the server last wrote it) and its widgets.
+                link, values, page_hash = v.query or query, dict(v.values), v.page_hash
+                before = view_of(link)
+                res.pid = res.pid or v.pid
+                if page is None:
+                    killed["opened"].append(source)         # (its first open was cut: it opens below)
+                v.close()
+                v, cookie, res.attempts = _reconnect(base_url, cookie, timeout, time.monotonic() + timeout)
+                v.values, v.page_hash = values, page_hash     # what the browser sends again with its rerun
+                page = _open(v, link, models, expected, steps, errors)
+                res.pid_after = v.pid
+                res.restore_s = time.monotonic() - killed.get("at", time.monotonic())
+                after = view_of(v.query)
+                if {k: after.get(k) for k in before} != before:
+                    errors.append(f"the view came back as {after}, not {before}")
+                errors.extend(v.run().errors)                 # any rerun next (a widget in the sidebar)
+                if {k: view_of(v.query).get(k) for k in before} != before:
+                    errors.append(f"the next rerun changed the view to {view_of(v.query)}, not {before}")
+                if v.pid == res.pid:
+                    errors.append(f"reconnected to the same process {v.pid}")
+    except Exception as e:
+        errors.append(f"{type(e).__name__}: {e}")
+    finally:
+        v.close()
+    return res
+
+
+def replay_files_intact(directory: Path) -> dict:
+    """Every stored replay under `directory` parses whole; temp files a killed write left (never read) counted."""
+    stored = list(directory.rglob("*.json")) if directory.is_dir() else []
+    broken = []
+    for path in stored:
+        try:
+            json.loads(path.read_text())
+        except ValueError:
+            broken.append(str(path))
+    return {"replays_stored": len(stored), "replays_broken": broken,
+            "temp_files_left": len(list(directory.rglob(".*.tmp"))) if directory.is_dir() else 0}
+
+
+def run_failover(sessions: int = 40, steps: int = 16, *, env: dict[str, str] | None = None, seed: int = 0,
+                 kill_after_s: float = 0.0, hold_s: float = 30.0, timeout: float = 180.0,
+                 log_dir: Path | None = None, clicks: bool = True) -> dict:
+    """Two app processes behind HAProxy (`citypath.app.serve.Cluster`) and `sessions` visitors on their own
+    pairs; `kill_after_s` after every visitor has opened its page (the first ones are playing or reading the map
+    by then), one app process is killed (SIGKILL); every visitor stays `hold_s` after the kill. Summarises who
+    was moved, their errors, how long each took to get its view back, and whether the stored replays are whole.
+    `clicks`: every other visitor clicks its two cities after its stop (see `failover_session`)."""
+    import signal
+
+    from citypath import settings
+    from citypath.app.serve import Cluster
+
+    env = dict(env or {})
+    pairs, models = pick_pairs(sessions, env, seed)
+    expected = expected_paths(models, sorted(set(pairs)), steps, env)
+    killed: dict = {"opened": []}
+    with Cluster(env=env, log_dir=log_dir) as cluster:
+        victim = cluster.app_pids[0]
+        start = threading.Barrier(sessions + 1)
+
+        def one(i, pair):
+            start.wait()
+            return failover_session(cluster.url, pair[0], pair[1], models, steps, expected[pair], killed, hold_s,
+                                    timeout, clicks=clicks and i % 2 == 1)
+
+        with ThreadPoolExecutor(sessions) as pool:
+            futures = [pool.submit(one, i, pair) for i, pair in enumerate(pairs)]
+            start.wait()
+            t0 = time.monotonic()
+            while len(killed["opened"]) < sessions and time.monotonic() < t0 + timeout:
+                time.sleep(0.1)
+            time.sleep(kill_after_s)
+            killed["at"] = time.monotonic()
+            os.kill(victim, signal.SIGKILL)
+            results = [f.result() for f in futures]
+        crowd_open_s = killed["at"] - t0 - kill_after_s
+        load = os.getloadavg()[0]
+    store = settings.cache_dir({**os.environ, **env})          # where the app processes stored their replays
+    moved = [r for r in results if r.pid_after is not None]
+    restore = sorted(r.restore_s for r in moved if r.restore_s is not None)
+    errors = [f"session {i} ({r.source}->{r.target}): {e}" for i, r in enumerate(results) for e in r.errors]
+    q = (lambda xs, p: round(float(np.percentile(xs, p)), 2) if xs else None)
+    return {
+        "sessions": sessions, "steps": steps, "models": models,
+        "graph": env.get("CITYPATH_STATES", os.environ.get("CITYPATH_STATES", "")) or "default",
+        "balanced": f"HAProxy + {len(cluster.slots)} app processes, one killed (SIGKILL) {kill_after_s:g} s "
+                    "after every visitor had opened its page",
+        "crowd_open_s": round(crowd_open_s, 1),
+        "killed_pid": victim,
+        "sessions_on_killed": sum(r.pid == victim for r in results),
+        "moved": len(moved), "moved_to_killed": sum(r.pid_after == victim for r in moved),
+        "opened_before_kill": sum(r.opened for r in results),
+        "errors": errors, "sessions_ok": sum(not r.errors for r in results),
+        "notices_max": max((r.notices for r in results), default=0),
+        "reconnect_attempts_max": max((r.attempts for r in results), default=0),
+        "restore_s_p50": q(restore, 50), "restore_s_max": round(restore[-1], 2) if restore else None,
+        **replay_files_intact(store / "replays"),
+        "load_average": round(load, 2),
+    }
+
+
 _LOADED: dict[tuple, tuple] = {}
 
 
@@ -546,6 +780,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--balanced", action="store_true",
                     help="start two app processes behind HAProxy (serving/haproxy.cfg, `python -m citypath.app.serve`) "
                          "and check that every session sticks to its process across a reconnect")
+    ap.add_argument("--kill-one", action="store_true",
+                    help="two app processes behind HAProxy; once every visitor has opened its page (+ --kill-after s), "
+                         "kill one (SIGKILL): its visitors must be moved to the live one and get their view back")
+    ap.add_argument("--kill-after", type=float, default=0.0, help="with --kill-one: seconds after the last page opened")
+    ap.add_argument("--hold", type=float, default=30.0,
+                    help="with --kill-one: seconds every visitor stays after the kill")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--shared-link", action="store_true",
                     help="every visitor opens the same link (default: each visitor its own random held-out pair)")
@@ -562,7 +802,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--exit-zero", action="store_true", help="exit 0 even with errors (they are in the JSON)")
     args = ap.parse_args(argv)
     env = app_env(args.states, args.checkpoints)
-    if args.batches > 1:
+    if args.kill_one:
+        out = run_failover(args.sessions, args.steps, env=env, seed=args.seed, kill_after_s=args.kill_after,
+                           hold_s=args.hold, log_dir=Path.cwd() / ".serve-logs")
+    elif args.batches > 1:
         out = memory_batches(args.sessions, args.steps, args.batches, env=env, seed=args.seed,
                              shared=args.shared_link)
     elif args.balanced:

@@ -12,6 +12,7 @@ import * as Layers from "@deck.gl/layers";
 import { TileLayer } from "@deck.gl/geo-layers";
 import { JSONConverter, JSONConfiguration } from "@deck.gl/json";
 import { nice, ticks } from "d3-array";
+import { attach as attachPicking, hoverLayers, pickedOnCpu } from "./pick.js";
 
 // The link to Streamlit (the component protocol) is boot.js's, which loaded this file.
 const link = window.citypathLink;
@@ -47,7 +48,8 @@ let deck = null;
 
 function layerList(json) {
   if (!json || !json.length) return [];
-  return converter.convert({ layers: json }).layers.filter(Boolean);
+  // Picking is answered from the data (pick.js), never by deck.gl's picking pass.
+  return converter.convert({ layers: json.map(pickedOnCpu) }).layers.filter(Boolean);
 }
 
 function absoluteUrl(url) {
@@ -64,7 +66,9 @@ function absoluteData(layers) {
   // search the same list. The city layer is asked for only once the routes' frames are in: fetched and
   // parsed together, it held the routes back.
   return layers.map((l) => {
-    if (l.id === CITIES_ID && typeof l.data === "string" && !framesSettled()) return { ...l, data: [] };
+    // (Once the cities are in, new frames, e.g. the state layer's, never hide them again.)
+    if (l.id === CITIES_ID && typeof l.data === "string" && !framesSettled()
+        && !downloads.get(absoluteUrl(l.data))?.data) return { ...l, data: [] };
     const data = typeof l.data === "string" ? fetched(absoluteUrl(l.data)) : l.data;
     if (l.id === CITIES_ID) useCities(data);
     return { ...l, data: data || [] };
@@ -125,9 +129,12 @@ function loadFrames(a) {
 }
 
 function routesAt(step) {
-  // The route layers of `step`: from the frames, or before they arrive the inline first frame.
-  if (state.frames.length) return state.frames[step - 1] || [];
-  return state.first && state.first.step === step ? state.first.layers : [];
+  // The route layers of `step`: from the frames, or before they arrive the inline first frame. Fresh
+  // instances each draw: deck.gl finalizes a layer that leaves the map (the ghosts at step 1, the illegal
+  // jumps of a step that has none) and throws "assertion failed" when that instance is handed back.
+  const layers = state.frames.length ? state.frames[step - 1] || []
+    : state.first && state.first.step === step ? state.first.layers : [];
+  return layers.map((l) => l.clone({}));
 }
 
 function waitingFor() {
@@ -236,12 +243,6 @@ function setupPicker(input) {
   });
 }
 
-function tooltip({ object }) {
-  if (!object || !object.tip) return null;
-  return { text: object.tip, style: { backgroundColor: "#1f2937", color: "white", fontSize: "12px",
-                                      padding: "4px 8px", borderRadius: "4px" } };
-}
-
 function basemapLayer() {
   return new TileLayer({
     id: "basemap", data: BASEMAP_URL, minZoom: 0, maxZoom: 19, tileSize: 256,
@@ -275,7 +276,7 @@ function currentLayers() {
 }
 
 function draw() {
-  if (deck) deck.setProps({ layers: currentLayers() });
+  if (deck) deck.setProps({ layers: [...currentLayers(), ...hoverLayers()] });
 }
 
 function animateFade() {
@@ -504,14 +505,10 @@ function renderNotes() {
   $("notes").innerHTML = notes.map((n) => `<div class="notice">${esc(n)}</div>`).join("");
 }
 
-function onClick(info) {
-  const o = info && info.object;
-  if (!o || o.id === undefined || o.id === null || !info.layer) return;
-  const id = info.layer.id;
-  if (id === "cities" || id === "endpoints" || id.startsWith("hops-")) {
-    stop(false);
-    report({ click: Number(o.id) });
-  }
+function onCityClick(id) {
+  // A click on a city (the nearest to the click, found from the layers' data: see pick.js) sets an end.
+  stop(false);
+  report({ click: Number(id) });
 }
 
 // When the map first showed its outlines and optimal path (static), the city layer (cities) and each model's
@@ -567,11 +564,11 @@ function render(message) {
       views: [new MapView({ controller: true })],
       initialViewState: a.static.initialViewState,
       layers: [],
-      getTooltip: tooltip,
-      onClick,
       useDevicePixels: true,
       onAfterRender: markPainted,
     });
+    attachPicking(deck, $("map"), { onCity: onCityClick, redraw: draw });
+    window.citypathDeck = deck;   // for tests and debugging (e.g. no layer is pickable to deck.gl)
   } else if (newComparison && a.refit) {
     deck.setProps({ initialViewState: { ...a.static.initialViewState, transitionDuration: 0 } });
   }
