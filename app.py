@@ -15,10 +15,10 @@ import time
 
 import streamlit as st
 
+from citypath import palette
 from citypath.app import callbacks, downloads, picks, replays, resources, state, turns, url
 from citypath.cost import human as human_flops
 from citypath.view import player, present
-from citypath.view.maplayers import model_rgb
 
 st.set_page_config(page_title="citypath · test-time compute", page_icon=resources.PAGE_ICON, layout="wide")
 ss = st.session_state
@@ -102,7 +102,9 @@ with turns.turn():
     equal = bool(ss[state.K_EQUAL])
     # The question: with equal compute every model runs up to the slider's maximum (the budget picks its step).
     question = view.question(equal=equal, budget=float(ss[state.K_BUDGET]), steps_max=cat.steps_max)
-    colours = {name: model_rgb(cat.names.index(name)) for name in view.models if name in cat.names}
+    # Each model's own colour and line pattern (citypath/palette.py): the same on the map, the strip, the charts,
+    # the exports and the other pages, and never shared by two models of this view.
+    colours = palette.colours([name for name in view.models if name in cat.names])
 
 
     @st.fragment

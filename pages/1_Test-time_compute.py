@@ -6,6 +6,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from citypath import palette
 from citypath.app import effort, loops, resources, tables
 
 st.set_page_config(page_title="citypath · test-time compute", page_icon="🗺️", layout="wide")
@@ -44,8 +45,9 @@ if results.empty:
 frontier = tables.frontier_table(results)
 st.markdown(f"Showing **{source}**.")
 if not frontier.empty:
-    st.markdown("**Route length against compute per query.** Each line is a row of the ruler, each point a number "
-                "of refinement steps (the small numbers); lower is better (shorter routes, a route that never "
+    st.markdown("**Route length against compute per query.** Each line is a row of the ruler in its own colour, each "
+                "point a number of refinement steps (click a model in the legend to pick it out and number its "
+                "points; hover a point for its figures); lower is better (shorter routes, a route that never "
                 "arrives counted at the cap), further left is cheaper. Solid lines learned, dashed lines the "
                 "classical algorithms (no learning: the floor), dotted lines a learned model's scaffold with the "
                 "learned part replaced by its hand-set equivalent. A model that thinks longer moves right along its "
@@ -84,11 +86,15 @@ x_names = {"steps": "refinement steps", "flops_total": "compute (counted operati
            "ms_total_mean": "measured ms per query", "cpu_ms_total_mean": "measured CPU ms per query (one thread)"}
 x_options = [c for c in x_names if c in results.columns and results[c].notna().any()]
 x_axis = c2.radio("Against", x_options, horizontal=True, format_func=x_names.get)
+everyone_rows = sorted(results["model"].unique().tolist())    # each its own colour and line, as everywhere
 chart = (alt.Chart(results).mark_line(point=True)
          .encode(x=alt.X(f"{x_axis}:Q", scale=alt.Scale(type="log", base=2 if x_axis == "steps" else 10),
                          title=x_names[x_axis]),
                  y=alt.Y(f"{metric}:Q", title=tables.METRIC_NAMES.get(metric, metric), scale=alt.Scale(zero=False)),
-                 color="model:N",
+                 color=alt.Color("model:N", scale=alt.Scale(**palette.altair_scale(everyone_rows)),
+                                 legend=alt.Legend(columns=1, labelLimit=220, symbolType="stroke")),
+                 strokeDash=alt.StrokeDash("model:N", scale=alt.Scale(**palette.altair_dash(everyone_rows)),
+                                           legend=alt.Legend(columns=1, labelLimit=220, symbolType="stroke")),
                  tooltip=["model", "steps", alt.Tooltip(metric, format=".3f")])
          .properties(height=380))
 st.altair_chart(chart, width="stretch")

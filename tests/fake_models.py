@@ -4,6 +4,7 @@
   far-away ones, so the metrics improve with steps (like a model that refines), deterministic per seed.
 - `GarbageFake`: yields nonsense (unknown ids, strings, floats, empty paths): must be drawn and scored.
 - `CrashingFake`: yields one path, then raises.
+- `SlowFake`, `CostlyFake`: the refining fake, 0.4 s a step, or 5 Mops a step.
 
 `write_checkpoint(dir, name, family, g)` writes a card and an empty weights file that the
 registry lists; `FAKE_FAMILIES` is what `CITYPATH_MODEL_FAMILIES` points at for a subprocess.
@@ -24,6 +25,7 @@ FAKE_FAMILIES = {
     "fake-garbage": "tests.fake_models:GarbageFake",
     "fake-crashing": "tests.fake_models:CrashingFake",
     "fake-slow": "tests.fake_models:SlowFake",
+    "fake-costly": "tests.fake_models:CostlyFake",
 }
 
 
@@ -66,6 +68,16 @@ class SlowFake(RefiningFake):
         for path in super().refine(g, src, dst, steps, seed=seed):
             time.sleep(0.4)
             yield path
+
+
+class CostlyFake(RefiningFake):
+    """The refining fake at 5 Mops a step: at equal compute, under the smallest budget (1 Mops) not even its
+    first step fits."""
+
+    family = "fake-costly"
+
+    def flops_per_step(self, g, src, dst):
+        return 5e6
 
 
 class GarbageFake(_Fake):

@@ -486,7 +486,14 @@ def test_the_caption_says_how_long_a_run_waited_for_its_turn(monkeypatch):
             return self.waited
 
     monkeypatch.setattr(turns, "_TURNS", Waiting(Waited(0.2344, 3)))
-    assert turns.wait_text() == ", after 234 ms waiting behind 3 other visitor run(s)"
+    assert turns.wait_text() == ", after 234 ms waiting behind 3 runs of other visitors"
+    monkeypatch.setattr(turns, "_TURNS", Waiting(Waited(0.2, 1)))
+    assert turns.wait_text() == ", after 200 ms waiting behind 1 run of other visitors"
+    # the only visitor, whose own previous run was still going: no "other visitor" it never had
+    monkeypatch.setattr(turns, "_TURNS", Waiting(Waited(0.2, 0, 1)))
+    assert turns.wait_text() == ", after 200 ms waiting behind this page's previous run"
+    monkeypatch.setattr(turns, "_TURNS", Waiting(Waited(0.2, 2, 1)))
+    assert turns.wait_text() == ", after 200 ms waiting behind 2 runs of other visitors and this page's previous run"
     monkeypatch.setattr(turns, "_TURNS", Waiting(Waited(0.01, 1)))
     assert turns.wait_text() == ""
 

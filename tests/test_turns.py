@@ -34,12 +34,12 @@ def _until_waiting(turns: Turns, n: int) -> None:
     raise AssertionError(f"{n} runs never queued ({turns.waiting} did)")
 
 
-def _holder(turns: Turns, release: threading.Event) -> threading.Thread:
-    """A thread that takes a turn (ticket 0) and keeps it until `release`; returns once it holds it."""
+def _holder(turns: Turns, release: threading.Event, ticket: float = 0.0) -> threading.Thread:
+    """A thread that takes a turn (`ticket`) and keeps it until `release`; returns once it holds it."""
     holding = threading.Event()
 
     def hold() -> None:
-        with turns.turn(0.0):
+        with turns.turn(ticket):
             holding.set()
             release.wait(JOIN)
 
@@ -147,6 +147,31 @@ def test_waited_says_how_many_runs_were_ahead():
     # 2.0 came first: the holder was ahead; 1.0 came second but is older: only the holder was ahead of it
     assert sorted(seen) == [(1.0, 1, True), (2.0, 1, True)]
     assert turns.last_wait().seconds == 0.0        # this thread took no turn
+
+
+def test_a_visitors_own_runs_are_not_counted_as_other_visitors():
+    """The only visitor, whose previous run still holds the slot (a rerun, a fragment's report), waits behind
+    its own run: `own`, never `ahead` (the caption said "1 other visitor" to the only visitor)."""
+    turns = Turns(slots=1)
+    release = threading.Event()
+    seen = []
+
+    def run(ticket: float) -> None:
+        with turns.turn(ticket) as waited:
+            seen.append((waited.ahead, waited.own))
+
+    h = _holder(turns, release, ticket=5.0)
+    t = threading.Thread(target=run, args=(5.0,))
+    t.start()
+    _until_waiting(turns, 1)
+    other = threading.Thread(target=run, args=(9.0,))
+    other.start()
+    _until_waiting(turns, 2)
+    release.set()
+    for x in (h, t, other):
+        x.join(JOIN)
+    # the same visitor (5.0) waited behind its own run only; the newcomer (9.0) behind two runs of another visitor
+    assert seen == [(0, 1), (2, 0)]
 
 
 @pytest.mark.parametrize("value, slots", [("", 1), ("3", 3), (" 2 ", 2)])

@@ -35,10 +35,13 @@ from citypath.app import state
 
 @dataclass(frozen=True)
 class Waited:
-    """How long the current thread's last turn waited, and how many turns were ahead of it."""
+    """How long the current thread's last turn waited, and what was ahead of it as it arrived: runs of other
+    visitors (`ahead`), and runs of its own visitor (`own`: the page's previous run, a fragment's report) that
+    it waits for too but that no other visitor caused."""
 
     seconds: float = 0.0
     ahead: int = 0
+    own: int = 0
 
 
 class Turns:
@@ -53,6 +56,7 @@ class Turns:
         self._running = 0
         # (ticket, arrival, the waiter's event), sorted: a freed slot goes to the head, and only it is woken
         self._queue: list[tuple[float, int, threading.Event]] = []
+        self._holding: list[float] = []        # the tickets of the runs holding a slot now
         self._arrivals = itertools.count()
         self._local = threading.local()
         self.overruns = 0
@@ -82,7 +86,10 @@ class Turns:
         with self._lock:
             place = bisect.bisect(self._queue, me)
             self._queue.insert(place, me)
-            ahead = place + self._running                   # runs ahead of this one as it arrives
+            # runs ahead of this one as it arrives: other visitors', and its own visitor's (same ticket)
+            before = [t for t, _, _ in self._queue[:place]] + self._holding
+            own = sum(1 for t in before if t == me[0])
+            ahead = len(before) - own
             self._admit()
         counted = me[2].wait(self.patience_s)
         if not counted:
@@ -93,7 +100,7 @@ class Turns:
                     self.overruns += 1
         with self._lock:
             self.served += 1
-        waited = Waited(time.perf_counter() - t0, ahead)
+        waited = Waited(time.perf_counter() - t0, ahead, own)
         self._local.waited, self._local.depth = waited, 1
         try:
             yield waited
@@ -102,13 +109,16 @@ class Turns:
             if counted:
                 with self._lock:
                     self._running -= 1
+                    self._holding.remove(me[0])
                     self._admit()
 
     def _admit(self) -> None:
         """Give free slots to the head of the queue (the lock is held)."""
         while self._running < self.slots and self._queue:
             self._running += 1
-            self._queue.pop(0)[2].set()
+            ticket, _, event = self._queue.pop(0)
+            self._holding.append(ticket)
+            event.set()
 
 
 # -- this process's turns, for the app's script runs -------------------------------------
@@ -129,7 +139,13 @@ def wait_text() -> str:
     waited = _TURNS.last_wait()
     if waited.seconds < 0.05:
         return ""
-    return f", after {waited.seconds * 1e3:.0f} ms waiting behind {waited.ahead} other visitor run(s)"
+    behind = []
+    if waited.ahead:                 # other visitors' runs (never this visitor's own: a lone visitor waits for none)
+        behind.append(f"{waited.ahead} run{'s' if waited.ahead != 1 else ''} of other visitors")
+    if waited.own:
+        behind.append("this page's previous run")
+    what = f"waiting behind {' and '.join(behind)}" if behind else "waiting for a turn"
+    return f", after {waited.seconds * 1e3:.0f} ms {what}"
 
 
 def taking_turns(fn):
