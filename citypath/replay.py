@@ -340,7 +340,13 @@ class ReplayStore:
 
         path = self._path(model, g, src, dst, steps, seed)
         run = max(int(steps), int(extend_to or 0)) if prefix(model) else int(steps)
-        if path.is_file() and (r := self._read(path, model, g, src, dst, steps, seed)) is not None:
+
+        def held() -> Replay | None:
+            if run > steps and self.stored_steps(model, g, src, dst, steps, seed) < run:
+                return None                  # stored, but shorter than the run asked for: extended here
+            return self._read(path, model, g, src, dst, steps, seed) if path.is_file() else None
+
+        if (r := held()) is not None:
             return r
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -349,7 +355,7 @@ class ReplayStore:
         except (OSError, Timeout):
             return compute_replay(model, g, src, dst, steps, seed)
         try:
-            if path.is_file() and (r := self._read(path, model, g, src, dst, steps, seed)) is not None:
+            if (r := held()) is not None:
                 return r                     # another process computed it while this one waited
             r = compute_replay(model, g, src, dst, run, seed)
             clean = [[c if isinstance(c, (int, float, str)) or c is None else str(c) for c in p] for p in r.paths]

@@ -82,6 +82,8 @@ def test_a_prefix_family_keeps_one_record_per_pair_and_serves_any_k_up_to_it(sma
     assert not store.stored(m, g, 3, 40, 12, seed=1)
     longer = store.get_or_compute(m, g, 3, 40, 12, seed=1)                     # past it: extended, replaced
     assert len(longer.paths) == 12 and store.stored_steps(m, g, 3, 40, 1, seed=1) == 12
+    store.get_or_compute(m, g, 3, 40, 4, seed=1, extend_to=16)                # stored K, extended when asked
+    assert store.stored_steps(m, g, 3, 40, 1, seed=1) == 16
     assert longer.paths[:8] == first.paths + longer.paths[4:8]
     assert len(list(tmp_path.rglob("*.json"))) == 1
 
