@@ -75,10 +75,13 @@ class AppServer:
     opens (what README and `citypath.app.serve` start); `warm=False`: plain `streamlit run app.py`, which loads
     them inside the first visitors' wait."""
 
-    def __init__(self, env: dict[str, str] | None = None, log_path: Path | None = None, *, warm: bool = True):
+    def __init__(self, env: dict[str, str] | None = None, log_path: Path | None = None, *, warm: bool = True,
+                 app_dir: Path | None = None):
+        """`app_dir`: another checkout of the app to serve (a "before" of a change, measured by this code)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+        self.app_dir = Path(app_dir or REPO)
+        self.env = {**os.environ, "PYTHONPATH": str(self.app_dir), **(env or {})}
         self.log_path = log_path or Path(os.environ.get("TMPDIR", "/tmp")) / f"citypath-load-{self.port}.log"
         self.warm = warm
         self.ready_s: float | None = None        # launch -> the port answers
@@ -88,7 +91,7 @@ class AppServer:
 
         self.log = open(self.log_path, "w")
         t0 = time.perf_counter()
-        self.proc = subprocess.Popen(app_command(self.port, warm=self.warm), cwd=REPO, env=self.env,
+        self.proc = subprocess.Popen(app_command(self.port, warm=self.warm), cwd=self.app_dir, env=self.env,
                                      stdout=self.log, stderr=subprocess.STDOUT)
         try:
             wait_healthy(self.url, self.proc, f"the app (log: {self.log_path})", timeout_s=900)
@@ -497,7 +500,7 @@ def warm_up(base_url: str, timeout: float = 180.0) -> float:
 def run_load(sessions: int = 20, steps: int = 16, *, env: dict[str, str] | None = None, url: str | None = None,
              seed: int = 0, timeout: float = 180.0, shared: bool = False, sticky: bool = False,
              warm: Sequence[str] = (), streamlit_run: bool = False, server_pids: Sequence[int] = (),
-             harness_pairs: int = 0, models: Sequence[str] = ()) -> dict:
+             harness_pairs: int = 0, models: Sequence[str] = (), app_dir: Path | None = None) -> dict:
     """Start the app (unless `url`), run `sessions` visitors at once, and summarise.
 
     `shared`: every visitor opens the same link (a link shared with a crowd); else each its own pair.
@@ -551,7 +554,7 @@ def run_load(sessions: int = 20, steps: int = 16, *, env: dict[str, str] | None 
         results, wall = go(url)
         cpu_s = server_cpu_s(server_pids) - cpu0 if server_pids else None
     else:
-        with AppServer(env, warm=not streamlit_run) as server:
+        with AppServer(env, warm=not streamlit_run, app_dir=app_dir) as server:
             ready_s = server.ready_s
             warm_s = [warm_up(server.url, timeout) for _ in warm]
             cpu0 = server_cpu_s([server.proc.pid])
@@ -672,21 +675,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cold", action="store_true",
                     help="the server starts with no stored routes: its cache directory links this machine's cache "
                          "(graph, arrays) but not its replay store (a fresh one in a temp directory)")
+    ap.add_argument("--replay-cache", default="",
+                    help="like --cold, in this directory (kept): a second run with the same directory and --seed "
+                         "finds the first run's routes stored (warm)")
     ap.add_argument("--compute-workers", default="",
                     help="CITYPATH_COMPUTE_WORKERS for the app processes (0: the models run in the page's thread, "
                          "as before citypath.app.compute; default: the app's default, 1)")
     ap.add_argument("--harness", type=int, default=0, metavar="PAIRS",
                     help="one more visitor starts the Test-time compute page's harness on PAIRS pairs with the "
                          "crowd's models just before the crowd, and cancels it after")
+    ap.add_argument("--app-dir", default="",
+                    help="serve another checkout of the app (e.g. `git archive <commit>` unpacked: a before), "
+                         "measured by this code")
     ap.add_argument("--exit-zero", action="store_true", help="exit 0 even with errors (they are in the JSON)")
     args = ap.parse_args(argv)
     env = app_env(args.states, args.checkpoints)
     if args.compute_workers:
         env["CITYPATH_COMPUTE_WORKERS"] = args.compute_workers
-    if args.cold:
+    if args.cold or args.replay_cache:
         import tempfile
 
-        env.update(fresh_replay_cache(Path(tempfile.mkdtemp(prefix="citypath-cold-"))))
+        env.update(fresh_replay_cache(Path(args.replay_cache or tempfile.mkdtemp(prefix="citypath-cold-"))))
     if args.batches > 1:
         out = memory_batches(args.sessions, args.steps, args.batches, env=env, seed=args.seed,
                              shared=args.shared_link)
@@ -709,7 +718,10 @@ def main(argv: list[str] | None = None) -> int:
         warm = ([args.url] if args.url else ["self"]) if args.warm else []
         out = run_load(args.sessions, args.steps, env=env, url=args.url or None, seed=args.seed,
                        shared=args.shared_link, sticky=bool(args.url), warm=warm, streamlit_run=args.streamlit_run,
-                       harness_pairs=args.harness, models=[m for m in args.models.split(",") if m])
+                       harness_pairs=args.harness, models=[m for m in args.models.split(",") if m],
+                       app_dir=Path(args.app_dir) if args.app_dir else None)
+        if args.app_dir:
+            out["app_dir"] = args.app_dir
     print(json.dumps(out, indent=2))
     return 1 if out["errors"] and not args.exit_zero else 0
 

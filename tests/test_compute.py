@@ -50,7 +50,7 @@ class Gate:
 
 def test_visitors_models_run_oldest_first_and_work_for_later_last():
     gate = Gate()
-    service = Compute(1, runner=gate)
+    service = Compute(1, runner=gate, background=0)          # one worker for all: work for later goes last
     first = service.submit(_job("holds-the-worker"), 0.0)
     assert gate.first_in.wait(JOIN)
     later = service.submit(_job("extend", extend_to=64), 1.0, background=True)
@@ -66,9 +66,20 @@ def test_visitors_models_run_oldest_first_and_work_for_later_last():
     assert (service.computed, service.failed, service.queued) == (5, 0, 0)
 
 
+def test_work_for_later_has_a_worker_of_its_own_and_never_holds_a_visitor():
+    gate = Gate()
+    service = Compute(1, runner=gate)                          # and one worker for later
+    held = service.submit(_job("holds-the-worker"), 0.0)
+    assert gate.first_in.wait(JOIN)
+    later = service.submit(_job("extend", extend_to=64), 1.0, background=True)
+    assert later.done.wait(JOIN) and not held.done.is_set()   # ran beside the visitor's, not behind it
+    gate.release.set()
+    assert held.done.wait(JOIN) and gate.ran == ["holds-the-worker", "extend"]
+
+
 def test_background_work_a_visitor_now_waits_for_moves_to_their_place():
     gate = Gate()
-    service = Compute(1, runner=gate)
+    service = Compute(1, runner=gate, background=0)
     service.submit(_job("holds-the-worker"), 0.0)
     assert gate.first_in.wait(JOIN)
     bg = service.submit(_job("wanted"), 1.0, background=True)
@@ -150,7 +161,7 @@ def test_a_worker_process_computes_the_routes_the_page_reads_and_extends_a_prefi
     stored = tmp_path / "cache" / "replays"
     service = compute.service()
     deadline = time.monotonic() + JOIN
-    while service.queued or service.computed < 3:              # two routes, then the prefix one's extension
+    while service.busy or service.computed < 3:                # two routes, then the prefix one's extension
         assert time.monotonic() < deadline, (service.computed, service.failed)
         time.sleep(0.1)
     assert service.failed == 0

@@ -9,9 +9,9 @@ computed to the shared `ReplayStore` (`citypath.replay`); the page reads it from
 another app process stored. The player's request for the next model waits for it *aside* from the turn queue
 (`citypath.app.turns`), so a visitor waiting for a route holds no other visitor's page.
 
-Work for later goes behind everything a visitor is waiting for: `background=True` jobs (a prefix family's run
-extended to the steps slider's maximum, so moving the slider later waits for nothing) run only when no
-visitor's job is queued.
+Work for later never holds a visitor's: `background=True` jobs (a prefix family's run extended to the steps
+slider's maximum, so moving the slider later waits for nothing) go to a worker process of their own, at a
+lower CPU priority than the visitors' worker and the page.
 
     service = compute.service()                       # this process's (None: CITYPATH_COMPUTE_WORKERS=0)
     done = service.submit(compute.Job(...), ticket)   # a handle; the same job twice is one run
@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 from citypath import settings
 
 WORKER_NICE = 5     # workers yield the core to the page's first paints when both want it
+LATER_NICE = 15     # the worker for later yields it to both
+LATER = 1e12        # with no worker for later, its jobs' place in the visitors' queue: after every visitor's
 
 
 @dataclass(frozen=True)
@@ -85,9 +87,9 @@ def job_families() -> tuple[tuple[str, str], ...]:
 _HELD: dict = {}
 
 
-def _worker_init() -> None:
+def _worker_init(later: bool = False) -> None:
     try:
-        os.nice(WORKER_NICE)
+        os.nice(LATER_NICE if later else WORKER_NICE)
     except OSError:
         pass
     import torch
@@ -138,18 +140,20 @@ def _card_stamp(name: str) -> int:
 # -- in the app process -------------------------------------------------------------------------
 
 class Compute:
-    """One app process's queue of model runs and its worker processes (see the module's doc).
+    """One app process's queues of model runs and its worker processes (see the module's doc).
 
-    `runner(job)` runs one job in a worker (default: `run_job` in a spawned process); tests pass their own.
+    `workers` processes run what visitors wait for, oldest visitor first; `background` more (default 1), at a
+    lower CPU priority still, run the work for later, so a visitor's run never waits behind one of those.
+    `runner(job)` runs one job (default: `run_job` in a spawned process); tests pass their own.
     """
 
-    def __init__(self, workers: int = 1, runner=None):
+    def __init__(self, workers: int = 1, runner=None, background: int = 1):
         if workers < 1:
             raise ValueError(f"a compute service needs at least one worker, got {workers}")
-        self.workers = workers
+        self.workers, self.background = workers, background
         self._runner = runner
         self._cv = threading.Condition()
-        self._heap: list[tuple[int, float, int, Job]] = []
+        self._heaps: dict[bool, list[tuple[float, int, Job]]] = {False: [], True: []}
         self._handles: dict[Job, Handle] = {}
         self._seq = itertools.count()
         self._threads: list[threading.Thread] = []
@@ -160,27 +164,37 @@ class Compute:
     # -- the queue
 
     def submit(self, job: Job, ticket: float, *, background: bool = False) -> Handle:
-        """Queue `job` for the visitor whose place is `ticket` (lower first; background jobs after every
-        visitor's). A job queued or running already is that one (moved up if a visitor now waits for it)."""
+        """Queue `job` for the visitor whose place is `ticket` (lower first), or as work for later. A job queued
+        or running already is that one (moved to the visitors' queue if a visitor now waits for it)."""
         with self._cv:
             self._start_threads()
             held = self._handles.get(job)
             if held is not None:
                 if held.background and not background and not held.started:
                     held.background = False
-                    heapq.heappush(self._heap, (0, float(ticket), next(self._seq), job))
-                    self._cv.notify()
+                    heapq.heappush(self._heaps[False], (float(ticket), next(self._seq), job))
+                    self._cv.notify_all()
                 return held
             handle = Handle(job, background)
             self._handles[job] = handle
-            heapq.heappush(self._heap, (int(background), float(ticket), next(self._seq), job))
-            self._cv.notify()
+            if background and not self.background:     # no worker for later: after every visitor's job
+                heapq.heappush(self._heaps[False], (LATER + float(ticket), next(self._seq), job))
+            else:
+                heapq.heappush(self._heaps[background], (float(ticket), next(self._seq), job))
+            self._cv.notify_all()
             return handle
 
     @property
     def queued(self) -> int:
+        """Jobs not started yet (visitors' and for later)."""
         with self._cv:
             return sum(not h.started for h in self._handles.values())
+
+    @property
+    def busy(self) -> int:
+        """Jobs queued or running."""
+        with self._cv:
+            return len(self._handles)
 
     def wait_any(self, handles: Iterable[Handle], timeout_s: float) -> bool:
         """Wait until one of `handles` is done (True), or `timeout_s` passed (False)."""
@@ -195,27 +209,33 @@ class Compute:
         return True
 
     def _start_threads(self) -> None:
-        while len(self._threads) < self.workers:
-            t = threading.Thread(target=self._serve, name=f"citypath-compute-{len(self._threads)}", daemon=True)
+        if self._threads:
+            return
+        for i in range(self.workers + self.background):
+            later = i >= self.workers
+            t = threading.Thread(target=self._serve, args=(later,), daemon=True,
+                                 name=f"citypath-compute-{'later' if later else 'visitors'}-{i}")
             self._threads.append(t)
             t.start()
 
-    def _next(self) -> tuple[Job, Handle]:
+    def _next(self, later: bool) -> tuple[Job, Handle]:
+        heap = self._heaps[later]
         with self._cv:
             while True:
-                while not self._heap:
+                while not heap:
                     self._cv.wait()
-                background, _, _, job = heapq.heappop(self._heap)
+                _, _, job = heapq.heappop(heap)
                 handle = self._handles.get(job)
-                if handle is None or handle.started or (background and not handle.background):
-                    continue                                  # run already, or queued again in front
+                if handle is None or handle.started or (later and not handle.background) or \
+                        (not later and handle.background and self.background):
+                    continue                                  # run already, or moved to the visitors' queue
                 handle.started = True
                 return job, handle
 
-    def _serve(self) -> None:
+    def _serve(self, later: bool) -> None:
         pool = None
         while True:
-            job, handle = self._next()
+            job, handle = self._next(later)
             t0 = time.perf_counter()
             try:
                 if self._runner is not None:
@@ -223,7 +243,7 @@ class Compute:
                 else:
                     if pool is None:
                         pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                                   initializer=_worker_init)
+                                                   initializer=_worker_init, initargs=(later,))
                     pool.submit(run_job, job).result()
             except BrokenProcessPool:
                 handle.error = "the worker process computing it stopped (killed or out of memory)"
