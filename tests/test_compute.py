@@ -175,3 +175,24 @@ def test_a_worker_process_computes_the_routes_the_page_reads_and_extends_a_prefi
     args = test_app.player_args(at)
     assert not args["pending"] and len(args["models"][0]["cards"]) == 8
     assert service.computed == before and runs_here == []
+
+
+def test_a_route_the_worker_could_not_store_is_computed_by_the_page(small_graph, tmp_path, monkeypatch):
+    """A worker that ran but stored nothing (a full or read-only disk), or failed: the request computes the model
+    itself, so the visitor still gets the route, and the next request the next one."""
+    from citypath.replay import Question, ReplayStore
+
+    g = small_graph
+    card = {"num_parameters": 1, "max_steps": 8, "graph": {"fingerprint": g.fingerprint}}
+    mset = resources.ModelSet(models={"a": RefiningFake("a", card), "b": RefiningFake("b", card)})
+    monkeypatch.setattr(replays, "_replay_store", lambda: ReplayStore(tmp_path / "replays"))
+    ran = []
+    service = Compute(1, runner=lambda job: ran.append(job.model), background=0)   # stores nothing
+    monkeypatch.setattr(replays, "compute_service", lambda: service)
+    replays._replay.clear()
+    q = Question(3, 40, ("a", "b"), 4, 0)
+    replays.replay_next(mset, g, q, ticket=1.0)
+    done, pending = replays.replays_so_far(mset, g, q)
+    assert list(done) == ["a"] and pending == ["b"] and "a" in ran
+    replays.replay_next(mset, g, q, ticket=1.0)
+    assert replays.replays_so_far(mset, g, q)[1] == []

@@ -87,7 +87,21 @@ def job_families() -> tuple[tuple[str, str], ...]:
 _HELD: dict = {}
 
 
+def exit_with_parent() -> None:
+    """In a child process: end it when the app process that started it is gone (killed: no one would read its
+    work, and a worker must not outlive its server)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="citypath-exit-with-parent").start()
+
+
 def _worker_init(later: bool = False) -> None:
+    exit_with_parent()
     try:
         os.nice(LATER_NICE if later else WORKER_NICE)
     except OSError:

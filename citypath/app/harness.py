@@ -119,6 +119,9 @@ def refusal(p: Plan, budget_s: float) -> str | None:
 
 def _child(p: Plan, env: tuple, families: tuple, out) -> None:
     """The harness in a spawned process: loads the graph and the plan's models, runs, sends progress and result."""
+    from citypath.app.compute import exit_with_parent
+
+    exit_with_parent()
     try:
         os.nice(HARNESS_NICE)
     except OSError:

@@ -96,8 +96,11 @@ def replay_next(mset: ModelSet, g: CityGraph, q: Question, *, compute: bool = Tr
         if waiting:
             with turns.aside():
                 arrived = service.wait_any(waiting, WAIT_S)
-            # a worker that failed or never came: this request computes the first such model itself
-            stuck = [h.job.model for h in waiting if h.done.is_set() and h.error] if arrived else pending[:1]
+            # a worker that failed, never came, or could not store its route (a full or read-only disk): this
+            # request computes the first such model itself
+            stuck = [h.job.model for h in waiting if h.done.is_set() and (
+                h.error or not store.stored(mset.models[h.job.model], g, q.source, q.target, q.steps, q.seed))
+                     ] if arrived else pending[:1]
             inline.update(stuck[:1])
         compute = False
     for i, name in enumerate(pending):
