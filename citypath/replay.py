@@ -318,7 +318,9 @@ class ReplayStore:
         except OSError:
             return 0
         m = re.match(r'\{"steps": (\d+)', head)
-        return int(m.group(1)) if m else int(steps)      # a record from before "steps" was written: its own K
+        if m:
+            return int(m.group(1))
+        return int(steps) if head.startswith('{"paths"') else 0     # a record from before "steps": its own K
 
     def stored(self, model: RoutingModel, g: CityGraph, src: int, dst: int, steps: int, seed: int = 0) -> bool:
         """Whether a process stored this replay already, or (a prefix family) a longer run of the same pair: reading
@@ -350,7 +352,9 @@ class ReplayStore:
             return r
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            lock = FileLock(str(path.with_suffix(".lock")), timeout=300)
+            # An extension (work for later) has a lock of its own: a visitor's run of the same pair never waits
+            # for one; whichever finishes keeps the longer record (below).
+            lock = FileLock(str(path.with_suffix(".extend.lock" if run > steps else ".lock")), timeout=300)
             lock.acquire()
         except (OSError, Timeout):
             return compute_replay(model, g, src, dst, steps, seed)
@@ -364,7 +368,10 @@ class ReplayStore:
             try:
                 from citypath.cache import write_atomic
 
-                write_atomic(path, json.dumps(record, allow_nan=False))
+                longer = self.stored_steps(model, g, src, dst, steps, seed) >= run and \
+                    self._read(path, model, g, src, dst, 1, seed) is not None     # stored while this one ran
+                if not longer:                # a longer run stored meanwhile (an extension) is never replaced
+                    write_atomic(path, json.dumps(record, allow_nan=False))
             except (OSError, ValueError):
                 pass                          # served without the shared copy
             return r if run == steps else sliced(g, r, steps)

@@ -140,3 +140,22 @@ def test_each_shipped_family_that_claims_prefix_steps_gives_them(default_graph):
             assert np.allclose([f for _, f in short], [f for _, f in long], equal_nan=True), name
         checked.append(name)
     assert len(checked) >= 5
+
+
+def test_a_visitors_run_never_waits_for_an_extension_nor_replaces_a_longer_run(small_graph, tmp_path):
+    from filelock import FileLock
+
+    g = small_graph
+    m = PrefixFake("p", _card(g))
+    store = ReplayStore(tmp_path)
+    store.get_or_compute(m, g, 3, 40, 4)
+    key = store.key(m, g, 3, 40, 4, 0)
+    extending = FileLock(str(tmp_path / key[:2] / f"{key}.extend.lock"), timeout=1)
+    with extending:                                   # another worker is extending this pair to 64 steps
+        r = store.get_or_compute(m, g, 3, 40, 6)       # a visitor asks for 6: computed now, not waited for
+        assert len(r.paths) == 6
+    store.get_or_compute(m, g, 3, 40, 4, extend_to=12)
+    assert store.stored_steps(m, g, 3, 40, 1) == 12
+    (tmp_path / key[:2] / f"{key}.json").write_text('{"steps": 12, "paths": "torn')   # unreadable: recomputed
+    assert len(store.get_or_compute(m, g, 3, 40, 3).paths) == 3
+    assert store.stored_steps(m, g, 3, 40, 1) == 3    # replaced: a torn record is never kept
