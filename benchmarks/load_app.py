@@ -169,7 +169,7 @@ class Visitor:
         bm = BackMsg()
         cs = bm.rerun_script
         cs.query_string = self.query
-        cs.page_script_hash = self.page_hash
+        cs.page_script_hash = "" if self.page_name else self.page_hash     # another page: by its name only
         cs.page_name = self.page_name
         if fragment:
             cs.fragment_id, cs.is_auto_rerun = fragment, True
@@ -384,23 +384,24 @@ class HarnessVisitor(threading.Thread):
             v.page_name = "Test-time_compute"
             page = v.run(query="")
             self.errors += page.errors
-            models_id, pairs_id = v.widgets.get("harness-models"), v.widgets.get("harness-pairs")
-            if not models_id or not pairs_id or "harness-run" not in v.widgets:
+            # (widgets are known by the last part of their key: "harness-models" -> "models")
+            models_id, pairs_id = v.widgets.get("models"), v.widgets.get("pairs")
+            if not models_id or not pairs_id or "run" not in v.widgets:
                 self.outcome = "the page has no harness controls"
                 return
             v.values[models_id] = WidgetState(id=models_id)
             v.values[models_id].string_array_value.data.extend(self.models)
             v.values[pairs_id] = WidgetState(id=pairs_id, int_value=self.pairs)
             v.run()                                              # the plan and its cost, for these choices
-            frame = v.run(trigger="harness-run")
+            frame = v.run(trigger="run")
             self.errors += frame.errors
             self.outcome = "started" if v.auto_rerun else "refused or not started (see the page)"
             self.started.set()
             while v.auto_rerun and not self.stop.wait(v.auto_rerun[0]):
                 v.run(fragment=v.auto_rerun[1])                  # the progress bar's timer, as in a browser
                 self.polls += 1
-            if v.auto_rerun and "harness-cancel" in v.widgets:
-                v.run(trigger="harness-cancel", fragment=v.auto_rerun[1])
+            if v.auto_rerun and "cancel" in v.widgets:
+                v.run(trigger="cancel", fragment=v.auto_rerun[1])
                 self.outcome += ", cancelled after the crowd"
             elif self.outcome == "started":
                 self.outcome += ", ended before the crowd did"

@@ -155,3 +155,26 @@ def test_the_page_runs_the_harness_in_its_own_process_and_refuses_over_budget(sm
     assert runs_here == []
     assert len(at.dataframe) == 1
 
+
+
+def test_the_load_benchmarks_harness_visitor_starts_a_run_and_cancels_it(small_graph, tmp_path):
+    """`python -m benchmarks.load_app --harness N`: one visitor of the Test-time compute page starts the harness
+    over the protocol a browser speaks, polls its progress as the browser's timer does, and cancels it."""
+    from benchmarks.load_app import AppServer, HarnessVisitor
+    from tests.fake_models import FAKE_FAMILIES, SlowFake  # noqa: F401  (the slow family: a run that lasts)
+
+    ckpt = tmp_path / "checkpoints"
+    write_checkpoint(ckpt, "demo-slow", "fake-slow", small_graph)
+    env = {"CITYPATH_STATES": "RI,MA", "CITYPATH_CHECKPOINTS": str(ckpt), "CITYPATH_CACHE_DIR": str(tmp_path / "c"),
+           "CITYPATH_MODEL_FAMILIES": ",".join(f"{k}={v}" for k, v in FAKE_FAMILIES.items())}
+    with AppServer(env, warm=False) as server:
+        h = HarnessVisitor(server.url, ["demo-slow"], 5, timeout=JOIN)
+        h.start()
+        assert h.started.wait(3 * JOIN)
+        deadline = time.monotonic() + JOIN
+        while h.polls < 2 and h.is_alive():
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        h.stop.set()
+        h.join(JOIN)
+    assert h.errors == [] and h.outcome == "started, cancelled after the crowd" and h.polls >= 2
