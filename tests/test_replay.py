@@ -121,16 +121,16 @@ def test_each_shipped_family_that_claims_prefix_steps_gives_them(default_graph):
     """`steps_are_prefix` is the family's claim; on the shipped checkpoints (one of each family that makes it), the
     first K steps of an M-step run are the K-step run: the same paths and operations."""
     from citypath.evaluate import sample_heldout_pairs
-    from citypath.models import catalogue, load_model
+    from citypath.models import REPO_CHECKPOINTS, catalogue, load_model
 
     g = default_graph
     one_each = {}
-    for e in sorted(catalogue()[0], key=lambda e: e.parameters):
+    for e in sorted(catalogue(REPO_CHECKPOINTS)[0], key=lambda e: e.parameters):
         one_each.setdefault(e.family, e.name)
     srcs, dsts = sample_heldout_pairs(g, 1, 5)
     checked = []
     for name in one_each.values():
-        m = load_model(name, graph=g)
+        m = load_model(name, directory=REPO_CHECKPOINTS, graph=g)
         if not m.steps_are_prefix:
             continue
         for seed in (0, 3):
