@@ -121,12 +121,14 @@ with turns.turn():
             st.rerun(scope="app")            # a click on a city changed the route: the sidebar shows it
         t0 = time.perf_counter()
         mset = resources.models_if_loaded(g)
+        ticket = turns.ticket()     # the visitor's place: their models are computed in the order of arrival
         if mset is not None:        # routes stored already (by another process or visitor) come with this run
-            replays.replay_next(mset, g, question, compute=False)
+            replays.replay_next(mset, g, question, compute=False, ticket=ticket, steps_max=cat.steps_max)
         if ss.pop(state.K_MORE, False) and (mset is None or replays.replays_so_far(mset, g, question)[1]):
             with st.spinner("Loading the models…" if mset is None else "Running the next model…"):
                 mset = resources.models(g)
-                replays.replay_next(mset, g, question)
+                # in a worker process, waited for aside from the turn queue (citypath/app/compute.py)
+                replays.replay_next(mset, g, question, ticket=ticket, steps_max=cat.steps_max)
         computed, pending = replays.replays_so_far(mset, g, question)
         thinking = replays.thoughts(mset, g, view) if ss[state.K_THINK] and mset is not None and not pending else None
         budget = {name: present.steps_within(r, question.budget) for name, r in computed.items()} if equal else {}

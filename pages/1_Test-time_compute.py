@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from citypath import palette
-from citypath.app import effort, loops, resources, tables
+from citypath.app import effort, harness, loops, resources, tables
 
 st.set_page_config(page_title="citypath · test-time compute", page_icon="🗺️", layout="wide")
 g = resources.graph()
@@ -22,19 +22,17 @@ if results.empty:
 
 with st.expander("Re-run the harness on fresh held-out pairs", expanded=results.empty):
     c1, c2, c3 = st.columns([1, 2, 1])
-    n_pairs = c1.number_input("Pairs", 1, 500, 20, help="Random held-out pairs; a few seconds per 10 pairs.")
-    chosen = c2.multiselect("Models", mset.names, default=mset.names)
-    seed = c3.number_input("Seed", 0, 2**31 - 1, 1, help="Pairs are drawn with this seed; the committed "
-                           "evaluation used seed 2, so any other seed gives other pairs.")
+    n_pairs = c1.number_input("Pairs", 1, 500, 20, key="harness-pairs",
+                              help="Random held-out pairs; the estimated CPU time is said below before it starts.")
+    chosen = c2.multiselect("Models", mset.names, default=mset.names, key="harness-models")
+    seed = c3.number_input("Seed", 0, 2**31 - 1, 1, key="harness-seed",
+                           help="Pairs are drawn with this seed; the committed evaluation used seed 2, so any other "
+                                "seed gives other pairs.")
     steps = [k for k in (1, 2, 4, 8, 16, 32, 64) if k <= resources.catalog().steps_max]
-    if st.button("Run", type="primary", disabled=not chosen):
-        bar = st.progress(0.0, "starting…")
-        fresh = tables.quick_eval({n: mset.models[n] for n in chosen}, g, int(n_pairs), steps, seed=int(seed),
-                                      progress=lambda f, text: bar.progress(min(f, 1.0), text))
-        bar.empty()
-        st.session_state["fresh_eval"] = fresh
-    if "fresh_eval" in st.session_state:
-        results = st.session_state["fresh_eval"]
+    costs = tables.load_results_table()[0]
+    harness.panel(harness.plan({n: mset.models[n] for n in chosen}, int(n_pairs), steps, int(seed), costs))
+    if harness.K_RESULT in st.session_state:
+        results = st.session_state[harness.K_RESULT]
         source = f"a fresh run on {int(results['pairs'].iloc[0])} held-out pairs (this session)"
 
 if results.empty:

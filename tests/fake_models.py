@@ -121,6 +121,9 @@ def use_fake_app(monkeypatch, ckpt: Path) -> Path:
 
     monkeypatch.setenv("CITYPATH_STATES", "RI,MA")
     monkeypatch.setenv("CITYPATH_CHECKPOINTS", str(ckpt))
+    # The models run in the page's thread (no worker processes: deterministic, one model per request); the
+    # workers' own tests set CITYPATH_COMPUTE_WORKERS themselves (tests/test_compute.py).
+    monkeypatch.setenv("CITYPATH_COMPUTE_WORKERS", "0")
     for family, target in FAKE_FAMILIES.items():
         monkeypatch.setitem(FAMILIES, family, Family(target))
     return ckpt

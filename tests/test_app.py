@@ -251,15 +251,6 @@ def test_pages_run(app_env, page):
     no_exceptions(at)
 
 
-def test_harness_rerun_with_progress(app_env):
-    at = AppTest.from_file(str(REPO / "pages/1_Test-time_compute.py"), default_timeout=TIMEOUT).run()
-    at.number_input[0].set_value(3)
-    at.button[0].click().run()
-    no_exceptions(at)
-    assert "fresh run on 3 held-out pairs" in " ".join(md.value for md in at.markdown)
-    assert len(at.dataframe) == 1
-
-
 def test_no_models_at_all(app_env, tmp_path, monkeypatch):
     monkeypatch.setenv("CITYPATH_CHECKPOINTS", str(tmp_path / "empty"))
     at = run_app()

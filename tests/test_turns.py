@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -185,3 +186,59 @@ def test_a_bad_runs_at_once_says_what_it_needs(value):
         settings.runs_at_once({"CITYPATH_RUNS_AT_ONCE": value})
     with pytest.raises(ValueError, match="at least one slot"):
         Turns(slots=0)
+
+
+def test_a_run_waiting_aside_lets_the_next_run_in_and_comes_back_in_its_place():
+    turns = Turns(slots=1)
+    order, computed, b_in, c_queued = [], threading.Event(), threading.Event(), threading.Event()
+    a_aside = threading.Event()
+
+    def a() -> None:
+        with turns.turn(1.0):
+            order.append("a starts")
+            with turns.aside():                # waits for its model, holding no slot
+                a_aside.set()
+                assert computed.wait(JOIN)
+            order.append("a resumes")
+
+    def b() -> None:
+        with turns.turn(2.0):
+            order.append("b")
+            b_in.set()
+            assert c_queued.wait(JOIN)
+            computed.set()                     # a's model is done while b still holds the slot
+            deadline = time.monotonic() + JOIN
+            while turns.waiting < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)               # a queued again, behind b, ahead of c
+
+    def c() -> None:
+        with turns.turn(3.0):
+            order.append("c")
+
+    ta = threading.Thread(target=a)
+    ta.start()
+    assert a_aside.wait(JOIN)
+    tb = threading.Thread(target=b)
+    tb.start()
+    assert b_in.wait(JOIN)
+    tc = threading.Thread(target=c)
+    tc.start()
+    deadline = time.monotonic() + JOIN
+    while turns.waiting < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    c_queued.set()
+    for t in (ta, tb, tc):
+        t.join(JOIN)
+    assert order == ["a starts", "b", "a resumes", "c"]
+    assert (turns.overruns, turns.waiting) == (0, 0)
+    with turns.turn(4.0):                      # every slot was given back
+        pass
+
+
+def test_aside_outside_a_turn_just_runs():
+    turns = Turns(slots=1)
+    with turns.aside():
+        pass
+    with turns.turn(1.0):
+        pass
+    assert turns.served == 1

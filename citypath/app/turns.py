@@ -102,15 +102,44 @@ class Turns:
             self.served += 1
         waited = Waited(time.perf_counter() - t0, ahead, own)
         self._local.waited, self._local.depth = waited, 1
+        self._local.ticket, self._local.counted = float(ticket), counted
         try:
             yield waited
         finally:
             self._local.depth = 0
-            if counted:
+            if self._local.counted:
                 with self._lock:
                     self._running -= 1
                     self._holding.remove(me[0])
                     self._admit()
+
+    @contextmanager
+    def aside(self) -> Iterator[None]:
+        """Give this thread's slot to the next run while the body waits for something else (a model computed in
+        a worker process), then queue again in the same place (its ticket): a run that waits costs the others
+        nothing. Outside a turn it just runs the body."""
+        if not getattr(self._local, "depth", 0) or not getattr(self._local, "counted", False):
+            yield
+            return
+        with self._lock:
+            self._running -= 1
+            self._admit()
+        self._local.counted = False
+        try:
+            yield
+        finally:
+            me = (self._local.ticket, next(self._arrivals), threading.Event())
+            with self._lock:
+                bisect.insort(self._queue, me)
+                self._admit()
+            counted = me[2].wait(self.patience_s)
+            if not counted:
+                with self._lock:
+                    counted = me[2].is_set()
+                    if not counted:
+                        self._queue.remove(me)
+                        self.overruns += 1
+            self._local.counted = counted
 
     def _admit(self) -> None:
         """Give free slots to the head of the queue (the lock is held)."""
@@ -132,6 +161,16 @@ def turn() -> Iterator[Waited]:
     arrived = st.session_state.setdefault(state.K_ARRIVED, time.monotonic())
     with _TURNS.turn(arrived) as waited:
         yield waited
+
+
+def aside():
+    """This run's slot to the next visitor while it waits for a model (`Turns.aside`)."""
+    return _TURNS.aside()
+
+
+def ticket() -> float:
+    """This visitor's place: when their first run started (what orders their turns and their model runs)."""
+    return float(st.session_state.setdefault(state.K_ARRIVED, time.monotonic()))
 
 
 def wait_text() -> str:
