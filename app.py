@@ -15,10 +15,10 @@ import time
 
 import streamlit as st
 
+from citypath import palette
 from citypath.app import callbacks, downloads, picks, replays, resources, state, turns, url
 from citypath.cost import human as human_flops
 from citypath.view import player, present
-from citypath.view.maplayers import model_rgb
 
 st.set_page_config(page_title="citypath · test-time compute", page_icon=resources.PAGE_ICON, layout="wide")
 ss = st.session_state
@@ -102,7 +102,9 @@ with turns.turn():
     equal = bool(ss[state.K_EQUAL])
     # The question: with equal compute every model runs up to the slider's maximum (the budget picks its step).
     question = view.question(equal=equal, budget=float(ss[state.K_BUDGET]), steps_max=cat.steps_max)
-    colours = {name: model_rgb(cat.names.index(name)) for name in view.models if name in cat.names}
+    # Each model's own colour and line pattern (citypath/palette.py): the same on the map, the strip, the charts,
+    # the exports and the other pages, and never shared by two models of this view.
+    colours = palette.colours([name for name in view.models if name in cat.names])
 
 
     @st.fragment
@@ -119,18 +121,21 @@ with turns.turn():
             st.rerun(scope="app")            # a click on a city changed the route: the sidebar shows it
         t0 = time.perf_counter()
         mset = resources.models_if_loaded(g)
+        ticket = turns.ticket()     # the visitor's place: their models are computed in the order of arrival
         if mset is not None:        # routes stored already (by another process or visitor) come with this run
-            replays.replay_next(mset, g, question, compute=False)
+            replays.replay_next(mset, g, question, compute=False, ticket=ticket, steps_max=cat.steps_max)
         if ss.pop(state.K_MORE, False) and (mset is None or replays.replays_so_far(mset, g, question)[1]):
             with st.spinner("Loading the models…" if mset is None else "Running the next model…"):
                 mset = resources.models(g)
-                replays.replay_next(mset, g, question)
+                # in a worker process, waited for aside from the turn queue (citypath/app/compute.py)
+                replays.replay_next(mset, g, question, ticket=ticket, steps_max=cat.steps_max)
         computed, pending = replays.replays_so_far(mset, g, question)
         thinking = replays.thoughts(mset, g, view) if ss[state.K_THINK] and mset is not None and not pending else None
         budget = {name: present.steps_within(r, question.budget) for name, r in computed.items()} if equal else {}
         payload = replays.player_payload(g, question, optimal, computed, pending, colours, cat.labels, urls,
                                          thinking, budget, view.steps)
-        player.show(payload, key=state.K_PLAYER, on_change=functools.partial(callbacks.on_player_event, g))
+        callbacks.on_player_shown(player.show(payload, key=state.K_PLAYER,
+                                              on_change=functools.partial(callbacks.on_player_event, g)))
         if mset is None or pending:
             st.caption("Computing the models' routes: each appears on the map when it is ready.")
             return

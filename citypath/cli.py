@@ -78,12 +78,14 @@ def _route_models(args, g, src: int, dst: int) -> int:
     """`route --model M --steps K`: each model's refinement, step by step, and the image/data exports."""
     from pathlib import Path
 
+    from citypath import palette
     from citypath.cache import write_atomic
     from citypath.models import ModelError, load_model
     from citypath.replay import Shown, compute_replay
     from citypath.view import export
 
     runs = []
+    colours = palette.colours(args.model or [])
     for name in args.model or []:
         try:
             model = load_model(name, graph=g)
@@ -95,7 +97,7 @@ def _route_models(args, g, src: int, dst: int) -> int:
         print(route_table(r.metrics))
         if r.error:
             print(f"warning: {r.error}", file=sys.stderr)
-        runs.append(Shown(r, args.steps))
+        runs.append(Shown(r, args.steps, colours[name]))
     if args.state_gif and not args.model:
         print("error: --state-gif needs a --model", file=sys.stderr)
         return 2
@@ -128,14 +130,21 @@ ROUTE_TABLE = ("valid", "illegal_jumps", "reaches_target", "hops", "length_km", 
 
 
 def route_table(metrics) -> str:
-    """A replay's metrics per step as a fixed-width table: headers and values as the metric table writes them."""
-    from citypath.metrics import METRICS
+    """A replay's metrics per step as a fixed-width table: headers and values as the metric table writes them,
+    with the arrival rule (`Metric.read`: a figure against the optimal route of a route that did not arrive is
+    "—", and a line under the table says so)."""
+    from citypath.metrics import METRICS, NOT_ARRIVED_NOTE, NOT_ARRIVED_SHORT
+    from citypath.view.present import records
 
-    columns = [["step", *(str(int(k)) for k in metrics["step"])]]
-    columns += [[METRICS[name].short, *(METRICS[name].text(v, unit=False) for v in metrics[name])]
+    rows = records(metrics)
+    columns = [["step", *(str(int(row["step"])) for row in rows)]]
+    columns += [[METRICS[name].short, *(METRICS[name].read(row, unit=False, short=True) for row in rows)]
                 for name in ROUTE_TABLE]
     widths = [max(map(len, col)) for col in columns]
-    return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in zip(*columns))
+    lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in zip(*columns)]
+    if any(NOT_ARRIVED_SHORT in col[1:] for col in columns[1:]):
+        lines.append(NOT_ARRIVED_NOTE)
+    return "\n".join(lines)
 
 
 def cmd_train(args) -> int:

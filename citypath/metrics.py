@@ -27,6 +27,29 @@ DEFAULT_TOLERANCE = 0.05
 OPTIMAL_RTOL = 1e-9
 # GEOS's discrete Fréchet needs memory for every pair of points; no real route has this many.
 FRECHET_MAX_CITIES = 5_000
+# What a figure that compares a route with the optimal one reads when the route does not arrive: its length and
+# shape are computed (`evaluate_paths`), but against the optimal route they would read as a route shorter than
+# the shortest (a walk that stops half way is "-50%", one through unknown ids "-100%"). Shown as this instead,
+# everywhere (the app's strip and charts, the exports, the CLI).
+NOT_ARRIVED = "—, did not arrive"
+NOT_ARRIVED_SHORT = "—"   # in a table's cell (its footnote says why: NOT_ARRIVED_NOTE)
+NOT_ARRIVED_NOTE = "—: the route did not arrive at the target, so it is not compared with the optimal route"
+
+
+def _field(row, name: str, default):
+    try:
+        return row[name]
+    except (KeyError, IndexError, TypeError):
+        return default
+
+
+def arrived(row) -> bool:
+    """The route of a metrics row (a dict, a pandas row) arrives: it starts at the source, ends at the target and
+    every entry is a city of the graph (a column the row lacks is taken as met). Only such a route is compared
+    with the optimal one (`Metric.arrived_only`); one with illegal jumps arrives, and its cards say so."""
+    return (bool(_field(row, "reaches_target", True)) and bool(_field(row, "starts_at_source", True))
+            and not _field(row, "unknown_ids", 0))
+
 
 @dataclass(frozen=True)
 class Metric:
@@ -43,6 +66,9 @@ class Metric:
     #                                   is not progress)
     chart: str = ""           # the player's chart title, if the player charts it over the steps
     decimals: int = 0         # the chart's y-axis decimals
+    arrived_only: bool = False        # compares the route with the optimal one: shown (value, delta, chart point)
+    #                                   only for a route that reaches the target, else NOT_ARRIVED
+    delta_arrived_only: bool = False  # its change between two steps is shown only when both routes arrive
 
     def text(self, value, *, unit: bool = True) -> str:
         """The value as it reads ("1,234 km", "+3.1%", "yes"); "–" when undefined."""
@@ -60,6 +86,27 @@ class Metric:
         if self.kind == "ms":
             return f"{v:.1f} ms" if unit else f"{v:.1f}"
         return f"{v:.3f}"
+
+    def read(self, row, *, unit: bool = True, short: bool = False) -> str:
+        """The value of a metrics row as it reads, with the arrival rule: NOT_ARRIVED (NOT_ARRIVED_SHORT in a
+        table's cell) for a metric that compares with the optimal route when the route did not arrive."""
+        if self.arrived_only and not arrived(row):
+            return NOT_ARRIVED_SHORT if short else NOT_ARRIVED
+        return self.text(row[self.name], unit=unit)
+
+    def value(self, row) -> float:
+        """The value of a metrics row as a number, NaN where `read` says it did not arrive."""
+        if self.arrived_only and not arrived(row):
+            return float("nan")
+        return float(row[self.name])
+
+    def shows_change(self, row, prev) -> bool:
+        """Whether a change from `prev` to `row` is shown at all (the arrival rule: both routes arrive)."""
+        if prev is None:
+            return False
+        if self.arrived_only or self.delta_arrived_only:
+            return arrived(row) and arrived(prev)
+        return True
 
     def change(self, delta: float) -> str:
         """A change between two steps as it reads ("+2", "-120 km", "+0.4 pt")."""
@@ -83,15 +130,18 @@ METRICS = {m.name: m for m in [
     Metric("valid", "Valid", "valid", "flag", "higher",
            "The path starts at the source, reaches the target and has no illegal jumps."),
     Metric("length_km", "Length", "km", "km", "lower",
-           "Sum of the great-circle lengths of the path's hops between known cities, in km.", judged_valid_only=True),
+           "Sum of the great-circle lengths of the path's hops between known cities, in km.", judged_valid_only=True,
+           delta_arrived_only=True),
     Metric("optimal_km", "Optimal", "optimal km", "km", "",
            "Length of the optimal (Dijkstra) path from source to target, in km."),
     Metric("length_ratio", "Length ratio", "ratio", "ratio", "lower",
            "length_km / optimal_km (1.0 for the optimal path; for src == dst, 1.0 if the path "
-           "has no length, else inf).", judged_valid_only=True),
+           "has no length, else inf); shown only for a route that reaches the target.", judged_valid_only=True,
+           arrived_only=True),
     Metric("length_pct", "vs optimal", "vs optimal", "pct", "lower",
-           "How much longer than the optimal (Dijkstra) path, in % ((length_ratio - 1) x 100).",
-           judged_valid_only=True, chart="length vs optimal (%)", decimals=3),
+           "How much longer than the optimal (Dijkstra) path, in % ((length_ratio - 1) x 100); shown only for a route "
+           "that reaches the target (one that stops short is not shorter than optimal).",
+           judged_valid_only=True, chart="length vs optimal (%)", decimals=3, arrived_only=True),
     Metric("bounded", "Bounded", "bounded", "flag", "higher",
            "The path starts at the source, reaches the target and length_ratio <= 1 + tolerance."),
     Metric("exact_match", "Exact", "exact", "flag", "higher",
@@ -101,8 +151,9 @@ METRICS = {m.name: m for m in [
            "an equally short route counts, so ties between optimal routes do not."),
     Metric("frechet_km", "Fréchet", "Fréchet km", "km", "lower",
            "Discrete Fréchet distance in km between the path's known cities and the optimal path "
-           "(azimuthal equidistant projection about the pair's midpoint; NaN for no known city, or over 5,000).",
-           judged_valid_only=True, chart="Fréchet distance (km)", decimals=3),
+           "(azimuthal equidistant projection about the pair's midpoint; NaN for no known city, or over 5,000); "
+           "shown only for a route that reaches the target.",
+           judged_valid_only=True, chart="Fréchet distance (km)", decimals=3, arrived_only=True),
     Metric("ms", "Step time", "ms", "ms", "",
            "Measured wall time of this step; a batch computed for several steps is split over the "
            "steps it served, in proportion to their operations."),

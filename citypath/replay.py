@@ -275,8 +275,10 @@ class ReplayStore:
         import hashlib
         import json
 
+        # A family whose K steps are a prefix of its M steps keeps one record per pair whatever K (`get_or_compute`)
+        span = "prefix" if prefix(model) else int(steps)
         parts = [REPLAY_FORMAT, model.name, model.card.get("weights_sha256", ""), model.family, _source_digest(model),
-                 g.fingerprint, int(src), int(dst), int(steps), int(seed)]
+                 g.fingerprint, int(src), int(dst), span, int(seed)]
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
 
     def _read(self, path: Path, model: RoutingModel, g: CityGraph, src: int, dst: int, steps: int,
@@ -288,46 +290,104 @@ class ReplayStore:
             paths = [list(p) for p in d["paths"]]
             step_ms = [float(x) for x in d["step_ms"]]
             flops = [float("nan") if x is None else float(x) for x in d["step_flops"]]
+            computed = int(d.get("steps", steps))
         except (OSError, ValueError, KeyError, TypeError):
             return None
+        if computed < steps:
+            return None                          # a shorter run of a prefix family: extended by the caller
+        error = d.get("error")
+        if computed > steps:                     # the first `steps` of a longer run (a prefix family only)
+            paths, step_ms, flops = paths[:steps], step_ms[:steps], flops[:steps]
+            error = error if len(paths) < steps else None    # it failed later than the steps asked for
         metrics = score_paths(g, paths, src, dst, step_ms, flops)
-        return Replay(model.name, src, dst, steps, seed, paths, step_ms, metrics, d.get("error"), flops)
+        return Replay(model.name, src, dst, steps, seed, paths, step_ms, metrics, error, flops)
+
+    def _path(self, model: RoutingModel, g: CityGraph, src: int, dst: int, steps: int, seed: int) -> Path:
+        key = self.key(model, g, src, dst, steps, seed)
+        return self.directory / key[:2] / f"{key}.json"
+
+    def stored_steps(self, model: RoutingModel, g: CityGraph, src: int, dst: int, steps: int, seed: int = 0) -> int:
+        """How many steps the stored record for this question holds (0: none). For a prefix family that is the
+        longest run any process stored for the pair, which serves every K up to it."""
+        import re
+
+        path = self._path(model, g, src, dst, steps, seed)
+        try:
+            with open(path, "rb") as f:
+                head = f.read(48).decode("ascii", "replace")
+        except OSError:
+            return 0
+        m = re.match(r'\{"steps": (\d+)', head)
+        if m:
+            return int(m.group(1))
+        return int(steps) if head.startswith('{"paths"') else 0     # a record from before "steps": its own K
 
     def stored(self, model: RoutingModel, g: CityGraph, src: int, dst: int, steps: int, seed: int = 0) -> bool:
-        """Whether a process stored this replay already (reading it costs no model compute)."""
-        key = self.key(model, g, src, dst, steps, seed)
-        return (self.directory / key[:2] / f"{key}.json").is_file()
+        """Whether a process stored this replay already, or (a prefix family) a longer run of the same pair: reading
+        it costs no model compute."""
+        return self.stored_steps(model, g, src, dst, steps, seed) >= steps
 
     def get_or_compute(self, model: RoutingModel, g: CityGraph, src: int, dst: int, steps: int,
-                       seed: int = 0) -> Replay:
-        """The replay from disk if any process computed it, else computed here (once) and stored."""
+                       seed: int = 0, extend_to: int | None = None) -> Replay:
+        """The replay from disk if any process computed it, else computed here (once) and stored.
+
+        For a family whose K steps are a prefix of its M steps (`RoutingModel.steps_are_prefix`) one record per
+        pair holds the longest run computed: any K up to it is read from it, a larger K replaces it with a
+        longer run, and `extend_to` asks that a run computed now go that far (the app passes the steps slider's
+        maximum, so the slider moves within what exists). Other families: one record per K; `extend_to` is
+        ignored."""
         import json
 
         from filelock import FileLock, Timeout
 
-        key = self.key(model, g, src, dst, steps, seed)
-        path = self.directory / key[:2] / f"{key}.json"
-        if path.is_file() and (r := self._read(path, model, g, src, dst, steps, seed)) is not None:
+        path = self._path(model, g, src, dst, steps, seed)
+        run = max(int(steps), int(extend_to or 0)) if prefix(model) else int(steps)
+
+        def held() -> Replay | None:
+            if run > steps and self.stored_steps(model, g, src, dst, steps, seed) < run:
+                return None                  # stored, but shorter than the run asked for: extended here
+            return self._read(path, model, g, src, dst, steps, seed) if path.is_file() else None
+
+        if (r := held()) is not None:
             return r
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            lock = FileLock(str(path.with_suffix(".lock")), timeout=300)
+            # An extension (work for later) has a lock of its own: a visitor's run of the same pair never waits
+            # for one; whichever finishes keeps the longer record (below).
+            lock = FileLock(str(path.with_suffix(".extend.lock" if run > steps else ".lock")), timeout=300)
             lock.acquire()
         except (OSError, Timeout):
             return compute_replay(model, g, src, dst, steps, seed)
         try:
-            if path.is_file() and (r := self._read(path, model, g, src, dst, steps, seed)) is not None:
+            if (r := held()) is not None:
                 return r                     # another process computed it while this one waited
-            r = compute_replay(model, g, src, dst, steps, seed)
+            r = compute_replay(model, g, src, dst, run, seed)
             clean = [[c if isinstance(c, (int, float, str)) or c is None else str(c) for c in p] for p in r.paths]
-            record = {"paths": clean, "step_ms": r.step_ms,
+            record = {"steps": run, "paths": clean, "step_ms": r.step_ms,
                       "step_flops": [None if not np.isfinite(f) else f for f in r.step_flops], "error": r.error}
             try:
                 from citypath.cache import write_atomic
 
-                write_atomic(path, json.dumps(record, allow_nan=False))
+                longer = self.stored_steps(model, g, src, dst, steps, seed) >= run and \
+                    self._read(path, model, g, src, dst, 1, seed) is not None     # stored while this one ran
+                if not longer:                # a longer run stored meanwhile (an extension) is never replaced
+                    write_atomic(path, json.dumps(record, allow_nan=False))
             except (OSError, ValueError):
                 pass                          # served without the shared copy
-            return r
+            return r if run == steps else sliced(g, r, steps)
         finally:
             lock.release()
+
+
+def prefix(model: RoutingModel) -> bool:
+    """Whether the model's K steps are a prefix of its M steps (`RoutingModel.steps_are_prefix`)."""
+    return bool(getattr(model, "steps_are_prefix", False))
+
+
+def sliced(g: CityGraph, r: Replay, steps: int) -> Replay:
+    """The first `steps` steps of a longer run of a prefix family, as a run of `steps` steps would give them (its
+    error only where it failed within them)."""
+    paths, step_ms, flops = r.paths[:steps], r.step_ms[:steps], r.step_flops[:steps]
+    error = r.error if len(paths) < steps else None
+    return Replay(r.model, r.source, r.target, steps, r.seed, paths, step_ms,
+                  score_paths(g, paths, r.source, r.target, step_ms, flops), error, flops)

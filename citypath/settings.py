@@ -12,6 +12,11 @@
 - `CITYPATH_DEVICE`: `cpu` keeps distributed training off the GPUs.
 - `CITYPATH_RUNS_AT_ONCE`: how many of an app process's script runs compute at once, the others waiting
   their turn, oldest visitor first (default 1: a process is one core; see `citypath.app.turns`).
+- `CITYPATH_COMPUTE_WORKERS`: worker processes per app process that run the models, so a page run never
+  computes a route itself (default 1; 0: the models run in the page's own thread, as before; see
+  `citypath.app.compute`).
+- `CITYPATH_HARNESS_BUDGET_S`: the most estimated CPU seconds one visitor's "Re-run the harness" may ask for
+  (default 120; see `citypath.app.harness`).
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from pathlib import Path
 import platformdirs
 
 VARIABLES = ("CITYPATH_CACHE_DIR", "CITYPATH_CHECKPOINTS", "CITYPATH_STATES", "CITYPATH_RADIUS_KM",
-             "CITYPATH_MODEL_FAMILIES", "CITYPATH_DEVICE", "CITYPATH_RUNS_AT_ONCE")
+             "CITYPATH_MODEL_FAMILIES", "CITYPATH_DEVICE", "CITYPATH_RUNS_AT_ONCE", "CITYPATH_COMPUTE_WORKERS",
+             "CITYPATH_HARNESS_BUDGET_S")
 
 
 def _env(env: Mapping[str, str] | None) -> Mapping[str, str]:
@@ -80,3 +86,24 @@ def runs_at_once(env: Mapping[str, str] | None = None) -> int:
     if n < 1:
         raise ValueError(f"CITYPATH_RUNS_AT_ONCE must be a whole number of at least 1, got {value!r}")
     return n
+
+
+def _whole(env: Mapping[str, str] | None, name: str, default: str, least: int) -> int:
+    value = _env(env).get(name, "").strip() or default
+    try:
+        n = int(value)
+    except ValueError:
+        n = least - 1
+    if n < least:
+        raise ValueError(f"{name} must be a whole number of at least {least}, got {value!r}")
+    return n
+
+
+def compute_workers(env: Mapping[str, str] | None = None) -> int:
+    """$CITYPATH_COMPUTE_WORKERS (a whole number >= 0), default 1."""
+    return _whole(env, "CITYPATH_COMPUTE_WORKERS", "1", 0)
+
+
+def harness_budget_s(env: Mapping[str, str] | None = None) -> float:
+    """$CITYPATH_HARNESS_BUDGET_S (estimated CPU seconds, a whole number >= 1), default 120."""
+    return float(_whole(env, "CITYPATH_HARNESS_BUDGET_S", "120", 1))

@@ -6,7 +6,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from citypath.app import effort, loops, resources, tables
+from citypath import palette
+from citypath.app import effort, harness, loops, resources, tables
 
 st.set_page_config(page_title="citypath · test-time compute", page_icon="🗺️", layout="wide")
 g = resources.graph()
@@ -21,19 +22,17 @@ if results.empty:
 
 with st.expander("Re-run the harness on fresh held-out pairs", expanded=results.empty):
     c1, c2, c3 = st.columns([1, 2, 1])
-    n_pairs = c1.number_input("Pairs", 1, 500, 20, help="Random held-out pairs; a few seconds per 10 pairs.")
-    chosen = c2.multiselect("Models", mset.names, default=mset.names)
-    seed = c3.number_input("Seed", 0, 2**31 - 1, 1, help="Pairs are drawn with this seed; the committed "
-                           "evaluation used seed 2, so any other seed gives other pairs.")
+    n_pairs = c1.number_input("Pairs", 1, 500, 20, key="harness-pairs",
+                              help="Random held-out pairs; the estimated CPU time is said below before it starts.")
+    chosen = c2.multiselect("Models", mset.names, default=mset.names, key="harness-models")
+    seed = c3.number_input("Seed", 0, 2**31 - 1, 1, key="harness-seed",
+                           help="Pairs are drawn with this seed; the committed evaluation used seed 2, so any other "
+                                "seed gives other pairs.")
     steps = [k for k in (1, 2, 4, 8, 16, 32, 64) if k <= resources.catalog().steps_max]
-    if st.button("Run", type="primary", disabled=not chosen):
-        bar = st.progress(0.0, "starting…")
-        fresh = tables.quick_eval({n: mset.models[n] for n in chosen}, g, int(n_pairs), steps, seed=int(seed),
-                                      progress=lambda f, text: bar.progress(min(f, 1.0), text))
-        bar.empty()
-        st.session_state["fresh_eval"] = fresh
-    if "fresh_eval" in st.session_state:
-        results = st.session_state["fresh_eval"]
+    costs = tables.load_results_table()[0]
+    harness.panel(harness.plan({n: mset.models[n] for n in chosen}, int(n_pairs), steps, int(seed), costs))
+    if harness.K_RESULT in st.session_state:
+        results = st.session_state[harness.K_RESULT]
         source = f"a fresh run on {int(results['pairs'].iloc[0])} held-out pairs (this session)"
 
 if results.empty:
@@ -44,8 +43,9 @@ if results.empty:
 frontier = tables.frontier_table(results)
 st.markdown(f"Showing **{source}**.")
 if not frontier.empty:
-    st.markdown("**Route length against compute per query.** Each line is a row of the ruler, each point a number "
-                "of refinement steps (the small numbers); lower is better (shorter routes, a route that never "
+    st.markdown("**Route length against compute per query.** Each line is a row of the ruler in its own colour, each "
+                "point a number of refinement steps (click a model in the legend to pick it out and number its "
+                "points; hover a point for its figures); lower is better (shorter routes, a route that never "
                 "arrives counted at the cap), further left is cheaper. Solid lines learned, dashed lines the "
                 "classical algorithms (no learning: the floor), dotted lines a learned model's scaffold with the "
                 "learned part replaced by its hand-set equivalent. A model that thinks longer moves right along its "
@@ -84,11 +84,15 @@ x_names = {"steps": "refinement steps", "flops_total": "compute (counted operati
            "ms_total_mean": "measured ms per query", "cpu_ms_total_mean": "measured CPU ms per query (one thread)"}
 x_options = [c for c in x_names if c in results.columns and results[c].notna().any()]
 x_axis = c2.radio("Against", x_options, horizontal=True, format_func=x_names.get)
+everyone_rows = sorted(results["model"].unique().tolist())    # each its own colour and line, as everywhere
 chart = (alt.Chart(results).mark_line(point=True)
          .encode(x=alt.X(f"{x_axis}:Q", scale=alt.Scale(type="log", base=2 if x_axis == "steps" else 10),
                          title=x_names[x_axis]),
                  y=alt.Y(f"{metric}:Q", title=tables.METRIC_NAMES.get(metric, metric), scale=alt.Scale(zero=False)),
-                 color="model:N",
+                 color=alt.Color("model:N", scale=alt.Scale(**palette.altair_scale(everyone_rows)),
+                                 legend=alt.Legend(columns=1, labelLimit=220, symbolType="stroke")),
+                 strokeDash=alt.StrokeDash("model:N", scale=alt.Scale(**palette.altair_dash(everyone_rows)),
+                                           legend=alt.Legend(columns=1, labelLimit=220, symbolType="stroke")),
                  tooltip=["model", "steps", alt.Tooltip(metric, format=".3f")])
          .properties(height=380))
 st.altair_chart(chart, width="stretch")

@@ -27,8 +27,11 @@ cols[0].metric("Cities", f"{summary['cities']:,}")
 cols[1].metric("Edges", f"{summary['edges']:,}")
 cols[2].metric("Radius", f"{g.radius_km:g} km")
 cols[3].metric("Mean degree", f"{summary['mean_degree']:.0f}")
-cols[4].metric("Left out", f"{summary['dropped_disconnected'] + summary['outside_contiguous_us']:,}",
-               help="Disconnected groups plus places outside the contiguous US (Alaska, Hawaii, territories).")
+n_left_out, why_left_out = tables.left_out(g)
+cols[4].metric("Left out", f"{n_left_out:,}",
+               help=f"{summary['outside_contiguous_us']:,} places outside the contiguous US plus "
+                    f"{summary['dropped_disconnected']:,} beyond the radius from the rest (see below).")
+st.caption(why_left_out)
 
 c1, c2 = st.columns(2)
 deg = tables.degree_counts(g)

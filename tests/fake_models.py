@@ -4,6 +4,7 @@
   far-away ones, so the metrics improve with steps (like a model that refines), deterministic per seed.
 - `GarbageFake`: yields nonsense (unknown ids, strings, floats, empty paths): must be drawn and scored.
 - `CrashingFake`: yields one path, then raises.
+- `SlowFake`, `CostlyFake`: the refining fake, 0.4 s a step, or 5 Mops a step.
 
 `write_checkpoint(dir, name, family, g)` writes a card and an empty weights file that the
 registry lists; `FAKE_FAMILIES` is what `CITYPATH_MODEL_FAMILIES` points at for a subprocess.
@@ -24,6 +25,7 @@ FAKE_FAMILIES = {
     "fake-garbage": "tests.fake_models:GarbageFake",
     "fake-crashing": "tests.fake_models:CrashingFake",
     "fake-slow": "tests.fake_models:SlowFake",
+    "fake-costly": "tests.fake_models:CostlyFake",
 }
 
 
@@ -68,6 +70,16 @@ class SlowFake(RefiningFake):
             yield path
 
 
+class CostlyFake(RefiningFake):
+    """The refining fake at 5 Mops a step: at equal compute, under the smallest budget (1 Mops) not even its
+    first step fits."""
+
+    family = "fake-costly"
+
+    def flops_per_step(self, g, src, dst):
+        return 5e6
+
+
 class GarbageFake(_Fake):
     family = "fake-garbage"
 
@@ -109,6 +121,9 @@ def use_fake_app(monkeypatch, ckpt: Path) -> Path:
 
     monkeypatch.setenv("CITYPATH_STATES", "RI,MA")
     monkeypatch.setenv("CITYPATH_CHECKPOINTS", str(ckpt))
+    # The models run in the page's thread (no worker processes: deterministic, one model per request); the
+    # workers' own tests set CITYPATH_COMPUTE_WORKERS themselves (tests/test_compute.py).
+    monkeypatch.setenv("CITYPATH_COMPUTE_WORKERS", "0")
     for family, target in FAKE_FAMILIES.items():
         monkeypatch.setitem(FAMILIES, family, Family(target))
     return ckpt

@@ -251,15 +251,6 @@ def test_pages_run(app_env, page):
     no_exceptions(at)
 
 
-def test_harness_rerun_with_progress(app_env):
-    at = AppTest.from_file(str(REPO / "pages/1_Test-time_compute.py"), default_timeout=TIMEOUT).run()
-    at.number_input[0].set_value(3)
-    at.button[0].click().run()
-    no_exceptions(at)
-    assert "fresh run on 3 held-out pairs" in " ".join(md.value for md in at.markdown)
-    assert len(at.dataframe) == 1
-
-
 def test_no_models_at_all(app_env, tmp_path, monkeypatch):
     monkeypatch.setenv("CITYPATH_CHECKPOINTS", str(tmp_path / "empty"))
     at = run_app()
@@ -486,7 +477,14 @@ def test_the_caption_says_how_long_a_run_waited_for_its_turn(monkeypatch):
             return self.waited
 
     monkeypatch.setattr(turns, "_TURNS", Waiting(Waited(0.2344, 3)))
-    assert turns.wait_text() == ", after 234 ms waiting behind 3 other visitor run(s)"
+    assert turns.wait_text() == ", after 234 ms waiting behind 3 runs of other visitors"
+    monkeypatch.setattr(turns, "_TURNS", Waiting(Waited(0.2, 1)))
+    assert turns.wait_text() == ", after 200 ms waiting behind 1 run of other visitors"
+    # the only visitor, whose own previous run was still going: no "other visitor" it never had
+    monkeypatch.setattr(turns, "_TURNS", Waiting(Waited(0.2, 0, 1)))
+    assert turns.wait_text() == ", after 200 ms waiting behind this page's previous run"
+    monkeypatch.setattr(turns, "_TURNS", Waiting(Waited(0.2, 2, 1)))
+    assert turns.wait_text() == ", after 200 ms waiting behind 2 runs of other visitors and this page's previous run"
     monkeypatch.setattr(turns, "_TURNS", Waiting(Waited(0.01, 1)))
     assert turns.wait_text() == ""
 

@@ -7,6 +7,7 @@ needs no trained checkpoint and no internet. Screenshots go to test-output/brows
 from __future__ import annotations
 
 import io
+import json
 import math
 import shutil
 import time
@@ -33,6 +34,7 @@ def app_url(tmp_path_factory, small_graph):
     write_checkpoint(ckpt, "demo-refining", "fake-refining", small_graph)
     write_checkpoint(ckpt, "demo-garbage", "fake-garbage", small_graph)
     write_checkpoint(ckpt, "demo-slow", "fake-slow", small_graph)
+    write_checkpoint(ckpt, "demo-costly", "fake-costly", small_graph)
     bellman_exact_checkpoint(ckpt, small_graph, name="demo-bellman", rounds_per_step=1, max_steps=8)
     env = {"CITYPATH_STATES": "RI,MA", "CITYPATH_CHECKPOINTS": str(ckpt),
            "CITYPATH_MODEL_FAMILIES": ",".join(f"{k}={v}" for k, v in FAKE_FAMILIES.items())}
@@ -161,6 +163,60 @@ def _check_step_charts(frame, models: list[str], *, shown: int, last: int) -> No
     assert all(s["points"] == last and s["now"] == 1 for s in charts[1]["series"])   # illegal jumps: every step
 
 
+def _check_gif_frames(data: bytes) -> None:
+    """Every frame of a GIF export holds its legend inside (nothing drawn touches an edge: nothing is cut) and has
+    tight margins (a few pixels of white around the map, its title and its legend, no wide blank bands)."""
+    from PIL import Image, ImageSequence
+
+    gif = Image.open(io.BytesIO(data))
+    sizes = set()
+    for frame in ImageSequence.Iterator(gif):
+        img = frame.convert("L")
+        sizes.add(img.size)
+        w, h = img.size
+        ink = img.point(lambda v: 255 if v < 235 else 0).getbbox()      # everything drawn, white margins excluded
+        assert ink is not None
+        left, top, right, bottom = ink[0], ink[1], w - ink[2], h - ink[3]
+        assert min(left, top, right, bottom) >= 2, (ink, img.size)       # nothing runs into the edge
+        assert max(left, top, right, bottom) <= 16, (ink, img.size)      # no wide blank margin
+    assert len(sizes) == 1                                               # one size for every frame
+
+
+PLAYER_READER = """() => {
+  const value = (cell) => (cell.querySelector('.value').firstChild || {}).textContent || '';
+  return {
+    legend: [...document.querySelectorAll('#legend .chip')].map((c) => {
+      const line = c.querySelector('svg.swatch line');
+      return {text: c.innerText.trim(), stroke: line && line.getAttribute('stroke'),
+              dash: line && line.getAttribute('stroke-dasharray')};
+    }),
+    strip: [...document.querySelectorAll('#strip .model[data-model]')].map((m) => ({
+      model: m.dataset.model, stroke: m.querySelector('svg.swatch line').getAttribute('stroke'),
+      note: (m.querySelector('.note') || {}).textContent || '',
+      cells: Object.fromEntries([...m.querySelectorAll('.cell')].map((c) => [c.querySelector('.label').textContent,
+                                                                           value(c)]))})),
+    charts: [...document.querySelectorAll('#charts .chart')].map((c) => ({
+      field: (c.querySelector('svg') || {dataset: {}}).dataset.field, title: c.querySelector('.ctitle').textContent,
+      yticks: [...c.querySelectorAll('text.tick.y')].map((t) => Number(t.textContent.replace(/,/g, ''))),
+      series: [...c.querySelectorAll('g.series')].map((g) => ({
+        model: g.dataset.model, stroke: g.getAttribute('stroke'),
+        dash: g.querySelector('path.line').getAttribute('stroke-dasharray'),
+        points: g.querySelectorAll('circle:not(.now)').length,
+        misses: [...g.querySelectorAll('path.miss')].map((p) => Number(p.dataset.step))}))})),
+  };
+}"""
+
+
+def _colour_pixels(png: bytes, hex_colour: str, tolerance: int = 6) -> int:
+    """How many pixels of a screenshot are `hex_colour` (within `tolerance` per channel)."""
+    import numpy as np
+    from PIL import Image
+
+    img = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    want = np.array([int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)])
+    return int((np.abs(img - want).max(axis=2) <= tolerance).sum())
+
+
 def test_app_in_browser(app_url, small_graph):
     sync_api = pytest.importorskip("playwright.sync_api")
     OUTPUT.mkdir(parents=True, exist_ok=True)
@@ -245,6 +301,8 @@ def test_app_in_browser(app_url, small_graph):
                     page.get_by_role("button", name=label).click()
                 data = Path(dl.value.path()).read_bytes()
                 assert check(data), label
+                if label.startswith("GIF"):
+                    _check_gif_frames(data)
                 assert "all-steps" in dl.value.suggested_filename or "step4" in dl.value.suggested_filename
 
             for name in ("Test-time compute", "Training", "Dataset"):
@@ -252,6 +310,92 @@ def test_app_in_browser(app_url, small_graph):
                 page.wait_for_timeout(1000)
                 assert page.locator("[data-testid=stException]").count() == 0, name
             page.screenshot(path=str(OUTPUT / "dataset-page.png"))
+        finally:
+            browser.close()
+
+
+def _city_on_screen(frame, g, src: int, dst: int) -> tuple[int, float, float]:
+    """The most isolated city drawn on the map (not an endpoint) and where it is on the page, as deck.gl's own
+    view projects it (read from the player, so the map may have been moved)."""
+    import numpy as np
+
+    box = frame.locator("#map canvas").first.bounding_box()
+    xy = np.array(frame.evaluate("""(pts) => { const v = window.citypathDeck.getViewports()[0];
+                                             return pts.map((p) => v.project(p)); }""",
+                                 [[float(lo), float(la)] for lo, la in zip(g.lon, g.lat)]))
+    x, y = xy[:, 0] + box["x"], xy[:, 1] + box["y"]
+    inside = ((x > box["x"] + 60) & (x < box["x"] + box["width"] - 80) & (y > box["y"] + 60)
+              & (y < box["y"] + box["height"] - 60))
+    inside[[src, dst]] = False
+    candidates = np.flatnonzero(inside)
+    gaps = [np.partition(np.hypot(x - x[i], y - y[i]), 1)[1] for i in candidates]
+    city = int(candidates[int(np.argmax(gaps))])
+    return city, float(x[city]), float(y[city])
+
+
+def test_a_click_on_the_map_picks_the_nearest_city_from_the_data(app_url, small_graph):
+    """Under SwiftShader (no GPU), one click near a city sets the route's source at once: no hover first, no
+    retry. The city is found from the layers' data (pick.js), so deck.gl has no layer to pick from (its
+    picking pass, 0.8-1.3 s a press in software, never runs); a hover shows the city's tooltip and a pan of
+    the map sets nothing. With the state layer on (its dots over the cities), a click still picks the city.
+    Played twice, the layers that leave the map and come back (the ghosts at step 1) raise no deck.gl error."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    g = small_graph
+    src, dst = g.find_city("Worcester, MA"), g.find_city("Providence, RI")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1300})
+        deck_errors = []
+        page.on("console", lambda m: deck_errors.append(m.text) if m.type == "error" and "deck" in m.text else None)
+        try:
+            page.goto(f"{app_url}/?models=demo-bellman&steps=4&source=Worcester%2C+MA&target=Providence%2C+RI",
+                      timeout=90_000)
+            frame = _player(page)
+            frame.wait_for_function("() => window.citypathPaint && window.citypathPaint.cities !== undefined && "
+                                    "window.citypathPaint.routes !== undefined", timeout=90_000)
+            for _ in range(2):     # step 1 has no ghosts, 2-4 have: deck.gl finalizes the layer, then sees it again
+                _check_playback(_play_and_record(frame, "16"), 4)
+            assert deck_errors == [], deck_errors[:2]
+            layers = frame.evaluate("window.citypathDeck.layerManager.getLayers()"
+                                    ".map((l) => [l.id, !!l.props.pickable])")
+            assert layers and "cities" in dict(layers) and not any(p for _, p in layers), layers
+
+            # A pan that starts on a city is not a click.
+            city, x, y = _city_on_screen(frame, g, src, dst)
+            page.mouse.move(x, y)
+            page.mouse.down()
+            page.mouse.move(x + 40, y + 25, steps=5)
+            page.mouse.up()
+            page.wait_for_timeout(2000)
+            assert "Worcester" in page.url and g.label(city).split(",")[0] not in page.url
+
+            # Hovering a city shows its tooltip (from the data too).
+            frame = _player(page)
+            city, x, y = _city_on_screen(frame, g, src, dst)
+            page.mouse.move(x, y)
+            frame.wait_for_function("(t) => { const el = document.getElementById('tooltip');"
+                                    " return el && el.style.display !== 'none' && el.textContent.startsWith(t); }",
+                                    arg=g.label(city), timeout=10_000)
+
+            # One click 3 px off the city's centre: the source is set, once, with no retry.
+            page.mouse.move(10, 10)
+            page.mouse.click(x + 3, y - 2)
+            _url_has(page, "source=" + g.label(city), 30_000)
+            assert "Providence" in page.url
+
+            # The state layer's dots lie over the cities: a click picks the city under them all the same.
+            page.get_by_text("Show what the model thinks").click()
+            _player(page).wait_for_selector("text=estimated km to target", timeout=60_000)
+            page.wait_for_timeout(1500)
+            frame = _player(page)
+            frame.wait_for_function("() => window.citypathDeck.layerManager.getLayers().some((l) => "
+                                    "l.id === 'model-state' && l.props.data.length > 0)", timeout=30_000)
+            src = g.find_city(g.label(city))
+            other, x, y = _city_on_screen(frame, g, src, dst)
+            page.mouse.click(x, y)
+            _url_has(page, "target=" + g.label(other), 30_000)     # the second click of "source, then target"
+            assert page.locator("[data-testid=stException]").count() == 0 and deck_errors == [], deck_errors[:2]
+            page.screenshot(path=str(OUTPUT / "click-picked.png"))
         finally:
             browser.close()
 
@@ -430,6 +574,155 @@ def test_state_layer_per_step_and_equal_compute_in_browser(app_url):
             browser.close()
 
 
+def test_every_model_keeps_its_own_colour_and_a_route_that_never_arrives_reads_so(app_url):
+    """Each model's colour and line pattern (citypath.palette) is the same in the legend, the strip, the step charts,
+    the map and the PNG, and no two models of the view share one. A route that never arrives (demo-garbage) reads
+    "—, did not arrive" for length vs optimal and Fréchet at every step, and its charts leave gaps marked ×."""
+    from citypath import palette
+    from citypath.metrics import NOT_ARRIVED
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    models = ["demo-refining", "demo-garbage", "demo-bellman"]
+    styles = palette.assign(models)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1500}, accept_downloads=True)
+        try:
+            page.goto(f"{app_url}/?models={','.join(models)}&steps=6&source=Pittsfield%2C+MA"
+                      "&target=Providence%2C+RI&step=1", timeout=90_000)
+            _player(page).wait_for_selector("text=Compute so far", timeout=90_000)
+            frame = _player(page)
+            frame.wait_for_function("() => !document.getElementById('strip').innerText.includes('computing')",
+                                    timeout=60_000)
+            page.wait_for_timeout(1500)
+            frame = _player(page)
+            seen = frame.evaluate(PLAYER_READER)
+            legend = {c["text"].split(" · ")[0]: c for c in seen["legend"] if c["stroke"]}
+            strip = {m["model"]: m for m in seen["strip"]}
+            assert list(legend) == models and list(strip) == models
+            assert len({c["stroke"] for c in legend.values()}) == len(models)        # no two share a colour
+            for name in models:
+                hex_colour = styles[name].hex
+                assert legend[name]["stroke"] == strip[name]["stroke"] == hex_colour, name
+                assert bool(legend[name]["dash"]) == bool(styles[name].pattern), name
+                for chart in seen["charts"]:
+                    series = {s["model"]: s for s in chart["series"]}
+                    assert series[name]["stroke"] == hex_colour, (chart["field"], name)
+                    assert bool(series[name]["dash"]) == bool(styles[name].pattern), (chart["field"], name)
+            # the map draws demo-refining's hops in its colour; the PNG draws each drawn route in its own
+            assert _colour_pixels(frame.locator("#map canvas").first.screenshot(), styles["demo-refining"].hex) > 0
+            with page.expect_download(timeout=60_000) as dl:
+                page.get_by_role("button", name="PNG (step 1)").click()
+            png = Path(dl.value.path()).read_bytes()
+            for name in ("demo-refining", "demo-bellman"):
+                assert _colour_pixels(png, styles[name].hex, tolerance=3) > 20, name
+
+            # demo-garbage never arrives: no figure against the optimal route at any step, no chart point, a cross
+            for k in range(1, 7):
+                frame = _player(page)
+                if k > 1:
+                    frame.click("#next")
+                    frame.wait_for_function(f"() => document.body.dataset.step === '{k}'")
+                cells = {m["model"]: m["cells"] for m in frame.evaluate(PLAYER_READER)["strip"]}
+                assert cells["demo-garbage"]["vs optimal"] == cells["demo-garbage"]["Fréchet"] == NOT_ARRIVED, k
+                for name in models:                  # nothing reads shorter than the optimal route
+                    assert not cells[name]["vs optimal"].startswith("-"), (name, k, cells[name])
+            charts = {c["field"]: c for c in _player(page).evaluate(PLAYER_READER)["charts"]}
+            for field in ("length_pct", "frechet_km"):
+                garbage = next(s for s in charts[field]["series"] if s["model"] == "demo-garbage")
+                assert garbage["points"] == 0 and garbage["misses"] == [1, 2, 3, 4, 5, 6], charts[field]
+                assert "did not arrive" in charts[field]["title"]
+            assert min(charts["length_pct"]["yticks"]) >= 0                 # no dip below the optimal route
+            garbage = next(s for s in charts["illegal_jumps"]["series"] if s["model"] == "demo-garbage")
+            assert garbage["points"] == 6 and garbage["misses"] == []       # a count is defined for any route
+            page.screenshot(path=str(OUTPUT / "colours-and-arrival.png"))
+            assert page.locator("[data-testid=stException]").count() == 0
+        finally:
+            browser.close()
+
+
+def test_equal_compute_names_each_models_own_step_and_why_one_is_not_drawn(app_url):
+    """At equal compute the legend names each model's own step (the one its strip says fits), a model whose first
+    step is over the budget says so with the figure (legend and strip), and no faint ghost is drawn or named."""
+    import re
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    models = ["demo-refining", "demo-costly", "demo-bellman"]
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1500})
+        try:
+            page.goto(f"{app_url}/?models={','.join(models)}&steps=6&source=Pittsfield%2C+MA"
+                      "&target=Providence%2C+RI", timeout=90_000)
+            _player(page).wait_for_selector("text=Compute so far", timeout=90_000)
+            page.get_by_text("Equal compute").click()
+            page.wait_for_selector("text=Compute budget per query", timeout=30_000)
+            thumb = page.locator("[data-testid=stSlider]", has_text="Compute budget").get_by_role("slider")
+            thumb.focus()
+            for _ in range(6):                             # down to the smallest budget, 1 Mops
+                page.keyboard.press("ArrowLeft")
+                page.wait_for_timeout(300)
+            _player(page).wait_for_selector("text=even one step costs 5 Mops", timeout=60_000)
+            page.wait_for_timeout(1500)
+            seen = _player(page).evaluate(PLAYER_READER)
+            legend = {c["text"].split(" · ")[0]: c["text"] for c in seen["legend"] if c["stroke"]}
+            notes = {m["model"]: m["note"] for m in seen["strip"]}
+            assert legend["demo-costly"] == ("demo-costly · not drawn: even one step costs 5 Mops, over the budget "
+                                             "of 1 Mops"), legend
+            assert notes["demo-costly"].startswith("even one step costs 5 Mops"), notes
+            for name in ("demo-refining", "demo-bellman"):
+                fits = re.match(r"(\d+) steps? fits? in 1 Mops", notes[name])
+                assert fits and legend[name] == f"{name} · step {fits.group(1)}", (legend, notes)
+            assert legend["demo-refining"] == "demo-refining · step 1"
+            assert not any("previous step" in c["text"] for c in seen["legend"])     # still: no ghost to name
+            page.screenshot(path=str(OUTPUT / "equal-compute-over-budget.png"))
+            assert page.locator("[data-testid=stException]").count() == 0
+        finally:
+            browser.close()
+
+
+VEGA_TEXTS = """(index) => {
+  const chart = document.querySelectorAll('[data-testid=stVegaLiteChart]')[index];
+  const svg = chart && chart.querySelector('svg');
+  if (!svg) return null;
+  const box = svg.getBoundingClientRect();
+  const texts = [...svg.querySelectorAll('text')].filter((t) => t.textContent.trim()).map((t) => {
+    const r = t.getBoundingClientRect();
+    const group = t.closest('g[class*="role-"]');
+    return {text: t.textContent.trim(), role: group ? group.getAttribute('class') : '',
+            x0: r.left, y0: r.top, x1: r.right, y1: r.bottom};
+  }).filter((t) => t.x1 - t.x0 > 0);
+  return {box: {x0: box.left, y0: box.top, x1: box.right, y1: box.bottom}, texts};
+}"""
+
+
+def _chart_texts(page, index: int) -> dict:
+    """The text of the `index`-th Vega-Lite chart of a page (Streamlit draws them as SVG): each label, its role
+    (axis label, axis title, legend label, mark text) and its box on the page."""
+    seen = page.evaluate(VEGA_TEXTS, index)
+    assert seen is not None, f"chart {index} is not drawn as SVG"
+    return seen
+
+
+def _check_readable(seen: dict) -> None:
+    """No two labels of a chart overlap, and none is cut by the chart's edge (an axis title included)."""
+    texts, box = seen["texts"], seen["box"]
+    for t in texts:
+        assert t["x0"] >= box["x0"] - 1 and t["x1"] <= box["x1"] + 1 and t["y0"] >= box["y0"] - 1 \
+            and t["y1"] <= box["y1"] + 1, ("cut by the edge", t, box)
+    for i, a in enumerate(texts):
+        for b in texts[i + 1:]:
+            w = min(a["x1"], b["x1"]) - max(a["x0"], b["x0"])
+            h = min(a["y1"], b["y1"]) - max(a["y0"], b["y0"])
+            assert w <= 1 or h <= 1, ("labels overlap", a, b)
+
+
+def _axis_labels(seen: dict) -> list[str]:
+    return [t["text"] for t in seen["texts"] if "role-axis-label" in t["role"]]
+
+
 @pytest.mark.slow
 def test_test_time_compute_page_leads_with_the_frontier(tmp_path):
     """The Test-time compute page on the shipped results: the length-vs-FLOPs frontier first, its findings
@@ -454,6 +747,23 @@ def test_test_time_compute_page_leads_with_the_frontier(tmp_path):
             first_chart = page.locator("[data-testid=stVegaLiteChart]").first.bounding_box()
             explore = page.get_by_text("Explore any metric").bounding_box()
             assert first_chart["y"] < explore["y"]          # the frontier leads the page
+            # The frontier reads at a glance: compute in SI units (1 M, 10 M, 1 G), enough ticks on both axes, a
+            # legend naming every line, and no label over another or cut by the edge.
+            import re
+
+            from citypath import palette
+
+            frontier = _chart_texts(page, 0)
+            labels = _axis_labels(frontier)
+            compute = [t for t in labels if re.fullmatch(r"\d+(\.\d+)? [kMGT]", t)]
+            percent = [t for t in labels if t.endswith("%")]
+            assert len(compute) >= 4 and {"10 M", "1 G"} <= set(compute), labels
+            assert len(percent) >= 5 and "0%" in percent and "1%" in percent, labels
+            assert not [t for t in labels if re.fullmatch(r"[\d,]{7,}", t)]      # no raw 10,000,000
+            names = [t["text"] for t in frontier["texts"] if "role-legend-label" in t["role"]]
+            rows = set(json.loads((REPO / "results" / "eval.json").read_text())["models"])
+            assert set(names) >= {n for n in rows if n in palette.FIXED} - {"post-rnn-small", "post-rnn-large"}
+            _check_readable(frontier)
             assert page.locator("[data-testid=stException]").count() == 0
             page.screenshot(path=str(OUTPUT / "test-time-compute-page.png"), full_page=True)
         finally:
@@ -485,6 +795,14 @@ def test_training_page_shows_the_posts_finding(tmp_path):
                                    timeout=60_000)
             page.wait_for_timeout(2500)
             body = page.inner_text("body")
+            # The headline chart shows its finding: the loss and the pass rate in two panels, the rate on a scale
+            # of its own (a few %, not 0-100%) with the 100% a working router would reach named.
+            head = _chart_texts(page, 0)
+            rates = [float(t.rstrip("%")) for t in _axis_labels(head) if t.endswith("%")]
+            assert len(rates) >= 4 and max(rates) <= 10, _axis_labels(head)
+            assert any("a router that works: 100%" in t["text"] for t in head["texts"])
+            assert {"the loss falls", "the routes still fail"} <= {t["text"] for t in head["texts"]}
+            _check_readable(head)
             for name in post:
                 assert f"{name}: validation loss" in body       # the sentence under the headline chart
                 assert f"{name} · postrnn" in body              # its own small-multiple panel

@@ -47,3 +47,20 @@ def test_the_route_table_reads_the_metric_table():
     header, line = route_table(pd.DataFrame([row])).splitlines()
     assert header.split("  ")[0] == "step" and all(METRICS[n].short in header for n in ROUTE_TABLE)
     assert line.split() == ["1", "yes", "0", "yes", "2", "1,234", "+3.1%", "12", "8.0"]
+
+
+def test_the_route_table_says_when_a_route_did_not_arrive():
+    """No length vs optimal or Fréchet for a step whose route did not arrive: "—", and a line says why."""
+    import pandas as pd
+
+    from citypath.cli import route_table
+    from citypath.metrics import NOT_ARRIVED_NOTE
+
+    rows = [{"step": 1, "valid": False, "illegal_jumps": 0, "reaches_target": False, "starts_at_source": True,
+             "unknown_ids": 0, "hops": 2, "length_km": 300.0, "length_pct": -81.3, "frechet_km": 40.0, "ms": 1.0},
+            {"step": 2, "valid": True, "illegal_jumps": 0, "reaches_target": True, "starts_at_source": True,
+             "unknown_ids": 0, "hops": 5, "length_km": 1700.0, "length_pct": 2.0, "frechet_km": 12.0, "ms": 1.0}]
+    lines = route_table(pd.DataFrame(rows)).splitlines()
+    assert lines[1].split() == ["1", "no", "0", "no", "2", "300", "—", "—", "1.0"]
+    assert lines[2].split() == ["2", "yes", "0", "yes", "5", "1,700", "+2.0%", "12", "1.0"]
+    assert lines[-1] == NOT_ARRIVED_NOTE and "-81.3" not in "\n".join(lines)

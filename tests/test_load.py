@@ -77,6 +77,7 @@ def test_a_launched_process_is_warm_before_its_port_opens(default_graph, launch)
     assert ("ready in" in log) is launch
     if launch:
         assert page.pending == []
+        assert "interesting pairs' routes:" in log and "model worker:" in log
     else:
         assert len(page.pending) >= 2          # the default comparison: two models, neither loaded yet
 
@@ -84,6 +85,8 @@ def test_a_launched_process_is_warm_before_its_port_opens(default_graph, launch)
 @pytest.mark.parametrize("setting, says", [
     ({"CITYPATH_STATES": "ZZ"}, ["error: states=('ZZ',)", "two-letter codes"]),
     ({"CITYPATH_RUNS_AT_ONCE": "0"}, ["error: CITYPATH_RUNS_AT_ONCE must be a whole number of at least 1, got '0'"]),
+    ({"CITYPATH_COMPUTE_WORKERS": "-1"},
+     ["error: CITYPATH_COMPUTE_WORKERS must be a whole number of at least 0, got '-1'"]),
 ])
 def test_the_launcher_refuses_a_bad_setting_before_it_serves(tmp_path, setting, says):
     """A bad CITYPATH_* value stops `python -m citypath.app.launch` with the reason, before any port opens."""

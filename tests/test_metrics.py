@@ -157,3 +157,30 @@ def test_frechet_is_in_km(small_graph):
     mid = path[len(path) // 2]
     assert m["frechet_km"] >= min(g.distance_km(mid, s), g.distance_km(mid, t)) * 0.98
     assert m["frechet_km"] <= g.path_length_km(path)
+
+
+def test_figures_against_the_optimal_route_need_a_route_that_arrives(small_graph):
+    """`arrived`: from the source, to the target, through cities only; `Metric.read`/`value` show a figure
+    against the optimal route only then (a walk that stops half way would read "-50%")."""
+    import math
+
+    from citypath.metrics import METRICS, NOT_ARRIVED, NOT_ARRIVED_SHORT, arrived
+
+    g = small_graph
+    s, t = 0, 7
+    opt = g.shortest_path(s, t)
+    half = evaluate_path(g, opt[: max(len(opt) // 2, 1)], s, t)
+    via_unknown = evaluate_path(g, [s, -5, t], s, t)
+    whole = evaluate_path(g, opt, s, t)
+    assert not arrived(half) and not arrived(via_unknown) and arrived(whole)
+    assert arrived(evaluate_path(g, [s, t], s, t))            # an illegal jump arrives (its count says the rest)
+    half["length_pct"] = (half["length_ratio"] - 1) * 100
+    assert half["length_pct"] < 0                              # what the figure would have claimed
+    m = METRICS["length_pct"]
+    assert m.read(half) == NOT_ARRIVED and m.read(half, short=True) == NOT_ARRIVED_SHORT
+    assert math.isnan(m.value(half)) and METRICS["frechet_km"].read(via_unknown) == NOT_ARRIVED
+    whole["length_pct"] = 0.0
+    assert m.read(whole) == "+0.0%" and m.value(whole) == 0.0
+    assert METRICS["length_km"].read(half).endswith("km")     # the km walked is a fact either way
+    assert not METRICS["length_km"].shows_change(whole, half) and METRICS["hops"].shows_change(whole, half)
+    assert {n for n, x in METRICS.items() if x.arrived_only} == {"length_ratio", "length_pct", "frechet_km"}

@@ -89,7 +89,40 @@ def test_equal_compute_is_one_still_frame(small_graph):
             if layer["id"].startswith("hops-")}
     assert list(hops) == ["hops-0"] and hops["hops-0"] == [int(c) for c in replays["refining"].path(3)]
     notes = {m["name"]: m["notes"] for m in out["models"]}
-    assert notes == {"refining": ["3 steps fit"], "garbage": []}
+    # a model whose first step is over the budget still says so, with the figure (its note is the budget's text)
+    assert notes == {"refining": ["3 steps fit"], "garbage": ["no step fits"]}
+    # each model's own step, for the legend (0: none fits, not drawn)
+    assert {m["name"]: m["shown"] for m in out["models"]} == {"refining": 3, "garbage": 0}
+    # a still comparison has no previous step: no faint ghost the legend would not explain
+    assert not [layer for layer in out["frames"][0] if layer["id"] == "ghosts"]
+
+
+def test_figures_against_the_optimal_route_only_for_routes_that_arrive(small_graph):
+    """A route that stops short is not shorter than optimal: its length vs optimal, Fréchet and their deltas read
+    "—, did not arrive", and the charts leave a gap there and mark it."""
+    from citypath.metrics import NOT_ARRIVED
+    from citypath.replay import Replay
+
+    g = small_graph
+    src, dst = _pair(g)
+    optimal = g.shortest_path(src, dst)
+    half = optimal[: len(optimal) // 2]
+    r = Replay.from_paths(g, "m", src, dst, [half, optimal, half + [dst], half])
+    out = player.comparison(g, Question(src, dst, ("m",), 4), optimal, {"m": r}, {"m": model_rgb(0)}, {})
+    m = out["models"][0]
+    cells = [{c["label"]: c for c in cards} for cards in m["cards"]]
+    assert [c["vs optimal"]["value"] for c in cells] == [NOT_ARRIVED, "+0.0%", cells[2]["vs optimal"]["value"],
+                                                         NOT_ARRIVED]
+    assert cells[2]["vs optimal"]["value"] != NOT_ARRIVED and cells[0]["Fréchet"]["value"] == NOT_ARRIVED
+    assert cells[1]["vs optimal"]["delta"] is None and cells[1]["Length"]["delta"] is None    # from a walk that
+    assert cells[3]["Length"]["delta"] is None and cells[3]["Fréchet"]["delta"] is None      # stopped: no change
+    assert cells[2]["Fréchet"]["delta"] is not None                                          # both arrive
+    assert m["series"]["length_pct"][0] is None and m["series"]["length_pct"][3] is None      # a gap, never -50%
+    assert m["series"]["frechet_km"][0] is None and m["series"]["length_pct"][1] == 0.0
+    assert m["arrived"] == [False, True, True, False]
+    assert None not in m["series"]["illegal_jumps"]                                         # defined for any route
+    assert {c["field"]: c["arrived_only"] for c in out["charts"]} == {
+        "length_pct": True, "illegal_jumps": False, "frechet_km": True}
 
 
 def test_a_comparison_keeps_its_id_while_its_models_arrive(small_graph):

@@ -58,3 +58,154 @@ def test_an_unwritable_store_still_answers(small_graph, tmp_path):
     blocked.write_text("not a directory")
     r = ReplayStore(blocked / "replays").get_or_compute(CountingFake("m", _card(g)), g, 3, 40, 3)
     assert len(r.paths) == 3 and r.error is None
+
+
+KILLED_WRITER = """
+import os, sys, time
+import citypath
+from citypath.replay import ReplayStore
+from tests.fake_models import RefiningFake
+
+g = citypath.load_graph(states=["RI", "MA"])
+m = RefiningFake("m", {"num_parameters": 1, "max_steps": 8, "graph": {"fingerprint": g.fingerprint},
+                       "weights_sha256": "ab"})
+def stalled(fd):                 # the record is in the temp file, not yet renamed: the kill lands here
+    print("writing", flush=True)
+    time.sleep(120)
+os.fsync = stalled
+ReplayStore(sys.argv[1]).get_or_compute(m, g, 3, 40, 5, seed=2)
+"""
+
+
+def test_a_write_killed_midway_leaves_no_file_that_is_read(small_graph, tmp_path, monkeypatch):
+    """An app process killed (SIGKILL) while it stores a replay: the entry's name never holds a part of it (the
+    record goes to a temp file renamed whole), its lock dies with it, and the next process computes and stores it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from benchmarks.load_app import replay_files_intact
+    from citypath import replay
+
+    repo = Path(__file__).resolve().parents[1]
+    child = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(tmp_path)], cwd=repo, stdout=subprocess.PIPE,
+                             text=True, env={**os.environ, "PYTHONPATH": str(repo)})
+    try:
+        assert child.stdout.readline().strip() == "writing"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(30)
+    g = small_graph
+    m = RefiningFake("m", _card(g))                                       # the model the killed process ran
+    store = ReplayStore(tmp_path)
+    key = store.key(m, g, 3, 40, 5, 2)
+    assert [p.name.startswith(f".{key}.json.") for p in tmp_path.rglob("*.tmp")] == [True]   # the cut write
+    assert not store.stored(m, g, 3, 40, 5, seed=2)                     # nothing under the entry's name
+    calls = []
+    monkeypatch.setattr(replay, "compute_replay", lambda *a: calls.append(a) or compute_replay(*a))
+    r = store.get_or_compute(m, g, 3, 40, 5, seed=2)                     # the dead process's lock is gone
+    assert len(calls) == 1 and r.paths == compute_replay(m, g, 3, 40, 5, 2).paths
+    assert store.stored(m, g, 3, 40, 5, seed=2)
+    intact = replay_files_intact(tmp_path)
+    assert intact["replays_stored"] == 1 and intact["replays_broken"] == [] and intact["temp_files_left"] == 1
+class PrefixFake(CountingFake):
+    """The refining fake (its step k never looks at K) claiming what holds for it."""
+
+    steps_are_prefix = True
+
+
+def test_a_prefix_family_keeps_one_record_per_pair_and_serves_any_k_up_to_it(small_graph, tmp_path):
+    g = small_graph
+    m = PrefixFake("p", _card(g))
+    CountingFake.calls = 0
+    store = ReplayStore(tmp_path)
+    first = store.get_or_compute(m, g, 3, 40, 4, seed=1, extend_to=8)        # asked for 4, computed 8
+    assert CountingFake.calls == 1 and len(first.paths) == 4 and first.steps == 4
+    assert store.stored_steps(m, g, 3, 40, 2, seed=1) == 8
+    for k in (1, 6, 8):                                                        # the slider within what exists
+        r = ReplayStore(tmp_path).get_or_compute(m, g, 3, 40, k, seed=1)
+        assert len(r.paths) == k and len(r.metrics) == k and r.steps == k
+        assert r.paths == compute_replay(m, g, 3, 40, k, 1).paths              # what a run of K steps gives
+    assert CountingFake.calls == 1 + 3                                         # (the three direct runs above)
+    assert not store.stored(m, g, 3, 40, 12, seed=1)
+    longer = store.get_or_compute(m, g, 3, 40, 12, seed=1)                     # past it: extended, replaced
+    assert len(longer.paths) == 12 and store.stored_steps(m, g, 3, 40, 1, seed=1) == 12
+    store.get_or_compute(m, g, 3, 40, 4, seed=1, extend_to=16)                # stored K, extended when asked
+    assert store.stored_steps(m, g, 3, 40, 1, seed=1) == 16
+    assert longer.paths[:8] == first.paths + longer.paths[4:8]
+    assert len(list(tmp_path.rglob("*.json"))) == 1
+
+
+def test_other_families_keep_one_record_per_k_and_never_extend(small_graph, tmp_path):
+    g = small_graph
+    m = CountingFake("m", _card(g))                                            # steps_are_prefix: False
+    CountingFake.calls = 0
+    store = ReplayStore(tmp_path)
+    assert len(store.get_or_compute(m, g, 3, 40, 4, extend_to=8).paths) == 4
+    assert store.stored(m, g, 3, 40, 4) and not store.stored(m, g, 3, 40, 2)
+    store.get_or_compute(m, g, 3, 40, 2)
+    assert CountingFake.calls == 2 and len(list(tmp_path.rglob("*.json"))) == 2
+
+
+def test_a_failure_past_the_steps_asked_for_is_not_reported_for_them(small_graph, tmp_path):
+    g = small_graph
+
+    class FailsLate(PrefixFake):
+        def refine(self, g, src, dst, steps=1, *, seed=0):
+            for k, p in enumerate(super().refine(g, src, dst, steps, seed=seed)):
+                if k == 5:
+                    raise RuntimeError("step 6 broke")
+                yield p
+
+    m = FailsLate("late", _card(g))
+    store = ReplayStore(tmp_path)
+    full = store.get_or_compute(m, g, 3, 40, 8)
+    assert "RuntimeError" in full.error and len(full.paths) == 5
+    assert store.get_or_compute(m, g, 3, 40, 4).error is None
+    assert "RuntimeError" in store.get_or_compute(m, g, 3, 40, 7).error
+
+
+def test_each_shipped_family_that_claims_prefix_steps_gives_them(default_graph):
+    """`steps_are_prefix` is the family's claim; on the shipped checkpoints (one of each family that makes it), the
+    first K steps of an M-step run are the K-step run: the same paths and operations."""
+    from citypath.evaluate import sample_heldout_pairs
+    from citypath.models import REPO_CHECKPOINTS, catalogue, load_model
+
+    g = default_graph
+    one_each = {}
+    for e in sorted(catalogue(REPO_CHECKPOINTS)[0], key=lambda e: e.parameters):
+        one_each.setdefault(e.family, e.name)
+    srcs, dsts = sample_heldout_pairs(g, 1, 5)
+    checked = []
+    for name in one_each.values():
+        m = load_model(name, directory=REPO_CHECKPOINTS, graph=g)
+        if not m.steps_are_prefix:
+            continue
+        for seed in (0, 3):
+            short = list(m.refine_with_compute(g, int(srcs[0]), int(dsts[0]), steps=3, seed=seed))
+            long = list(m.refine_with_compute(g, int(srcs[0]), int(dsts[0]), steps=6, seed=seed))[:3]
+            assert [list(map(int, p)) for p, _ in short] == [list(map(int, p)) for p, _ in long], name
+            assert np.allclose([f for _, f in short], [f for _, f in long], equal_nan=True), name
+        checked.append(name)
+    assert len(checked) >= 5
+
+
+def test_a_visitors_run_never_waits_for_an_extension_nor_replaces_a_longer_run(small_graph, tmp_path):
+    from filelock import FileLock
+
+    g = small_graph
+    m = PrefixFake("p", _card(g))
+    store = ReplayStore(tmp_path)
+    store.get_or_compute(m, g, 3, 40, 4)
+    key = store.key(m, g, 3, 40, 4, 0)
+    extending = FileLock(str(tmp_path / key[:2] / f"{key}.extend.lock"), timeout=1)
+    with extending:                                   # another worker is extending this pair to 64 steps
+        r = store.get_or_compute(m, g, 3, 40, 6)       # a visitor asks for 6: computed now, not waited for
+        assert len(r.paths) == 6
+    store.get_or_compute(m, g, 3, 40, 4, extend_to=12)
+    assert store.stored_steps(m, g, 3, 40, 1) == 12
+    (tmp_path / key[:2] / f"{key}.json").write_text('{"steps": 12, "paths": "torn')   # unreadable: recomputed
+    assert len(store.get_or_compute(m, g, 3, 40, 3).paths) == 3
+    assert store.stored_steps(m, g, 3, 40, 1) == 3    # replaced: a torn record is never kept

@@ -58,6 +58,64 @@ def test_a_balancer_without_sticky_sessions_is_caught(env, tmp_path):
     assert any("moved between app processes" in e for e in out["errors"])
 
 
+def test_a_crowd_survives_a_dying_process(env, tmp_path):
+    """One of the two processes is killed (SIGKILL) while its visitors read their maps: each is moved to the live
+    process by the balancer, gets its view back from the link (pair, models, step, speed) with every route and no
+    error, after one lost connection; the replays the processes stored are whole."""
+    from benchmarks import load_app
+
+    out = load_app.run_failover(sessions=6, steps=4, env=env, seed=3, hold_s=8.0, log_dir=tmp_path)
+    assert out["errors"] == [] and out["sessions_ok"] == 6
+    assert out["sessions_on_killed"] >= 1 and out["moved"] == out["sessions_on_killed"]   # all of them, only them
+    assert out["moved_to_killed"] == 0 and out["notices_max"] == 1
+    assert out["restore_s_p50"] is not None and out["replays_stored"] >= 1 and out["replays_broken"] == []
+
+
+def test_a_browser_whose_process_dies_gets_its_view_back(env, tmp_path):
+    """Headless Chromium behind HAProxy: the process holding the tab is killed (SIGKILL); Streamlit's own page
+    reconnects, the balancer moves it to the live process, and the tab shows the same link (pair, models, step,
+    speed) with its route again, no exception, and the connection notice shown during one stretch at most."""
+    import os
+    import re
+    import signal
+
+    from benchmarks.browser_app import CHROMIUM_ARGS
+    from citypath.app.serve import Cluster
+
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        pytest.skip("Debian's chromium is not installed (see the README's test command)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    link = "?models=demo-refining&steps=4&step=2&speed=4&source=Worcester%2C+MA&target=Providence%2C+RI"
+    with Cluster(env=env, log_dir=tmp_path) as cluster, sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1300})
+        try:
+            page.goto(f"{cluster.url}/{link}", timeout=90_000)
+            page.wait_for_selector("text=/process \\d+/", timeout=90_000)
+            served = int(re.search(r"process (\d+)", page.inner_text("body")).group(1))
+            assert served in cluster.app_pids
+            before = page.url
+            page.evaluate("""() => { window.__notices = 0; let shown = false;
+              setInterval(() => { const now = /connecting/i.test(document.body.innerText);
+                                  if (now && !shown) window.__notices += 1; shown = now; }, 50); }""")
+            os.kill(served, signal.SIGKILL)
+            page.wait_for_function(f"() => /process \\d+/.test(document.body.innerText) && "
+                                   f"!document.body.innerText.includes('process {served}')", timeout=90_000)
+            page.wait_for_timeout(1500)
+            after = int(re.search(r"process (\d+)", page.inner_text("body")).group(1))
+            assert after != served and after in cluster.app_pids
+            assert page.url == before                                 # the same link: pair, models, step, speed
+            frame = next(f for f in page.frames if "citypath_player" in f.url and not f.is_detached())
+            frame.wait_for_selector("text=Compute so far", timeout=30_000)
+            assert frame.evaluate("document.body.dataset.step") == "2" and frame.input_value("#speed") == "4"
+            assert page.locator("[data-testid=stException]").count() == 0
+            assert "Traceback" not in page.inner_text("body")
+            assert page.evaluate("window.__notices") <= 1      # Streamlit's "Connecting" (none seen in a fast move)
+        finally:
+            browser.close()
+
+
 def test_serve_says_what_is_missing(tmp_path):
     from citypath.app import serve
 

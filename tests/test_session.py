@@ -191,9 +191,27 @@ def test_bad_links_say_exactly_what_was_changed(small_graph):
     assert "step=99 is outside 1..8; using 8" in notices
     assert any(n.startswith("speed=3.5 is not one of") and n.endswith("using 4") for n in notices)
     assert any(n.startswith("click='x' is not one of") for n in notices)
-    parsed, notices = url.parse_query_params({"source": "Nowhere, ZZ", "target": g.label(9)}, g, ["a"],
-                                                 max_steps=16)
+    parsed, notices = url.parse_query_params({"source": "Nowhere, ZZ", "target": "Elsewhere, ZZ"}, g, ["a"],
+                                             max_steps=16)
     assert any(n.startswith("showing the default pair") for n in notices)
+    assert (parsed.source, parsed.target) == url.default_pair(g)
+
+
+def test_one_unknown_end_keeps_the_other(small_graph):
+    """An unknown source with a valid target keeps the target (and the other way round): only the bad end is
+    replaced, from the default pair, and the notice says so."""
+    g = small_graph
+    base_src, base_dst = url.default_pair(g)
+    parsed, notices = url.parse_query_params({"source": "Nowhere, ZZ", "target": g.label(9)}, g, ["a"], max_steps=16)
+    assert parsed.target == 9 and parsed.source == (base_src if base_src != 9 else base_dst)
+    assert notices[0].startswith("source:") and f"keeping the target {g.label(9)}" in notices[-1]
+    assert not any(n.startswith("showing the default pair") for n in notices)
+    parsed, notices = url.parse_query_params({"source": g.label(3), "target": "zzzz"}, g, ["a"], max_steps=16)
+    assert parsed.source == 3 and parsed.target == (base_dst if base_dst != 3 else base_src)
+    assert f"keeping the source {g.label(3)}" in notices[-1]
+    parsed, notices = url.parse_query_params({"target": g.label(base_src)}, g, ["a"], max_steps=16)
+    assert parsed.target == base_src and parsed.source == base_dst and parsed.source != parsed.target
+    assert notices[0] == "the link names only one end of the route"
 
 
 def test_a_view_asks_one_question_the_caches_key_on():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -34,12 +35,12 @@ def _until_waiting(turns: Turns, n: int) -> None:
     raise AssertionError(f"{n} runs never queued ({turns.waiting} did)")
 
 
-def _holder(turns: Turns, release: threading.Event) -> threading.Thread:
-    """A thread that takes a turn (ticket 0) and keeps it until `release`; returns once it holds it."""
+def _holder(turns: Turns, release: threading.Event, ticket: float = 0.0) -> threading.Thread:
+    """A thread that takes a turn (`ticket`) and keeps it until `release`; returns once it holds it."""
     holding = threading.Event()
 
     def hold() -> None:
-        with turns.turn(0.0):
+        with turns.turn(ticket):
             holding.set()
             release.wait(JOIN)
 
@@ -149,6 +150,31 @@ def test_waited_says_how_many_runs_were_ahead():
     assert turns.last_wait().seconds == 0.0        # this thread took no turn
 
 
+def test_a_visitors_own_runs_are_not_counted_as_other_visitors():
+    """The only visitor, whose previous run still holds the slot (a rerun, a fragment's report), waits behind
+    its own run: `own`, never `ahead` (the caption said "1 other visitor" to the only visitor)."""
+    turns = Turns(slots=1)
+    release = threading.Event()
+    seen = []
+
+    def run(ticket: float) -> None:
+        with turns.turn(ticket) as waited:
+            seen.append((waited.ahead, waited.own))
+
+    h = _holder(turns, release, ticket=5.0)
+    t = threading.Thread(target=run, args=(5.0,))
+    t.start()
+    _until_waiting(turns, 1)
+    other = threading.Thread(target=run, args=(9.0,))
+    other.start()
+    _until_waiting(turns, 2)
+    release.set()
+    for x in (h, t, other):
+        x.join(JOIN)
+    # the same visitor (5.0) waited behind its own run only; the newcomer (9.0) behind two runs of another visitor
+    assert seen == [(0, 1), (2, 0)]
+
+
 @pytest.mark.parametrize("value, slots", [("", 1), ("3", 3), (" 2 ", 2)])
 def test_runs_at_once_from_the_environment(value, slots):
     assert settings.runs_at_once({"CITYPATH_RUNS_AT_ONCE": value}) == slots
@@ -160,3 +186,59 @@ def test_a_bad_runs_at_once_says_what_it_needs(value):
         settings.runs_at_once({"CITYPATH_RUNS_AT_ONCE": value})
     with pytest.raises(ValueError, match="at least one slot"):
         Turns(slots=0)
+
+
+def test_a_run_waiting_aside_lets_the_next_run_in_and_comes_back_in_its_place():
+    turns = Turns(slots=1)
+    order, computed, b_in, c_queued = [], threading.Event(), threading.Event(), threading.Event()
+    a_aside = threading.Event()
+
+    def a() -> None:
+        with turns.turn(1.0):
+            order.append("a starts")
+            with turns.aside():                # waits for its model, holding no slot
+                a_aside.set()
+                assert computed.wait(JOIN)
+            order.append("a resumes")
+
+    def b() -> None:
+        with turns.turn(2.0):
+            order.append("b")
+            b_in.set()
+            assert c_queued.wait(JOIN)
+            computed.set()                     # a's model is done while b still holds the slot
+            deadline = time.monotonic() + JOIN
+            while turns.waiting < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)               # a queued again, behind b, ahead of c
+
+    def c() -> None:
+        with turns.turn(3.0):
+            order.append("c")
+
+    ta = threading.Thread(target=a)
+    ta.start()
+    assert a_aside.wait(JOIN)
+    tb = threading.Thread(target=b)
+    tb.start()
+    assert b_in.wait(JOIN)
+    tc = threading.Thread(target=c)
+    tc.start()
+    deadline = time.monotonic() + JOIN
+    while turns.waiting < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    c_queued.set()
+    for t in (ta, tb, tc):
+        t.join(JOIN)
+    assert order == ["a starts", "b", "a resumes", "c"]
+    assert (turns.overruns, turns.waiting) == (0, 0)
+    with turns.turn(4.0):                      # every slot was given back
+        pass
+
+
+def test_aside_outside_a_turn_just_runs():
+    turns = Turns(slots=1)
+    with turns.aside():
+        pass
+    with turns.turn(1.0):
+        pass
+    assert turns.served == 1

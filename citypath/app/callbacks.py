@@ -19,6 +19,7 @@ from citypath.app.state import (
     K_NOTICES,
     K_PLAYER,
     K_PLAYER_SEQ,
+    K_PLAYER_SHOWN,
     K_SEED,
     K_SPEED,
     K_SRC,
@@ -104,3 +105,21 @@ def on_player_event(g: CityGraph) -> None:
     ss[K_STEP] = int(min(max(event["step"], 1), int(ss[K_STEPS])))
     if event["speed"] in SPEEDS:
         ss[K_SPEED] = event["speed"]
+
+
+def on_player_shown(value: object) -> None:
+    """The player's value as a session first draws it: a report its browser made to another app process.
+
+    A browser whose app process died reconnects to a live one (the balancer moves it) and sends what it held:
+    the link, which the dead process had already updated with what the player reported, and the player's last
+    report. The new session rebuilds the view from the link, so that report is marked handled, never applied a
+    second time on a later rerun (a click on the target, applied again by a session that starts with the
+    source as the next end, would set the source to the target).
+    """
+    ss = st.session_state
+    if ss.get(K_PLAYER_SHOWN):
+        return
+    ss[K_PLAYER_SHOWN] = True
+    event = player.read_event(value, int(ss.get(K_PLAYER_SEQ, 0)))
+    if event is not None:
+        ss[K_PLAYER_SEQ] = event["seq"]

@@ -8,11 +8,13 @@ arrives, inside that visitor's wait (and every visitor who arrives with them). T
 `warm_process` first (progress on stderr), then `streamlit run app.py` in the same process,
 so the server's caches are already filled when its port opens; a balancer's health check
 (`serving/haproxy.cfg`) sends no visitor to a process that is still warming. The graph is built on the
-first use ever (about a minute, with progress), read from the cache after.
+first use ever (6-10 s on a 2-core CPU, with progress; the whole first warm-up into an empty cache took 24 s
+there), read from the cache after (0.7 s). The port is Streamlit's default, 8501; `--server.port N` changes it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 import time
@@ -35,12 +37,15 @@ def _warm_page_icon() -> None:
 
 def warm_process(log=None) -> dict[str, float]:
     """Do in this process, before any visitor, what the first visitor of the default page would wait for:
-    the graph, the catalogue, the labels, the map's static layers, the models, the default view's routes.
+    the graph, the catalogue, the labels, the map's static layers, the models, the default view's routes and the
+    interesting pairs' (each run to the steps slider's maximum where the family's steps are a prefix of more: see
+    `citypath.replay.ReplayStore`; read from the store after the first launch), and the model worker process
+    (`citypath.app.compute`) started with the default models loaded.
 
     `python -m citypath.app.launch` runs it before the server listens, so a visitor never meets a cold process
     (and HAProxy's health check sends none to a process still warming). `log(line)` hears each stage as it
     ends. Returns the seconds of each stage."""
-    from citypath.app import downloads, replays, resources, url
+    from citypath.app import compute, downloads, replays, resources, url
     from citypath.view.maplayers import states_records, write_static_json
 
     times: dict[str, float] = {}
@@ -66,12 +71,34 @@ def warm_process(log=None) -> dict[str, float]:
     mset = stage("models", lambda: resources.models(g))
     view, _ = url.parse_query_params({}, g, cat.names, max_steps=cat.steps_max, parameters=cat.parameters)
 
-    def routes() -> None:
-        question = view.question()
+    store = replays._replay_store()
+
+    def routes(question) -> None:
+        """The question's routes, a prefix family's run to the steps slider's maximum (`ReplayStore`), so moving
+        the slider or loading the pair waits for nothing."""
+        for name in question.models:
+            if name in mset.models:
+                store.get_or_compute(mset.models[name], g, question.source, question.target, question.steps,
+                                     question.seed, extend_to=cat.steps_max)
         for name in replays.replays_so_far(mset, g, question)[1]:
             replays.replay(mset, g, name, question)
 
-    stage("the default view's routes", routes)
+    stage("the default view's routes", lambda: routes(view.question()))
+    picks_, _ = resources.interesting(g)
+    stage(f"the {len(picks_)} interesting pairs' routes",
+          lambda: [routes(dataclasses.replace(view, source=p.source, target=p.target).question()) for p in picks_])
+    service = compute.service()
+    if service is not None:      # the worker process starts and loads the graph and the default models now
+        def worker() -> None:
+            question = view.question()
+            done = [service.submit(replays._job(name, question, store), 0.0) for name in question.models
+                    if name in mset.models]
+            for handle in done:
+                service.wait_any([handle], replays.WAIT_S)
+                if handle.error:
+                    raise OSError(f"the model worker process failed: {handle.error}")
+
+        stage("model worker", worker)
     return times
 
 

@@ -9,7 +9,9 @@ from pathlib import Path
 import altair as alt
 import pandas as pd
 
+from citypath import palette
 from citypath.app import reports
+from citypath.app.tables import compute_axis, compute_domain
 
 REPORT = Path("results/depthlm-loops.json")
 
@@ -39,17 +41,28 @@ def best_of_table(report: dict) -> pd.DataFrame:
         for name, curve in e["best_of"].items():
             for r in curve:
                 ok = r["passes_three_checks"]
-                rows.append({"model": f"{name} best-of-N", "n": r["n"], "passes": ok["value"],
+                rows.append({"model": f"{name}{SAMPLES}", "n": r["n"], "passes": ok["value"],
                              "passes_lo": ok["ci95"][0], "passes_hi": ok["ci95"][1], "ops": r["ops_mean"],
                              "how": "samples (best of N)"})
     return pd.DataFrame(rows)
+
+
+SAMPLES = " best-of-N"
+
+
+def colour_scale(series: pd.Series) -> alt.Scale:
+    """Each line in its model's own colour (citypath.palette): "post-rnn-small best-of-N" is post-rnn-small's, and
+    no two lines of the chart share one."""
+    labels = sorted(set(series.tolist()))
+    styles = palette.assign([label.removesuffix(SAMPLES) for label in labels])
+    return alt.Scale(domain=labels, range=[styles[label.removesuffix(SAMPLES)].hex for label in labels])
 
 
 def nll_chart(loops: pd.DataFrame, height: int = 280) -> alt.Chart:
     """NLL per city on the optimal paths against loops (log x), one line per model, its 95% band."""
     base = alt.Chart(loops).encode(
         x=alt.X("loops:Q", scale=alt.Scale(type="log", base=2), title="loops per token"),
-        color=alt.Color("model:N", title=None))
+        color=alt.Color("model:N", title=None, scale=colour_scale(loops["model"])))
     band = base.mark_area(opacity=0.15).encode(y=alt.Y("nll_lo:Q", title="NLL per city (nats)"), y2="nll_hi:Q")
     line = base.mark_line(point=True).encode(
         y="nll:Q", tooltip=["model", "loops", alt.Tooltip("nll:Q", format=".3f")])
@@ -61,8 +74,9 @@ def passes_chart(loops: pd.DataFrame, best_of: pd.DataFrame, height: int = 280) 
     both = pd.concat([loops.assign(label=loops["loops"].astype(str) + " loops"),
                       best_of.assign(label="N=" + best_of["n"].astype(str))], ignore_index=True)
     base = alt.Chart(both).encode(
-        x=alt.X("ops:Q", scale=alt.Scale(type="log"), title="operations per query (one cost)"),
-        color=alt.Color("model:N", title=None),
+        x=alt.X("ops:Q", scale=alt.Scale(type="log", domain=compute_domain(both["ops"]), nice=False),
+                title="operations per query (one cost)", axis=alt.Axis(**compute_axis(both["ops"], "flops_total"))),
+        color=alt.Color("model:N", title=None, scale=colour_scale(both["model"])),
         strokeDash=alt.StrokeDash("how:N", title=None, sort=["loops (greedy)", "samples (best of N)"]))
     rule = base.mark_rule(opacity=0.4).encode(y=alt.Y("passes_lo:Q", axis=alt.Axis(format="%"),
                                                       title="passes all three checks"), y2="passes_hi:Q")

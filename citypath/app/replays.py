@@ -13,7 +13,8 @@ from __future__ import annotations
 import streamlit as st
 
 from citypath import settings
-from citypath.app import state
+from citypath.app import compute, state
+from citypath.app.compute import service as compute_service
 from citypath.app.resources import STATIC_DIR, ModelSet, city_records
 from citypath.app.url import SPEEDS, ViewState
 from citypath.cache import process_cache
@@ -64,15 +65,57 @@ def replays_so_far(mset: ModelSet | None, g: CityGraph, q: Question) -> tuple[di
     return done, pending
 
 
-def replay_next(mset: ModelSet, g: CityGraph, q: Question, *, compute: bool = True) -> None:
+WAIT_S = 300.0      # the longest a request waits for a worker before computing the model itself
+
+
+def _job(name: str, q: Question, store: ReplayStore, extend_to: int = 0) -> compute.Job:
+    return compute.Job(name, q.source, q.target, q.steps, q.seed, str(store.directory), extend_to,
+                       compute.job_env(), compute.job_families())
+
+
+def replay_next(mset: ModelSet, g: CityGraph, q: Question, *, compute: bool = True, ticket: float = 0.0,
+                steps_max: int = 0) -> None:
     """Compute the question's next model still pending (one model's compute per request, so the routes appear
     one by one; none with `compute=False`), and read every pending one that a process stored already (no
-    model compute): a shared link's visitors get every route at once, not one request per model."""
+    model compute): a shared link's visitors get every route at once, not one request per model.
+
+    With worker processes (`citypath.app.compute`, the default) the page computes nothing: the pending models
+    are queued in the visitor's place (`ticket`), and the request waits, aside from the turn queue, until one
+    of them is stored. A model whose K steps are a prefix of more (`RoutingModel.steps_are_prefix`) that a
+    worker has just computed is then extended to `steps_max` (the slider's maximum) by the worker for later,
+    so a later move of the slider, or another visitor's, reads it."""
+    from citypath.app import turns
+
     _, pending = replays_so_far(mset, g, q)
     store = _replay_store()
+    service = compute_service()
+    inline, computed_now = set(), []
+    if compute and pending and service is not None:
+        waiting = [service.submit(_job(name, q, store), ticket) for name in pending
+                   if not store.stored(mset.models[name], g, q.source, q.target, q.steps, q.seed)]
+        if waiting:
+            with turns.aside():
+                arrived = service.wait_any(waiting, WAIT_S)
+            # a worker that failed, never came, or could not store its route (a full or read-only disk): this
+            # request computes the first such model itself
+            stuck = [h.job.model for h in waiting if h.done.is_set() and (
+                h.error or not store.stored(mset.models[h.job.model], g, q.source, q.target, q.steps, q.seed))
+                     ] if arrived else pending[:1]
+            inline.update(stuck[:1])
+            computed_now = [h.job.model for h in waiting if h.done.is_set() and not h.error]
+        compute = False
     for i, name in enumerate(pending):
-        if (compute and i == 0) or store.stored(mset.models[name], g, q.source, q.target, q.steps, q.seed):
+        if (compute and i == 0) or name in inline or store.stored(mset.models[name], g, q.source, q.target, q.steps,
+                                                                   q.seed):
             replay(mset, g, name, q)
+    # Only what a worker has just computed is extended: a route read from the store stays as long as it is
+    # (extending every stored route a crowd reads cost its page runs twice the time, see docs/benchmarks.md).
+    if service is not None and steps_max > q.steps:
+        for name in computed_now:
+            m = mset.models.get(name)
+            if m is not None and m.steps_are_prefix and \
+                    q.steps <= store.stored_steps(m, g, q.source, q.target, q.steps, q.seed) < steps_max:
+                service.submit(_job(name, q, store, steps_max), ticket, background=True)
 
 
 @process_cache(maxsize=64)

@@ -26,7 +26,7 @@ STATIC_DIR = REPO / "static"  # served by Streamlit at app/static/ (server.enabl
 PAGE_ICON = "🗺️"
 
 
-@st.cache_resource(show_spinner="Loading the city graph (the first run ever builds it: about a minute)…")
+@st.cache_resource(show_spinner="Loading the city graph (the first run ever builds it: about 10 s)…")
 def graph() -> CityGraph:
     return load_graph(**graph_kwargs_from_env(), verbose=True)
 

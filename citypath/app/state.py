@@ -15,6 +15,7 @@ K_STEP, K_SPEED, K_CLICK, K_NEXT = "step", "speed", "click_mode", "click_next"
 K_VIEW, K_NOTICES, K_BASEMAP = "_view", "_notices", "basemap"
 K_PLAYER, K_PLAYER_SEQ = "player", "_player_seq"     # the player component's last report, and the last one handled
 K_MORE, K_FULL_RERUN = "_more", "_full_rerun"          # the player asked for the next model; a click moved the route
+K_PLAYER_SHOWN = "_player_shown"     # the player was drawn in this session (its first value is settled)
 K_THINK = "show_state"
 K_EQUAL, K_BUDGET = "equal_compute", "budget"
 K_ARRIVED = "_arrived"               # when this visitor's first run started: its place in the queue of runs

@@ -190,6 +190,44 @@ def headline_curve(models: Mapping[str, RoutingModel]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["model", "paths_seen", "val_nll", "passes", "reaches"])
 
 
+HEADLINE_MIN_TOP = 0.05   # the pass-rate panel's axis reaches at least 5% (its own scale: the rates are near 0)
+
+
+def headline_chart(head: pd.DataFrame, height: int = 260):
+    """The post's finding as two panels over training (paths seen): the validation loss falls (left), while the
+    share of routes passing all three checks stays near zero (right), on its own scale with the 100% a working
+    router would reach named at the top (on a 0-100% axis the lines lie flat on 0 and the picture is empty)."""
+    import altair as alt
+
+    from citypath import palette
+
+    names = sorted(head["model"].unique().tolist())
+    legend = alt.Legend(title=None, orient="top", symbolType="stroke", symbolStrokeWidth=2.5)
+    colour = alt.Color("model:N", scale=alt.Scale(**palette.altair_scale(names)), legend=legend)
+    dash = alt.StrokeDash("model:N", scale=alt.Scale(**palette.altair_dash(names)), legend=legend)
+    x = alt.X("paths_seen:Q", title="training paths seen",
+              axis=alt.Axis(labelExpr="format(datum.value, '~s')", tickCount=6))
+    base = alt.Chart(head).encode(x=x, color=colour, strokeDash=dash)
+    loss = base.mark_line(point=True).encode(
+        y=alt.Y("val_nll:Q", scale=alt.Scale(type="log"), title="validation loss (NLL per city; log scale)",
+                axis=alt.Axis(tickCount=6)),
+        tooltip=["model", alt.Tooltip("paths_seen:Q", format=","), alt.Tooltip("val_nll:Q", format=".3f")]
+    ).properties(title="the loss falls", height=height)
+    top = max(HEADLINE_MIN_TOP, float(head["passes"].max()) * 1.3 if len(head) else 0.0)
+    passes = base.mark_line(point=True).encode(
+        y=alt.Y("passes:Q", scale=alt.Scale(domain=[0, top], nice=False),
+                title=f"routes passing all three checks (axis to {top:.0%})",
+                axis=alt.Axis(format=".1%" if top < 0.1 else "%", tickCount=6)),
+        tooltip=["model", alt.Tooltip("paths_seen:Q", format=","), alt.Tooltip("passes:Q", format=".1%"),
+                 alt.Tooltip("reaches:Q", format=".1%", title="reaches the target")])
+    reference = alt.Chart(pd.DataFrame({"y": [top], "text": [f"↑ a router that works: 100% (far above this {top:.0%} "
+                                                               "axis)"]})).mark_text(
+        align="left", baseline="top", dx=4, dy=4, fontSize=11, color="#5f6371").encode(
+        x=alt.value(0), y=alt.Y("y:Q", scale=alt.Scale(domain=[0, top], nice=False)), text="text:N")
+    right = alt.layer(passes, reference).properties(title="the routes still fail", height=height)
+    return alt.hconcat(loss, right).resolve_scale(color="shared", y="independent").properties(padding=CHART_PADDING)
+
+
 def curve_sentence(name: str, m: RoutingModel) -> str:
     """One sentence with the model's last validation point: what its curves end at."""
     points = [p for p in m.card.get("curves") or [] if isinstance(p, Mapping)]
@@ -233,6 +271,25 @@ def heldout_sentence(name: str, results: pd.DataFrame) -> str | None:
 
 
 # -- the dataset ------------------------------------------------------------------------------
+
+def left_out(g: CityGraph) -> tuple[int, str]:
+    """How many places of the city table the graph leaves out, and why, in words: the count the Dataset page shows
+    (everything left out) beside the one README.md and docs/data.md give (the places beyond the radius only)."""
+    summary = g.summary()
+    far, groups = summary["dropped_disconnected"], summary["dropped_components"]
+    outside = summary["outside_contiguous_us"]
+    states = g.outside.loc[g.outside["reason_code"] == "not_contiguous", "state"].value_counts() \
+        if len(g.outside) and "state" in g.outside else pd.Series(dtype=int)
+    names = {"AK": "Alaska", "HI": "Hawaii", "PR": "Puerto Rico"}
+    where = ", ".join(f"{names.get(st, st)} {n:,}" for st, n in states.items())
+    text = (f"{far + outside:,} places of the city table are left out: {outside:,} outside the contiguous US"
+            + (f" ({where})" if where else "") + ", which no distance graph of the lower 48 can join, and "
+            f"{far:,} in {groups:,} group{'s' if groups != 1 else ''} farther than {g.radius_km:g} km from the rest.")
+    if g.config.states is None:
+        text += (f" README.md and docs/data.md count only these {far:,}: the places in reach of the lower 48 that "
+                 "the radius still leaves out.")
+    return far + outside, text
+
 
 def degree_counts(g: CityGraph) -> pd.DataFrame:
     """How many cities have each number of neighbours (binned for the plot)."""
@@ -388,23 +445,111 @@ def length_points(frontier: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     return ok, left_out
 
 
+CHART_PADDING = {"left": 8, "top": 6, "right": 6, "bottom": 6}   # px around a chart: no label at its edge
+
+# SI prefixes for a compute axis: 1 M, 10 M, 1 G operations.
+SI_PREFIXES = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""))
+
+
+def si_label(value: float, unit: str = "") -> str:
+    """A round tick value with an SI prefix: si_label(1e7) == "10 M", si_label(3e9) == "3 G", si_label(0.5) == "0.5"."""
+    for scale, prefix in SI_PREFIXES:
+        if abs(value) >= scale:
+            text = f"{value / scale:.3g}"
+            return f"{text} {prefix}{unit}".rstrip() if prefix or unit else text
+    return f"{value:.3g}" + (f" {unit}" if unit else "")
+
+
+def log_ticks(lo: float, hi: float, *, least: int = 4) -> list[float]:
+    """Tick values for a log axis over lo..hi: the powers of ten inside it, then 3, then 2 and 5, ... times them too
+    while that gives fewer than `least` ticks (a short span still gets enough labels)."""
+    if not (np.isfinite(lo) and np.isfinite(hi)) or lo <= 0 or hi < lo:
+        return []
+    first, last = int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi)))
+    for multiples in ((1,), (1, 3), (1, 2, 5), (1, 2, 3, 5, 7), tuple(range(1, 10))):
+        ticks = [m * 10.0 ** e for e in range(first, last + 1) for m in multiples if lo <= m * 10.0 ** e <= hi]
+        if len(ticks) >= least:
+            break
+    return ticks
+
+
+def label_expr(labels: Mapping[float, str]) -> str:
+    """A Vega expression that writes each of `labels`' tick values as its text (the axis's `values` are these)."""
+    expr = "''"
+    for value, text in reversed(list(labels.items())):
+        expr = f"abs(datum.value - {value!r}) <= {abs(value) * 1e-9!r} ? {json_str(text)} : {expr}"
+    return expr
+
+
+def json_str(text: str) -> str:
+    import json
+
+    return json.dumps(text)
+
+
+# % longer than optimal spans 0.001% to 20%: a symmetric log scale shows both ends (and 0), with ticks at each.
+PCT_TICKS = (0.0, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+
+
+def compute_domain(values) -> list[float] | None:
+    """A log axis's domain over the data with a little room each side (no empty decade before the first point)."""
+    v = np.asarray([float(a) for a in values if a is not None and np.isfinite(a) and a > 0])
+    return [float(v.min()) / 1.5, float(v.max()) * 1.5] if len(v) else None
+
+
+def compute_axis(values, x: str) -> dict:
+    """Altair axis arguments for a compute axis (log scale over `compute_domain`): round ticks over the data,
+    written with SI prefixes (1 M, 10 M, 1 G) for operations, in ms or s for CPU time."""
+    domain = compute_domain(values)
+    if domain is None:
+        return {}
+    lo, hi = domain
+    ticks = log_ticks(lo, hi, least=6)        # 1 M, 3 M, 10 M, ... unless the span has six decades
+    if x == "flops_total":
+        labels = {t: si_label(t) for t in ticks}
+    else:
+        labels = {t: (f"{t / 1000:g} s" if t >= 1000 else f"{t:g} ms") for t in ticks}
+    return {"values": ticks, "labelExpr": label_expr(labels), "grid": True, "labelOverlap": False}
+
+
 def frontier_chart(frontier: pd.DataFrame, y: str = "length_pct_mean", x: str = "flops_total",
                    height: int = 420, labels: bool = True, models: list[str] | None = None):
-    """Altair: `y` against `x` (log), one line per model, step counts on the points, names in place.
+    """Altair: `y` against `x` (log), one line per model in its own colour (citypath.palette), dashed for the
+    classical rows and dotted for the scaffold controls, and a legend naming each line.
 
-    `models` fixes the colour of each model across charts (default: the models in `frontier`)."""
+    Click a model in the legend: its line stands out and its points say their number of steps (shown for one
+    model at a time, they never overlap another's). `labels=False`: no step numbers. `models` fixes the colour of
+    each model across charts (default: the models in `frontier`)."""
     import altair as alt
 
+    from citypath import palette
+
     domain = sorted(models or frontier["model"].unique().tolist())
-    title = {"length_pct_mean": "mean % longer than optimal, all pairs (lower is better)"}.get(
+    scale = alt.Scale(**palette.altair_scale(domain))
+    title = {"length_pct_mean": "% longer than optimal, mean of all pairs (lower is better)"}.get(
         y, METRIC_NAMES.get(y, y))
-    # % longer than optimal spans 0.001% to 20%: a symmetric log scale shows both ends (and 0).
-    y_scale = alt.Scale(domain=[0, 1]) if y in ("valid", "exact_match") else \
-        alt.Scale(type="symlog", constant=0.05) if y == "length_pct_mean" else alt.Scale(zero=False)
+    if y in ("valid", "exact_match"):
+        y_scale, y_axis = alt.Scale(domain=[0, 1]), alt.Axis(format="%", values=[0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    elif y == "length_pct_mean":
+        top = max(float(frontier[y].max()) if len(frontier) else 1.0, 0.1) * 1.15
+        ticks = [t for t in PCT_TICKS if t <= top]
+        y_scale = alt.Scale(type="symlog", constant=0.05, domain=[0, top], nice=False)
+        y_axis = alt.Axis(values=ticks, labelExpr="format(datum.value, '~g') + '%'")
+    else:
+        y_scale, y_axis = alt.Scale(zero=False), alt.Axis(tickCount=6)
+    x_title = {"flops_total": "operations per query (one count for every row; log scale)",
+               "cpu_ms_total_mean": "measured CPU time per query (one thread; log scale)"}.get(
+        x, METRIC_NAMES.get(x, x))
+    pick = alt.selection_point(fields=["model"], bind="legend", empty=False)
+    highlight = alt.when(pick, empty=True)
     base = alt.Chart(frontier).encode(
-        x=alt.X(f"{x}:Q", scale=alt.Scale(type="log"), title=METRIC_NAMES.get(x, x)),
-        y=alt.Y(f"{y}:Q", scale=y_scale, title=title),
-        color=alt.Color("model:N", scale=alt.Scale(domain=domain), legend=None),
+        x=alt.X(f"{x}:Q", scale=alt.Scale(type="log", domain=compute_domain(frontier[x]), nice=False)
+                if x in frontier and compute_domain(frontier[x]) else alt.Scale(type="log"), title=x_title,
+                axis=alt.Axis(**compute_axis(frontier[x], x)) if x in frontier else alt.Axis()),
+        y=alt.Y(f"{y}:Q", scale=y_scale, title=title, axis=y_axis),
+        color=alt.Color("model:N", scale=scale,
+                        legend=alt.Legend(title="model (click to pick out)", symbolType="stroke", symbolStrokeWidth=3,
+                                          columns=1, labelLimit=220, orient="right") if labels else None),
         # the classical floor dashed, scaffold controls dotted: a glance tells learned from hand-written
         strokeDash=alt.StrokeDash("kind:N", scale=alt.Scale(domain=["learned", "no learning", "control"],
                                                              range=[[1, 0], [6, 3], [2, 2]]),
@@ -413,12 +558,12 @@ def frontier_chart(frontier: pd.DataFrame, y: str = "length_pct_mean", x: str = 
                  *[alt.Tooltip(c, format=".3f") for c in ("length_ratio_mean", "length_ratio_all_mean", "valid",
                                                          "exact_match")
                    if c in frontier.columns and c != y]])
-    layers = [base.mark_line(point=True)]
+    lines = base.mark_line(point=True).encode(
+        opacity=highlight.then(alt.value(1.0)).otherwise(alt.value(0.2)),
+        strokeWidth=highlight.then(alt.value(2.2)).otherwise(alt.value(1.5)))
+    layers = [lines.add_params(pick) if labels else lines]
     if labels:
-        layers.append(base.mark_text(dy=-9, fontSize=9, color="#555").encode(text="label:N"))
-    last = frontier.loc[frontier.groupby("model")[x].idxmax()] if not frontier.empty else frontier
-    layers.append(alt.Chart(last).mark_text(align="left", dx=7, fontSize=11 if labels else 9,
-                                            fontWeight="bold").encode(
-        x=f"{x}:Q", y=f"{y}:Q", text="model:N", color=alt.Color("model:N", scale=alt.Scale(domain=domain),
-                                                               legend=None)))
-    return alt.layer(*layers).properties(height=height)
+        layers.append(base.mark_text(dy=-10, fontSize=10, fontWeight="bold").encode(text="label:N")
+                      .transform_filter(pick))
+    # room around the plot for the axis titles' glyphs (Vega's bounds leave a rotated title's ascenders at the edge)
+    return alt.layer(*layers).properties(height=height, padding=CHART_PADDING)

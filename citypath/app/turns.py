@@ -35,10 +35,13 @@ from citypath.app import state
 
 @dataclass(frozen=True)
 class Waited:
-    """How long the current thread's last turn waited, and how many turns were ahead of it."""
+    """How long the current thread's last turn waited, and what was ahead of it as it arrived: runs of other
+    visitors (`ahead`), and runs of its own visitor (`own`: the page's previous run, a fragment's report) that
+    it waits for too but that no other visitor caused."""
 
     seconds: float = 0.0
     ahead: int = 0
+    own: int = 0
 
 
 class Turns:
@@ -53,6 +56,7 @@ class Turns:
         self._running = 0
         # (ticket, arrival, the waiter's event), sorted: a freed slot goes to the head, and only it is woken
         self._queue: list[tuple[float, int, threading.Event]] = []
+        self._holding: list[float] = []        # the tickets of the runs holding a slot now
         self._arrivals = itertools.count()
         self._local = threading.local()
         self.overruns = 0
@@ -82,7 +86,10 @@ class Turns:
         with self._lock:
             place = bisect.bisect(self._queue, me)
             self._queue.insert(place, me)
-            ahead = place + self._running                   # runs ahead of this one as it arrives
+            # runs ahead of this one as it arrives: other visitors', and its own visitor's (same ticket)
+            before = [t for t, _, _ in self._queue[:place]] + self._holding
+            own = sum(1 for t in before if t == me[0])
+            ahead = len(before) - own
             self._admit()
         counted = me[2].wait(self.patience_s)
         if not counted:
@@ -93,22 +100,54 @@ class Turns:
                     self.overruns += 1
         with self._lock:
             self.served += 1
-        waited = Waited(time.perf_counter() - t0, ahead)
+        waited = Waited(time.perf_counter() - t0, ahead, own)
         self._local.waited, self._local.depth = waited, 1
+        self._local.ticket, self._local.counted = float(ticket), counted
         try:
             yield waited
         finally:
             self._local.depth = 0
-            if counted:
+            if self._local.counted:
                 with self._lock:
                     self._running -= 1
+                    self._holding.remove(me[0])
                     self._admit()
+
+    @contextmanager
+    def aside(self) -> Iterator[None]:
+        """Give this thread's slot to the next run while the body waits for something else (a model computed in
+        a worker process), then queue again in the same place (its ticket): a run that waits costs the others
+        nothing. Outside a turn it just runs the body."""
+        if not getattr(self._local, "depth", 0) or not getattr(self._local, "counted", False):
+            yield
+            return
+        with self._lock:
+            self._running -= 1
+            self._admit()
+        self._local.counted = False
+        try:
+            yield
+        finally:
+            me = (self._local.ticket, next(self._arrivals), threading.Event())
+            with self._lock:
+                bisect.insort(self._queue, me)
+                self._admit()
+            counted = me[2].wait(self.patience_s)
+            if not counted:
+                with self._lock:
+                    counted = me[2].is_set()
+                    if not counted:
+                        self._queue.remove(me)
+                        self.overruns += 1
+            self._local.counted = counted
 
     def _admit(self) -> None:
         """Give free slots to the head of the queue (the lock is held)."""
         while self._running < self.slots and self._queue:
             self._running += 1
-            self._queue.pop(0)[2].set()
+            ticket, _, event = self._queue.pop(0)
+            self._holding.append(ticket)
+            event.set()
 
 
 # -- this process's turns, for the app's script runs -------------------------------------
@@ -124,12 +163,28 @@ def turn() -> Iterator[Waited]:
         yield waited
 
 
+def aside():
+    """This run's slot to the next visitor while it waits for a model (`Turns.aside`)."""
+    return _TURNS.aside()
+
+
+def ticket() -> float:
+    """This visitor's place: when their first run started (what orders their turns and their model runs)."""
+    return float(st.session_state.setdefault(state.K_ARRIVED, time.monotonic()))
+
+
 def wait_text() -> str:
     """What this run waited for its turn, for the page's caption ("" when it hardly waited)."""
     waited = _TURNS.last_wait()
     if waited.seconds < 0.05:
         return ""
-    return f", after {waited.seconds * 1e3:.0f} ms waiting behind {waited.ahead} other visitor run(s)"
+    behind = []
+    if waited.ahead:                 # other visitors' runs (never this visitor's own: a lone visitor waits for none)
+        behind.append(f"{waited.ahead} run{'s' if waited.ahead != 1 else ''} of other visitors")
+    if waited.own:
+        behind.append("this page's previous run")
+    what = f"waiting behind {' and '.join(behind)}" if behind else "waiting for a turn"
+    return f", after {waited.seconds * 1e3:.0f} ms {what}"
 
 
 def taking_turns(fn):

@@ -143,9 +143,17 @@ def parse_query_params(params: Mapping[str, str | list[str]], g: CityGraph, mode
     base = default_state(g, models, parameters)
     src = _parse_city(g, _first(params.get("source")), "source", notices)
     dst = _parse_city(g, _first(params.get("target")), "target", notices)
-    if (src is None) != (dst is None) and not notices:
-        notices.append("the link names only one end of the route")
-    if src is None or dst is None:
+    if (src is None) != (dst is None):
+        # One end is good: keep it, and take the other from the default pair (its other city if it is the same).
+        if not notices:
+            notices.append("the link names only one end of the route")
+        if src is None:
+            src = base.source if base.source != dst else base.target
+            notices.append(f"keeping the target {g.label(dst)}, from the default source {g.label(src)}")
+        else:
+            dst = base.target if base.target != src else base.source
+            notices.append(f"keeping the source {g.label(src)}, to the default target {g.label(dst)}")
+    elif src is None:
         if notices or params.get("source") or params.get("target"):
             notices.append(f"showing the default pair, {g.label(base.source)} → {g.label(base.target)}")
         src, dst = base.source, base.target

@@ -200,6 +200,14 @@ class RoutingModel(ABC):
 
     has_state_view: bool = False
 
+    # Whether `refine_with_compute(steps=K)` is a prefix of `refine_with_compute(steps=M)` for every M > K: the same
+    # K paths and the same operations per step (the seed alike). Where it holds, a replay computed for M steps
+    # serves any K <= M (`citypath.replay.ReplayStore` keeps one record per pair, extended when more steps are
+    # asked for), so moving the steps slider waits for nothing already computed. False unless a family says
+    # so: a family whose early steps depend on how many steps were asked for (a schedule over K, a batch
+    # shared by K samples) must leave it False. tests/test_replay.py checks every shipped family that claims it.
+    steps_are_prefix: bool = False
+
     def trace(self, g: CityGraph, src: int, dst: int, steps: int = 1) -> Iterator[list[StateView]]:
         """Per step, the model's internal state over cities (a list of `StateView`s), where a family has one.
 
@@ -335,6 +343,8 @@ def read_card(path: Path) -> dict:
 class CountedModel(RoutingModel):
     """A family whose `refine_with_compute` counts its operations in the run that makes its paths
     (`citypath.cost`): `step_flops` and `flops_per_step` read that one run instead of an estimate."""
+
+    steps_are_prefix = True     # one run per query whose step k never looks at K (a subclass that does says False)
 
     def step_flops(self, g: CityGraph, src: int, dst: int, steps: int) -> list[float]:
         """Operations of each of the first `steps` steps on this query, as the run spends them."""

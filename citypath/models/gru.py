@@ -349,6 +349,10 @@ class GRUModel(BestOfNModel):
 
     family = "gru"
     network, config_class = GRUNet, GRUConfig
+    # Its paths are a prefix (sample i is the same whatever K), but a step's counted operations are its share of
+    # the batch that decoded it, and the batch is min(K - 1, SAMPLE_CHUNK) samples: K = 3 and K = 7 give step 2
+    # different operations. So each K is its own replay.
+    steps_are_prefix = False
 
     def __init__(self, name: str, card: dict, net: GRUNet):
         super().__init__(name, card, net)

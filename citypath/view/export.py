@@ -24,7 +24,8 @@ from matplotlib.lines import Line2D
 from PIL import Image
 
 from citypath.graph import CityGraph
-from citypath.metrics import METRICS, as_ids, evaluate_paths
+from citypath.metrics import METRICS, NOT_ARRIVED_NOTE, NOT_ARRIVED_SHORT, as_ids, evaluate_paths
+from citypath.palette import style_of
 from citypath.replay import Shown
 from citypath.view.basemap import rings_in_box
 from citypath.view.maplayers import ILLEGAL_RGB, OPTIMAL_RGB, illegal_segments, model_rgb, rgb_hex
@@ -35,6 +36,11 @@ GIF_DPI = 90
 
 def _rgb(run: Shown, i: int) -> str:
     return rgb_hex(run.rgb or model_rgb(i))
+
+
+def _linestyle(run: Shown, i: int):
+    """The run's line pattern (its palette style: the map's, the legend's and the charts')."""
+    return style_of(run.rgb or model_rgb(i)).linestyle()
 
 
 def _box(g: CityGraph, ids: np.ndarray, pad: float = 0.12) -> tuple[float, float, float, float]:
@@ -83,8 +89,8 @@ def _draw_paths(ax, g: CityGraph, src: int, dst: int, optimal: np.ndarray, runs:
             prev = _known(g, run.path(k - 1))
             artists += ax.plot(g.lon[prev], g.lat[prev], color=colour, lw=1.2, alpha=0.3, zorder=4)
         ids = _known(g, run.path(k))
-        artists += ax.plot(g.lon[ids], g.lat[ids], color=colour, lw=1.8, marker="o", ms=2.4, zorder=5,
-                           label=f"{run.name}, step {k}")
+        artists += ax.plot(g.lon[ids], g.lat[ids], color=colour, lw=1.8, ls=_linestyle(run, i), marker="o", ms=2.4,
+                           zorder=5, label=f"{run.name}, step {k}")
         segs = [[(g.lon[a], g.lat[a]), (g.lon[b], g.lat[b])] for a, b, _ in illegal_segments(g, run.path(k))]
         if segs:
             artists.append(ax.add_collection(LineCollection(segs, colors=rgb_hex(ILLEGAL_RGB), linewidths=1.8,
@@ -114,15 +120,21 @@ TABLE_HEADER = ["path", *(METRICS[name].short for name in TABLE)]
 
 
 def metrics_rows(g: CityGraph, src: int, dst: int, runs: Sequence[Shown]) -> list[list[str]]:
-    """The table under the PNG: one row per model at its step (the replay's own metrics), the optimal first."""
+    """The table under the PNG: one row per model at its step (the replay's own metrics), the optimal first; a
+    figure against the optimal route of a route that did not arrive reads NOT_ARRIVED_SHORT (`Metric.read`)."""
     optimal = g.shortest_path(src, dst)
     rows_in = [("optimal", evaluate_paths(g, [optimal], [src], [dst]).iloc[0])]
     rows_in += [(f"{r.name} @ {r.step}", r.replay.at(r.step)) for r in runs if r.replay.at(r.step) is not None]
     rows = []
     for name, m in rows_in:
         values = {**m, "length_pct": (m["length_ratio"] - 1) * 100}
-        rows.append([name, *(METRICS[col].text(values[col], unit=False) for col in TABLE)])
+        rows.append([name, *(METRICS[col].read(values, unit=False, short=True) for col in TABLE)])
     return rows
+
+
+def _table_note(rows: list[list[str]]) -> str:
+    """The table's footnote: what its "—" means, when a cell has one."""
+    return NOT_ARRIVED_NOTE if any(cell == NOT_ARRIVED_SHORT for row in rows for cell in row[1:]) else ""
 
 
 def _figure(g: CityGraph, src: int, dst: int, runs: Sequence[Shown], *, table: bool, width_in: float = 8.0):
@@ -138,8 +150,11 @@ def _figure(g: CityGraph, src: int, dst: int, runs: Sequence[Shown], *, table: b
         gs = fig.add_gridspec(2, 1, height_ratios=[map_h, table_h], hspace=0.04)
         ax, tax = fig.add_subplot(gs[0]), fig.add_subplot(gs[1])
         tax.axis("off")
-        t = tax.table(cellText=metrics_rows(g, src, dst, runs), colLabels=TABLE_HEADER, loc="center",
+        rows = metrics_rows(g, src, dst, runs)
+        t = tax.table(cellText=rows, colLabels=TABLE_HEADER, loc="center",
                       cellLoc="center", colWidths=[0.23] + [0.77 / 7] * 7)
+        if note := _table_note(rows):
+            tax.text(0.0, -0.02, note, transform=tax.transAxes, ha="left", va="top", fontsize=7, color="#555555")
         t.auto_set_font_size(False)
         t.set_fontsize(7.5)
         t.scale(1, 1.2)
@@ -174,10 +189,10 @@ def render_png(g: CityGraph, src: int, dst: int, runs: Sequence[Shown], *, dpi: 
     return buf.getvalue()
 
 
-def _frame(fig, dpi: int) -> Image.Image:
-    """The figure as it stands, as one RGB image."""
+def _frame(fig, dpi: int, bbox=None) -> Image.Image:
+    """The figure as it stands, as one RGB image (cut to `bbox`, in inches, if given: every frame alike)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, facecolor="white")
+    fig.savefig(buf, format="png", dpi=dpi, facecolor="white", bbox_inches=bbox)
     return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
 
 
@@ -191,17 +206,61 @@ def gif_bytes(frames: list[Image.Image], frame_ms: int, last_frame_ms: int) -> b
     return out.getvalue()
 
 
+def _gif_legend(fig, ax, g: CityGraph, optimal: np.ndarray, runs: Sequence[Shown], steps: int):
+    """The GIF's legend, the same in every frame: under the map, inside the frame, in as many columns as fit the
+    map's width (so no entry is cut and the frame is no wider than the map). The title says the step."""
+    handles = [Line2D([], [], color=rgb_hex(OPTIMAL_RGB), lw=5, alpha=0.55, solid_capstyle="round")]
+    labels = [f"optimal (Dijkstra), {len(optimal) - 1} hops"]
+    for i, r in enumerate(runs):
+        handles.append(Line2D([], [], color=_rgb(r, i), lw=1.8, ls=_linestyle(r, i), marker="o", ms=2.4))
+        labels.append(r.name)
+    if steps > 1 and runs:
+        handles.append(Line2D([], [], color="#777777", lw=1.2, alpha=0.45))
+        labels.append("previous step (faint, in its colour)")
+    if any(illegal_segments(g, r.path(k)) for r in runs for k in range(1, len(r.paths) + 1)):
+        handles.append(Line2D([], [], color=rgb_hex(ILLEGAL_RGB), lw=1.8, ls="--"))
+        labels.append(f"illegal jump (> {g.radius_km:g} km)")
+    handles.append(Line2D([], [], ls="", marker="o", color="#111111", ms=6, mec="white", mew=1.2))
+    labels.append("source / target")
+    renderer = fig.canvas.get_renderer()
+    room = ax.get_window_extent(renderer)
+    below = fig.transFigure.inverted().transform((room.x0, room.y0))[1] - 0.01
+    for ncol in range(len(handles), 0, -1):
+        legend = fig.legend(handles, labels, loc="upper center", ncol=ncol, fontsize=7.5, frameon=False,
+                            bbox_to_anchor=(fig.transFigure.inverted().transform((room.x0 + room.width / 2, 0))[0],
+                                            below), handlelength=2.6, columnspacing=1.4, borderaxespad=0.0)
+        if legend.get_window_extent(renderer).width <= room.width or ncol == 1:
+            return legend
+        legend.remove()
+    return None
+
+
 def render_gif(g: CityGraph, src: int, dst: int, runs: Sequence[Shown], *, dpi: int = GIF_DPI,
                frame_ms: int = 600, last_frame_ms: int = 2000) -> bytes:
-    """An animated GIF: one frame per refinement step (all runs side by side on one map)."""
+    """An animated GIF: one frame per refinement step (all runs side by side on one map), the legend under the
+    map inside every frame, and no margin beyond the map, its title and its legend."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     steps = max((len(r.paths) for r in runs), default=1)
     fig, ax, optimal = _figure(g, src, dst, runs, table=False, width_in=7.0)
+    FigureCanvasAgg(fig)
+    _gif_legend(fig, ax, g, optimal, runs, steps)
+
+    def draw(k: int) -> list:
+        artists = _draw_paths(ax, g, src, dst, optimal, runs, k, ghost=True)
+        ax.set_title(f"{g.label(src)} → {g.label(dst)}\nstep {k} of {steps}", fontsize=10)
+        return artists
+
+    # Every frame is cut to one box: the map, its title and its legend as the last step draws them (the widest
+    # title), with a small margin; the frames keep one size and nothing falls outside.
+    last = draw(steps)
+    box = fig.get_tightbbox(fig.canvas.get_renderer()).padded(0.08)
+    for a in last:
+        a.remove()
     frames: list[Image.Image] = []
     for k in range(1, steps + 1):
-        artists = _draw_paths(ax, g, src, dst, optimal, runs, k, ghost=True)
-        _legend(ax, any(illegal_segments(g, r.path(k)) for r in runs))
-        ax.set_title(_title(g, src, dst, runs, k), fontsize=10)
-        frames.append(_frame(fig, dpi))
+        artists = draw(k)
+        frames.append(_frame(fig, dpi, box))
         for a in artists:
             a.remove()
     return gif_bytes(frames, frame_ms, last_frame_ms)
@@ -256,7 +315,8 @@ def _feature(g: CityGraph, path: Sequence, props: dict) -> dict:
 
 
 def to_geojson(g: CityGraph, src: int, dst: int, runs: Sequence[Shown], *, all_steps: bool = False) -> str:
-    """A GeoJSON FeatureCollection: the optimal path and each run's path (at its step, or every step)."""
+    """A GeoJSON FeatureCollection: the optimal path and each run's path (at its step, or every step), with its
+    metrics; length_ratio and frechet_km are null for a path that does not reach the target."""
     optimal = g.shortest_path(src, dst)
     features = [_feature(g, optimal, {"kind": "optimal", "source": g.label(src), "target": g.label(dst),
                                       "length_km": round(g.path_length_km(optimal), 3)})]
@@ -270,7 +330,9 @@ def to_geojson(g: CityGraph, src: int, dst: int, runs: Sequence[Shown], *, all_s
                 "kind": "model", "model": r.name, "step": k, "valid": bool(m["valid"]),
                 "illegal_jumps": int(m["illegal_jumps"]), "reaches_target": bool(m["reaches_target"]),
                 "length_km": round(float(m["length_km"]), 3),
-                "length_ratio": float(m["length_ratio"]) if np.isfinite(m["length_ratio"]) else None}))
+                # against the optimal route only for a route that arrives (`Metric.value`: NaN otherwise)
+                **{name: (round(v, 6) if np.isfinite(v := METRICS[name].value(m)) else None)
+                   for name in ("length_ratio", "frechet_km")}}))
     return json.dumps({"type": "FeatureCollection", "features": features}, indent=1)
 
 

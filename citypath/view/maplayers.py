@@ -28,6 +28,17 @@ from pydeck.bindings.json_tools import IGNORE_KEYS, default_serialize, lower_cam
 from citypath.cache import process_cache, write_atomic
 from citypath.graph import CityGraph
 from citypath.metrics import as_ids, hop_legality
+from citypath.palette import (
+    CITY_RGBA,
+    ILLEGAL_RGB,
+    OPTIMAL_RGB,
+    PALETTE,
+    SOURCE_RGB,
+    STATE_FILL_RGBA,
+    STATE_LINE_RGBA,
+    TARGET_RGB,
+    style_of,
+)
 from citypath.replay import Shown, Thoughts
 from citypath.view.basemap import state_rings
 
@@ -39,15 +50,8 @@ if not isinstance(_pydeck_deck.has_jupyter_extra, functools._lru_cache_wrapper):
     _pydeck_deck.has_jupyter_extra = functools.cache(_pydeck_deck.has_jupyter_extra)
 
 
-# Okabe-Ito colours (colour-blind safe); red is kept for illegal jumps only.
-OPTIMAL_RGB = (0, 158, 115)
-MODEL_RGBS = ((0, 114, 178), (230, 159, 0), (204, 121, 167), (86, 180, 233), (120, 94, 240), (140, 86, 75))
-ILLEGAL_RGB = (220, 38, 38)
-SOURCE_RGB = (17, 17, 17)
-TARGET_RGB = (17, 17, 17)
-CITY_RGBA = (90, 100, 120, 70)
-STATE_FILL_RGBA = (241, 238, 230, 255)
-STATE_LINE_RGBA = (160, 160, 170, 255)
+# Every colour is citypath.palette's (the models' styles and the map's fixed ones); red is for illegal jumps only.
+MODEL_RGBS = tuple(s.rgb for s in PALETTE)
 CITIES_LAYER_ID = "cities"
 # pydeck turns a bare string kwarg into an accessor expression ("@@=pixels"); quotes keep it a string.
 PIXELS = '"pixels"'
@@ -63,7 +67,19 @@ class CompactDeck(pdk.Deck):
 
 
 def model_rgb(index: int) -> tuple[int, int, int]:
+    """The palette's `index`-th colour (a stand-in where no model is named; the app colours models by name with
+    `citypath.palette.colours`)."""
     return MODEL_RGBS[index % len(MODEL_RGBS)]
+
+
+def dash_props(rgb) -> dict:
+    """A path layer's line pattern for a model's colour (its palette style): deck.gl's PathStyleExtension, or
+    nothing for a solid line."""
+    pattern = style_of(rgb).pattern
+    if pattern is None:
+        return {}
+    return {"extensions": [{"@@type": "PathStyleExtension", "dash": True}], "get_dash_array": list(pattern),
+            "dash_justified": True}
 
 
 def rgb_hex(rgb: Sequence[int]) -> str:
@@ -176,13 +192,14 @@ def optimal_layers(g: CityGraph, optimal: Sequence[int]) -> list[pdk.Layer]:
         pickable=True, joint_rounded=True, cap_rounded=True)]
 
 
-def route_layers(g: CityGraph, runs: Sequence[Shown]) -> list[pdk.Layer]:
-    """One frame's routes: ghosts of the previous step, each model's path with its hops, illegal jumps."""
+def route_layers(g: CityGraph, runs: Sequence[Shown], *, ghosts: bool = True) -> list[pdk.Layer]:
+    """One frame's routes: ghosts of the previous step (unless `ghosts` is False: a still view has no previous
+    step to show), each model's path (in its palette style) with its hops, illegal jumps."""
     layers = []
     rgbs = [tuple(r.rgb or model_rgb(i)) for i, r in enumerate(runs)]
     ghosts = [{"path": _coords(g, _known(g, r.previous)), "tip": f"{r.name}, step {r.step - 1}",
                "color": [*rgb, 70]} for r, rgb in zip(runs, rgbs)
-              if r.previous is not None and len(_known(g, r.previous)) > 1]
+              if ghosts and r.previous is not None and len(_known(g, r.previous)) > 1]
     if ghosts:
         layers.append(pdk.Layer("PathLayer", ghosts, id="ghosts", get_path="path", get_color="color", get_width=3,
                                 width_units=PIXELS, width_min_pixels=2, pickable=True, joint_rounded=True))
@@ -192,7 +209,7 @@ def route_layers(g: CityGraph, runs: Sequence[Shown]) -> list[pdk.Layer]:
             layers.append(pdk.Layer(
                 "PathLayer", [{"path": _coords(g, known), "tip": f"{r.name}, step {r.step}"}],
                 id=f"model-{i}", get_path="path", get_color=[*rgb, 235], get_width=3.5, width_units=PIXELS,
-                pickable=True, joint_rounded=True, cap_rounded=True))
+                pickable=True, joint_rounded=True, cap_rounded=True, **dash_props(rgb)))
         if len(known):
             tips, points = _city_table(g)
             hops = [{"id": c, "p": points[c], "tip": f"{tips[c]}\n{r.name}: hop {h}"}

@@ -60,20 +60,21 @@ def _cards(row, prev) -> list[MetricCard]:
 
 
 def _card(m: Metric, row, prev) -> MetricCard:
-    value = m.text(row[m.name])
+    """A metric's card: its value as `Metric.read` writes it (NOT_ARRIVED for a figure against the optimal route
+    when the route did not arrive) and its change since the step before, where `Metric.shows_change` allows."""
+    value = m.read(row)
     if m.kind == "ms":                   # a step's own time: nothing to compare with the step before
         return MetricCard(m.label, value, None, "off", m.description)
+    delta = None
     if m.kind == "flag":
         same = prev is None or bool(row[m.name]) == bool(prev[m.name])
         delta = None if same else ("+ now yes" if bool(row[m.name]) else "- now no")
-    else:
-        delta = None
-        if prev is not None:
-            a, b = float(row[m.name]), float(prev[m.name])
-            if np.isfinite(a) and np.isfinite(b):
-                text = m.change(a - b)
-                # No delta that reads as nothing at the shown precision ("-0 km", "+0.0 pt").
-                delta = text if any(ch in "123456789" for ch in text) else None
+    elif m.shows_change(row, prev):
+        a, b = float(row[m.name]), float(prev[m.name])
+        if np.isfinite(a) and np.isfinite(b):
+            text = m.change(a - b)
+            # No delta that reads as nothing at the shown precision ("-0 km", "+0.0 pt").
+            delta = text if any(ch in "123456789" for ch in text) else None
     if m.judged_valid_only:
         judged = prev is not None and bool(row["valid"]) and bool(prev["valid"])
         colour = ({"lower": "inverse", "higher": "normal"}.get(m.better, "off")) if judged else "off"

@@ -18,7 +18,8 @@ HERE = Path(__file__).resolve().parent
 FRONTEND = HERE / "frontend"
 BUILD = HERE / "build"
 BOOT_TAG = '<script src="./boot.js"></script>'   # in src/index.html: replaced by the bundle itself
-SOURCES = ("package.json", "package-lock.json", "src/boot.js", "src/player.js", "src/index.html")
+SOURCES = ("package.json", "package-lock.json", "src/boot.js", "src/player.js", "src/pick.js",
+           "src/index.html")
 
 
 def sources_digest() -> str:

@@ -21,7 +21,8 @@ import pydeck as pdk
 
 from citypath.cache import write_atomic
 from citypath.graph import CityGraph
-from citypath.metrics import METRICS
+from citypath.metrics import METRICS, NOT_ARRIVED, arrived
+from citypath.palette import style_of
 from citypath.replay import Question, Replay, Shown
 from citypath.view.maplayers import (
     ILLEGAL_RGB,
@@ -78,11 +79,25 @@ def strips(replay: Replay, steps: Sequence[int]) -> list[list[dict]]:
 
 
 def series(replay: Replay, steps: int, fields: Sequence[str] = tuple(f for f, _, _ in CHARTS)) -> dict:
-    """Each chart's metric at steps 1..`steps` (as far as the replay went), None where it is undefined
-    (e.g. the length of a path that does not reach the target); [] for a model that made no step."""
+    """Each chart's metric at steps 1..`steps` (as far as the replay went), None where it is undefined or not
+    shown (`Metric.value`: a figure against the optimal route of a route that did not arrive), so the chart
+    leaves a gap there; [] for a model that made no step."""
     m = replay.metrics.iloc[:steps]
-    return {f: [float(v) if math.isfinite(v) else None for v in m[f].to_numpy(float)] if f in m else []
-            for f in fields}
+    rows = records(m)
+    out = {}
+    for f in fields:
+        if f not in m:
+            out[f] = []
+            continue
+        values = [METRICS[f].value(row) if f in METRICS else float(row[f]) for row in rows]
+        out[f] = [float(v) if math.isfinite(v) else None for v in values]
+    return out
+
+
+def arrivals(replay: Replay, steps: int) -> list[bool]:
+    """Whether the route arrives (`citypath.metrics.arrived`) at each of steps 1..`steps` (the charts mark the
+    steps it does not)."""
+    return [arrived(row) for row in records(replay.metrics.iloc[:steps])]
 
 
 def comparison(g: CityGraph, question: Question, optimal: Sequence[int], replays: Mapping[str, Replay],
@@ -112,20 +127,28 @@ def comparison(g: CityGraph, question: Question, optimal: Sequence[int], replays
             if shown >= 1:
                 runs.append(Shown(r, shown, colours[name]))
         extra = list(thinking_frames[min(k, len(thinking_frames)) - 1]) if thinking_frames else []
-        frames.append(layers_json(extra + route_layers(g, runs)))
+        # a still comparison has no previous step: no ghosts (nothing in the legend would explain them)
+        frames.append(layers_json(extra + route_layers(g, runs, ghosts=not still)))
     models = []
     for name, r in replays.items():
+        fixed = (notes_by_model or {}).get(name)
         if still and limits.get(name, 0) < 1:
-            cards, notes_k = [], []
+            # Not even its first step fits the budget: no route and no cards, but the reason, with the figure.
+            cards, notes_k = [], [fixed or "not even its first step fits the budget"]
         else:
             ks = [limits[name]] if still else range(1, min(steps, len(r.paths)) + 1)
             cards = strips(r, ks)
             halt = halting_text(r)
-            fixed = (notes_by_model or {}).get(name)
             notes_k = [fixed or (f"step {k} of {steps}" + (f" · {halt}" if halt else "")) for k in ks]
+        style = style_of(colours[name])
         models.append({"name": name, "colour": rgb_hex(colours[name]), "title": titles.get(name, name),
+                       # its line pattern in line widths (null: solid): the legend, the charts and the map agree
+                       "dash": list(style.pattern) if style.pattern else None,
+                       # the step it is shown at in a still comparison (equal compute; 0: none fits)
+                       "shown": int(limits.get(name, 0)) if still else None,
                        "cards": cards, "notes": notes_k, "error": r.error,
-                       "series": {} if still else series(r, steps)})
+                       "series": {} if still else series(r, steps),
+                       "arrived": [] if still else arrivals(r, steps)})
     view = view_for_pair(g, source, target, optimal)
     opt_km = g.path_length_km(optimal) if len(optimal) > 1 else float("nan")
     head = [(rgb_hex(OPTIMAL_RGB), f"optimal ({len(optimal) - 1} hops, {opt_km:,.0f} km)", "line")] \
@@ -138,7 +161,9 @@ def comparison(g: CityGraph, question: Question, optimal: Sequence[int], replays
                    "initialViewState": json.loads(json.dumps(view, default=lambda o: o.__dict__))},
         "frames": frames, "n_frames": len(frames), "models": models, "pending": list(pending),
         # a still comparison (equal compute: each model at its own step) has no step axis to chart
-        "charts": [] if still else [{"field": f, "title": t, "decimals": d} for f, t, d in CHARTS],
+        "charts": [] if still else [{"field": f, "title": t, "decimals": d, "arrived_only": METRICS[f].arrived_only}
+                                    for f, t, d in CHARTS],
+        "not_arrived": NOT_ARRIVED,
         "ends": {"source": {"id": int(source), "label": g.label(source)},
                  "target": {"id": int(target), "label": g.label(target)}},
         "legend_head": [list(e) for e in head], "legend_tail": [list(e) for e in tail],

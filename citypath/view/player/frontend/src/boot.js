@@ -126,14 +126,18 @@ const DRAW = {
     if (!path) return;
     ctx.lineJoin = l.jointRounded ? "round" : "miter";
     ctx.lineCap = l.capRounded ? "round" : "butt";
+    // A model's line pattern (PathStyleExtension's getDashArray: dash and gap in line widths), as deck.gl draws it.
+    const dash = Array.isArray(l.getDashArray) && l.extensions ? l.getDashArray : null;
     for (const d of data) {
       const points = path(d);
       if (!Array.isArray(points) || points.length < 2) continue;
       line(ctx, v.at, points);
       ctx.strokeStyle = rgba(color(d), op);
       ctx.lineWidth = pixels(width(d), l.widthUnits, v.pixelsPerMeter, l.widthMinPixels, l.widthMaxPixels);
+      ctx.setLineDash(dash ? dash.map((x) => x * ctx.lineWidth) : []);
       ctx.stroke();
     }
+    ctx.setLineDash([]);
   },
   LineLayer(ctx, l, data, v, op) {
     const a = accessor(l.getSourcePosition), b = accessor(l.getTargetPosition);

@@ -10,14 +10,17 @@
 import { Deck, MapView } from "@deck.gl/core";
 import * as Layers from "@deck.gl/layers";
 import { TileLayer } from "@deck.gl/geo-layers";
+import { PathStyleExtension } from "@deck.gl/extensions";
 import { JSONConverter, JSONConfiguration } from "@deck.gl/json";
 import { nice, ticks } from "d3-array";
+import { attach as attachPicking, hoverLayers, pickedOnCpu } from "./pick.js";
 
 // The link to Streamlit (the component protocol) is boot.js's, which loaded this file.
 const link = window.citypathLink;
 
 const converter = new JSONConverter({
-  configuration: new JSONConfiguration({ classes: { ...Layers, MapView } }),
+  // PathStyleExtension: a model's line pattern (citypath.palette), the same on the map, its legend and charts.
+  configuration: new JSONConfiguration({ classes: { ...Layers, MapView, PathStyleExtension } }),
 });
 let SPEEDS = [0.5, 1, 2, 4, 8, 16];   // replaced by the server's list (session.SPEEDS)
 const BASEMAP_URL = "https://basemaps.cartocdn.com/light_all/{z}/{x}/{y}.png";
@@ -47,7 +50,8 @@ let deck = null;
 
 function layerList(json) {
   if (!json || !json.length) return [];
-  return converter.convert({ layers: json }).layers.filter(Boolean);
+  // Picking is answered from the data (pick.js), never by deck.gl's picking pass.
+  return converter.convert({ layers: json.map(pickedOnCpu) }).layers.filter(Boolean);
 }
 
 function absoluteUrl(url) {
@@ -64,7 +68,9 @@ function absoluteData(layers) {
   // search the same list. The city layer is asked for only once the routes' frames are in: fetched and
   // parsed together, it held the routes back.
   return layers.map((l) => {
-    if (l.id === CITIES_ID && typeof l.data === "string" && !framesSettled()) return { ...l, data: [] };
+    // (Once the cities are in, new frames, e.g. the state layer's, never hide them again.)
+    if (l.id === CITIES_ID && typeof l.data === "string" && !framesSettled()
+        && !downloads.get(absoluteUrl(l.data))?.data) return { ...l, data: [] };
     const data = typeof l.data === "string" ? fetched(absoluteUrl(l.data)) : l.data;
     if (l.id === CITIES_ID) useCities(data);
     return { ...l, data: data || [] };
@@ -125,9 +131,12 @@ function loadFrames(a) {
 }
 
 function routesAt(step) {
-  // The route layers of `step`: from the frames, or before they arrive the inline first frame.
-  if (state.frames.length) return state.frames[step - 1] || [];
-  return state.first && state.first.step === step ? state.first.layers : [];
+  // The route layers of `step`: from the frames, or before they arrive the inline first frame. Fresh
+  // instances each draw: deck.gl finalizes a layer that leaves the map (the ghosts at step 1, the illegal
+  // jumps of a step that has none) and throws "assertion failed" when that instance is handed back.
+  const layers = state.frames.length ? state.frames[step - 1] || []
+    : state.first && state.first.step === step ? state.first.layers : [];
+  return layers.map((l) => l.clone({}));
 }
 
 function waitingFor() {
@@ -236,12 +245,6 @@ function setupPicker(input) {
   });
 }
 
-function tooltip({ object }) {
-  if (!object || !object.tip) return null;
-  return { text: object.tip, style: { backgroundColor: "#1f2937", color: "white", fontSize: "12px",
-                                      padding: "4px 8px", borderRadius: "4px" } };
-}
-
 function basemapLayer() {
   return new TileLayer({
     id: "basemap", data: BASEMAP_URL, minZoom: 0, maxZoom: 19, tileSize: 256,
@@ -275,7 +278,7 @@ function currentLayers() {
 }
 
 function draw() {
-  if (deck) deck.setProps({ layers: currentLayers() });
+  if (deck) deck.setProps({ layers: [...currentLayers(), ...hoverLayers()] });
 }
 
 function animateFade() {
@@ -379,9 +382,11 @@ function renderStrip() {
   const rows = models.map((m) => {
     const k = Math.min(state.step, m.cards.length) - 1;
     const cards = k >= 0 ? m.cards[k] : [];
-    const note = k >= 0 && m.notes ? m.notes[k] : "";
+    // A model with no cards still says why (equal compute: not even its first step fits the budget).
+    const note = m.notes && m.notes.length ? m.notes[Math.max(k, 0)] : "";
     const error = m.error ? `<div class="error">${esc(m.error)}</div>` : "";
-    return `<div class="model"><div class="head"><span class="dot" style="background:${esc(m.colour)}"></span>` +
+    const over = m.shown === 0 ? " over" : "";
+    return `<div class="model${over}" data-model="${esc(m.name)}"><div class="head">${swatch(m.colour, m.dash)}` +
       `${esc(m.title)}<span class="note">${esc(note)}</span></div>${error}` +
       `<div class="cells">${cards.map(cell).join("")}</div></div>`;
   });
@@ -394,9 +399,11 @@ function renderStrip() {
 // (which this frame shares) for ~0.7 s while the map's first paint waited, and could not follow playback.
 const charts = { width: 0, geometry: new Map() };   // field -> {X, Y, models} of the chart last drawn
 
-function valueTicks(lo, hi, integer) {
-  // About four round intervals covering lo..hi (d3's nice domain and ticks); whole numbers for counts.
-  if (!(hi > lo)) hi = lo + (integer ? 1 : Math.max(Math.abs(lo) * 0.1, 1e-6));
+function valueTicks(lo, hi, integer, decimals = 0) {
+  // About four round intervals covering lo..hi (d3's nice domain and ticks); whole numbers for counts. The span is
+  // at least four steps of the labels' precision, so no two labels read the same ("0", "0", "0").
+  const least = integer ? 1 : 4 * Math.pow(10, -decimals);
+  if (!(hi - lo >= least)) hi = lo + Math.max(least, integer ? 1 : Math.abs(lo) * 0.1);
   const [a, b] = nice(lo, hi, 4);
   const out = ticks(a, b, 4);
   return integer ? [...new Set(out.map(Math.round))] : out;
@@ -408,12 +415,30 @@ function stepTicks(n) {
 }
 
 function chartSvg(chart, models, n, width) {
-  const H = 150, M = { l: 46, r: 12, t: 8, b: 34 };
+  const H = 150;
   const values = models.flatMap((m) => ((m.series || {})[chart.field] || []).filter((v) => v !== null));
-  if (!values.length) return { html: `<div class="nochart">no value at any step</div>`, geometry: null };
+  // Steps whose route did not arrive: a figure against the optimal route is not drawn there (a gap), and a
+  // cross on the step axis says why.
+  const misses = chart.arrived_only ? models.map((m) => (m.arrived || []).map((ok, j) => (ok ? 0 : j + 1))
+    .filter(Boolean)) : models.map(() => []);
+  const missed = misses.some((list) => list.length);
+  // The crosses go in rows of their own under the step axis's labels (never inside the plot, where they would
+  // read as values): at each step, one row per model that missed it.
+  const row = new Map();   // "i|k" -> the cross's row at step k
+  for (let k = 1; k <= n; k += 1) {
+    let j = 0;
+    misses.forEach((list, i) => { if (list.includes(k)) row.set(`${i}|${k}`, Math.min(j++, 3)); });  // 4 rows at most
+  }
+  const rows = Math.max(0, ...[...row.values()].map((j) => j + 1));
+  const M = { l: 46, r: 12, t: 8, b: 34 + 9 * rows };
+  if (!values.length) {
+    const why = missed ? `${(state.args && state.args.not_arrived) || "did not arrive"} at any step: nothing to ` +
+      `compare with the optimal route` : "no value at any step";
+    return { html: `<div class="nochart">${esc(why)}</div>`, geometry: null };
+  }
   const integer = chart.decimals === 0;
   const lo = integer ? Math.min(0, ...values) : Math.min(...values);
-  const yt = valueTicks(lo, Math.max(...values), integer);
+  const yt = valueTicks(lo, Math.max(...values), integer, chart.decimals);
   const [y0, y1] = [yt[0], yt[yt.length - 1]];
   const X = (k) => M.l + (n > 1 ? (k - 1) / (n - 1) : 0.5) * (width - M.l - M.r);
   const Y = (v) => M.t + (1 - (v - y0) / (y1 - y0)) * (H - M.t - M.b);
@@ -433,15 +458,23 @@ function chartSvg(chart, models, n, width) {
       dots += `<circle cx="${px(X(j + 1))}" cy="${px(Y(v))}" r="2.5"><title>${esc(m.name)} · step ${j + 1}: ` +
         `${fmt.format(v)}</title></circle>`;
     });
+    const crosses = misses[i].map((k) => {
+      const x = X(k), y = H - M.b + 25 + 9 * row.get(`${i}|${k}`);
+      return `<path class="miss" data-step="${k}" d="M${px(x - 3)},${px(y - 3)}L${px(x + 3)},${px(y + 3)}` +
+        `M${px(x - 3)},${px(y + 3)}L${px(x + 3)},${px(y - 3)}"><title>${esc(m.name)} · step ${k}: ` +
+        `${esc((state.args && state.args.not_arrived) || "did not arrive")}</title></path>`;
+    }).join("");
+    const dash = m.dash ? ` stroke-dasharray="${m.dash.map((x) => (x * 2).toFixed(1)).join(" ")}"` : "";
     return `<g class="series" data-model="${esc(m.name)}" fill="${esc(m.colour)}" stroke="${esc(m.colour)}">` +
-      `<path d="${d}" fill="none"/>${dots}<circle class="now" data-i="${i}" r="5" visibility="hidden"/></g>`;
+      `<path class="line" d="${d}" fill="none"${dash}/>${dots}${crosses}` +
+      `<circle class="now" data-i="${i}" r="5" visibility="hidden"/></g>`;
   }).join("");
   const html = `<svg width="${width}" height="${H}" data-field="${esc(chart.field)}" role="img" ` +
     `aria-label="${esc(chart.title)} at each refinement step">${grid}` +
     `<line class="axis" x1="${M.l}" x2="${width - M.r}" y1="${H - M.b}" y2="${H - M.b}"/>${xaxis}` +
     `<text class="axistitle" x="${(M.l + width - M.r) / 2}" y="${H - 3}" text-anchor="middle">refinement step</text>` +
     `<line class="marker" y1="${M.t}" y2="${H - M.b}"/>${lines}</svg>`;
-  return { html, geometry: { X, Y } };
+  return { html, geometry: { X, Y }, missed };
 }
 
 function renderCharts() {
@@ -455,9 +488,11 @@ function renderCharts() {
   charts.width = box.clientWidth;
   charts.geometry.clear();
   box.innerHTML = list.map((c) => {
-    const { html, geometry } = chartSvg(c, models, state.nFrames || 1, width);
+    const { html, geometry, missed } = chartSvg(c, models, state.nFrames || 1, width);
     if (geometry) charts.geometry.set(c.field, { ...geometry, models });
-    return `<div class="chart"><div class="ctitle">${esc(c.title)}</div>${html}</div>`;
+    const note = missed ? `<span class="missnote" title="a step whose route did not arrive: no point">× did not ` +
+      `arrive</span>` : "";
+    return `<div class="chart"><div class="ctitle">${esc(c.title)}${note}</div>${html}</div>`;
   }).join("");
   markCharts();
 }
@@ -480,17 +515,37 @@ function markCharts() {
   }
 }
 
+function swatch(colour, dash, width = 22) {
+  // A model's line as the map draws it: its colour and its line pattern (citypath.palette), for the legend and
+  // the strip (a colour-blind reader matches the pattern where two colours look alike).
+  const w = 3.5;
+  const pattern = dash ? ` stroke-dasharray="${dash.map((d) => (d * w).toFixed(1)).join(" ")}"` : "";
+  return `<svg class="swatch" width="${width}" height="10" aria-hidden="true"><line x1="1" x2="${width - 1}" y1="5" ` +
+    `y2="5" stroke="${esc(colour)}" stroke-width="${w}"${pattern}/></svg>`;
+}
+
+function legendLabel(m) {
+  // Each model's own step: the shown one while playing, its budget's step at equal compute (0: none fits).
+  if (m.shown === null || m.shown === undefined) return `${m.name} · step ${Math.min(state.step, m.cards.length)}`;
+  // None fits: not drawn, and why (with the figure: "even one step costs 3 Mops, over the budget of 1 Mops").
+  return m.shown > 0 ? `${m.name} · step ${m.shown}` : `${m.name} · not drawn: ${(m.notes || [])[0] || "no step fits"}`;
+}
+
 function renderLegend() {
   const a = state.args;
   if (!a) return;
-  const chip = ([colour, label, style]) => {
+  const chip = ([colour, label, style, dash]) => {
     const mark = style === "dot"
       ? `<span class="ldot" style="background:${colour}"></span>`
-      : `<span class="lline ${style}" style="border-top-color:${colour}"></span>`;
+      : style === "model" ? swatch(colour, dash)
+        : `<span class="lline ${style}" style="border-top-color:${colour}"></span>`;
     return `<span class="chip">${mark}${esc(label)}</span>`;
   };
-  const models = (a.models || []).map((m) => [m.colour, `${m.name} · step ${Math.min(state.step, m.cards.length)}`, "line"]);
-  const ghost = state.step > 1 && models.length ? [["#777777", "previous step (ghost)", "ghost"]] : [];
+  const models = (a.models || []).map((m) => [m.colour, legendLabel(m), "model", m.dash]);
+  // The faint ghost of each model's previous step is drawn only while playing, from step 2 (never in a still
+  // comparison): named here whenever it is on the map.
+  const ghost = a.playable && state.step > 1 && models.length
+    ? [["#777777", "previous step (faint, in each model's colour)", "ghost"]] : [];
   $("legend").innerHTML = [...(a.legend_head || []), ...models, ...ghost, ...(a.legend_tail || [])].map(chip).join("");
 }
 
@@ -504,14 +559,10 @@ function renderNotes() {
   $("notes").innerHTML = notes.map((n) => `<div class="notice">${esc(n)}</div>`).join("");
 }
 
-function onClick(info) {
-  const o = info && info.object;
-  if (!o || o.id === undefined || o.id === null || !info.layer) return;
-  const id = info.layer.id;
-  if (id === "cities" || id === "endpoints" || id.startsWith("hops-")) {
-    stop(false);
-    report({ click: Number(o.id) });
-  }
+function onCityClick(id) {
+  // A click on a city (the nearest to the click, found from the layers' data: see pick.js) sets an end.
+  stop(false);
+  report({ click: Number(id) });
 }
 
 // When the map first showed its outlines and optimal path (static), the city layer (cities) and each model's
@@ -567,11 +618,11 @@ function render(message) {
       views: [new MapView({ controller: true })],
       initialViewState: a.static.initialViewState,
       layers: [],
-      getTooltip: tooltip,
-      onClick,
       useDevicePixels: true,
       onAfterRender: markPainted,
     });
+    attachPicking(deck, $("map"), { onCity: onCityClick, redraw: draw });
+    window.citypathDeck = deck;   // for tests and debugging (e.g. no layer is pickable to deck.gl)
   } else if (newComparison && a.refit) {
     deck.setProps({ initialViewState: { ...a.static.initialViewState, transitionDuration: 0 } });
   }

@@ -1,0 +1,293 @@
+"""Model runs off the page's thread: a small pool of worker processes per app process, the replay store the
+meeting point.
+
+A page run paints the map and the optimal path (tens of ms) and never runs a model itself: it submits the
+models still pending to this process's `Compute`, which runs them in worker processes (`CITYPATH_COMPUTE_WORKERS`,
+default 1) in the order of the visitors' arrival (the oldest visitor's models first, each visitor's models in
+the order they were chosen), and a newcomer's first paint waits for none of them. A worker writes what it
+computed to the shared `ReplayStore` (`citypath.replay`); the page reads it from there, as it reads what
+another app process stored. The player's request for the next model waits for it *aside* from the turn queue
+(`citypath.app.turns`), so a visitor waiting for a route holds no other visitor's page.
+
+Work for later never holds a visitor's: `background=True` jobs (a prefix family's run extended to the steps
+slider's maximum, so moving the slider later waits for nothing) go to a worker process of their own, at a
+lower CPU priority than the visitors' worker and the page.
+
+    service = compute.service()                       # this process's (None: CITYPATH_COMPUTE_WORKERS=0)
+    done = service.submit(compute.Job(...), ticket)   # a handle; the same job twice is one run
+    service.wait_any([done], timeout_s=300)
+
+A worker that dies (killed, out of memory) fails the jobs it held with a message (the page then computes that
+model itself, as with no workers) and is replaced for the next job. Workers are started with `spawn`: a fresh
+interpreter, no copy of the server's threads.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+
+from citypath import settings
+
+WORKER_NICE = 5     # workers yield the core to the page's first paints when both want it
+LATER_NICE = 15     # the worker for later yields it to both
+LATER = 1e12        # with no worker for later, its jobs' place in the visitors' queue: after every visitor's
+
+
+@dataclass(frozen=True)
+class Job:
+    """One model's run on one question, written to the replay store at `store`. `env`: the CITYPATH_* settings
+    the worker loads the graph and the checkpoints with; `families`: extra model families (family, target)."""
+
+    model: str
+    source: int
+    target: int
+    steps: int
+    seed: int
+    store: str
+    extend_to: int = 0
+    env: tuple[tuple[str, str], ...] = ()
+    families: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass
+class Handle:
+    """A submitted job: `done` is set when the worker stored it or failed (`error` says why)."""
+
+    job: Job
+    background: bool
+    done: threading.Event = field(default_factory=threading.Event)
+    started: bool = False
+    error: str | None = None
+    seconds: float = 0.0
+
+
+def job_env() -> tuple[tuple[str, str], ...]:
+    """This process's CITYPATH_* settings, for a worker to load the same graph and checkpoints."""
+    return tuple(sorted((k, v) for k, v in os.environ.items() if k in settings.VARIABLES))
+
+
+def job_families() -> tuple[tuple[str, str], ...]:
+    """The model families registered in this process (test families included), as (family, "module:Class")."""
+    from citypath.registry import FAMILIES
+
+    return tuple(sorted((name, fam.model) for name, fam in FAMILIES.items()))
+
+
+# -- in the worker process ----------------------------------------------------------------------
+
+_HELD: dict = {}
+
+
+def exit_with_parent() -> None:
+    """In a child process: end it when the app process that started it is gone (killed: no one would read its
+    work, and a worker must not outlive its server)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="citypath-exit-with-parent").start()
+
+
+def _worker_init(later: bool = False) -> None:
+    exit_with_parent()
+    try:
+        os.nice(LATER_NICE if later else WORKER_NICE)
+    except OSError:
+        pass
+    import torch
+
+    torch.set_num_threads(1)    # as the app's own models: small ops, one thread each (citypath.app.resources)
+
+
+def run_job(job: Job) -> float:
+    """Compute `job` into its replay store (in a worker process; also callable in-process). Returns seconds."""
+    from citypath.graph import graph_kwargs_from_env, load_graph
+    from citypath.models import load_model
+    from citypath.registry import register
+    from citypath.replay import ReplayStore
+
+    t0 = time.perf_counter()
+    for k in settings.VARIABLES:
+        os.environ.pop(k, None)
+    os.environ.update(dict(job.env))
+    for family, target in job.families:
+        register(family, target)
+    kwargs = graph_kwargs_from_env()
+    gkey = repr(sorted(kwargs.items()))
+    if _HELD.get("graph_key") != gkey:
+        _HELD.clear()
+        _HELD["graph_key"], _HELD["graph"] = gkey, load_graph(**kwargs)
+    g = _HELD["graph"]
+    ckpt = settings.checkpoints_dir() or ""
+    stamp = _card_stamp(job.model)
+    key = ("model", str(ckpt), job.model, stamp)
+    if key not in _HELD:
+        for old in [k for k in _HELD if isinstance(k, tuple) and k[:3] == key[:3]]:
+            del _HELD[old]                                   # a replaced checkpoint: the old one goes
+        _HELD[key] = load_model(job.model, graph=g)
+    ReplayStore(job.store).get_or_compute(_HELD[key], g, job.source, job.target, job.steps, job.seed,
+                                          extend_to=job.extend_to or None)
+    return time.perf_counter() - t0
+
+
+def _card_stamp(name: str) -> int:
+    from citypath.models import checkpoints_dir
+
+    try:
+        return (checkpoints_dir() / f"{name}.json").stat().st_mtime_ns
+    except OSError:
+        return 0
+
+
+# -- in the app process -------------------------------------------------------------------------
+
+class Compute:
+    """One app process's queues of model runs and its worker processes (see the module's doc).
+
+    `workers` processes run what visitors wait for, oldest visitor first; `background` more (default 1), at a
+    lower CPU priority still, run the work for later, so a visitor's run never waits behind one of those.
+    `runner(job)` runs one job (default: `run_job` in a spawned process); tests pass their own.
+    """
+
+    def __init__(self, workers: int = 1, runner=None, background: int = 1):
+        if workers < 1:
+            raise ValueError(f"a compute service needs at least one worker, got {workers}")
+        self.workers, self.background = workers, background
+        self._runner = runner
+        self._cv = threading.Condition()
+        self._heaps: dict[bool, list[tuple[float, int, Job]]] = {False: [], True: []}
+        self._handles: dict[Job, Handle] = {}
+        self._seq = itertools.count()
+        self._threads: list[threading.Thread] = []
+        self.computed = 0
+        self.failed = 0
+        self.worker_seconds = 0.0
+
+    # -- the queue
+
+    def submit(self, job: Job, ticket: float, *, background: bool = False) -> Handle:
+        """Queue `job` for the visitor whose place is `ticket` (lower first), or as work for later. A job queued
+        or running already is that one (moved to the visitors' queue if a visitor now waits for it)."""
+        with self._cv:
+            self._start_threads()
+            held = self._handles.get(job)
+            if held is not None:
+                if held.background and not background and not held.started:
+                    held.background = False
+                    heapq.heappush(self._heaps[False], (float(ticket), next(self._seq), job))
+                    self._cv.notify_all()
+                return held
+            handle = Handle(job, background)
+            self._handles[job] = handle
+            if background and not self.background:     # no worker for later: after every visitor's job
+                heapq.heappush(self._heaps[False], (LATER + float(ticket), next(self._seq), job))
+            else:
+                heapq.heappush(self._heaps[background], (float(ticket), next(self._seq), job))
+            self._cv.notify_all()
+            return handle
+
+    @property
+    def queued(self) -> int:
+        """Jobs not started yet (visitors' and for later)."""
+        with self._cv:
+            return sum(not h.started for h in self._handles.values())
+
+    @property
+    def busy(self) -> int:
+        """Jobs queued or running."""
+        with self._cv:
+            return len(self._handles)
+
+    def wait_any(self, handles: Iterable[Handle], timeout_s: float) -> bool:
+        """Wait until one of `handles` is done (True), or `timeout_s` passed (False)."""
+        handles = list(handles)
+        deadline = time.monotonic() + timeout_s
+        with self._cv:
+            while not any(h.done.is_set() for h in handles):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cv.wait(min(left, 1.0))
+        return True
+
+    def _start_threads(self) -> None:
+        if self._threads:
+            return
+        for i in range(self.workers + self.background):
+            later = i >= self.workers
+            t = threading.Thread(target=self._serve, args=(later,), daemon=True,
+                                 name=f"citypath-compute-{'later' if later else 'visitors'}-{i}")
+            self._threads.append(t)
+            t.start()
+
+    def _next(self, later: bool) -> tuple[Job, Handle]:
+        heap = self._heaps[later]
+        with self._cv:
+            while True:
+                while not heap:
+                    self._cv.wait()
+                _, _, job = heapq.heappop(heap)
+                handle = self._handles.get(job)
+                if handle is None or handle.started or (later and not handle.background) or \
+                        (not later and handle.background and self.background):
+                    continue                                  # run already, or moved to the visitors' queue
+                handle.started = True
+                return job, handle
+
+    def _serve(self, later: bool) -> None:
+        pool = None
+        while True:
+            job, handle = self._next(later)
+            t0 = time.perf_counter()
+            try:
+                if self._runner is not None:
+                    self._runner(job)
+                else:
+                    if pool is None:
+                        pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                                   initializer=_worker_init, initargs=(later,))
+                    pool.submit(run_job, job).result()
+            except BrokenProcessPool:
+                handle.error = "the worker process computing it stopped (killed or out of memory)"
+                pool = None                                   # a new worker for the next job
+            except Exception as e:                            # a model that cannot load: the page says why
+                handle.error = f"{type(e).__name__}: {e}"
+            handle.seconds = time.perf_counter() - t0
+            with self._cv:
+                self._handles.pop(job, None)
+                if handle.error:
+                    self.failed += 1
+                else:
+                    self.computed += 1
+                self.worker_seconds += handle.seconds
+                handle.done.set()
+                self._cv.notify_all()
+
+
+_SERVICE: Compute | None = None
+_SERVICE_LOCK = threading.Lock()
+
+
+def service() -> Compute | None:
+    """This process's compute service (started on first use), or None with CITYPATH_COMPUTE_WORKERS=0: the models
+    then run in the page's own thread."""
+    global _SERVICE
+    workers = settings.compute_workers()
+    if workers == 0:
+        return None
+    with _SERVICE_LOCK:
+        if _SERVICE is None or _SERVICE.workers != workers:
+            _SERVICE = Compute(workers)
+        return _SERVICE

@@ -1,0 +1,198 @@
+"""Model runs off the page's thread (citypath/app/compute.py): the queue's order, its failures, and the app served
+by a real worker process that meets the page at the replay store."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from citypath import settings
+from citypath.app import compute, replays, resources
+from citypath.app.compute import Compute, Job
+from tests.fake_models import RefiningFake, use_fake_app, write_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+JOIN = 60      # seconds before a test calls a wait stuck, never a measure of speed
+
+
+class PrefixFake(RefiningFake):
+    """The refining fake (its step k never looks at K) claiming prefix steps; the worker imports it from here."""
+
+    family = "fake-prefix"
+    steps_are_prefix = True
+
+
+def _job(model: str, steps: int = 4, extend_to: int = 0) -> Job:
+    return Job(model, 1, 2, steps, 0, "/nonexistent", extend_to)
+
+
+class Gate:
+    """A runner that records the order of the jobs it runs, the first one held until `release`."""
+
+    def __init__(self):
+        self.ran: list[str] = []
+        self.release = threading.Event()
+        self.first_in = threading.Event()
+
+    def __call__(self, job: Job) -> None:
+        if not self.ran:
+            self.ran.append(job.model)
+            self.first_in.set()
+            assert self.release.wait(JOIN)
+            return
+        self.ran.append(job.model)
+        if job.model == "broken":
+            raise RuntimeError("no such checkpoint")
+
+
+def test_visitors_models_run_oldest_first_and_work_for_later_last():
+    gate = Gate()
+    service = Compute(1, runner=gate, background=0)          # one worker for all: work for later goes last
+    first = service.submit(_job("holds-the-worker"), 0.0)
+    assert gate.first_in.wait(JOIN)
+    later = service.submit(_job("extend", extend_to=64), 1.0, background=True)
+    newcomer = service.submit(_job("newcomer-model"), 3.0)
+    old_a = service.submit(_job("old-visitor-a"), 2.0)
+    old_b = service.submit(_job("old-visitor-b"), 2.0)
+    again = service.submit(_job("old-visitor-a"), 5.0)          # the same job asked again: one run
+    assert again is old_a and service.queued == 4
+    gate.release.set()
+    for h in (first, later, newcomer, old_a, old_b):
+        assert h.done.wait(JOIN) and h.error is None
+    assert gate.ran == ["holds-the-worker", "old-visitor-a", "old-visitor-b", "newcomer-model", "extend"]
+    assert (service.computed, service.failed, service.queued) == (5, 0, 0)
+
+
+def test_work_for_later_has_a_worker_of_its_own_and_never_holds_a_visitor():
+    gate = Gate()
+    service = Compute(1, runner=gate)                          # and one worker for later
+    held = service.submit(_job("holds-the-worker"), 0.0)
+    assert gate.first_in.wait(JOIN)
+    later = service.submit(_job("extend", extend_to=64), 1.0, background=True)
+    assert later.done.wait(JOIN) and not held.done.is_set()   # ran beside the visitor's, not behind it
+    gate.release.set()
+    assert held.done.wait(JOIN) and gate.ran == ["holds-the-worker", "extend"]
+
+
+def test_background_work_a_visitor_now_waits_for_moves_to_their_place():
+    gate = Gate()
+    service = Compute(1, runner=gate, background=0)
+    service.submit(_job("holds-the-worker"), 0.0)
+    assert gate.first_in.wait(JOIN)
+    bg = service.submit(_job("wanted"), 1.0, background=True)
+    service.submit(_job("other"), 2.0)
+    assert service.submit(_job("wanted"), 1.5) is bg and not bg.background
+    gate.release.set()
+    assert bg.done.wait(JOIN)
+    service.wait_any([service.submit(_job("last"), 9.0)], JOIN)
+    assert gate.ran == ["holds-the-worker", "wanted", "other", "last"]
+
+
+def test_a_job_that_fails_says_why_and_the_next_one_runs():
+    gate = Gate()
+    gate.ran.append("(no gate)")
+    service = Compute(1, runner=gate)
+    bad = service.submit(_job("broken"), 0.0)
+    good = service.submit(_job("fine"), 1.0)
+    assert service.wait_any([bad], JOIN) and "RuntimeError: no such checkpoint" in bad.error
+    assert good.done.wait(JOIN) and good.error is None
+    assert (service.computed, service.failed) == (1, 1)
+
+
+def test_wait_any_gives_up_after_its_timeout():
+    gate = Gate()
+    service = Compute(1, runner=gate)
+    held = service.submit(_job("holds-the-worker"), 0.0)
+    assert gate.first_in.wait(JOIN)
+    assert service.wait_any([held], 0.05) is False
+    gate.release.set()
+    assert service.wait_any([held], JOIN) is True
+
+
+@pytest.mark.parametrize("value,workers", [("", 1), ("0", 0), ("3", 3)])
+def test_compute_workers_from_the_environment(value, workers):
+    assert settings.compute_workers({"CITYPATH_COMPUTE_WORKERS": value}) == workers
+
+
+@pytest.mark.parametrize("value", ["-1", "two", "1.5"])
+def test_a_bad_compute_workers_says_what_it_needs(value):
+    with pytest.raises(ValueError, match="CITYPATH_COMPUTE_WORKERS must be a whole number of at least 0"):
+        settings.compute_workers({"CITYPATH_COMPUTE_WORKERS": value})
+
+
+def test_a_worker_process_computes_the_routes_the_page_reads_and_extends_a_prefix_family(
+        small_graph, tmp_path, monkeypatch):
+    """The app with one real worker process: the page runs no model (the fake families count their runs in this
+    process: none), the routes arrive through the replay store, and the prefix family's run is extended to the
+    slider's maximum behind them, so the slider moves within it without a request."""
+    from streamlit.testing.v1 import AppTest
+
+    from tests import test_app
+
+    ckpt = tmp_path / "checkpoints"
+    write_checkpoint(ckpt, "demo-refining", "fake-prefix", small_graph, max_steps=8)
+    write_checkpoint(ckpt, "demo-other", "fake-refining", small_graph, max_steps=8)
+    use_fake_app(monkeypatch, ckpt)
+    from citypath.models import FAMILIES
+    from citypath.registry import Family
+
+    monkeypatch.setitem(FAMILIES, "fake-prefix", Family("tests.test_compute:PrefixFake"))
+    monkeypatch.setenv("CITYPATH_COMPUTE_WORKERS", "1")
+    monkeypatch.setenv("CITYPATH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(compute, "_SERVICE", None)
+    replays._replay.clear()
+    resources._models.clear()
+    runs_here = []
+    monkeypatch.setattr(RefiningFake, "refine", lambda *a, **k: runs_here.append(1) or iter(()))
+
+    def open_link(steps: int) -> AppTest:
+        at = AppTest.from_file(str(REPO / "app.py"), default_timeout=JOIN)
+        at.query_params.update({"models": "demo-refining,demo-other", "steps": str(steps), "seed": "1"})
+        return test_app._run_and_settle(at, None, JOIN)
+
+    at = open_link(4)
+    test_app.no_exceptions(at)
+    args = test_app.player_args(at)
+    assert not args["pending"] and [len(m["cards"]) for m in args["models"]] == [4, 4]
+    assert runs_here == []                                     # nothing ran in the page's process
+    stored = tmp_path / "cache" / "replays"
+    service = compute.service()
+    deadline = time.monotonic() + JOIN
+    while service.busy or service.computed < 3:                # two routes, then the prefix one's extension
+        assert time.monotonic() < deadline, (service.computed, service.failed)
+        time.sleep(0.1)
+    assert service.failed == 0
+    assert len(list(stored.rglob("*.json"))) == 2               # one record per pair for the prefix family
+    before = service.computed
+    replays._replay.clear()
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=JOIN)
+    at.query_params.update({"models": "demo-refining", "steps": "8", "seed": "1"})
+    at = test_app._RUN(at, None, JOIN)                          # one run, no request for the next model
+    test_app.no_exceptions(at)
+    args = test_app.player_args(at)
+    assert not args["pending"] and len(args["models"][0]["cards"]) == 8
+    assert service.computed == before and runs_here == []
+
+
+def test_a_route_the_worker_could_not_store_is_computed_by_the_page(small_graph, tmp_path, monkeypatch):
+    """A worker that ran but stored nothing (a full or read-only disk), or failed: the request computes the model
+    itself, so the visitor still gets the route, and the next request the next one."""
+    from citypath.replay import Question, ReplayStore
+
+    g = small_graph
+    card = {"num_parameters": 1, "max_steps": 8, "graph": {"fingerprint": g.fingerprint}}
+    mset = resources.ModelSet(models={"a": RefiningFake("a", card), "b": RefiningFake("b", card)})
+    monkeypatch.setattr(replays, "_replay_store", lambda: ReplayStore(tmp_path / "replays"))
+    ran = []
+    service = Compute(1, runner=lambda job: ran.append(job.model), background=0)   # stores nothing
+    monkeypatch.setattr(replays, "compute_service", lambda: service)
+    replays._replay.clear()
+    q = Question(3, 40, ("a", "b"), 4, 0)
+    replays.replay_next(mset, g, q, ticket=1.0)
+    done, pending = replays.replays_so_far(mset, g, q)
+    assert list(done) == ["a"] and pending == ["b"] and "a" in ran
+    replays.replay_next(mset, g, q, ticket=1.0)
+    assert replays.replays_so_far(mset, g, q)[1] == []
