@@ -9,7 +9,7 @@ style of its own in `ROWS`, so no two of them share one on any view, whatever is
 
 How the palette was made (tests/test_palette.py checks each property):
 
-- 33 colours (the first 26 made at once, the last 7 added one by one by the same rule when ALT and the
+- 35 colours (the first 26 made at once, the last 9 added one by one by the same rule when ALT and the
   guided family came), none near the colours that mean something else on the map (the optimal path's green, the illegal
   jumps' red, the endpoints' black, the land, the water, the city dots), none too pale for a thin line on the
   land. It starts from four of Okabe & Ito's (blue, orange, reddish purple, sky blue); each next one is the sRGB
@@ -82,9 +82,10 @@ PALETTE: tuple[Style, ...] = (
     Style("#aa9249", "dotted"), Style("#6d6ddb", "dotted"), Style("#ff79ce", "dotted"), Style("#922455", "dotted"),
     Style("#795586", "dotted"),
     # added for ALT and the guided family, each the candidate farthest (CIEDE2000) from all above under the same
-    # constraints: dashed for the ALT rows, solid for the two guided checkpoints, then two spare
+    # constraints: dashed for the ALT rows, solid for the guided checkpoints, dotted for a control, then spares
     Style("#789c90", "dashed"), Style("#545448", "dashed"), Style("#e400fc", "dashed"), Style("#c0b4a8"),
-    Style("#0c00fc"), Style("#fc6018", "dotted"), Style("#a8b4cc"),
+    Style("#0c00fc"), Style("#fc6018", "dotted"), Style("#a8b4cc"), Style("#9c2400", "dashed"),
+    Style("#247848", "dotted"),
 )
 
 # Who has which style: ROWS[i] draws with PALETTE[i]. Every checkpoint in checkpoints/ and every row of
@@ -96,6 +97,7 @@ ROWS: tuple[str, ...] = (
     "depth-lm-small", "depth-lm-large", "depth-lm-small-unlooped", "depth-lm-large-unlooped",
     "bellman-tiny.scaffold", "looped-small.scaffold", "memory-search.scaffold",
     "guided-m4.scaffold", "guided-geo.scaffold", "alt-1", "alt-4", "alt-16", "guided-m4", "guided-geo",
+    "guided-m16.scaffold", "guided-m16",
 )
 FIXED: dict[str, Style] = dict(zip(ROWS, PALETTE))
 SPARE: tuple[Style, ...] = PALETTE[len(ROWS):]
