@@ -282,10 +282,10 @@ def test_the_clock_never_drove_a_shipped_schedule(name):
 
 _TASK_CLASS = {"gru": "GRUTask", "postrnn": "PostRNNTask", "refiner": "RefinerTask", "gnn": "GNNTask",
                "bellman": "BellmanTask", "looped": "LoopedTask", "memory": "MemoryTask", "memsearch": "MemSearchTask",
-               "depthlm": "DepthLMTask"}
+               "depthlm": "DepthLMTask", "guided": "GuidedTask"}
 # A family's card "config" is its model config, plus its sampling config under this key (see its Task).
 _SAMPLING_KEY = {"gnn": "regions", "bellman": "graphs", "looped": "graphs", "memory": "episodes",
-                 "memsearch": "episodes"}
+                 "memsearch": "episodes", "guided": "fields"}
 
 
 def configs_of_command(command: str, n_cities: int, monkeypatch) -> tuple:

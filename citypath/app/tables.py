@@ -549,7 +549,9 @@ def frontier_chart(frontier: pd.DataFrame, y: str = "length_pct_mean", x: str = 
         y=alt.Y(f"{y}:Q", scale=y_scale, title=title, axis=y_axis),
         color=alt.Color("model:N", scale=scale,
                         legend=alt.Legend(title="model (click to pick out)", symbolType="stroke", symbolStrokeWidth=3,
-                                          columns=1, labelLimit=220, orient="right") if labels else None),
+                                          # two columns once one would be taller than the plot
+                                          columns=1 if len(domain) <= 16 else 2, labelLimit=220,
+                                          orient="right") if labels else None),
         # the classical floor dashed, scaffold controls dotted: a glance tells learned from hand-written
         strokeDash=alt.StrokeDash("kind:N", scale=alt.Scale(domain=["learned", "no learning", "control"],
                                                              range=[[1, 0], [6, 3], [2, 2]]),

@@ -82,10 +82,9 @@ class GuidedTask:
                    "table certified 1-Lipschitz on the graph; more steps = more expansions")
 
     def __init__(self, g: CityGraph, size: str, config: GuidedConfig, fields: FieldsConfig, cfg, command: str = ""):
-        if config.memory and config.n_cities != g.n_cities:
-            config = GuidedConfig(**{**asdict(config), "n_cities": g.n_cities})
-        if not config.memory:
-            config = GuidedConfig(**{**asdict(config), "n_cities": 0})
+        if config.n_cities != (g.n_cities if config.memory else 0):
+            raise ValueError(f"n_cities={config.n_cities}: the memory has one row per city of the graph "
+                             f"({g.n_cities}), none without memory")
         self.g, self.size, self.config, self.fields, self.cfg, self.command = g, size, config, fields, cfg, command
         self.model_config = {**asdict(config), "fields": asdict(fields)}
         self.pairs_per_target = max(1, cfg.batch_paths // fields.targets)
@@ -146,5 +145,6 @@ class GuidedTask:
 
 def training_task(g: CityGraph, args):
     """Entry point for `python -m citypath train --model guided --size m16`."""
-    return task_from_args(g, args, "guided", SIZES, TRAIN_DEFAULTS, GuidedConfig, FieldsConfig, GuidedTask,
+    sizes = {name: {**size, "n_cities": g.n_cities if size["memory"] else 0} for name, size in SIZES.items()}
+    return task_from_args(g, args, "guided", sizes, TRAIN_DEFAULTS, GuidedConfig, FieldsConfig, GuidedTask,
                           default_size="m16")
