@@ -45,7 +45,7 @@ def metre_weights(g: CityGraph) -> sp.csr_matrix:
 
 def certify(table_m: np.ndarray, g: CityGraph) -> np.ndarray:
     """The largest table <= `table_m` (rounded to whole metres) whose columns are 1-Lipschitz on `g`: column by
-    column, min over v of (table[v] + road metres(u, v)), by one Dijkstra from a super-source. Returns int64
+    column, min over v of (table[v] + road metres(u, v)), by one Dijkstra from a super-source. Returns int32
     metres, shape (n, d); checked edge by edge before it is returned."""
     f = np.rint(np.asarray(table_m, dtype=np.float64))
     if f.ndim != 2 or f.shape[0] != g.n_cities or not np.isfinite(f).all():
@@ -54,13 +54,13 @@ def certify(table_m: np.ndarray, g: CityGraph) -> np.ndarray:
     n = g.n_cities
     w = metre_weights(g).tocoo()
     rows, cols = np.concatenate([w.row, np.full(n, n)]), np.concatenate([w.col, np.arange(n)])
-    out = np.empty(f.shape, dtype=np.int64)
+    out = np.empty(f.shape, dtype=np.int32)
     for k in range(f.shape[1]):
         low = f[:, k].min()
         # Super-source n -> v costs table[v] - low + 1 (>= 1: scipy reads a stored 0 as a missing edge).
         aug = sp.csr_matrix((np.concatenate([w.data, f[:, k] - low + 1.0]), (rows, cols)), shape=(n + 1, n + 1))
         dist = dijkstra(aug, indices=n)[:n]
-        out[:, k] = np.rint(dist - 1.0 + low).astype(np.int64)
+        out[:, k] = np.rint(dist - 1.0 + low).astype(np.int32)
     check_table(out, g)
     return out
 
@@ -79,7 +79,7 @@ def check_table(table_m: np.ndarray, g: CityGraph) -> None:
 
 def farthest_landmarks(g: CityGraph, k: int) -> tuple[np.ndarray, np.ndarray]:
     """ALT's landmarks by farthest-point sampling (the city farthest by road from city 0 first, then each next
-    the farthest from those chosen) and their road metres to every city: (ids (k,), table (n, k) int64).
+    the farthest from those chosen) and their road metres to every city: (ids (k,), table (n, k) int32).
     Cities a landmark cannot reach get the largest finite value of its column (their bound is then loose,
     never wrong: the component has no route to them)."""
     w = metre_weights(g)
@@ -96,7 +96,7 @@ def farthest_landmarks(g: CityGraph, k: int) -> tuple[np.ndarray, np.ndarray]:
     for j in range(table.shape[1]):
         col = table[:, j]
         col[~np.isfinite(col)] = col[np.isfinite(col)].max()
-    return np.asarray(chosen[:k], dtype=np.int64), np.rint(table[:, :k]).astype(np.int64)
+    return np.asarray(chosen[:k], dtype=np.int64), np.rint(table[:, :k]).astype(np.int32)
 
 
 _LANDMARKS: dict[tuple[str, int], np.ndarray] = {}

@@ -118,7 +118,7 @@ class GuidedModel(StepwiseModel):
         return out.double().numpy() * UNIT_KM
 
     def table(self, g: CityGraph) -> np.ndarray:
-        """The certified table (int64 metres, (n, columns)) this model's searches on `g` read; built once."""
+        """The certified table (int32 metres, (n, columns)) this model's searches on `g` read; built once."""
         with self._lock:
             if g.fingerprint not in self._tables:
                 self._tables[g.fingerprint] = self._build_table(g)
