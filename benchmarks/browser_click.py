@@ -37,8 +37,8 @@ OBSERVER = """() => {
 }"""
 
 
-def _project(view: dict, box: dict, lon, lat):
-    """(lon, lat) on the page, as deck.gl's Web Mercator view `view` draws it in `box`."""
+def project(view: dict, box: dict, lon, lat):
+    """(lon, lat) on the page (scalars or arrays), as deck.gl's Web Mercator view `view` draws it in `box`."""
     scale = 512 * 2 ** view["zoom"]
 
     def mercator(lo, la):
@@ -68,7 +68,7 @@ def press(page, g, wait_s: float) -> dict:
     src, dst = g.find_city(q["source"][0]), g.find_city(q["target"][0])
     view = view_for_pair(g, src, dst, g.shortest_path(src, dst))
     box = frame.locator("#map canvas").first.bounding_box()
-    x, y = _project({"zoom": view.zoom, "longitude": view.longitude, "latitude": view.latitude}, box, g.lon, g.lat)
+    x, y = project({"zoom": view.zoom, "longitude": view.longitude, "latitude": view.latitude}, box, g.lon, g.lat)
     inside = ((x > box["x"] + 60) & (x < box["x"] + box["width"] - 80) & (y > box["y"] + 60)
               & (y < box["y"] + box["height"] - 60))
     inside[[src, dst]] = False

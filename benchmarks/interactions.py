@@ -34,18 +34,12 @@ from pathlib import Path
 
 from streamlit.proto.WidgetStates_pb2 import WidgetState
 
-from benchmarks.load_app import AppServer, Visitor, fresh_replay_cache, pick_pairs
+from benchmarks.load_app import AppServer, Visitor, follow_pending, fresh_replay_cache, pick_pairs
 
 
 def settle(v: Visitor, frame, limit: int = 10):
     """Follow the player's requests for the next model (as the browser does) until none is pending."""
-    for _ in range(limit):
-        if not frame.pending or not frame.player_id:
-            break
-        more = v.run(report=(frame.player_id, {"more": True, "step": 1, "speed": 1.0,
-                                               "seq": time.time_ns() // 1000}))
-        more.ms += frame.ms
-        frame = more
+    frame = follow_pending(v, frame, limit)
     if frame.pending:
         raise RuntimeError(f"still pending after {limit} requests: {frame.pending}")
     return frame

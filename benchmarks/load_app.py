@@ -258,6 +258,19 @@ class Visitor:
                     self.values[widget.id] = state
 
 
+def follow_pending(v: Visitor, frame: Frame, limit: int) -> Frame:
+    """Ask for each model still being computed, as the player does, up to `limit` times; the frame with every
+    route there is, its `ms` summed over the requests."""
+    for _ in range(limit):
+        if not frame.pending or not frame.player_id:
+            break
+        more = v.run(report=(frame.player_id, {"more": True, "step": 1, "speed": 1.0,
+                                               "seq": time.time_ns() // 1000}))
+        more.ms += frame.ms
+        frame = more
+    return frame
+
+
 def page_cookie(base_url: str, timeout: float = 30.0) -> str | None:
     """Load the page as a browser does first and return the cookies it set ("name=value; ..."), or None."""
     with urllib.request.urlopen(base_url + "/", timeout=timeout) as r:
@@ -333,13 +346,7 @@ def play_session(base_url: str, source: int, target: int, models: list[str], ste
     try:
         first = v.run(query=query)
         map_ms = first.ms
-        for _ in range(len(models) + 2):       # the player asks for each model still being computed
-            if not first.pending or not first.player_id:
-                break
-            more = v.run(report=(first.player_id, {"more": True, "step": 1, "speed": 1.0,
-                                                   "seq": time.time_ns() // 1000}))
-            more.ms += first.ms
-            first = more
+        first = follow_pending(v, first, len(models) + 2)
         frames.append(first)
         if not first.player_id:
             errors.append("the page sent no player")
@@ -403,12 +410,7 @@ class FailoverResult:
 def _open(v: Visitor, query: str, models: list[str], expected: dict[str, list[list[int]]], steps: int,
           errors: list[str]) -> Frame:
     """Open `query` as the player does (asking for each model still computing) and check every frame drawn."""
-    page = v.run(query=query)
-    for _ in range(len(models) + 2):
-        if not page.pending or not page.player_id:
-            break
-        page = v.run(report=(page.player_id, {"more": True, "step": 1, "speed": 1.0,
-                                              "seq": time.time_ns() // 1000}))
+    page = follow_pending(v, v.run(query=query), len(models) + 2)
     errors.extend(page.errors)
     if not page.player_id:
         errors.append("the page sent no player")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import shutil
 import time
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.browser_app import CHROMIUM_ARGS  # one set of flags for the browser tests and benchmark
+from benchmarks.browser_click import project  # the map's projection, as the click benchmark computes it
 from tests.fake_models import FAKE_FAMILIES, bellman_exact_checkpoint, write_checkpoint
 
 pytestmark = pytest.mark.browser
@@ -64,20 +64,6 @@ def _canvas_not_blank(frame) -> bool:
     return len(img.getcolors(maxcolors=100_000) or range(100_001)) > 20
 
 
-def _project(view: dict, box: dict, lon, lat):
-    """(lon, lat) on the page (scalars or arrays), as deck.gl's Web Mercator view of `view` in `box` draws it."""
-    import numpy as np
-
-    scale = 512 * 2 ** view["zoom"]
-
-    def mercator(lo, la):
-        y = (1 - np.log(np.tan(np.radians(la)) + 1 / np.cos(np.radians(la))) / math.pi) / 2
-        return (np.asarray(lo) + 180) / 360 * scale, y * scale
-
-    (cx, cy), (x, y) = mercator(view["longitude"], view["latitude"]), mercator(lon, lat)
-    return x - cx + box["x"] + box["width"] / 2, y - cy + box["y"] + box["height"] / 2
-
-
 def _click_a_city(page, frame, g, src: int, dst: int) -> int:
     """Click the most isolated city visible on the map (projected as deck.gl does); returns its id."""
     import numpy as np
@@ -86,7 +72,7 @@ def _click_a_city(page, frame, g, src: int, dst: int) -> int:
 
     view = view_for_pair(g, src, dst, g.shortest_path(src, dst))
     box = frame.locator("#map canvas").first.bounding_box()
-    x, y = _project({"zoom": view.zoom, "longitude": view.longitude, "latitude": view.latitude}, box, g.lon, g.lat)
+    x, y = project({"zoom": view.zoom, "longitude": view.longitude, "latitude": view.latitude}, box, g.lon, g.lat)
     inside = ((x > box["x"] + 60) & (x < box["x"] + box["width"] - 80) & (y > box["y"] + 60)
               & (y < box["y"] + box["height"] - 60))
     inside[[src, dst]] = False
@@ -471,13 +457,13 @@ def test_the_still_preview_paints_the_map_before_deck_gl_loads(player_host):
             img.save(OUTPUT / "preview.png")
             # Each endpoint's dot (near-black, white ring) at its projected place; no dot elsewhere near it.
             for end in args["static"]["top"][0]["data"]:
-                x, y = _project(args["static"]["initialViewState"], box, *end["p"])
+                x, y = project(args["static"]["initialViewState"], box, *end["p"])
                 assert max(img.getpixel((round(x), round(y)))) < 60, end
                 assert min(img.getpixel((round(x + 40), round(y + 40)))) > 60
             # The optimal path's green between them.
             optimal = next(layer for layer in args["static"]["bottom"] if layer["id"] == "optimal")
             a, b = optimal["data"][0]["path"][1], optimal["data"][0]["path"][2]
-            x, y = _project(args["static"]["initialViewState"], box, (a[0] + b[0]) / 2, (a[1] + b[1]) / 2)
+            x, y = project(args["static"]["initialViewState"], box, (a[0] + b[0]) / 2, (a[1] + b[1]) / 2)
             r, g, bl = img.getpixel((round(x), round(y)))
             assert g > r + 40 and g > bl, (r, g, bl)
             # Let the bundle come: deck.gl draws the map and the preview goes.
