@@ -34,6 +34,7 @@ GRU_UNIT_OPS = 20.0    # a GRU cell's elementwise work per unit: 6 biases, 2 gat
                        # r * (W h), its sum and tanh, the blend (1 - z) n + z h (3)
 SOFTMAX_OPS = 5.0      # per score: the max, subtract, exp, sum, divide
 LAYER_NORM_OPS = 8.0   # per element: the mean's and variance's sums, subtract, square, divide, scale, shift
+SMOOTH_L1_OPS = 8.0    # a training loss term: the error, its size, the branch, the square or the line, weight, sum
 SILU_GATE_OPS = 6.0    # per SwiGLU unit: a sigmoid (3), the product with its input, the product with the up half
 
 

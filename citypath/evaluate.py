@@ -51,6 +51,28 @@ RATES = (*FLAGS, "illegal_jump_rate", "passes_three_checks")
 FAILED_RATIO_CAP = 2.0
 
 
+def statistic_names() -> dict[str, str]:
+    """How the summary statistics `summarise` writes read, for a chart's axis or a picker: each flag's share of
+    pairs from the metric table, then the statistics over a distribution or over several metrics."""
+    def share(name: str) -> str:
+        m = METRICS[name]
+        return f"{m.label.lower()} (share of pairs, {m.better} is better)" if m.better else f"{m.label.lower()} (share)"
+
+    return {
+        **{name: share(name) for name in FLAGS},
+        "length_ratio_mean": "mean length vs optimal (×, lower is better)",
+        "length_ratio_all_mean": f"mean length vs optimal over all pairs, a failed route as {FAILED_RATIO_CAP:g}× "
+                                 "(lower is better)",
+        "length_ratio_coverage": "share of pairs the valid-route length ratios are over",
+        "length_ratio_p95": "95th percentile length vs optimal (×, lower is better)",
+        "illegal_jump_rate": "paths with an illegal jump (share, lower is better)",
+        "flops_total": "compute per query (operations, one convention for every row)",
+        "ms_total_mean": "measured wall time per query (ms)",
+        "cpu_ms_total_mean": "measured CPU time per query, one thread (ms)",
+        "steps": "refinement steps",
+    }
+
+
 def sample_heldout_pairs(g: CityGraph, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """`n` distinct-city held-out (src, dst) pairs of `g`, drawn uniformly and deterministically from `seed`."""
     return sample_pairs(g.n_cities, n, np.random.default_rng([seed, 0x5E1D]), heldout=True, batch=max(1024, 40 * n))

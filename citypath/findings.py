@@ -267,12 +267,58 @@ def guided_frontier(report: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+def _flops(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3g}"
+
+
+def tradeoff(report: dict) -> str:
+    """The train/test-compute sweep (`results/tradeoff.json`, made by `python -m experiments.tradeoff evaluate`):
+    per family the sizes, and per quality level each size's least test-time FLOPs and the fitted slope."""
+    models, rep = report.get("models", {}), report.get("report")
+    if not models or not rep:
+        return "No sweep checkpoint has been evaluated yet (`python -m experiments.tradeoff evaluate`).\n"
+    pairs = report["pairs"]
+    out = [f"{pairs['n']:,} held-out test pairs (seed {pairs['seed']}); every size of a family saw the same number of "
+           "training paths; test-time FLOPs per query (set-up included) at the first step count that reaches the "
+           "level, with 95% bootstrap intervals over pairs; `python -m experiments.tradeoff evaluate`.", ""]
+    for fam, f in rep["families"].items():
+        runs = f["runs"]
+        sizes = ", ".join(f"`{n}` {models[n]['num_parameters']:,} parameters, {models[n]['train_flops']:.3g} "
+                          "training FLOPs" for n in runs)
+        out += [f"**{fam}** ({sizes})", "",
+                "| level | " + " | ".join(f"`{n}`" for n in runs) + " | slope (95%) |",
+                "|---|" + "---|" * len(runs) + "---|"]
+        for key in rep["levels"]:
+            c = f["all"][key]
+            cells = []
+            for p in c["points"]:
+                if p["test_flops"] is None:
+                    cells.append(f"not within {p['max_step']} steps")
+                else:
+                    lo, hi = p["ci95"]
+                    upper = _flops(hi) if hi else "open"
+                    cells.append(f"{_flops(p['test_flops'])} (step {p['step']}; {_flops(lo)}-{upper})")
+            fit = c.get("fit")
+            if not fit:
+                slope = "-"
+            elif fit["ci95"][0] is None:
+                slope = f"{fit['slope']:+.2f}"
+            else:
+                slope = f"{fit['slope']:+.2f} ({fit['ci95'][0]:+.2f} to {fit['ci95'][1]:+.2f})"
+            out.append(f"| {c['label']} | " + " | ".join(cells) + f" | {slope} |")
+        out.append("")
+    out += [f"- {line}" for line in report.get("headline", [])]
+    return "\n".join(out) + "\n"
+
+
 RENDERERS = {"results-table": results_table, "learned-gain": learned_gain_table, "classical-floor": classical_floor}
 DEPTHLM_REPORT = Path("results/depthlm-loops.json")
 GUIDED_REPORT = Path("results/guided-frontier.json")
+TRADEOFF_REPORT = Path("results/tradeoff.json")
 
 
-def render(results: dict, depthlm: dict | None = None, guided: dict | None = None) -> dict[str, str]:
+def render(results: dict, depthlm: dict | None = None, guided: dict | None = None,
+           sweep: dict | None = None) -> dict[str, str]:
     """Every block from the harness's results (and, given them, the depth-recurrent LMs' and the guided
     frontier's reports)."""
     blocks = {name: f(results) for name, f in RENDERERS.items()}
@@ -280,6 +326,8 @@ def render(results: dict, depthlm: dict | None = None, guided: dict | None = Non
         blocks["depthlm-loops"] = depthlm_loops(depthlm)
     if guided is not None:
         blocks["guided-frontier"] = guided_frontier(guided)
+    if sweep is not None:
+        blocks["tradeoff"] = tradeoff(sweep)
     return blocks
 
 
@@ -293,6 +341,12 @@ def load_guided(path: Path = GUIDED_REPORT) -> dict:
     import json
 
     return json.loads(Path(path).read_text()) if Path(path).is_file() else {"rows": {}}
+
+
+def load_tradeoff(path: Path = TRADEOFF_REPORT) -> dict:
+    import json
+
+    return json.loads(Path(path).read_text()) if Path(path).is_file() else {"models": {}}
 
 
 def rewrite(text: str, blocks: dict[str, str]) -> str:
@@ -311,23 +365,36 @@ def disagreements(text: str, blocks: dict[str, str]) -> list[str]:
     return [n for n, body in blocks.items() if have.get(n) != body]
 
 
+# Docs that repeat some of README's generated blocks (each block they hold is rewritten and checked with it).
+DOCS = (Path("docs/test-time-compute.md"),)
+
+
 def main(args) -> int:
-    """`python -m citypath findings [--check]`."""
+    """`python -m citypath findings [--check]`: README's blocks, and the same blocks where `DOCS` hold them."""
     readme = Path(args.readme)
     results_dir = Path(args.results).parent
     blocks = render(load_results(args.results), load_depthlm(results_dir / DEPTHLM_REPORT.name),
-                    load_guided(results_dir / GUIDED_REPORT.name))
-    text = readme.read_text()
+                    load_guided(results_dir / GUIDED_REPORT.name), load_tradeoff(results_dir / TRADEOFF_REPORT.name))
+    docs = [readme.parent / d for d in DOCS if (readme.parent / d).is_file()]
+    files = [(readme, blocks)]
+    for doc in docs:
+        held = {m.group("name") for m in BLOCK.finditer(doc.read_text())}
+        files.append((doc, {k: v for k, v in blocks.items() if k in held}))
     if args.check:
-        bad = disagreements(text, blocks)
-        if bad:
-            print(f"{readme} disagrees with {args.results} in: {', '.join(bad)}; run python -m citypath findings",
-                  file=sys.stderr)
-            return 1
-        print(f"{readme} agrees with {args.results}")
-        return 0
-    new = rewrite(text, blocks)
-    if new != text:
-        readme.write_text(new)
-    print(f"{'rewrote' if new != text else 'unchanged:'} {readme} from {args.results}")
+        status = 0
+        for path, wanted in files:
+            bad = disagreements(path.read_text(), wanted)
+            if bad:
+                print(f"{path} disagrees with {args.results} in: {', '.join(bad)}; run python -m citypath findings",
+                      file=sys.stderr)
+                status = 1
+            else:
+                print(f"{path} agrees with {args.results}")
+        return status
+    for path, wanted in files:
+        text = path.read_text()
+        new = rewrite(text, wanted)
+        if new != text:
+            path.write_text(new)
+        print(f"{'rewrote' if new != text else 'unchanged:'} {path} from {args.results}")
     return 0

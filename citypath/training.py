@@ -53,6 +53,11 @@ from citypath.graph import CityGraph
 
 RUNS_DIR = Path("runs")
 STATE_FILE = "state.safetensors"
+# What a card's training "flops" is, for the tasks that count it (`train_flops(batch)`, the train/test-compute
+# trade-off of experiments/tradeoff.py): the forward pass's operations by `citypath.cost`'s one convention,
+# tripled where gradients flow (backward ~ 2x forward), summed over every batch the run saw.
+TRAIN_FLOPS_NOTE = ("forward operations by citypath.cost's convention, x3 where gradients flow (backward ~2x "
+                    "forward), summed over every training batch")
 
 
 @dataclass
@@ -338,7 +343,7 @@ def train(task: TrainTask, g: CityGraph, cfg: TrainConfig, *, fresh: bool = Fals
     if d.main:  # half-written states of a run killed while saving; the last whole state is state_path
         for stale in run_dir.glob(f".{STATE_FILE}.tmp-*"):
             stale.unlink(missing_ok=True)
-    meta = {"step": 0, "paths_seen": 0, "tokens_seen": 0, "seconds": 0.0, "curves": [], "epoch": 0,
+    meta = {"step": 0, "paths_seen": 0, "tokens_seen": 0, "flops_seen": 0.0, "seconds": 0.0, "curves": [], "epoch": 0,
             "config": task.model_config, "seed": cfg.seed, "exclude_validation": cfg.exclude_validation}
     if state_path.exists() and not fresh:
         saved = read_state_meta(state_path)
@@ -393,6 +398,7 @@ def train(task: TrainTask, g: CityGraph, cfg: TrainConfig, *, fresh: bool = Fals
         model.train()
         ema_loss, tok_rate, t_last = None, 0.0, time.perf_counter()
         p, clock_ran_out = progress(), out_of_time()
+        counts_flops = hasattr(task, "train_flops")
         stopped_by = "budget"
         while p < 1.0 and not clock_ran_out:
             if stop["signal"] is not None:
@@ -414,6 +420,8 @@ def train(task: TrainTask, g: CityGraph, cfg: TrainConfig, *, fresh: bool = Fals
             meta["step"] += 1
             meta["paths_seen"] += n_paths * d.world
             meta["tokens_seen"] += int(count) * d.world
+            if counts_flops:
+                meta["flops_seen"] = meta.get("flops_seen", 0.0) + float(task.train_flops(batch)) * d.world
             now = time.perf_counter()
             tok_rate = 0.9 * tok_rate + 0.1 * (int(count) * d.world / max(now - t_last, 1e-9)) if tok_rate else \
                 int(count) * d.world / max(now - t_last, 1e-9)
@@ -498,6 +506,8 @@ def write_checkpoint(task: TrainTask, model: torch.nn.Module, g: CityGraph, cfg:
         "training": {"command": task.command, "seconds": round(meta["seconds"], 1), "hardware": hardware(),
                      "seed": cfg.seed, "paths_seen": meta["paths_seen"], "tokens_seen": meta["tokens_seen"],
                      "steps": meta["step"], "stopped_by": stopped_by,
+                     **({"flops": meta["flops_seen"], "flops_note": TRAIN_FLOPS_NOTE}
+                        if hasattr(task, "train_flops") else {}),
                      "train_config": {k: v for k, v in dataclasses.asdict(cfg).items()
                                       if k not in ("checkpoints_dir", "runs_dir", "progress")}},
         "curves": meta["curves"],

@@ -245,10 +245,25 @@ def test_same_source_and_target(app_env):
     assert any("same city" in i.value for i in at.info)
 
 
-@pytest.mark.parametrize("page", ["pages/1_Test-time_compute.py", "pages/2_Training.py", "pages/3_Dataset.py"])
+@pytest.mark.parametrize("page", ["pages/1_Test-time_compute.py", "pages/2_Training.py", "pages/3_Dataset.py",
+                                  "pages/4_Step_or_parameter.py"])
 def test_pages_run(app_env, page):
     at = AppTest.from_file(str(REPO / page), default_timeout=TIMEOUT).run()
     no_exceptions(at)
+
+
+def test_the_tradeoff_page_states_each_familys_fit_and_lists_every_point(app_env):
+    """The sweep page says, from results/tradeoff.json, each family's slope sentence (or why none), the difficulty
+    split, and lists every contour point by checkpoint."""
+    report = json.loads((REPO / "results" / "tradeoff.json").read_text())
+    at = AppTest.from_file(str(REPO / "pages/4_Step_or_parameter.py"), default_timeout=TIMEOUT).run()
+    no_exceptions(at)
+    said = " ".join(m.value for m in at.markdown)
+    for line in report["headline"] + report["difficulty"]:
+        assert line in said
+    listed = set(at.dataframe[-1].value["checkpoint"])
+    assert listed == set(report["models"])
+    assert len(at.get("arrow_vega_lite_chart")) >= 4
 
 
 def test_no_models_at_all(app_env, tmp_path, monkeypatch):

@@ -43,6 +43,38 @@ def test_a_second_run_resumes_where_the_first_stopped(tiny_graph, tmp_path, caps
     card2 = json.loads((tmp_path / "ck" / "gru-t.json").read_text())
     assert card2["training"]["steps"] > first_steps
     assert card2["curves"][:3] == card["curves"]
+    # The training compute the card records carries over the resume: the second run adds its own batches'.
+    assert 0 < card["training"]["flops"] < card2["training"]["flops"]
+    assert card2["training"]["flops"] / card["training"]["flops"] == pytest.approx(
+        card2["training"]["paths_seen"] / card["training"]["paths_seen"], rel=0.15)
+
+
+def test_training_compute_counts_each_batch_by_the_inference_convention(tiny_graph, tmp_path):
+    """A GRU batch's training FLOPs: three times the forward pass, which grows with the hops and candidates it
+    scores and with the model's width; a gnn batch's: the free rounds once, the graded rounds three times."""
+    from citypath.models.gnn import GNNConfig, readout_ops, round_ops, setup_ops
+    from citypath.tasks.gnn import GNNTask, RegionConfig
+    from citypath.tasks.gru import make_batch
+
+    cfg = _cfg(tmp_path)
+    narrow, wide = _task(tiny_graph, cfg), GRUTask(
+        tiny_graph, "small", GRUConfig(n_cities=tiny_graph.n_cities, embed_dim=32, hidden_dim=64), cfg, command="t")
+    batch, _ = narrow.batch(0, 0, 1)
+    assert 0 < narrow.train_flops(batch) < wide.train_flops(batch)
+    # The same paths twice: the per-path work doubles, the token table (once a batch) does not.
+    paths = narrow._paths(narrow.train_index[:16])
+    once = narrow.train_flops(make_batch(paths, tiny_graph.adjacency, "neighbors"))
+    twice = narrow.train_flops(make_batch(paths + paths, tiny_graph.adjacency, "neighbors"))
+    assert once < twice < 2 * once
+    gcfg = _cfg(tmp_path, name="gnn-t", batch_paths=2)
+    task = GNNTask(tiny_graph, "small", GNNConfig(hidden_dim=4, mlp_dim=8),
+                   RegionConfig(pool=4, regions_per_batch=2, val_regions=8, val_pairs=2, max_nodes=200), gcfg)
+    gb, _ = task.batch(0, 0, 1)
+    k, n = gb["nbr"].shape
+    c, free, grad = task.config, int(gb["rounds_free"]), int(gb["rounds_grad"])
+    forward_free = (setup_ops(c, n, k) + free * round_ops(c, n, k)) if free else 0.0
+    graded = setup_ops(c, n, k) + grad * (round_ops(c, n, k) + readout_ops(c, n) + 8.0 * n)
+    assert task.train_flops(gb) == pytest.approx(forward_free + 3 * graded)
 
 
 def test_state_file_round_trips_model_and_optimizer(tiny_graph, tmp_path):

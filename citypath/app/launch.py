@@ -70,36 +70,42 @@ def warm_process(log=None) -> dict[str, float]:
     stage("interesting pairs", lambda: resources.interesting(g))
     mset = stage("models", lambda: resources.models(g))
     view, _ = url.parse_query_params({}, g, cat.names, max_steps=cat.steps_max, parameters=cat.parameters)
-
     store = replays._replay_store()
-
-    def routes(question) -> None:
-        """The question's routes, a prefix family's run to the steps slider's maximum (`ReplayStore`), so moving
-        the slider or loading the pair waits for nothing."""
-        for name in question.models:
-            if name in mset.models:
-                store.get_or_compute(mset.models[name], g, question.source, question.target, question.steps,
-                                     question.seed, extend_to=cat.steps_max)
-        for name in replays.replays_so_far(mset, g, question)[1]:
-            replays.replay(mset, g, name, question)
-
-    stage("the default view's routes", lambda: routes(view.question()))
+    stage("the default view's routes", lambda: _warm_routes(store, mset, g, cat.steps_max, view.question()))
     picks_, _ = resources.interesting(g)
     stage(f"the {len(picks_)} interesting pairs' routes",
-          lambda: [routes(dataclasses.replace(view, source=p.source, target=p.target).question()) for p in picks_])
+          lambda: [_warm_routes(store, mset, g, cat.steps_max,
+                                dataclasses.replace(view, source=p.source, target=p.target).question())
+                   for p in picks_])
     service = compute.service()
     if service is not None:      # the worker process starts and loads the graph and the default models now
-        def worker() -> None:
-            question = view.question()
-            done = [service.submit(replays._job(name, question, store), 0.0) for name in question.models
-                    if name in mset.models]
-            for handle in done:
-                service.wait_any([handle], replays.WAIT_S)
-                if handle.error:
-                    raise OSError(f"the model worker process failed: {handle.error}")
-
-        stage("model worker", worker)
+        stage("model worker", lambda: _warm_worker(service, store, mset, view.question()))
     return times
+
+
+def _warm_routes(store, mset, g, steps_max: int, question) -> None:
+    """The question's routes, a prefix family's run to the steps slider's maximum (`ReplayStore`), so moving the
+    slider or loading the pair waits for nothing."""
+    from citypath.app import replays
+
+    for name in question.models:
+        if name in mset.models:
+            store.get_or_compute(mset.models[name], g, question.source, question.target, question.steps,
+                                 question.seed, extend_to=steps_max)
+    for name in replays.replays_so_far(mset, g, question)[1]:
+        replays.replay(mset, g, name, question)
+
+
+def _warm_worker(service, store, mset, question) -> None:
+    """The model worker process's first jobs (the question's models), waited for: it loads the graph and them."""
+    from citypath.app import replays
+
+    done = [service.submit(replays._job(name, question, store), 0.0) for name in question.models
+            if name in mset.models]
+    for handle in done:
+        service.wait_any([handle], replays.WAIT_S)
+        if handle.error:
+            raise OSError(f"the model worker process failed: {handle.error}")
 
 
 def main(argv: list[str] | None = None) -> int:

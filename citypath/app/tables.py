@@ -20,9 +20,8 @@ import numpy as np
 import pandas as pd
 
 from citypath.cost import human as human_ops
-from citypath.evaluate import FAILED_RATIO_CAP, FLAGS
+from citypath.evaluate import statistic_names
 from citypath.graph import CityGraph
-from citypath.metrics import METRICS
 from citypath.models import RoutingModel
 from citypath.registry import FAMILIES
 
@@ -330,27 +329,8 @@ def path_length_sample(g: CityGraph, sources: int = 12, seed: int = 0) -> pd.Dat
 
 # -- the equal-compute frontier ---------------------------------------------------------------
 
-def _share_name(name: str) -> str:
-    """How a page names the share of pairs where a yes/no metric holds, from the metric table."""
-    m = METRICS[name]
-    return f"{m.label.lower()} (share of pairs, {m.better} is better)" if m.better else f"{m.label.lower()} (share)"
-
-
-# The harness's summary statistics as the pages name them: each flag's share from the metric table; the
-# statistics over several metrics or over a distribution (the harness's own, `evaluate.summarise`) by hand.
-METRIC_NAMES = {
-    **{name: _share_name(name) for name in FLAGS},
-    "length_ratio_mean": "mean length vs optimal (×, lower is better)",
-    "length_ratio_all_mean": f"mean length vs optimal over all pairs, a failed route as {FAILED_RATIO_CAP:g}× "
-                             "(lower is better)",
-    "length_ratio_coverage": "share of pairs the valid-route length ratios are over",
-    "length_ratio_p95": "95th percentile length vs optimal (×, lower is better)",
-    "illegal_jump_rate": "paths with an illegal jump (share, lower is better)",
-    "flops_total": "compute per query (operations, one convention for every row)",
-    "ms_total_mean": "measured wall time per query (ms)",
-    "cpu_ms_total_mean": "measured CPU time per query, one thread (ms)",
-    "steps": "refinement steps",
-}
+# The harness's summary statistics as the pages name them (`evaluate.STATISTICS`, from the metric table).
+METRIC_NAMES = statistic_names()
 FRONTIER_MIN_VALID = 0.99   # a point counts for the finding only if it routes this share of pairs validly
 
 

@@ -63,7 +63,10 @@ class GNNConfig:
 
 
 
-SIZES = {"small": dict(hidden_dim=12, mlp_dim=32)}
+SIZES = {"small": dict(hidden_dim=12, mlp_dim=32),
+         # The train/test-compute sweep's other sizes (experiments/tradeoff.py): 181 and 5,657 parameters (31x).
+         "tiny": dict(hidden_dim=4, mlp_dim=8),
+         "large": dict(hidden_dim=24, mlp_dim=64)}
 
 
 # -- the message graph -------------------------------------------------------------------------

@@ -68,6 +68,11 @@ SIZES = {
     # name: config overrides; gru-large has 4.1x the parameters of gru-small (3.26M vs 0.79M).
     "small": dict(embed_dim=32, hidden_dim=128),
     "large": dict(embed_dim=128, hidden_dim=256),
+    # The train/test-compute sweep's other sizes (experiments/tradeoff.py): 0.11M, 0.38M and 4.1M parameters,
+    # tiny to xl spanning 38x.
+    "tiny": dict(embed_dim=4, hidden_dim=16),
+    "mini": dict(embed_dim=16, hidden_dim=64),
+    "xl": dict(embed_dim=128, hidden_dim=512),
 }
 
 

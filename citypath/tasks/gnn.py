@@ -12,6 +12,7 @@ import scipy.sparse as sp
 import torch
 from scipy.sparse.csgraph import connected_components, dijkstra
 
+from citypath import cost
 from citypath.geo import haversine_km
 from citypath.graph import CityGraph, radius_edges
 from citypath.models.base import count_parameters
@@ -23,6 +24,9 @@ from citypath.models.gnn import (
     RecurrentMPNN,
     message_graph,
     query_features,
+    readout_ops,
+    round_ops,
+    setup_ops,
 )
 from citypath.split import sample_pairs, train_mask
 from citypath.training import batch_rng, task_from_args
@@ -112,6 +116,11 @@ TRAIN_DEFAULTS = {
     # 4-16 steps on training-split pairs than 120,000 (results/gnn-budget/, docs/test-time-compute.md).
     "small": dict(lr=3e-3, batch_paths=8, total_paths=120_000, max_minutes=600.0, epoch_paths=12_000,
                   warmup_steps=100, threads=1, card_pairs=200),
+    # The sweep's sizes (experiments/tradeoff.py sets one budget of graphs for every size with --paths).
+    "tiny": dict(lr=3e-3, batch_paths=8, total_paths=30_000, max_minutes=600.0, epoch_paths=6_000,
+                 warmup_steps=100, threads=1, card_pairs=50),
+    "large": dict(lr=3e-3, batch_paths=8, total_paths=30_000, max_minutes=600.0, epoch_paths=6_000,
+                  warmup_steps=100, threads=1, card_pairs=50),
 }
 
 
@@ -154,6 +163,17 @@ class GNNTask:
         grad = int(rng.integers(1, rc.max_grad_rounds + 1))
         return region_batch(self.g, [self.train_pool[i] for i in picks], rng, free, grad,
                             exclude_validation=self.cfg.exclude_validation), len(picks)
+
+    def train_flops(self, batch: dict[str, torch.Tensor]) -> float:
+        """Operations of one training batch by the inference convention (`citypath.models.gnn`'s set-up, round and
+        read-out counts on the batch's n cities and k slots): the rounds without gradient once, the set-up and the
+        graded rounds with their read-out and loss three times (backward ~ 2x forward)."""
+        k, n = batch["nbr"].shape
+        free, grad = int(batch["rounds_free"]), int(batch["rounds_grad"])
+        c = self.config
+        no_grad = (setup_ops(c, n, k) + free * round_ops(c, n, k)) if free else 0.0
+        graded = setup_ops(c, n, k) + grad * (round_ops(c, n, k) + readout_ops(c, n) + cost.SMOOTH_L1_OPS * n)
+        return no_grad + 3.0 * graded
 
     def val_batches(self):
         return self._val

@@ -5,13 +5,15 @@ The loop itself is `citypath.training.train`; batches are a pure function of (se
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict
 
 import numpy as np
 import torch
 
+from citypath import cost
 from citypath.graph import CityGraph
-from citypath.models.gru import SIZES, GRUConfig, GRUNet, Tables, city_xy, decode
+from citypath.models.gru import SIZES, GRUConfig, GRUNet, Tables, city_xy, decode, decode_setup_ops, hop_ops
 from citypath.training import batch_rng, config_from_args, spd_training_split
 
 
@@ -52,6 +54,11 @@ TRAIN_DEFAULTS = {
     # included (docs/models.md). gru-large costs ~5x the FLOPs per prediction, so it sees fewer paths.
     "small": dict(lr=3e-3, batch_paths=128, total_paths=450_000, max_minutes=600.0, epoch_paths=50_000),
     "large": dict(lr=2e-3, batch_paths=128, total_paths=250_000, max_minutes=600.0, epoch_paths=25_000),
+    # The sweep's sizes (experiments/tradeoff.py sets one path budget for every size with --paths): the learning
+    # rates of the shipped sizes, 3e-3 up to ~1M parameters and 2e-3 above.
+    "tiny": dict(lr=3e-3, batch_paths=128, total_paths=100_000, max_minutes=600.0, epoch_paths=20_000),
+    "mini": dict(lr=3e-3, batch_paths=128, total_paths=100_000, max_minutes=600.0, epoch_paths=20_000),
+    "xl": dict(lr=2e-3, batch_paths=128, total_paths=100_000, max_minutes=600.0, epoch_paths=20_000),
 }
 
 
@@ -78,6 +85,25 @@ class GRUTask:
         index = self.train_index[rng.integers(0, len(self.train_index), self.cfg.batch_paths)]
         paths = self._paths(index)
         return make_batch(paths, self.g.adjacency, self.config.output), len(paths)
+
+    def train_flops(self, batch: dict[str, torch.Tensor]) -> float:
+        """Operations of one teacher-forced batch by the decoding convention (`citypath.models.gru`): the whole token
+        table once, each path's initial state (`decode_setup_ops` without the revisit mask), each prediction's hop
+        over its real candidate count, then a softmax cross-entropy term per candidate; x3 (backward ~ 2x forward)."""
+        c = self.config
+        n_paths = len(batch["lengths"])
+        # The token table: Fourier features (sin, cos of each frequency and coordinate), their projection, the add.
+        table = cost.matmul(c.n_cities, 2 + 4 * c.fourier_freqs, c.embed_dim)
+        table += c.n_cities * (c.embed_dim + 12 * c.fourier_freqs)
+        setup = decode_setup_ops(dataclasses.replace(c, no_revisit=False), n_paths)
+        if c.output == "neighbors":
+            widths, counts = np.unique(np.bincount(batch["cand_owner"].numpy()), return_counts=True)
+            hops = sum(int(k) * hop_ops(c, int(w), False) for w, k in zip(widths, counts))
+            hops += cost.SOFTMAX_OPS * len(batch["cand"])
+        else:
+            n_pred = int((batch["lengths"] - 1).sum())
+            hops = n_pred * (hop_ops(c, c.n_cities, False) + cost.SOFTMAX_OPS * c.n_cities)
+        return 3.0 * (table + setup + hops)
 
     def val_batches(self):
         paths = self._paths(self.val_index)
