@@ -307,7 +307,11 @@ def tradeoff(report: dict) -> str:
                 slope = f"{fit['slope']:+.2f} ({fit['ci95'][0]:+.2f} to {fit['ci95'][1]:+.2f})"
             out.append(f"| {c['label']} | " + " | ".join(cells) + f" | {slope} |")
         out.append("")
-    out += [f"- {line}" for line in report.get("headline", [])]
+    flops = sum(m["train_flops"] for m in models.values())
+    minutes = sum(m.get("train_seconds") or 0 for m in models.values()) / 60
+    out += [f"The whole sweep: {len(models)} trainings, {flops:.3g} training FLOPs, {minutes:.0f} min of training "
+            "on the 2-core CPU (the cards' seconds, SPD build and card metrics apart).", ""]
+    out += [f"- {line}" for line in report.get("headline", []) + report.get("difficulty", [])]
     return "\n".join(out) + "\n"
 
 

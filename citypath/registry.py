@@ -32,11 +32,11 @@ def _family(name: str, sizes: tuple[str, ...], cls: str, loss: str, post_nll: bo
 NEXT_CITY_NLL = "cross-entropy per predicted city, softmax over all cities (nats)"
 
 FAMILIES: dict[str, Family] = {
-    "gru": _family("gru", ("small", "large"), "GRUModel",
+    "gru": _family("gru", ("small", "large", "tiny", "mini", "xl"), "GRUModel",
                    "cross-entropy per predicted city, softmax over the current city's neighbours (nats)"),
     "refiner": _family("refiner", ("small", "medium", "tiny"), "RefinerModel",
                        "cross-entropy per hop over the current city's neighbours (nats)"),
-    "gnn": _family("gnn", ("small",), "GNNModel",
+    "gnn": _family("gnn", ("small", "tiny", "large"), "GNNModel",
                    "smooth-L1 error of the predicted detour to the target (radius units)"),
     "postrnn": _family("postrnn", ("small", "large"), "PostRNNModel", NEXT_CITY_NLL, post_nll=True),
     "bellman": _family("bellman", ("tiny",), "BellmanModel",

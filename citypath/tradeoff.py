@@ -172,20 +172,24 @@ def contour(runs: Sequence[Run], level: Level, subset: np.ndarray, boot: np.ndar
 
 
 def slope_sentence(slope: float, ci: Sequence[float | None], x: str, level: Level, saturated: bool) -> str:
-    """The fitted slope in words: how much test-time compute 10x more `x` removes at `level`."""
+    """The fitted slope in words: what 10x more `x` does to the test-time compute needed at `level`."""
     what = "training compute" if x == "train_flops" else "parameters"
     lo, hi = ci
-    span = f" (95% interval {10 ** -hi:.3g}x-{10 ** -lo:.3g}x)" if lo is not None and hi is not None else ""
     if saturated:
         return (f"at {level.label} every size already reaches the level at its first step, so the slope "
                 f"({slope:+.2f}) only tracks what one step costs at each size")
+    if lo is None or hi is None:
+        return (f"at {level.label}, 10x more {what} changes the test-time compute needed {10 ** slope:.3g}x "
+                "(no interval: too few resamples reach the level at every size)")
+    if lo <= 0 <= hi:
+        return (f"at {level.label}, 10x more {what} changes the test-time compute needed {10 ** slope:.3g}x "
+                f"(95% interval {10 ** lo:.3g}x-{10 ** hi:.3g}x): the interval holds 1x, so neither more steps "
+                "nor more size is shown to be the cheaper way there")
     if slope < 0:
-        core = f"10x more {what} removes {10 ** -slope:.3g}x of the test-time compute{span}"
-    else:
-        core = f"10x more {what} costs {10 ** slope:.3g}x more test-time compute{span}: a step is cheaper than size"
-    if lo is not None and hi is not None and lo <= 0 <= hi:
-        core += "; the interval holds 1x, so no trade-off is resolved"
-    return f"at {level.label}, {core}"
+        return (f"at {level.label}, 10x more {what} removes {10 ** -slope:.3g}x of the test-time compute "
+                f"(95% interval {10 ** -hi:.3g}x-{10 ** -lo:.3g}x)")
+    return (f"at {level.label}, 10x more {what} costs {10 ** slope:.3g}x more test-time compute "
+            f"(95% interval {10 ** lo:.3g}x-{10 ** hi:.3g}x): a smaller model thinking longer is the cheaper way")
 
 
 def terciles(hops: np.ndarray) -> dict[str, np.ndarray]:
@@ -208,7 +212,7 @@ def tradeoff_report(runs: Mapping[str, Run], hops: Sequence[int], levels: Sequen
     families = sorted({r.family for r in runs.values()})
     subsets = {"all": np.arange(n), **terciles(hops)}
     boots = {name: rng.integers(0, len(s), size=(resamples, len(s))) for name, s in subsets.items()}
-    out: dict = {"levels": [lv.key for lv in levels], "resamples": resamples, "seed": seed,
+    out: dict = {"levels": [lv.key for lv in levels], "resamples": resamples, "seed": seed, "min_points": min_points,
                  "difficulty": {name: {"pairs": int(len(s)),
                                        "hops": [int(hops[s].min()), int(hops[s].max())] if len(s) else None}
                                 for name, s in subsets.items() if name != "all"},
@@ -240,7 +244,8 @@ def substitution(report: Mapping) -> dict:
                 elif small["test_flops"] is None:
                     verdict = f"the smallest never reaches it within {small['max_step']} steps: no substitute"
                 else:
-                    verdict = (f"the smallest reaches it at {small['step']} steps, "
+                    steps = f"{small['step']} step{'s' if small['step'] != 1 else ''}"
+                    verdict = (f"the smallest reaches it at {steps}, "
                                f"{small['test_flops'] / large['test_flops']:.3g}x the largest's test-time FLOPs")
                 rows[key] = {"smallest": small["name"], "largest": large["name"], "verdict": verdict,
                              "smallest_step": small["step"], "largest_step": large["step"],
@@ -261,11 +266,14 @@ def difficulty_sentences(report: Mapping, levels: Sequence[Level] = LEVELS) -> l
         if not keys:
             lines.append(f"{fam}: its largest size reaches no level on every third of the pairs.")
             continue
-        key = keys[-1]
+        # The level that tells thirds apart: the smallest size reaches it on some thirds and not on others.
+        telling = [k for k in keys if len({by[t][k]["smallest_step"] is None for t in TERCILES}) == 2]
+        key = (telling or keys)[-1]
         label = next(lv.label for lv in levels if lv.key == key)
+        why = "the strictest level its largest size reaches on every third" + \
+            (" and its smallest on some" if telling else "")
         parts = [f"{t} routes: {by[t][key]['verdict']}" for t in TERCILES]
-        lines.append(f"{fam} at {label} (the strictest its largest size reaches on every third): " + "; ".join(parts)
-                     + ".")
+        lines.append(f"{fam} at {label} ({why}): " + "; ".join(parts) + ".")
     return lines
 
 
@@ -273,12 +281,32 @@ def headline(report: Mapping) -> list[str]:
     """One sentence per family: the fitted slope at the strictest level that has one (all pairs), else why none."""
     lines = []
     for fam, f in report["families"].items():
-        fitted = [c for c in f["all"].values() if c.get("fit") and not c["fit"]["saturated"]]
+        contours = list(f["all"].values())
+        fitted = [c for c in contours if c.get("fit") and not c["fit"]["saturated"]]
         if fitted:
-            c = fitted[-1]
-            lines.append(f"{fam}: {c['fit']['sentence']}.")
-        else:
-            reasons = "; ".join(f"{c['label']}: {c.get('why_no_fit') or c['fit']['sentence']}"
-                                for c in f["all"].values())
-            lines.append(f"{fam}: no slope fits ({reasons}).")
+            line = f"{fam}: {fitted[-1]['fit']['sentence']}"
+            unreached = []
+            for c in contours[contours.index(fitted[-1]) + 1:]:       # the stricter levels
+                reach = [f"{p['name']} (at {p['step']} step{'s' if p['step'] != 1 else ''})" for p in c["points"]
+                         if p["test_flops"] is not None]
+                if reach:
+                    line += f"; only {', '.join(reach)} reach{'es' if len(reach) == 1 else ''} {c['label']}"
+                else:
+                    unreached.append(c["label"])
+            if unreached:
+                line += f"; no size reaches {' or '.join(unreached)} within its steps"
+            lines.append(line + ".")
+            continue
+        sizes = len(contours[0]["points"]) if contours else 0
+        reached = {c["label"]: sum(p["test_flops"] is not None for p in c["points"]) for c in contours}
+        most = max(reached.values(), default=0)
+        never = [label for label, k in reached.items() if k == 0]
+        line = f"{fam}: no line fits: at most {most} of its {sizes} sizes reach a level within their steps"
+        line += f" (a line needs {report.get('min_points', 3)})"
+        if any(c.get("fit") for c in contours):
+            line = (f"{fam}: no line beyond the first step: at each level all its sizes reach, each does so at its "
+                    "first step")
+        if never:
+            line += f"; none reaches {', '.join(never)}"
+        lines.append(line + ".")
     return lines

@@ -25,6 +25,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from filelock import FileLock
+
 from citypath.cache import write_atomic
 from citypath.evaluate import evaluate_model, sample_heldout_pairs
 from citypath.graph import CityGraph, load_graph
@@ -39,7 +41,7 @@ SCHEMA = 1
 # to the largest count gives every smaller one).
 SWEEP = {
     "gru": {"paths": 100_000, "sizes": ("tiny", "mini", "small", "xl"), "steps": (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)},
-    "gnn": {"paths": 30_000, "sizes": ("tiny", "small", "large"), "steps": (1, 2, 3, 4, 6, 8)},
+    "gnn": {"paths": 30_000, "sizes": ("tiny", "small", "large"), "steps": (1, 2, 3, 4, 6, 8, 12, 16)},
 }
 
 
@@ -114,10 +116,11 @@ def evaluate(g: CityGraph, names: list[str], directory: Path, n_pairs: int, seed
                              "its command")
         entry = evaluate_model(m, g, srcs, dsts, steps.get(m.family, SWEEP.get(m.family, {}).get("steps", (1, 2, 4))),
                                bootstrap=1000, progress=progress)
-        models[name] = {**compact(entry), "size": card.get("size", ""), "train_flops": float(tr["flops"]),
-                        "train_seconds": tr.get("seconds"), "train_paths": tr.get("paths_seen"),
-                        "command": tr.get("command")}
-        doc = write(out, pairs, hops, models, resamples, min_points)
+        done = {**compact(entry), "size": card.get("size", ""), "train_flops": float(tr["flops"]),
+                "train_seconds": tr.get("seconds"), "train_paths": tr.get("paths_seen"), "command": tr.get("command")}
+        with FileLock(out.parent / f".{out.name}.lock"):   # merged into what is there now (another run may write)
+            models = json.loads(out.read_text()).get("models", {}) if out.exists() else {}
+            doc = write(out, pairs, hops, {**models, name: done}, resamples, min_points)
     if not names:
         doc = write(out, pairs, hops, models, resamples, min_points)
     return doc

@@ -9,7 +9,16 @@ from pathlib import Path
 import pytest
 
 from citypath.evaluate import load_results
-from citypath.findings import disagreements, guided_frontier, load_depthlm, load_guided, render, rewrite
+from citypath.findings import (
+    DOCS,
+    disagreements,
+    guided_frontier,
+    load_depthlm,
+    load_guided,
+    load_tradeoff,
+    render,
+    rewrite,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,7 +32,13 @@ def test_readme_agrees_with_results(results):
     text = (ROOT / "README.md").read_text()
     depthlm = load_depthlm(ROOT / "results" / "depthlm-loops.json")
     guided = load_guided(ROOT / "results" / "guided-frontier.json")
-    assert disagreements(text, render(results, depthlm, guided)) == [], "run: python -m citypath findings"
+    sweep = load_tradeoff(ROOT / "results" / "tradeoff.json")
+    blocks = render(results, depthlm, guided, sweep)
+    assert disagreements(text, blocks) == [], "run: python -m citypath findings"
+    for doc in DOCS:                 # the docs that repeat a block say the same
+        held = (ROOT / doc).read_text()
+        assert "<!-- findings:tradeoff -->" in held
+        assert disagreements(held, {k: v for k, v in blocks.items() if f"<!-- findings:{k} -->" in held}) == [], doc
 
 
 def _guided_report(expansions: list[float], alt_ci: list[float]) -> dict:

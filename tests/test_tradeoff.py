@@ -76,6 +76,23 @@ def test_contour_says_why_no_line_fits():
     assert "2 of 3 sizes reach mean ratio <= 1.01" in c["why_no_fit"] and "small never" in c["why_no_fit"]
 
 
+def test_report_sentences_follow_the_contours():
+    """The headline states the hand-worked slope; on the long third (pair 3, which the smallest run needs
+    more steps for) the difficulty sentence says whether the smallest size reaches the level by thinking longer."""
+    from citypath.tradeoff import difficulty_sentences, headline
+
+    report = tradeoff_report({r.name: r for r in RUNS}, [1, 2, 3, 4], [Level("valid", ">=", 0.75)], resamples=50)
+    assert headline(report) == [f"toy: {report['families']['toy']['all']['valid>=0.75']['fit']['sentence']}."]
+    assert "removes 10x" in headline(report)[0]
+    (line,) = difficulty_sentences(report, [Level("valid", ">=", 0.75)])
+    assert line.startswith("toy at valid >= 75%")
+    assert "long routes: the smallest reaches it at 4 steps, 200x the largest's test-time FLOPs" in line
+    assert "short routes: the smallest reaches it at 1 step, 50x" in line
+    two = tradeoff_report({"small": SMALL, "middle": MIDDLE}, [1, 2, 3, 4], resamples=20)
+    assert headline(two)[0].startswith("toy: no line fits: at most 2 of its 2 sizes reach a level") and \
+        "(a line needs 3)" in headline(two)[0]
+
+
 def test_terciles_split_by_hop_count():
     parts = terciles(np.array([5, 1, 3, 2, 4, 6]))
     assert {k: v.tolist() for k, v in parts.items()} == {"short": [1, 3], "medium": [2, 4], "long": [0, 5]}

@@ -83,7 +83,8 @@ def contour_chart(table: pd.DataFrame, x: str = "training FLOPs", column: str = 
     base = alt.Chart(reached).encode(
         x=alt.X(f"{x}:Q", scale=alt.Scale(type="log"), axis=alt.Axis(format="~s"),
                 title=x if x != "training FLOPs" else "training compute (FLOPs)"),
-        color=alt.Color("level:N", sort=alt.SortField("level_order"), title="quality level"))
+        color=alt.Color("level:N", sort=alt.SortField("level_order"), title="quality level",
+                        scale=alt.Scale(scheme="tableau10")))
     lines = base.mark_line(point=alt.OverlayMarkDef(size=60, filled=True)).encode(
         y=alt.Y("test FLOPs:Q", scale=alt.Scale(type="log"), axis=alt.Axis(format="~s"),
                 title="least test-time FLOPs per query"),
@@ -92,7 +93,8 @@ def contour_chart(table: pd.DataFrame, x: str = "training FLOPs", column: str = 
                  alt.Tooltip("test FLOPs:Q", format=".3~s"), alt.Tooltip("test_lo:Q", format=".3~s"),
                  alt.Tooltip("test_hi:Q", format=".3~s")])
     bars = base.mark_rule(opacity=0.6).encode(y="test_lo:Q", y2="test_hi:Q")
-    return (bars + lines).properties(width=width, height=height).facet(column=alt.Column(f"{column}:N", title=None))
+    return (bars + lines).properties(width=width, height=height).facet(
+        column=alt.Column(f"{column}:N", title=None)).resolve_scale(x="independent")
 
 
 def curve_chart(table: pd.DataFrame, y: str = "mean ratio (all pairs)", width: int = 300,
@@ -105,4 +107,5 @@ def curve_chart(table: pd.DataFrame, y: str = "mean ratio (all pairs)", width: i
         color=alt.Color("checkpoint:N", sort=alt.SortField("training FLOPs")),
         tooltip=["checkpoint", "step", alt.Tooltip("test FLOPs:Q", format=".3~s"), alt.Tooltip(f"{y}:Q", format=".4f"),
                  alt.Tooltip("CPU ms:Q", format=".1f")],
-    ).properties(width=width, height=height).facet(column=alt.Column("family:N", title=None))
+    ).properties(width=width, height=height).facet(column=alt.Column("family:N", title=None)).resolve_scale(
+        x="independent", color="independent")
