@@ -78,14 +78,7 @@ def cpu_forced(env: Mapping[str, str] | None = None) -> bool:
 
 def runs_at_once(env: Mapping[str, str] | None = None) -> int:
     """$CITYPATH_RUNS_AT_ONCE (a whole number >= 1), default 1."""
-    value = _env(env).get("CITYPATH_RUNS_AT_ONCE", "").strip() or "1"
-    try:
-        n = int(value)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise ValueError(f"CITYPATH_RUNS_AT_ONCE must be a whole number of at least 1, got {value!r}")
-    return n
+    return _whole(env, "CITYPATH_RUNS_AT_ONCE", "1", 1)
 
 
 def _whole(env: Mapping[str, str] | None, name: str, default: str, least: int) -> int:
@@ -107,3 +100,16 @@ def compute_workers(env: Mapping[str, str] | None = None) -> int:
 def harness_budget_s(env: Mapping[str, str] | None = None) -> float:
     """$CITYPATH_HARNESS_BUDGET_S (estimated CPU seconds, a whole number >= 1), default 120."""
     return float(_whole(env, "CITYPATH_HARNESS_BUDGET_S", "120", 1))
+
+
+def check(env: Mapping[str, str] | None = None) -> None:
+    """Raise ValueError naming the first CITYPATH_* value that cannot be read, before anything is loaded (the
+    launcher calls it first, so a typo is said in a second, not after the graph and the models are warm)."""
+    radius = _env(env).get("CITYPATH_RADIUS_KM", "").strip()
+    try:
+        graph_radius_km(env)
+    except ValueError:
+        raise ValueError(f"CITYPATH_RADIUS_KM must be a number of km, got {radius!r}") from None
+    runs_at_once(env)
+    compute_workers(env)
+    harness_budget_s(env)

@@ -360,6 +360,9 @@ def train(task: TrainTask, g: CityGraph, cfg: TrainConfig, *, fresh: bool = Fals
                              "--keep-validation-pairs setting, or pass --fresh to start over")
         meta.update(load_state(state_path, model, opt, ema))
         meta["config"] = task.model_config
+        # A state saved before training compute was counted: what it spent is unknown, so the card says none.
+        if "flops_seen" not in saved:
+            meta["flops_seen"] = None
         if d.main:
             print(f"resuming {cfg.name} at step {meta['step']} ({meta['paths_seen']:,} paths, "
                   f"{meta['seconds'] / 60:.1f} min)", file=sys.stderr)
@@ -420,8 +423,8 @@ def train(task: TrainTask, g: CityGraph, cfg: TrainConfig, *, fresh: bool = Fals
             meta["step"] += 1
             meta["paths_seen"] += n_paths * d.world
             meta["tokens_seen"] += int(count) * d.world
-            if counts_flops:
-                meta["flops_seen"] = meta.get("flops_seen", 0.0) + float(task.train_flops(batch)) * d.world
+            if counts_flops and meta.get("flops_seen") is not None:
+                meta["flops_seen"] += float(task.train_flops(batch)) * d.world
             now = time.perf_counter()
             tok_rate = 0.9 * tok_rate + 0.1 * (int(count) * d.world / max(now - t_last, 1e-9)) if tok_rate else \
                 int(count) * d.world / max(now - t_last, 1e-9)
@@ -506,7 +509,7 @@ def write_checkpoint(task: TrainTask, model: torch.nn.Module, g: CityGraph, cfg:
         "training": {"command": task.command, "seconds": round(meta["seconds"], 1), "hardware": hardware(),
                      "seed": cfg.seed, "paths_seen": meta["paths_seen"], "tokens_seen": meta["tokens_seen"],
                      "steps": meta["step"], "stopped_by": stopped_by,
-                     **({"flops": meta["flops_seen"], "flops_note": TRAIN_FLOPS_NOTE}
+                     **({"flops": meta.get("flops_seen"), "flops_note": TRAIN_FLOPS_NOTE}
                         if hasattr(task, "train_flops") else {}),
                      "train_config": {k: v for k, v in dataclasses.asdict(cfg).items()
                                       if k not in ("checkpoints_dir", "runs_dir", "progress")}},

@@ -49,6 +49,26 @@ def test_a_second_run_resumes_where_the_first_stopped(tiny_graph, tmp_path, caps
         card2["training"]["paths_seen"] / card["training"]["paths_seen"], rel=0.15)
 
 
+def test_a_run_resumed_from_a_state_saved_before_compute_was_counted_records_none(tiny_graph, tmp_path):
+    """Its card cannot know what the first part of the run spent: `training.flops` is None, never a part."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    cfg = _cfg(tmp_path, total_paths=600)
+    train(_task(tiny_graph, cfg), tiny_graph, cfg)
+    state = tmp_path / "runs" / "gru-t" / "state.safetensors"
+    with safe_open(str(state), "pt") as f:
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    old = json.loads(meta["state"])
+    del old["flops_seen"]
+    save_file(tensors, str(state), metadata={**meta, "state": json.dumps(old)})
+    cfg2 = _cfg(tmp_path, total_paths=1200)
+    train(_task(tiny_graph, cfg2), tiny_graph, cfg2)
+    card = json.loads((tmp_path / "ck" / "gru-t.json").read_text())
+    assert card["training"]["paths_seen"] >= 1200 and card["training"]["flops"] is None
+
+
 def test_training_compute_counts_each_batch_by_the_inference_convention(tiny_graph, tmp_path):
     """A GRU batch's training FLOPs: three times the forward pass, which grows with the hops and candidates it
     scores and with the model's width; a gnn batch's: the free rounds once, the graded rounds three times."""

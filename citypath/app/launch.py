@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from citypath import settings
+
 APP = Path(__file__).resolve().parents[2] / "app.py"
 BARE_MODE_LOGGERS = ("streamlit.runtime.scriptrunner_utils.script_run_context",
                      "streamlit.runtime.caching.cache_data_api")
@@ -121,8 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     print("citypath: loading the graph and the models before serving…", file=sys.stderr, flush=True)
     try:
-        from citypath.app import turns  # noqa: F401  (reads CITYPATH_RUNS_AT_ONCE: a bad value is said here too)
-
+        settings.check()        # every CITYPATH_* number first: a typo is said before anything loads
         warm_process(log=lambda line: print(f"  {line}", file=sys.stderr, flush=True))
     except (OSError, ValueError) as e:    # an unwritable cache, a bad CITYPATH_* value: say which, serve nothing
         print(f"error: {e}", file=sys.stderr)
