@@ -324,6 +324,15 @@ def train(task: TrainTask, g: CityGraph, cfg: TrainConfig, *, fresh: bool = Fals
 
     Returns the checkpoint's weights path on the main process, None on the others.
     """
+    try:
+        return _train(task, g, cfg, fresh=fresh)
+    finally:
+        # The process's float mode goes back to IEEE's: a task that flushed denormals to zero (below) must not
+        # leave it set for what runs next in the same process (a harness, a test: hypothesis refuses to draw floats).
+        torch.set_flush_denormal(False)
+
+
+def _train(task: TrainTask, g: CityGraph, cfg: TrainConfig, *, fresh: bool = False) -> Path | None:
     d = init_distributed()
     threads = cfg.threads or max(1, (os.cpu_count() or 1) // d.world)  # 0 or None: share the cores out
     torch.set_num_threads(threads)

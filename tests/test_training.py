@@ -97,6 +97,26 @@ def test_training_compute_counts_each_batch_by_the_inference_convention(tiny_gra
     assert task.train_flops(gb) == pytest.approx(forward_free + 3 * graded)
 
 
+def test_a_task_that_flushes_denormals_leaves_the_process_as_it_found_it(tiny_graph, tmp_path):
+    """The post's RNN trains with denormals flushed to zero; after train() returns, tiny floats are floats again
+    (a process-wide mode that leaked made hypothesis refuse to draw floats in whatever test ran next)."""
+    import torch
+
+    cfg = _cfg(tmp_path, total_paths=200)
+    task = _task(tiny_graph, cfg)
+    task.flush_denormal = True
+    seen, real_batch = [], task.batch
+
+    def batch(*args):
+        seen.append(float(torch.tensor([1e-310], dtype=torch.float64)[0] * 1.0))
+        return real_batch(*args)
+
+    task.batch = batch
+    train(task, tiny_graph, cfg)
+    assert seen and seen[0] == 0.0                             # flushed while it trained
+    assert float(torch.tensor([1e-310], dtype=torch.float64)[0] * 1.0) == 1e-310   # and not after
+
+
 def test_state_file_round_trips_model_and_optimizer(tiny_graph, tmp_path):
     import torch
 
