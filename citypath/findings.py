@@ -315,14 +315,36 @@ def tradeoff(report: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+def benchmark_models(bench: dict) -> str:
+    """One refinement step of every shipped checkpoint against one Dijkstra query (`results/benchmarks.json`'s
+    models section, made by `python -m benchmarks.run`)."""
+    sec = bench.get("models") or {}
+    rows = sec.get("models") or {}
+    if not rows:
+        return "No benchmark run recorded yet (`nice -n 5 python -m benchmarks.run`).\n"
+    out = [f"{sec['pairs']} held-out pairs (seed {sec['pair_seed']}; optimal paths of {sec['mean_optimal_hops']} "
+           f"hops on average), {sec['torch_threads']} torch thread, run of {bench.get('date', '?')}; Dijkstra "
+           f"{sec['dijkstra_ms_mean']:.1f} ms mean ({sec['dijkstra_ms_median']:.1f} median).", "",
+           "| model | family | parameters | steps | first step | / Dijkstra | mean step | / Dijkstra "
+           "| first call (one-off) |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    order = sorted(rows.items(), key=lambda kv: (kv[1]["family"] != "classical", kv[1]["parameters"], kv[0]))
+    for name, r in order:
+        out.append(f"| `{name}` | {r['family']} | {r['parameters']:,} | {r['steps']} | "
+                   f"{r['first_step_ms_mean']:.1f} ms | {r['first_step_vs_dijkstra']:.2f}x | "
+                   f"{r['mean_step_ms']:.1f} ms | {r['mean_step_vs_dijkstra']:.2f}x | {r['first_call_ms']:.0f} ms |")
+    return "\n".join(out) + "\n"
+
+
 RENDERERS = {"results-table": results_table, "learned-gain": learned_gain_table, "classical-floor": classical_floor}
 DEPTHLM_REPORT = Path("results/depthlm-loops.json")
 GUIDED_REPORT = Path("results/guided-frontier.json")
 TRADEOFF_REPORT = Path("results/tradeoff.json")
+BENCHMARKS = Path("results/benchmarks.json")
 
 
 def render(results: dict, depthlm: dict | None = None, guided: dict | None = None,
-           sweep: dict | None = None) -> dict[str, str]:
+           sweep: dict | None = None, bench: dict | None = None) -> dict[str, str]:
     """Every block from the harness's results (and, given them, the depth-recurrent LMs' and the guided
     frontier's reports)."""
     blocks = {name: f(results) for name, f in RENDERERS.items()}
@@ -332,6 +354,8 @@ def render(results: dict, depthlm: dict | None = None, guided: dict | None = Non
         blocks["guided-frontier"] = guided_frontier(guided)
     if sweep is not None:
         blocks["tradeoff"] = tradeoff(sweep)
+    if bench is not None:
+        blocks["benchmark-models"] = benchmark_models(bench)
     return blocks
 
 
@@ -345,6 +369,12 @@ def load_guided(path: Path = GUIDED_REPORT) -> dict:
     import json
 
     return json.loads(Path(path).read_text()) if Path(path).is_file() else {"rows": {}}
+
+
+def load_json(path: Path) -> dict:
+    import json
+
+    return json.loads(Path(path).read_text()) if Path(path).is_file() else {}
 
 
 def load_tradeoff(path: Path = TRADEOFF_REPORT) -> dict:
@@ -369,8 +399,10 @@ def disagreements(text: str, blocks: dict[str, str]) -> list[str]:
     return [n for n, body in blocks.items() if have.get(n) != body]
 
 
+# Blocks only a doc holds (README links to it instead).
+DOCS_ONLY = ("benchmark-models",)
 # Docs that repeat some of README's generated blocks (each block they hold is rewritten and checked with it).
-DOCS = (Path("docs/test-time-compute.md"),)
+DOCS = (Path("docs/test-time-compute.md"), Path("docs/benchmarks.md"))
 
 
 def main(args) -> int:
@@ -378,9 +410,10 @@ def main(args) -> int:
     readme = Path(args.readme)
     results_dir = Path(args.results).parent
     blocks = render(load_results(args.results), load_depthlm(results_dir / DEPTHLM_REPORT.name),
-                    load_guided(results_dir / GUIDED_REPORT.name), load_tradeoff(results_dir / TRADEOFF_REPORT.name))
+                    load_guided(results_dir / GUIDED_REPORT.name), load_tradeoff(results_dir / TRADEOFF_REPORT.name),
+                    load_json(results_dir / BENCHMARKS.name))
     docs = [readme.parent / d for d in DOCS if (readme.parent / d).is_file()]
-    files = [(readme, blocks)]
+    files = [(readme, {k: v for k, v in blocks.items() if k not in DOCS_ONLY})]
     for doc in docs:
         held = {m.group("name") for m in BLOCK.finditer(doc.read_text())}
         files.append((doc, {k: v for k, v in blocks.items() if k in held}))
