@@ -1,0 +1,77 @@
+"""The load benchmark at two commits, side by side: did a refactor slow the app under a crowd?
+
+    python -m benchmarks.load_before_after ff5a0bf 082fc79 --runs 4 --out results/issue29-load-before-after.json
+
+Checks each commit out into a temporary git worktree and runs that commit's own `python -m benchmarks.load_app`
+(20 sessions x 16 steps by default, its own default models and checkpoints), the two commits taking turns run
+by run so a busy moment of the machine falls on both; each run gets a fresh, empty cache directory (the graph
+built and every route computed anew, as on a fresh machine). Writes every run's figures and, per commit, the
+mean and spread of the open time (p50 and max), the stop report's p50 and the server's CPU per visitor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+FIGURES = ("open_ms_p50", "open_ms_max", "stop_ms_p50", "server_cpu_ms_per_visitor")
+
+
+def run_once(tree: Path, sessions: int, steps: int) -> dict:
+    with tempfile.TemporaryDirectory(prefix="citypath-before-after-") as cache:
+        env = {**os.environ, "CITYPATH_CACHE_DIR": cache, "PYTHONPATH": str(tree)}
+        proc = subprocess.run([sys.executable, "-m", "benchmarks.load_app", "--sessions", str(sessions),
+                               "--steps", str(steps)], cwd=tree, env=env, capture_output=True, text=True,
+                              timeout=900)
+    if proc.returncode:
+        raise SystemExit(f"load_app at {tree} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return json.loads(proc.stdout)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("before")
+    p.add_argument("after")
+    p.add_argument("--runs", type=int, default=4)
+    p.add_argument("--sessions", type=int, default=20)
+    p.add_argument("--steps", type=int, default=16)
+    p.add_argument("--out", type=Path)
+    args = p.parse_args(argv)
+    runs: dict[str, list[dict]] = {args.before: [], args.after: []}
+    with tempfile.TemporaryDirectory(prefix="citypath-trees-") as root:
+        trees = {}
+        for rev in runs:
+            trees[rev] = Path(root) / rev
+            subprocess.run(["git", "worktree", "add", "-q", "--detach", str(trees[rev]), rev], cwd=REPO, check=True)
+        try:
+            for i in range(args.runs):
+                for rev in runs:
+                    r = run_once(trees[rev], args.sessions, args.steps)
+                    runs[rev].append({k: r.get(k) for k in (*FIGURES, "sessions_ok", "errors", "models",
+                                                            "load_average")})
+                    print(f"{rev} run {i + 1}: " + ", ".join(f"{k} {r.get(k)}" for k in FIGURES), file=sys.stderr)
+        finally:
+            for tree in trees.values():
+                subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO, check=False)
+    summary = {rev: {k: {"mean": statistics.mean(x[k] for x in rs), "min": min(x[k] for x in rs),
+                         "max": max(x[k] for x in rs)} for k in FIGURES} for rev, rs in runs.items()}
+    ratio = {k: summary[args.after][k]["mean"] / summary[args.before][k]["mean"] for k in FIGURES}
+    out = {"command": "python -m benchmarks.load_before_after " + " ".join(argv or sys.argv[1:]),
+           "before": args.before, "after": args.after, "runs": runs, "summary": summary,
+           "after_over_before": ratio}
+    text = json.dumps(out, indent=1)
+    if args.out:
+        args.out.write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
