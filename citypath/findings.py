@@ -305,6 +305,8 @@ def tradeoff(report: dict) -> str:
                 slope = f"{fit['slope']:+.2f}"
             else:
                 slope = f"{fit['slope']:+.2f} ({fit['ci95'][0]:+.2f} to {fit['ci95'][1]:+.2f})"
+                if fit.get("resamples_defined", 1.0) < 0.95:
+                    slope += f", over the {100 * fit['resamples_defined']:.0f}% of resamples every size reaches"
             out.append(f"| {c['label']} | " + " | ".join(cells) + f" | {slope} |")
         out.append("")
     flops = sum(m["train_flops"] for m in models.values())

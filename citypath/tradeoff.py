@@ -167,14 +167,24 @@ def contour(runs: Sequence[Run], level: Level, subset: np.ndarray, boot: np.ndar
                   "factor_per_10x": 10 ** -slope,
                   "factor_ci95": [10 ** -c if c is not None else None for c in ci[::-1]],
                   "points": len(fit_on), "saturated": saturated,
-                  "sentence": slope_sentence(slope, ci, x, level, saturated)}
+                  "sentence": slope_sentence(slope, ci, x, level, saturated, float(ok.mean()))}
     return out
 
 
-def slope_sentence(slope: float, ci: Sequence[float | None], x: str, level: Level, saturated: bool) -> str:
-    """The fitted slope in words: what 10x more `x` does to the test-time compute needed at `level`."""
+def slope_sentence(slope: float, ci: Sequence[float | None], x: str, level: Level, saturated: bool,
+                   defined: float = 1.0) -> str:
+    """The fitted slope in words: what 10x more `x` does to the test-time compute needed at `level`; `defined` is
+    the share of resamples in which every size reaches the level (the interval is over those alone)."""
     what = "training compute" if x == "train_flops" else "parameters"
     lo, hi = ci
+    text = _slope_words(slope, lo, hi, what, level, saturated)
+    if lo is not None and defined < 0.95:
+        text += (f" (the interval is over the {100 * defined:.0f}% of resamples in which every size reaches the "
+                 "level, so it may understate the uncertainty)")
+    return text
+
+
+def _slope_words(slope: float, lo: float | None, hi: float | None, what: str, level: Level, saturated: bool) -> str:
     if saturated:
         return (f"at {level.label} every size already reaches the level at its first step, so the slope "
                 f"({slope:+.2f}) only tracks what one step costs at each size")
