@@ -56,7 +56,7 @@ def train_command(family: str, size: str, directory: Path = SWEEP_DIR) -> list[s
             "--checkpoints", str(directory), "--no-progress"]
 
 
-def sweep_runs(directory: Path = SWEEP_DIR) -> list[tuple[str, str, str]]:
+def sweep_runs() -> list[tuple[str, str, str]]:
     """(family, size, name) of every run of the sweep, in training order (cheapest first)."""
     return [(fam, size, run_name(fam, size)) for fam, spec in SWEEP.items() for size in spec["sizes"]]
 
@@ -64,7 +64,12 @@ def sweep_runs(directory: Path = SWEEP_DIR) -> list[tuple[str, str, str]]:
 def train(directory: Path = SWEEP_DIR, only: list[str] | None = None) -> int:
     """Train the sweep's missing checkpoints one after another (one training at a time on a shared CPU)."""
     have = set(list_models(directory))
-    for fam, size, name in sweep_runs(directory):
+    unknown = sorted(set(only or ()) - {name for _, _, name in sweep_runs()})
+    if unknown:
+        print(f"not in the sweep: {', '.join(unknown)}; its runs: {', '.join(n for _, _, n in sweep_runs())}",
+              file=sys.stderr)
+        return 2
+    for fam, size, name in sweep_runs():
         if (only and name not in only) or (not only and name in have):
             continue
         cmd = train_command(fam, size, directory)

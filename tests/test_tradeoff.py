@@ -170,3 +170,12 @@ def test_sweep_checkpoint_scores_near_its_card(name, default_graph):
     for k in ("1", "4"):
         p, got = metrics["by_steps"][k]["valid"], r["by_steps"][k]["valid"]
         assert abs(got - p) <= 3 * np.sqrt(max(p * (1 - p), 0.02) / n) + 0.02, (k, got, p)
+
+
+def test_training_an_unknown_sweep_run_is_refused_with_the_runs_listed(tmp_path, capsys):
+    from experiments.tradeoff import main
+
+    assert main(["train", "--only", "sweep-gru-huge", "--dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "not in the sweep: sweep-gru-huge" in err and "sweep-gnn-large" in err
+    assert list(tmp_path.iterdir()) == []          # nothing trained, nothing written
