@@ -97,7 +97,7 @@ class GRUTask:
         table += c.n_cities * (c.embed_dim + 12 * c.fourier_freqs)
         setup = decode_setup_ops(dataclasses.replace(c, no_revisit=False), n_paths)
         if c.output == "neighbors":
-            widths, counts = np.unique(np.bincount(batch["cand_owner"].numpy()), return_counts=True)
+            widths, counts = np.unique(np.bincount(batch["cand_owner"].cpu().numpy()), return_counts=True)
             hops = sum(int(k) * hop_ops(c, int(w), False) for w, k in zip(widths, counts))
             hops += cost.SOFTMAX_OPS * len(batch["cand"])
         else:
