@@ -33,10 +33,15 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--enable-unsafe-swiftshader", "-
                  "--no-first-run", "--disable-quic"]
 
 
+def player_now(page):
+    """The page's player frame (its iframe) as it is now, or None before the page draws one."""
+    return next((f for f in page.frames if "citypath_player" in f.url and not f.is_detached()), None)
+
+
 def paint_marks(page) -> tuple[dict, float | None]:
     """The player's paint marks (`window.citypathPaint`) and its frame's time origin; ({}, None) until the
     page has a player, or while its frame is being replaced."""
-    frame = next((f for f in page.frames if "citypath_player" in f.url and not f.is_detached()), None)
+    frame = player_now(page)
     if frame is None:
         return {}, None
     try:

@@ -24,7 +24,7 @@ import urllib.parse
 
 import numpy as np
 
-from benchmarks.browser_app import CHROMIUM_ARGS
+from benchmarks.browser_app import CHROMIUM_ARGS, player_now
 from benchmarks.load_app import AppServer, app_env
 
 OBSERVER = """() => {
@@ -49,10 +49,11 @@ def project(view: dict, box: dict, lon, lat):
     return x - cx + box["x"] + box["width"] / 2, y - cy + box["y"] + box["height"] / 2
 
 
-def _player(page, timeout_s: float = 120.0):
+def player_frame(page, timeout_s: float = 120.0):
+    """The player's frame (its iframe), once the page has drawn it (the browser tests use it too)."""
     deadline = time.time() + timeout_s
     while time.time() < deadline:
-        frame = next((f for f in page.frames if "citypath_player" in f.url and not f.is_detached()), None)
+        frame = player_now(page)
         if frame is not None:
             return frame
         page.wait_for_timeout(50)
@@ -63,7 +64,7 @@ def press(page, g, wait_s: float) -> dict:
     """Click the most isolated city on screen once; whether and when the link's source or target became it."""
     from citypath.view.maplayers import view_for_pair
 
-    frame = _player(page)
+    frame = player_frame(page)
     q = urllib.parse.parse_qs(urllib.parse.urlparse(page.url).query)
     src, dst = g.find_city(q["source"][0]), g.find_city(q["target"][0])
     view = view_for_pair(g, src, dst, g.shortest_path(src, dst))
@@ -116,14 +117,14 @@ def main(argv: list[str] | None = None) -> dict:
         page = browser.new_page(viewport={"width": 1400, "height": 1300})
         try:
             page.goto(f"{server.url}/?{link}", timeout=120_000)
-            frame = _player(page)
+            frame = player_frame(page)
             frame.wait_for_function("() => window.citypathPaint && window.citypathPaint.cities !== undefined",
                                     timeout=120_000)
             frame.evaluate(OBSERVER)
             presses = []
             for _ in range(args.presses):
                 page.wait_for_timeout(2000)
-                frame = _player(page)
+                frame = player_frame(page)
                 frame.wait_for_function("() => window.citypathPaint && window.citypathPaint.cities !== undefined",
                                         timeout=120_000)
                 if not frame.evaluate("!!window.__events"):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from benchmarks.browser_app import CHROMIUM_ARGS, paint_marks
+from benchmarks.browser_app import CHROMIUM_ARGS, paint_marks, player_now
 from benchmarks.load_app import AppServer, app_env
 
 DEFAULT_LINK = ("source=Oxford Circle, PA&target=Manistique, MI&models=refiner-small,gnn-small&steps=8"
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> str:
             page.wait_for_timeout(1500)            # the last cross-fade and the charts
             if args.think:
                 page.get_by_text("Show what the model thinks").click()
-                player = next(f for f in page.frames if "citypath_player" in f.url and not f.is_detached())
+                player = player_now(page)
                 player.wait_for_selector("text=no value yet", timeout=180_000)
                 page.wait_for_timeout(3000)        # the state layer drawn at the shown step
             if args.export:

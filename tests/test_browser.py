@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.browser_app import CHROMIUM_ARGS  # one set of flags for the browser tests and benchmark
-from benchmarks.browser_click import project  # the map's projection, as the click benchmark computes it
+from benchmarks.browser_click import player_frame, project  # as the click benchmark finds and projects
 from tests.fake_models import FAKE_FAMILIES, bellman_exact_checkpoint, write_checkpoint
 
 pytestmark = pytest.mark.browser
@@ -42,17 +42,9 @@ def app_url(tmp_path_factory, small_graph):
         yield server.url
 
 
-def _player(page, timeout_s: float = 90.0):
-    """The player's frame (its iframe), once the page has drawn it."""
-    import time
-
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        frame = next((f for f in page.frames if "citypath_player" in f.url and not f.is_detached()), None)
-        if frame is not None:
-            return frame
-        page.wait_for_timeout(50)
-    raise AssertionError("the page drew no player")
+def _player(page):
+    """The player's frame (its iframe), once the page has drawn it (within 90 s)."""
+    return player_frame(page, 90.0)
 
 
 def _canvas_not_blank(frame) -> bool:
