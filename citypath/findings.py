@@ -309,6 +309,14 @@ def tradeoff(report: dict) -> str:
                     slope += f", over the {100 * fit['resamples_defined']:.0f}% of resamples every size reaches"
             out.append(f"| {c['label']} | " + " | ".join(cells) + f" | {slope} |")
         out.append("")
+    for name, f in report.get("floor", {}).items():
+        cheaper = sorted({f"`{p['name']}` at {c['label']}" for fam in rep["families"].values()
+                          for c in fam["all"].values() for p in c["points"]
+                          if p["test_flops"] is not None and p["test_flops"] < f["flops_total"]})
+        out += [f"The classical floor on the same pairs: `{name}` (nothing learned) routes {_pct(f['valid'])} validly "
+                f"with a mean ratio of {f['length_ratio_all_mean']:.4f} at {_flops(f['flops_total'])} FLOPs "
+                f"({f['cpu_ms_total_mean']:.1f} CPU ms) a query; sweep points that reach a level for fewer FLOPs: "
+                + (", ".join(cheaper) if cheaper else "none") + ".", ""]
     flops = sum(m["train_flops"] for m in models.values())
     minutes = sum(m.get("train_seconds") or 0 for m in models.values()) / 60
     out += [f"The whole sweep: {len(models)} trainings, {flops:.3g} training FLOPs, {minutes:.0f} min of training "

@@ -36,6 +36,7 @@ from citypath.tradeoff import LEVELS, Run, difficulty_sentences, headline, trade
 OUT = Path("results/tradeoff.json")
 SWEEP_DIR = Path("checkpoints/sweep")
 SCHEMA = 1
+FLOOR = ("astar",)   # the classical floor read on the same pairs (exact, nothing learned)
 
 # family -> the budget rule (paths every size sees), its sizes, the step counts evaluated (a prefix run: one run
 # to the largest count gives every smaller one).
@@ -131,10 +132,31 @@ def evaluate(g: CityGraph, names: list[str], directory: Path, n_pairs: int, seed
     return doc
 
 
-def write(out: Path, pairs: dict, hops: list[int], models: dict, resamples: int = 1000, min_points: int = 3) -> dict:
+def evaluate_floor(g: CityGraph, n_pairs: int, seed: int, out: Path, rows: tuple[str, ...] = FLOOR, *,
+                   progress: bool = True) -> dict:
+    """The classical floor on the sweep's pairs (shipped rows, nothing learned: A*), kept beside the sweep in
+    `out` as each row's valid share, mean ratio over all pairs, FLOPs and CPU ms per query at its last step."""
+    srcs, dsts = sample_heldout_pairs(g, n_pairs, seed)
+    floor = {}
+    for name in rows:
+        m = load_model(name, graph=g)
+        entry = evaluate_model(m, g, srcs, dsts, (m.max_steps,), bootstrap=0, progress=progress)
+        last = entry["by_steps"][str(m.max_steps)]
+        floor[name] = {"steps": m.max_steps, **{k: last[k] for k in ("valid", "length_ratio_all_mean", "flops_total",
+                                                                      "cpu_ms_total_mean")}}
+    with FileLock(out.parent / f".{out.name}.lock"):
+        doc = json.loads(out.read_text())
+        return write(out, doc["pairs"], doc["hops"], doc["models"], floor=floor)
+
+
+def write(out: Path, pairs: dict, hops: list[int], models: dict, resamples: int = 1000, min_points: int = 3, *,
+          floor: dict | None = None) -> dict:
+    """The results file from the stored entries (the floor kept as it is unless given)."""
+    if floor is None:
+        floor = json.loads(out.read_text()).get("floor", {}) if out.exists() else {}
     runs = {name: run_from_entry(name, e) for name, e in models.items()}
     report = tradeoff_report(runs, hops, LEVELS, resamples=resamples, min_points=min_points) if runs else None
-    doc = {"schema_version": SCHEMA, "pairs": pairs, "hops": [int(h) for h in hops],
+    doc = {"schema_version": SCHEMA, "pairs": pairs, "hops": [int(h) for h in hops], "floor": floor,
            "sweep": {fam: {**spec, "commands": [" ".join(["python", *train_command(fam, size)[1:]])
                                                 for size in spec["sizes"]]}
                      for fam, spec in SWEEP.items()},
@@ -183,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
         g = load_graph()
         names = args.models if args.models is not None else stale(args.dir, args.out)
         doc = evaluate(g, names, args.dir, args.pairs, args.seed, args.out)
+        if set(doc.get("floor", {})) != set(FLOOR):
+            doc = evaluate_floor(g, args.pairs, args.seed, args.out)
     for line in doc["headline"] + doc["difficulty"]:
         print(line)
     print(f"wrote {args.out} ({len(doc['models'])} checkpoints)")

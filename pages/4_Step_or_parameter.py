@@ -22,6 +22,10 @@ pairs = report["pairs"]
 st.markdown("**What the sweep found** (all test pairs, the strictest level a line fits):")
 for line in report.get("headline", []):
     st.markdown(f"- {line}")
+for name, f in report.get("floor", {}).items():
+    st.markdown(f"- The classical floor, **{name}** (nothing learned): {100 * f['valid']:.1f}% valid, mean ratio "
+                f"{f['length_ratio_all_mean']:.4f}, at {f['flops_total']:.3g} FLOPs ({f['cpu_ms_total_mean']:.1f} "
+                "CPU ms) a query on the same pairs.")
 st.caption(f"{pairs['n']:,} {pairs['split']} pairs (seed {pairs['seed']}); FLOPs by citypath.cost's one convention, "
            "set-up included; 95% intervals from one bootstrap over pairs shared by every checkpoint. "
            "`python -m experiments.tradeoff evaluate`.")

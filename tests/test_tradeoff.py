@@ -141,6 +141,13 @@ def test_sweep_evaluation_end_to_end_on_a_tiny_graph(tiny_graph, tiny_gru_dir, t
                     expected = (k, float(np.mean(rec[str(k)]["flops"])))
                     break
             assert (p["step"], p["test_flops"]) == (expected or (None, None))
+    # The classical floor on the same pairs: A* exact on every one, kept beside the sweep, the sweep untouched.
+    from experiments.tradeoff import evaluate_floor
+
+    floored = evaluate_floor(tiny_graph, 30, 0, out, progress=False)
+    astar = floored["floor"]["astar"]
+    assert astar["valid"] == 1.0 and astar["length_ratio_all_mean"] == pytest.approx(1.0) and astar["flops_total"] > 0
+    assert floored["models"] == doc["models"]
     # A second evaluation on other pairs is refused, and the file is left as it was.
     before = out.read_bytes()
     with pytest.raises(SystemExit, match="other pairs"):
