@@ -491,9 +491,13 @@ def test_a_link_opens_at_its_step_and_speed_and_paints_the_map_before_the_models
                 "!!document.querySelector('#map canvas')]", timeout=60_000).json_value()
             legend, strip, canvas = first
             assert "optimal (" in legend and canvas and "Compute so far" not in strip
-            # Then its route, at the link's step and speed.
+            frame.evaluate("window.__firstPaint = true")
+            # Then its route, at the link's step and speed, into the same frame: the map is not rebuilt when
+            # the route arrives (a spinner before the player on the run that computed it used to move it, and
+            # Streamlit then made a new frame: seconds of deck.gl start-up again in a software-rendered browser).
             frame.wait_for_selector("text=Compute so far", timeout=60_000)
             frame = _player(page)
+            assert frame.evaluate("window.__firstPaint === true"), "the player's frame was replaced"
             assert "computing" not in frame.inner_text("#strip")
             assert _shown_step(frame) == 2 and frame.input_value("#speed") == "4"
             frame.click("#next")

@@ -3,6 +3,7 @@ by a real worker process that meets the page at the replay store."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -196,3 +197,24 @@ def test_a_route_the_worker_could_not_store_is_computed_by_the_page(small_graph,
     assert list(done) == ["a"] and pending == ["b"] and "a" in ran
     replays.replay_next(mset, g, q, ticket=1.0)
     assert replays.replays_so_far(mset, g, q)[1] == []
+
+
+def _priority_after_background(q) -> None:
+    q.put((compute.background(), os.sched_getscheduler(0), os.nice(0)))
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="Linux's idle scheduling class")
+def test_background_work_gets_the_idle_class_and_the_app_process_keeps_its_own():
+    # The harness and the worker for later call this in their own process: there it must take Linux's idle
+    # class (a crowd's page runs and model runs never share a core with it); the parent must stay as it was.
+    import multiprocessing
+
+    before = (os.sched_getscheduler(0), os.nice(0))
+    ctx = multiprocessing.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=_priority_after_background, args=(q,))
+    p.start()
+    got, policy, _ = q.get(timeout=JOIN)
+    p.join(JOIN)
+    assert got == "idle" and policy == os.SCHED_IDLE
+    assert (os.sched_getscheduler(0), os.nice(0)) == before

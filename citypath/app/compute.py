@@ -38,7 +38,6 @@ from dataclasses import dataclass, field
 from citypath import settings
 
 WORKER_NICE = 5     # workers yield the core to the page's first paints when both want it
-LATER_NICE = 15     # the worker for later yields it to both
 LATER = 1e12        # with no worker for later, its jobs' place in the visitors' queue: after every visitor's
 
 
@@ -100,12 +99,31 @@ def exit_with_parent() -> None:
     threading.Thread(target=watch, daemon=True, name="citypath-exit-with-parent").start()
 
 
+def background() -> str:
+    """Lower this process to work no visitor waits for: Linux's idle class (it runs only on a core nothing else
+    wants, so a crowd's page runs and model runs never share a core with it), else the lowest niceness. Returns
+    which it got ("idle", "nice 19" or "" where neither could be set)."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        return "idle"
+    except (AttributeError, OSError):
+        pass
+    try:
+        os.nice(19 - os.nice(0))
+        return "nice 19"
+    except OSError:
+        return ""
+
+
 def _worker_init(later: bool = False) -> None:
     exit_with_parent()
-    try:
-        os.nice(LATER_NICE if later else WORKER_NICE)
-    except OSError:
-        pass
+    if later:
+        background()
+    else:
+        try:
+            os.nice(WORKER_NICE)
+        except OSError:
+            pass
     import torch
 
     torch.set_num_threads(1)    # as the app's own models: small ops, one thread each (citypath.app.resources)

@@ -31,7 +31,6 @@ from citypath import settings
 from citypath.models import RoutingModel
 
 UNKNOWN_STEP_MS = 100.0     # a model that no run measured: assumed this many CPU ms a step (said on the page)
-HARNESS_NICE = 10
 
 
 @dataclass(frozen=True)
@@ -119,13 +118,10 @@ def refusal(p: Plan, budget_s: float) -> str | None:
 
 def _child(p: Plan, env: tuple, families: tuple, out) -> None:
     """The harness in a spawned process: loads the graph and the plan's models, runs, sends progress and result."""
-    from citypath.app.compute import exit_with_parent
+    from citypath.app.compute import background, exit_with_parent
 
     exit_with_parent()
-    try:
-        os.nice(HARNESS_NICE)
-    except OSError:
-        pass
+    background()      # a visitor's harness runs only on a core no page run or model run wants
     try:
         import torch
 

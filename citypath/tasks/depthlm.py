@@ -23,7 +23,7 @@ TRAIN_DEFAULTS = {
     # Path budgets, never a clock: each fits in under 60 minutes on the 2-core CPU (docs/models.md).
     "small": dict(lr=2e-3, batch_paths=64, total_paths=200_000, max_minutes=600.0, epoch_paths=25_000,
                   warmup_steps=200, val_paths=200, card_pairs=100, steps_for_card=(1, 2, 4, 6, 8, 10)),
-    "large": dict(lr=1e-3, batch_paths=64, total_paths=40_000, max_minutes=600.0, epoch_paths=10_000,
+    "large": dict(lr=1e-3, batch_paths=64, total_paths=90_000, max_minutes=600.0, epoch_paths=18_000,
                   warmup_steps=200, val_paths=200, card_pairs=50, steps_for_card=(1, 2, 4, 6, 8, 10)),
 }
 UNLOOPED = dict(loops_mean=1.0, loops_max=1, backprop_loops=1, test_time="samples", sample_loops=1)
