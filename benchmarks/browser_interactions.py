@@ -25,19 +25,13 @@ here asserts a time.
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import statistics
 import sys
-import tempfile
 import time
-import urllib.parse
-from pathlib import Path
 
 from benchmarks.browser_app import CHROMIUM_ARGS, player_now
-from benchmarks.interactions import settle
-from benchmarks.load_app import AppServer, Visitor, fresh_replay_cache, pick_pairs
+from benchmarks.interactions import settle, setup, summarise
+from benchmarks.load_app import Visitor
 
 HOLDS = """([steps, models]) => {
   const slider = document.getElementById('step');
@@ -88,34 +82,16 @@ def type_model(page, label: str):
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=6)
-    ap.add_argument("--models", default="", help="A,B (default: the app's default comparison)")
-    ap.add_argument("--look", type=float, default=5.0, help="seconds a visitor looks at a route before moving on")
-    ap.add_argument("--app-dir", default="", help="serve another checkout of the app (a before)")
-    ap.add_argument("--seed", type=int, default=7)
-    args = ap.parse_args(argv)
+    su = setup(argv, __doc__.splitlines()[0], "citypath-browser-interactions-")
+    args, a, b, link = su.args, su.a, su.b, su.link
     from playwright.sync_api import sync_playwright
 
-    env = fresh_replay_cache(Path(tempfile.mkdtemp(prefix="citypath-browser-interactions-")))
-    pairs, models = pick_pairs(args.repeats, env, args.seed, [m for m in args.models.split(",") if m])
-    a, b = models[:2]
-    from citypath.app import resources
-
-    labels = resources.catalog().labels
-
-    def link(pair, names, steps):
-        return urllib.parse.urlencode({"source": pair[0], "target": pair[1], "models": ",".join(names),
-                                       "steps": steps, "seed": 0})
-
-    out: dict = {"models": [a, b], "repeats": args.repeats, "look_s": args.look,
-                 "app_dir": args.app_dir or "this checkout", "browser": "chromium (SwiftShader)", "visits": []}
-    with AppServer(env, app_dir=Path(args.app_dir) if args.app_dir else None) as server, \
-            sync_playwright() as p:
+    out = su.out(browser="chromium (SwiftShader)")
+    with su.server() as server, sync_playwright() as p:
         out["ready_s"] = round(server.ready_s, 2)
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         try:
-            for pair in pairs:
+            for pair in su.pairs:
                 earlier = Visitor(server.url)
                 try:
                     settle(earlier, earlier.run(query=link(pair, [b], 32)))
@@ -135,7 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
                     _, slider_rebuilt = wait_holds(page, 16, 1)
                     slider_s = time.perf_counter() - t0
                     page.wait_for_timeout(args.look * 1e3)
-                    box = type_model(page, labels.get(b, b))
+                    box = type_model(page, su.labels.get(b, b))
                     mark_frame(page)
                     t0 = time.perf_counter()
                     box.press("Enter")
@@ -149,11 +125,8 @@ def main(argv: list[str] | None = None) -> dict:
                 print(json.dumps(out["visits"][-1]), flush=True, file=sys.stderr)
         finally:
             browser.close()
-    for name in ("open_s", "slider_s", "add_s"):
-        out[f"{name}_p50"] = round(statistics.median(x[name] for x in out["visits"]), 3)
-        out[f"{name}_max"] = round(max(x[name] for x in out["visits"]), 3)
     out["maps_rebuilt"] = sum(v["map_rebuilt"]["slider"] + v["map_rebuilt"]["add"] for v in out["visits"])
-    out["load_average"] = round(os.getloadavg()[0], 2)
+    summarise(out)
     print(json.dumps(out, indent=2))
     return out
 

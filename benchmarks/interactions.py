@@ -30,6 +30,7 @@ import statistics
 import tempfile
 import time
 import urllib.parse
+from dataclasses import dataclass
 from pathlib import Path
 
 from streamlit.proto.WidgetStates_pb2 import WidgetState
@@ -65,28 +66,60 @@ def set_models(v: Visitor, key: str, names: list[str], labels: dict[str, str]) -
     v.values[wid].string_array_value.data.extend(labels.get(n, n) for n in names)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+@dataclass(frozen=True)
+class Setup:
+    """What both interaction benchmarks (this one over the protocol, `browser_interactions` in Chromium) start
+    from: the server's environment (an empty replay store), the pairs, models A and B and their labels."""
+
+    args: argparse.Namespace
+    env: dict
+    pairs: list
+    a: str
+    b: str
+    labels: dict
+
+    def link(self, pair, names, steps) -> str:
+        return urllib.parse.urlencode({"source": pair[0], "target": pair[1], "models": ",".join(names),
+                                       "steps": steps, "seed": 0})
+
+    def out(self, **more) -> dict:
+        return {"models": [self.a, self.b], "repeats": self.args.repeats, "look_s": self.args.look,
+                "app_dir": self.args.app_dir or "this checkout", **more, "visits": []}
+
+    def server(self) -> AppServer:
+        return AppServer(self.env, app_dir=Path(self.args.app_dir) if self.args.app_dir else None)
+
+
+def setup(argv: list[str] | None, description: str, prefix: str) -> Setup:
+    """The interaction benchmarks' command line, and their pairs and models (see the module's doc)."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--repeats", type=int, default=6)
     ap.add_argument("--models", default="", help="A,B (default: the app's default comparison)")
     ap.add_argument("--look", type=float, default=5.0, help="seconds a visitor looks at a route before moving on")
     ap.add_argument("--app-dir", default="", help="serve another checkout of the app (a before)")
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args(argv)
-    env = fresh_replay_cache(Path(tempfile.mkdtemp(prefix="citypath-interactions-")))
+    env = fresh_replay_cache(Path(tempfile.mkdtemp(prefix=prefix)))
     pairs, models = pick_pairs(args.repeats, env, args.seed, [m for m in args.models.split(",") if m])
-    a, b = models[:2]
     from citypath.app import resources
 
-    labels = resources.catalog().labels
+    return Setup(args, env, pairs, models[0], models[1], resources.catalog().labels)
 
-    def link(pair, names, steps):
-        return urllib.parse.urlencode({"source": pair[0], "target": pair[1], "models": ",".join(names),
-                                       "steps": steps, "seed": 0})
 
-    out: dict = {"models": [a, b], "repeats": args.repeats, "look_s": args.look,
-                 "app_dir": args.app_dir or "this checkout", "visits": []}
-    with AppServer(env, app_dir=Path(args.app_dir) if args.app_dir else None) as server:
+def summarise(out: dict, names=("open_s", "slider_s", "add_s")) -> dict:
+    """Each wait's p50 and max over the visits, and the machine's load."""
+    for name in names:
+        out[f"{name}_p50"] = round(statistics.median(x[name] for x in out["visits"]), 3)
+        out[f"{name}_max"] = round(max(x[name] for x in out["visits"]), 3)
+    out["load_average"] = round(os.getloadavg()[0], 2)
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    su = setup(argv, __doc__.splitlines()[0], "citypath-interactions-")
+    args, pairs, a, b, labels, link = su.args, su.pairs, su.a, su.b, su.labels, su.link
+    out = su.out()
+    with su.server() as server:
         out["ready_s"] = round(server.ready_s, 2)
         for pair in pairs:
             earlier = Visitor(server.url)
@@ -121,13 +154,10 @@ def main(argv: list[str] | None = None) -> dict:
                 out["interesting_s"].append(round(time.perf_counter() - t0, 3))
         finally:
             v.close()
-    for name in ("open_s", "slider_s", "add_s"):
-        out[f"{name}_p50"] = round(statistics.median(x[name] for x in out["visits"]), 3)
-        out[f"{name}_max"] = round(max(x[name] for x in out["visits"]), 3)
+    summarise(out)
     if out.get("interesting_s"):
         out["interesting_s_p50"] = round(statistics.median(out["interesting_s"]), 3)
         out["interesting_s_max"] = max(out["interesting_s"])
-    out["load_average"] = round(os.getloadavg()[0], 2)
     print(json.dumps(out, indent=2))
     return out
 
