@@ -35,6 +35,18 @@ def run_once(tree: Path, sessions: int, steps: int) -> dict:
     return json.loads(proc.stdout)
 
 
+def difference(after: list[float], before: list[float]) -> dict:
+    """The after's mean minus the before's over their runs, with Welch's 95% interval, and whether that interval
+    holds 0 (no difference the runs can tell from the machine's noise)."""
+    from scipy import stats
+
+    mean = statistics.mean(after) - statistics.mean(before)
+    if len(after) < 2 or len(before) < 2:
+        return {"mean": mean, "ci95": None, "within_noise": None}
+    lo, hi = stats.ttest_ind(after, before, equal_var=False).confidence_interval(0.95)
+    return {"mean": mean, "ci95": [float(lo), float(hi)], "within_noise": bool(lo <= 0 <= hi)}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("before")
@@ -65,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     ratio = {k: summary[args.after][k]["mean"] / summary[args.before][k]["mean"] for k in FIGURES}
     out = {"command": "python -m benchmarks.load_before_after " + " ".join(argv or sys.argv[1:]),
            "before": args.before, "after": args.after, "runs": runs, "summary": summary,
-           "after_over_before": ratio}
+           "after_over_before": ratio,
+           "after_minus_before": {k: difference([x[k] for x in runs[args.after]], [x[k] for x in runs[args.before]])
+                                  for k in FIGURES}}
     text = json.dumps(out, indent=1)
     if args.out:
         args.out.write_text(text + "\n")

@@ -41,3 +41,13 @@ def test_the_payload_benchmark_builds_each_pairs_player(tmp_path, small_graph, m
     assert sorted(out["models"]) == ["demo-garbage", "demo-refining"] and out["steps"] == 4
     assert len(out["build_ms"]) == len(out["write_ms"]) == 3
     assert all(x > 0 for x in out["build_ms"] + out["write_ms"]) and out["total_ms_max"] >= out["total_ms_median"]
+
+
+def test_before_after_says_within_noise_only_when_the_interval_holds_zero():
+    from benchmarks.load_before_after import difference
+
+    same = difference([10.0, 11.0, 12.0, 10.5], [10.2, 11.4, 11.8, 10.1])
+    assert same["within_noise"] and same["ci95"][0] < 0 < same["ci95"][1]
+    slower = difference([20.0, 20.5, 19.8, 20.2], [10.0, 10.4, 9.9, 10.1])
+    assert not slower["within_noise"] and 9 < slower["ci95"][0] < slower["mean"] < slower["ci95"][1] < 11
+    assert difference([1.0], [2.0])["ci95"] is None          # one run each: no interval, no verdict
