@@ -133,7 +133,8 @@ with turns.turn():
                 # in a worker process, waited for aside from the turn queue (citypath/app/compute.py)
                 replays.replay_next(mset, g, question, ticket=ticket, steps_max=cat.steps_max)
         computed, pending = replays.replays_so_far(mset, g, question)
-        thinking = replays.thoughts(mset, g, view) if ss[state.K_THINK] and mset is not None and not pending else None
+        thinking = (replays.thoughts(mset, g, view, ticket) if ss[state.K_THINK] and mset is not None and not pending
+                    else None)
         budget = {name: present.steps_within(r, question.budget) for name, r in computed.items()} if equal else {}
         payload = replays.player_payload(g, question, optimal, computed, pending, colours, cat.labels, urls,
                                          thinking, budget, view.steps)

@@ -22,6 +22,7 @@ import pandas as pd
 from citypath.graph import CityGraph
 from citypath.metrics import evaluate_paths
 from citypath.models import RoutingModel
+from citypath.models.base import StateView
 
 
 @dataclass
@@ -377,6 +378,57 @@ class ReplayStore:
             return r if run == steps else sliced(g, r, steps)
         finally:
             lock.release()
+
+
+    # -- what a model thinks ("Show what the model thinks"), stored beside the routes
+
+    def _thoughts_path(self, model: RoutingModel, g: CityGraph, src: int, dst: int, steps: int) -> Path:
+        import hashlib
+        import json
+
+        parts = ["thoughts", REPLAY_FORMAT, model.name, model.card.get("weights_sha256", ""), model.family,
+                 _source_digest(model), g.fingerprint, int(src), int(dst), int(steps)]
+        key = hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
+        return self.directory / key[:2] / f"{key}.thoughts.npz"
+
+    def stored_thoughts(self, model: RoutingModel, g: CityGraph, src: int, dst: int, steps: int) -> Thoughts | None:
+        """The model's per-step state over cities for this pair and K, if a process stored it (None: not stored, or
+        unreadable)."""
+        import json
+
+        try:
+            with np.load(self._thoughts_path(model, g, src, dst, steps), allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"]))
+                views = [[StateView(name, unit, z[f"s{k}v{j}"].astype(np.float64))
+                          for j, (name, unit) in enumerate(step)] for k, step in enumerate(meta["views"])]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return Thoughts(meta["model"], views, meta["error"])
+
+    def get_or_compute_thoughts(self, model: RoutingModel, g: CityGraph, src: int, dst: int, steps: int
+                                ) -> Thoughts:
+        """The model's per-step state over cities (`compute_thoughts`), from the store if a process stored it,
+        else computed here and stored (float32: a colour scale needs no more)."""
+        import io
+        import json
+
+        if (t := self.stored_thoughts(model, g, src, dst, steps)) is not None:
+            return t
+        t = compute_thoughts(model, g, src, dst, steps)
+        arrays = {f"s{k}v{j}": np.asarray(v.values, np.float32) for k, step in enumerate(t.views)
+                  for j, v in enumerate(step)}
+        meta = {"model": t.model, "error": t.error, "views": [[[v.name, v.unit] for v in step] for step in t.views]}
+        try:
+            from citypath.cache import write_atomic
+
+            buf = io.BytesIO()
+            np.savez_compressed(buf, meta=np.array(json.dumps(meta)), **arrays)
+            path = self._thoughts_path(model, g, src, dst, steps)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, buf.getvalue())
+        except (OSError, ValueError):
+            pass                              # served without the shared copy
+        return t
 
 
 def prefix(model: RoutingModel) -> bool:

@@ -218,3 +218,45 @@ def test_background_work_gets_the_idle_class_and_the_app_process_keeps_its_own()
     p.join(JOIN)
     assert got == "idle" and policy == os.SCHED_IDLE
     assert (os.sched_getscheduler(0), os.nice(0)) == before
+
+
+def test_what_the_model_thinks_is_computed_by_the_worker_and_read_from_the_store(small_graph, tmp_path, monkeypatch):
+    """"Show what the model thinks" with a real worker process: the model's per-step state is computed there
+    (none in the page's process), stored beside the routes, and drawn per step, spreading as bellman's rounds
+    do; a second process (here: this one, caches cleared) reads it from the store without running the model."""
+    from streamlit.testing.v1 import AppTest
+
+    from citypath.models.bellman import BellmanModel
+    from tests import test_app
+    from tests.fake_models import bellman_exact_checkpoint
+
+    ckpt = tmp_path / "checkpoints"
+    bellman_exact_checkpoint(ckpt, small_graph, name="demo-bellman", rounds_per_step=1, max_steps=8)
+    use_fake_app(monkeypatch, ckpt)
+    monkeypatch.setenv("CITYPATH_COMPUTE_WORKERS", "1")
+    monkeypatch.setenv("CITYPATH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(compute, "_SERVICE", None)
+    for cache in (replays._replay, replays._thoughts, resources._models):
+        cache.clear()
+    traced_here = []
+    real_trace = BellmanModel.trace
+    monkeypatch.setattr(BellmanModel, "trace", lambda self, *a, **k: traced_here.append(1) or real_trace(self, *a, **k))
+
+    def think() -> AppTest:
+        at = AppTest.from_file(str(REPO / "app.py"), default_timeout=JOIN)
+        at.query_params.update({"models": "demo-bellman", "steps": "6", "seed": "1"})
+        at = test_app._run_and_settle(at, None, JOIN)
+        at = at.toggle(key="show_state").set_value(True).run()
+        test_app.no_exceptions(at)
+        return at
+
+    at = think()
+    counts = [len(next(la for la in test_app.layers(at, k) if la["id"] == "model-state")["data"]) for k in (1, 6)]
+    assert counts[0] < counts[1]
+    assert traced_here == []                                   # the page's process ran no trace
+    assert len(list((tmp_path / "cache" / "replays").rglob("*.thoughts.npz"))) == 1
+    computed = compute.service().computed
+    replays._thoughts.clear()
+    at = think()
+    assert "model-state" in test_app.layer_ids(at, 6) and traced_here == []
+    assert compute.service().computed == computed             # read from the store: no new job

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from citypath.replay import ReplayStore, compute_replay
 from tests.fake_models import GarbageFake, RefiningFake
@@ -209,3 +210,32 @@ def test_a_visitors_run_never_waits_for_an_extension_nor_replaces_a_longer_run(s
     (tmp_path / key[:2] / f"{key}.json").write_text('{"steps": 12, "paths": "torn')   # unreadable: recomputed
     assert len(store.get_or_compute(m, g, 3, 40, 3).paths) == 3
     assert store.stored_steps(m, g, 3, 40, 1) == 3    # replaced: a torn record is never kept
+
+
+def test_what_a_model_thinks_is_stored_once_and_read_back_as_computed(small_graph, tmp_path):
+    from citypath.replay import compute_thoughts
+    from tests.fake_models import bellman_exact_checkpoint
+
+    g = small_graph
+    from citypath.models import load_model
+
+    ckpt = tmp_path / "ckpt"
+    bellman_exact_checkpoint(ckpt, g, name="demo-bellman", rounds_per_step=1, max_steps=8)
+    m = load_model("demo-bellman", graph=g, directory=ckpt)
+    store = ReplayStore(tmp_path / "replays")
+    assert store.stored_thoughts(m, g, 3, 40, 5) is None
+    first = store.get_or_compute_thoughts(m, g, 3, 40, 5)
+    direct = compute_thoughts(m, g, 3, 40, 5)
+    read = store.stored_thoughts(m, g, 3, 40, 5)
+    assert read is not None and len(read.views) == len(direct.views) == 5 and read.error is None
+    for a, b in zip(read.views, direct.views):
+        assert [(v.name, v.unit) for v in a] == [(v.name, v.unit) for v in b]
+        for va, vb in zip(a, b):
+            assert np.array_equal(np.isnan(va.values), np.isnan(vb.values))     # "no estimate yet" kept
+            assert np.allclose(va.values, vb.values, rtol=1e-6, equal_nan=True)
+    assert read.scale == pytest.approx(first.scale, rel=1e-6)
+    assert store.stored_thoughts(m, g, 3, 40, 6) is None       # another K is another record
+    # a family with no state: its reason is stored and read back
+    fake = RefiningFake("plain", {"num_parameters": 1, "max_steps": 8, "graph": {"fingerprint": g.fingerprint}})
+    store.get_or_compute_thoughts(fake, g, 3, 40, 2)
+    assert "has no per-city state" in store.stored_thoughts(fake, g, 3, 40, 2).error

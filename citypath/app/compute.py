@@ -43,7 +43,8 @@ LATER = 1e12        # with no worker for later, its jobs' place in the visitors'
 
 @dataclass(frozen=True)
 class Job:
-    """One model's run on one question, written to the replay store at `store`. `env`: the CITYPATH_* settings
+    """One model's run on one question (its routes, or with `kind="thoughts"` its per-step state over cities),
+    written to the replay store at `store`. `env`: the CITYPATH_* settings
     the worker loads the graph and the checkpoints with; `families`: extra model families (family, target)."""
 
     model: str
@@ -55,6 +56,7 @@ class Job:
     extend_to: int = 0
     env: tuple[tuple[str, str], ...] = ()
     families: tuple[tuple[str, str], ...] = ()
+    kind: str = "replay"      # or "thoughts": the model's per-step state over cities ("Show what the model thinks")
 
 
 @dataclass
@@ -155,8 +157,12 @@ def run_job(job: Job) -> float:
         for old in [k for k in _HELD if isinstance(k, tuple) and k[:3] == key[:3]]:
             del _HELD[old]                                   # a replaced checkpoint: the old one goes
         _HELD[key] = load_model(job.model, graph=g)
-    ReplayStore(job.store).get_or_compute(_HELD[key], g, job.source, job.target, job.steps, job.seed,
-                                          extend_to=job.extend_to or None)
+    store = ReplayStore(job.store)
+    if job.kind == "thoughts":
+        store.get_or_compute_thoughts(_HELD[key], g, job.source, job.target, job.steps)
+    else:
+        store.get_or_compute(_HELD[key], g, job.source, job.target, job.steps, job.seed,
+                             extend_to=job.extend_to or None)
     return time.perf_counter() - t0
 
 

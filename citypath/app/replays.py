@@ -20,7 +20,7 @@ from citypath.app.url import SPEEDS, ViewState
 from citypath.cache import process_cache
 from citypath.graph import CityGraph
 from citypath.models import RoutingModel
-from citypath.replay import Question, Replay, ReplayStore, Thoughts, compute_thoughts
+from citypath.replay import Question, Replay, ReplayStore, Thoughts
 from citypath.view import player, present
 from citypath.view.maplayers import thinking_layers
 
@@ -121,18 +121,32 @@ def replay_next(mset: ModelSet, g: CityGraph, q: Question, *, compute: bool = Tr
 @process_cache(maxsize=64)
 def _thoughts(_model, _g: CityGraph, model_key: tuple, fingerprint: str, src: int, dst: int,
               steps: int) -> Thoughts:
-    return compute_thoughts(_model, _g, src, dst, steps)
+    # Shared on disk with the other app processes, as the routes are: computed by one process, once.
+    return _replay_store().get_or_compute_thoughts(_model, _g, src, dst, steps)
 
 
-def thoughts(mset: ModelSet, g: CityGraph, view: ViewState) -> Thoughts | None:
+def thoughts(mset: ModelSet, g: CityGraph, view: ViewState, ticket: float = 0.0) -> Thoughts | None:
     """The per-step city state of the first compared model that has one (None if no model is compared), over
-    the view's steps."""
+    the view's steps. With worker processes (`citypath.app.compute`) the model runs there, in the visitor's place
+    (`ticket`), and this waits for it aside from the turn queue, as a route's request does; the page computes it
+    itself only if the worker failed or never came."""
+    from citypath.app import turns
+
     names = [n for n in view.models if n in mset.models]
     if not names:
         return None
     with_view = [n for n in names if mset.models[n].has_state_view] or names[:1]
     m = mset.models[with_view[0]]
-    return _thoughts(m, g, _model_key(m), g.fingerprint, view.source, view.target, view.steps)
+    args = (m, g, _model_key(m), g.fingerprint, view.source, view.target, view.steps)
+    store, service = _replay_store(), compute_service()
+    if _thoughts.peek(*args) is None and m.has_state_view and service is not None and \
+            store.stored_thoughts(m, g, view.source, view.target, view.steps) is None:
+        job = compute.Job(m.name, view.source, view.target, view.steps, 0, str(store.directory), 0,
+                          compute.job_env(), compute.job_families(), kind="thoughts")
+        handle = service.submit(job, ticket)
+        with turns.aside():
+            service.wait_any([handle], WAIT_S)
+    return _thoughts(*args)
 
 
 @process_cache(maxsize=64)   # ~0.3 MB each (every step's layers as JSON text), never modified
