@@ -173,20 +173,58 @@ def equal_compute(looped: dict, sampled: dict, sampled_name: str) -> list[dict]:
     return out
 
 
+CACHE = Path("runs/depthlm-loops")      # finished curves, so an interrupted or split study resumes (git-ignored)
+
+
+def cached(kind: str, model, srcs, dsts, compute, directory: Path | None = CACHE):
+    """`compute()` (a curve: its "rows", its "_keep" per loop count or N, other plain values), or what an earlier
+    run stored for the same model weights, kind and pairs (a study of the large size runs for tens of minutes:
+    its curves can be computed in separate runs, e.g. the looped model's while its control still trains)."""
+    import hashlib
+
+    if directory is None:
+        return compute()
+    key = hashlib.sha256(json.dumps([kind, model.name, model.card.get("weights_sha256", ""),
+                                     np.asarray(srcs).tolist(), np.asarray(dsts).tolist()]).encode()).hexdigest()
+    path = directory / f"{model.name}-{kind}-{key[:16]}.npz"
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            keep = {k: (tuple(z[f"keep-{k}-{i}"] for i in range(n)) if n else z[f"keep-{k}"])
+                    for k, n in meta.pop("_keep")}
+            return {**meta, "_keep": keep}
+    out = compute()
+    arrays, shape = {}, []
+    for k, v in out["_keep"].items():
+        if isinstance(v, tuple):
+            arrays |= {f"keep-{k}-{i}": np.asarray(a) for i, a in enumerate(v)}
+            shape.append([k, len(v)])
+        else:
+            arrays[f"keep-{k}"] = np.asarray(v)
+            shape.append([k, 0])
+    meta = {k: v for k, v in out.items() if k != "_keep"} | {"_keep": shape}
+    directory.mkdir(parents=True, exist_ok=True)
+    np.savez(path, meta=np.array(json.dumps(meta)), **arrays)
+    return out
+
+
 def measure(g: CityGraph, srcs, dsts, model, ctrl, post, *, own_samples: bool = True,
-            control_best_of=BEST_OF) -> dict:
+            control_best_of=BEST_OF, cache: Path | None = None) -> dict:
     """One size's entry: `model`'s loops curve, best-of-N of `post`, of `ctrl` (N in `control_best_of`; its
     greedy route at least) and, with `own_samples`, of `model` at its training mean; the paired checks and the
     equal-compute table."""
     name, rnn = model.name, post.name
     optimal = [g.shortest_path(int(s), int(t)) for s, t in zip(srcs, dsts)]
-    curve = loops_curve(model, g, srcs, dsts, optimal)
+    curve = cached("loops", model, srcs, dsts, lambda: loops_curve(model, g, srcs, dsts, optimal), cache)
     mean = max(1, round(model.config.loops_mean))
-    samples = {post.name: best_of_curve(post, g, srcs, dsts)}
+    samples = {post.name: cached("best-of", post, srcs, dsts, lambda: best_of_curve(post, g, srcs, dsts), cache)}
     if ctrl is not None:
-        samples[ctrl.name] = best_of_curve(ctrl, g, srcs, dsts, control_best_of)
+        samples[ctrl.name] = cached(f"best-of-{max(control_best_of)}", ctrl, srcs, dsts,
+                                    lambda: best_of_curve(ctrl, g, srcs, dsts, control_best_of), cache)
     if own_samples:
-        samples[f"{name}.samples"] = best_of_curve(model.variant("samples", mean), g, srcs, dsts)
+        own = model.variant("samples", mean)
+        samples[f"{name}.samples"] = cached("samples", model, srcs, dsts,
+                                            lambda: best_of_curve(own, g, srcs, dsts), cache)
     keep = curve.pop("_keep")
     r1, rmax = min(keep), max(keep)
     r4 = max(r for r in keep if r <= 4 * mean)
@@ -228,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=2)
     ap.add_argument("--sizes", default="small,large")
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--cache", type=Path, default=CACHE,
+                    help=f"finished curves are kept here and reused for the same weights and pairs (default {CACHE})")
     ap.add_argument("--lean", action="store_true", help="best-of-N for the post RNN only (the unlooped control "
                     "greedy, the looped model's own samples left out): for the large size on a 2-core CPU")
     args = ap.parse_args(argv)
@@ -253,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         model, post = load_model(name, graph=g), load_model(rnn, graph=g)
         ctrl = load_model(control, graph=g) if control in available else None
         lean = dict(own_samples=False, control_best_of=(1,)) if args.lean else {}
-        entry = {**measure(g, srcs, dsts, model, ctrl, post, **lean), "command": command}
+        entry = {**measure(g, srcs, dsts, model, ctrl, post, **lean, cache=args.cache), "command": command}
         report["sizes"][size] = entry
         print(json.dumps({k: entry[k] for k in ("model", "paired")}, indent=1), file=sys.stderr)
     args.out.parent.mkdir(parents=True, exist_ok=True)

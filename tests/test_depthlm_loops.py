@@ -84,3 +84,24 @@ def test_a_size_without_its_control_is_measured_and_says_so(tiny_graph):
     assert not any("control" in k for k in entry["paired"])
     text = depthlm_loops({"command": "(test)", "pairs": {"n": 3, "seed": 1}, "sizes": {"tiny": entry}})
     assert "No unlooped control" in text
+
+
+def test_a_split_study_reuses_finished_curves_and_gives_the_same_entry(tiny_graph, tmp_path, monkeypatch):
+    """The large size's study may run in parts (the looped model's curve while its control still trains): a second
+    run on the same weights and pairs reads the stored curves instead of decoding again, and its entry is the
+    first one's; other pairs are computed anew."""
+    import experiments.depthlm_loops as study
+
+    g = tiny_graph
+    model = DepthLMModel.untrained(g, DepthLMConfig(n_cities=g.n_cities, **TINY), name="depth-lm-tiny")
+    post = PostRNNModel.untrained(g, PostRNNConfig(n_cities=g.n_cities, embed_dim=8, hidden_dim=8),
+                                  name="post-rnn-tiny")
+    srcs, dsts = sample_heldout_pairs(g, 4, seed=3)
+    first = measure(g, srcs, dsts, model, None, post, own_samples=False, cache=tmp_path)
+    assert len(list(tmp_path.glob("*.npz"))) == 2                         # the loops curve, the post RNN's best-of
+    monkeypatch.setattr(study, "batched_steps", lambda *a, **k: pytest.fail("decoded again"))
+    monkeypatch.setattr(study, "run_steps", lambda *a, **k: pytest.fail("decoded again"))
+    again = measure(g, srcs, dsts, model, None, post, own_samples=False, cache=tmp_path)
+    assert json.dumps(again, sort_keys=True) == json.dumps(first, sort_keys=True)
+    with pytest.raises(pytest.fail.Exception, match="decoded again"):
+        measure(g, *sample_heldout_pairs(g, 4, seed=4), model, None, post, own_samples=False, cache=tmp_path)
