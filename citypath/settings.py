@@ -13,7 +13,8 @@
 - `CITYPATH_RUNS_AT_ONCE`: how many of an app process's script runs compute at once, the others waiting
   their turn, oldest visitor first (default 1: a process is one core; see `citypath.app.turns`).
 - `CITYPATH_COMPUTE_WORKERS`: worker processes per app process that run the models, so a page run never
-  computes a route itself (default 1; 0: the models run in the page's own thread, as before; see
+  computes a route itself (default 2 on a machine with two cores or more, else 1; 0: the models run in the page's
+  own thread, as before; see
   `citypath.app.compute`).
 - `CITYPATH_HARNESS_BUDGET_S`: the most estimated CPU seconds one visitor's "Re-run the harness" may ask for
   (default 120; see `citypath.app.harness`).
@@ -92,9 +93,16 @@ def _whole(env: Mapping[str, str] | None, name: str, default: str, least: int) -
     return n
 
 
+def default_compute_workers() -> int:
+    """Two worker processes where the machine has two cores or more (a crowd's routes are computed two at a time:
+    docs/benchmarks.md measured a cold crowd's routes p50 at 25.3 s with one and 17.2 s with two on 2 cores, the
+    first paints unchanged), else one."""
+    return max(1, min(2, os.cpu_count() or 1))
+
+
 def compute_workers(env: Mapping[str, str] | None = None) -> int:
-    """$CITYPATH_COMPUTE_WORKERS (a whole number >= 0), default 1."""
-    return _whole(env, "CITYPATH_COMPUTE_WORKERS", "1", 0)
+    """$CITYPATH_COMPUTE_WORKERS (a whole number >= 0), default `default_compute_workers()`."""
+    return _whole(env, "CITYPATH_COMPUTE_WORKERS", str(default_compute_workers()), 0)
 
 
 def harness_budget_s(env: Mapping[str, str] | None = None) -> float:

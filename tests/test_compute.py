@@ -113,9 +113,15 @@ def test_wait_any_gives_up_after_its_timeout():
     assert service.wait_any([held], JOIN) is True
 
 
-@pytest.mark.parametrize("value,workers", [("", 1), ("0", 0), ("3", 3)])
+@pytest.mark.parametrize("value,workers", [("0", 0), ("1", 1), ("3", 3)])
 def test_compute_workers_from_the_environment(value, workers):
     assert settings.compute_workers({"CITYPATH_COMPUTE_WORKERS": value}) == workers
+
+
+@pytest.mark.parametrize("cores,workers", [(1, 1), (2, 2), (16, 2), (None, 1)])
+def test_compute_workers_default_to_two_where_there_are_two_cores(cores, workers, monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    assert settings.compute_workers({"CITYPATH_COMPUTE_WORKERS": ""}) == workers
 
 
 @pytest.mark.parametrize("value", ["-1", "two", "1.5"])
