@@ -27,3 +27,12 @@ def test_the_graph_build_time_is_the_same_wherever_it_is_stated():
     for name in ("README.md", "docs/app.md", "citypath/app/launch.py", "docs/benchmarks.md"):
         assert "6-10 s" in said[name], (name, said[name])
     assert "about 10 s" in said["citypath/app/resources.py"]          # the spinner: the range's upper end
+
+
+def test_every_results_file_is_listed_with_its_command():
+    """results/README.md names every committed result file (and so the command that makes it)."""
+    root = REPO / "results"
+    listing = (root / "README.md").read_text()
+    files = [p for p in root.rglob("*") if p.is_file() and p.name != "README.md" and not p.name.startswith(".")]
+    assert files
+    assert [str(p.relative_to(root)) for p in files if p.name not in listing] == []
