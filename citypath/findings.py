@@ -171,10 +171,10 @@ def depthlm_loops(report: dict) -> str:
     if not report.get("sizes"):
         return "No depth-recurrent LM has been measured yet (`python -m experiments.depthlm_loops`).\n"
     pairs = report["pairs"]
-    out = [f"{pairs['n']} held-out test pairs (seed {pairs['seed']}); `{report['command']}`.", ""]
+    out = [f"{pairs['n']} held-out test pairs (seed {pairs['seed']}), the same for every size.", ""]
     for e in report["sizes"].values():
         out += [f"**`{e['model']}`** ({e['parameters'][e['model']]:,} parameters; trained with a mean of "
-                f"{e['loops_mean']:g} loops)", "",
+                f"{e['loops_mean']:g} loops; `{e.get('command', report['command'])}`)", "",
                 "| loops | NLL per city | passes three checks | valid | illegal hops | operations | CPU ms |",
                 "|---:|---|---|---|---|---:|---:|"]
         for r in e["loops"]:
