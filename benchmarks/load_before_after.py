@@ -1,6 +1,7 @@
 """The load benchmark at two commits, side by side: did a refactor slow the app under a crowd?
 
     python -m benchmarks.load_before_after ff5a0bf 082fc79 --runs 4 --out results/issue29-load-before-after.json
+    python -m benchmarks.load_before_after --combine A.json B.json --out C.json    # pooled by run pair
 
 Checks each commit out into a temporary git worktree and runs that commit's own `python -m benchmarks.load_app`
 (20 sessions x 16 steps by default, its own default models and checkpoints), the two commits taking turns run
@@ -47,7 +48,40 @@ def difference(after: list[float], before: list[float]) -> dict:
     return {"mean": mean, "ci95": [float(lo), float(hi)], "within_noise": bool(lo <= 0 <= hi)}
 
 
+def paired(reports: list[dict]) -> dict:
+    """Several recorded comparisons of the same two commits pooled by run pair (run i of the before and run i of
+    the after took turns, so each pair shared the machine's moment): per figure the mean after-minus-before
+    difference with its 95% t interval, the before's mean and the ratio."""
+    from scipy import stats
+
+    before, after = reports[0]["before"], reports[0]["after"]
+    if any((r["before"], r["after"]) != (before, after) for r in reports):
+        raise SystemExit("--combine: the reports compare different commits")
+    out = {"before": before, "after": after, "pairs": sum(len(r["runs"][before]) for r in reports), "figures": {}}
+    for k in FIGURES:
+        d = [a[k] - b[k] for r in reports for a, b in zip(r["runs"][after], r["runs"][before])]
+        base = statistics.mean(b[k] for r in reports for b in r["runs"][before])
+        lo, hi = stats.ttest_1samp(d, 0).confidence_interval(0.95)
+        out["figures"][k] = {"difference": statistics.mean(d), "ci95": [float(lo), float(hi)], "before_mean": base,
+                             "after_over_before": (base + statistics.mean(d)) / base,
+                             "within_noise": bool(lo <= 0 <= hi)}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--combine"]:
+        c = argparse.ArgumentParser(prog="python -m benchmarks.load_before_after --combine")
+        c.add_argument("reports", nargs="+", type=Path)
+        c.add_argument("--out", type=Path)
+        a = c.parse_args(argv[1:])
+        out = {"command": "python -m benchmarks.load_before_after " + " ".join(argv),
+               **paired([json.loads(r.read_text()) for r in a.reports])}
+        text = json.dumps(out, indent=1)
+        if a.out:
+            a.out.write_text(text + "\n")
+        print(text)
+        return 0
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("before")
     p.add_argument("after")
@@ -75,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = {rev: {k: {"mean": statistics.mean(x[k] for x in rs), "min": min(x[k] for x in rs),
                          "max": max(x[k] for x in rs)} for k in FIGURES} for rev, rs in runs.items()}
     ratio = {k: summary[args.after][k]["mean"] / summary[args.before][k]["mean"] for k in FIGURES}
-    out = {"command": "python -m benchmarks.load_before_after " + " ".join(argv or sys.argv[1:]),
+    out = {"command": "python -m benchmarks.load_before_after " + " ".join(argv),
            "before": args.before, "after": args.after, "runs": runs, "summary": summary,
            "after_over_before": ratio,
            "after_minus_before": {k: difference([x[k] for x in runs[args.after]], [x[k] for x in runs[args.before]])

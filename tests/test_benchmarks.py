@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 
 def test_the_quick_suite_runs_every_section_and_reports_every_figure_as_a_positive_number(tmp_path, capsys):
     from benchmarks import run
@@ -51,3 +53,21 @@ def test_before_after_says_within_noise_only_when_the_interval_holds_zero():
     slower = difference([20.0, 20.5, 19.8, 20.2], [10.0, 10.4, 9.9, 10.1])
     assert not slower["within_noise"] and 9 < slower["ci95"][0] < slower["mean"] < slower["ci95"][1] < 11
     assert difference([1.0], [2.0])["ci95"] is None          # one run each: no interval, no verdict
+
+
+def test_recorded_comparisons_pool_by_run_pair():
+    from benchmarks.load_before_after import FIGURES, paired
+
+    def report(before, after):
+        runs = {"b": [dict.fromkeys(FIGURES, x) for x in before], "a": [dict.fromkeys(FIGURES, x) for x in after]}
+        return {"before": "b", "after": "a", "runs": runs}
+
+    # each pair moves with the machine (10 -> 14 s) but the after is always 1 s later: the pairing sees it
+    out = paired([report([10.0, 12.0], [11.0, 13.1]), report([14.0, 11.0], [15.0, 11.9])])
+    f = out["figures"]["open_ms_p50"]
+    assert out["pairs"] == 4 and abs(f["difference"] - 1.0) < 1e-12 and not f["within_noise"]
+    assert f["before_mean"] == 11.75 and abs(f["after_over_before"] - 12.75 / 11.75) < 1e-12
+    same = paired([report([10.0, 12.0, 14.0], [10.5, 11.5, 14.2])])["figures"]["stop_ms_p50"]
+    assert same["within_noise"]
+    with pytest.raises(SystemExit, match="different commits"):
+        paired([report([1.0], [2.0]), {**report([1.0], [2.0]), "after": "c"}])
