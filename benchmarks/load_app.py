@@ -823,7 +823,7 @@ def run_load(sessions: int = 20, steps: int = 16, *, env: dict[str, str] | None 
         "server_cpu_ms_per_visitor": round(cpu_s / sessions * 1e3, 1) if cpu_s is not None else None,
         # every visitor's routes drawn: the open, from its first message to its last model's route
         "routes_ms_p50": round(q(open_ms, 50), 1), "routes_ms_max": round(max(open_ms), 1) if open_ms else None,
-        "compute_workers": env.get("CITYPATH_COMPUTE_WORKERS", os.environ.get("CITYPATH_COMPUTE_WORKERS", "1")),
+        "compute_workers": str(settings.compute_workers({**os.environ, **env})),    # what the app process uses
         "routes_stored_at_start": stored_at_start,       # replay files in the server's store before it started
         **({"harness": {k: v for k, v in harness_out.items() if k != "errors"}} if harness_out else {}),
     }
