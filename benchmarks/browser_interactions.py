@@ -19,8 +19,9 @@ with an empty replay store (`load_app.fresh_replay_cache`), and for each of `--r
 
 "The player holds" is read from the player's own controls, the same before and after a change: its step
 slider's maximum, one strip row per model with no row still computing. Each change also records whether the
-player's frame was replaced (Streamlit made a new one: the map built again). Prints one JSON object; nothing
-here asserts a time.
+player's frame was replaced (Streamlit made a new one: the map built again); a visit whose player has not
+followed a change within a minute is recorded under `stuck` and left out of the p50s. Prints one JSON object;
+nothing here asserts a time.
 """
 
 from __future__ import annotations
@@ -46,7 +47,10 @@ def mark_frame(page) -> None:
     player_now(page).evaluate("window.__beforeChange = true")
 
 
-def wait_holds(page, steps: int, models: int, timeout_s: float = 300.0) -> tuple[float, bool]:
+WAIT_S = 60.0     # a change the player has not followed within this long is recorded as stuck
+
+
+def wait_holds(page, steps: int, models: int, timeout_s: float = WAIT_S) -> tuple[float, bool]:
     """Seconds until the player (whichever frame is current) holds `models` routes of `steps` steps, and
     whether that frame is a new one (not the one `mark_frame` marked: the map was built again)."""
     t0 = time.perf_counter()
@@ -86,7 +90,7 @@ def main(argv: list[str] | None = None) -> dict:
     args, a, b, link = su.args, su.a, su.b, su.link
     from playwright.sync_api import sync_playwright
 
-    out = su.out(browser="chromium (SwiftShader)")
+    out = su.out(browser="chromium (SwiftShader)", stuck=[], wait_limit_s=WAIT_S)
     with su.server() as server, sync_playwright() as p:
         out["ready_s"] = round(server.ready_s, 2)
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
@@ -99,6 +103,7 @@ def main(argv: list[str] | None = None) -> dict:
                     earlier.close()
                 context = browser.new_context(viewport={"width": 1400, "height": 1200})
                 page = context.new_page()
+                open_s = slider_s = add_s = None
                 try:
                     t0 = time.perf_counter()
                     page.goto(f"{server.url}/?{link(pair, [a], 8)}", wait_until="commit")
@@ -117,6 +122,10 @@ def main(argv: list[str] | None = None) -> dict:
                     box.press("Enter")
                     _, add_rebuilt = wait_holds(page, 16, 2)
                     add_s = time.perf_counter() - t0
+                except RuntimeError as e:      # the player never held what was asked: a stuck visit, recorded
+                    out["stuck"].append({"pair": list(pair), "open_s": open_s, "slider_s": slider_s, "why": str(e)})
+                    print(json.dumps(out["stuck"][-1]), flush=True, file=sys.stderr)
+                    continue
                 finally:
                     context.close()
                 out["visits"].append({"pair": list(pair), "open_s": round(open_s, 3),

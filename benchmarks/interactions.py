@@ -109,8 +109,9 @@ def setup(argv: list[str] | None, description: str, prefix: str) -> Setup:
 def summarise(out: dict, names=("open_s", "slider_s", "add_s")) -> dict:
     """Each wait's p50 and max over the visits, and the machine's load."""
     for name in names:
-        out[f"{name}_p50"] = round(statistics.median(x[name] for x in out["visits"]), 3)
-        out[f"{name}_max"] = round(max(x[name] for x in out["visits"]), 3)
+        values = [x[name] for x in out["visits"]]
+        out[f"{name}_p50"] = round(statistics.median(values), 3) if values else None
+        out[f"{name}_max"] = round(max(values), 3) if values else None
     out["load_average"] = round(os.getloadavg()[0], 2)
     return out
 
