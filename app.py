@@ -120,15 +120,12 @@ with turns.turn():
         if ss.pop(state.K_FULL_RERUN, False):
             st.rerun(scope="app")            # a click on a city changed the route: the sidebar shows it
         t0 = time.perf_counter()
-        # The spinner's place, always there: the player stays the fragment's second element on every run, so
-        # Streamlit keeps its frame (a spinner inserted before it on some runs would move it and rebuild the map).
-        busy = st.empty()
         mset = resources.models_if_loaded(g)
         ticket = turns.ticket()     # the visitor's place: their models are computed in the order of arrival
         if mset is not None:        # routes stored already (by another process or visitor) come with this run
             replays.replay_next(mset, g, question, compute=False, ticket=ticket, steps_max=cat.steps_max)
         if ss.pop(state.K_MORE, False) and (mset is None or replays.replays_so_far(mset, g, question)[1]):
-            with busy, st.spinner("Loading the models…" if mset is None else "Running the next model…"):
+            with st.spinner("Loading the models…" if mset is None else "Running the next model…"):
                 mset = resources.models(g)
                 # in a worker process, waited for aside from the turn queue (citypath/app/compute.py)
                 replays.replay_next(mset, g, question, ticket=ticket, steps_max=cat.steps_max)
