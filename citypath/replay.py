@@ -391,6 +391,10 @@ class ReplayStore:
         key = hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
         return self.directory / key[:2] / f"{key}.thoughts.npz"
 
+    def has_thoughts(self, model: RoutingModel, g: CityGraph, src: int, dst: int, steps: int) -> bool:
+        """Whether a process stored the model's state for this pair and K (a look at the disk, nothing read)."""
+        return self._thoughts_path(model, g, src, dst, steps).is_file()
+
     def stored_thoughts(self, model: RoutingModel, g: CityGraph, src: int, dst: int, steps: int) -> Thoughts | None:
         """The model's per-step state over cities for this pair and K, if a process stored it (None: not stored, or
         unreadable)."""

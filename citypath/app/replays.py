@@ -140,7 +140,7 @@ def thoughts(mset: ModelSet, g: CityGraph, view: ViewState, ticket: float = 0.0)
     args = (m, g, _model_key(m), g.fingerprint, view.source, view.target, view.steps)
     store, service = _replay_store(), compute_service()
     if _thoughts.peek(*args) is None and m.has_state_view and service is not None and \
-            store.stored_thoughts(m, g, view.source, view.target, view.steps) is None:
+            not store.has_thoughts(m, g, view.source, view.target, view.steps):
         job = compute.Job(m.name, view.source, view.target, view.steps, 0, str(store.directory), 0,
                           compute.job_env(), compute.job_families(), kind="thoughts")
         handle = service.submit(job, ticket)
