@@ -92,6 +92,53 @@ def test_background_work_a_visitor_now_waits_for_moves_to_their_place():
     assert gate.ran == ["holds-the-worker", "wanted", "other", "last"]
 
 
+def test_a_jobs_follow_up_is_queued_for_later_once_it_is_stored_and_never_after_a_failure():
+    gate = Gate()
+    service = Compute(1, runner=gate, background=0)
+    first = service.submit(_job("holds-the-worker"), 0.0)
+    assert gate.first_in.wait(JOIN)
+    route = service.submit(_job("route"), 1.0)
+    again = service.submit(_job("route"), 2.0, then=_job("route", extend_to=64))   # the follow-up, asked later
+    broken = service.submit(_job("broken"), 3.0, then=_job("broken", extend_to=64))
+    newcomer = service.submit(_job("newcomer-model"), 4.0)
+    assert again is route and service.queued == 3              # nothing queued for later before the route is stored
+    gate.release.set()
+    for h in (first, route, broken, newcomer):
+        assert h.done.wait(JOIN)
+    deadline = time.monotonic() + JOIN
+    while service.busy or service.computed + service.failed < 5:
+        assert time.monotonic() < deadline, gate.ran
+        time.sleep(0.01)
+    # the extension waits behind every visitor's job; the failed job's is never queued
+    assert gate.ran == ["holds-the-worker", "route", "broken", "newcomer-model", "route"]
+    assert (service.computed, service.failed) == (4, 1)
+
+
+def test_a_first_paint_queues_its_routes_and_waits_for_none(small_graph, tmp_path, monkeypatch):
+    """`replay_next(compute=False)` (the first paint): the pending models are queued in the visitor's place, a
+    prefix family with its extension to the slider's maximum, and the request returns before any is run."""
+    from citypath.replay import Question, ReplayStore
+
+    g = small_graph
+    card = {"num_parameters": 1, "max_steps": 8, "graph": {"fingerprint": g.fingerprint}}
+    mset = resources.ModelSet(models={"a": PrefixFake("a", card), "b": RefiningFake("b", card)})
+    monkeypatch.setattr(replays, "_replay_store", lambda: ReplayStore(tmp_path / "replays"))
+    gate = Gate()
+    service = Compute(1, runner=gate, background=0)
+    monkeypatch.setattr(replays, "compute_service", lambda: service)
+    replays._replay.clear()
+    held = service.submit(_job("holds-the-worker"), 0.0)
+    assert gate.first_in.wait(JOIN)
+    q = Question(3, 40, ("a", "b"), 4, 0)
+    replays.replay_next(mset, g, q, compute=False, ticket=1.0, steps_max=8)
+    with service._cv:
+        queued = {job.model: (h.ticket, h.then) for job, h in service._handles.items() if not h.started}
+    assert set(queued) == {"a", "b"} and {t for t, _ in queued.values()} == {1.0}
+    assert queued["a"][1].extend_to == 8 and queued["b"][1] is None     # only the prefix family is extended
+    assert replays.replays_so_far(mset, g, q)[1] == ["a", "b"] and not held.done.is_set()
+    gate.release.set()
+
+
 def test_a_job_that_fails_says_why_and_the_next_one_runs():
     gate = Gate()
     gate.ran.append("(no gate)")

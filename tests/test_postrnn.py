@@ -53,6 +53,25 @@ def test_refine_yields_k_paths_best_so_far_and_is_deterministic(untrained, tiny_
         list(untrained.refine(g, 0, 1, steps=0))
 
 
+def test_decoding_scores_are_the_models_and_follow_its_weights():
+    # Decoding reads a transposed copy of the city table (faster with a few rows): the same scores as `logits`,
+    # to float32's last bits, for one row and many, and a new copy once the weights change (training, a load).
+    torch.manual_seed(0)
+    net = PostRNN(PostRNNConfig(n_cities=300, embed_dim=24, hidden_dim=16))
+    for rows in (1, 3, 16):
+        h = torch.randn(rows, 16)
+        with torch.inference_mode():
+            torch.testing.assert_close(net.decode_logits(h), net.logits(h), rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        net.embed.weight.mul_(-2.0)                       # an in-place change, as an optimiser step makes
+    h = torch.randn(2, 16)
+    with torch.inference_mode():
+        torch.testing.assert_close(net.decode_logits(h), net.logits(h), rtol=1e-5, atol=1e-5)
+    net.load_state_dict(PostRNN(PostRNNConfig(n_cities=300, embed_dim=24, hidden_dim=16)).state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(net.decode_logits(h), net.logits(h), rtol=1e-5, atol=1e-5)
+
+
 def test_sampled_softmax_estimates_the_full_one():
     """With every city as a negative the sampled loss is the full cross-entropy (the correction is log 1 = 0)."""
     torch.manual_seed(0)

@@ -69,6 +69,8 @@ class Handle:
     started: bool = False
     error: str | None = None
     seconds: float = 0.0
+    ticket: float = 0.0
+    then: Job | None = None     # queued for later once this job is stored (a route's extension)
 
 
 def job_env() -> tuple[tuple[str, str], ...]:
@@ -201,19 +203,21 @@ class Compute:
 
     # -- the queue
 
-    def submit(self, job: Job, ticket: float, *, background: bool = False) -> Handle:
+    def submit(self, job: Job, ticket: float, *, background: bool = False, then: Job | None = None) -> Handle:
         """Queue `job` for the visitor whose place is `ticket` (lower first), or as work for later. A job queued
-        or running already is that one (moved to the visitors' queue if a visitor now waits for it)."""
+        or running already is that one (moved to the visitors' queue if a visitor now waits for it). `then`: a
+        job queued for later, in the same place, once this one is done without error (whoever waits for it)."""
         with self._cv:
             self._start_threads()
             held = self._handles.get(job)
             if held is not None:
+                held.then = held.then or then
                 if held.background and not background and not held.started:
                     held.background = False
                     heapq.heappush(self._heaps[False], (float(ticket), next(self._seq), job))
                     self._cv.notify_all()
                 return held
-            handle = Handle(job, background)
+            handle = Handle(job, background, ticket=float(ticket), then=then)
             self._handles[job] = handle
             if background and not self.background:     # no worker for later: after every visitor's job
                 heapq.heappush(self._heaps[False], (LATER + float(ticket), next(self._seq), job))
@@ -298,6 +302,8 @@ class Compute:
                 self.worker_seconds += handle.seconds
                 handle.done.set()
                 self._cv.notify_all()
+            if handle.then is not None and not handle.error:
+                self.submit(handle.then, handle.ticket, background=True)
 
 
 _SERVICE: Compute | None = None

@@ -81,19 +81,27 @@ def replay_next(mset: ModelSet, g: CityGraph, q: Question, *, compute: bool = Tr
 
     With worker processes (`citypath.app.compute`, the default) the page computes nothing: the pending models
     are queued in the visitor's place (`ticket`), and the request waits, aside from the turn queue, until one
-    of them is stored. A model whose K steps are a prefix of more (`RoutingModel.steps_are_prefix`) that a
-    worker has just computed is then extended to `steps_max` (the slider's maximum) by the worker for later,
-    so a later move of the slider, or another visitor's, reads it."""
+    of them is stored. With `compute=False` they are queued all the same but nothing waits: the first paint
+    goes out at once while the workers start on its routes, so the player's request for them (sent once the
+    browser has drawn the map) finds them computed or under way. A model whose K steps are a prefix of more
+    (`RoutingModel.steps_are_prefix`) is extended to `steps_max` (the slider's maximum) by the worker for later
+    once a worker has computed it, so a later move of the slider, or another visitor's, reads it. A route read
+    from the store stays as long as it is (extending every stored route a crowd reads cost its page runs twice
+    the time, see docs/benchmarks.md)."""
     from citypath.app import turns
 
     _, pending = replays_so_far(mset, g, q)
     store = _replay_store()
     service = compute_service()
-    inline, computed_now = set(), []
-    if compute and pending and service is not None:
-        waiting = [service.submit(_job(name, q, store), ticket) for name in pending
+    inline = set()
+    if pending and service is not None:
+        def then(name: str) -> compute.Job | None:
+            return _job(name, q, store, steps_max) if steps_max > q.steps and mset.models[name].steps_are_prefix \
+                else None
+
+        waiting = [service.submit(_job(name, q, store), ticket, then=then(name)) for name in pending
                    if not store.stored(mset.models[name], g, q.source, q.target, q.steps, q.seed)]
-        if waiting:
+        if waiting and compute:
             with turns.aside():
                 arrived = service.wait_any(waiting, WAIT_S)
             # a worker that failed, never came, or could not store its route (a full or read-only disk): this
@@ -102,20 +110,11 @@ def replay_next(mset: ModelSet, g: CityGraph, q: Question, *, compute: bool = Tr
                 h.error or not store.stored(mset.models[h.job.model], g, q.source, q.target, q.steps, q.seed))
                      ] if arrived else pending[:1]
             inline.update(stuck[:1])
-            computed_now = [h.job.model for h in waiting if h.done.is_set() and not h.error]
         compute = False
     for i, name in enumerate(pending):
         if (compute and i == 0) or name in inline or store.stored(mset.models[name], g, q.source, q.target, q.steps,
                                                                    q.seed):
             replay(mset, g, name, q)
-    # Only what a worker has just computed is extended: a route read from the store stays as long as it is
-    # (extending every stored route a crowd reads cost its page runs twice the time, see docs/benchmarks.md).
-    if service is not None and steps_max > q.steps:
-        for name in computed_now:
-            m = mset.models.get(name)
-            if m is not None and m.steps_are_prefix and \
-                    q.steps <= store.stored_steps(m, g, q.source, q.target, q.steps, q.seed) < steps_max:
-                service.submit(_job(name, q, store, steps_max), ticket, background=True)
 
 
 @process_cache(maxsize=64)
