@@ -221,6 +221,34 @@ def compute_replay(model: RoutingModel, g: CityGraph, src: int, dst: int, steps:
                   error, flops)
 
 
+def compute_replays(model: RoutingModel, g: CityGraph, pairs: Sequence[tuple[int, int]], steps: int,
+                    seed: int = 0) -> list[Replay]:
+    """`compute_replay` of several pairs of one model, computed together where the family can
+    (`RoutingModel.refine_many`): the batch's measured time is apportioned to every step it served, of every
+    pair, by their counted operations (each pair's operations are what it costs alone). A batch that fails
+    is run again one pair at a time, so each pair's error is said with its own steps."""
+    pairs = [(int(s), int(t)) for s, t in pairs]
+    if len(pairs) < 2 or not model.batches_queries:
+        return [compute_replay(model, g, s, t, steps, seed) for s, t in pairs]
+    t0 = time.perf_counter()
+    try:
+        runs = model.refine_many(g, pairs, steps, seed=seed)
+        if any(len(run) != steps for run in runs):
+            raise ValueError("a query's steps are missing")
+    except Exception:
+        return [compute_replay(model, g, s, t, steps, seed) for s, t in pairs]
+    total_ms = (time.perf_counter() - t0) * 1e3
+    flops = [[float(f) if f is not None else float("nan") for _, f in run] for run in runs]
+    w = np.nan_to_num(np.array([f for each in flops for f in each]), nan=0.0)
+    step_ms = (total_ms * w / w.sum() if w.sum() > 0 else np.full(len(w), total_ms / len(w))).tolist()
+    out, k = [], 0
+    for (s, t), run, fl in zip(pairs, runs, flops):
+        paths = [clean_path(p) for p, _ in run]
+        ms, k = step_ms[k:k + len(run)], k + len(run)
+        out.append(Replay(model.name, s, t, steps, seed, paths, ms, score_paths(g, paths, s, t, ms, fl), None, fl))
+    return out
+
+
 def score_paths(g: CityGraph, paths: list[list], src: int, dst: int, step_ms: list[float],
                 step_flops: Sequence[float] | None = None) -> pd.DataFrame:
     """evaluate_paths for each step's path, plus step, ms (and cumulative), FLOPs (and cumulative) and
@@ -337,7 +365,6 @@ class ReplayStore:
         longer run, and `extend_to` asks that a run computed now go that far (the app passes the steps slider's
         maximum, so the slider moves within what exists). Other families: one record per K; `extend_to` is
         ignored."""
-        import json
 
         from filelock import FileLock, Timeout
 
@@ -363,21 +390,64 @@ class ReplayStore:
             if (r := held()) is not None:
                 return r                     # another process computed it while this one waited
             r = compute_replay(model, g, src, dst, run, seed)
-            clean = [[c if isinstance(c, (int, float, str)) or c is None else str(c) for c in p] for p in r.paths]
-            record = {"steps": run, "paths": clean, "step_ms": r.step_ms,
-                      "step_flops": [None if not np.isfinite(f) else f for f in r.step_flops], "error": r.error}
-            try:
-                from citypath.cache import write_atomic
-
-                longer = self.stored_steps(model, g, src, dst, steps, seed) >= run and \
-                    self._read(path, model, g, src, dst, 1, seed) is not None     # stored while this one ran
-                if not longer:                # a longer run stored meanwhile (an extension) is never replaced
-                    write_atomic(path, json.dumps(record, allow_nan=False))
-            except (OSError, ValueError):
-                pass                          # served without the shared copy
+            self._write(model, g, r, steps)
             return r if run == steps else sliced(g, r, steps)
         finally:
             lock.release()
+
+    def _write(self, model: RoutingModel, g: CityGraph, r: Replay, steps: int) -> None:
+        """Store `r` (a run of r.steps >= steps), unless a run at least as long was stored while it ran (an
+        extension is never replaced by a shorter run); a store that cannot be written is skipped."""
+        import json
+
+        from citypath.cache import write_atomic
+
+        path = self._path(model, g, r.source, r.target, steps, r.seed)
+        clean = [[c if isinstance(c, (int, float, str)) or c is None else str(c) for c in p] for p in r.paths]
+        record = {"steps": r.steps, "paths": clean, "step_ms": r.step_ms,
+                  "step_flops": [None if not np.isfinite(f) else f for f in r.step_flops], "error": r.error}
+        try:
+            longer = self.stored_steps(model, g, r.source, r.target, steps, r.seed) >= r.steps and \
+                self._read(path, model, g, r.source, r.target, 1, r.seed) is not None     # stored while this ran
+            if not longer:
+                write_atomic(path, json.dumps(record, allow_nan=False))
+        except (OSError, ValueError):
+            pass                          # served without the shared copy
+
+    def get_or_compute_many(self, model: RoutingModel, g: CityGraph, pairs: Sequence[tuple[int, int]], steps: int,
+                            seed: int = 0) -> list[Replay]:
+        """`get_or_compute` of several pairs of one model: the pairs no process stored, and none is computing, are
+        computed together (`compute_replays`: one batch where the family can) and stored; a pair another process
+        holds the lock of is left to `get_or_compute`, which waits for it."""
+        from filelock import FileLock, Timeout
+
+        out: dict[int, Replay] = {}
+        held, batch = [], []
+        try:
+            for i, (src, dst) in enumerate(pairs):
+                path = self._path(model, g, src, dst, steps, seed)
+                if path.is_file() and (r := self._read(path, model, g, src, dst, steps, seed)) is not None:
+                    out[i] = r
+                    continue
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    lock = FileLock(str(path.with_suffix(".lock")), timeout=0)
+                    lock.acquire()
+                except (OSError, Timeout):
+                    continue                  # computed by another process now, or no lock here: below
+                held.append(lock)
+                if path.is_file() and (r := self._read(path, model, g, src, dst, steps, seed)) is not None:
+                    out[i] = r
+                else:
+                    batch.append(i)
+            for i, r in zip(batch, compute_replays(model, g, [pairs[i] for i in batch], steps, seed)):
+                self._write(model, g, r, steps)
+                out[i] = r
+        finally:
+            for lock in held:
+                lock.release()
+        return [out[i] if i in out else self.get_or_compute(model, g, src, dst, steps, seed)
+                for i, (src, dst) in enumerate(pairs)]
 
 
     # -- what a model thinks ("Show what the model thinks"), stored beside the routes

@@ -3,6 +3,7 @@ by a real worker process that meets the page at the replay store."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -26,8 +27,20 @@ class PrefixFake(RefiningFake):
     steps_are_prefix = True
 
 
-def _job(model: str, steps: int = 4, extend_to: int = 0) -> Job:
-    return Job(model, 1, 2, steps, 0, "/nonexistent", extend_to)
+class BatchingFake(PrefixFake):
+    """The prefix fake computing several pairs in one call (the default `refine_many` loop, counted)."""
+
+    family = "fake-batching"
+    batches_queries = True
+    batches: list[int] = []
+
+    def refine_many(self, g, queries, steps=1, *, seed=0):
+        BatchingFake.batches.append(len(queries))
+        return super().refine_many(g, queries, steps, seed=seed)
+
+
+def _job(model: str, steps: int = 4, extend_to: int = 0, source: int = 1, batch: bool = False) -> Job:
+    return Job(model, source, 2, steps, 0, "/nonexistent", extend_to, batch=batch)
 
 
 class Gate:
@@ -90,6 +103,63 @@ def test_background_work_a_visitor_now_waits_for_moves_to_their_place():
     assert bg.done.wait(JOIN)
     service.wait_any([service.submit(_job("last"), 9.0)], JOIN)
     assert gate.ran == ["holds-the-worker", "wanted", "other", "last"]
+
+
+def test_visitors_runs_of_a_batching_model_are_taken_together_oldest_first_up_to_the_batch_size(monkeypatch):
+    monkeypatch.setattr(compute, "BATCH", 3)
+    batches = []
+
+    class Runner(Gate):
+        def __call__(self, job: Job) -> None:
+            super().__call__(job)
+            self.ran[-1] = f"{job.model}@{job.source}"
+
+    gate = Runner()
+    service = Compute(1, runner=gate, background=0)
+    real = service._batch
+
+    def recorded(job: Job, later: bool):
+        got = real(job, later)
+        batches.append([job.source] + [other.source for other, _ in got])
+        return got
+
+    monkeypatch.setattr(service, "_batch", recorded)
+    service.submit(_job("holds-the-worker"), 0.0)
+    assert gate.first_in.wait(JOIN)
+    handles = [service.submit(_job("rnn", source=10, batch=True), 1.0),
+               service.submit(_job("bellman", source=10), 1.0),
+               service.submit(_job("rnn", source=11, batch=True), 2.0),
+               service.submit(_job("rnn", source=12, batch=True, steps=8), 2.5),   # another run: not with them
+               service.submit(_job("rnn", source=13, batch=True), 3.0),
+               service.submit(_job("rnn", source=14, batch=True), 4.0),
+               service.submit(_job("rnn", source=15, batch=True, extend_to=64), 5.0, background=True)]
+    gate.release.set()
+    for h in handles:
+        assert h.done.wait(JOIN) and h.error is None
+    # the oldest visitor's rnn run takes the next two visitors' (the batch holds 3), ahead of their other jobs
+    assert gate.ran[1:] == ["rnn@10", "rnn@11", "rnn@13", "bellman@10", "rnn@12", "rnn@14", "rnn@15"]
+    assert batches[1:] == [[10, 11, 13], [10], [12], [14], [15]] and service.computed == 8
+
+
+def test_a_batch_of_jobs_is_computed_in_one_call_into_the_store(small_graph, tmp_path, monkeypatch):
+    from citypath.models import FAMILIES, load_model
+    from citypath.registry import Family
+    from citypath.replay import ReplayStore
+
+    ckpt = tmp_path / "checkpoints"
+    write_checkpoint(ckpt, "demo-batching", "fake-batching", small_graph, max_steps=8)
+    use_fake_app(monkeypatch, ckpt)
+    monkeypatch.setitem(FAMILIES, "fake-batching", Family("tests.test_compute:BatchingFake"))
+    pairs = [(3, 40), (5, 41), (7, 42)]
+    jobs = [Job("demo-batching", s, t, 4, 0, str(tmp_path / "store"), env=compute.job_env(),
+                families=compute.job_families(), batch=True) for s, t in pairs]
+    assert all(jobs[0].batches_with(j) for j in jobs)
+    assert not jobs[0].batches_with(dataclasses.replace(jobs[1], steps=8))
+    worker_model = compute._held(jobs[0])[1]        # the worker's instance (its class as the registry imported it)
+    type(worker_model).batches = []
+    compute.run_jobs(jobs)
+    model, store = load_model("demo-batching", graph=small_graph), ReplayStore(tmp_path / "store")
+    assert type(worker_model).batches == [3] and all(store.stored(model, small_graph, s, t, 4) for s, t in pairs)
 
 
 def test_a_jobs_follow_up_is_queued_for_later_once_it_is_stored_and_never_after_a_failure():

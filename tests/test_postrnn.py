@@ -53,6 +53,21 @@ def test_refine_yields_k_paths_best_so_far_and_is_deterministic(untrained, tiny_
         list(untrained.refine(g, 0, 1, steps=0))
 
 
+def test_several_queries_decoded_together_give_each_its_own_steps_and_counted_work(untrained, tiny_graph, pairs):
+    # A crowd's queries in one batch (`refine_many`, what the app's workers do): every query's paths and counted
+    # operations are those it has alone, over two chunks of samples, with a same-city query among them.
+    g = tiny_graph
+    queries = [*pairs[:5], (4, 4)]
+    together = untrained.refine_many(g, queries, 40, seed=3)
+    alone = [list(untrained.refine_with_compute(g, s, t, 40, seed=3)) for s, t in queries]
+    assert [[p for p, _ in run] for run in together] == [[p for p, _ in run] for run in alone]
+    for run, ref in zip(together, alone):
+        np.testing.assert_allclose([f for _, f in run], [f for _, f in ref], rtol=1e-12)
+    assert together[-1] == [([4], 0.0)] * 40
+    with pytest.raises(ValueError):
+        untrained.refine_many(g, [pairs[0], (0, g.n_cities)], 4)
+
+
 def test_decoding_scores_are_the_models_and_follow_its_weights():
     # Decoding reads a transposed copy of the city table (faster with a few rows): the same scores as `logits`,
     # to float32's last bits, for one row and many, and a new copy once the weights change (training, a load).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from citypath.replay import ReplayStore, compute_replay
+from citypath.replay import ReplayStore, compute_replay, compute_replays
 from tests.fake_models import GarbageFake, RefiningFake
 
 
@@ -239,3 +239,62 @@ def test_what_a_model_thinks_is_stored_once_and_read_back_as_computed(small_grap
     fake = RefiningFake("plain", {"num_parameters": 1, "max_steps": 8, "graph": {"fingerprint": g.fingerprint}})
     store.get_or_compute_thoughts(fake, g, 3, 40, 2)
     assert "has no per-city state" in store.stored_thoughts(fake, g, 3, 40, 2).error
+
+
+class BatchingFake(CountingFake):
+    """The refining fake claiming to batch queries (its `refine_many` is the default loop): what the store and the
+    replays do with a batch, apart from any family's decoding."""
+
+    batches_queries = True
+    batches: list[int] = []
+
+    def refine_many(self, g, queries, steps=1, *, seed=0):
+        BatchingFake.batches.append(len(queries))
+        return super().refine_many(g, queries, steps, seed=seed)
+
+
+def test_a_batch_of_pairs_is_computed_once_stored_each_and_timed_by_its_work(small_graph, tmp_path):
+    import threading
+    import time
+
+    from filelock import FileLock
+
+    JOIN = 60
+
+    g = small_graph
+    m = BatchingFake("m", _card(g))
+    pairs = [(3, 40), (5, 41), (7, 42), (9, 43)]
+    many = compute_replays(m, g, pairs, 5, seed=2)
+    for r, (s, t) in zip(many, pairs):
+        alone = compute_replay(m, g, s, t, 5, 2)
+        assert (r.source, r.target, r.paths, r.step_flops) == (s, t, alone.paths, alone.step_flops)
+        assert r.metrics.drop(columns=["ms", "ms_total"]).equals(alone.metrics.drop(columns=["ms", "ms_total"]))
+    # the batch's time is split by counted work: equal operations per step here, so equal shares
+    assert all(ms > 0 for r in many for ms in r.step_ms)
+    assert np.allclose([ms for r in many for ms in r.step_ms], many[0].step_ms[0])
+
+    store = ReplayStore(tmp_path)
+    store.get_or_compute(m, g, *pairs[0], 5, seed=2)             # stored already: read, not computed again
+    key = store.key(m, g, *pairs[3], 5, 2)
+    (tmp_path / key[:2]).mkdir(parents=True, exist_ok=True)
+    held, go = threading.Event(), threading.Event()
+
+    def another_process() -> None:                                  # computing the last pair for a while
+        with FileLock(str(tmp_path / key[:2] / f"{key}.lock"), timeout=5):
+            held.set()
+            go.wait(JOIN)
+            time.sleep(1.0)
+
+    busy = threading.Thread(target=another_process)
+    busy.start()
+    assert held.wait(JOIN)
+    CountingFake.calls, BatchingFake.batches = 0, []
+    go.set()
+    got = store.get_or_compute_many(m, g, pairs, 5, seed=2)
+    busy.join(JOIN)
+    assert [(r.source, r.target) for r in got] == pairs
+    assert [r.paths for r in got] == [compute_replay(m, g, s, t, 5, 2).paths for s, t in pairs]
+    # one batch of the two pairs not stored, then the pair another process held, waited for and computed alone
+    assert BatchingFake.batches == [2] and CountingFake.calls == 2 + 1 + 4
+    assert all(store.stored(m, g, s, t, 5, 2) for s, t in pairs)
+

@@ -24,6 +24,7 @@ interpreter, no copy of the server's threads.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import itertools
 import multiprocessing
@@ -39,6 +40,7 @@ from citypath import settings
 
 WORKER_NICE = 5     # workers yield the core to the page's first paints when both want it
 LATER = 1e12        # with no worker for later, its jobs' place in the visitors' queue: after every visitor's
+BATCH = 8           # at most this many visitors' runs of one model computed together (`Job.batch`)
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,12 @@ class Job:
     env: tuple[tuple[str, str], ...] = ()
     families: tuple[tuple[str, str], ...] = ()
     kind: str = "replay"      # or "thoughts": the model's per-step state over cities ("Show what the model thinks")
+    batch: bool = False       # the model computes several pairs together (`RoutingModel.batches_queries`)
+
+    def batches_with(self, other: Job) -> bool:
+        """Whether `other` can run in one batch with this job: the same model, run and settings, another pair."""
+        return self.batch and self.kind == other.kind == "replay" and not self.extend_to and \
+            dataclasses.replace(other, source=self.source, target=self.target) == self
 
 
 @dataclass
@@ -135,12 +143,38 @@ def _worker_init(later: bool = False) -> None:
 
 def run_job(job: Job) -> float:
     """Compute `job` into its replay store (in a worker process; also callable in-process). Returns seconds."""
-    from citypath.graph import graph_kwargs_from_env, load_graph
-    from citypath.models import load_model
-    from citypath.registry import register
     from citypath.replay import ReplayStore
 
     t0 = time.perf_counter()
+    g, model = _held(job)
+    store = ReplayStore(job.store)
+    if job.kind == "thoughts":
+        store.get_or_compute_thoughts(model, g, job.source, job.target, job.steps)
+    else:
+        store.get_or_compute(model, g, job.source, job.target, job.steps, job.seed, extend_to=job.extend_to or None)
+    return time.perf_counter() - t0
+
+
+def run_jobs(jobs: list[Job]) -> float:
+    """Compute a batch of jobs (`Job.batches_with`: one model, other pairs) together into their replay store
+    (`ReplayStore.get_or_compute_many`). Returns seconds."""
+    from citypath.replay import ReplayStore
+
+    t0 = time.perf_counter()
+    g, model = _held(jobs[0])
+    first = jobs[0]
+    ReplayStore(first.store).get_or_compute_many(model, g, [(j.source, j.target) for j in jobs], first.steps,
+                                                 first.seed)
+    return time.perf_counter() - t0
+
+
+def _held(job: Job):
+    """The graph and `job`'s model as this worker process holds them (loaded on first use, and again when the
+    settings or the checkpoint change)."""
+    from citypath.graph import graph_kwargs_from_env, load_graph
+    from citypath.models import load_model
+    from citypath.registry import register
+
     for k in settings.VARIABLES:
         os.environ.pop(k, None)
     os.environ.update(dict(job.env))
@@ -159,13 +193,7 @@ def run_job(job: Job) -> float:
         for old in [k for k in _HELD if isinstance(k, tuple) and k[:3] == key[:3]]:
             del _HELD[old]                                   # a replaced checkpoint: the old one goes
         _HELD[key] = load_model(job.model, graph=g)
-    store = ReplayStore(job.store)
-    if job.kind == "thoughts":
-        store.get_or_compute_thoughts(_HELD[key], g, job.source, job.target, job.steps)
-    else:
-        store.get_or_compute(_HELD[key], g, job.source, job.target, job.steps, job.seed,
-                             extend_to=job.extend_to or None)
-    return time.perf_counter() - t0
+    return g, _HELD[key]
 
 
 def _card_stamp(name: str) -> int:
@@ -274,36 +302,59 @@ class Compute:
                 handle.started = True
                 return job, handle
 
+    def _batch(self, job: Job, later: bool) -> list[tuple[Job, Handle]]:
+        """The visitors' jobs queued that run with `job` (`Job.batches_with`), oldest first, up to BATCH in all;
+        taken (marked started) so no other worker runs them."""
+        if later or not job.batch:
+            return []
+        with self._cv:
+            mates = sorted((entry for entry in self._heaps[False] if job.batches_with(entry[2])),
+                           key=lambda entry: entry[:2])
+            taken = []
+            for _, _, other in mates:
+                handle = self._handles.get(other)
+                if handle is not None and not handle.started and not handle.background and len(taken) < BATCH - 1:
+                    handle.started = True
+                    taken.append((other, handle))
+            return taken
+
     def _serve(self, later: bool) -> None:
         pool = None
         while True:
-            job, handle = self._next(later)
+            first = self._next(later)
+            batch = [first, *self._batch(first[0], later)]
+            jobs = [job for job, _ in batch]
             t0 = time.perf_counter()
+            error = None
             try:
                 if self._runner is not None:
-                    self._runner(job)
+                    for job in jobs:
+                        self._runner(job)
                 else:
                     if pool is None:
                         pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
                                                    initializer=_worker_init, initargs=(later,))
-                    pool.submit(run_job, job).result()
+                    pool.submit(*((run_jobs, jobs) if len(jobs) > 1 else (run_job, jobs[0]))).result()
             except BrokenProcessPool:
-                handle.error = "the worker process computing it stopped (killed or out of memory)"
+                error = "the worker process computing it stopped (killed or out of memory)"
                 pool = None                                   # a new worker for the next job
             except Exception as e:                            # a model that cannot load: the page says why
-                handle.error = f"{type(e).__name__}: {e}"
-            handle.seconds = time.perf_counter() - t0
+                error = f"{type(e).__name__}: {e}"
+            seconds = time.perf_counter() - t0
             with self._cv:
-                self._handles.pop(job, None)
-                if handle.error:
-                    self.failed += 1
-                else:
-                    self.computed += 1
-                self.worker_seconds += handle.seconds
-                handle.done.set()
+                for job, handle in batch:
+                    handle.error, handle.seconds = error, seconds
+                    self._handles.pop(job, None)
+                    if error:
+                        self.failed += 1
+                    else:
+                        self.computed += 1
+                    handle.done.set()
+                self.worker_seconds += seconds
                 self._cv.notify_all()
-            if handle.then is not None and not handle.error:
-                self.submit(handle.then, handle.ticket, background=True)
+            for _, handle in batch:
+                if handle.then is not None and not error:
+                    self.submit(handle.then, handle.ticket, background=True)
 
 
 _SERVICE: Compute | None = None

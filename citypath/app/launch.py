@@ -102,7 +102,7 @@ def _warm_worker(service, store, mset, question) -> None:
     """The model worker process's first jobs (the question's models), waited for: it loads the graph and them."""
     from citypath.app import replays
 
-    done = [service.submit(replays._job(name, question, store), 0.0) for name in question.models
+    done = [service.submit(replays._job(name, question, store, mset=mset), 0.0) for name in question.models
             if name in mset.models]
     for handle in done:
         service.wait_any([handle], replays.WAIT_S)

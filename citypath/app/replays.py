@@ -68,9 +68,13 @@ def replays_so_far(mset: ModelSet | None, g: CityGraph, q: Question) -> tuple[di
 WAIT_S = 300.0      # the longest a request waits for a worker before computing the model itself
 
 
-def _job(name: str, q: Question, store: ReplayStore, extend_to: int = 0) -> compute.Job:
+def _job(name: str, q: Question, store: ReplayStore, extend_to: int = 0, mset: ModelSet | None = None
+         ) -> compute.Job:
+    """The job computing model `name`'s replay of `q` (run to `extend_to` steps for later); with `mset`, it may
+    run in one batch with other visitors' runs of the model where the family computes several pairs together."""
+    batch = not extend_to and mset is not None and name in mset.models and mset.models[name].batches_queries
     return compute.Job(name, q.source, q.target, q.steps, q.seed, str(store.directory), extend_to,
-                       compute.job_env(), compute.job_families())
+                       compute.job_env(), compute.job_families(), batch=batch)
 
 
 def replay_next(mset: ModelSet, g: CityGraph, q: Question, *, compute: bool = True, ticket: float = 0.0,
@@ -99,7 +103,7 @@ def replay_next(mset: ModelSet, g: CityGraph, q: Question, *, compute: bool = Tr
             return _job(name, q, store, steps_max) if steps_max > q.steps and mset.models[name].steps_are_prefix \
                 else None
 
-        waiting = [service.submit(_job(name, q, store), ticket, then=then(name)) for name in pending
+        waiting = [service.submit(_job(name, q, store, mset=mset), ticket, then=then(name)) for name in pending
                    if not store.stored(mset.models[name], g, q.source, q.target, q.steps, q.seed)]
         if waiting and compute:
             with turns.aside():

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -189,6 +189,20 @@ class RoutingModel(ABC):
         """
         src, dst, steps = self.check_query(g, src, dst, steps)
         return zip(self.refine(g, src, dst, steps, seed=seed), self.step_flops(g, src, dst, steps))
+
+    # Whether `refine_many` computes several queries together (one batch for all their samples, as a server does
+    # for a crowd of visitors of the same model); False: one query at a time.
+    batches_queries: bool = False
+
+    def refine_many(self, g: CityGraph, queries: Sequence[tuple[int, int]], steps: int = 1, *, seed: int = 0
+                    ) -> list[list[tuple[list[int], float]]]:
+        """`refine_with_compute` of each (src, dst) query, as a list of its steps' (path, operations).
+
+        A family with `batches_queries` decodes the queries together: each query's counted operations are what
+        it costs alone, and its paths are its own (its own random streams); only the float32 rounding of a
+        batched product can differ (see the family's `decode`). The default runs them one at a time.
+        """
+        return [list(self.refine_with_compute(g, s, t, steps, seed=seed)) for s, t in queries]
 
     def path_nll(self, g: CityGraph, path: list[int]) -> float | None:
         """Mean negative log-likelihood per predicted city of `path` (src first, dst last) under the model.
@@ -392,6 +406,42 @@ class BestOfNModel(CountedModel):
     def query_setup_ops(self, g: CityGraph, src: int, dst: int) -> float:
         """Operations a query spends before its first decode (step 1 carries them)."""
         return 0.0
+
+    def _decode_many(self, g: CityGraph, queries: Sequence[tuple[int, int]], n: int, generators: list,
+                     ops: list[np.ndarray]) -> list[list[list[int]]]:
+        """`n` samples of each query decoded as one batch (query i's from generators[i], its operations added to
+        ops[i]). Only a family with `batches_queries` writes it."""
+        raise NotImplementedError(f"{type(self).__name__} decodes one query at a time")
+
+    def refine_many(self, g: CityGraph, queries: Sequence[tuple[int, int]], steps: int = 1, *, seed: int = 0
+                    ) -> list[list[tuple[list[int], float]]]:
+        """With `batches_queries`: each query's greedy step decoded alone (one row, as `refine` does), then every
+        chunk of samples of all the queries as one batch (`_decode_many`); each query's best-so-far as `refine`."""
+        if not self.batches_queries or len(queries) < 2:
+            return super().refine_many(g, queries, steps, seed=seed)
+        import torch
+
+        checked = [self.check_query(g, s, t, steps) for s, t in queries]
+        steps = checked[0][2]
+        live = [i for i, (s, t, _) in enumerate(checked) if s != t]
+        runs: dict[int, list[tuple[list[int], float]]] = {}
+        with torch.inference_mode():
+            for i in live:
+                s, t, _ = checked[i]
+                ops = np.array([self.query_setup_ops(g, s, t)])
+                runs[i] = [(self._decode(g, s, t, 1, greedy=True, generator=None, ops=ops)[0], float(ops[0]))]
+            done, chunk = 1, 0
+            while done < steps and live:
+                take = min(SAMPLE_CHUNK, steps - done)
+                ops_each = [np.zeros(take) for _ in live]
+                paths = self._decode_many(g, [checked[i][:2] for i in live], take,
+                                          [sample_generator(seed, chunk) for _ in live], ops_each)
+                for j, i in enumerate(live):
+                    runs[i].extend(zip(paths[j], ops_each[j].tolist()))
+                done += take
+                chunk += 1
+        return [list(self.best_so_far_with_compute(g, s, t, iter(runs[i]))) if i in runs else [([s], 0.0)] * k
+                for i, (s, t, k) in enumerate(checked)]
 
     def refine(self, g: CityGraph, src: int, dst: int, steps: int = 1, *, seed: int = 0) -> Iterator[list[int]]:
         """Yield `steps` paths: greedy, then the verifier's best of greedy + k-1 samples at step k."""
