@@ -1,14 +1,17 @@
-"""The post RNN's decoding with the city table stored transposed (`PostRNN.decode_logits`, what `decode` uses) vs
-the transposed view of the embedding (`PostRNN.logits`, what it used before), side by side in one run.
+"""The post RNN's decoding, side by side in one run: (1) with the city table stored transposed
+(`PostRNN.decode_logits`, what `decode` uses) vs the transposed view of the embedding (`PostRNN.logits`, what it
+used before); (2) a crowd's queries decoded together (`refine_many`, what the app's workers do, in batches of
+`--batch`) vs one at a time.
 
-    python -m benchmarks.bench_postrnn                          # post-rnn-large, 30 validation pairs, 16 steps
-    python -m benchmarks.bench_postrnn --models post-rnn-large,post-rnn-small --pairs 30 --steps 64
+    python -m benchmarks.bench_postrnn                          # post-rnn-large, 32 validation pairs, 16 steps
+    python -m benchmarks.bench_postrnn --models post-rnn-large,post-rnn-small --pairs 32 --steps 64 --batch 8
 
-For each validation pair (never a test pair) both ways run the pair's `refine` to `--steps`, in turns (the
-first way alternates from pair to pair), one torch thread; the CPU seconds of each query are read from the
-process clock. Prints one JSON object: CPU per query each way, their ratio, and how many step paths differ
-between the two ways (the scores differ in float32's last bits when 1-3 rows decode together, which could
-change a choice on a near tie). Nothing here asserts a time.
+Validation pairs only (never a test pair), one torch thread; CPU seconds are read from the process clock.
+(1): for each pair both ways run its `refine` to `--steps`, in turns (the first way alternates from pair to
+pair). (2): the pairs in groups of `--batch`, each group one at a time and together, in turns. Prints one
+JSON object: CPU per query each way, their ratios, and how many step paths (and counted operations) differ
+between the ways: the scores differ in float32's last bits where a product of 1-3 rows meets one of more
+rows, which could change a choice on a near tie. Nothing here asserts a time.
 """
 
 from __future__ import annotations
@@ -30,8 +33,9 @@ def main(argv: list[str] | None = None) -> None:
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default="post-rnn-large")
-    p.add_argument("--pairs", type=int, default=30)
+    p.add_argument("--pairs", type=int, default=32)
     p.add_argument("--steps", type=int, default=16)
+    p.add_argument("--batch", type=int, default=8)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     g = citypath.load_graph()
@@ -54,12 +58,32 @@ def main(argv: list[str] | None = None) -> None:
         finally:
             PostRNN.decode_logits = stored
         a, b = paths["stored_copy"], paths["transposed_view"]
-        out["models"][name] = {
+        layout = {
             "cpu_s_per_query": {way: statistics.fmean(v) for way, v in cpu.items()},
             "cpu_ratio_view_over_copy": statistics.fmean(cpu["transposed_view"]) / statistics.fmean(cpu["stored_copy"]),
             "step_paths": sum(len(x) for x in a),
             "step_paths_differing": sum(p != q for x, y in zip(a, b) for p, q in zip(x, y)),
         }
+        pairs = list(zip(srcs.tolist(), dsts.tolist()))
+        cpu, runs = {"alone": 0.0, "together": 0.0}, {"alone": [], "together": []}
+        for i in range(0, len(pairs), args.batch):
+            group = pairs[i:i + args.batch]
+            for way in (("alone", "together") if (i // args.batch) % 2 == 0 else ("together", "alone")):
+                t0 = time.process_time()
+                got = ([list(m.refine_with_compute(g, s, t, args.steps)) for s, t in group] if way == "alone"
+                       else m.refine_many(g, group, args.steps))
+                cpu[way] += time.process_time() - t0
+                runs[way].extend(got)
+        steps_alone = [step for run in runs["alone"] for step in run]
+        steps_together = [step for run in runs["together"] for step in run]
+        out["models"][name] = {"layout": layout, "batched": {
+            "batch": args.batch,
+            "cpu_s_per_query": {way: v / len(pairs) for way, v in cpu.items()},
+            "cpu_ratio_together_over_alone": cpu["together"] / cpu["alone"],
+            "step_paths": len(steps_alone),
+            "step_paths_differing": sum(p != q for (p, _), (q, _) in zip(steps_alone, steps_together)),
+            "step_operations_differing": sum(f != e for (_, f), (_, e) in zip(steps_alone, steps_together)),
+        }}
     print(json.dumps(out, indent=1))
 
 
