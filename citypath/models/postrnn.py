@@ -72,8 +72,9 @@ class PostRNN(nn.Module):
     def decode_logits(self, h: torch.Tensor) -> torch.Tensor:
         """`logits` for decoding (no gradient): the same product with the city table stored transposed, made
         once and made again when the weights change. With a few rows, MKL's product with the transposed view
-        runs ~3x slower than with the stored copy (one row: 3.1 vs 0.9 ms); from 4 rows the two agree bit for
-        bit, with 1-3 rows they differ in the last bits of a score (float32 sums in another order)."""
+        runs ~3x slower than with the stored copy (one row: 3.1 vs 0.9 ms); from 4 rows the two agreed bit for
+        bit on this machine's MKL, with 1-3 rows they differ in the last bits of a score (float32 sums in another
+        order; benchmarks/bench_postrnn.py counts the paths that differ: none of 512)."""
         w = self.embed.weight
         key = (w.data_ptr(), w._version)
         if self._table_key != key:
