@@ -782,19 +782,23 @@ def run_load(sessions: int = 20, steps: int = 16, *, env: dict[str, str] | None 
 
     store = settings.cache_dir({**os.environ, **env}) / "replays"
     stored_at_start = sum(1 for _ in store.rglob("*.json")) if store.is_dir() else 0
-    warm_s, ready_s, cpu_s = [], None, None
+    warm_s, ready_s, split = [], None, None
+
+    def measured(pids: Sequence[int], base: str) -> tuple[list[SessionResult], float, tuple[float, ...] | None]:
+        cpu0, client0 = server_cpu_split(pids), client_cpu_s()
+        results, wall = go(base)
+        cpu1, client1 = server_cpu_split(pids), client_cpu_s()
+        return results, wall, (*(b - a for a, b in zip(cpu0, cpu1)), client1 - client0) if pids else None
+
     if url:
         warm_s = [warm_up(u, timeout) for u in warm]
-        cpu0 = server_cpu_s(server_pids)
-        results, wall = go(url)
-        cpu_s = server_cpu_s(server_pids) - cpu0 if server_pids else None
+        results, wall, split = measured(server_pids, url)
     else:
         with AppServer(env, warm=not streamlit_run, app_dir=app_dir) as server:
             ready_s = server.ready_s
             warm_s = [warm_up(server.url, timeout) for _ in warm]
-            cpu0 = server_cpu_s([server.proc.pid])
-            results, wall = go(server.url)
-            cpu_s = server_cpu_s([server.proc.pid]) - cpu0
+            results, wall, split = measured([server.proc.pid], server.url)
+    cpu_s = split[0] + split[1] if split is not None else None
     stop_ms = [r.frames[1].ms for r in results if len(r.frames) > 1]     # the one report of a stop
     open_ms = [r.frames[0].ms for r in results if r.frames]                 # every route drawn
     map_ms = [r.map_ms for r in results if r.map_ms is not None]            # the first paint
@@ -821,6 +825,13 @@ def run_load(sessions: int = 20, steps: int = 16, *, env: dict[str, str] | None 
         # CPU seconds the app process(es) spent while the crowd ran (every thread, finished ones included)
         "server_cpu_s": round(cpu_s, 2) if cpu_s is not None else None,
         "server_cpu_ms_per_visitor": round(cpu_s / sessions * 1e3, 1) if cpu_s is not None else None,
+        # ... of which the app processes' own (page runs) and their children's (model workers, a harness run), of
+        # those the idle class's (the worker for later); and the crowd's clients' (this process), which share the
+        # machine's cores with the server
+        "server_cpu_s_pages": round(split[0], 2) if split is not None else None,
+        "server_cpu_s_workers": round(split[1], 2) if split is not None else None,
+        "server_cpu_s_workers_idle_class": round(split[2], 2) if split is not None else None,
+        "client_cpu_s": round(split[3], 2) if split is not None else None,
         # every visitor's routes drawn: the open, from its first message to its last model's route
         "routes_ms_p50": round(q(open_ms, 50), 1), "routes_ms_max": round(max(open_ms), 1) if open_ms else None,
         "compute_workers": str(settings.compute_workers({**os.environ, **env})),    # what the app process uses
@@ -829,23 +840,38 @@ def run_load(sessions: int = 20, steps: int = 16, *, env: dict[str, str] | None 
     }
 
 
-def server_cpu_s(pids: Sequence[int]) -> float:
-    """User + system CPU seconds the processes `pids` and their children (the model worker, a harness run) have used
-    so far (0 for one that has gone)."""
+def server_cpu_split(pids: Sequence[int]) -> tuple[float, float, float]:
+    """User + system CPU seconds the processes `pids` have used so far, in three: their own (the page runs), their
+    children's (the model workers, a harness run; those that ended included), and of those the children's in Linux's
+    idle class (the worker for later, `citypath.app.compute.background`: it runs only where no other process wants
+    the core). 0 for a process that has gone."""
     import psutil
 
-    total = 0.0
+    own = children = idle = 0.0
     for pid in pids:
         try:
             proc = psutil.Process(pid)
             t = proc.cpu_times()
-            total += t.user + t.system + t.children_user + t.children_system     # children that ended
+            own += t.user + t.system
+            children += t.children_user + t.children_system                       # children that ended
             for child in proc.children(recursive=True):                           # and those still running
                 c = child.cpu_times()
-                total += c.user + c.system
+                children += c.user + c.system
+                try:
+                    if os.sched_getscheduler(child.pid) == os.SCHED_IDLE:
+                        idle += c.user + c.system
+                except (AttributeError, OSError):
+                    pass
         except psutil.Error:
             continue
-    return total
+    return own, children, idle
+
+
+def client_cpu_s() -> float:
+    """User + system CPU seconds this process (the crowd's clients) has used so far: they share the machine's cores
+    with the server."""
+    t = os.times()
+    return t.user + t.system
 
 
 def app_env(states: str = "", checkpoints: str = "") -> dict[str, str]:

@@ -36,7 +36,7 @@ class Replay:
     seed: int
     paths: list[list]                # paths[k-1]: the answer after k steps (may hold garbage)
     step_ms: list[float]             # wall time of each step, ms, batched work apportioned (see apportion_ms)
-    metrics: pd.DataFrame            # one row per step; "step" is 1-based
+    metrics: pd.DataFrame | None     # one row per step; "step" is 1-based (None: a run only stored, not scored)
     error: str | None = None         # what went wrong, if the model raised or yielded too few paths
     step_flops: list[float] = field(default_factory=list)   # FLOPs of each step (the model's own count)
 
@@ -196,8 +196,10 @@ def clean_path(raw: object) -> list:
         return []
 
 
-def compute_replay(model: RoutingModel, g: CityGraph, src: int, dst: int, steps: int, seed: int = 0) -> Replay:
-    """Run the model once for K steps (`refine_with_compute`), timing each step and scoring each path."""
+def compute_replay(model: RoutingModel, g: CityGraph, src: int, dst: int, steps: int, seed: int = 0, *,
+                   scored: bool = True) -> Replay:
+    """Run the model once for K steps (`refine_with_compute`), timing each step and scoring each path (with
+    `scored=False` not: its `metrics` are None, for a run only stored, which its readers score)."""
     paths: list[list] = []
     call_ms: list[float] = []
     flops: list[float] = []
@@ -217,26 +219,26 @@ def compute_replay(model: RoutingModel, g: CityGraph, src: int, dst: int, steps:
     except Exception as e:  # the app shows a failing model's error next to its last good step
         error = f"{model.name} failed after {len(paths)} of {steps} steps: {type(e).__name__}: {e}"
     step_ms = apportion_ms(call_ms, flops)
-    return Replay(model.name, src, dst, steps, seed, paths, step_ms, score_paths(g, paths, src, dst, step_ms, flops),
-                  error, flops)
+    return Replay(model.name, src, dst, steps, seed, paths, step_ms,
+                  score_paths(g, paths, src, dst, step_ms, flops) if scored else None, error, flops)
 
 
 def compute_replays(model: RoutingModel, g: CityGraph, pairs: Sequence[tuple[int, int]], steps: int,
-                    seed: int = 0) -> list[Replay]:
+                    seed: int = 0, *, scored: bool = True) -> list[Replay]:
     """`compute_replay` of several pairs of one model, computed together where the family can
     (`RoutingModel.refine_many`): the batch's measured time is apportioned to every step it served, of every
     pair, by their counted operations (each pair's operations are what it costs alone). A batch that fails
     is run again one pair at a time, so each pair's error is said with its own steps."""
     pairs = [(int(s), int(t)) for s, t in pairs]
     if len(pairs) < 2 or not model.batches_queries:
-        return [compute_replay(model, g, s, t, steps, seed) for s, t in pairs]
+        return [compute_replay(model, g, s, t, steps, seed, scored=scored) for s, t in pairs]
     t0 = time.perf_counter()
     try:
         runs = model.refine_many(g, pairs, steps, seed=seed)
         if any(len(run) != steps for run in runs):
             raise ValueError("a query's steps are missing")
     except Exception:
-        return [compute_replay(model, g, s, t, steps, seed) for s, t in pairs]
+        return [compute_replay(model, g, s, t, steps, seed, scored=scored) for s, t in pairs]
     total_ms = (time.perf_counter() - t0) * 1e3
     flops = [[float(f) if f is not None else float("nan") for _, f in run] for run in runs]
     w = np.nan_to_num(np.array([f for each in flops for f in each]), nan=0.0)
@@ -245,7 +247,8 @@ def compute_replays(model: RoutingModel, g: CityGraph, pairs: Sequence[tuple[int
     for (s, t), run, fl in zip(pairs, runs, flops):
         paths = [clean_path(p) for p, _ in run]
         ms, k = step_ms[k:k + len(run)], k + len(run)
-        out.append(Replay(model.name, s, t, steps, seed, paths, ms, score_paths(g, paths, s, t, ms, fl), None, fl))
+        metrics = score_paths(g, paths, s, t, ms, fl) if scored else None
+        out.append(Replay(model.name, s, t, steps, seed, paths, ms, metrics, None, fl))
     return out
 
 
@@ -311,7 +314,7 @@ class ReplayStore:
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
 
     def _read(self, path: Path, model: RoutingModel, g: CityGraph, src: int, dst: int, steps: int,
-              seed: int) -> Replay | None:
+              seed: int, scored: bool = True) -> Replay | None:
         import json
 
         try:
@@ -328,7 +331,7 @@ class ReplayStore:
         if computed > steps:                     # the first `steps` of a longer run (a prefix family only)
             paths, step_ms, flops = paths[:steps], step_ms[:steps], flops[:steps]
             error = error if len(paths) < steps else None    # it failed later than the steps asked for
-        metrics = score_paths(g, paths, src, dst, step_ms, flops)
+        metrics = score_paths(g, paths, src, dst, step_ms, flops) if scored else None
         return Replay(model.name, src, dst, steps, seed, paths, step_ms, metrics, error, flops)
 
     def _path(self, model: RoutingModel, g: CityGraph, src: int, dst: int, steps: int, seed: int) -> Path:
@@ -357,14 +360,16 @@ class ReplayStore:
         return self.stored_steps(model, g, src, dst, steps, seed) >= steps
 
     def get_or_compute(self, model: RoutingModel, g: CityGraph, src: int, dst: int, steps: int,
-                       seed: int = 0, extend_to: int | None = None) -> Replay:
+                       seed: int = 0, extend_to: int | None = None, *, scored: bool = True) -> Replay:
         """The replay from disk if any process computed it, else computed here (once) and stored.
 
         For a family whose K steps are a prefix of its M steps (`RoutingModel.steps_are_prefix`) one record per
         pair holds the longest run computed: any K up to it is read from it, a larger K replaces it with a
         longer run, and `extend_to` asks that a run computed now go that far (the app passes the steps slider's
         maximum, so the slider moves within what exists). Other families: one record per K; `extend_to` is
-        ignored."""
+        ignored. The record keeps the paths, their time and operations; the metrics are scored as it is read, with
+        the reader's graph. `scored=False` (a model worker, which only stores it): the replay's `metrics` are None
+        and no path is scored (the scoring's search for the optimal path was ~0.03 s a route)."""
 
         from filelock import FileLock, Timeout
 
@@ -374,7 +379,7 @@ class ReplayStore:
         def held() -> Replay | None:
             if run > steps and self.stored_steps(model, g, src, dst, steps, seed) < run:
                 return None                  # stored, but shorter than the run asked for: extended here
-            return self._read(path, model, g, src, dst, steps, seed) if path.is_file() else None
+            return self._read(path, model, g, src, dst, steps, seed, scored) if path.is_file() else None
 
         if (r := held()) is not None:
             return r
@@ -385,13 +390,13 @@ class ReplayStore:
             lock = FileLock(str(path.with_suffix(".extend.lock" if run > steps else ".lock")), timeout=300)
             lock.acquire()
         except (OSError, Timeout):
-            return compute_replay(model, g, src, dst, steps, seed)
+            return compute_replay(model, g, src, dst, steps, seed, scored=scored)
         try:
             if (r := held()) is not None:
                 return r                     # another process computed it while this one waited
-            r = compute_replay(model, g, src, dst, run, seed)
+            r = compute_replay(model, g, src, dst, run, seed, scored=False)
             self._write(model, g, r, steps)
-            return r if run == steps else sliced(g, r, steps)
+            return sliced(g, r, steps, scored)
         finally:
             lock.release()
 
@@ -408,17 +413,17 @@ class ReplayStore:
                   "step_flops": [None if not np.isfinite(f) else f for f in r.step_flops], "error": r.error}
         try:
             longer = self.stored_steps(model, g, r.source, r.target, steps, r.seed) >= r.steps and \
-                self._read(path, model, g, r.source, r.target, 1, r.seed) is not None     # stored while this ran
+                self._read(path, model, g, r.source, r.target, 1, r.seed, False) is not None     # stored meanwhile
             if not longer:
                 write_atomic(path, json.dumps(record, allow_nan=False))
         except (OSError, ValueError):
             pass                          # served without the shared copy
 
     def get_or_compute_many(self, model: RoutingModel, g: CityGraph, pairs: Sequence[tuple[int, int]], steps: int,
-                            seed: int = 0) -> list[Replay]:
+                            seed: int = 0, *, scored: bool = True) -> list[Replay]:
         """`get_or_compute` of several pairs of one model: the pairs no process stored, and none is computing, are
         computed together (`compute_replays`: one batch where the family can) and stored; a pair another process
-        holds the lock of is left to `get_or_compute`, which waits for it."""
+        holds the lock of is left to `get_or_compute`, which waits for it. `scored` as there."""
         from filelock import FileLock, Timeout
 
         out: dict[int, Replay] = {}
@@ -426,7 +431,7 @@ class ReplayStore:
         try:
             for i, (src, dst) in enumerate(pairs):
                 path = self._path(model, g, src, dst, steps, seed)
-                if path.is_file() and (r := self._read(path, model, g, src, dst, steps, seed)) is not None:
+                if path.is_file() and (r := self._read(path, model, g, src, dst, steps, seed, scored)) is not None:
                     out[i] = r
                     continue
                 try:
@@ -436,17 +441,17 @@ class ReplayStore:
                 except (OSError, Timeout):
                     continue                  # computed by another process now, or no lock here: below
                 held.append(lock)
-                if path.is_file() and (r := self._read(path, model, g, src, dst, steps, seed)) is not None:
+                if path.is_file() and (r := self._read(path, model, g, src, dst, steps, seed, scored)) is not None:
                     out[i] = r
                 else:
                     batch.append(i)
-            for i, r in zip(batch, compute_replays(model, g, [pairs[i] for i in batch], steps, seed)):
+            for i, r in zip(batch, compute_replays(model, g, [pairs[i] for i in batch], steps, seed, scored=scored)):
                 self._write(model, g, r, steps)
                 out[i] = r
         finally:
             for lock in held:
                 lock.release()
-        return [out[i] if i in out else self.get_or_compute(model, g, src, dst, steps, seed)
+        return [out[i] if i in out else self.get_or_compute(model, g, src, dst, steps, seed, scored=scored)
                 for i, (src, dst) in enumerate(pairs)]
 
 
@@ -510,10 +515,10 @@ def prefix(model: RoutingModel) -> bool:
     return bool(getattr(model, "steps_are_prefix", False))
 
 
-def sliced(g: CityGraph, r: Replay, steps: int) -> Replay:
-    """The first `steps` steps of a longer run of a prefix family, as a run of `steps` steps would give them (its
-    error only where it failed within them)."""
+def sliced(g: CityGraph, r: Replay, steps: int, scored: bool = True) -> Replay:
+    """The first `steps` steps of a run of at least that many (a longer one: a prefix family's), as a run of `steps`
+    steps would give them (its error only where it failed within them), scored unless `scored=False`."""
     paths, step_ms, flops = r.paths[:steps], r.step_ms[:steps], r.step_flops[:steps]
     error = r.error if len(paths) < steps else None
     return Replay(r.model, r.source, r.target, steps, r.seed, paths, step_ms,
-                  score_paths(g, paths, r.source, r.target, step_ms, flops), error, flops)
+                  score_paths(g, paths, r.source, r.target, step_ms, flops) if scored else None, error, flops)

@@ -162,6 +162,36 @@ def test_a_batch_of_jobs_is_computed_in_one_call_into_the_store(small_graph, tmp
     assert type(worker_model).batches == [3] and all(store.stored(model, small_graph, s, t, 4) for s, t in pairs)
 
 
+def test_a_worker_stores_the_routes_unscored_and_the_reader_scores_them(small_graph, tmp_path, monkeypatch):
+    """A worker only stores routes (the store keeps paths, time and operations; its readers score them), so it runs no
+    search for the optimal path, alone or in a batch; the page reads the same metrics as a scored run gives."""
+    from citypath import replay
+    from citypath.models import FAMILIES, load_model
+    from citypath.registry import Family
+    from citypath.replay import ReplayStore, compute_replay
+
+    ckpt = tmp_path / "checkpoints"
+    write_checkpoint(ckpt, "demo-batching", "fake-batching", small_graph, max_steps=8)
+    use_fake_app(monkeypatch, ckpt)
+    monkeypatch.setitem(FAMILIES, "fake-batching", Family("tests.test_compute:BatchingFake"))
+    pairs = [(3, 40), (5, 41), (7, 42)]
+    jobs = [Job("demo-batching", s, t, 4, 0, str(tmp_path / "store"), env=compute.job_env(),
+                families=compute.job_families(), batch=True) for s, t in pairs]
+    scored = []
+    real = replay.score_paths
+    monkeypatch.setattr(replay, "score_paths", lambda *a, **k: scored.append(a[2:4]) or real(*a, **k))
+    compute.run_job(jobs[0])
+    compute.run_jobs(jobs[1:])
+    assert scored == []                        # nothing scored (no search for the optimal path, no Fréchet)
+    model, store = load_model("demo-batching", graph=small_graph), ReplayStore(tmp_path / "store")
+    for s, t in pairs:                         # the page's read scores them, as a run scored at once is
+        read, fresh = store.get_or_compute(model, small_graph, s, t, 4), compute_replay(model, small_graph, s, t, 4)
+        assert read.paths == fresh.paths and read.metrics.drop(columns=["ms", "ms_total"]).equals(
+            fresh.metrics.drop(columns=["ms", "ms_total"]))
+        unscored = store.get_or_compute(model, small_graph, s, t, 4, scored=False)
+        assert unscored.paths == fresh.paths and unscored.metrics is None
+
+
 def test_a_jobs_follow_up_is_queued_for_later_once_it_is_stored_and_never_after_a_failure():
     gate = Gate()
     service = Compute(1, runner=gate, background=0)
@@ -207,6 +237,22 @@ def test_a_first_paint_queues_its_routes_and_waits_for_none(small_graph, tmp_pat
     assert queued["a"][1].extend_to == 8 and queued["b"][1] is None     # only the prefix family is extended
     assert replays.replays_so_far(mset, g, q)[1] == ["a", "b"] and not held.done.is_set()
     gate.release.set()
+
+
+def test_the_launcher_starts_the_worker_for_later_too_before_any_visitor(small_graph, tmp_path):
+    """`python -m citypath.app.launch` gives every worker its first job before the port answers: the visitors' run the
+    default question's models and the one for later their run to the slider's maximum, so none starts under a crowd
+    (a start cost ~2 s of CPU at full priority)."""
+    from citypath.app import launch
+    from citypath.replay import Question, ReplayStore
+
+    card = {"num_parameters": 1, "max_steps": 8, "graph": {"fingerprint": small_graph.fingerprint}}
+    mset = resources.ModelSet(models={"a": PrefixFake("a", card), "b": RefiningFake("b", card)})
+    ran = []
+    service = Compute(1, runner=lambda job: ran.append((threading.current_thread().name.split("-")[2], job.model,
+                                                         job.extend_to)))
+    launch._warm_worker(service, ReplayStore(tmp_path), mset, Question(3, 40, ("a", "b", "gone"), 4, 0), 8)
+    assert sorted(ran) == [("later", "a", 8), ("later", "b", 8), ("visitors", "a", 0), ("visitors", "b", 0)]
 
 
 def test_a_job_that_fails_says_why_and_the_next_one_runs():

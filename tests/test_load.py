@@ -77,7 +77,7 @@ def test_a_launched_process_is_warm_before_its_port_opens(default_graph, launch)
     assert ("ready in" in log) is launch
     if launch:
         assert page.pending == []
-        assert "interesting pairs' routes:" in log and "model worker:" in log
+        assert "interesting pairs' routes:" in log and "model workers:" in log
     else:
         assert len(page.pending) >= 2          # the default comparison: two models, neither loaded yet
 

@@ -105,7 +105,7 @@ def test_a_write_killed_midway_leaves_no_file_that_is_read(small_graph, tmp_path
     assert [p.name.startswith(f".{key}.json.") for p in tmp_path.rglob("*.tmp")] == [True]   # the cut write
     assert not store.stored(m, g, 3, 40, 5, seed=2)                     # nothing under the entry's name
     calls = []
-    monkeypatch.setattr(replay, "compute_replay", lambda *a: calls.append(a) or compute_replay(*a))
+    monkeypatch.setattr(replay, "compute_replay", lambda *a, **k: calls.append(a) or compute_replay(*a, **k))
     r = store.get_or_compute(m, g, 3, 40, 5, seed=2)                     # the dead process's lock is gone
     assert len(calls) == 1 and r.paths == compute_replay(m, g, 3, 40, 5, 2).paths
     assert store.stored(m, g, 3, 40, 5, seed=2)

@@ -3,8 +3,10 @@ meeting point.
 
 A page run paints the map and the optimal path (tens of ms) and never runs a model itself: it submits the
 models still pending to this process's `Compute`, which runs them in worker processes (`CITYPATH_COMPUTE_WORKERS`,
-default 1) in the order of the visitors' arrival (the oldest visitor's models first, each visitor's models in
-the order they were chosen), and a newcomer's first paint waits for none of them. A worker writes what it
+default 2 on a machine with two cores or more) in the order of the visitors' arrival (the oldest visitor's models
+first, each visitor's models in the order they were chosen), and a newcomer's first paint waits for none of them.
+A worker stores the routes unscored: the store keeps paths, and whoever reads them scores them (the page, with the
+optimal path it found for the first paint). A worker writes what it
 computed to the shared `ReplayStore` (`citypath.replay`); the page reads it from there, as it reads what
 another app process stored. The player's request for the next model waits for it *aside* from the turn queue
 (`citypath.app.turns`), so a visitor waiting for a route holds no other visitor's page.
@@ -40,7 +42,10 @@ from citypath import settings
 
 WORKER_NICE = 5     # workers yield the core to the page's first paints when both want it
 LATER = 1e12        # with no worker for later, its jobs' place in the visitors' queue: after every visitor's
-BATCH = 8           # at most this many visitors' runs of one model computed together (`Job.batch`)
+# At most this many visitors' runs of one model computed together (`Job.batch`). From 4 pairs up a query's CPU
+# hardly falls (post-rnn-large: 0.53 s at 4, 0.51 at 8 and 16), and smaller batches hand a crowd its routes in
+# smaller steps (docs/benchmarks.md).
+BATCH = 4
 
 
 @dataclass(frozen=True)
@@ -151,7 +156,8 @@ def run_job(job: Job) -> float:
     if job.kind == "thoughts":
         store.get_or_compute_thoughts(model, g, job.source, job.target, job.steps)
     else:
-        store.get_or_compute(model, g, job.source, job.target, job.steps, job.seed, extend_to=job.extend_to or None)
+        store.get_or_compute(model, g, job.source, job.target, job.steps, job.seed, extend_to=job.extend_to or None,
+                             scored=False)       # the page scores what it reads
     return time.perf_counter() - t0
 
 
@@ -164,7 +170,7 @@ def run_jobs(jobs: list[Job]) -> float:
     g, model = _held(jobs[0])
     first = jobs[0]
     ReplayStore(first.store).get_or_compute_many(model, g, [(j.source, j.target) for j in jobs], first.steps,
-                                                 first.seed)
+                                                 first.seed, scored=False)
     return time.perf_counter() - t0
 
 

@@ -41,8 +41,8 @@ def warm_process(log=None) -> dict[str, float]:
     """Do in this process, before any visitor, what the first visitor of the default page would wait for:
     the graph, the catalogue, the labels, the map's static layers, the models, the default view's routes and the
     interesting pairs' (each run to the steps slider's maximum where the family's steps are a prefix of more: see
-    `citypath.replay.ReplayStore`; read from the store after the first launch), and the model worker process
-    (`citypath.app.compute`) started with the default models loaded.
+    `citypath.replay.ReplayStore`; read from the store after the first launch), and the model worker processes
+    (`citypath.app.compute`: the visitors' and the one for later) started with the default models loaded.
 
     `python -m citypath.app.launch` runs it before the server listens, so a visitor never meets a cold process
     (and HAProxy's health check sends none to a process still warming). `log(line)` hears each stage as it
@@ -80,8 +80,8 @@ def warm_process(log=None) -> dict[str, float]:
                                 dataclasses.replace(view, source=p.source, target=p.target).question())
                    for p in picks_])
     service = compute.service()
-    if service is not None:      # the worker process starts and loads the graph and the default models now
-        stage("model worker", lambda: _warm_worker(service, store, mset, view.question()))
+    if service is not None:      # the worker processes start and load the graph and the default models now
+        stage("model workers", lambda: _warm_worker(service, store, mset, view.question(), cat.steps_max))
     return times
 
 
@@ -98,12 +98,16 @@ def _warm_routes(store, mset, g, steps_max: int, question) -> None:
         replays.replay(mset, g, name, question)
 
 
-def _warm_worker(service, store, mset, question) -> None:
-    """The model worker process's first jobs (the question's models), waited for: it loads the graph and them."""
+def _warm_worker(service, store, mset, question, steps_max: int) -> None:
+    """The model worker processes' first jobs, waited for: the visitors' workers run the question's models and the
+    worker for later their run to the steps slider's maximum (stored already by `_warm_routes`, so read), so each
+    has started and loaded the graph and them before a visitor comes (a worker started under a crowd cost it ~2 s
+    of CPU importing citypath, at full priority: a worker lowers its priority only once it has started)."""
     from citypath.app import replays
 
-    done = [service.submit(replays._job(name, question, store, mset=mset), 0.0) for name in question.models
-            if name in mset.models]
+    names = [name for name in question.models if name in mset.models]
+    done = [service.submit(replays._job(name, question, store, mset=mset), 0.0) for name in names]
+    done += [service.submit(replays._job(name, question, store, steps_max), 0.0, background=True) for name in names]
     for handle in done:
         service.wait_any([handle], replays.WAIT_S)
         if handle.error:
