@@ -42,10 +42,7 @@ from citypath import settings
 
 WORKER_NICE = 5     # workers yield the core to the page's first paints when both want it
 LATER = 1e12        # with no worker for later, its jobs' place in the visitors' queue: after every visitor's
-# At most this many visitors' runs of one model computed together (`Job.batch`). From 4 pairs up a query's CPU
-# hardly falls (post-rnn-large: 0.53 s at 4, 0.51 at 8 and 16), and smaller batches hand a crowd its routes in
-# smaller steps (docs/benchmarks.md).
-BATCH = 4
+BATCH = 8           # at most this many visitors' runs of one model computed together (`Job.batch`; docs/benchmarks.md)
 
 
 @dataclass(frozen=True)
