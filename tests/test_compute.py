@@ -141,18 +141,25 @@ def test_visitors_runs_of_a_batching_model_are_taken_together_oldest_first_up_to
     assert batches[1:] == [[10, 11, 13], [10], [12], [14], [15]] and service.computed == 8
 
 
-def test_a_batch_of_jobs_is_computed_in_one_call_into_the_store(small_graph, tmp_path, monkeypatch):
-    from citypath.models import FAMILIES, load_model
+def _batching_jobs(g, tmp_path: Path, monkeypatch) -> tuple[list[tuple[int, int]], list[Job]]:
+    """Three pairs and their jobs for a checkpoint of the batching fake, whose family the worker can import."""
+    from citypath.models import FAMILIES
     from citypath.registry import Family
-    from citypath.replay import ReplayStore
 
     ckpt = tmp_path / "checkpoints"
-    write_checkpoint(ckpt, "demo-batching", "fake-batching", small_graph, max_steps=8)
+    write_checkpoint(ckpt, "demo-batching", "fake-batching", g, max_steps=8)
     use_fake_app(monkeypatch, ckpt)
     monkeypatch.setitem(FAMILIES, "fake-batching", Family("tests.test_compute:BatchingFake"))
     pairs = [(3, 40), (5, 41), (7, 42)]
-    jobs = [Job("demo-batching", s, t, 4, 0, str(tmp_path / "store"), env=compute.job_env(),
-                families=compute.job_families(), batch=True) for s, t in pairs]
+    return pairs, [Job("demo-batching", s, t, 4, 0, str(tmp_path / "store"), env=compute.job_env(),
+                       families=compute.job_families(), batch=True) for s, t in pairs]
+
+
+def test_a_batch_of_jobs_is_computed_in_one_call_into_the_store(small_graph, tmp_path, monkeypatch):
+    from citypath.models import load_model
+    from citypath.replay import ReplayStore
+
+    pairs, jobs = _batching_jobs(small_graph, tmp_path, monkeypatch)
     assert all(jobs[0].batches_with(j) for j in jobs)
     assert not jobs[0].batches_with(dataclasses.replace(jobs[1], steps=8))
     worker_model = compute._held(jobs[0])[1]        # the worker's instance (its class as the registry imported it)
@@ -166,17 +173,10 @@ def test_a_worker_stores_the_routes_unscored_and_the_reader_scores_them(small_gr
     """A worker only stores routes (the store keeps paths, time and operations; its readers score them), so it runs no
     search for the optimal path, alone or in a batch; the page reads the same metrics as a scored run gives."""
     from citypath import replay
-    from citypath.models import FAMILIES, load_model
-    from citypath.registry import Family
+    from citypath.models import load_model
     from citypath.replay import ReplayStore, compute_replay
 
-    ckpt = tmp_path / "checkpoints"
-    write_checkpoint(ckpt, "demo-batching", "fake-batching", small_graph, max_steps=8)
-    use_fake_app(monkeypatch, ckpt)
-    monkeypatch.setitem(FAMILIES, "fake-batching", Family("tests.test_compute:BatchingFake"))
-    pairs = [(3, 40), (5, 41), (7, 42)]
-    jobs = [Job("demo-batching", s, t, 4, 0, str(tmp_path / "store"), env=compute.job_env(),
-                families=compute.job_families(), batch=True) for s, t in pairs]
+    pairs, jobs = _batching_jobs(small_graph, tmp_path, monkeypatch)
     scored = []
     real = replay.score_paths
     monkeypatch.setattr(replay, "score_paths", lambda *a, **k: scored.append(a[2:4]) or real(*a, **k))
