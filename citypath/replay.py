@@ -369,7 +369,7 @@ class ReplayStore:
         maximum, so the slider moves within what exists). Other families: one record per K; `extend_to` is
         ignored. The record keeps the paths, their time and operations; the metrics are scored as it is read, with
         the reader's graph. `scored=False` (a model worker, which only stores it): the replay's `metrics` are None
-        and no path is scored (the scoring's search for the optimal path was ~0.03 s a route)."""
+        and no path is scored (scoring searches the graph for the pair's optimal path)."""
 
         from filelock import FileLock, Timeout
 

@@ -242,7 +242,7 @@ def test_a_first_paint_queues_its_routes_and_waits_for_none(small_graph, tmp_pat
 def test_the_launcher_starts_the_worker_for_later_too_before_any_visitor(small_graph, tmp_path):
     """`python -m citypath.app.launch` gives every worker its first job before the port answers: the visitors' run the
     default question's models and the one for later their run to the slider's maximum, so none starts under a crowd
-    (a start cost ~2 s of CPU at full priority)."""
+    (a start spent its imports at full priority)."""
     from citypath.app import launch
     from citypath.replay import Question, ReplayStore
 

@@ -101,8 +101,8 @@ def _warm_routes(store, mset, g, steps_max: int, question) -> None:
 def _warm_worker(service, store, mset, question, steps_max: int) -> None:
     """The model worker processes' first jobs, waited for: the visitors' workers run the question's models and the
     worker for later their run to the steps slider's maximum (stored already by `_warm_routes`, so read), so each
-    has started and loaded the graph and them before a visitor comes (a worker started under a crowd cost it ~2 s
-    of CPU importing citypath, at full priority: a worker lowers its priority only once it has started)."""
+    has started and loaded the graph and them before a visitor comes (a worker started under a crowd spent its
+    start-up, importing citypath, at full priority: a worker lowers its priority only once it has started)."""
     from citypath.app import replays
 
     names = [name for name in question.models if name in mset.models]

@@ -217,7 +217,7 @@ class BellmanThinker:
             m = sent[owner, c] + w.a[c] * hop + w.b[c]
             np.minimum.at(new[:, c], v, m)
         # The receivers, sorted and once each: marked in a city-sized array, the same ids as numpy's unique, which
-        # took a third of a round on the default graph's frontiers (counted as the sort it replaces).
+        # took much of a round on the default graph's frontiers (counted as the sort it replaces).
         marked = np.zeros(len(s.reached), bool)
         marked[v] = True
         touched = np.flatnonzero(marked)
