@@ -31,9 +31,9 @@ def _pair(g):
     return g.find_city("Pittsfield, MA"), g.find_city("Providence, RI")   # ~190 km apart: a direct hop is illegal
 
 
-def _comparison(g, steps=5, **kw):
+def _comparison(g, steps=5, replays=None, **kw):
     src, dst = _pair(g)
-    replays = _replays(g, src, dst, steps)
+    replays = replays or _replays(g, src, dst, steps)
     colours = {n: model_rgb(i) for i, n in enumerate(replays)}
     seed = kw.pop("seed", 0)
     out = player.comparison(g, Question(src, dst, tuple(replays), steps, seed), g.shortest_path(src, dst), replays,
@@ -198,12 +198,13 @@ def test_frames_go_once_into_a_file_named_by_their_content(small_graph, tmp_path
 def test_a_prepared_comparison_shows_any_step_and_speed_without_a_rebuild(small_graph, tmp_path):
     """The app keeps a comparison as `Prepared` whatever step and speed are shown: `at(k, speed)` is what a
     fresh build at step k and that speed would send (the stop report, a link with a step), inline or with
-    the frames in a file."""
-    out, _ = _comparison(small_graph, cities="app/static/cities.json")
+    the frames in a file. Both from the same replays: their measured step times are shown, and a second run's
+    differ."""
+    out, replays = _comparison(small_graph, cities="app/static/cities.json")
     stored = payload.store_frames(out, tmp_path)
     inline = player.Prepared(out)
     for k in (1, 3, 5):
-        fresh, _ = _comparison(small_graph, cities="app/static/cities.json", step=k, speed=8.0)
+        fresh, _ = _comparison(small_graph, replays=replays, cities="app/static/cities.json", step=k, speed=8.0)
         assert inline.at(k, 8.0) == fresh
         assert stored.at(k, 8.0) == payload.frames_to_file(fresh, tmp_path)
         assert stored.at(k, 8.0)["first_frame"] == {"step": k, "layers": out["frames"][k - 1]}
