@@ -1,14 +1,15 @@
 """The post RNN's decoding, side by side in one run: (1) with the city table stored transposed
 (`PostRNN.decode_logits`, what `decode` uses) vs the transposed view of the embedding (`PostRNN.logits`, what it
 used before); (2) a crowd's queries decoded together (`refine_many`, what the app's workers do, in batches of
-`--batch`) vs one at a time.
+`--batch`) vs one at a time; (3) decoded together, the scores' product by blocks of the table's columns from
+`BLOCKS_FROM_ROWS` rows (what `decode_logits` does) vs the whole product at every size.
 
     python -m benchmarks.bench_postrnn                          # post-rnn-large, 32 validation pairs, 16 steps
     python -m benchmarks.bench_postrnn --models post-rnn-large,post-rnn-small --pairs 32 --steps 64 --batch 8
 
 Validation pairs only (never a test pair), one torch thread; CPU seconds are read from the process clock.
 (1): for each pair both ways run its `refine` to `--steps`, in turns (the first way alternates from pair to
-pair). (2): the pairs in groups of `--batch`, each group one at a time and together, in turns. Prints one
+pair). (2) and (3): the pairs in groups of `--batch`, each group both ways, in turns. Prints one
 JSON object: CPU per query each way, their ratios, and how many step paths (and counted operations) differ
 between the ways: the scores differ in float32's last bits where a product of 1-3 rows meets one of more
 rows, which could change a choice on a near tie. Nothing here asserts a time.
@@ -28,6 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     import citypath
+    from citypath.models import postrnn
     from citypath.models.postrnn import PostRNN
     from citypath.split import sample_pairs
 
@@ -74,17 +76,34 @@ def main(argv: list[str] | None = None) -> None:
                        else m.refine_many(g, group, args.steps))
                 cpu[way] += time.process_time() - t0
                 runs[way].extend(got)
-        steps_alone = [step for run in runs["alone"] for step in run]
-        steps_together = [step for run in runs["together"] for step in run]
-        out["models"][name] = {"layout": layout, "batched": {
-            "batch": args.batch,
-            "cpu_s_per_query": {way: v / len(pairs) for way, v in cpu.items()},
-            "cpu_ratio_together_over_alone": cpu["together"] / cpu["alone"],
-            "step_paths": len(steps_alone),
-            "step_paths_differing": sum(p != q for (p, _), (q, _) in zip(steps_alone, steps_together)),
-            "step_operations_differing": sum(f != e for (_, f), (_, e) in zip(steps_alone, steps_together)),
-        }}
+        batched = {"batch": args.batch, **compared(cpu, runs, len(pairs), "together", "alone")}
+        blocks_from = postrnn.BLOCKS_FROM_ROWS
+        cpu, runs = {"blocks": 0.0, "whole": 0.0}, {"blocks": [], "whole": []}
+        try:
+            for i in range(0, len(pairs), args.batch):
+                group = pairs[i:i + args.batch]
+                for way in (("blocks", "whole") if (i // args.batch) % 2 == 0 else ("whole", "blocks")):
+                    postrnn.BLOCKS_FROM_ROWS = blocks_from if way == "blocks" else 1 << 62
+                    t0 = time.process_time()
+                    runs[way].extend(m.refine_many(g, group, args.steps))
+                    cpu[way] += time.process_time() - t0
+        finally:
+            postrnn.BLOCKS_FROM_ROWS = blocks_from
+        blocks = {"blocks_from_rows": blocks_from, "block_cols": postrnn.BLOCK_COLS,
+                  **compared(cpu, runs, len(pairs), "blocks", "whole")}
+        out["models"][name] = {"layout": layout, "batched": batched, "blocks": blocks}
     print(json.dumps(out, indent=1))
+
+
+def compared(cpu: dict[str, float], runs: dict[str, list], queries: int, new: str, old: str) -> dict:
+    """CPU per query of two ways, their ratio, and the step paths (and counted operations) that differ."""
+    a = [step for run in runs[old] for step in run]
+    b = [step for run in runs[new] for step in run]
+    return {"cpu_s_per_query": {way: v / queries for way, v in cpu.items()},
+            f"cpu_ratio_{new}_over_{old}": cpu[new] / cpu[old],
+            "step_paths": len(a),
+            "step_paths_differing": sum(p != q for (p, _), (q, _) in zip(a, b)),
+            "step_operations_differing": sum(f != e for (_, f), (_, e) in zip(a, b))}
 
 
 if __name__ == "__main__":

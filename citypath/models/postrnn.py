@@ -19,6 +19,7 @@ convention (`citypath.cost`), sample by sample from what was decoded (`prompt_op
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +43,10 @@ class PostRNNConfig:
     temperature: float = 1.0      # sampling temperature for steps >= 2
     train_negatives: int = 0      # 0: full softmax in training; n: sampled softmax with n shared negatives
 
+
+
+BLOCK_COLS = 2048          # cities a block of the scores' product covers (`PostRNN.decode_logits`)
+BLOCKS_FROM_ROWS = 33      # rows from which the product goes by blocks (below, the whole product is as fast)
 
 
 SIZES = {
@@ -81,7 +86,14 @@ class PostRNN(nn.Module):
             with torch.inference_mode(False), torch.no_grad():
                 self._table = w.detach().T.contiguous()
             self._table_key = key
-        return self.out(h) @ self._table + self.bias
+        x = self.out(h)
+        if len(x) < BLOCKS_FROM_ROWS:
+            return x @ self._table + self.bias
+        # Many rows (a crowd's samples): the table's columns a block at a time. Every score is the same sum in
+        # the same order as the whole product's (from 4 rows on this machine's MKL the two agree bit for bit;
+        # benchmarks/bench_postrnn.py counts the paths that differ), and from 33 rows it runs ~0.7x the CPU.
+        n = self._table.shape[1]
+        return torch.cat([x @ self._table[:, i:i + BLOCK_COLS] for i in range(0, n, BLOCK_COLS)], dim=1) + self.bias
 
     def prefix(self, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
         """GRU state after reading (source, target): the post's prompt."""
@@ -144,7 +156,8 @@ def prompt_ops(c: PostRNNConfig, rows: int) -> float:
 def decode(net: PostRNN, srcs: np.ndarray, dsts: np.ndarray, *, greedy: bool,
            generator: torch.Generator | None = None, temperature: float = 1.0,
            hop_caps: np.ndarray | None = None, ops: np.ndarray | None = None,
-           generators: list[torch.Generator] | None = None) -> list[list[int]]:
+           generators: list[torch.Generator] | None = None,
+           finished: Callable[[int, list[list[int]]], None] | None = None) -> list[list[int]]:
     """One path per (src, dst) row, decoded as one batch over the full vocabulary.
 
     A row stops when it emits its target or after `hop_caps[row]` hops (default: config.max_hops).
@@ -158,6 +171,8 @@ def decode(net: PostRNN, srcs: np.ndarray, dsts: np.ndarray, *, greedy: bool,
     one query's chunk of samples decoded beside the others': block b draws its uniforms from generators[b]
     as it would alone, and its operations are counted as if it were decoded alone (its own prompt, hops and
     per-hop bookkeeping), so a query's counted work does not depend on what it was batched with.
+    `finished(b, paths)` is told each block's paths as soon as its last row stops (its operations in `ops` are then
+    final), so a short query of a batch is served before the batch's longest one is decoded.
     """
     c = net.config
     src = torch.as_tensor(np.asarray(srcs, dtype=np.int64))
@@ -174,8 +189,19 @@ def decode(net: PostRNN, srcs: np.ndarray, dsts: np.ndarray, *, greedy: bool,
     cap = np.asarray(hop_caps, dtype=np.int64) if hop_caps is not None else np.full(n, c.max_hops)
     if ops is not None:
         ops += prompt_ops(c, size) / size
+    told = np.zeros(len(streams), dtype=bool)
+
+    def tell(last: bool = False) -> None:
+        if finished is None:
+            return
+        done = ~active.reshape(len(streams), size).any(axis=1) | last
+        for b in np.flatnonzero(done & ~told):
+            told[b] = True
+            finished(int(b), paths[b * size:(b + 1) * size])
+
     for hop in range(int(cap.max(initial=0))):
         active &= hop < cap
+        tell()
         if not active.any():
             break
         rows = torch.from_numpy(np.flatnonzero(active))
@@ -195,13 +221,14 @@ def decode(net: PostRNN, srcs: np.ndarray, dsts: np.ndarray, *, greedy: bool,
             # Inverse-CDF sampling: one uniform per row and hop (a Gumbel draw per city cost 20x more).
             u = torch.cat([torch.rand(SAMPLE_CHUNK, generator=gen)[:size] if on else torch.zeros(size)
                            for gen, on in zip(streams, live)])[rows]
-            cdf = torch.softmax(scores / temperature, dim=1).cumsum(dim=1)
+            cdf = torch.softmax(scores if temperature == 1.0 else scores / temperature, dim=1).cumsum(dim=1)
             nxt = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None]).squeeze(1).clamp_max(c.n_cities - 1)
         cur[rows] = nxt
         for row, city in zip(rows.tolist(), nxt.tolist()):
             paths[row].append(city)
             if city == int(dst[row]):
                 active[row] = False
+    tell(last=True)
     return paths
 
 
@@ -245,15 +272,23 @@ class PostRNNModel(BestOfNModel):
 
     batches_queries = True     # a crowd's samples in one product with the city table: ~0.55x the CPU a query
 
-    def _decode_many(self, g: CityGraph, queries, n: int, generators: list, ops: list[np.ndarray]
-                     ) -> list[list[list[int]]]:
+    def _decode_many(self, g: CityGraph, queries, n: int, generators: list, ops: list[np.ndarray],
+                     finished=None) -> list[list[list[int]]]:
         srcs, dsts = (np.repeat([q[i] for q in queries], n) for i in (0, 1))
         caps = np.repeat([hop_cap(g, s, t, self.config.max_hops) for s, t in queries], n)
         flat = np.zeros(n * len(queries))
+        ops_now = [flat[i * n:(i + 1) * n] for i in range(len(queries))]        # views: counted so far
+
+        def tell(i: int, paths: list[list[int]]) -> None:
+            ops[i] += ops_now[i]
+            finished(i, paths, ops_now)
+
         paths = decode(self.net, srcs, dsts, greedy=False, generators=generators,
-                       temperature=self.config.temperature, hop_caps=caps, ops=flat)
-        for i, each in enumerate(ops):
-            each += flat[i * n:(i + 1) * n]
+                       temperature=self.config.temperature, hop_caps=caps, ops=flat,
+                       finished=tell if finished is not None else None)
+        if finished is None:
+            for each, now in zip(ops, ops_now):
+                each += now
         return [paths[i * n:(i + 1) * n] for i in range(len(queries))]
 
     def path_nll(self, g: CityGraph, path: list[int]) -> float | None:
