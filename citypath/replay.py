@@ -12,7 +12,7 @@ scored, never a traceback). No Streamlit here.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -224,56 +224,32 @@ def compute_replay(model: RoutingModel, g: CityGraph, src: int, dst: int, steps:
 
 
 def compute_replays(model: RoutingModel, g: CityGraph, pairs: Sequence[tuple[int, int]], steps: int,
-                    seed: int = 0, *, scored: bool = True,
-                    finished: Callable[[int, Replay], None] | None = None) -> list[Replay]:
+                    seed: int = 0, *, scored: bool = True) -> list[Replay]:
     """`compute_replay` of several pairs of one model, computed together where the family can
-    (`RoutingModel.refine_many`). The batch's measured time is apportioned to the pairs it served: each span
-    between two pairs' completions to the pairs still computing, by the operations counted for each in that span
-    (each pair's operations are what it costs alone); a pair's time to its steps by their operations. A pair
-    complete before the rest of its batch is given to `finished(i, replay)` at once (and every other pair as it
-    is made). A batch that fails is run again one pair at a time, so each pair's error is said with its own steps."""
+    (`RoutingModel.refine_many`): the batch's measured time is apportioned to every step it served, of every
+    pair, by their counted operations (each pair's operations are what it costs alone). A batch that fails
+    is run again one pair at a time, so each pair's error is said with its own steps."""
     pairs = [(int(s), int(t)) for s, t in pairs]
     if len(pairs) < 2 or not model.batches_queries:
-        out = []
-        for i, (s, t) in enumerate(pairs):
-            out.append(compute_replay(model, g, s, t, steps, seed, scored=scored))
-            if finished is not None:
-                finished(i, out[-1])
-        return out
-    made: dict[int, Replay] = {}
-    clock = {"t": time.perf_counter(), "counted": np.zeros(len(pairs))}
-    spent = np.zeros(len(pairs))                  # ms apportioned to each pair so far
-
-    def made_one(i: int, run: list[tuple[list[int], float]], counted: Sequence[float]) -> None:
-        now, counted = time.perf_counter(), np.asarray(counted, dtype=float)
-        span_ms, grew = (now - clock["t"]) * 1e3, np.maximum(counted - clock["counted"], 0.0)
-        open_ = np.array([j not in made for j in range(len(pairs))])
-        share = np.where(open_, grew, 0.0)
-        spent[:] += span_ms * (share / share.sum() if share.sum() > 0 else open_ / open_.sum())
-        clock["t"], clock["counted"] = now, counted
-        if len(run) != steps:
-            raise ValueError("a query's steps are missing")
-        s, t = pairs[i]
-        fl = [float(f) if f is not None else float("nan") for _, f in run]
-        w = np.nan_to_num(np.array(fl), nan=0.0)
-        ms = (spent[i] * w / w.sum() if w.sum() > 0 else np.full(len(w), spent[i] / len(w))).tolist()
-        paths = [clean_path(p) for p, _ in run]
-        made[i] = Replay(model.name, s, t, steps, seed, paths, ms, score_paths(g, paths, s, t, ms, fl) if scored
-                         else None, None, fl)
-        if finished is not None:
-            finished(i, made[i])
-
+        return [compute_replay(model, g, s, t, steps, seed, scored=scored) for s, t in pairs]
+    t0 = time.perf_counter()
     try:
-        model.refine_many(g, pairs, steps, seed=seed, finished=made_one)
-        if len(made) != len(pairs):
-            raise ValueError("a query was not computed")
+        runs = model.refine_many(g, pairs, steps, seed=seed)
+        if any(len(run) != steps for run in runs):
+            raise ValueError("a query's steps are missing")
     except Exception:
-        for i, (s, t) in enumerate(pairs):
-            if i not in made:
-                made[i] = compute_replay(model, g, s, t, steps, seed, scored=scored)
-                if finished is not None:
-                    finished(i, made[i])
-    return [made[i] for i in range(len(pairs))]
+        return [compute_replay(model, g, s, t, steps, seed, scored=scored) for s, t in pairs]
+    total_ms = (time.perf_counter() - t0) * 1e3
+    flops = [[float(f) if f is not None else float("nan") for _, f in run] for run in runs]
+    w = np.nan_to_num(np.array([f for each in flops for f in each]), nan=0.0)
+    step_ms = (total_ms * w / w.sum() if w.sum() > 0 else np.full(len(w), total_ms / len(w))).tolist()
+    out, k = [], 0
+    for (s, t), run, fl in zip(pairs, runs, flops):
+        paths = [clean_path(p) for p, _ in run]
+        ms, k = step_ms[k:k + len(run)], k + len(run)
+        metrics = score_paths(g, paths, s, t, ms, fl) if scored else None
+        out.append(Replay(model.name, s, t, steps, seed, paths, ms, metrics, None, fl))
+    return out
 
 
 def score_paths(g: CityGraph, paths: list[list], src: int, dst: int, step_ms: list[float],
@@ -444,12 +420,10 @@ class ReplayStore:
             pass                          # served without the shared copy
 
     def get_or_compute_many(self, model: RoutingModel, g: CityGraph, pairs: Sequence[tuple[int, int]], steps: int,
-                            seed: int = 0, *, scored: bool = True,
-                            finished: Callable[[int], None] | None = None) -> list[Replay]:
+                            seed: int = 0, *, scored: bool = True) -> list[Replay]:
         """`get_or_compute` of several pairs of one model: the pairs no process stored, and none is computing, are
-        computed together (`compute_replays`: one batch where the family can) and stored, each as soon as it is
-        complete, and then `finished(i)` is told (i: its place in `pairs`); a pair another process holds the lock
-        of is left to `get_or_compute`, which waits for it. `scored` as there."""
+        computed together (`compute_replays`: one batch where the family can) and stored; a pair another process
+        holds the lock of is left to `get_or_compute`, which waits for it. `scored` as there."""
         from filelock import FileLock, Timeout
 
         out: dict[int, Replay] = {}
@@ -471,13 +445,9 @@ class ReplayStore:
                     out[i] = r
                 else:
                     batch.append(i)
-            def store(j: int, r: Replay) -> None:
+            for i, r in zip(batch, compute_replays(model, g, [pairs[i] for i in batch], steps, seed, scored=scored)):
                 self._write(model, g, r, steps)
-                out[batch[j]] = r
-                if finished is not None:
-                    finished(batch[j])
-
-            compute_replays(model, g, [pairs[i] for i in batch], steps, seed, scored=scored, finished=store)
+                out[i] = r
         finally:
             for lock in held:
                 lock.release()

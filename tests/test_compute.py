@@ -34,27 +34,9 @@ class BatchingFake(PrefixFake):
     batches_queries = True
     batches: list[int] = []
 
-    def refine_many(self, g, queries, steps=1, *, seed=0, finished=None):
+    def refine_many(self, g, queries, steps=1, *, seed=0):
         BatchingFake.batches.append(len(queries))
-        return super().refine_many(g, queries, steps, seed=seed, finished=finished)
-
-
-class HeldBatchFake(PrefixFake):
-    """A batching fake whose first pair is complete at once and the others only once the file named by
-    CITYPATH_TEST_GATE exists (the worker process inherits the variable)."""
-
-    family = "fake-held-batch"
-    batches_queries = True
-
-    def refine_many(self, g, queries, steps=1, *, seed=0, finished=None):
-        runs = [list(self.refine_with_compute(g, s, t, steps, seed=seed)) for s, t in queries]
-        finished(0, runs[0], [1.0] * len(runs))
-        gate, deadline = Path(os.environ["CITYPATH_TEST_GATE"]), time.monotonic() + JOIN
-        while not gate.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        for i in range(1, len(runs)):
-            finished(i, runs[i], [1.0 + i] * len(runs))
-        return runs
+        return super().refine_many(g, queries, steps, seed=seed)
 
 
 def _job(model: str, steps: int = 4, extend_to: int = 0, source: int = 1, batch: bool = False) -> Job:
@@ -159,40 +141,18 @@ def test_visitors_runs_of_a_batching_model_are_taken_together_oldest_first_up_to
     assert batches[1:] == [[10, 11, 13], [10], [12], [14], [15]] and service.computed == 8
 
 
-def _batching_jobs(g, tmp_path: Path, monkeypatch, fake: type = BatchingFake
-                   ) -> tuple[list[tuple[int, int]], list[Job]]:
-    """Three pairs and their jobs for a checkpoint of a batching fake, whose family the worker can import."""
+def _batching_jobs(g, tmp_path: Path, monkeypatch) -> tuple[list[tuple[int, int]], list[Job]]:
+    """Three pairs and their jobs for a checkpoint of the batching fake, whose family the worker can import."""
     from citypath.models import FAMILIES
     from citypath.registry import Family
 
     ckpt = tmp_path / "checkpoints"
-    write_checkpoint(ckpt, "demo-batching", fake.family, g, max_steps=8)
+    write_checkpoint(ckpt, "demo-batching", "fake-batching", g, max_steps=8)
     use_fake_app(monkeypatch, ckpt)
-    monkeypatch.setitem(FAMILIES, fake.family, Family(f"tests.test_compute:{fake.__name__}"))
+    monkeypatch.setitem(FAMILIES, "fake-batching", Family("tests.test_compute:BatchingFake"))
     pairs = [(3, 40), (5, 41), (7, 42)]
     return pairs, [Job("demo-batching", s, t, 4, 0, str(tmp_path / "store"), env=compute.job_env(),
                        families=compute.job_families(), batch=True) for s, t in pairs]
-
-
-def test_a_pair_of_a_batch_is_served_as_soon_as_the_worker_stored_it(small_graph, tmp_path, monkeypatch):
-    """A real worker process: the visitor whose pair is complete first gets it while the rest of its batch still
-    computes (a short route never waits for the batch's longest), read from the store as any route is."""
-    from citypath.models import load_model
-    from citypath.replay import ReplayStore
-
-    pairs, jobs = _batching_jobs(small_graph, tmp_path, monkeypatch, HeldBatchFake)
-    monkeypatch.setenv("CITYPATH_TEST_GATE", str(tmp_path / "go"))
-    service = Compute(1, background=0)
-    with service._cv:                                   # all three queued before the worker takes the first
-        handles = [service.submit(job, float(i)) for i, job in enumerate(jobs)]
-    assert handles[0].done.wait(JOIN) and handles[0].error is None
-    model, store = load_model("demo-batching", graph=small_graph), ReplayStore(tmp_path / "store")
-    assert store.stored(model, small_graph, *pairs[0], 4)
-    assert not any(h.done.is_set() for h in handles[1:]) and not store.stored(model, small_graph, *pairs[1], 4)
-    (tmp_path / "go").touch()
-    assert all(h.done.wait(JOIN) and h.error is None for h in handles[1:])
-    assert all(store.stored(model, small_graph, s, t, 4) for s, t in pairs)
-    assert (service.computed, service.failed, service.busy) == (3, 0, 0)
 
 
 def test_a_batch_of_jobs_is_computed_in_one_call_into_the_store(small_graph, tmp_path, monkeypatch):

@@ -11,7 +11,7 @@ import citypath
 from citypath.evaluate import sample_heldout_pairs
 from citypath.metrics import verifier_key
 from citypath.models import list_models, load_model
-from citypath.models.postrnn import PostRNN, PostRNNConfig, PostRNNModel, decode, hop_cap
+from citypath.models.postrnn import PostRNN, PostRNNConfig, PostRNNModel, hop_cap
 from citypath.tasks.postrnn import token_batch
 
 
@@ -66,30 +66,6 @@ def test_several_queries_decoded_together_give_each_its_own_steps_and_counted_wo
     assert together[-1] == [([4], 0.0)] * 40
     with pytest.raises(ValueError):
         untrained.refine_many(g, [pairs[0], (0, g.n_cities)], 4)
-    # told each query's run as soon as it is complete: the same-city one first, each once, the run it returns
-    told = []
-    again = untrained.refine_many(g, queries, 40, seed=3, finished=lambda i, run, counted: told.append(
-        (i, run, list(counted))))
-    assert again == together and told[0][0] == len(queries) - 1
-    assert sorted(i for i, _, _ in told) == list(range(len(queries)))
-    assert all(run == together[i] and len(counted) == len(queries) for i, run, counted in told)
-    assert np.all(np.diff([c for _, _, c in told], axis=0) >= 0)           # counted so far only grows
-
-
-def test_a_block_of_rows_is_told_as_soon_as_its_last_row_stops(untrained, tiny_graph, pairs):
-    # Three queries' samples decoded as one batch: the one allowed a single hop is told first, at that hop, and
-    # every block's paths are the ones the batch returns.
-    (s0, t0), (s1, t1), (s2, t2) = pairs[:3]
-    rows = 4
-    gens = [torch.Generator().manual_seed(i) for i in range(3)]
-    told = []
-    with torch.inference_mode():
-        paths = decode(untrained.net, np.repeat([s0, s1, s2], rows), np.repeat([t0, t1, t2], rows), greedy=False,
-                       generators=gens, hop_caps=np.repeat([30, 1, 30], rows),
-                       finished=lambda b, block: told.append((b, [list(p) for p in block])))
-    assert told[0][0] == 1 and all(len(p) <= 2 for p in told[0][1])
-    assert sorted(b for b, _ in told) == [0, 1, 2]
-    assert all(block == paths[b * rows:(b + 1) * rows] for b, block in told)
 
 
 def test_decoding_scores_are_the_models_and_follow_its_weights():

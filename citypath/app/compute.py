@@ -31,7 +31,6 @@ import heapq
 import itertools
 import multiprocessing
 import os
-import queue
 import threading
 import time
 from collections.abc import Iterable
@@ -130,12 +129,7 @@ def background() -> str:
         return ""
 
 
-_TOLD = None         # in a worker: the queue on which it tells its app process each job of a batch it stored
-
-
-def _worker_init(later: bool = False, told=None) -> None:
-    global _TOLD
-    _TOLD = told
+def _worker_init(later: bool = False) -> None:
     exit_with_parent()
     if later:
         background()
@@ -164,19 +158,16 @@ def run_job(job: Job) -> float:
     return time.perf_counter() - t0
 
 
-def run_jobs(jobs: list[Job], serial: int = 0) -> float:
+def run_jobs(jobs: list[Job]) -> float:
     """Compute a batch of jobs (`Job.batches_with`: one model, other pairs) together into their replay store
-    (`ReplayStore.get_or_compute_many`). In a worker, each job stored before the batch's end is told to the app
-    process as (serial, its place in `jobs`). Returns seconds."""
+    (`ReplayStore.get_or_compute_many`). Returns seconds."""
     from citypath.replay import ReplayStore
 
     t0 = time.perf_counter()
     g, model = _held(jobs[0])
     first = jobs[0]
-    told = _TOLD
     ReplayStore(first.store).get_or_compute_many(model, g, [(j.source, j.target) for j in jobs], first.steps,
-                                                 first.seed, scored=False,
-                                                 finished=(lambda i: told.put((serial, i))) if told else None)
+                                                 first.seed, scored=False)
     return time.perf_counter() - t0
 
 
@@ -344,65 +335,29 @@ class Compute:
                         self._runner(job)
                 else:
                     if pool is None:
-                        ctx = multiprocessing.get_context("spawn")
-                        told = ctx.Queue()
-                        pool = ProcessPoolExecutor(1, mp_context=ctx, initializer=_worker_init,
-                                                   initargs=(later, told))
-                    if len(jobs) > 1:
-                        serial = next(self._seq)
-                        running = pool.submit(run_jobs, jobs, serial)
-                        batch = self._finish_early(running, told, serial, batch, t0)
-                        running.result()
-                    else:
-                        pool.submit(run_job, jobs[0]).result()
+                        pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                                   initializer=_worker_init, initargs=(later,))
+                    pool.submit(*((run_jobs, jobs) if len(jobs) > 1 else (run_job, jobs[0]))).result()
             except BrokenProcessPool:
                 error = "the worker process computing it stopped (killed or out of memory)"
                 pool = None                                   # a new worker for the next job
             except Exception as e:                            # a model that cannot load: the page says why
                 error = f"{type(e).__name__}: {e}"
             seconds = time.perf_counter() - t0
-            self._finish(batch, error, seconds)
             with self._cv:
+                for job, handle in batch:
+                    handle.error, handle.seconds = error, seconds
+                    self._handles.pop(job, None)
+                    if error:
+                        self.failed += 1
+                    else:
+                        self.computed += 1
+                    handle.done.set()
                 self.worker_seconds += seconds
-
-    def _finish_early(self, running, told, serial: int, batch: list[tuple[Job, Handle]], t0: float
-                      ) -> list[tuple[Job, Handle]]:
-        """While a batch runs, mark done each of its jobs the worker says it stored (`run_jobs`), so a visitor whose
-        route was short gets it before the batch's longest one is decoded. Returns the jobs still running."""
-        running.add_done_callback(lambda _: told.put(None))
-        left = dict(enumerate(batch))
-        while left:
-            try:
-                got = told.get(timeout=1.0)
-            except queue.Empty:
-                if running.done():
-                    break
-                continue
-            except (EOFError, OSError, ValueError):           # a worker killed while telling: the rest at its end
-                break
-            if got is None:
-                if running.done():
-                    break
-                continue
-            if got[0] == serial and got[1] in left:
-                self._finish([left.pop(got[1])], None, time.perf_counter() - t0)
-        return list(left.values())
-
-    def _finish(self, batch: list[tuple[Job, Handle]], error: str | None, seconds: float) -> None:
-        """Mark `batch`'s jobs done (or failed with `error`) and queue their follow-ups."""
-        with self._cv:
-            for job, handle in batch:
-                handle.error, handle.seconds = error, seconds
-                self._handles.pop(job, None)
-                if error:
-                    self.failed += 1
-                else:
-                    self.computed += 1
-                handle.done.set()
-            self._cv.notify_all()
-        for _, handle in batch:
-            if handle.then is not None and not error:
-                self.submit(handle.then, handle.ticket, background=True)
+                self._cv.notify_all()
+            for _, handle in batch:
+                if handle.then is not None and not error:
+                    self.submit(handle.then, handle.ticket, background=True)
 
 
 _SERVICE: Compute | None = None

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,8 +28,6 @@ from citypath.graph import CityGraph
 STEPS_LIMIT = 1024
 # Best-of-N samples decoded per batch; also fixes which random numbers each sample uses (`sample_generator`).
 SAMPLE_CHUNK = 32
-# refine_many's `finished(i, run, counted)`: query i's steps (path, operations), every query's operations counted so far
-Finished = Callable[[int, list[tuple[list[int], float]], Sequence[float]], None]
 # The steps an untrained model's card allows where its config has no `max_steps` (the best-of-N families).
 UNTRAINED_MAX_STEPS = 32
 
@@ -196,24 +194,15 @@ class RoutingModel(ABC):
     # for a crowd of visitors of the same model); False: one query at a time.
     batches_queries: bool = False
 
-    def refine_many(self, g: CityGraph, queries: Sequence[tuple[int, int]], steps: int = 1, *, seed: int = 0,
-                    finished: Finished | None = None) -> list[list[tuple[list[int], float]]]:
+    def refine_many(self, g: CityGraph, queries: Sequence[tuple[int, int]], steps: int = 1, *, seed: int = 0
+                    ) -> list[list[tuple[list[int], float]]]:
         """`refine_with_compute` of each (src, dst) query, as a list of its steps' (path, operations).
 
         A family with `batches_queries` decodes the queries together: each query's counted operations are what
         it costs alone, and its paths are its own (its own random streams); only the float32 rounding of a
         batched product can differ (see the family's `decode`). The default runs them one at a time.
-        `finished(i, run, counted)` is told query i's run as soon as it is complete (before the rest of the batch
-        where the family can), with `counted`: every query's operations counted until then (apportioning the
-        batch's time, `citypath.replay.compute_replays`).
         """
-        runs: list[list[tuple[list[int], float]]] = []
-        for i, (s, t) in enumerate(queries):
-            runs.append(list(self.refine_with_compute(g, s, t, steps, seed=seed)))
-            if finished is not None:
-                counted = [sum(f for _, f in run) for run in runs] + [0.0] * (len(queries) - len(runs))
-                finished(i, runs[-1], counted)
-        return runs
+        return [list(self.refine_with_compute(g, s, t, steps, seed=seed)) for s, t in queries]
 
     def path_nll(self, g: CityGraph, path: list[int]) -> float | None:
         """Mean negative log-likelihood per predicted city of `path` (src first, dst last) under the model.
@@ -419,69 +408,40 @@ class BestOfNModel(CountedModel):
         return 0.0
 
     def _decode_many(self, g: CityGraph, queries: Sequence[tuple[int, int]], n: int, generators: list,
-                     ops: list[np.ndarray], finished=None) -> list[list[list[int]]]:
+                     ops: list[np.ndarray]) -> list[list[list[int]]]:
         """`n` samples of each query decoded as one batch (query i's from generators[i], its operations added to
-        ops[i]). `finished(i, paths, counted)`, where given, is told query i's n paths as soon as they are decoded
-        (ops[i] then holds them), with `counted`: every query's operations counted in this batch until then (an
-        array per query). Only a family with `batches_queries` writes it."""
+        ops[i]). Only a family with `batches_queries` writes it."""
         raise NotImplementedError(f"{type(self).__name__} decodes one query at a time")
 
-    def refine_many(self, g: CityGraph, queries: Sequence[tuple[int, int]], steps: int = 1, *, seed: int = 0,
-                    finished: Finished | None = None) -> list[list[tuple[list[int], float]]]:
+    def refine_many(self, g: CityGraph, queries: Sequence[tuple[int, int]], steps: int = 1, *, seed: int = 0
+                    ) -> list[list[tuple[list[int], float]]]:
         """With `batches_queries`: each query's greedy step decoded alone (one row, as `refine` does), then every
-        chunk of samples of all the queries as one batch (`_decode_many`); each query's best-so-far as `refine`.
-        `finished` as `RoutingModel.refine_many`: a query is told as its last chunk's samples are decoded."""
+        chunk of samples of all the queries as one batch (`_decode_many`); each query's best-so-far as `refine`."""
         if not self.batches_queries or len(queries) < 2:
-            return super().refine_many(g, queries, steps, seed=seed, finished=finished)
+            return super().refine_many(g, queries, steps, seed=seed)
         import torch
 
         checked = [self.check_query(g, s, t, steps) for s, t in queries]
         steps = checked[0][2]
         live = [i for i, (s, t, _) in enumerate(checked) if s != t]
         runs: dict[int, list[tuple[list[int], float]]] = {}
-        out: dict[int, list[tuple[list[int], float]]] = {}
-        before = np.zeros(len(checked))             # each query's operations counted before this chunk
-
-        def tell(i: int, counted) -> None:
-            s, t, k = checked[i]
-            out[i] = list(self.best_so_far_with_compute(g, s, t, iter(runs[i]))) if i in runs else [([s], 0.0)] * k
-            if finished is not None:
-                finished(i, out[i], counted)
-
-        for i in range(len(checked)):
-            if i not in live:
-                tell(i, before.tolist())
         with torch.inference_mode():
             for i in live:
                 s, t, _ = checked[i]
                 ops = np.array([self.query_setup_ops(g, s, t)])
                 runs[i] = [(self._decode(g, s, t, 1, greedy=True, generator=None, ops=ops)[0], float(ops[0]))]
-                before[i] = ops[0]
             done, chunk = 1, 0
             while done < steps and live:
                 take = min(SAMPLE_CHUNK, steps - done)
-                last = done + take >= steps
                 ops_each = [np.zeros(take) for _ in live]
-
-                def told(j: int, paths: list[list[int]], counted: list[np.ndarray], ops_each=ops_each) -> None:
-                    runs[live[j]].extend(zip(paths, ops_each[j].tolist()))
-                    now = before.copy()
-                    now[live] += [c.sum() for c in counted]
-                    tell(live[j], now.tolist())
-
                 paths = self._decode_many(g, [checked[i][:2] for i in live], take,
-                                          [sample_generator(seed, chunk) for _ in live], ops_each,
-                                          finished=told if last else None)
-                if not last:
-                    for j, i in enumerate(live):
-                        runs[i].extend(zip(paths[j], ops_each[j].tolist()))
-                        before[i] += ops_each[j].sum()
+                                          [sample_generator(seed, chunk) for _ in live], ops_each)
+                for j, i in enumerate(live):
+                    runs[i].extend(zip(paths[j], ops_each[j].tolist()))
                 done += take
                 chunk += 1
-        for i in live:
-            if i not in out:                        # greedy only (steps == 1)
-                tell(i, before.tolist())
-        return [out[i] for i in range(len(checked))]
+        return [list(self.best_so_far_with_compute(g, s, t, iter(runs[i]))) if i in runs else [([s], 0.0)] * k
+                for i, (s, t, k) in enumerate(checked)]
 
     def refine(self, g: CityGraph, src: int, dst: int, steps: int = 1, *, seed: int = 0) -> Iterator[list[int]]:
         """Yield `steps` paths: greedy, then the verifier's best of greedy + k-1 samples at step k."""

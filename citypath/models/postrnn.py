@@ -19,7 +19,6 @@ convention (`citypath.cost`), sample by sample from what was decoded (`prompt_op
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -156,8 +155,7 @@ def prompt_ops(c: PostRNNConfig, rows: int) -> float:
 def decode(net: PostRNN, srcs: np.ndarray, dsts: np.ndarray, *, greedy: bool,
            generator: torch.Generator | None = None, temperature: float = 1.0,
            hop_caps: np.ndarray | None = None, ops: np.ndarray | None = None,
-           generators: list[torch.Generator] | None = None,
-           finished: Callable[[int, list[list[int]]], None] | None = None) -> list[list[int]]:
+           generators: list[torch.Generator] | None = None) -> list[list[int]]:
     """One path per (src, dst) row, decoded as one batch over the full vocabulary.
 
     A row stops when it emits its target or after `hop_caps[row]` hops (default: config.max_hops).
@@ -171,8 +169,6 @@ def decode(net: PostRNN, srcs: np.ndarray, dsts: np.ndarray, *, greedy: bool,
     one query's chunk of samples decoded beside the others': block b draws its uniforms from generators[b]
     as it would alone, and its operations are counted as if it were decoded alone (its own prompt, hops and
     per-hop bookkeeping), so a query's counted work does not depend on what it was batched with.
-    `finished(b, paths)` is told each block's paths as soon as its last row stops (its operations in `ops` are then
-    final), so a short query of a batch is served before the batch's longest one is decoded.
     """
     c = net.config
     src = torch.as_tensor(np.asarray(srcs, dtype=np.int64))
@@ -189,19 +185,8 @@ def decode(net: PostRNN, srcs: np.ndarray, dsts: np.ndarray, *, greedy: bool,
     cap = np.asarray(hop_caps, dtype=np.int64) if hop_caps is not None else np.full(n, c.max_hops)
     if ops is not None:
         ops += prompt_ops(c, size) / size
-    told = np.zeros(len(streams), dtype=bool)
-
-    def tell(last: bool = False) -> None:
-        if finished is None:
-            return
-        done = ~active.reshape(len(streams), size).any(axis=1) | last
-        for b in np.flatnonzero(done & ~told):
-            told[b] = True
-            finished(int(b), paths[b * size:(b + 1) * size])
-
     for hop in range(int(cap.max(initial=0))):
         active &= hop < cap
-        tell()
         if not active.any():
             break
         rows = torch.from_numpy(np.flatnonzero(active))
@@ -228,7 +213,6 @@ def decode(net: PostRNN, srcs: np.ndarray, dsts: np.ndarray, *, greedy: bool,
             paths[row].append(city)
             if city == int(dst[row]):
                 active[row] = False
-    tell(last=True)
     return paths
 
 
@@ -272,23 +256,15 @@ class PostRNNModel(BestOfNModel):
 
     batches_queries = True     # a crowd's samples in one product with the city table: ~0.55x the CPU a query
 
-    def _decode_many(self, g: CityGraph, queries, n: int, generators: list, ops: list[np.ndarray],
-                     finished=None) -> list[list[list[int]]]:
+    def _decode_many(self, g: CityGraph, queries, n: int, generators: list, ops: list[np.ndarray]
+                     ) -> list[list[list[int]]]:
         srcs, dsts = (np.repeat([q[i] for q in queries], n) for i in (0, 1))
         caps = np.repeat([hop_cap(g, s, t, self.config.max_hops) for s, t in queries], n)
         flat = np.zeros(n * len(queries))
-        ops_now = [flat[i * n:(i + 1) * n] for i in range(len(queries))]        # views: counted so far
-
-        def tell(i: int, paths: list[list[int]]) -> None:
-            ops[i] += ops_now[i]
-            finished(i, paths, ops_now)
-
         paths = decode(self.net, srcs, dsts, greedy=False, generators=generators,
-                       temperature=self.config.temperature, hop_caps=caps, ops=flat,
-                       finished=tell if finished is not None else None)
-        if finished is None:
-            for each, now in zip(ops, ops_now):
-                each += now
+                       temperature=self.config.temperature, hop_caps=caps, ops=flat)
+        for i, each in enumerate(ops):
+            each += flat[i * n:(i + 1) * n]
         return [paths[i * n:(i + 1) * n] for i in range(len(queries))]
 
     def path_nll(self, g: CityGraph, path: list[int]) -> float | None:
