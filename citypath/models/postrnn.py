@@ -45,7 +45,7 @@ class PostRNNConfig:
 
 
 BLOCK_COLS = 2048          # cities a block of the scores' product covers (`PostRNN.decode_logits`)
-BLOCKS_FROM_ROWS = 33      # rows from which the product goes by blocks (below, the whole product is as fast)
+BLOCKS_FROM_ROWS = 33      # rows from which it goes by blocks: a single query's chunk (<= 32 rows) is left as it was
 
 
 SIZES = {
@@ -88,9 +88,9 @@ class PostRNN(nn.Module):
         x = self.out(h)
         if len(x) < BLOCKS_FROM_ROWS:
             return x @ self._table + self.bias
-        # Many rows (a crowd's samples): the table's columns a block at a time. Every score is the same sum in
-        # the same order as the whole product's (from 4 rows on this machine's MKL the two agree bit for bit;
-        # benchmarks/bench_postrnn.py counts the paths that differ), and from 33 rows it runs ~0.7x the CPU.
+        # Many rows (a crowd's samples): the table's columns a block at a time, each score the same sum in the
+        # same order as the whole product's (benchmarks/bench_postrnn.py counts the paths that differ: none of
+        # 512); a batched 16-step query so costs 0.86x the CPU (results/issue31-postrnn-blocks.json).
         n = self._table.shape[1]
         return torch.cat([x @ self._table[:, i:i + BLOCK_COLS] for i in range(0, n, BLOCK_COLS)], dim=1) + self.bias
 
