@@ -206,7 +206,7 @@ def decode(net: PostRNN, srcs: np.ndarray, dsts: np.ndarray, *, greedy: bool,
             # Inverse-CDF sampling: one uniform per row and hop (a Gumbel draw per city cost 20x more).
             u = torch.cat([torch.rand(SAMPLE_CHUNK, generator=gen)[:size] if on else torch.zeros(size)
                            for gen, on in zip(streams, live)])[rows]
-            cdf = torch.softmax(scores if temperature == 1.0 else scores / temperature, dim=1).cumsum(dim=1)
+            cdf = torch.softmax(scores / temperature, dim=1).cumsum(dim=1)
             nxt = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None]).squeeze(1).clamp_max(c.n_cities - 1)
         cur[rows] = nxt
         for row, city in zip(rows.tolist(), nxt.tolist()):
