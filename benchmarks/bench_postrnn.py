@@ -2,14 +2,16 @@
 (`PostRNN.decode_logits`, what `decode` uses) vs the transposed view of the embedding (`PostRNN.logits`, what it
 used before); (2) a crowd's queries decoded together (`refine_many`, what the app's workers do, in batches of
 `--batch`) vs one at a time; (3) decoded together, the scores' product by blocks of the table's columns from
-`BLOCKS_FROM_ROWS` rows (what `decode_logits` does) vs the whole product at every size.
+`BLOCKS_FROM_ROWS` rows (what `decode_logits` does) vs the whole product at every size; (4) decoded together, the
+queries' greedy steps as one batch (`PostRNNModel._decode_greedy_many`, what `refine_many` does) vs one query at a
+time; and a profile of one group decoded together (the torch operators' shares of its CPU).
 
     python -m benchmarks.bench_postrnn                          # post-rnn-large, 32 validation pairs, 16 steps
     python -m benchmarks.bench_postrnn --models post-rnn-large,post-rnn-small --pairs 32 --steps 64 --batch 8
 
 Validation pairs only (never a test pair), one torch thread; CPU seconds are read from the process clock.
 (1): for each pair both ways run its `refine` to `--steps`, in turns (the first way alternates from pair to
-pair). (2) and (3): the pairs in groups of `--batch`, each group both ways, in turns. Prints one
+pair). (2)-(4): the pairs in groups of `--batch`, each group both ways, in turns. Prints one
 JSON object: CPU per query each way, their ratios, and how many step paths (and counted operations) differ
 between the ways: the scores differ in float32's last bits where a product of 1-3 rows meets one of more
 rows, which could change a choice on a near tie. Nothing here asserts a time.
@@ -21,6 +23,7 @@ import argparse
 import json
 import statistics
 import time
+from functools import partial
 
 import numpy as np
 
@@ -29,7 +32,6 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     import citypath
-    from citypath.models import postrnn
     from citypath.models.postrnn import PostRNN
     from citypath.split import sample_pairs
 
@@ -67,32 +69,65 @@ def main(argv: list[str] | None = None) -> None:
             "step_paths_differing": sum(p != q for x, y in zip(a, b) for p, q in zip(x, y)),
         }
         pairs = list(zip(srcs.tolist(), dsts.tolist()))
-        cpu, runs = {"alone": 0.0, "together": 0.0}, {"alone": [], "together": []}
-        for i in range(0, len(pairs), args.batch):
-            group = pairs[i:i + args.batch]
-            for way in (("alone", "together") if (i // args.batch) % 2 == 0 else ("together", "alone")):
-                t0 = time.process_time()
-                got = ([list(m.refine_with_compute(g, s, t, args.steps)) for s, t in group] if way == "alone"
-                       else m.refine_many(g, group, args.steps))
-                cpu[way] += time.process_time() - t0
-                runs[way].extend(got)
-        batched = {"batch": args.batch, **compared(cpu, runs, len(pairs), "together", "alone")}
-        blocks_from = postrnn.BLOCKS_FROM_ROWS
-        cpu, runs = {"blocks": 0.0, "whole": 0.0}, {"blocks": [], "whole": []}
+        out["models"][name] = {"layout": layout, **batched_ways(m, g, pairs, args.steps, args.batch)}
+    print(json.dumps(out, indent=1))
+
+
+def batched_ways(m, g, pairs: list, steps: int, batch: int) -> dict:
+    """Comparisons (2)-(4) of `m` on `pairs` in groups of `batch`, and a profile of one group decoded together."""
+    from citypath.models import postrnn
+    from citypath.models.base import BestOfNModel
+
+    def alone(group):
+        return [list(m.refine_with_compute(g, s, t, steps)) for s, t in group]
+
+    def together(group):
+        return m.refine_many(g, group, steps)
+
+    def whole(group):
+        blocks_from, postrnn.BLOCKS_FROM_ROWS = postrnn.BLOCKS_FROM_ROWS, 1 << 62
         try:
-            for i in range(0, len(pairs), args.batch):
-                group = pairs[i:i + args.batch]
-                for way in (("blocks", "whole") if (i // args.batch) % 2 == 0 else ("whole", "blocks")):
-                    postrnn.BLOCKS_FROM_ROWS = blocks_from if way == "blocks" else 1 << 62
-                    t0 = time.process_time()
-                    runs[way].extend(m.refine_many(g, group, args.steps))
-                    cpu[way] += time.process_time() - t0
+            return together(group)
         finally:
             postrnn.BLOCKS_FROM_ROWS = blocks_from
-        blocks = {"blocks_from_rows": blocks_from, "block_cols": postrnn.BLOCK_COLS,
-                  **compared(cpu, runs, len(pairs), "blocks", "whole")}
-        out["models"][name] = {"layout": layout, "batched": batched, "blocks": blocks}
-    print(json.dumps(out, indent=1))
+
+    def greedy_alone(group):
+        m._decode_greedy_many = partial(BestOfNModel._decode_greedy_many, m)
+        try:
+            return together(group)
+        finally:
+            del m._decode_greedy_many
+
+    return {"batched": {"batch": batch, **in_turns(pairs, batch, {"together": together, "alone": alone})},
+            "blocks": {"blocks_from_rows": postrnn.BLOCKS_FROM_ROWS, "block_cols": postrnn.BLOCK_COLS,
+                       **in_turns(pairs, batch, {"blocks": together, "whole": whole})},
+            "greedy": in_turns(pairs, batch, {"greedy_together": together, "greedy_alone": greedy_alone}),
+            "profile": profiled(lambda: together(pairs[:batch]))}
+
+
+def in_turns(pairs: list, batch: int, ways: dict) -> dict:
+    """Two ways (name -> a function of a group of pairs returning its runs), the pairs in groups of `batch`, each
+    group both ways in turns (the first way first in even groups); compared as `compared` (the first way new)."""
+    cpu, runs = {way: 0.0 for way in ways}, {way: [] for way in ways}
+    for i in range(0, len(pairs), batch):
+        group = pairs[i:i + batch]
+        for way in (list(ways) if (i // batch) % 2 == 0 else list(ways)[::-1]):
+            t0 = time.process_time()
+            runs[way].extend(ways[way](group))
+            cpu[way] += time.process_time() - t0
+    new, old = ways
+    return compared(cpu, runs, len(pairs), new, old)
+
+
+def profiled(run, top: int = 8) -> dict:
+    """The torch operators that took most of `run`'s CPU (their own time, excluding what they called), as shares."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        run()
+    rows = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in rows)
+    return {"self_cpu_s": total / 1e6, "shares": {e.key: round(e.self_cpu_time_total / total, 4) for e in rows[:top]}}
 
 
 def compared(cpu: dict[str, float], runs: dict[str, list], queries: int, new: str, old: str) -> dict:

@@ -68,6 +68,22 @@ def test_several_queries_decoded_together_give_each_its_own_steps_and_counted_wo
         untrained.refine_many(g, [pairs[0], (0, g.n_cities)], 4)
 
 
+def test_a_crowds_greedy_steps_are_decoded_as_one_batch_counted_as_each_alone(untrained, tiny_graph, pairs,
+                                                                              monkeypatch):
+    from citypath.models import postrnn
+
+    g, queries = tiny_graph, pairs[:5]
+    calls = []
+    decode = postrnn.decode
+    monkeypatch.setattr(postrnn, "decode", lambda *a, **kw: calls.append((len(a[1]), kw["greedy"])) or decode(*a, **kw))
+    together = untrained.refine_many(g, queries, 3, seed=1)
+    assert calls[0] == (len(queries), True) and all(not greedy for _, greedy in calls[1:])
+    alone = [list(untrained.refine_with_compute(g, s, t, 3, seed=1)) for s, t in queries]
+    assert [run[0] for run in together] == [run[0] for run in alone]        # step 1: the greedy path, its operations
+    with pytest.raises(ValueError, match="generators"):
+        decode(untrained.net, np.array([0, 1]), np.array([2, 3]), greedy=False, blocks=2)
+
+
 def test_decoding_scores_are_the_models_and_follow_its_weights():
     # Decoding reads a transposed copy of the city table (faster with a few rows): the same scores as `logits`,
     # to float32's last bits, for one row and many, and a new copy once the weights change (training, a load).

@@ -413,9 +413,16 @@ class BestOfNModel(CountedModel):
         ops[i]). Only a family with `batches_queries` writes it."""
         raise NotImplementedError(f"{type(self).__name__} decodes one query at a time")
 
+    def _decode_greedy_many(self, g: CityGraph, queries: Sequence[tuple[int, int]], ops: np.ndarray
+                            ) -> list[list[int]]:
+        """Each query's greedy path (its operations added to ops[i], as if decoded alone). The default decodes them
+        one at a time; a family with `batches_queries` may decode them as one batch."""
+        return [self._decode(g, s, t, 1, greedy=True, generator=None, ops=ops[i:i + 1])[0]
+                for i, (s, t) in enumerate(queries)]
+
     def refine_many(self, g: CityGraph, queries: Sequence[tuple[int, int]], steps: int = 1, *, seed: int = 0
                     ) -> list[list[tuple[list[int], float]]]:
-        """With `batches_queries`: each query's greedy step decoded alone (one row, as `refine` does), then every
+        """With `batches_queries`: the queries' greedy steps decoded as one batch (`_decode_greedy_many`), then every
         chunk of samples of all the queries as one batch (`_decode_many`); each query's best-so-far as `refine`."""
         if not self.batches_queries or len(queries) < 2:
             return super().refine_many(g, queries, steps, seed=seed)
@@ -426,10 +433,10 @@ class BestOfNModel(CountedModel):
         live = [i for i, (s, t, _) in enumerate(checked) if s != t]
         runs: dict[int, list[tuple[list[int], float]]] = {}
         with torch.inference_mode():
-            for i in live:
-                s, t, _ = checked[i]
-                ops = np.array([self.query_setup_ops(g, s, t)])
-                runs[i] = [(self._decode(g, s, t, 1, greedy=True, generator=None, ops=ops)[0], float(ops[0]))]
+            ops = np.array([self.query_setup_ops(g, *checked[i][:2]) for i in live])
+            greedy = self._decode_greedy_many(g, [checked[i][:2] for i in live], ops)
+            for j, i in enumerate(live):
+                runs[i] = [(greedy[j], float(ops[j]))]
             done, chunk = 1, 0
             while done < steps and live:
                 take = min(SAMPLE_CHUNK, steps - done)

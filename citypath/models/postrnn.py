@@ -155,7 +155,7 @@ def prompt_ops(c: PostRNNConfig, rows: int) -> float:
 def decode(net: PostRNN, srcs: np.ndarray, dsts: np.ndarray, *, greedy: bool,
            generator: torch.Generator | None = None, temperature: float = 1.0,
            hop_caps: np.ndarray | None = None, ops: np.ndarray | None = None,
-           generators: list[torch.Generator] | None = None) -> list[list[int]]:
+           generators: list[torch.Generator] | None = None, blocks: int = 1) -> list[list[int]]:
     """One path per (src, dst) row, decoded as one batch over the full vocabulary.
 
     A row stops when it emits its target or after `hop_caps[row]` hops (default: config.max_hops).
@@ -168,13 +168,16 @@ def decode(net: PostRNN, srcs: np.ndarray, dsts: np.ndarray, *, greedy: bool,
     With `generators` (sampling only; instead of `generator`) the rows are len(generators) equal blocks, each
     one query's chunk of samples decoded beside the others': block b draws its uniforms from generators[b]
     as it would alone, and its operations are counted as if it were decoded alone (its own prompt, hops and
-    per-hop bookkeeping), so a query's counted work does not depend on what it was batched with.
+    per-hop bookkeeping), so a query's counted work does not depend on what it was batched with. `blocks`
+    (greedy only) splits the rows so, each block a query of its own, counted as if decoded alone.
     """
     c = net.config
     src = torch.as_tensor(np.asarray(srcs, dtype=np.int64))
     dst = torch.as_tensor(np.asarray(dsts, dtype=np.int64))
     n = len(src)
-    streams = generators if generators is not None else [generator]
+    if blocks > 1 and not greedy:
+        raise ValueError("sampled rows are split into queries by their `generators`, not `blocks`")
+    streams = generators if generators is not None else [generator] * blocks
     if n % len(streams):
         raise ValueError(f"{n} rows do not split into {len(streams)} equal blocks")
     size = n // len(streams)
@@ -206,7 +209,9 @@ def decode(net: PostRNN, srcs: np.ndarray, dsts: np.ndarray, *, greedy: bool,
             # Inverse-CDF sampling: one uniform per row and hop (a Gumbel draw per city cost 20x more).
             u = torch.cat([torch.rand(SAMPLE_CHUNK, generator=gen)[:size] if on else torch.zeros(size)
                            for gen, on in zip(streams, live)])[rows]
-            cdf = torch.softmax(scores / temperature, dim=1).cumsum(dim=1)
+            # x / 1.0 is x, bit for bit: the division (~4% of a crowd's batch, results/issue31-postrnn-greedy.json)
+            # is skipped at the cards' temperature.
+            cdf = torch.softmax(scores if temperature == 1.0 else scores / temperature, dim=1).cumsum(dim=1)
             nxt = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None]).squeeze(1).clamp_max(c.n_cities - 1)
         cur[rows] = nxt
         for row, city in zip(rows.tolist(), nxt.tolist()):
@@ -255,6 +260,11 @@ class PostRNNModel(BestOfNModel):
                       temperature=self.config.temperature, hop_caps=np.full(n, cap), ops=ops)
 
     batches_queries = True     # a crowd's samples in one product with the city table: ~0.55x the CPU a query
+
+    def _decode_greedy_many(self, g: CityGraph, queries, ops: np.ndarray) -> list[list[int]]:
+        srcs, dsts = (np.array([q[i] for q in queries]) for i in (0, 1))
+        caps = np.array([hop_cap(g, s, t, self.config.max_hops) for s, t in queries])
+        return decode(self.net, srcs, dsts, greedy=True, hop_caps=caps, ops=ops, blocks=len(queries))
 
     def _decode_many(self, g: CityGraph, queries, n: int, generators: list, ops: list[np.ndarray]
                      ) -> list[list[list[int]]]:
