@@ -16,7 +16,7 @@ import time
 import streamlit as st
 
 from citypath import palette
-from citypath.app import callbacks, downloads, picks, replays, resources, state, turns, url
+from citypath.app import callbacks, downloads, picks, replays, resources, searches, state, turns, url
 from citypath.cost import human as human_flops
 from citypath.view import player, present
 
@@ -97,7 +97,7 @@ with turns.turn():
     if view.source == view.target:
         st.info("Source and target are the same city: pick two different cities to see a route.")
 
-    optimal = g.shortest_path(view.source, view.target)
+    optimal = searches.shortest_path(g, view.source, view.target)   # aside from the turn queue (a search process)
     urls = resources.static_urls(g, g.fingerprint)
     equal = bool(ss[state.K_EQUAL])
     # The question: with equal compute every model runs up to the slider's maximum (the budget picks its step).

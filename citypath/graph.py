@@ -21,7 +21,7 @@ import re
 import time
 import unicodedata
 from dataclasses import asdict, dataclass
-from functools import cached_property, lru_cache
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -103,8 +103,9 @@ class CityGraph:
         self.fingerprint = fingerprint
         self.lat = cities["lat"].to_numpy(np.float64)
         self.lon = cities["lon"].to_numpy(np.float64)
-        # Dijkstra results per source, shared by repeated queries (the app, the harness).
-        self.distances_from = lru_cache(maxsize=256)(self._distances_from)
+        # Dijkstra results per source, shared by repeated queries (the app, the harness): the most recent
+        # DISTANCES_KEPT, oldest first (`distances_from`, `remember_distances`).
+        self._distances: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     # -- basics -------------------------------------------------------------------------
     @property
@@ -218,12 +219,41 @@ class CityGraph:
             raise CityNotInGraph(f"{row['label']} is not in this graph: {row['reason']}", query, [])
 
     # -- shortest paths ---------------------------------------------------------------
-    def _distances_from(self, src: int) -> tuple[np.ndarray, np.ndarray]:
-        # The matrix is symmetric already; directed=False would re-symmetrise it on every call.
-        dist, pred = dijkstra(self.adjacency, directed=True, indices=src, return_predecessors=True)
+    DISTANCES_KEPT = 256
+
+    def distances_from(self, src: int) -> tuple[np.ndarray, np.ndarray]:
+        """Dijkstra from `src`: every city's km from it and its predecessor on the way (read-only arrays), searched
+        once and kept for the next DISTANCES_KEPT sources' queries (or handed over by `remember_distances`)."""
+        src = self.check_id(src)
+        held = self._distances.pop(src, None)
+        if held is None:
+            # The matrix is symmetric already; directed=False would re-symmetrise it on every call.
+            held = dijkstra(self.adjacency, directed=True, indices=src, return_predecessors=True)
+        return self.remember_distances(src, *held)
+
+    def has_distances(self, src: int) -> bool:
+        """Whether `distances_from(src)` is kept already (answers without a search)."""
+        return int(src) in self._distances
+
+    def remember_distances(self, src: int, dist: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Keep `distances_from(src)`'s answer searched elsewhere (another process holding this same graph: the
+        app's search process, `citypath.app.searches`), as the most recent; returns it, read-only."""
+        n = self.n_cities
+        if np.shape(dist) != (n,) or np.shape(pred) != (n,):
+            raise ValueError(f"distances from city {src} need {n} entries each, got {np.shape(dist)} and "
+                             f"{np.shape(pred)}")
+        dist, pred = np.asarray(dist, np.float64), np.asarray(pred)
         dist.setflags(write=False)
         pred.setflags(write=False)
+        self._distances.pop(int(src), None)
+        self._distances[int(src)] = (dist, pred)
+        while len(self._distances) > self.DISTANCES_KEPT:
+            self._distances.pop(next(iter(self._distances)), None)
         return dist, pred
+
+    def clear_distances(self) -> None:
+        """Forget every kept search (a benchmark's cold start)."""
+        self._distances.clear()
 
     def shortest_path(self, src: int, dst: int) -> list[int]:
         """The optimal (Dijkstra) path from src to dst as city ids, src first and dst last.

@@ -171,24 +171,31 @@ def run_jobs(jobs: list[Job]) -> float:
     return time.perf_counter() - t0
 
 
-def _held(job: Job):
-    """The graph and `job`'s model as this worker process holds them (loaded on first use, and again when the
-    settings or the checkpoint change)."""
+def held_graph(env: tuple[tuple[str, str], ...]):
+    """The graph of the CITYPATH_* settings `env` as this worker process holds it (loaded on first use, and again
+    when the settings change; what else it held goes with the old graph)."""
     from citypath.graph import graph_kwargs_from_env, load_graph
-    from citypath.models import load_model
-    from citypath.registry import register
 
     for k in settings.VARIABLES:
         os.environ.pop(k, None)
-    os.environ.update(dict(job.env))
-    for family, target in job.families:
-        register(family, target)
+    os.environ.update(dict(env))
     kwargs = graph_kwargs_from_env()
     gkey = repr(sorted(kwargs.items()))
     if _HELD.get("graph_key") != gkey:
         _HELD.clear()
         _HELD["graph_key"], _HELD["graph"] = gkey, load_graph(**kwargs)
-    g = _HELD["graph"]
+    return _HELD["graph"]
+
+
+def _held(job: Job):
+    """The graph and `job`'s model as this worker process holds them (loaded on first use, and again when the
+    settings or the checkpoint change)."""
+    from citypath.models import load_model
+    from citypath.registry import register
+
+    g = held_graph(job.env)
+    for family, target in job.families:
+        register(family, target)
     ckpt = settings.checkpoints_dir() or ""
     stamp = _card_stamp(job.model)
     key = ("model", str(ckpt), job.model, stamp)

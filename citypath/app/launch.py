@@ -42,12 +42,13 @@ def warm_process(log=None) -> dict[str, float]:
     the graph, the catalogue, the labels, the map's static layers, the models, the default view's routes and the
     interesting pairs' (each run to the steps slider's maximum where the family's steps are a prefix of more: see
     `citypath.replay.ReplayStore`; read from the store after the first launch), and the model worker processes
-    (`citypath.app.compute`: the visitors' and the one for later) started with the default models loaded.
+    (`citypath.app.compute`: the visitors' and the one for later) started with the default models loaded, and the
+    search process of new pairs' optimal paths (`citypath.app.searches`) with the graph loaded.
 
     `python -m citypath.app.launch` runs it before the server listens, so a visitor never meets a cold process
     (and HAProxy's health check sends none to a process still warming). `log(line)` hears each stage as it
     ends. Returns the seconds of each stage."""
-    from citypath.app import compute, downloads, replays, resources, url
+    from citypath.app import compute, downloads, replays, resources, searches, url
     from citypath.view.maplayers import states_records, write_static_json
 
     times: dict[str, float] = {}
@@ -82,6 +83,7 @@ def warm_process(log=None) -> dict[str, float]:
     service = compute.service()
     if service is not None:      # the worker processes start and load the graph and the default models now
         stage("model workers", lambda: _warm_worker(service, store, mset, view.question(), cat.steps_max))
+        stage("search process", lambda: searches.warm(g, view.source))
     return times
 
 

@@ -1,0 +1,97 @@
+"""A new pair's optimal path searched in the app's search process (`citypath.app.searches`), and the graph's kept
+searches it hands over to (`CityGraph.distances_from`, `remember_distances`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import citypath
+from citypath.app import searches
+from citypath.graph import CityGraph
+
+
+def fresh(g: CityGraph) -> CityGraph:
+    """Another holder of `g` with no kept searches (`load_graph` hands out the one it holds in memory)."""
+    return CityGraph(g.config, g.cities, g.adjacency, g.outside, g.fingerprint)
+
+
+def test_searches_are_kept_for_the_most_recent_sources_and_handed_over_whole(small_graph, monkeypatch):
+    g = fresh(small_graph)
+    dist, pred = g.distances_from(3)
+    assert g.has_distances(3) and g.distances_from(3)[0] is dist         # kept: the same arrays, no new search
+    assert not dist.flags.writeable and not pred.flags.writeable
+    assert g.shortest_path(3, 40) == small_graph.shortest_path(3, 40)
+    monkeypatch.setattr(g, "DISTANCES_KEPT", 2)
+    g.distances_from(5)
+    g.distances_from(3)                                     # used again: now the most recent
+    g.distances_from(7)                                     # over the limit: the oldest (5) goes
+    assert [g.has_distances(c) for c in (3, 5, 7)] == [True, False, True]
+    other = fresh(small_graph)
+    other.remember_distances(9, *g.distances_from(9))       # searched by another holder of the same graph
+    assert other.has_distances(9) and other.shortest_path(9, 60) == g.shortest_path(9, 60)
+    with pytest.raises(ValueError, match="need"):
+        other.remember_distances(9, dist[:-1], pred)
+    with pytest.raises(ValueError, match="out of range"):
+        g.distances_from(g.n_cities)
+    g.clear_distances()
+    assert not g.has_distances(3)
+
+
+def test_a_pairs_optimal_path_is_searched_in_the_search_process_and_kept_in_the_pages_graph(monkeypatch):
+    monkeypatch.setenv("CITYPATH_COMPUTE_WORKERS", "1")
+    monkeypatch.setenv("CITYPATH_STATES", "RI,MA")
+    monkeypatch.setattr(searches, "_POOL", None)
+    from citypath import graph
+
+    g, here = fresh(citypath.load_graph(states=["RI", "MA"])), fresh(citypath.load_graph(states=["RI", "MA"]))
+    expected = {(s, t): here.shortest_path(s, t) for s, t in ((11, 90), (11, 95), (12, 90))}
+    searched_here = []
+    monkeypatch.setattr(graph, "dijkstra", lambda *a, search=graph.dijkstra, **kw: searched_here.append(
+        kw["indices"]) or search(*a, **kw))                  # this process's searches (not the search process's)
+    try:
+        searches.warm(g, 0)
+        assert searches.shortest_path(g, 11, 90) == expected[11, 90]
+        assert searched_here == [] and g.has_distances(11)    # the answer came from the process, and is kept
+        assert searches.shortest_path(g, 11, 95) == expected[11, 95]
+        np.testing.assert_array_equal(g.distances_from(11)[0], here.distances_from(11)[0])
+        # The process holds another graph than the page's: the page searches itself.
+        monkeypatch.setenv("CITYPATH_STATES", "RI")
+        assert not searches.search(g, 12) and not g.has_distances(12)
+        assert searches.shortest_path(g, 12, 90) == expected[12, 90] and searched_here == [12]
+    finally:
+        if searches._POOL is not None:
+            searches._POOL.shutdown()
+        monkeypatch.setattr(searches, "_POOL", None)
+
+
+def test_a_search_process_that_died_leaves_the_search_to_the_page_and_is_replaced(monkeypatch):
+    import os
+    import signal
+
+    monkeypatch.setenv("CITYPATH_COMPUTE_WORKERS", "1")
+    monkeypatch.setenv("CITYPATH_STATES", "RI,MA")
+    monkeypatch.setattr(searches, "_POOL", None)
+    g = fresh(citypath.load_graph(states=["RI", "MA"]))
+    try:
+        first = searches.pool()
+        searches.warm(g, 0)
+        for pid in list(first._processes):
+            os.kill(pid, signal.SIGKILL)
+        assert not searches.search(g, 21)                   # could not answer: nothing kept, no error
+        assert searches.shortest_path(g, 21, 80) == fresh(g).shortest_path(21, 80)
+        assert searches.pool() is not first and searches.search(g, 22)    # a new process for the next one
+    finally:
+        if searches._POOL is not None:
+            searches._POOL.shutdown()
+        monkeypatch.setattr(searches, "_POOL", None)
+
+
+def test_with_no_worker_processes_the_page_searches_itself(monkeypatch):
+    monkeypatch.setenv("CITYPATH_COMPUTE_WORKERS", "0")
+    monkeypatch.setattr(searches, "_POOL", None)
+    g = fresh(citypath.load_graph(states=["RI"]))
+    assert searches.pool() is None and not searches.search(g, 1)
+    assert searches.shortest_path(g, 1, 20) == g.shortest_path(1, 20)
+    searches.warm(g, 0)                                     # nothing to start
+    assert searches._POOL is None
