@@ -223,7 +223,8 @@ class CityGraph:
 
     def distances_from(self, src: int) -> tuple[np.ndarray, np.ndarray]:
         """Dijkstra from `src`: every city's km from it and its predecessor on the way (read-only arrays), searched
-        once and kept for the next DISTANCES_KEPT sources' queries (or handed over by `remember_distances`)."""
+        once and kept while `src` is among the DISTANCES_KEPT sources used last (or handed over by
+        `remember_distances`)."""
         src = self.check_id(src)
         held = self._distances.pop(src, None)
         if held is None:

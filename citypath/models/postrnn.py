@@ -209,8 +209,7 @@ def decode(net: PostRNN, srcs: np.ndarray, dsts: np.ndarray, *, greedy: bool,
             # Inverse-CDF sampling: one uniform per row and hop (a Gumbel draw per city cost 20x more).
             u = torch.cat([torch.rand(SAMPLE_CHUNK, generator=gen)[:size] if on else torch.zeros(size)
                            for gen, on in zip(streams, live)])[rows]
-            # x / 1.0 is x, bit for bit: the division (~4% of a crowd's batch, results/issue31-postrnn-greedy.json)
-            # is skipped at the cards' temperature.
+            # x / 1.0 is x, bit for bit: at the cards' temperature the division (a pass over every score) is skipped.
             cdf = torch.softmax(scores if temperature == 1.0 else scores / temperature, dim=1).cumsum(dim=1)
             nxt = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None]).squeeze(1).clamp_max(c.n_cities - 1)
         cur[rows] = nxt
