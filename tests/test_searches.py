@@ -16,6 +16,18 @@ def fresh(g: CityGraph) -> CityGraph:
     return CityGraph(g.config, g.cities, g.adjacency, g.outside, g.fingerprint)
 
 
+@pytest.fixture
+def search_process(monkeypatch):
+    """A search process of this test's own (spawned on first use) for the RI+MA graph, shut down after it."""
+    monkeypatch.setenv("CITYPATH_COMPUTE_WORKERS", "1")
+    monkeypatch.setenv("CITYPATH_STATES", "RI,MA")
+    monkeypatch.setattr(searches, "_POOL", None)
+    yield
+    if searches._POOL is not None:
+        searches._POOL.shutdown()
+    searches._POOL = None
+
+
 def test_searches_are_kept_for_the_most_recent_sources_and_handed_over_whole(small_graph, monkeypatch):
     g = fresh(small_graph)
     dist, pred = g.distances_from(3)
@@ -38,10 +50,8 @@ def test_searches_are_kept_for_the_most_recent_sources_and_handed_over_whole(sma
     assert not g.has_distances(3)
 
 
-def test_a_pairs_optimal_path_is_searched_in_the_search_process_and_kept_in_the_pages_graph(monkeypatch):
-    monkeypatch.setenv("CITYPATH_COMPUTE_WORKERS", "1")
-    monkeypatch.setenv("CITYPATH_STATES", "RI,MA")
-    monkeypatch.setattr(searches, "_POOL", None)
+def test_a_pairs_optimal_path_is_searched_in_the_search_process_and_kept_in_the_pages_graph(search_process,
+                                                                                            monkeypatch):
     from citypath import graph
 
     g, here = fresh(citypath.load_graph(states=["RI", "MA"])), fresh(citypath.load_graph(states=["RI", "MA"]))
@@ -49,42 +59,29 @@ def test_a_pairs_optimal_path_is_searched_in_the_search_process_and_kept_in_the_
     searched_here = []
     monkeypatch.setattr(graph, "dijkstra", lambda *a, search=graph.dijkstra, **kw: searched_here.append(
         kw["indices"]) or search(*a, **kw))                  # this process's searches (not the search process's)
-    try:
-        searches.warm(g, 0)
-        assert searches.shortest_path(g, 11, 90) == expected[11, 90]
-        assert searched_here == [] and g.has_distances(11)    # the answer came from the process, and is kept
-        assert searches.shortest_path(g, 11, 95) == expected[11, 95]
-        np.testing.assert_array_equal(g.distances_from(11)[0], here.distances_from(11)[0])
-        # The process holds another graph than the page's: the page searches itself.
-        monkeypatch.setenv("CITYPATH_STATES", "RI")
-        assert not searches.search(g, 12) and not g.has_distances(12)
-        assert searches.shortest_path(g, 12, 90) == expected[12, 90] and searched_here == [12]
-    finally:
-        if searches._POOL is not None:
-            searches._POOL.shutdown()
-        monkeypatch.setattr(searches, "_POOL", None)
+    searches.warm(g, 0)
+    assert searches.shortest_path(g, 11, 90) == expected[11, 90]
+    assert searched_here == [] and g.has_distances(11)        # the answer came from the process, and is kept
+    assert searches.shortest_path(g, 11, 95) == expected[11, 95]
+    np.testing.assert_array_equal(g.distances_from(11)[0], here.distances_from(11)[0])
+    # The process holds another graph than the page's: the page searches itself.
+    monkeypatch.setenv("CITYPATH_STATES", "RI")
+    assert not searches.search(g, 12) and not g.has_distances(12)
+    assert searches.shortest_path(g, 12, 90) == expected[12, 90] and searched_here == [12]
 
 
-def test_a_search_process_that_died_leaves_the_search_to_the_page_and_is_replaced(monkeypatch):
+def test_a_search_process_that_died_leaves_the_search_to_the_page_and_is_replaced(search_process):
     import os
     import signal
 
-    monkeypatch.setenv("CITYPATH_COMPUTE_WORKERS", "1")
-    monkeypatch.setenv("CITYPATH_STATES", "RI,MA")
-    monkeypatch.setattr(searches, "_POOL", None)
     g = fresh(citypath.load_graph(states=["RI", "MA"]))
-    try:
-        first = searches.pool()
-        searches.warm(g, 0)
-        for pid in list(first._processes):
-            os.kill(pid, signal.SIGKILL)
-        assert not searches.search(g, 21)                   # could not answer: nothing kept, no error
-        assert searches.shortest_path(g, 21, 80) == fresh(g).shortest_path(21, 80)
-        assert searches.pool() is not first and searches.search(g, 22)    # a new process for the next one
-    finally:
-        if searches._POOL is not None:
-            searches._POOL.shutdown()
-        monkeypatch.setattr(searches, "_POOL", None)
+    first = searches.pool()
+    searches.warm(g, 0)
+    for pid in list(first._processes):
+        os.kill(pid, signal.SIGKILL)
+    assert not searches.search(g, 21)                       # could not answer: nothing kept, no error
+    assert searches.shortest_path(g, 21, 80) == fresh(g).shortest_path(21, 80)
+    assert searches.pool() is not first and searches.search(g, 22)        # a new process for the next one
 
 
 def test_with_no_worker_processes_the_page_searches_itself(monkeypatch):
