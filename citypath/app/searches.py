@@ -10,15 +10,15 @@ reader of that source finds it (the routes' scores, the exports).
 
     optimal = searches.shortest_path(g, src, dst)      # the same path as g.shortest_path(src, dst)
 
-A search the process cannot answer (it died, it holds another graph, it timed out) is run in the page's process
-instead, as with no worker processes, and the process is started anew for the next one.
+A search the process cannot answer (it died, timed out, holds another graph or could not load it) is run in the
+page's process instead, as with no worker processes; a process that died or timed out is replaced for the next one.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import threading
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import BrokenExecutor, ProcessPoolExecutor
 
 from citypath import settings
 from citypath.app import compute
@@ -70,8 +70,10 @@ def search(g, src: int) -> bool:
     try:
         with turns.aside():
             fingerprint, dist, pred = searches.submit(distances, compute.job_env(), src).result(WAIT_S)
-    except Exception:                       # died, timed out, could not load the graph: search here instead
+    except (BrokenExecutor, TimeoutError):  # died or stuck: search here instead, and in a new process next time
         _forget(searches)
+        return False
+    except OSError:                         # could not load the graph there: search here instead
         return False
     if fingerprint != g.fingerprint:        # another graph than the page's (its settings changed under it)
         return False
@@ -84,7 +86,11 @@ def warm(g, src: int) -> None:
     searches = pool()
     if searches is None:
         return
-    fingerprint, _, _ = searches.submit(distances, compute.job_env(), g.check_id(src)).result()
+    try:
+        fingerprint, _, _ = searches.submit(distances, compute.job_env(), g.check_id(src)).result()
+    except (BrokenExecutor, OSError) as e:
+        _forget(searches)
+        raise OSError(f"the search process failed: {e}") from e
     if fingerprint != g.fingerprint:
         raise OSError(f"the search process holds graph {fingerprint[:12]}, the app {g.fingerprint[:12]}")
 
