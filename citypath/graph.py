@@ -227,10 +227,15 @@ class CityGraph:
         `remember_distances`)."""
         src = self.check_id(src)
         held = self._distances.pop(src, None)
-        if held is None:
-            # The matrix is symmetric already; directed=False would re-symmetrise it on every call.
-            held = dijkstra(self.adjacency, directed=True, indices=src, return_predecessors=True)
-        return self.remember_distances(src, *held)
+        return self.remember_distances(src, *(held if held is not None else self._distances_from(src)))
+
+    def _distances_from(self, src: int) -> tuple[np.ndarray, np.ndarray]:
+        """`distances_from` searched anew and not kept (training's targets, which rarely repeat)."""
+        # The matrix is symmetric already; directed=False would re-symmetrise it on every call.
+        dist, pred = dijkstra(self.adjacency, directed=True, indices=src, return_predecessors=True)
+        dist.setflags(write=False)
+        pred.setflags(write=False)
+        return dist, pred
 
     def has_distances(self, src: int) -> bool:
         """Whether `distances_from(src)` is kept already (answers without a search)."""
