@@ -70,25 +70,27 @@ def test_a_pairs_optimal_path_is_searched_in_the_search_process_and_kept_in_the_
     assert searches.shortest_path(g, 12, 90) == expected[12, 90] and searched_here == [12]
 
 
-def test_a_search_process_that_died_leaves_the_search_to_the_page_and_is_replaced(search_process):
+def test_a_search_process_that_died_leaves_the_searches_to_the_page(search_process):
     import os
     import signal
 
     g = fresh(citypath.load_graph(states=["RI", "MA"]))
-    first = searches.pool()
+    assert searches.pool() is None and not searches.search(g, 20)     # none until the launcher starts one
     searches.warm(g, 0)
+    first = searches.pool()
     for pid in list(first._processes):
         os.kill(pid, signal.SIGKILL)
     assert not searches.search(g, 21)                       # could not answer: nothing kept, no error
     assert searches.shortest_path(g, 21, 80) == fresh(g).shortest_path(21, 80)
-    assert searches.pool() is not first and searches.search(g, 22)        # a new process for the next one
+    assert searches.pool() is None                          # never spawned from a page run (see `pool`)
+    searches.warm(g, 0)                                     # the launcher's next start
+    assert searches.pool() is not first and searches.search(g, 22)
 
 
 def test_with_no_worker_processes_the_page_searches_itself(monkeypatch):
     monkeypatch.setenv("CITYPATH_COMPUTE_WORKERS", "0")
     monkeypatch.setattr(searches, "_POOL", None)
     g = fresh(citypath.load_graph(states=["RI"]))
-    assert searches.pool() is None and not searches.search(g, 1)
-    assert searches.shortest_path(g, 1, 20) == g.shortest_path(1, 20)
     searches.warm(g, 0)                                     # nothing to start
-    assert searches._POOL is None
+    assert searches.pool() is None and searches._POOL is None and not searches.search(g, 1)
+    assert searches.shortest_path(g, 1, 20) == g.shortest_path(1, 20)

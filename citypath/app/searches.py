@@ -11,7 +11,8 @@ reader of that source finds it (the routes' scores, the exports).
     optimal = searches.shortest_path(g, src, dst)      # the same path as g.shortest_path(src, dst)
 
 A search the process cannot answer (it died, timed out, holds another graph or could not load it) is run in the
-page's process instead, as with no worker processes; a process that died or timed out is replaced for the next one.
+page's process instead, as with no worker processes; after a process died or timed out, every search is (only the
+launcher starts one: see `pool`). `streamlit run app.py` without the launcher has none.
 """
 
 from __future__ import annotations
@@ -40,14 +41,11 @@ def distances(env: tuple[tuple[str, str], ...], src: int):
 
 
 def pool() -> ProcessPoolExecutor | None:
-    """This app process's search process (started on first use), or None with CITYPATH_COMPUTE_WORKERS=0."""
-    global _POOL
-    if settings.compute_workers() == 0:
-        return None
-    with _LOCK:
-        if _POOL is None:
-            _POOL = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_init)
-        return _POOL
+    """This app process's search process, or None: none started (`warm`), or CITYPATH_COMPUTE_WORKERS=0.
+
+    Only the launcher starts one, before the server's first script run: a process spawned from a page run would
+    import the page's script as its main module (Streamlit installs the script as `__main__`) and run the page."""
+    return _POOL if settings.compute_workers() else None
 
 
 def _forget(broken: ProcessPoolExecutor) -> None:
@@ -70,7 +68,7 @@ def search(g, src: int) -> bool:
     try:
         with turns.aside():
             fingerprint, dist, pred = searches.submit(distances, compute.job_env(), src).result(WAIT_S)
-    except (BrokenExecutor, TimeoutError):  # died or stuck: search here instead, and in a new process next time
+    except (BrokenExecutor, TimeoutError):  # died or stuck: search here instead, from now on
         _forget(searches)
         return False
     except OSError:                         # could not load the graph there: search here instead
@@ -83,9 +81,13 @@ def search(g, src: int) -> bool:
 
 def warm(g, src: int) -> None:
     """Start the search process and load the graph there (the launcher, before any visitor comes)."""
-    searches = pool()
-    if searches is None:
+    global _POOL
+    if settings.compute_workers() == 0:
         return
+    with _LOCK:
+        if _POOL is None:
+            _POOL = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_init)
+        searches = _POOL
     try:
         fingerprint, _, _ = searches.submit(distances, compute.job_env(), g.check_id(src)).result()
     except (BrokenExecutor, OSError) as e:
