@@ -2,11 +2,11 @@
 
 A first paint needs the pair's optimal path: a Dijkstra over the whole graph (~40-70 ms on the default graph),
 which scipy runs holding the GIL, so in the page's process it stalled every other visitor's run too; under a
-crowd of new pairs it was a third of the page runs' time (docs/benchmarks.md, item 8, session 21). Here the
-search runs in one process at the page's own priority (started with the model workers, `CITYPATH_COMPUTE_WORKERS`
-> 0), and the page waits for it aside from the turn queue (`citypath.app.turns.aside`): the next visitor's page
-runs meanwhile, and the answer is kept in the page's graph (`CityGraph.remember_distances`), where every later
-reader of that source finds it (the routes' scores, the exports).
+crowd of new pairs it was 30% of the page runs' time with the GIL held (docs/benchmarks.md, item 8, session 21).
+Here the search runs in one process at the page's own priority (started by the launcher with the model workers,
+`CITYPATH_COMPUTE_WORKERS` > 0), and the page waits for it aside from the turn queue (`citypath.app.turns.aside`):
+the next visitor's page runs meanwhile, and the answer is kept in the page's graph (`CityGraph.remember_distances`),
+where every later reader of that source finds it (the routes' scores, the exports).
 
     optimal = searches.shortest_path(g, src, dst)      # the same path as g.shortest_path(src, dst)
 
