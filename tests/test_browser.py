@@ -775,6 +775,8 @@ def test_training_page_shows_the_posts_finding(tmp_path):
             page.wait_for_selector("text=validation loss against routes that pass all three checks", timeout=120_000)
             page.wait_for_function("() => document.querySelectorAll('[data-testid=stVegaLiteChart]').length >= 4",
                                    timeout=60_000)
+            for name in post:        # the panels come one by one: wait for the post RNNs' own
+                page.wait_for_selector(f"text={name} · postrnn", timeout=60_000)
             page.wait_for_timeout(2500)
             body = page.inner_text("body")
             # The headline chart shows its finding: the loss and the pass rate in two panels, the rate on a scale
