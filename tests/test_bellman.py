@@ -12,7 +12,7 @@ import citypath
 from citypath.evaluate import sample_heldout_pairs
 from citypath.metrics import verifier_key
 from citypath.models import list_models, load_model
-from citypath.models.bellman import BellmanConfig, BellmanModel, BellmanThinker, Weights
+from citypath.models.bellman import BellmanConfig, BellmanModel, BellmanThinker, CorridorEdges, FrontierEdges, Weights
 from citypath.tasks.bellman import graph_batch
 from citypath.tasks.small_graphs import GraphsConfig, SmallGraph, bellman_ford_rounds, synthetic_graph
 
@@ -285,3 +285,41 @@ def test_counted_operations_match_an_independent_count(tiny_graph, pairs):
         want = _independent_frontier_ops(g, src, dst, 2, 12, raw)
         # a step whose path is repeated after convergence still decodes and verifies: equal sums step by step
         np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_a_round_reads_the_corridors_edges_as_the_reference_gathers_them(tiny_graph, pairs):
+    """The rounds read the frontier's edges from the corridor's, gathered once per corridor (`CorridorEdges`):
+    the same paths, counted operations and states as gathering every frontier edge and dropping those that leave
+    the corridor (`FrontierEdges`), with several channels and with a corridor that has to grow."""
+    g = tiny_graph
+    models = [BellmanModel.untrained(g, BellmanConfig(hidden_dim=3, rounds_per_step=2, max_steps=12), seed=4),
+              exact_model(g, corridor_factor=1.0, corridor_slack_radii=0.0, rounds_per_step=1, max_steps=12)]
+    grew = 0
+    for m in models:
+        for src, dst in pairs[:8]:
+            runs, states = [], []
+            for edges in (CorridorEdges, FrontierEdges):
+                m.edges = edges
+                runs.append(list(m.refine_with_compute(g, src, dst, steps=12)))
+                states.append([v.values for views in m.trace(g, src, dst, steps=12) for v in views])
+                t = BellmanThinker(m.weights, g, m.config, src, dst, edges)
+                first_bound = t.s.bound_km
+                for _ in range(24):
+                    t.round()
+                grew += edges is CorridorEdges and t.s.bound_km > first_bound
+            assert runs[0] == runs[1]
+            assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(*states))
+    assert grew > 0
+
+
+def test_a_round_with_messages_at_infinity_still_reaches_their_receivers(tiny_graph, pairs):
+    """A receiver is reached by any message, even one at +inf (the rounds then mark receivers one by one)."""
+    g = tiny_graph
+    m = exact_model(g, corridor_factor=10.0, rounds_per_step=1)
+    m.weights.b[:] = np.inf
+    src, dst = pairs[0]
+    t = BellmanThinker(m.weights, g, m.config, src, dst)
+    t.round()
+    ip, ix = g.adjacency.indptr, g.adjacency.indices
+    heard = set(ix[ip[dst]:ip[dst + 1]].tolist()) & set(np.flatnonzero(t.s.corridor).tolist())
+    assert heard and set(np.flatnonzero(t.s.reached).tolist()) == heard | {dst}

@@ -26,7 +26,11 @@ whose straight-line detour already exceeds the source's current estimate stops s
 The corridor starts at 1.1 x the straight line + 1 radius and grows to the source's
 estimate (or by half when the frontier dies out before reaching the source), so no route
 is cut off. Messages are computed per channel over the frontier's edges (never an all
-edges x d tensor). Operations are counted as the run spends them (`citypath.cost`).
+edges x d tensor). Operations are counted as the run spends them (`citypath.cost`), with one exception: a
+round's edges are counted as gathering every frontier edge from the graph and testing its receiver against the
+corridor (`FrontierEdges`), while the run reads the same edges from the corridor's, gathered once per corridor
+(`CorridorEdges`: 0.64x the CPU a query, results/issue31-bellman-corridor.json); the count was kept so the cards
+and results stay comparable: it is the reference's work, not the run's.
 
 The frontier is only an execution shortcut (a city whose state did not change would send the same
 messages again); the **corridor is not**: it is hand-written pruning that decides which cities may
@@ -46,6 +50,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
+from scipy import sparse
 from torch import nn
 
 from citypath import cost
@@ -162,11 +167,57 @@ class RunState:
     ops: float = 0.0           # operations so far, by the one convention (citypath.cost), set-up included
 
 
+class CorridorEdges:
+    """The graph's edges whose receiver is inside a corridor, from the cities that can send (the corridor's and
+    the target, the only city reached outside it), gathered once per corridor: a round then reads its frontier's
+    edges from here instead of gathering every edge of the frontier and dropping those that leave the corridor.
+    The same edges with the same lengths (in radii), so the same messages; their order within a sender's run
+    differs from the graph's by nothing (each run is the sender's edges in the graph's order, filtered)."""
+
+    def __init__(self, g: CityGraph, corridor: np.ndarray, dst: int):
+        senders = corridor.copy()
+        senders[dst] = True
+        rows = np.flatnonzero(senders)
+        out = g.adjacency[rows]                       # the senders' edges, each run in the graph's order
+        keep = np.flatnonzero(corridor[out.indices])
+        self.edges = sparse.csr_matrix((out.data[keep] / g.radius_km, out.indices[keep],
+                                        np.searchsorted(keep, out.indptr)), shape=(len(rows), len(corridor)))
+        self.row = np.full(len(corridor), -1)
+        self.row[rows] = np.arange(len(rows))
+
+    def of(self, senders: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(degree: each sender's number of edges into the corridor, receiver, length in radii) of the edges of
+        `senders` into the corridor, sender by sender."""
+        r = self.row[senders]
+        if (r < 0).any():
+            raise ValueError(f"cities {senders[r < 0][:5].tolist()} cannot send: outside the corridor")
+        out = self.edges[r]
+        return np.diff(out.indptr), out.indices, out.data
+
+
+class FrontierEdges:
+    """`CorridorEdges`' answers found as the rounds did before it (up to session 21): every edge of the senders
+    gathered from the graph, those leaving the corridor dropped. The same edges in the same order; kept as the
+    reference its tests and `benchmarks/bench_bellman.py` compare with."""
+
+    def __init__(self, g: CityGraph, corridor: np.ndarray, dst: int):
+        self.g, self.corridor = g, corridor
+
+    def of(self, senders: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        ip, ix, wt = self.g.adjacency.indptr, self.g.adjacency.indices, self.g.adjacency.data
+        deg = ip[senders + 1] - ip[senders]
+        idx = np.repeat(ip[senders] - (np.cumsum(deg) - deg), deg) + np.arange(int(deg.sum()))
+        keep = np.flatnonzero(self.corridor[ix[idx]])
+        owner = np.repeat(np.arange(len(senders)), deg)[keep]
+        return np.bincount(owner, minlength=len(senders)), ix[idx[keep]], wt[idx[keep]] / self.g.radius_km
+
+
 class BellmanThinker:
     """Runs the network on one query of the full graph, a round at a time, over the frontier."""
 
-    def __init__(self, w: Weights, g: CityGraph, config: BellmanConfig, src: int, dst: int):
-        self.w, self.g, self.c, self.src, self.dst = w, g, config, src, dst
+    def __init__(self, w: Weights, g: CityGraph, config: BellmanConfig, src: int, dst: int,
+                 edges: type = CorridorEdges):
+        self.w, self.g, self.c, self.src, self.dst, self.edges = w, g, config, src, dst, edges
         n, d = g.n_cities, len(w.r)
         to_src = haversine_km(g.lat, g.lon, g.lat[src], g.lon[src])
         to_dst = haversine_km(g.lat, g.lon, g.lat[dst], g.lon[dst])
@@ -183,6 +234,7 @@ class BellmanThinker:
         self.s = RunState(h, reached, np.array([dst]), via <= bound, bound, via, to_dst)
         # Set-up: straight km to source and target for every city, the states, the corridor and the flags.
         self.s.ops = cost.haversine(2 * n) + cost.fill(n * (d + 4))
+        self._inside = edges(g, self.s.corridor, dst)
 
     def estimates_km(self) -> np.ndarray:
         """Read-out of every reached city, in km to the target (NaN where unreached)."""
@@ -198,29 +250,32 @@ class BellmanThinker:
                 return
             self._grow(1.5 * s.bound_km)             # the corridor holds no route: widen it
             return
-        ip, ix, wt = g.adjacency.indptr, g.adjacency.indices, g.adjacency.data
+        ip = g.adjacency.indptr
         f = s.frontier
-        deg = ip[f + 1] - ip[f]
-        # The frontier's edges: sender i's run of deg[i] edges starts at ip[f[i]].
-        idx = np.repeat(ip[f] - (np.cumsum(deg) - deg), deg) + np.arange(int(deg.sum()))
-        owner = np.repeat(np.arange(len(f)), deg)
-        v = ix[idx]
-        s.edges += len(idx)
-        # Per edge: the index bookkeeping (idx, owner, v, the corridor test, the hop), a message per channel.
-        s.ops += cost.fill(5 * len(idx)) + d_ops(len(w.r)) * len(idx) + cost.matmul(len(f), len(w.r), len(w.r))
-        keep = np.flatnonzero(s.corridor[v])
-        v, owner, hop = v[keep], owner[keep], wt[idx[keep]] / g.radius_km
+        edges = int((ip[f + 1] - ip[f]).sum())
+        s.edges += edges
+        # Per edge: the index bookkeeping (idx, owner, v, the corridor test, the hop), a message per channel. The
+        # count is that of gathering every frontier edge and testing its receiver against the corridor; the run
+        # gathers only the frontier's edges inside the corridor, from `CorridorEdges` (the same edges, less work:
+        # docs/benchmarks.md, "bellman-tiny's rounds").
+        s.ops += cost.fill(5 * edges) + d_ops(len(w.r)) * edges + cost.matmul(len(f), len(w.r), len(w.r))
+        deg, v, hop = self._inside.of(f)
         sent = s.h[f] @ w.A                           # A h_u once per sender, not per edge
         d = sent.shape[1]
         new = np.full((len(s.reached), d), np.inf)
+        finite = True
         for c in range(d):                            # per channel: edge-sized vectors only
-            m = sent[owner, c] + w.a[c] * hop + w.b[c]
+            m = np.repeat(sent[:, c], deg) + w.a[c] * hop + w.b[c]
             np.minimum.at(new[:, c], v, m)
-        # The receivers, sorted and once each: marked in a city-sized array, the same ids as numpy's unique, which
-        # took much of a round on the default graph's frontiers (counted as the sort it replaces).
-        marked = np.zeros(len(s.reached), bool)
-        marked[v] = True
-        touched = np.flatnonzero(marked)
+            finite = finite and bool(len(m)) and m.max() < np.inf
+        # The receivers, sorted and once each (the same ids as numpy's unique, counted as the sort it replaced):
+        # with every message below +inf, the cities whose first channel got one; else marked in a city-sized array.
+        if finite:
+            touched = np.flatnonzero(new[:, 0] < np.inf)
+        else:
+            marked = np.zeros(len(s.reached), bool)
+            marked[v] = True
+            touched = np.flatnonzero(marked)
         s.ops += cost.fill(len(s.reached) * d) + cost.sort(len(v)) + cost.fill(len(touched) * (3 * d + 3))
         new_t = new[touched]
         new_t += np.where((touched == self.src)[:, None], self.recall_src, 0.0)
@@ -243,6 +298,7 @@ class BellmanThinker:
         s = self.s
         s.bound_km = bound_km
         s.corridor = s.via_km <= bound_km
+        self._inside = self.edges(self.g, s.corridor, self.dst)
         # Every reached city sends again once, so the new cities hear from the old ones.
         s.frontier = np.flatnonzero(s.reached)
         s.ops += cost.fill(2 * len(s.reached))
@@ -291,6 +347,7 @@ class BellmanModel(StepwiseModel):
     family = "bellman"
     network, config_class, weights_cast = BellmanNet, BellmanConfig, "double"
     has_state_view = True
+    edges: type = CorridorEdges      # how a round finds its frontier's edges (`FrontierEdges`: the reference)
 
     def __init__(self, name: str, card: dict, net: BellmanNet):
         super().__init__(name, card, net)
@@ -320,7 +377,7 @@ class BellmanModel(StepwiseModel):
     def _run(self, g: CityGraph, src: int, dst: int, steps: int) -> Iterator[tuple[list[int], float, BellmanThinker]]:
         """Per step: its decoded path, the operations the step spent (the first step also the query's set-up),
         and the thinker after that step's rounds."""
-        t = BellmanThinker(self.weights, g, self.config, src, dst)
+        t = BellmanThinker(self.weights, g, self.config, src, dst, self.edges)
         cap = max_hops_for(g, src, dst)
         before = 0.0                               # the first step carries the set-up
         for _ in range(steps):
