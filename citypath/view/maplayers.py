@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pydeck as pdk
 from pydeck.bindings import deck as _pydeck_deck
 from pydeck.bindings.json_tools import IGNORE_KEYS, default_serialize, lower_camel_case_keys
@@ -336,7 +337,7 @@ def layers_json(layers: Sequence[pdk.Layer]) -> list[dict]:
             continue
         attrs = {k: v for k, v in vars(layer).items() if k != "_data" and v is not None and k not in IGNORE_KEYS}
         lower_camel_case_keys(attrs)
-        spec = json.loads(json.dumps(attrs, default=default_serialize))
+        spec = orjson.loads(orjson.dumps(attrs, default=default_serialize, option=orjson.OPT_SERIALIZE_NUMPY))
         if data is not None:
             spec["data"] = data
         out.append(spec)

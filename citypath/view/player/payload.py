@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
 import pydeck as pdk
 
 from citypath.cache import write_atomic
@@ -199,7 +200,7 @@ class Prepared:
         if isinstance(out["frames"], str):
             # The step the player opens at travels inline (tens of KB): the first paint has the routes, the
             # file comes for playing.
-            out["first_frame"] = {"step": k, "layers": json.loads(self.frame_texts[k - 1])} if n else None
+            out["first_frame"] = {"step": k, "layers": orjson.loads(self.frame_texts[k - 1])} if n else None
         return out
 
 
@@ -212,7 +213,7 @@ def store_frames(payload: dict, directory: str | Path, url_prefix: str = "app/st
     beyond FRAMES_KEEP are removed when a new one is written (every PRUNE_EVERY-th new file of a process;
     none younger than FRAMES_MIN_AGE_S).
     """
-    texts = tuple(json.dumps(f, separators=(",", ":")) for f in payload["frames"])
+    texts = tuple(orjson.dumps(f, option=orjson.OPT_SERIALIZE_NUMPY).decode() for f in payload["frames"])
     text = "[" + ",".join(texts) + "]"
     name = f"frames-{hashlib.sha256(text.encode()).hexdigest()[:24]}.json"
     directory = Path(directory)
