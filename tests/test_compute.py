@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 import threading
 import time
 from pathlib import Path
@@ -140,37 +139,6 @@ def test_visitors_runs_of_a_batching_model_are_taken_together_oldest_first_up_to
     # the oldest visitor's rnn run takes the next two visitors' (the batch holds 3), ahead of their other jobs
     assert gate.ran[1:] == ["rnn@10", "rnn@11", "rnn@13", "bellman@10", "rnn@12", "rnn@14", "rnn@15"]
     assert batches[1:] == [[10, 11, 13], [10], [12], [14], [15]] and service.computed == 8
-
-
-def test_a_run_started_while_an_older_visitors_runs_is_the_younger():
-    """With two visitors' workers: a job started while the other worker runs an older visitor's job is marked
-    younger (it runs at a lower priority, `compute.yielding`); one of the same visitor, or with no older one
-    running, is not."""
-    gate = Gate()
-    service = Compute(2, runner=gate, background=0)
-    older = service.submit(_job("holds-a-worker"), 1.0)
-    assert gate.first_in.wait(JOIN)
-    same = service.submit(_job("same-visitor"), 1.0)
-    younger = service.submit(_job("next-visitor", source=7), 2.0)
-    assert same.done.wait(JOIN) and younger.done.wait(JOIN)
-    gate.release.set()
-    assert older.done.wait(JOIN)
-    alone = service.submit(_job("later-visitor", source=9), 3.0)
-    assert alone.done.wait(JOIN)
-    assert (older.younger, same.younger, younger.younger, alone.younger) == (False, False, True, False)
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a thread's own niceness is Linux's")
-def test_a_younger_run_computes_in_a_thread_at_a_lower_priority_and_the_worker_keeps_its_own():
-    def niceness() -> int:
-        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-
-    mine = niceness()
-    assert compute.yielding(niceness) == mine
-    assert compute.yielding(niceness, younger=True) == max(mine, compute.YOUNGER_NICE)
-    assert niceness() == mine
-    with pytest.raises(ZeroDivisionError):
-        compute.yielding(lambda: 1 / 0, younger=True)      # a failure reaches the worker's own thread
 
 
 def _batching_jobs(g, tmp_path: Path, monkeypatch) -> tuple[list[tuple[int, int]], list[Job]]:

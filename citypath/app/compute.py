@@ -31,7 +31,6 @@ import heapq
 import itertools
 import multiprocessing
 import os
-import sys
 import threading
 import time
 from collections.abc import Iterable
@@ -42,7 +41,6 @@ from dataclasses import dataclass, field
 from citypath import settings
 
 WORKER_NICE = 5     # workers yield the core to the page's first paints when both want it
-YOUNGER_NICE = 12   # a run started while an older visitor's run is under way yields the core to it (`Handle.younger`)
 LATER = 1e12        # with no worker for later, its jobs' place in the visitors' queue: after every visitor's
 BATCH = 8           # at most this many visitors' runs of one model computed together (`Job.batch`; docs/benchmarks.md)
 
@@ -83,7 +81,6 @@ class Handle:
     seconds: float = 0.0
     ticket: float = 0.0
     then: Job | None = None     # queued for later once this job is stored (a route's extension)
-    younger: bool = False       # started while another worker ran an older visitor's job: run at YOUNGER_NICE
 
 
 def job_env() -> tuple[tuple[str, str], ...]:
@@ -146,40 +143,8 @@ def _worker_init(later: bool = False) -> None:
     torch.set_num_threads(1)    # as the app's own models: small ops, one thread each (citypath.app.resources)
 
 
-def yielding(fn, *args, younger: bool = False):
-    """`fn(*args)`, with `younger` in a thread of its own at YOUNGER_NICE (Linux sets a thread's niceness apart from
-    its process's): a younger visitor's run leaves the core to an older one's, whenever the older one wants it,
-    and takes whatever it leaves, so no core waits idle. A thread's niceness can be raised but, unprivileged, not
-    lowered again, hence a thread per run: the worker's next run starts at the worker's own."""
-    if not younger or not sys.platform.startswith("linux"):
-        return fn(*args)
-    out: list = []
-
-    def run() -> None:
-        try:
-            me = threading.get_native_id()
-            os.setpriority(os.PRIO_PROCESS, me, max(YOUNGER_NICE, os.getpriority(os.PRIO_PROCESS, me)))
-        except OSError:
-            pass
-        try:
-            out.append((True, fn(*args)))
-        except BaseException as e:               # re-raised in the worker's own thread
-            out.append((False, e))
-
-    t = threading.Thread(target=run, name="citypath-younger-run")
-    t.start()
-    t.join()
-    ok, value = out[0]
-    if not ok:
-        raise value
-    return value
-
-
-def run_job(job: Job, younger: bool = False) -> float:
-    """Compute `job` into its replay store (in a worker process; also callable in-process). Returns seconds.
-    `younger`: at a lower priority (`yielding`)."""
-    if younger:
-        return yielding(run_job, job, younger=True)
+def run_job(job: Job) -> float:
+    """Compute `job` into its replay store (in a worker process; also callable in-process). Returns seconds."""
     from citypath.replay import ReplayStore
 
     t0 = time.perf_counter()
@@ -193,11 +158,9 @@ def run_job(job: Job, younger: bool = False) -> float:
     return time.perf_counter() - t0
 
 
-def run_jobs(jobs: list[Job], younger: bool = False) -> float:
+def run_jobs(jobs: list[Job]) -> float:
     """Compute a batch of jobs (`Job.batches_with`: one model, other pairs) together into their replay store
-    (`ReplayStore.get_or_compute_many`). Returns seconds. `younger`: at a lower priority (`yielding`)."""
-    if younger:
-        return yielding(run_jobs, jobs, younger=True)
+    (`ReplayStore.get_or_compute_many`). Returns seconds."""
     from citypath.replay import ReplayStore
 
     t0 = time.perf_counter()
@@ -272,7 +235,6 @@ class Compute:
         self._handles: dict[Job, Handle] = {}
         self._seq = itertools.count()
         self._threads: list[threading.Thread] = []
-        self._running: list[Handle] = []            # the jobs the workers run now
         self.computed = 0
         self.failed = 0
         self.worker_seconds = 0.0
@@ -372,14 +334,6 @@ class Compute:
             first = self._next(later)
             batch = [first, *self._batch(first[0], later)]
             jobs = [job for job, _ in batch]
-            with self._cv:
-                ticket = min(h.ticket for _, h in batch)
-                # Another worker runs an older visitor's job: this one yields the core to it (`yielding`).
-                younger = not later and any(h.ticket < ticket for h in self._running)
-                for _, h in batch:
-                    h.younger = younger
-                if not later:
-                    self._running.extend(h for _, h in batch)
             t0 = time.perf_counter()
             error = None
             try:
@@ -390,7 +344,7 @@ class Compute:
                     if pool is None:
                         pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
                                                    initializer=_worker_init, initargs=(later,))
-                    pool.submit(*((run_jobs, jobs) if len(jobs) > 1 else (run_job, jobs[0])), younger).result()
+                    pool.submit(*((run_jobs, jobs) if len(jobs) > 1 else (run_job, jobs[0]))).result()
             except BrokenProcessPool:
                 error = "the worker process computing it stopped (killed or out of memory)"
                 pool = None                                   # a new worker for the next job
@@ -399,8 +353,6 @@ class Compute:
             seconds = time.perf_counter() - t0
             with self._cv:
                 for job, handle in batch:
-                    if handle in self._running:
-                        self._running.remove(handle)
                     handle.error, handle.seconds = error, seconds
                     self._handles.pop(job, None)
                     if error:
