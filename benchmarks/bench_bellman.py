@@ -15,29 +15,19 @@ time.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import time
 
-import numpy as np
+from benchmarks.measure import models_bench_args, validation_setup
 
 
 def main(argv: list[str] | None = None) -> None:
-    import torch
-
     import citypath
     from citypath.models.bellman import CorridorEdges, FrontierEdges
-    from citypath.split import sample_pairs
 
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", default="bellman-tiny")
-    p.add_argument("--pairs", type=int, default=40)
-    p.add_argument("--steps", type=int, default=16)
-    args = p.parse_args(argv)
-    torch.set_num_threads(1)
-    g = citypath.load_graph()
-    srcs, dsts = sample_pairs(g.n_cities, args.pairs, np.random.default_rng(31), split="validation")
+    args = models_bench_args(__doc__.splitlines()[0], "bellman-tiny", 40).parse_args(argv)
+    g, srcs, dsts = validation_setup(args.pairs)
     ways = {"corridor_edges": CorridorEdges, "frontier_edges": FrontierEdges}
     out = {"pairs": args.pairs, "steps": args.steps, "split": "validation", "models": {}}
     for name in args.models.split(","):

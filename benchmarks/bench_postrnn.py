@@ -19,31 +19,22 @@ rows, which could change a choice on a near tie. Nothing here asserts a time.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import time
 from functools import partial
 
-import numpy as np
+from benchmarks.measure import models_bench_args, validation_setup
 
 
 def main(argv: list[str] | None = None) -> None:
-    import torch
-
     import citypath
     from citypath.models.postrnn import PostRNN
-    from citypath.split import sample_pairs
 
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", default="post-rnn-large")
-    p.add_argument("--pairs", type=int, default=32)
-    p.add_argument("--steps", type=int, default=16)
+    p = models_bench_args(__doc__.splitlines()[0], "post-rnn-large", 32)
     p.add_argument("--batch", type=int, default=8)
     args = p.parse_args(argv)
-    torch.set_num_threads(1)
-    g = citypath.load_graph()
-    srcs, dsts = sample_pairs(g.n_cities, args.pairs, np.random.default_rng(31), split="validation")
+    g, srcs, dsts = validation_setup(args.pairs)
     stored = PostRNN.decode_logits
     ways = {"stored_copy": stored, "transposed_view": PostRNN.logits}
     out = {"pairs": args.pairs, "steps": args.steps, "split": "validation", "models": {}}

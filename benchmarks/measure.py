@@ -7,6 +7,9 @@
   with `os.wait4`, whose `ru_maxrss` is the largest resident set of any single process of the
   tree (the child or a descendant it waited for); returns those with its wall time and stdout.
 - `last_json(text)`: the last JSON object printed in `text` (the scripts print one, last).
+- `models_bench_args(description, models, pairs)`: the model benches' command line (`--models`, `--pairs`,
+  `--steps`); `validation_setup(pairs)`: one torch thread, the default graph and that many validation pairs
+  (never a test pair), the same for every model bench.
 """
 
 from __future__ import annotations
@@ -134,3 +137,29 @@ def last_json(text: str) -> dict:
 def script(name: str) -> list[str]:
     """The command that runs benchmarks/<name> with this interpreter, as a module from the repository root."""
     return [sys.executable, "-m", f"benchmarks.{Path(name).stem}"]
+
+
+def models_bench_args(description: str, models: str, pairs: int):
+    """An argument parser with the model benches' `--models` (comma-separated), `--pairs` and `--steps` (16)."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--models", default=models)
+    p.add_argument("--pairs", type=int, default=pairs)
+    p.add_argument("--steps", type=int, default=16)
+    return p
+
+
+def validation_setup(pairs: int, seed: int = 31):
+    """One torch thread (as the app runs its models), the default graph and `pairs` validation pairs drawn with
+    `seed`: (graph, sources, targets)."""
+    import numpy as np
+    import torch
+
+    import citypath
+    from citypath.split import sample_pairs
+
+    torch.set_num_threads(1)
+    g = citypath.load_graph()
+    srcs, dsts = sample_pairs(g.n_cities, pairs, np.random.default_rng(seed), split="validation")
+    return g, srcs, dsts

@@ -171,8 +171,8 @@ class CorridorEdges:
     """The graph's edges whose receiver is inside a corridor, from the cities that can send (the corridor's and
     the target, the only city reached outside it), gathered once per corridor: a round then reads its frontier's
     edges from here instead of gathering every edge of the frontier and dropping those that leave the corridor.
-    The same edges with the same lengths (in radii), so the same messages; their order within a sender's run
-    differs from the graph's by nothing (each run is the sender's edges in the graph's order, filtered)."""
+    The same edges with the same lengths (in radii), so the same messages: each sender's run is its edges in the
+    graph's order, those leaving the corridor dropped."""
 
     def __init__(self, g: CityGraph, corridor: np.ndarray, dst: int):
         senders = corridor.copy()
@@ -252,13 +252,13 @@ class BellmanThinker:
             return
         ip = g.adjacency.indptr
         f = s.frontier
-        edges = int((ip[f + 1] - ip[f]).sum())
-        s.edges += edges
+        gathered = int((ip[f + 1] - ip[f]).sum())
+        s.edges += gathered
         # Per edge: the index bookkeeping (idx, owner, v, the corridor test, the hop), a message per channel. The
         # count is that of gathering every frontier edge and testing its receiver against the corridor; the run
-        # gathers only the frontier's edges inside the corridor, from `CorridorEdges` (the same edges, less work:
+        # reads only the frontier's edges inside the corridor, from `CorridorEdges` (the same edges, less work:
         # docs/benchmarks.md, "bellman-tiny's rounds").
-        s.ops += cost.fill(5 * edges) + d_ops(len(w.r)) * edges + cost.matmul(len(f), len(w.r), len(w.r))
+        s.ops += cost.fill(5 * gathered) + d_ops(len(w.r)) * gathered + cost.matmul(len(f), len(w.r), len(w.r))
         deg, v, hop = self._inside.of(f)
         sent = s.h[f] @ w.A                           # A h_u once per sender, not per edge
         d = sent.shape[1]
